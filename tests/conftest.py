@@ -1,0 +1,25 @@
+"""Shared pytest configuration. Tolerances live in one place; any loosening says why."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# atol/rtol per dtype for comparisons of a kernel with its fp32-computed reference.
+TOLERANCES: dict[torch.dtype, dict[str, float]] = {
+    torch.float32: {"atol": 1e-6, "rtol": 1e-5},
+    torch.float16: {"atol": 1e-3, "rtol": 1e-3},
+    torch.bfloat16: {"atol": 1e-2, "rtol": 1e-2},
+    torch.float64: {"atol": 1e-12, "rtol": 1e-10},
+}
+
+HAS_CUDA = torch.cuda.is_available()
+TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip_gpu)
