@@ -4,3 +4,16 @@ They are the CPU fallback (``backend="torch"``), the oracle the tests compare th
 against, and the baseline the benchmarks time.
 """
 from __future__ import annotations
+
+
+# --- chunked_attention -------------------------------------------------------------------------------
+def chunked_attention_reference(q, k, v, *, scale=None, chunk_size=None, backend="torch"):
+    """Twin of :func:`pgc_kernels.chunked_attention`: ``softmax(scale · q kᵀ) v`` by PyTorch SDPA with the
+    math backend (materialises the full [B,H,N,M] matrix). q [B,H,N,D], k [B,H,M,D], v [B,H,M,Dv], any
+    device/dtype; returns [B,H,N,Dv]. ``chunk_size``/``backend`` are accepted for signature parity and ignored."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    s = float(scale) if scale is not None else q.shape[-1] ** -0.5
+    with sdpa_kernel(SDPBackend.MATH):
+        return F.scaled_dot_product_attention(q, k, v, scale=s)

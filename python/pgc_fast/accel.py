@@ -1,0 +1,76 @@
+"""Speed levers for the diffusion models that are exact (same function, same outputs up to rounding).
+
+:func:`use_chunked_attention` swaps the attention processor of every diffusers ``Attention`` module whose
+head dimension is above what PyTorch's flash/cuDNN SDPA kernels support (256) — in SDXL/SD that is the VAE
+encoder's and decoder's single-head, head-dim-512 mid-block attention — for one that calls
+:func:`pgc_kernels.chunked_attention` (GEMM-speed forward and backward, bounded memory). Other attention
+modules keep PyTorch SDPA (flash attention).
+"""
+from __future__ import annotations
+
+import torch
+
+from pgc_kernels.chunked_attention import chunked_attention
+
+__all__ = ["ChunkedAttnProcessor", "use_chunked_attention"]
+
+# PyTorch's flash-attention and cuDNN SDPA kernels take head dims up to 256.
+FLASH_MAX_HEAD_DIM = 256
+
+
+class ChunkedAttnProcessor:
+    """diffusers attention processor equivalent to ``AttnProcessor2_0`` for self-attention without a mask,
+    computing the softmax attention with :func:`pgc_kernels.chunked_attention`.
+
+    Inputs follow diffusers: hidden_states [B, C, H, W] (4-D, as in the VAE) or [B, N, C]; returns the same
+    shape and dtype. Masks and cross-attention fall back to the stock SDPA path.
+    """
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        if encoder_hidden_states is not None or attention_mask is not None:
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            return AttnProcessor2_0()(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            b, c, h, w = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+        b, n, _ = hidden_states.shape
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query, key, value = (t.view(b, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        hidden_states = chunked_attention(query, key, value, scale=attn.scale)
+        hidden_states = hidden_states.transpose(1, 2).reshape(b, -1, attn.heads * head_dim).to(query.dtype)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(b, c, h, w)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+def use_chunked_attention(model: torch.nn.Module, min_head_dim: int = FLASH_MAX_HEAD_DIM + 1) -> int:
+    """Install :class:`ChunkedAttnProcessor` on every self-attention module of ``model`` with head dim
+    ≥ ``min_head_dim``. Returns how many modules were changed."""
+    from diffusers.models.attention_processor import Attention
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, Attention) and not module.is_cross_attention:
+            head_dim = module.inner_dim // module.heads
+            if head_dim >= min_head_dim:
+                module.set_processor(ChunkedAttnProcessor())
+                changed += 1
+    return changed
