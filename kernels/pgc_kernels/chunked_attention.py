@@ -28,9 +28,49 @@ The reference twin is :func:`pgc_kernels.reference.chunked_attention_reference` 
 from __future__ import annotations
 
 import torch
-
+import triton
+import triton.language as tl
 
 __all__ = ["chunked_attention"]
+
+
+@triton.jit
+def _softmax_rows_fwd_kernel(S, P, LSE, M, scale, BLOCK: tl.constexpr):
+    """Row softmax of raw float32 scores: lse = log Σ_j exp(scale·S_j) (online, pass 1);
+    P_j = exp(scale·S_j − lse) stored in P's dtype (pass 2). One program per row."""
+    row = tl.program_id(0).to(tl.int64)
+    base = row * M
+    offs = tl.arange(0, BLOCK)
+    m_i = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), axis=0)
+    l_i = tl.sum(tl.zeros([BLOCK], tl.float32), axis=0)
+    for start in range(0, M, BLOCK):
+        mask = start + offs < M
+        x = tl.load(S + base + start + offs, mask=mask, other=float("-inf")) * scale
+        m_new = tl.maximum(m_i, tl.max(x, axis=0))
+        l_i = l_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
+        m_i = m_new
+    lse = m_i + tl.log(l_i)
+    for start in range(0, M, BLOCK):
+        mask = start + offs < M
+        x = tl.load(S + base + start + offs, mask=mask, other=0.0) * scale
+        tl.store(P + base + start + offs, tl.exp(x - lse).to(P.dtype.element_ty), mask=mask)
+    tl.store(LSE + row, lse)
+
+
+@triton.jit
+def _softmax_rows_bwd_kernel(S, DP, LSE, D, P, DS, M, scale, BLOCK: tl.constexpr):
+    """Elementwise, per row r:  P = exp(scale·S − lse_r),  dS = scale · P ⊙ (dP − D_r)  with
+    D_r = Σ_j dO_rj O_rj (= Σ_j dP_rj P_rj). Both stored in P's/DS's dtype. Grid (rows, ⌈M/BLOCK⌉)."""
+    row = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    lse = tl.load(LSE + row)
+    d = tl.load(D + row)
+    s = tl.load(S + row * M + offs, mask=mask, other=0.0)
+    dp = tl.load(DP + row * M + offs, mask=mask, other=0.0)
+    p = tl.exp(s * scale - lse)
+    tl.store(P + row * M + offs, p.to(P.dtype.element_ty), mask=mask)
+    tl.store(DS + row * M + offs, (p * (dp - d) * scale).to(DS.dtype.element_ty), mask=mask)
 
 # Elements of one [B·H, C, M] slab. Scores are float32: 2^27 elements = 512 MiB per slab and backward
 # holds ~3 slabs at once. Large enough that each GEMM fills an H100.
@@ -111,6 +151,76 @@ class ChunkedAttentionFunction(torch.autograd.Function):
         )
 
 
+class ChunkedAttentionTritonFunction(torch.autograd.Function):
+    """Same maths as :class:`ChunkedAttentionFunction`, with the softmax passes fused in Triton: the forward
+    writes P (input dtype) and the row log-sum-exp in one kernel; the backward turns the float32 slabs
+    S = q_c kᵀ and dP = dO_c vᵀ into P and dS (input dtype) in ONE elementwise pass, using the saved lse and
+    D = rowsum(dO ⊙ O). Bytes per score element: forward 4 (S) + 4 + 2, backward 4 + 4 (S, dP) + 8 + 4."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale: float, chunk: int):
+        g, n, _ = q.shape
+        m = k.shape[1]
+        out = torch.empty((g, n, v.shape[-1]), dtype=q.dtype, device=q.device)
+        lse = torch.empty((g, n), dtype=torch.float32, device=q.device)
+        kt = k.transpose(1, 2)
+        block = min(4096, triton.next_power_of_2(m))
+        for i in range(0, n, chunk):
+            c = min(chunk, n - i)
+            s = _scores_f32(q[:, i : i + c], kt)
+            p = torch.empty(s.shape, dtype=q.dtype, device=q.device)
+            lse_c = torch.empty((g, c), dtype=torch.float32, device=q.device)
+            _softmax_rows_fwd_kernel[(g * c,)](s, p, lse_c, m, scale, BLOCK=block, num_warps=8)
+            del s
+            lse[:, i : i + c] = lse_c
+            out[:, i : i + c] = torch.bmm(p, v)
+            del p
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.scale = scale
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, lse = ctx.saved_tensors
+        scale, chunk = ctx.scale, ctx.chunk
+        g, n, _ = q.shape
+        m = k.shape[1]
+        grad_out = grad_out.contiguous()
+        dq = torch.empty_like(q)
+        dk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
+        dv = torch.zeros(v.shape, dtype=torch.float32, device=v.device)
+        d_all = (grad_out.float() * out.float()).sum(-1)  # [G, N]: flash attention's D term
+        kt = k.transpose(1, 2)
+        vt = v.transpose(1, 2)
+        block = min(2048, triton.next_power_of_2(m))
+        for i in range(0, n, chunk):
+            c = min(chunk, n - i)
+            qc = q[:, i : i + c]
+            doc = grad_out[:, i : i + c]
+            s = _scores_f32(qc, kt)
+            dp = _scores_f32(doc, vt)
+            p = torch.empty(s.shape, dtype=q.dtype, device=q.device)
+            ds = torch.empty(s.shape, dtype=q.dtype, device=q.device)
+            _softmax_rows_bwd_kernel[(g * c, triton.cdiv(m, block))](
+                s, dp, lse[:, i : i + c].contiguous(), d_all[:, i : i + c].contiguous(), p, ds, m, scale,
+                BLOCK=block, num_warps=4,
+            )
+            del s, dp
+            dv += _mm_acc(p.transpose(1, 2), doc)
+            dq[:, i : i + c] = torch.bmm(ds, k)
+            dk += _mm_acc(ds.transpose(1, 2), qc)
+            del p, ds
+        return dq, dk.to(k.dtype), dv.to(v.dtype), None, None
+
+
+def _mm_acc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b with a float32 result (one GEMM with fp32 output on CUDA for 16-bit inputs)."""
+    if a.dtype == torch.float32 or a.dtype == torch.float64:
+        return torch.bmm(a, b)
+    return _scores_f32(a, b)
+
+
 def chunked_attention(
     q: torch.Tensor,  # [B, H, N, D]
     k: torch.Tensor,  # [B, H, M, D]
@@ -128,15 +238,17 @@ def chunked_attention(
         v: same dtype and device, [B, H, M, Dv].
         scale: softmax scale; default ``D ** -0.5`` (as ``F.scaled_dot_product_attention``).
         chunk_size: query rows per slab; default keeps a [B, H, C, M] slab at 2^27 elements.
-        backend: ``"chunked"`` (this implementation), ``"torch"`` (the reference: SDPA, math backend),
-            or ``"auto"`` (chunked).
+        backend: ``"triton"`` (chunked, softmax passes fused in Triton: CUDA, or CPU under
+            ``TRITON_INTERPRET=1``), ``"chunked"`` (chunked, softmax passes as PyTorch ops), ``"torch"`` (the
+            reference: SDPA, math backend), or ``"auto"`` (``"triton"`` for CUDA float16/bfloat16/float32
+            inputs, ``"chunked"`` otherwise).
 
     Returns:
         [B, H, N, Dv] tensor in the input dtype. Differentiable w.r.t. q, k and v.
     """
     op = "chunked_attention()"
-    if backend not in ("auto", "chunked", "torch"):
-        raise ValueError(f"{op}: backend must be one of 'auto', 'chunked', 'torch', got {backend!r}")
+    if backend not in ("auto", "triton", "chunked", "torch"):
+        raise ValueError(f"{op}: backend must be one of 'auto', 'triton', 'chunked', 'torch', got {backend!r}")
     dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.dtype not in dtypes:
@@ -169,5 +281,8 @@ def chunked_attention(
     b, h, n, _ = q.shape
     chunk = _chunk_rows(b, h, n, k.shape[2], chunk_size)
     flat = [t.reshape(b * h, t.shape[2], t.shape[3]).contiguous() for t in (q, k, v)]
-    out = ChunkedAttentionFunction.apply(*flat, s, chunk)
+    if backend == "auto":
+        backend = "triton" if q.is_cuda and q.dtype != torch.float64 else "chunked"
+    fn = ChunkedAttentionTritonFunction if backend == "triton" else ChunkedAttentionFunction
+    out = fn.apply(*flat, s, chunk)
     return out.view(b, h, n, v.shape[-1])
