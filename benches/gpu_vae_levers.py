@@ -1,0 +1,117 @@
+"""GPU exploration for issue 8: where the SDXL VAE encoder's forward+backward time goes, and which exact
+levers pay (chunked head-dim-512 attention, torch.compile of the conv/norm blocks, channels_last, bf16,
+block checkpointing for memory). Real SDXL VAE architecture, random weights, 4 × 1024², grads w.r.t. pixels.
+
+    python benches/gpu_vae_levers.py [--results benches/RESULTS.md]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import time
+
+import torch
+from torch.utils.checkpoint import checkpoint
+from triton.testing import do_bench
+
+from pgc_fast.accel import use_chunked_attention
+
+SDXL_VAE = dict(
+    in_channels=3, out_channels=3, latent_channels=4, sample_size=1024, scaling_factor=0.13025,
+    down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+    block_out_channels=[128, 256, 512, 512], layers_per_block=2, norm_num_groups=32, act_fn="silu",
+)
+
+
+class _Ckpt(torch.nn.Module):
+    """Recompute a block in backward instead of storing its activations."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x, *a, **k):
+        return checkpoint(self.block, x, *a, use_reentrant=False, **k)
+
+
+def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_last=False):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**SDXL_VAE).to("cuda", dtype).requires_grad_(False)
+    vae.decoder = None  # training never decodes
+    if chunked:
+        use_chunked_attention(vae)
+    enc = vae.encoder
+    if compile_blocks:
+        for i, blk in enumerate(enc.down_blocks):
+            enc.down_blocks[i] = torch.compile(blk)
+        for i, r in enumerate(enc.mid_block.resnets):
+            enc.mid_block.resnets[i] = torch.compile(r)
+    for i in range(ckpt_blocks):
+        enc.down_blocks[i] = _Ckpt(enc.down_blocks[i])
+    if channels_last:
+        vae = vae.to(memory_format=torch.channels_last)
+    return vae
+
+
+def measure(vae, dtype, channels_last=False, b=4):
+    x = torch.rand(b, 3, 1024, 1024, device="cuda", dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+
+    def step():
+        z = vae.encode(x * 2 - 1).latent_dist.sample()
+        torch.autograd.grad(z, x, torch.ones_like(z))
+
+    t0 = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    first = time.perf_counter() - t0
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    ms = do_bench(step, warmup=100, rep=600, return_mode="median")
+    return ms, peak, first
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", default=None)
+    args = ap.parse_args()
+    variants = [
+        ("fp16 eager, stock attention", dict(dtype=torch.float16, chunked=False)),
+        ("fp16 eager, chunked attention", dict(dtype=torch.float16)),
+        ("bf16 eager, chunked attention", dict(dtype=torch.bfloat16)),
+        ("fp16 channels_last, chunked attention", dict(dtype=torch.float16, channels_last=True)),
+        ("fp16 eager, chunked, checkpoint blocks 0-1", dict(dtype=torch.float16, ckpt_blocks=2)),
+        ("fp16 compiled blocks, chunked attention", dict(dtype=torch.float16, compile_blocks=True)),
+        ("fp16 compiled blocks, chunked, checkpoint blocks 0-1", dict(dtype=torch.float16, compile_blocks=True, ckpt_blocks=2)),
+    ]
+    lines = [f"### SDXL VAE encoder fwd+bwd levers, 4 × 1024² — {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+             f"commit {os.environ.get('PGC_COMMIT', 'unknown')}, {datetime.date.today()} (`python benches/gpu_vae_levers.py`)", "",
+             "| variant | ms (median) | peak GiB | first call s |", "|---|---|---|---|"]
+    for name, kw in variants:
+        dtype = kw.pop("dtype")
+        cl = kw.get("channels_last", False)
+        try:
+            vae = make_vae(dtype, **kw)
+            ms, peak, first = measure(vae, dtype, channels_last=cl)
+            lines.append(f"| {name} | {ms:.1f} | {peak:.1f} | {first:.1f} |")
+        except Exception as e:  # report and go on: one failing lever must not hide the others
+            lines.append(f"| {name} | failed: {type(e).__name__}: {str(e)[:80]} | | |")
+        print(lines[-1], flush=True)
+        del vae
+        torch.cuda.empty_cache()
+    text = "\n".join(lines)
+    print(text)
+    if args.results:
+        with open(args.results, "a") as f:
+            f.write("\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()
