@@ -97,6 +97,7 @@ def main():
     for name, kw in variants:
         dtype = kw.pop("dtype")
         cl = kw.get("channels_last", False)
+        vae = None
         try:
             vae = make_vae(dtype, **kw)
             ms, peak, first = measure(vae, dtype, channels_last=cl)
