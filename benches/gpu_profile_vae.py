@@ -1,0 +1,39 @@
+"""Profile one SDXL VAE encoder fwd+bwd (4 × 1024², random weights, chunked attention): top CUDA kernels.
+
+    python benches/gpu_profile_vae.py [--channels-last]
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from gpu_vae_levers import make_vae  # noqa: E402
+
+
+def main():
+    cl = "--channels-last" in sys.argv
+    vae = make_vae(torch.float16, channels_last=cl)
+    x = torch.rand(4, 3, 1024, 1024, device="cuda", dtype=torch.float16)
+    if cl:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+
+    def step():
+        z = vae.encode(x * 2 - 1).latent_dist.sample()
+        torch.autograd.grad(z, x, torch.ones_like(z))
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    print(f"channels_last={cl}")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=22, max_name_column_width=70))
+
+
+if __name__ == "__main__":
+    main()
