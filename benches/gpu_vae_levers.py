@@ -15,7 +15,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from triton.testing import do_bench
 
-from pgc_fast.accel import use_chunked_attention
+from pgc_fast.accel import use_chunked_attention, use_fused_group_norm
 
 SDXL_VAE = dict(
     in_channels=3, out_channels=3, latent_channels=4, sample_size=1024, scaling_factor=0.13025,
@@ -35,7 +35,7 @@ class _Ckpt(torch.nn.Module):
         return checkpoint(self.block, x, *a, use_reentrant=False, **k)
 
 
-def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_last=False):
+def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_last=False, fused_gn=False):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
@@ -43,6 +43,8 @@ def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_
     vae.decoder = None  # training never decodes
     if chunked:
         use_chunked_attention(vae)
+    if fused_gn:
+        use_fused_group_norm(vae)
     enc = vae.encoder
     if compile_blocks:
         for i, blk in enumerate(enc.down_blocks):
@@ -78,6 +80,33 @@ def measure(vae, dtype, channels_last=False, b=4):
     return ms, peak, first
 
 
+def gn_rows():
+    """GroupNorm(32)+SiLU fwd+bwd on the VAE's largest activation, [4,128,1024,1024] fp16."""
+    import torch.nn.functional as F
+
+    from pgc_kernels.group_norm_silu import group_norm_silu
+
+    rows = []
+    w = torch.randn(128, device="cuda", dtype=torch.float16)
+    b = torch.randn(128, device="cuda", dtype=torch.float16)
+    for cl in (False, True):
+        x = torch.randn(4, 128, 1024, 1024, device="cuda", dtype=torch.float16)
+        if cl:
+            x = x.to(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        dy = torch.randn_like(x)
+        for name, fn in (("torch F.group_norm + F.silu", lambda: F.silu(F.group_norm(x, 32, w, b))),
+                         ("pgc_kernels.group_norm_silu", lambda: group_norm_silu(x, 32, w, b))):
+            def step(fn=fn):
+                torch.autograd.grad(fn(), x, dy)
+            ms = do_bench(step, warmup=50, rep=300, return_mode="median")
+            gbytes = 2 * x.numel() * 2 * 4 / 1e9  # fwd: read x twice, write y; bwd: read x, dy twice, write dx (min ≈ 4 passes)
+            rows.append(f"| GN+SiLU fwd+bwd [4,128,1024²] fp16 {'channels_last' if cl else 'NCHW'}: {name} | {ms:.2f} | | ≥{gbytes:.1f} GB moved |")
+        del x, dy
+        torch.cuda.empty_cache()
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default=None)
@@ -88,12 +117,20 @@ def main():
         ("bf16 eager, chunked attention", dict(dtype=torch.bfloat16)),
         ("fp16 channels_last, chunked attention", dict(dtype=torch.float16, channels_last=True)),
         ("fp16 eager, chunked, checkpoint blocks 0-1", dict(dtype=torch.float16, ckpt_blocks=2)),
+        ("fp16 eager, chunked, fused GroupNorm+SiLU", dict(dtype=torch.float16, fused_gn=True)),
+        ("fp16 channels_last, chunked, fused GroupNorm+SiLU", dict(dtype=torch.float16, fused_gn=True, channels_last=True)),
+        ("bf16 channels_last, chunked, fused GroupNorm+SiLU", dict(dtype=torch.bfloat16, fused_gn=True, channels_last=True)),
+        ("fp16 channels_last, chunked, fused GN, checkpoint blocks 0-1", dict(dtype=torch.float16, fused_gn=True, channels_last=True, ckpt_blocks=2)),
         ("fp16 compiled blocks, chunked attention", dict(dtype=torch.float16, compile_blocks=True)),
         ("fp16 compiled blocks, chunked, checkpoint blocks 0-1", dict(dtype=torch.float16, compile_blocks=True, ckpt_blocks=2)),
     ]
     lines = [f"### SDXL VAE encoder fwd+bwd levers, 4 × 1024² — {torch.cuda.get_device_name()}, torch {torch.__version__}, "
              f"commit {os.environ.get('PGC_COMMIT', 'unknown')}, {datetime.date.today()} (`python benches/gpu_vae_levers.py`)", "",
              "| variant | ms (median) | peak GiB | first call s |", "|---|---|---|---|"]
+    only = os.environ.get("VARIANTS")
+    if only:
+        variants = [v for v in variants if any(k in v[0] for k in only.split(";"))]
+    lines += gn_rows()
     for name, kw in variants:
         dtype = kw.pop("dtype")
         cl = kw.get("channels_last", False)

@@ -17,3 +17,16 @@ def chunked_attention_reference(q, k, v, *, scale=None, chunk_size=None, backend
     s = float(scale) if scale is not None else q.shape[-1] ** -0.5
     with sdpa_kernel(SDPBackend.MATH):
         return F.scaled_dot_product_attention(q, k, v, scale=s)
+
+
+# --- group_norm_silu ---------------------------------------------------------------------------------
+def group_norm_silu_reference(x, num_groups, weight=None, bias=None, eps=1e-5, *, silu=True, backend="torch"):
+    """Twin of :func:`pgc_kernels.group_norm_silu`: ``F.silu(F.group_norm(x, …))`` (``silu=False``: GroupNorm
+    alone), as diffusers' ResnetBlock2D computes it. x [B,C,*spatial] any float dtype/device; weight/bias
+    [C] cast to x's dtype; returns x's shape and dtype. ``backend`` is accepted for signature parity."""
+    import torch.nn.functional as F
+
+    w = weight.to(x.dtype) if weight is not None else None
+    b = bias.to(x.dtype) if bias is not None else None
+    y = F.group_norm(x, num_groups, w, b, eps)
+    return F.silu(y) if silu else y

@@ -5,6 +5,10 @@ head dimension is above what PyTorch's flash/cuDNN SDPA kernels support (256) �
 encoder's and decoder's single-head, head-dim-512 mid-block attention — for one that calls
 :func:`pgc_kernels.chunked_attention` (GEMM-speed forward and backward, bounded memory). Other attention
 modules keep PyTorch SDPA (flash attention).
+
+:func:`use_fused_group_norm` swaps GroupNorm + SiLU pairs for :func:`pgc_kernels.group_norm_silu` (Triton
+forward and backward, NCHW or channels-last), which lets the VAE run channels-last without PyTorch's slow
+channels-last GroupNorm, so cuDNN's NCHW↔NHWC conversions around every convolution disappear.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import torch
 
 from pgc_kernels.chunked_attention import chunked_attention
 
-__all__ = ["ChunkedAttnProcessor", "use_chunked_attention"]
+__all__ = ["ChunkedAttnProcessor", "use_chunked_attention", "use_fused_group_norm"]
 
 # PyTorch's flash-attention and cuDNN SDPA kernels take head dims up to 256.
 FLASH_MAX_HEAD_DIM = 256
@@ -73,4 +77,34 @@ def use_chunked_attention(model: torch.nn.Module, min_head_dim: int = FLASH_MAX_
             if head_dim >= min_head_dim:
                 module.set_processor(ChunkedAttnProcessor())
                 changed += 1
+    return changed
+
+
+def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
+    """Replace GroupNorm(+SiLU) pairs in diffusers blocks by :class:`pgc_kernels.GroupNormSiLU` (same
+    parameters, so state dicts and weights are shared): ``norm1``/``norm2`` of every ``ResnetBlock2D`` that
+    has no time embedding (the VAE's) with SiLU fused and ``nonlinearity`` made an identity; the encoder's /
+    decoder's ``conv_norm_out`` + ``conv_act``; attention ``group_norm`` (no SiLU). Blocks with a time
+    embedding (UNet) are left alone: their ``nonlinearity`` also acts on the embedding. Returns the number
+    of GroupNorms replaced. ``backend`` is passed to :func:`pgc_kernels.group_norm_silu`."""
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.resnet import ResnetBlock2D
+
+    from pgc_kernels.group_norm_silu import GroupNormSiLU
+
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, ResnetBlock2D) and module.time_emb_proj is None and isinstance(module.nonlinearity, torch.nn.SiLU):
+            if type(module.norm1) is torch.nn.GroupNorm and type(module.norm2) is torch.nn.GroupNorm:
+                module.norm1 = GroupNormSiLU.from_group_norm(module.norm1, True, backend)
+                module.norm2 = GroupNormSiLU.from_group_norm(module.norm2, True, backend)
+                module.nonlinearity = torch.nn.Identity()
+                changed += 2
+        elif isinstance(module, Attention) and type(getattr(module, "group_norm", None)) is torch.nn.GroupNorm:
+            module.group_norm = GroupNormSiLU.from_group_norm(module.group_norm, False, backend)
+            changed += 1
+        if type(getattr(module, "conv_norm_out", None)) is torch.nn.GroupNorm and isinstance(getattr(module, "conv_act", None), torch.nn.SiLU):
+            module.conv_norm_out = GroupNormSiLU.from_group_norm(module.conv_norm_out, True, backend)
+            module.conv_act = torch.nn.Identity()
+            changed += 1
     return changed
