@@ -15,7 +15,7 @@ from gpu_vae_levers import make_vae  # noqa: E402
 
 def main():
     cl = "--channels-last" in sys.argv
-    vae = make_vae(torch.float16, channels_last=cl)
+    vae = make_vae(torch.float16, channels_last=cl, fused_gn="--fused-gn" in sys.argv)
     x = torch.rand(4, 3, 1024, 1024, device="cuda", dtype=torch.float16)
     if cl:
         x = x.to(memory_format=torch.channels_last)
@@ -31,8 +31,8 @@ def main():
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         step()
         torch.cuda.synchronize()
-    print(f"channels_last={cl}")
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=22, max_name_column_width=70))
+    print(f"channels_last={cl} fused_gn={'--fused-gn' in sys.argv}")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=110))
 
 
 if __name__ == "__main__":
