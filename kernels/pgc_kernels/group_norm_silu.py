@@ -51,19 +51,20 @@ def _gn_stats_kernel(X, SHIFT, S1, S2, C, HW, sB, sP, sC, PIX_PER_SPLIT, n_split
     offs_c = tl.arange(0, BLOCK_C)
     cmask = offs_c < C
     shift = tl.load(X + b * sB + start * sP + offs_c * sC, mask=cmask, other=0.0).to(tl.float32)
-    acc1 = tl.zeros([BLOCK_C], tl.float32)
-    acc2 = tl.zeros([BLOCK_C], tl.float32)
+    # Tile-shaped accumulators, reduced once at the end (a cross-warp reduction per tile is slow).
+    acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+    acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
     for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
         ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
         mask = mask & ((p0 + tl.arange(0, BLOCK_P))[:, None] < start + PIX_PER_SPLIT)
         x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
         d = tl.where(mask, x - shift[None, :], 0.0)
-        acc1 += tl.sum(d, axis=0)
-        acc2 += tl.sum(d * d, axis=0)
+        acc1 += d
+        acc2 += d * d
     out = (b * n_splits + split) * C + offs_c
     tl.store(SHIFT + out, shift, mask=cmask)
-    tl.store(S1 + out, acc1, mask=cmask)
-    tl.store(S2 + out, acc2, mask=cmask)
+    tl.store(S1 + out, tl.sum(acc1, axis=0), mask=cmask)
+    tl.store(S2 + out, tl.sum(acc2, axis=0), mask=cmask)
 
 
 @triton.jit
@@ -104,8 +105,8 @@ def _gn_bwd_sums_kernel(X, DY, A, Bc, T1, T2, C, HW, sB, sP, sC, dB, dP, dC, PIX
     cmask = offs_c < C
     a_c = tl.load(A + b * C + offs_c, mask=cmask, other=0.0)
     b_c = tl.load(Bc + b * C + offs_c, mask=cmask, other=0.0)
-    acc1 = tl.zeros([BLOCK_C], tl.float32)
-    acc2 = tl.zeros([BLOCK_C], tl.float32)
+    acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+    acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
     for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
         ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
         offs_p = p0 + tl.arange(0, BLOCK_P)
@@ -113,11 +114,11 @@ def _gn_bwd_sums_kernel(X, DY, A, Bc, T1, T2, C, HW, sB, sP, sC, dB, dP, dC, PIX
         x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(DY + b * dB + offs_p[:, None] * dP + offs_c[None, :] * dC, mask=mask, other=0.0).to(tl.float32)
         g = tl.where(mask, _gn_grad_act(x, dy, a_c, b_c, SILU), 0.0)
-        acc1 += tl.sum(g, axis=0)
-        acc2 += tl.sum(g * x, axis=0)
+        acc1 += g
+        acc2 += g * x
     out = (b * n_splits + split) * C + offs_c
-    tl.store(T1 + out, acc1, mask=cmask)
-    tl.store(T2 + out, acc2, mask=cmask)
+    tl.store(T1 + out, tl.sum(acc1, axis=0), mask=cmask)
+    tl.store(T2 + out, tl.sum(acc2, axis=0), mask=cmask)
 
 
 @triton.jit
@@ -147,7 +148,7 @@ def _flat_strides(t: torch.Tensor) -> tuple[int, int, int]:
 
 def _launch_cfg(c: int, hw: int) -> tuple[int, int, int]:
     block_c = triton.next_power_of_2(c)
-    block_p = max(1, min(triton.next_power_of_2(hw), 8192 // block_c))
+    block_p = max(1, min(triton.next_power_of_2(hw), 4096 // block_c))
     pix_per_split = block_p * max(1, min(32, triton.cdiv(hw, block_p * 64)))
     return block_c, block_p, pix_per_split
 
