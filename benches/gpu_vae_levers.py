@@ -15,7 +15,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from triton.testing import do_bench
 
-from pgc_fast.accel import use_chunked_attention, use_fused_group_norm
+from pgc_fast.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
 
 SDXL_VAE = dict(
     in_channels=3, out_channels=3, latent_channels=4, sample_size=1024, scaling_factor=0.13025,
@@ -35,7 +35,7 @@ class _Ckpt(torch.nn.Module):
         return checkpoint(self.block, x, *a, use_reentrant=False, **k)
 
 
-def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_last=False, fused_gn=False):
+def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_last=False, fused_gn=False, frozen_convs=False):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
@@ -45,6 +45,8 @@ def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_
         use_chunked_attention(vae)
     if fused_gn:
         use_fused_group_norm(vae)
+    if frozen_convs:
+        use_frozen_convs(vae)
     enc = vae.encoder
     if compile_blocks:
         for i, blk in enumerate(enc.down_blocks):
@@ -120,6 +122,7 @@ def main():
         ("fp16 eager, chunked, fused GroupNorm+SiLU", dict(dtype=torch.float16, fused_gn=True)),
         ("fp16 channels_last, chunked, fused GroupNorm+SiLU", dict(dtype=torch.float16, fused_gn=True, channels_last=True)),
         ("bf16 channels_last, chunked, fused GroupNorm+SiLU", dict(dtype=torch.bfloat16, fused_gn=True, channels_last=True)),
+        ("fp16 channels_last, chunked, fused GN, frozen convs", dict(dtype=torch.float16, fused_gn=True, channels_last=True, frozen_convs=True)),
         ("fp16 channels_last, chunked, fused GN, checkpoint blocks 0-1", dict(dtype=torch.float16, fused_gn=True, channels_last=True, ckpt_blocks=2)),
         ("fp16 compiled blocks, chunked attention", dict(dtype=torch.float16, compile_blocks=True)),
         ("fp16 compiled blocks, chunked, checkpoint blocks 0-1", dict(dtype=torch.float16, compile_blocks=True, ckpt_blocks=2)),

@@ -9,6 +9,11 @@ modules keep PyTorch SDPA (flash attention).
 :func:`use_fused_group_norm` swaps GroupNorm + SiLU pairs for :func:`pgc_kernels.group_norm_silu` (Triton
 forward and backward, NCHW or channels-last), which lets the VAE run channels-last without PyTorch's slow
 channels-last GroupNorm, so cuDNN's NCHW↔NHWC conversions around every convolution disappear.
+
+:func:`use_frozen_convs` makes every frozen ``nn.Conv2d`` (weights with ``requires_grad=False``, as in SDS
+where only the pixels need a gradient) save only its weight for backward, not its input activation: the
+input gradient of a convolution needs the weight alone. This halves the VAE encoder's saved activations at
+no extra compute.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import torch
 
 from pgc_kernels.chunked_attention import chunked_attention
 
-__all__ = ["ChunkedAttnProcessor", "use_chunked_attention", "use_fused_group_norm"]
+__all__ = ["ChunkedAttnProcessor", "FrozenConv2dFunction", "use_chunked_attention", "use_frozen_convs", "use_fused_group_norm"]
 
 # PyTorch's flash-attention and cuDNN SDPA kernels take head dims up to 256.
 FLASH_MAX_HEAD_DIM = 256
@@ -108,3 +113,51 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
             module.conv_act = torch.nn.Identity()
             changed += 1
     return changed
+
+
+class FrozenConv2dFunction(torch.autograd.Function):
+    """``F.conv2d(x, w, b, …)`` whose backward returns only dL/dx (w and b frozen), so it saves the weight
+    and not the input activation. dL/dx = ``torch.nn.grad.conv2d_input`` (cuDNN backward-data; the input is
+    needed only for its shape)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(weight)
+        ctx.conf = (x.shape, stride, padding, dilation, groups)
+        return torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (weight,) = ctx.saved_tensors
+        shape, stride, padding, dilation, groups = ctx.conf
+        gx = torch.nn.grad.conv2d_input(shape, weight, grad_out, stride, padding, dilation, groups)
+        return gx, None, None, None, None, None, None
+
+
+def _frozen_conv_forward(self, x):
+    if self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad) or self.padding_mode != "zeros":
+        return torch.nn.Conv2d.forward(self, x)  # trainable (or non-zero padding mode): stock path
+    if not torch.is_grad_enabled() or not x.requires_grad:
+        return torch.nn.functional.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+    padding = self.padding
+    if isinstance(padding, str):  # "same"/"valid": resolve to explicit numbers for the backward
+        if padding == "valid":
+            padding = (0, 0)
+        else:
+            padding = tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation))
+            if any(d * (k - 1) % 2 for k, d in zip(self.kernel_size, self.dilation)):
+                return torch.nn.Conv2d.forward(self, x)  # asymmetric "same": stock path
+    return FrozenConv2dFunction.apply(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+def use_frozen_convs(model: torch.nn.Module) -> int:
+    """Route every ``nn.Conv2d`` of ``model`` through :class:`FrozenConv2dFunction` while its parameters
+    are frozen (checked at each call, so unfreezing later restores the stock path). Returns the count."""
+    import types
+
+    n = 0
+    for module in model.modules():
+        if type(module) is torch.nn.Conv2d:
+            module.forward = types.MethodType(_frozen_conv_forward, module)
+            n += 1
+    return n

@@ -58,3 +58,29 @@ def test_fused_group_norm_matches_stock_vae(monkeypatch):
     (gout,) = torch.autograd.grad(out.square().sum(), x)
     torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(gout, gref, rtol=1e-3, atol=1e-4)
+
+
+def test_frozen_convs_same_gradients_and_no_saved_input():
+    from pgc_fast.accel import use_frozen_convs
+
+    vae = _tiny_vae().requires_grad_(False)
+    x = torch.rand(2, 3, 24, 24, dtype=torch.float64, requires_grad=True)
+    ref = vae.encode(x).latent_dist.mean
+    (gref,) = torch.autograd.grad(ref.square().sum(), x)
+    assert use_frozen_convs(vae) > 0
+    out = vae.encode(x).latent_dist.mean
+    (gout,) = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    torch.testing.assert_close(gout, gref, rtol=1e-10, atol=1e-12)
+
+    conv = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1).double().requires_grad_(False)
+    use_frozen_convs(conv)
+    xin = torch.randn(1, 4, 9, 7, dtype=torch.float64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        y = conv(xin)
+    assert list(xin.shape) not in [list(s) for s in saved]  # only the weight is kept
+    assert torch.autograd.gradcheck(lambda t: conv(t), (xin,))
+    conv.weight.requires_grad_(True)  # unfrozen: stock path, weight gets a gradient
+    conv(xin).sum().backward()
+    assert conv.weight.grad is not None
