@@ -117,20 +117,28 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
 
 class FrozenConv2dFunction(torch.autograd.Function):
     """``F.conv2d(x, w, b, …)`` whose backward returns only dL/dx (w and b frozen), so it saves the weight
-    and not the input activation. dL/dx = ``torch.nn.grad.conv2d_input`` (cuDNN backward-data; the input is
-    needed only for its shape)."""
+    and not the input activation. dL/dx comes from ``aten.convolution_backward`` with output mask (x only);
+    the input it is handed is an uninitialised stand-in of the right size and memory format (cuDNN reads
+    only its shape and layout, and a layout mismatch would cost NCHW↔NHWC conversions), allocated for the
+    duration of that one call."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
         ctx.save_for_backward(weight)
-        ctx.conf = (x.shape, stride, padding, dilation, groups)
+        cl = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        ctx.conf = (x.shape, x.dtype, cl, stride, padding, dilation, groups)
         return torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad_out):
         (weight,) = ctx.saved_tensors
-        shape, stride, padding, dilation, groups = ctx.conf
-        gx = torch.nn.grad.conv2d_input(shape, weight, grad_out, stride, padding, dilation, groups)
+        shape, dtype, cl, stride, padding, dilation, groups = ctx.conf
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        stand_in = torch.empty(shape, dtype=dtype, device=grad_out.device, memory_format=fmt)
+        gx, _, _ = torch.ops.aten.convolution_backward(
+            grad_out.contiguous(memory_format=fmt), stand_in, weight, None, list(stride), list(padding),
+            list(dilation), False, [0, 0], groups, [True, False, False],
+        )
         return gx, None, None, None, None, None, None
 
 
