@@ -14,7 +14,7 @@ try:
 except ImportError:  # pragma: no cover
     triton = tl = None
 
-from ._backend import HAS_TRITON, use_triton
+from ._backend import HAS_TRITON, interpret_mode, use_triton
 from ._checks import check_pixel_clip_args
 from ._layout import three_axis
 from ._types import PixelClipStats
@@ -33,12 +33,19 @@ CONFIG = {"pixel_major": (4096, 4), "channel_major": (4096, 4)}
 if HAS_TRITON:
 
     @triton.jit
+    def _round_to_bf16(y):
+        """fp32 → the fp32 value of the nearest-even bfloat16 (NaN and ±inf kept)."""
+        u = y.to(tl.uint32, bitcast=True)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+        return tl.where(y != y, y, u.to(tl.float32, bitcast=True))
+
+    @triton.jit
     def _pixel_clip_kernel(
         x_ptr, y_ptr, scale_ptr, gmax_ptr, part_ptr,
         tau, inner, n_inner_blocks, C,
         sxo, sxc, sxi, syo, syc, syi,
         VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr, STATS: tl.constexpr,
-        USE_I64: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+        USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
     ):
         """One pass: y = PGC(x) over a tile of BLOCK pixels × C channels of the [outer, C, inner] view.
 
@@ -91,6 +98,8 @@ if HAS_TRITON:
             y = tl.where(pfin[None, :], x * (thr / (n + thr))[None, :], nan)
 
         yoff = o * syo + c[:, None] * syc + i[None, :] * syi
+        if ROUND_BF16:  # interpreter only: its fp32 → bf16 cast truncates; the GPU's rounds to nearest even
+            y = _round_to_bf16(y)
         tl.store(y_ptr + yoff, y.to(y_ptr.dtype.element_ty), mask=mask)
 
         if STATS:
@@ -195,7 +204,8 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
             x, y, scale_arg, gmax, part, tau_arg, inner, n_inner_blocks, C,
             sxo, sxc, sxi, syo, syc, syi,
             VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr, STATS=return_stats,
-            USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps,
+            USE_I64=use_i64, ROUND_BF16=interpret_mode() and y.dtype == torch.bfloat16,
+            C_PAD=c_pad, BLOCK=block, num_warps=warps,
         )
     if not return_stats:
         return y
