@@ -343,3 +343,12 @@ def test_bad_input_pgc_and_attach():
             y = torch.ones(2, 3, 2, 2, requires_grad=True)
             pk.attach_pgc(y, 1.0, 2.0, scale=2.0)
             y.sum().backward()
+
+
+def test_kernel_demo_reports_what_pgc_did(capsys):
+    from pgc_fast.demo import kernel_demo
+
+    assert kernel_demo() == 0
+    out = capsys.readouterr().out
+    assert "pixels clipped         : 12 of 262144" in out
+    assert "-> 0.100 after" in out and "other pixels untouched : True" in out
