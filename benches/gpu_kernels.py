@@ -27,8 +27,11 @@ import triton  # noqa: E402
 from triton.testing import do_bench  # noqa: E402
 
 import pgc_kernels as pk  # noqa: E402
-from pgc_kernels import pixel_clip as pc_mod  # noqa: E402
-from pgc_kernels import sds_grad as sd_mod  # noqa: E402
+import importlib  # noqa: E402
+
+# The package re-exports the functions under the submodules' names: fetch the modules themselves.
+pc_mod = importlib.import_module("pgc_kernels.pixel_clip")
+sd_mod = importlib.import_module("pgc_kernels.sds_grad")
 from pgc_kernels.reference import pixel_clip_reference, sds_grad_reference  # noqa: E402
 
 DEV = "cuda"
