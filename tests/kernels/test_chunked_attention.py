@@ -26,7 +26,7 @@ def _fwd_bwd(fn, q, k, v, go, **kw):
 )
 def test_matches_reference_float64(shape, chunk):
     q, k, v = _inputs(*shape, torch.float64)
-    go = torch.randn(shape[0], shape[1], shape[2], shape[5], dtype=torch.float64)
+    go = torch.randn(shape[0], shape[1], shape[2], shape[5], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     out, grads = _fwd_bwd(chunked_attention, q, k, v, go, chunk_size=chunk)
     ref, rgrads = _fwd_bwd(chunked_attention_reference, q, k, v, go)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
@@ -39,20 +39,24 @@ def test_gradcheck_small():
     assert torch.autograd.gradcheck(lambda a, b, c: chunked_attention(a, b, c, chunk_size=4, scale=0.7), (q, k, v))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_low_precision_error_within_twice_reference_error(dtype):
+def test_low_precision_error_within_twice_reference_error(dtype, seed):
     shape = (2, 1, 45, 45, 64, 64)
-    q64, k64, v64 = _inputs(*shape, torch.float64, seed=1)
-    go64 = torch.randn(2, 1, 45, 64, dtype=torch.float64)
+    q64, k64, v64 = _inputs(*shape, torch.float64, seed=seed)
+    go64 = torch.randn(2, 1, 45, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(100 + seed))
     ref64, rg64 = _fwd_bwd(chunked_attention_reference, q64, k64, v64, go64)
     q, k, v = (t.detach().to(dtype).requires_grad_(True) for t in (q64, k64, v64))
     go = go64.to(dtype)
     out, grads = _fwd_bwd(chunked_attention, q, k, v, go, chunk_size=16)
-    # The reference's own error in this dtype: the same SDPA computed in `dtype`.
+    # The reference's own error in this dtype: the same SDPA computed in `dtype`. Errors are compared as
+    # ‖·‖₂ over the tensor: the max-abs error of a 16-bit result is one rounding of one element, too noisy
+    # to compare (seen: ratios 0.5–2.6 across seeds on the CPU, whose SDPA keeps P in float32 while we
+    # round P and dS to the input dtype before their GEMMs, as flash attention does on the GPU).
     refd, rgd = _fwd_bwd(chunked_attention_reference, q, k, v, go)
     for ours, theirs, exact in zip((out, *grads), (refd, *rgd), (ref64, *rg64)):
-        err = (ours.double() - exact).abs().max().item()
-        ref_err = (theirs.double() - exact).abs().max().item()
+        err = (ours.double() - exact).norm().item()
+        ref_err = (theirs.double() - exact).norm().item()
         assert err <= 2 * ref_err + 1e-6, (dtype, err, ref_err)
 
 
@@ -97,7 +101,7 @@ def test_triton_backend_matches_reference(shape, chunk, dtype, monkeypatch):
         if os.environ.get("TRITON_INTERPRET") != "1":
             pytest.skip("Triton on CPU needs TRITON_INTERPRET=1")
     q64, k64, v64 = _inputs(*shape, torch.float64, seed=5)
-    go64 = torch.randn(shape[0], shape[1], shape[2], shape[5], dtype=torch.float64)
+    go64 = torch.randn(shape[0], shape[1], shape[2], shape[5], dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     exact = _fwd_bwd(chunked_attention_reference, q64, k64, v64, go64)
     q, k, v = (t.detach().to(dtype).requires_grad_(True) for t in (q64, k64, v64))
     ours = _fwd_bwd(chunked_attention, q, k, v, go64.to(dtype), chunk_size=chunk, backend="triton")
@@ -107,4 +111,4 @@ def test_triton_backend_matches_reference(shape, chunk, dtype, monkeypatch):
         assert a.dtype == dtype
         torch.testing.assert_close(a.double(), e, rtol=tol, atol=tol)
         # Same algorithm, different fusion: as close to the exact result as the PyTorch-op version.
-        assert (a.double() - e).abs().max() <= 2 * (b.double() - e).abs().max() + 1e-6
+        assert (a.double() - e).norm() <= 2 * (b.double() - e).norm() + 1e-6
