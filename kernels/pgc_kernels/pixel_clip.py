@@ -8,15 +8,211 @@ from typing import Any
 
 import torch
 
-from ._backend import use_triton
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover
+    triton = tl = None
+
+from ._backend import HAS_TRITON, interpret_mode, use_triton
 from ._checks import check_pixel_clip_args
+from ._layout import three_axis
 from ._types import PixelClipStats
 from .reference import pixel_clip_reference
 
 
-def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats):
-    # Placeholder until the Triton kernel lands: the reference computes the same function.
-    return pixel_clip_reference(grad, tau, variant=variant, norm=norm, channel_dim=d, scale=scale, return_stats=return_stats)
+_VARIANT_ID = {"clip": 0, "value": 1, "global": 2, "sigmoid": 3, "soft": 4, "soft_pixel": 5}
+
+# Elements (pixels × padded channels) per program, and warps, per memory order. "pixel_major": pixels of one
+# channel are contiguous (NCHW): each program loads a [C_PAD, BLOCK] tile, each row a vectorised run of one
+# channel. "channel_major": channels of one pixel are contiguous (NHWC, channels_last). Tuned on an H100
+# (benches/gpu_kernels.py --sweep; see benches/RESULTS.md).
+CONFIG = {"pixel_major": (4096, 4), "channel_major": (4096, 4)}
+
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _round_to_bf16(y):
+        """fp32 → the fp32 value of the nearest-even bfloat16 (NaN and ±inf kept)."""
+        u = y.to(tl.uint32, bitcast=True)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+        return tl.where(y != y, y, u.to(tl.float32, bitcast=True))
+
+    @triton.jit
+    def _pixel_clip_kernel(
+        x_ptr, y_ptr, scale_ptr, gmax_ptr, part_ptr,
+        tau, inner, n_inner_blocks, C,
+        sxo, sxc, sxi, syo, syc, syi,
+        VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr, STATS: tl.constexpr,
+        USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        """One pass: y = PGC(x) over a tile of BLOCK pixels × C channels of the [outer, C, inner] view.
+
+        τ' = τ·scale; n_p = max_c |x_pc| (L∞) or sqrt(Σ_c x_pc²) (L2). Variants (VARIANT):
+        0 clip x·min(1, τ'/n_p) · 1 value clamp(x, ±τ') · 2 global x·τ'/max|x| · 3 sigmoid (σ(x) − ½)·τ'
+        · 4 soft τ'x/(|x| + τ') · 5 soft_pixel τ'x/(n_p + τ'). Non-finite input → NaN (pixel-wise for 0/5,
+        element-wise for 1/3/4, whole tensor for 2). STATS: per-program (count of n_p > τ', Σ n_p, max n_p).
+        """
+        pid = tl.program_id(0)
+        o = pid // n_inner_blocks
+        ib = pid - o * n_inner_blocks
+        i = ib * BLOCK + tl.arange(0, BLOCK)
+        c = tl.arange(0, C_PAD)
+        if USE_I64:
+            o = o.to(tl.int64)
+            i = i.to(tl.int64)
+        pmask = i < inner
+        mask = (c[:, None] < C) & pmask[None, :]
+        xoff = o * sxo + c[:, None] * sxc + i[None, :] * sxi
+        x = tl.load(x_ptr + xoff, mask=mask, other=0.0).to(tl.float32)
+
+        thr = tau
+        if HAS_SCALE_PTR:
+            thr = tl.load(scale_ptr).to(tl.float32) * tau
+        a = tl.abs(x)
+        fin = a < float("inf")  # False for ±inf and NaN
+        if NORM_L2:
+            n = tl.sqrt(tl.sum(x * x, axis=0))
+        else:
+            n = tl.max(a, axis=0)
+        # Masked lanes load 0, which is finite: only real non-finite elements clear a pixel.
+        pfin = tl.sum((~fin).to(tl.int32), axis=0) == 0
+        nan = float("nan")
+
+        if VARIANT == 0:
+            # Divide only where n > τ' (> 0): zero pixels stay exactly zero, no 0/0.
+            f = tl.where(n > thr, thr / tl.where(n > thr, n, 1.0), 1.0)
+            y = tl.where(pfin[None, :], x * f[None, :], nan)
+        elif VARIANT == 1:
+            y = tl.where(fin, tl.minimum(tl.maximum(x, -thr), thr), nan)
+        elif VARIANT == 2:
+            gm = tl.load(gmax_ptr)  # max|x| over the tensor, inf if any element is non-finite
+            f = tl.where(gm > 0, thr / tl.where(gm > 0, gm, 1.0), 0.0)  # all-zero input stays zero
+            y = tl.where(gm < float("inf"), x * f, nan)
+        elif VARIANT == 3:
+            y = tl.where(fin, (1.0 / (1.0 + tl.exp(-x)) - 0.5) * thr, nan)
+        elif VARIANT == 4:
+            y = tl.where(fin, x * (thr / (a + thr)), nan)
+        else:
+            y = tl.where(pfin[None, :], x * (thr / (n + thr))[None, :], nan)
+
+        yoff = o * syo + c[:, None] * syc + i[None, :] * syi
+        if ROUND_BF16:  # interpreter only: its fp32 → bf16 cast truncates; the GPU's rounds to nearest even
+            y = _round_to_bf16(y)
+        tl.store(y_ptr + yoff, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+        if STATS:
+            ns = tl.where(pfin, n, float("inf"))
+            cnt = tl.sum(tl.where(pmask & (ns > thr), 1.0, 0.0), axis=0)
+            tot = tl.sum(tl.where(pmask, ns, 0.0), axis=0)
+            mx = tl.max(tl.where(pmask, ns, 0.0), axis=0)
+            tl.store(part_ptr + pid * 3 + 0, cnt)
+            tl.store(part_ptr + pid * 3 + 1, tot)
+            tl.store(part_ptr + pid * 3 + 2, mx)
+
+    @triton.jit
+    def _absmax_kernel(
+        x_ptr, gmax_ptr, inner, n_inner_blocks, C, sxo, sxc, sxi,
+        USE_I64: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        """gmax = max(gmax, max |x| over the tile), with NaN/±inf counted as +inf ("global" variant, pass 1)."""
+        pid = tl.program_id(0)
+        o = pid // n_inner_blocks
+        ib = pid - o * n_inner_blocks
+        i = ib * BLOCK + tl.arange(0, BLOCK)
+        c = tl.arange(0, C_PAD)
+        if USE_I64:
+            o = o.to(tl.int64)
+            i = i.to(tl.int64)
+        mask = (c[:, None] < C) & (i < inner)[None, :]
+        x = tl.load(x_ptr + o * sxo + c[:, None] * sxc + i[None, :] * sxi, mask=mask, other=0.0).to(tl.float32)
+        a = tl.abs(x)
+        a = tl.where(a < float("inf"), a, float("inf"))
+        tl.atomic_max(gmax_ptr, tl.max(tl.max(a, axis=1), axis=0))
+
+    @triton.jit
+    def _stats_finalize_kernel(part_ptr, out_ptr, nprog, inv_npix, RB: tl.constexpr):
+        """stats = (Σ count / P, max n, Σ n / P) from the per-program partials [nprog, 3]; one program."""
+        r = tl.arange(0, RB)
+        acc_c = tl.zeros([RB], dtype=tl.float32)
+        acc_s = tl.zeros([RB], dtype=tl.float32)
+        acc_m = tl.zeros([RB], dtype=tl.float32)
+        for k in range(0, nprog, RB):
+            idx = k + r
+            m = idx < nprog
+            acc_c += tl.load(part_ptr + idx * 3 + 0, mask=m, other=0.0)
+            acc_s += tl.load(part_ptr + idx * 3 + 1, mask=m, other=0.0)
+            acc_m = tl.maximum(acc_m, tl.load(part_ptr + idx * 3 + 2, mask=m, other=0.0))
+        tl.store(out_ptr + 0, tl.sum(acc_c, axis=0) * inv_npix)
+        tl.store(out_ptr + 1, tl.max(acc_m, axis=0))
+        tl.store(out_ptr + 2, tl.sum(acc_s, axis=0) * inv_npix)
+
+
+def _view3(t: torch.Tensor, d: int):
+    """[outer, C, inner] strides of ``t`` with the pixel axis ("inner") the one the tile runs along."""
+    v = three_axis(t, d)
+    if v is None:
+        return None
+    outer, c, inner, so, sc, si = v
+    if inner == 1 and outer > 1:  # NHWC-like: the pixels are the outer axis; run the tile along it.
+        outer, inner, so, si = 1, outer, 0, so
+    return outer, c, inner, so, sc, si
+
+
+def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=None):
+    x = grad.detach()
+    vx = _view3(x, d)
+    if vx is None:  # strides that no single [outer, C, inner] view describes: copy once
+        x = x.contiguous()
+        vx = _view3(x, d)
+    y = torch.empty_like(x)  # same strides as x when x is dense, else contiguous
+    vy = _view3(y, d)
+    if vy is None or vy[0] != vx[0] or vy[2] != vx[2]:
+        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        x = x.contiguous()
+        vx, vy = _view3(x, d), _view3(y, d)
+    outer, C, inner, sxo, sxc, sxi = vx
+    _, _, _, syo, syc, syi = vy
+    npix = outer * inner
+    dev = x.device
+    c_pad = triton.next_power_of_2(C)
+    layout = "channel_major" if sxc == 1 and C > 1 else "pixel_major"
+    elems, warps = (config or CONFIG)[layout]
+    block = max(16, elems // c_pad)
+    n_inner_blocks = triton.cdiv(inner, block) if inner else 0
+    nprog = outer * n_inner_blocks
+    span = max(abs(sxo) * (outer - 1) + abs(sxc) * (C - 1) + abs(sxi) * (inner + block), 1)
+    span = max(span, abs(syo) * (outer - 1) + abs(syc) * (C - 1) + abs(syi) * (inner + block))
+    use_i64 = span >= 2**31 - 1
+
+    has_scale_ptr = isinstance(scale, torch.Tensor)
+    if has_scale_ptr:
+        scale_arg, tau_arg = scale.detach().reshape(1), float(tau)
+    else:
+        scale_arg, tau_arg = x, float(tau) * (1.0 if scale is None else float(scale))
+    dummy = torch.empty(1, dtype=torch.float32, device=dev)
+    gmax = dummy
+    if variant == "global":
+        gmax = torch.zeros(1, dtype=torch.float32, device=dev)
+        if nprog:
+            _absmax_kernel[(nprog,)](x, gmax, inner, n_inner_blocks, C, sxo, sxc, sxi,
+                                     USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)
+    part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
+    if nprog:
+        _pixel_clip_kernel[(nprog,)](
+            x, y, scale_arg, gmax, part, tau_arg, inner, n_inner_blocks, C,
+            sxo, sxc, sxi, syo, syc, syi,
+            VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr, STATS=return_stats,
+            USE_I64=use_i64, ROUND_BF16=interpret_mode() and y.dtype == torch.bfloat16,
+            C_PAD=c_pad, BLOCK=block, num_warps=warps,
+        )
+    if not return_stats:
+        return y
+    stats = torch.zeros(3, dtype=torch.float32, device=dev)
+    if nprog:
+        _stats_finalize_kernel[(1,)](part, stats, nprog, 1.0 / npix, RB=1024, num_warps=4)
+    return y, PixelClipStats(stats[0], stats[1], stats[2])
 
 
 def pixel_clip(
