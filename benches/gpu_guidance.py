@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--channels-last", nargs="*", default=["0"], help="0 and/or 1: run each method in each format")
     a = p.parse_args(argv)
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"
@@ -61,13 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {torch.cuda.get_device_name(dev) if cuda else 'cpu'} | torch {torch.__version__}", flush=True)
     rows = []
     models = None
-    for method in a.methods:
+    runs = [(m, cl == "1") for m in a.methods for cl in a.channels_last]
+    for method, channels_last in runs:
         cn = tuple(a.controlnet) if method != "vsd" else ()
         cfg = GuidanceConfig(model=a.model, controlnets=cn, device=a.device, dtype=a.dtype, method=method,
+                             channels_last=channels_last,
                              text="a panda holding a spear and a shield", negative="", pgc_tau=0.1, iters=1000,
                              guidance_scale=7.5 if method == "vsd" else 100.0)
         t0 = time.perf_counter()
-        if models is None or method == "vsd" or cn != tuple(models.control_types):
+        if models is None or method == "vsd" or cn != tuple(models.control_types) or not channels_last:
+            models = None
+            torch.cuda.empty_cache()
             from pgc_fast.guidance import Guidance, load_models
             from pgc_fast.guidance.loading import resolve_dtype
 
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 full_step()
             finally:
                 torch.cuda.set_sync_debug_mode(0)
-        syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
+        syncs = [str(w.message).splitlines()[0] for w in caught if "called a synchronizing" in str(w.message)]
         torch.cuda.synchronize()
         # breakdown (same shapes): VAE encode fwd+bwd alone; UNet(+ControlNet) forward on 2B alone
         def vae_only():
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         fin = bool(torch.isfinite(img.grad).all()) if img.grad is not None else False
         stats = g.pgc_stats.get("rgb")
         frac = float(stats.fraction_clipped) if stats is not None else float("nan")
-        rows.append((method, "+".join(cn) or "-", ms, ms_vae, ms_unet, peak, t_load, len(syncs), fin, frac))
+        rows.append((method + (" NHWC" if channels_last else ""), "+".join(cn) or "-", ms, ms_vae, ms_unet, peak, t_load, len(syncs), fin, frac))
         print(f"[{method}] attention processors: {sorted(attn)}; sync warnings in one step: {len(syncs)} "
               f"{syncs[:3]}", flush=True)
         del g

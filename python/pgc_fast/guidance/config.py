@@ -33,6 +33,8 @@ class GuidanceConfig:
     resolution: int | None = None
     """Image size fed to the VAE (inputs are bilinearly resized to it); None = the model's native size."""
     seed: int = 0
+    channels_last: bool = False
+    """Run the UNet, VAE and ControlNets in channels_last (NHWC) memory format on CUDA."""
 
     # ---- text
     text: str = ""

@@ -109,6 +109,12 @@ class Guidance:
         if "shuffle" in self.control_types:
             self.reference = self._load_reference()
         self.pgc_hooks: dict[str, Any] = {}
+        self._time_ids: dict[tuple[int, int], torch.Tensor] = {}
+        if cfg.channels_last and self.device.type == "cuda":
+            # NHWC convolutions (cuDNN's fast path for half precision); see benches/RESULTS.md for the effect.
+            for m in (self.unet, self.vae, self.controlnet):
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
         self.vsd = vsd.VSDState(self) if cfg.method == "vsd" else None
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -202,9 +208,13 @@ class Guidance:
         if not self.is_sdxl:
             return hidden, None
         pooled = torch.cat([tx.uncond_pooled[rows], tx.pooled[rows]]) if cfg else tx.pooled[rows]
-        # SDXL micro-conditioning: (original size, crop top-left, target size) of the real input.
-        time_ids = torch.tensor([*orig_hw, 0, 0, self.resolution, self.resolution], device=self.device,
-                                dtype=self.dtype).expand(hidden.shape[0], 6)
+        # SDXL micro-conditioning: (original size, crop top-left, target size) of the real input. Cached per
+        # size: building it from a Python list each step is a host-to-device copy, i.e. a sync.
+        key = tuple(orig_hw)
+        if key not in self._time_ids:
+            self._time_ids[key] = torch.tensor([*orig_hw, 0, 0, self.resolution, self.resolution],
+                                               dtype=self.dtype).to(self.device)
+        time_ids = self._time_ids[key].expand(hidden.shape[0], 6)
         return hidden, {"text_embeds": pooled, "time_ids": time_ids}
 
     def unet_eps(self, z_t: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, added: dict | None,
