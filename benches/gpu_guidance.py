@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--compile-vae", action="store_true", help="torch.compile the VAE encoder")
     p.add_argument("--channels-last", nargs="*", default=["0"], help="0 and/or 1: run each method in each format")
     a = p.parse_args(argv)
     dev = torch.device(a.device)
@@ -66,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     for method, channels_last in runs:
         cn = tuple(a.controlnet) if method != "vsd" else ()
         cfg = GuidanceConfig(model=a.model, controlnets=cn, device=a.device, dtype=a.dtype, method=method,
-                             channels_last=channels_last,
+                             channels_last=channels_last, compile_vae=a.compile_vae,
                              text="a panda holding a spear and a shield", negative="", pgc_tau=0.1, iters=1000,
                              guidance_scale=7.5 if method == "vsd" else 100.0)
         t0 = time.perf_counter()
-        if models is None or method == "vsd" or cn != tuple(models.control_types) or not channels_last:
+        if (models is None or method == "vsd" or cn != tuple(models.control_types) or not channels_last
+                or a.compile_vae):
             models = None
             torch.cuda.empty_cache()
             from pgc_fast.guidance import Guidance, load_models
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         fin = bool(torch.isfinite(img.grad).all()) if img.grad is not None else False
         stats = g.pgc_stats.get("rgb")
         frac = float(stats.fraction_clipped) if stats is not None else float("nan")
-        rows.append((method + (" NHWC" if channels_last else ""), "+".join(cn) or "-", ms, ms_vae, ms_unet, peak, t_load, len(syncs), fin, frac))
+        rows.append((method + (" NHWC" if channels_last else "") + (" compiled-VAE" if a.compile_vae else ""), "+".join(cn) or "-", ms, ms_vae, ms_unet, peak, t_load, len(syncs), fin, frac))
         print(f"[{method}] attention processors: {sorted(attn)}; sync warnings in one step: {len(syncs)} "
               f"{syncs[:3]}", flush=True)
         del g

@@ -35,6 +35,9 @@ class GuidanceConfig:
     seed: int = 0
     channels_last: bool = False
     """Run the UNet, VAE and ControlNets in channels_last (NHWC) memory format on CUDA."""
+    compile_vae: bool = False
+    """torch.compile the VAE encoder (fuses its GroupNorm/SiLU passes; the encoder fwd+bwd is the largest
+    cost of an SDXL step at 1024²). The first step pays the compile time."""
 
     # ---- text
     text: str = ""

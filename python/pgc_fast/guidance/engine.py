@@ -115,6 +115,8 @@ class Guidance:
             for m in (self.unet, self.vae, self.controlnet):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
+        if cfg.compile_vae:
+            self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
         self.vsd = vsd.VSDState(self) if cfg.method == "vsd" else None
 
     # ------------------------------------------------------------------------------------------ helpers
