@@ -6,10 +6,16 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["image"]:  # 2D mode owns its flags (pgc_fast.image2d); GuidanceLoadError printed there
+        from pgc_fast.image2d import main as image_main
+
+        return image_main(argv[1:])
     parser = argparse.ArgumentParser(prog="pgc-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the built-in demo (CPU-friendly)")
     sub.add_parser("version", help="print versions")
+    sub.add_parser("image", help="2D mode: optimise one image with SDS + PGC (pgc-fast image --help)")
     args = parser.parse_args(argv)
     if args.command == "version":
         import pgc_kernels
