@@ -84,3 +84,32 @@ def test_frozen_convs_same_gradients_and_no_saved_input():
     conv.weight.requires_grad_(True)  # unfrozen: stock path, weight gets a gradient
     conv(xin).sum().backward()
     assert conv.weight.grad is not None
+
+
+def test_fused_group_norm_matches_stock_unet_and_controlnet():
+    import os
+
+    from pgc_fast.accel import use_fused_group_norm
+    from pgc_fast.guidance.builtin import build_builtin
+
+    bundle = build_builtin("tiny-sdxl", control_types=("depth",), dtype=torch.float32)
+    unet, cn = bundle.unet, bundle.controlnet
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 4, 8, 8, generator=g, dtype=torch.float32)
+    t = torch.tensor([10, 400])
+    hid = torch.randn(2, 77, unet.config.cross_attention_dim, generator=g, dtype=torch.float32)
+    add = {"text_embeds": torch.randn(2, unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim, generator=g, dtype=torch.float32),
+           "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2, dtype=torch.float32)}
+    cond = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float32)
+
+    def run():
+        down, mid = cn(z, t, hid, controlnet_cond=cond, added_cond_kwargs=add, return_dict=False)
+        return unet(z, t, hid, added_cond_kwargs=add, down_block_additional_residuals=down,
+                    mid_block_additional_residual=mid).sample
+
+    ref = run()
+    backend = "triton" if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available() else "torch"
+    assert use_fused_group_norm(unet, backend=backend) > 0 and use_fused_group_norm(cn, backend=backend) > 0
+    assert not any(type(m) is torch.nn.GroupNorm for m in [*unet.modules(), *cn.modules()])
+    out = run()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
