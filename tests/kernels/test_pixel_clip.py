@@ -16,7 +16,7 @@ from conftest import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
 VARIANTS = ["clip", "value", "global", "sigmoid", "soft", "soft_pixel"]
 NORMS = ["linf", "l2"]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-LAYOUTS = ["nchw", "nhwc", "channels_last", "rank2", "rank5_dim2", "sliced"]
+LAYOUTS = ["nchw", "nhwc", "channels_last", "rank2", "rank5_dim2", "sliced", "chan_sliced"]
 DEV = "cuda" if HAS_CUDA else "cpu"
 TAU = 0.7
 
@@ -44,6 +44,8 @@ def make(layout: str, dtype: torch.dtype = torch.float32, c: int = 3, seed: int 
         g, cd = rnd(37, c), 1
     elif layout == "rank5_dim2":
         g, cd = rnd(2, 3, c, 3, 5), 2
+    elif layout == "chan_sliced":  # channel stride 1 but gaps between pixels: the strided tile path
+        g, cd = rnd(37, c + 2)[:, 1 : c + 1], 1
     elif layout == "sliced":  # non-contiguous, no single stride for (H, W): the kernel path copies once
         g, cd = rnd(b, c, h, w + 3)[..., 1 : w + 1], 1
     else:
