@@ -16,7 +16,7 @@ from conftest import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
 VARIANTS = ["clip", "value", "global", "sigmoid", "soft", "soft_pixel"]
 NORMS = ["linf", "l2"]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-LAYOUTS = ["nchw", "nhwc", "channels_last", "rank2", "rank5_dim2", "sliced"]
+LAYOUTS = ["nchw", "nhwc", "channels_last", "rank2", "rank5_dim2", "sliced", "chan_sliced"]
 DEV = "cuda" if HAS_CUDA else "cpu"
 TAU = 0.7
 
@@ -44,6 +44,8 @@ def make(layout: str, dtype: torch.dtype = torch.float32, c: int = 3, seed: int 
         g, cd = rnd(37, c), 1
     elif layout == "rank5_dim2":
         g, cd = rnd(2, 3, c, 3, 5), 2
+    elif layout == "chan_sliced":  # channel stride 1 but gaps between pixels: the strided tile path
+        g, cd = rnd(37, c + 2)[:, 1 : c + 1], 1
     elif layout == "sliced":  # non-contiguous, no single stride for (H, W): the kernel path copies once
         g, cd = rnd(b, c, h, w + 3)[..., 1 : w + 1], 1
     else:
@@ -269,6 +271,17 @@ def test_pgc_with_scaler_and_disabled_scaler(backend):
     x.grad = None
     pk.pgc(x, TAU, scaler=torch.tensor(8.0, device=DEV), backend=backend).backward(up * 8)
     torch.testing.assert_close(x.grad, 8 * pixel_clip_reference(up, TAU), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+def test_expanded_zero_stride_gradient(backend):
+    """The gradient of a .sum() arrives expanded (all strides 0); the kernel reads it in place."""
+    x = torch.randn(2, 3, 4, 5, device=DEV, requires_grad=True)
+    (pk.pgc(x, 0.5, backend=backend) * 3).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 0.5))
+    g = torch.tensor([1.0, -2.0, 0.25], device=DEV).reshape(1, 3, 1, 1).expand(2, 3, 4, 5)
+    out = pk.pixel_clip(g, 0.5, backend=backend)
+    torch.testing.assert_close(out, (g * 0.25).contiguous())
 
 
 @needs_triton
