@@ -183,6 +183,13 @@ def test_vsd_camera_conditioned_lora_and_update(make_inputs):
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, st.params))
     assert not any(p.requires_grad for n, p in g.unet.named_parameters() if "lora_" not in n)
     assert torch.isfinite(out.stats["lora_loss"])
+    # checkpointing the LoRA state round-trips
+    state = g.state_dict()
+    g2 = Guidance(_cfg(method="vsd", guidance_scale=7.5), build_builtin("tiny-sdxl"))
+    g2.load_state_dict(state)
+    for (n, p), (n2, p2) in zip(((n, p) for n, p in g.unet.named_parameters() if "lora_" in n),
+                                ((n, p) for n, p in g2.unet.named_parameters() if "lora_" in n)):
+        assert n == n2 and torch.equal(p, p2)
 
 
 def test_one_unet_call_per_step_for_all_views_and_both_halves(tiny_sdxl, make_inputs):
