@@ -59,7 +59,6 @@ class VSDState:
         self.opt = torch.optim.AdamW(self.params, lr=cfg.vsd_lora_lr, betas=(0.9, 0.99), eps=1e-15)
         self.scaler = torch.amp.GradScaler(g.device.type, enabled=g.dtype == torch.float16)
         unet.disable_adapters()
-        self._enabled = False
 
     def state_dict(self) -> dict:
         """LoRA weights, camera MLP and optimiser state (the original never saved them, spec §8.14)."""
@@ -82,8 +81,9 @@ class VSDState:
 
     @contextlib.contextmanager
     def disabled(self):
-        """The pretrained UNet (adapter off, no class embedding)."""
-        yield  # the resting state is disabled
+        """The pretrained UNet (adapter off, no class embedding): the resting state, so nothing to switch."""
+        assert self.g.unet.class_embedding is None
+        yield
 
     @contextlib.contextmanager
     def enabled(self):
