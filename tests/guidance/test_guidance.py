@@ -127,6 +127,12 @@ def test_pgc_threshold_with_gradscaler_scale(tiny_sd, make_inputs):
     assert pix.max().item() <= tau * s * (1 + 1e-5)
     st = g.pgc_stats["rgb"]
     assert st.fraction_clipped.item() > 0 and st.max_norm.item() > tau * s
+    # normal-SDS: the normal map's gradient is clipped too
+    img2, _, _ = make_inputs(seed=1)
+    normals = torch.rand(2, 3, 64, 64).requires_grad_(True)
+    (g.step(img2, step=1, normals=normals, scaler=s).loss * s).backward()
+    assert normals.grad.abs().amax(dim=1).max().item() <= tau * s * (1 + 1e-5)
+    assert "normal" in g.pgc_stats
 
 
 def test_latent_mode(tiny_sd):
