@@ -39,7 +39,8 @@ def cuda_ms(fn, iters: int, warmup: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pgc_fast.guidance import GuidanceConfig, load_guidance
+    from pgc_fast.guidance import Guidance, GuidanceConfig, load_models
+    from pgc_fast.guidance.loading import resolve_dtype
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sdxl-random")
@@ -75,13 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 or a.compile_vae):
             models = None
             torch.cuda.empty_cache()
-            from pgc_fast.guidance import Guidance, load_models
-            from pgc_fast.guidance.loading import resolve_dtype
-
             torch.cuda.reset_peak_memory_stats(dev)
             models = load_models(a.model, controlnets=cn, device=dev, dtype=resolve_dtype(a.dtype, dev))
-        from pgc_fast.guidance import Guidance
-
         g = Guidance(cfg, models)
         torch.cuda.synchronize()
         t_load = time.perf_counter() - t0
@@ -136,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((method + (" NHWC" if channels_last else "") + (" compiled-VAE" if a.compile_vae else ""), "+".join(cn) or "-", ms, ms_vae, ms_unet, peak, t_load, len(syncs), fin, frac))
         print(f"[{method}] attention processors: {sorted(attn)}; sync warnings in one step: {len(syncs)} "
               f"{syncs[:3]}", flush=True)
-        del g
+        g = None  # free the guidance (and VSD's LoRA state) before the next configuration
         torch.cuda.empty_cache()
     print(f"\nmodel={a.model} views={a.views} size={a.size} dtype={a.dtype} (median of {a.iters} after {a.warmup} warm-up)")
     print("| method | controlnet | step ms | VAE enc fwd+bwd ms | UNet(+CN) fwd ms | peak GiB | load s | host syncs/step | grad finite | PGC frac clipped |")

@@ -137,7 +137,7 @@ def run(a: argparse.Namespace) -> Path:
         scaler.scale(out.loss).backward()
         st = g.pgc_stats.get("rgb")
         if st is not None:
-            s = scaler.get_scale() if scaler.is_enabled() else 1.0
+            s = scaler._get_scale_async() if scaler.is_enabled() else 1.0  # device tensor: no host sync
             row = torch.stack([st.fraction_clipped, st.max_norm / s, st.mean_norm / s])
         else:  # PGC off: the same statistics from the (unclipped) gradient
             n = var.grad.abs().amax(dim=1)

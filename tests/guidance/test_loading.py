@@ -88,3 +88,20 @@ def test_control_specs():
 def test_builtin_names_and_bad_control():
     with pytest.raises(GuidanceLoadError, match="kind must be one of"):
         load_models("tiny-sd", controlnets=("canny",), device="cpu", dtype=torch.float32)
+
+
+def test_hub_cache_offline_resolution(tiny_sd, tmp_path, monkeypatch, make_inputs):
+    """A repo id found in the HF cache layout (models--org--name/snapshots/<rev>) loads with HF_HUB_OFFLINE=1."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hub"
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / "models--fake-org--tiny-sd"
+    _save_tiny_sd(tiny_sd, repo_dir / "snapshots" / rev)
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(rev)
+    b = load_models("fake-org/tiny-sd", device="cpu", dtype=torch.float32, cache_dir=str(cache))
+    assert b.sources["model"].endswith(rev) and not b.is_sdxl
+    from pgc_fast.guidance import Guidance
+
+    img, _, _ = make_inputs()
+    assert torch.isfinite(Guidance(GuidanceConfig(device="cpu", text="x"), b).step(img, step=1).grad).all()

@@ -272,6 +272,22 @@ class Guidance:
         filled in during backward."""
         return {k: h.stats for k, h in self.pgc_hooks.items() if h.stats is not None}
 
+    def state_dict(self) -> dict:
+        """Trainable guidance state for checkpoints: VSD's LoRA + camera MLP + optimiser, the RNG; {} otherwise."""
+        out: dict = {"generator": self.generator.get_state()}
+        if self.vsd is not None:
+            out["vsd"] = self.vsd.state_dict()
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+        if "vsd" in state:
+            if self.vsd is None:
+                raise ValueError("Guidance.load_state_dict(): state holds VSD weights but cfg.method is "
+                                 f"{self.cfg.method!r}")
+            self.vsd.load_state_dict(state["vsd"])
+
     # ------------------------------------------------------------------------------------------ step
     def step(self, images: torch.Tensor, *, step: int, azimuth_deg: torch.Tensor | None = None,
              polar_deg: torch.Tensor | None = None, c2w: torch.Tensor | None = None,
