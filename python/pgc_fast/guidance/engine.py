@@ -115,6 +115,17 @@ class Guidance:
             for m in (self.unet, self.vae, self.controlnet):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
+        self._vae_channels_last = cfg.channels_last and self.device.type == "cuda"
+        if cfg.fast_vae:
+            from pgc_fast.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
+
+            use_chunked_attention(self.vae)
+            use_frozen_convs(self.vae)
+            if self.device.type == "cuda":
+                # The Triton GroupNorm makes channels_last pay (PyTorch's NHWC GroupNorm is what made it slow).
+                use_fused_group_norm(self.vae)
+                self.vae.to(memory_format=torch.channels_last)
+                self._vae_channels_last = True
         if cfg.compile_vae:
             self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
         self.vsd = vsd.VSDState(self) if cfg.method == "vsd" else None
@@ -155,7 +166,10 @@ class Guidance:
         if self.cfg.latent_mode:
             return common.resize(images, self.latent_size), None
         x = common.resize(images, self.resolution)
-        post = self.vae.encode((2 * x - 1).to(self.vae.dtype)).latent_dist
+        vae_in = (2 * x - 1).to(self.vae.dtype)
+        if self._vae_channels_last:
+            vae_in = vae_in.contiguous(memory_format=torch.channels_last)
+        post = self.vae.encode(vae_in).latent_dist
         z = post.sample(generator=self.generator) if self.cfg.vae_sample else post.mean
         return z * self.scaling_factor, x
 
