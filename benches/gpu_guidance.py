@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--compile-vae", action="store_true", help="torch.compile the VAE encoder")
     p.add_argument("--channels-last", nargs="*", default=["0"], help="0 and/or 1: run each method in each format")
+    p.add_argument("--fast-vae", nargs="*", default=["1"], help="0 and/or 1: stock VAE and/or pgc_fast.accel levers")
     a = p.parse_args(argv)
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"
@@ -64,16 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {torch.cuda.get_device_name(dev) if cuda else 'cpu'} | torch {torch.__version__}", flush=True)
     rows = []
     models = None
-    runs = [(m, cl == "1") for m in a.methods for cl in a.channels_last]
-    for method, channels_last in runs:
+    runs = [(m, cl == "1", fv == "1") for m in a.methods for cl in a.channels_last for fv in a.fast_vae]
+    for method, channels_last, fast_vae in runs:
         cn = tuple(a.controlnet) if method != "vsd" else ()
         cfg = GuidanceConfig(model=a.model, controlnets=cn, device=a.device, dtype=a.dtype, method=method,
-                             channels_last=channels_last, compile_vae=a.compile_vae,
+                             channels_last=channels_last, compile_vae=a.compile_vae, fast_vae=fast_vae,
                              text="a panda holding a spear and a shield", negative="", pgc_tau=0.1, iters=1000,
                              guidance_scale=7.5 if method == "vsd" else 100.0)
         t0 = time.perf_counter()
         if (models is None or method == "vsd" or cn != tuple(models.control_types) or not channels_last
-                or a.compile_vae):
+                or a.compile_vae or fast_vae or len(a.fast_vae) > 1):  # the levers patch the VAE in place: reload
             models = None
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(dev)
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         fin = bool(torch.isfinite(img.grad).all()) if img.grad is not None else False
         stats = g.pgc_stats.get("rgb")
         frac = float(stats.fraction_clipped) if stats is not None else float("nan")
-        rows.append((method + (" NHWC" if channels_last else "") + (" compiled-VAE" if a.compile_vae else ""), "+".join(cn) or "-", ms, ms_vae, ms_unet, peak, t_load, len(syncs), fin, frac))
+        rows.append((method + (" NHWC" if channels_last else "") + (" compiled-VAE" if a.compile_vae else "")
+                     + (" fast-VAE" if fast_vae else " stock-VAE"), "+".join(cn) or "-", ms, ms_vae, ms_unet, peak, t_load, len(syncs), fin, frac))
         print(f"[{method}] attention processors: {sorted(attn)}; sync warnings in one step: {len(syncs)} "
               f"{syncs[:3]}", flush=True)
         g = None  # free the guidance (and VSD's LoRA state) before the next configuration
