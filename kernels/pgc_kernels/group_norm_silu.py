@@ -159,6 +159,13 @@ def _group_reduce(t: torch.Tensor, groups: int) -> torch.Tensor:
     return t.view(b, groups, c // groups).sum(-1)
 
 
+def _per_channel(t: torch.Tensor, cpg: int) -> torch.Tensor:
+    """[B, G] → [B, G·cpg], each group's value repeated over its channels. (``repeat_interleave`` would
+    synchronise with the host on CUDA to size its output.)"""
+    b, g = t.shape
+    return t[:, :, None].expand(b, g, cpg).reshape(b, g * cpg)
+
+
 class GroupNormSiLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, groups: int, eps: float, silu: bool):
@@ -180,14 +187,14 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         n_group = float(hw * cpg)
         tot = (t1 + n_k[None, :, None] * sh).sum(1)  # [B, C]
         mean = _group_reduce(tot, groups) / n_group  # [B, G]
-        m_c = mean.repeat_interleave(cpg, dim=1)[:, None, :]  # [B, 1, C]
+        m_c = _per_channel(mean, cpg)[:, None, :]  # [B, 1, C]
         m2 = (t2 + 2 * (sh - m_c) * t1 + n_k[None, :, None] * (sh - m_c) ** 2).sum(1)
         var = (_group_reduce(m2, groups) / n_group).clamp_min(0)
         rstd = torch.rsqrt(var + eps)  # [B, G]
         gamma = weight.double() if weight is not None else torch.ones(c, dtype=torch.float64, device=x.device)
         beta = bias.double() if bias is not None else torch.zeros(c, dtype=torch.float64, device=x.device)
-        a = rstd.repeat_interleave(cpg, dim=1) * gamma[None, :]
-        bb = beta[None, :] - mean.repeat_interleave(cpg, dim=1) * a
+        a = _per_channel(rstd, cpg) * gamma[None, :]
+        bb = beta[None, :] - _per_channel(mean, cpg) * a
         a32, b32 = a.float().contiguous(), bb.float().contiguous()
         y = torch.empty_like(x)  # same memory format as x
         _gn_apply_kernel[(b, triton.cdiv(hw, block_p))](x, y, a32, b32, c, hw, *sx, *_flat_strides(y), SILU=silu,
@@ -214,12 +221,12 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         sum_g = t1.double().sum(1)  # [B, C]: Σ ĝ
         sum_gx = t2.double().sum(1)  # [B, C]: Σ ĝ·x
         gamma = weight.double() if weight is not None else torch.ones(c, dtype=torch.float64, device=x.device)
-        mean_c = mean.repeat_interleave(cpg, dim=1)
-        rstd_c = rstd.repeat_interleave(cpg, dim=1)
+        mean_c = _per_channel(mean, cpg)
+        rstd_c = _per_channel(rstd, cpg)
         sum_gxhat = (sum_gx - mean_c * sum_g) * rstd_c  # [B, C]: Σ ĝ·x̂
         n = float(hw * cpg)
-        s1 = _group_reduce(gamma[None, :] * sum_g, groups).repeat_interleave(cpg, dim=1)
-        s2 = _group_reduce(gamma[None, :] * sum_gxhat, groups).repeat_interleave(cpg, dim=1)
+        s1 = _per_channel(_group_reduce(gamma[None, :] * sum_g, groups), cpg)
+        s2 = _per_channel(_group_reduce(gamma[None, :] * sum_gxhat, groups), cpg)
         p = -(rstd_c**2) * s2 / n
         q = mean_c * rstd_c**2 * s2 / n - rstd_c * s1 / n
         dx = torch.empty_like(x)
