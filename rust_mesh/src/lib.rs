@@ -3,7 +3,9 @@
 pub mod error;
 pub mod io;
 pub mod mesh;
+pub mod ops;
 pub mod raster;
+pub mod tet;
 
 pub use error::{MeshError, Result};
 
