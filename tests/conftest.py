@@ -23,3 +23,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:
             item.add_marker(skip_gpu)
+
+# Mesh/rasteriser tolerances (tests/mesh/). Rasterisers agree except where a pixel centre lies within
+# float rounding of a triangle edge or where two depths tie: allow that fraction of pixels to differ.
+MESH_TOLERANCES: dict[str, float] = {
+    "raster_mismatch_frac": 2e-3,  # fraction of covered pixels whose triangle id may differ
+    "raster_bary_atol": 1e-4,  # |Δu|, |Δv| on pixels with the same triangle (f64 reference vs f64→f32)
+    "raster_depth_atol": 1e-5,
+    "io_float_atol": 0.0,  # our writers print/store shortest round-trip floats: exact
+    "png_atol": 0.5 / 255 + 1e-6,  # 8-bit texture quantisation
+}
