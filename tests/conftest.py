@@ -30,6 +30,8 @@ MESH_TOLERANCES: dict[str, float] = {
     "raster_mismatch_frac": 2e-3,  # fraction of covered pixels whose triangle id may differ
     "raster_bary_atol": 1e-4,  # |Δu|, |Δv| on pixels with the same triangle (f64 reference vs f64→f32)
     "raster_depth_atol": 1e-5,
-    "io_float_atol": 0.0,  # our writers print/store shortest round-trip floats: exact
+    # Positions round-trip exactly (shortest round-trip decimal in OBJ, raw f32 in PLY/GLB); GLB stores
+    # 1 − v, so v comes back within 1 ulp of 1.0 (2^-24 ≈ 6e-8).
+    "uv_atol": 6e-8,
     "png_atol": 0.5 / 255 + 1e-6,  # 8-bit texture quantisation
 }

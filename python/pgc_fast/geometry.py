@@ -117,7 +117,7 @@ def marching_tets(vertices: Any, sdf: Any, tets: Any, return_tet_idx: bool = Fal
     return out
 
 
-_TORCH_TABLES: dict[Any, tuple[Any, Any]] = {}
+_TORCH_TABLES: dict[Any, tuple[Any, Any, Any]] = {}
 
 
 def marching_tets_torch(
@@ -155,18 +155,21 @@ def marching_tets_torch(
         _TORCH_TABLES[key] = (
             torch.as_tensor(NUM_TRIANGLES_TABLE, device=dev),
             torch.as_tensor(TRIANGLE_TABLE, device=dev),
+            torch.tensor([1, 2, 4, 8], dtype=torch.uint8, device=dev),
         )
-    num_tri, tri_table = _TORCH_TABLES[key]
+    num_tri, tri_table, weights = _TORCH_TABLES[key]
     with torch.no_grad():
         occ = sdf > 0  # [N]
         occ_e = occ[edges]  # [E, 2]
         crossing = occ_e[:, 0] != occ_e[:, 1]  # [E]
         cid = torch.cumsum(crossing, 0) - 1  # compacted vertex id of each crossing edge
         interp_v = edges[crossing]  # [K, 2], lexicographic == Kaolin's interp_v
-        occ_t = occ[tets].long()  # [T, 4]
-        case = occ_t[:, 0] + 2 * occ_t[:, 1] + 4 * occ_t[:, 2] + 8 * occ_t[:, 3]
+        occ_t = occ.to(torch.uint8)[tets]  # [T, 4]
+        case = (occ_t * weights).sum(-1)  # [T] marching case 0..15
         nt = num_tri[case]
-        idx = cid[tet_edges]  # [T, 6]
+        valid = torch.nonzero(nt > 0).squeeze(1)  # valid tets in tet order
+        case, nt = case[valid], nt[valid]
+        idx = cid[tet_edges[valid]]  # [Tv, 6] output vertex of each local edge
         one, two = nt == 1, nt == 2
         faces = torch.cat(
             (
@@ -183,8 +186,7 @@ def marching_tets_torch(
     w = torch.flip(s, [1]) / den
     verts = (p * w).sum(1)
     if return_tet_idx:
-        ids = torch.arange(tets.shape[0], device=dev)
-        tet_idx = torch.cat((ids[one], ids[two].repeat_interleave(2)))
+        tet_idx = torch.cat((valid[one], valid[two].repeat_interleave(2)))
         return verts, faces, tet_idx
     return verts, faces
 

@@ -66,7 +66,7 @@ def test_round_trip_all_attributes(tmp_path, ext, uv_split):
     pos, uv = corners(m)
     rpos, ruv = corners(r)
     np.testing.assert_array_equal(rpos, pos)
-    np.testing.assert_allclose(ruv, uv, atol=1e-7)
+    np.testing.assert_allclose(ruv, uv, atol=MESH_TOLERANCES["uv_atol"], rtol=0)
     assert r.faces.dtype == np.int64 and r.vertices.dtype == np.float32
     # per-corner normals and colours
     np.testing.assert_allclose(r.normals[r.faces], m.normals[m.faces], atol=1e-6)
