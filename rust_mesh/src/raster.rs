@@ -206,15 +206,12 @@ pub fn rasterize(clip: &[f32], b: usize, nv: usize, faces: &[[u32; 3]], h: usize
                         let l0 = a[0] * xc + row[0];
                         let l1 = a[1] * xc + row[1];
                         let l2 = a[2] * xc + row[2];
-                        if l0 < 0.0 || l1 < 0.0 || l2 < 0.0 {
-                            continue;
-                        }
                         let sum = l0 + l1 + l2;
-                        if sum <= 0.0 {
-                            continue;
-                        }
                         let z = s.d[0] * xc + drow;
-                        if !(-1.0..=1.0).contains(&z) || z >= zrow[x] {
+                        // One combined (non-short-circuit) test: small triangles make each separate
+                        // branch unpredictable.
+                        let inside = (l0 >= 0.0) & (l1 >= 0.0) & (l2 >= 0.0) & (sum > 0.0) & (z >= -1.0) & (z <= 1.0) & (z < zrow[x]);
+                        if !inside {
                             continue;
                         }
                         zrow[x] = z;

@@ -195,13 +195,23 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                 if rest.is_empty() {
                     return Err(MeshError::parse(path, line, "'mtllib' needs a file name"));
                 }
-                let mpath = dir.join(&rest);
-                let mtl = std::fs::read(&mpath)
-                    .map_err(|e| MeshError::parse(path, line, format!("cannot read mtllib {}: {e}", mpath.display())))?;
-                let mdir = mpath.parent().map(Path::to_path_buf).unwrap_or_default();
-                for m in parse_mtl(&mtl, &mpath, &mdir)? {
-                    mtl_order.push(m.name.clone());
-                    materials.insert(m.name.clone(), m);
+                // Either one name with spaces or several space-separated libraries.
+                let names: Vec<String> = if dir.join(&rest).is_file() {
+                    vec![rest.clone()]
+                } else {
+                    rest.split_whitespace().map(str::to_string).collect()
+                };
+                for name in names {
+                    let mpath = dir.join(&name);
+                    let mtl = std::fs::read(&mpath)
+                        .map_err(|e| MeshError::parse(path, line, format!("cannot read mtllib {}: {e}", mpath.display())))?;
+                    let mdir = mpath.parent().map(Path::to_path_buf).unwrap_or_default();
+                    for m in parse_mtl(&mtl, &mpath, &mdir)? {
+                        if !materials.contains_key(&m.name) {
+                            mtl_order.push(m.name.clone());
+                        }
+                        materials.insert(m.name.clone(), m);
+                    }
                 }
             }
             b"usemtl" => {
