@@ -37,6 +37,7 @@ __all__ = [
     "save_mesh",
     "rasterize",
     "rasterize_reference",
+    "rasterize_attach_grad",
     "rasterize_uv",
     "dilate",
     "bake_vertex_colors",
@@ -323,6 +324,50 @@ def rasterize_reference(clip_pos: Any, faces: Any, resolution: Union[int, tuple[
             bary = lam / s[..., None]
             out[bi][inside] = torch.stack([bary[..., 0], bary[..., 1], z, torch.full_like(z, t + 1.0)], -1)[inside]
     return out.float()
+
+
+def rasterize_attach_grad(clip_pos: Any, faces: Any, rast: Any) -> Any:
+    """Recomputes the (u, v, z/w) of a :func:`rasterize` result in torch so gradients reach ``clip_pos``.
+
+    The CPU rasteriser is not differentiable; this re-evaluates the same homogeneous-barycentric formula
+    (λ = M⁻¹·(x, y, 1), b = λ/Σλ, z/w = Σλᵢzᵢ) for the covered pixels with torch ops, giving
+    nvdiffrast-style position gradients of the barycentrics and depth (visibility itself has no gradient,
+    as in nvdiffrast without ``antialias``).
+
+    Args:
+        clip_pos: torch float [B, V, 4] or [V, 4] (requires_grad as needed), any device.
+        faces: int64 [F, 3]; rast: [B, H, W, 4] from :func:`rasterize` with the same inputs.
+
+    Returns:
+        torch tensor [B, H, W, 4] equal to ``rast`` (up to float rounding) whose first three channels are
+        differentiable w.r.t. ``clip_pos``; channel 3 (triangle id + 1) is copied.
+    """
+    import torch
+
+    pos = clip_pos if clip_pos.ndim == 3 else clip_pos[None]
+    rast = torch.as_tensor(rast, device=pos.device)
+    f = torch.as_tensor(faces, device=pos.device, dtype=torch.long)
+    b, h, w, _ = rast.shape
+    if pos.shape[0] != b or pos.shape[-1] != 4:
+        raise ValueError(f"rasterize_attach_grad(): clip_pos must be [{b},V,4], got {list(clip_pos.shape)}")
+    tri = rast[..., 3].long() - 1
+    bi, yi, xi = torch.nonzero(tri >= 0, as_tuple=True)
+    t = tri[bi, yi, xi]
+    v = pos[bi[:, None], f[t]]  # [N, 3 vertices, 4]
+    x = (xi.to(pos.dtype) + 0.5) * 2 / w - 1
+    y = (yi.to(pos.dtype) + 0.5) * 2 / h - 1
+    c = v[..., [0, 1, 3]]  # columns of M: (x, y, w) per vertex, [N, 3, 3]
+    r0 = torch.linalg.cross(c[:, 1], c[:, 2], dim=-1)
+    r1 = torch.linalg.cross(c[:, 2], c[:, 0], dim=-1)
+    r2 = torch.linalg.cross(c[:, 0], c[:, 1], dim=-1)
+    det = (c[:, 0] * r0).sum(-1)
+    p = torch.stack([x, y, torch.ones_like(x)], -1)
+    lam = torch.stack([(r0 * p).sum(-1), (r1 * p).sum(-1), (r2 * p).sum(-1)], -1) / det[:, None]
+    bary = lam / lam.sum(-1, keepdim=True)
+    z = (lam * v[..., 2]).sum(-1)
+    vals = torch.stack([bary[:, 0], bary[:, 1], z], -1).to(rast.dtype)
+    out = torch.zeros_like(rast, dtype=vals.dtype).index_put((bi, yi, xi), torch.cat([vals, rast[bi, yi, xi, 3:].to(vals.dtype)], -1))
+    return out
 
 
 def rasterize_uv(uvs: Any, uv_faces: Any, resolution: Union[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

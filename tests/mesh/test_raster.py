@@ -136,3 +136,15 @@ def test_dilate():
     np.testing.assert_array_equal(t0, tex)
     with pytest.raises(ValueError, match=r"dilate\(\): mask must be"):
         dilate(tex, mask[:4], 1)
+
+
+def test_attach_grad_matches_and_is_differentiable():
+    from pgc_fast.mesh import rasterize_attach_grad
+
+    pos, faces = random_scene(3, 8, 2, behind=False)
+    rast = rasterize(pos, faces, 16)
+    p64 = torch.tensor(pos, dtype=torch.float64, requires_grad=True)
+    out = rasterize_attach_grad(p64, faces, torch.from_numpy(rast).double())
+    torch.testing.assert_close(out.float(), torch.from_numpy(rast), atol=1e-5, rtol=0)
+    assert (out[..., 3] > 0).sum() > 30
+    torch.autograd.gradcheck(lambda q: rasterize_attach_grad(q, faces, torch.from_numpy(rast).double())[..., :3], (p64,))
