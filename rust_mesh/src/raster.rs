@@ -103,6 +103,32 @@ fn setup(p: [[f64; 4]; 3], w: usize, h: usize) -> Option<Setup> {
 
 const BAND: usize = 16;
 
+/// Zero-filled output buffer. Large outputs (a 4×1024² batch is 64 MiB) are backed by transparent huge
+/// pages where the kernel offers them on request (`madvise`): first-touch page faults were ~30% of the
+/// rasteriser's CPU time with 4 KiB pages.
+fn zeroed_output(n: usize) -> Vec<f32> {
+    #[allow(unused_mut)]
+    let mut v = vec![0f32; n];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = n * 4;
+        if bytes >= 4 * HUGE {
+            let start = v.as_mut_ptr() as usize;
+            let aligned = (start + HUGE - 1) & !(HUGE - 1);
+            let end = (start + bytes) & !(HUGE - 1);
+            if end > aligned {
+                // SAFETY: the range lies inside `v`'s allocation; MADV_HUGEPAGE only changes how the kernel
+                // backs untouched pages (contents stay zero), and failure is harmless (ignored).
+                unsafe {
+                    libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
+                }
+            }
+        }
+    }
+    v
+}
+
 /// Pixel-centre NDC coordinates of `n` pixels: (i + 0.5)·2/n − 1 (computed exactly as the docs say).
 fn centres(n: usize) -> Vec<f64> {
     (0..n).map(|i| (i as f64 + 0.5) * 2.0 / n as f64 - 1.0).collect()
@@ -138,7 +164,7 @@ fn row_span(a: [f64; 3], r: [f64; 3], x0: i32, x1: i32, w: usize) -> Option<(usi
 /// Rasterises `b` batches of clip positions (`clip`: b·nv·4 floats) with shared `faces` (indices must be
 /// < nv; the caller validates) into an output of b·h·w·4 floats (see the module docs).
 pub fn rasterize(clip: &[f32], b: usize, nv: usize, faces: &[[u32; 3]], h: usize, w: usize) -> Vec<f32> {
-    let mut out = vec![0f32; b * h * w * 4];
+    let mut out = zeroed_output(b * h * w * 4);
     if h == 0 || w == 0 || b == 0 {
         return out;
     }
@@ -211,16 +237,16 @@ pub fn rasterize(clip: &[f32], b: usize, nv: usize, faces: &[[u32; 3]], h: usize
                         // One combined (non-short-circuit) test: small triangles make each separate
                         // branch unpredictable.
                         let inside = (l0 >= 0.0) & (l1 >= 0.0) & (l2 >= 0.0) & (sum > 0.0) & (z >= -1.0) & (z <= 1.0) & (z < zrow[x]);
-                        if !inside {
-                            continue;
-                        }
-                        zrow[x] = z;
+                        // Branch-free select: coverage inside a small triangle's bbox is close to a coin
+                        // flip, so a data-dependent branch here mispredicts constantly.
                         let inv = 1.0 / sum;
+                        let px = [(l0 * inv) as f32, (l1 * inv) as f32, z as f32, (t + 1) as f32];
+                        zrow[x] = if inside { z } else { zrow[x] };
                         let o = x * 4;
-                        orow[o] = (l0 * inv) as f32;
-                        orow[o + 1] = (l1 * inv) as f32;
-                        orow[o + 2] = z as f32;
-                        orow[o + 3] = (t + 1) as f32;
+                        let dst = &mut orow[o..o + 4];
+                        for k in 0..4 {
+                            dst[k] = if inside { px[k] } else { dst[k] };
+                        }
                     }
                 }
             }
