@@ -68,8 +68,8 @@ def tet_grid(resolution: int) -> tuple[np.ndarray, np.ndarray]:
         ``(vertices float32 [(n+1)³, 3], tets int64 [6n³, 4])``; vertex (i, j, k) has index
         (i·(n+1) + j)·(n+1) + k; every tet has positive signed volume (p1−p0)·((p2−p0)×(p3−p0)).
     """
-    if not isinstance(resolution, (int, np.integer)) or not 2 <= resolution <= 2048:
-        raise ValueError(f"tet_grid(): resolution must be an int in [2, 2048], got {resolution!r}")
+    if not isinstance(resolution, (int, np.integer)) or not 2 <= resolution <= 513:
+        raise ValueError(f"tet_grid(): resolution must be an int in [2, 513], got {resolution!r}")
     return _rust_mesh.kuhn_grid(int(resolution) // 2)
 
 

@@ -279,6 +279,9 @@ pub fn rasterize_uv(uvs: &[[f32; 2]], uv_faces: &[[u32; 3]], h: usize, w: usize)
 /// Seam padding: grows the valid region of `tex` (h·w·c floats, `mask` h·w) by `pixels` rings; each new
 /// texel is the mean of its valid 8-neighbours from the previous ring. Returns the new mask.
 pub fn dilate(tex: &mut [f32], mask: &mut [bool], h: usize, w: usize, c: usize, pixels: usize) {
+    if h == 0 || w == 0 || c == 0 {
+        return;
+    }
     for _ in 0..pixels {
         let old_mask = mask.to_vec();
         let old_tex = tex.to_vec();

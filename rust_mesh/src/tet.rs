@@ -36,8 +36,9 @@ pub const TRIANGLE_TABLE: [[i8; 6]; 16] = [
 /// (index (i·(n+1) + j)·(n+1) + k for x = i, y = j, z = k) and 6n³ positively oriented tets (signed
 /// volume (p1−p0)·((p2−p0)×(p3−p0)) > 0), six per cube around its main diagonal.
 pub fn kuhn_grid(n: usize) -> Result<(Vec<f32>, Vec<i64>)> {
-    if n == 0 || n > 1024 {
-        return Err(MeshError::Invalid(format!("tet_grid(): cells per axis must be in 1..=1024, got {n}")));
+    // 256 cells per axis is already 16.8M vertices and 100M tets (3.2 GB of indices).
+    if n == 0 || n > 256 {
+        return Err(MeshError::Invalid(format!("tet_grid(): cells per axis must be in 1..=256, got {n}")));
     }
     let m = n + 1;
     let mut verts = vec![0f32; m * m * m * 3];
@@ -92,6 +93,8 @@ fn check_tets(tets: &[i64], nv: usize, op: &str) -> Result<()> {
 /// id of each of its six local edges ([T,6], local order `TET_EDGES`).
 pub fn tet_edges(tets: &[i64], nv: usize) -> Result<(Vec<i64>, Vec<i64>)> {
     check_tets(tets, nv, "tet_edges")?;
+    // Size the buckets by the largest index actually used, not the caller's vertex count.
+    let nv = tets.par_iter().copied().max().map_or(0, |m| m as usize + 1);
     let nt = tets.len() / 4;
     let ns = nt * 6;
     // Bucket every edge slot by its smaller endpoint (counting sort), then sort/dedup each small bucket.
