@@ -298,10 +298,10 @@ def rasterize_reference(clip_pos: Any, faces: Any, resolution: Union[int, tuple[
     import torch
 
     h, w = _resolution(resolution, "rasterize_reference")
-    pos = torch.as_tensor(np.asarray(clip_pos.cpu() if _is_torch(clip_pos) else clip_pos), dtype=torch.float64)
+    pos = torch.as_tensor(np.asarray(clip_pos.detach().cpu() if _is_torch(clip_pos) else clip_pos), dtype=torch.float64)
     if pos.ndim == 2:
         pos = pos[None]
-    f = torch.as_tensor(np.asarray(faces.cpu() if _is_torch(faces) else faces), dtype=torch.long)
+    f = torch.as_tensor(np.asarray(faces.detach().cpu() if _is_torch(faces) else faces), dtype=torch.long)
     b = pos.shape[0]
     ys = (torch.arange(h, dtype=torch.float64) + 0.5) / h * 2 - 1
     xs = (torch.arange(w, dtype=torch.float64) + 0.5) / w * 2 - 1
