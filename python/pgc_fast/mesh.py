@@ -15,7 +15,10 @@ Conventions
 * Metallic-roughness textures use glTF's layout: G = roughness, B = metallic.
 * Vertex colours are float32 [V, 3] in [0, 1], written and read without sRGB conversion.
 
-Rasteriser convention: see :func:`rasterize` (identical to ``nvdiffrast.torch.rasterize``).
+Rasteriser convention: see :func:`rasterize` (identical to ``nvdiffrast.torch.rasterize``; Laine et al.,
+"Modular Primitives for High-Performance Differentiable Rendering", arXiv 2011.03277). The CPU rasteriser
+uses homogeneous 2-D rasterisation (Olano & Greer, "Triangle Scan Conversion using 2D Homogeneous
+Coordinates", HWWS 1997); vertex normals are angle-weighted (Thürmer & Wüthrich 1998).
 """
 from __future__ import annotations
 
