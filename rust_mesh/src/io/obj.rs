@@ -24,6 +24,37 @@ pub fn read_obj(path: &Path) -> Result<Loaded> {
     parse_obj(&data, path, &dir)
 }
 
+/// `data.split(|c| *c == b'\n')` with a SIMD newline search (same pieces, including the final one).
+struct Lines<'a> {
+    data: &'a [u8],
+    done: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        match memchr::memchr(b'\n', self.data) {
+            Some(i) => {
+                let (l, rest) = (&self.data[..i], &self.data[i + 1..]);
+                self.data = rest;
+                Some(l)
+            }
+            None => {
+                self.done = true;
+                Some(self.data)
+            }
+        }
+    }
+}
+
+fn lines(data: &[u8]) -> Lines<'_> {
+    Lines { data, done: false }
+}
+
 #[inline]
 fn split_ws(s: &[u8]) -> impl Iterator<Item = &[u8]> {
     s.split(|c| *c == b' ' || *c == b'\t' || *c == b'\r')
@@ -154,7 +185,7 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
         ..Default::default()
     };
     let mut corner: Vec<(u32, u32, u32)> = Vec::with_capacity(8);
-    for (li, raw) in data.split(|c| *c == b'\n').enumerate() {
+    for (li, raw) in lines(data).enumerate() {
         let line = line0 + li;
         let mut toks = split_ws(raw);
         let Some(kw) = toks.next() else { continue };
@@ -296,7 +327,7 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
 /// Counts (lines, v, vt, vn) in a chunk: the cheap first pass that gives every chunk its global offsets.
 fn count_chunk(data: &[u8]) -> [usize; 4] {
     let mut n = [0usize; 4];
-    for raw in data.split(|c| *c == b'\n') {
+    for raw in lines(data) {
         n[0] += 1;
         let t = raw
             .iter()
