@@ -132,7 +132,7 @@ def test_obj_features(tmp_path):
         "usemtl red\ns 1\ng grp\n"
         "f -4/-4/-1 -3/-3/-1 -2/-2/-1 -1/-1/-1\n"  # quad with negative indices → 2 triangles
         "l 1 2\n"
-        "f 1 3 4\n"  # no uv/normal on this face
+        "f 1 3 4 # trailing comment\n"  # no uv/normal on this face
     )
     with pytest.warns(UserWarning, match="no texture coordinates"):
         m = load_mesh(tmp_path / "a.obj")

@@ -57,8 +57,10 @@ fn lines(data: &[u8]) -> Lines<'_> {
 
 #[inline]
 fn split_ws(s: &[u8]) -> impl Iterator<Item = &[u8]> {
+    // A token starting with '#' begins a trailing comment (some exporters write `f 1 2 3 # quad`).
     s.split(|c| *c == b' ' || *c == b'\t' || *c == b'\r')
         .filter(|t| !t.is_empty())
+        .take_while(|t| t[0] != b'#')
 }
 
 /// Fast path for plain decimals (`-12.345678`, ≤ 19 digits, no exponent), correctly rounded to f32:
