@@ -364,3 +364,21 @@ def test_gltf_scene_transforms_and_data_uri(tmp_path):
     (tmp_path / "scene.gltf").write_bytes(files["model.gltf"])
     g = load_mesh(tmp_path / "scene.gltf")
     np.testing.assert_allclose(np.sort(g.vertices[g.faces].reshape(-1, 9), axis=0), theirs, atol=1e-5)
+
+
+def test_missing_texture_is_a_warning_not_a_failure(tmp_path):
+    (tmp_path / "a.mtl").write_text("newmtl m\nKd 0.5 0.5 0.5\nmap_Kd missing.png\n")
+    (tmp_path / "a.obj").write_text("mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl m\nf 1 2 3\n")
+    with pytest.warns(UserWarning, match=r"a\.mtl:3: map_Kd texture dropped"):
+        m = load_mesh(tmp_path / "a.obj")
+    assert m.material is not None and m.material.base_color_texture is None
+    assert m.material.base_color_factor[:3] == (0.5, 0.5, 0.5)
+
+
+def test_compressed_gltf_is_refused_clearly(tmp_path):
+    import json
+
+    doc = {"asset": {"version": "2.0"}, "extensionsRequired": ["KHR_draco_mesh_compression"], "meshes": []}
+    (tmp_path / "d.gltf").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="KHR_draco_mesh_compression"):
+        load_mesh(tmp_path / "d.gltf")

@@ -441,7 +441,7 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                     MeshError::parse(path, line, format!("cannot read mtllib {}: {e}", mpath.display()))
                 })?;
                 let mdir = mpath.parent().map(Path::to_path_buf).unwrap_or_default();
-                for m in parse_mtl(&mtl, &mpath, &mdir)? {
+                for m in parse_mtl(&mtl, &mpath, &mdir, &mut warnings)? {
                     if !materials.contains_key(&m.name) {
                         mtl_order.push(m.name.clone());
                     }
@@ -566,7 +566,9 @@ fn map_file(rest: &str) -> String {
     toks[i..].join(" ")
 }
 
-pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> {
+/// Parses an MTL file. Texture maps that cannot be read are dropped with a warning (broken texture paths
+/// are common in downloaded models); malformed statements are errors with file and line.
+pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<Material>> {
     let mut out: Vec<Material> = Vec::new();
     let mut pm: Option<Texture> = None;
     let mut pr: Option<Texture> = None;
@@ -617,13 +619,19 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> 
             }
             Ok(v)
         };
-        let tex = |force: bool| -> Result<Texture> {
+        let mut tex = |force: bool| -> Result<Option<Texture>> {
             let f = map_file(rest);
             if f.is_empty() {
                 return Err(MeshError::parse(path, line, format!("'{kw}' needs a file name")));
             }
             let p: PathBuf = dir.join(f.replace('\\', "/"));
-            read_image(&p, force).map_err(|e| MeshError::parse(path, line, format!("{kw}: {e}")))
+            match read_image(&p, force) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) => {
+                    warnings.push(format!("{}:{line}: {kw} texture dropped: {e}", path.display()));
+                    Ok(None)
+                }
+            }
         };
         match kw {
             "Kd" => {
@@ -635,10 +643,10 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> 
             "Tr" => m.base_color_factor[3] = 1.0 - nums(1)?[0],
             "Pm" => m.metallic_factor = nums(1)?[0],
             "Pr" => m.roughness_factor = nums(1)?[0],
-            "map_Kd" => m.base_color_texture = Some(tex(true)?),
-            "map_Pm" => pm = Some(tex(false)?),
-            "map_Pr" => pr = Some(tex(false)?),
-            "map_Bump" | "map_bump" | "bump" | "norm" | "map_Norm" => m.normal_texture = Some(tex(true)?),
+            "map_Kd" => m.base_color_texture = tex(true)?,
+            "map_Pm" => pm = tex(false)?,
+            "map_Pr" => pr = tex(false)?,
+            "map_Bump" | "map_bump" | "bump" | "norm" | "map_Norm" => m.normal_texture = tex(true)?,
             _ => {}
         }
     }
