@@ -5,8 +5,9 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use rust_mesh::MeshError;
 
+mod mesh;
+
 /// Maps the core error enum onto builtin Python exceptions (I/O → OSError, everything else → ValueError).
-#[allow(dead_code)]
 pub(crate) fn to_py_err(e: MeshError) -> PyErr {
     match e {
         MeshError::Io { .. } => PyOSError::new_err(e.to_string()),
@@ -23,5 +24,6 @@ fn version() -> &'static str {
 #[pymodule]
 fn _rust_mesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    mesh::register(m)?;
     Ok(())
 }
