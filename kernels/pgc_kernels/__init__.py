@@ -8,3 +8,4 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
+from .hash_grid_encode import hash_grid_encode  # noqa: E402,F401  (hashgrid)
