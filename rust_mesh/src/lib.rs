@@ -4,6 +4,7 @@ pub mod error;
 pub mod io;
 pub mod mesh;
 pub mod raster;
+pub mod uv;
 
 pub use error::{MeshError, Result};
 

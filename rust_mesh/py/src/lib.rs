@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use rust_mesh::MeshError;
 
 mod mesh;
+mod uv;
 
 /// Maps the core error enum onto builtin Python exceptions (I/O → OSError, everything else → ValueError).
 pub(crate) fn to_py_err(e: MeshError) -> PyErr {
@@ -25,5 +26,6 @@ fn version() -> &'static str {
 fn _rust_mesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     mesh::register(m)?;
+    uv::register(m)?;
     Ok(())
 }
