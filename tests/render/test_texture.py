@@ -25,7 +25,7 @@ BE = CpuBackend(reference_rasterize)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1.0 / ((a - b) ** 2).mean()))
+    return float(10 * torch.log10(1.0 / ((a.detach() - b.detach()) ** 2).mean()))
 
 
 def test_pyramid_levels_export_and_sampling_agree():
@@ -114,6 +114,7 @@ def test_bake_field_to_uv_and_render_back():
     assert (baked.texture.sum(-1) > 0).all()
     uvt = UVTexture(64, min_resolution=64)
     uvt.set_image(baked.texture.clamp(0, 1))
+    assert torch.allclose(uvt.export_image(), baked.image().clamp(1e-4, 1 - 1e-4), atol=1e-5)
     cams = orbit_cameras(2.4, [60.0, 75.0], [30.0, 215.0], 30.0, 32)
     r = MeshRenderer(BE)
     a = r.render(mesh, cams, field, background=0.0, antialias=False)
@@ -131,6 +132,24 @@ def test_bake_with_unwrap_when_available():
         pytest.skip("the Rust extension with unwrap is not built")
     assert baked.vmapping is not None and baked.uvs.shape[0] == baked.vmapping.shape[0]
     assert torch.equal(baked.vmapping[baked.uv_faces], Fc)
+    assert torch.equal(baked.image(), baked.texture.flip(0))
+
+
+def test_hash_grid_texture_field_renders_and_learns():
+    """The default field (pgc_fast.field.TextureField) behind FieldTexture: output range, gradients to its table."""
+    pytest.importorskip("pgc_kernels")
+    cube = uv_cube()
+    mesh = RenderMesh(cube["vertices"], cube["faces"], uvs=cube["uvs"])
+    torch.manual_seed(0)
+    tex = FieldTexture(bound=1.0)
+    assert tex.input_range == "world"
+    out = MeshRenderer(BE).render(mesh, orbit_cameras(2.4, 60.0, 30.0, 30.0, 16), tex, background=1.0)
+    cov = out.mask[:, 0] > 0.999
+    alb = out.albedo.permute(0, 2, 3, 1)[cov]
+    assert ((alb >= 0.05 - 1e-6) & (alb <= 0.95 + 1e-6)).all()
+    out.image.mean().backward()
+    grads = [p.grad for p in tex.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
 
 
 def test_init_texture_from_vertex_colors():

@@ -15,8 +15,9 @@
     Per-vertex colours (optionally learnable).
 
 UV convention (nvdiffrast's): texel (i, j) of an [R,R,C] texture covers u ∈ [j, j+1)/R, v ∈ [i, i+1)/R, so row
-0 is v = 0. glTF's UV origin is the image's top-left, so a glTF can store the rows as they are with the same
-UVs; an OBJ (v up) needs either the rows flipped or v' = 1 − v.
+0 is v = 0. ``pgc_fast.mesh`` (like OBJ) uses v up with image row 0 at the top: the same UVs then need the rows
+flipped — :meth:`UVTexture.export_image` and :meth:`BakedTexture.image` return the flipped image for
+``Mesh.material.base_color_texture``; to render a loaded mesh texture, pass ``image.flip(0)`` to set_image.
 
 ``init_texture(texture, mesh, backend)`` initialises either kind from the mesh's vertex colours
 (``--init_texture``): UV textures get the vertex colours baked into the atlas; fields are fitted (Adam, MSE) to
@@ -68,7 +69,7 @@ class FieldTexture(nn.Module):
         if field is None:
             from pgc_fast.field import TextureField  # the hash-grid field (issue 6)
 
-            field = TextureField(**field_kwargs)
+            field = TextureField(bound=bound, **field_kwargs)
         if input_range not in ("auto", "world", "unit"):
             raise ValueError(f"FieldTexture(): input_range must be auto|world|unit, got {input_range!r}")
         if input_range == "auto":
@@ -153,6 +154,12 @@ class UVTexture(nn.Module):
     def export(self) -> torch.Tensor:
         """The texture as float32 [R,R,C] (row 0 = v = 0), after the activation."""
         return self._act(self.raw())[0].detach().clone()
+
+    @torch.no_grad()
+    def export_image(self) -> torch.Tensor:
+        """The texture as an image float32 [R,R,C], row 0 = image top, for ``pgc_fast.mesh`` / OBJ / PNG with the
+        same UVs read as OBJ UVs (v up): the rows of :meth:`export` flipped."""
+        return self.export().flip(0).contiguous()
 
     @torch.no_grad()
     def set_image(self, image: torch.Tensor) -> None:
@@ -258,6 +265,10 @@ class BakedTexture:
     uvs: torch.Tensor
     uv_faces: torch.Tensor
     vmapping: torch.Tensor | None = None
+
+    def image(self) -> torch.Tensor:
+        """The texture as an image (row 0 = top; ``pgc_fast.mesh`` / OBJ convention with these uvs)."""
+        return self.texture.flip(0).contiguous()
 
 
 def _uv_raster(backend: RasterBackend, uvs: torch.Tensor, uv_faces: torch.Tensor, resolution: int) -> torch.Tensor:
