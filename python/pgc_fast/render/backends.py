@@ -290,6 +290,9 @@ def antialias_torch(color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Ten
             - (fv[:, :, 1, 1] - fv[:, :, 0, 1]) * (fv[:, :, 2, 0] - fv[:, :, 0, 0]))
     orient = torch.sign(area.detach())  # [B,F]
     nb = edge_neighbors(faces).to(dev)
+    # Silhouette edges per view: boundary edges, or edges whose two faces face opposite ways on screen.
+    sil_edge = (nb < 0)[None] | (orient[:, nb.clamp_min(0)] != orient[:, :, None])  # [B,F,3]
+    sil_face = sil_edge.any(-1)  # [B,F]: only pairs whose front triangle has one need any work
 
     flat = color.reshape(B * H * W, C)
     deltas_idx, deltas_val = [], []
@@ -311,6 +314,11 @@ def antialias_torch(color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Ten
         za, zb = zw[b, y, x], zw[b, y1, x1]
         a_front = (tb < 0) | ((ta >= 0) & (za <= zb))
         t = torch.where(a_front, ta, tb)
+        cand_pair = sil_face[b, t]
+        if not bool(cand_pair.any()):
+            continue
+        sel = cand_pair.nonzero(as_tuple=True)[0]
+        b, y, x, y1, x1, t, a_front = b[sel], y[sel], x[sel], y1[sel], x1[sel], t[sel], a_front[sel]
         # inside pixel I and outside pixel O (pixel-centre coordinates)
         iy, ix = torch.where(a_front, y, y1), torch.where(a_front, x, x1)
         oy, ox = torch.where(a_front, y1, y), torch.where(a_front, x1, x)
@@ -332,8 +340,7 @@ def antialias_torch(color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Ten
         s_pick = torch.where(cand, s.detach(), torch.full_like(s, float("inf")))
         k = s_pick.argmin(-1)
         has = cand.any(-1)
-        nbk = nb[t, k]
-        sil = (nbk < 0) | (orient[b, nbk.clamp_min(0)] != sg)
+        sil = sil_edge[b, t, k]
         keep = ok & has & sil
         if not bool(keep.any()):
             continue
