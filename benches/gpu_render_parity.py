@@ -127,6 +127,7 @@ def main() -> int:
         rows.append((name, "interpolate (3 ch)", timed(lambda: be.interpolate(colors, rast, Fc), dev, args.reps)))
         rows.append((name, "texture 1024² (linear)", timed(lambda: be.texture(tex, uv), dev, args.reps)))
         rows.append((name, "antialias (3 ch)", timed(lambda: be.antialias(img, rast, clip, Fc), dev, args.reps)))
+        print(rows[-4:], flush=True)
 
     # ---- op parity
     if "nvdiffrast" in backends:
@@ -162,9 +163,38 @@ def main() -> int:
         results["antialias_changed_pixels_cpu"] = float(((aa_cpu - img).abs().amax(-1) > 1e-6).float().mean())
         results["antialias_diff_outside_edges"] = int(((d > 1e-5) & ~edge_pixels(id_nv)).sum())
 
+        # antialias gradients alone: loss = Σ w ⊙ antialias(img) w.r.t. clip positions (img fixed)
+        wgt = torch.rand_like(img)
+        ag = {}
+        for name, be in backends.items():
+            cp = clip.clone().requires_grad_(True)
+            (be.antialias(img, r_nv, cp, Fc) * wgt).sum().backward()
+            ag[name] = cp.grad.detach()
+        results["antialias_grad_cos_clip"] = cosine(ag["nvdiffrast"], ag["cpu"])
+        results["antialias_grad_norm_ratio_cpu/nv"] = float(ag["cpu"].norm() / ag["nvdiffrast"].norm().clamp_min(1e-30))
+        results["antialias_grad_nonzero_vertices_nv"] = int((ag["nvdiffrast"].abs().sum(-1) > 0).sum())
+        results["antialias_grad_nonzero_vertices_cpu"] = int((ag["cpu"].abs().sum(-1) > 0).sum())
+        # barycentric gradients alone: loss = Σ w ⊙ interpolate(colors, rasterize(clip)) w.r.t. clip positions
+        bg_ = {}
+        for name, be in backends.items():
+            cp = clip.clone().requires_grad_(True)
+            rr = be.rasterize(cp, Fc, res)
+            same_px = (rr[..., 3:] == r_nv[..., 3:]).float()  # compare on pixels both cover with one triangle
+            (be.interpolate(colors, rr, Fc) * wgt * same_px).sum().backward()
+            bg_[name] = cp.grad.detach()
+        results["raster_grad_cos_clip"] = cosine(bg_["nvdiffrast"], bg_["cpu"])
+        results["raster_grad_norm_ratio_cpu/nv"] = float(bg_["cpu"].norm() / bg_["nvdiffrast"].norm().clamp_min(1e-30))
+
         # ---- full renderer: images and gradients
         torch.manual_seed(0)
         field = FieldTexture(bound=1.0).to(dev)
+        try:  # the Triton hash-grid kernel; fall back to its torch twin if it does not compile here
+            field(torch.rand(64, 3, device=dev))
+            results["field_encoding"] = "triton"
+        except Exception as e:  # noqa: BLE001 - report and continue with the twin
+            results["field_encoding"] = f"torch twin (triton failed: {type(e).__name__})"
+            torch.manual_seed(0)
+            field = FieldTexture(bound=1.0, backend="torch").to(dev)
         target = torch.rand(args.views, 3, *res, device=dev)
         outs, grads = {}, {}
         for tname, texture in (("vertex colours", None), ("hash-grid field", field)):
@@ -192,6 +222,15 @@ def main() -> int:
                     ((o.image - target) ** 2).mean().backward()
 
                 rows.append((name, f"render fwd+bwd, {tname}", timed(step, dev, max(3, args.reps // 2), 1)))
+                print(rows[-1], flush=True)
+            if texture is None:
+                gv = {}
+                for name, be in backends.items():
+                    Vg = V.clone().requires_grad_(True)
+                    o = MeshRenderer(be).render(RenderMesh(Vg, Fc), cams, colors, background=1.0, antialias=False)
+                    ((o.image - target) ** 2).mean().backward()
+                    gv[name] = Vg.grad.detach()
+                results["grad_cos_vertices_vertex colours_noAA"] = cosine(gv["nvdiffrast"], gv["cpu"])
             a, b = outs[(tname, "nvdiffrast")], outs[(tname, "cpu")]
             results[f"render_psnr_{tname}"] = float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
             results[f"grad_cos_texture_{tname}"] = cosine(grads[(tname, "nvdiffrast")][0], grads[(tname, "cpu")][0])
