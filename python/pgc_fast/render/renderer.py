@@ -202,7 +202,7 @@ class MeshRenderer:
         nrm = F.normalize(nrm, dim=-1, eps=1e-20)
         nrm = torch.where((nrm * view).sum(-1, keepdim=True) > 0, -nrm, nrm) * cov_f
 
-        albedo = self._albedo(mesh, texture, rast, pos, covered)
+        albedo = self._albedo(mesh, texture, rast, pos, covered).float()  # fields may answer in fp16 under autocast
         C = albedo.shape[-1]
         used = shading
         if shading == "random":
