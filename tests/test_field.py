@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import HAS_CUDA, TRITON_INTERPRET
+from tolerances import HAS_CUDA, TRITON_INTERPRET
 from pgc_fast.field import Field, HashGridEncoding, TextureField
 from pgc_kernels import hash_grid_encode
 

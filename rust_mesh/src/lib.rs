@@ -6,6 +6,7 @@ pub mod mesh;
 pub mod ops;
 pub mod raster;
 pub mod tet;
+pub mod uv;
 
 pub use error::{MeshError, Result};
 

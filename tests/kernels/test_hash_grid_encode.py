@@ -9,7 +9,7 @@ import torch
 
 from pgc_kernels import hash_grid_encode
 from pgc_kernels.reference import _hash_grid_levels, hash_grid_encode_reference
-from conftest import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
+from tolerances import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
 
 CAN_TRITON = HAS_CUDA or TRITON_INTERPRET
 needs_triton = pytest.mark.skipif(not CAN_TRITON, reason="needs CUDA or TRITON_INTERPRET=1")

@@ -11,7 +11,7 @@ import torch
 
 import pgc_kernels as pk
 from pgc_kernels.reference import pixel_clip_reference
-from conftest import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
+from tolerances import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
 
 VARIANTS = ["clip", "value", "global", "sigmoid", "soft", "soft_pixel"]
 NORMS = ["linf", "l2"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pgc_kernels as pk
-from conftest import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
+from tolerances import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
 from pgc_kernels.reference import sds_grad_reference
 
 DEV = "cuda" if HAS_CUDA else "cpu"

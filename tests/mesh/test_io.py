@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MESH_TOLERANCES
+from tolerances import MESH_TOLERANCES
 from pgc_fast.mesh import Material, Mesh, load_mesh, save_mesh
 
 PANDA = Path(__file__).resolve().parents[3] / "shared" / "data" / "panda_spear_shield.obj"

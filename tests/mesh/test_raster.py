@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MESH_TOLERANCES
+from tolerances import MESH_TOLERANCES
 from pgc_fast.mesh import Mesh, bake_vertex_colors, dilate, rasterize, rasterize_reference, rasterize_uv
 
 TOL = MESH_TOLERANCES

@@ -1,0 +1,40 @@
+"""Tolerances and environment flags shared by the test suites (one place; any loosening says why).
+
+Import as ``from tolerances import TOLERANCES`` (``tests/`` is on the path via ``pythonpath`` in
+pyproject.toml); conftest.py files hold only fixtures and hooks, so several of them never collide.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+# atol/rtol per dtype for comparisons of a kernel with its fp32-computed reference.
+TOLERANCES: dict[torch.dtype, dict[str, float]] = {
+    torch.float32: {"atol": 1e-6, "rtol": 1e-5},
+    torch.float16: {"atol": 1e-3, "rtol": 1e-3},
+    torch.bfloat16: {"atol": 1e-2, "rtol": 1e-2},
+    torch.float64: {"atol": 1e-12, "rtol": 1e-10},
+}
+# hash_grid_encode dL/dx (float32): sums of ~L·8·F products of size up to scale·|g|·|feature| (scale up to ~63 in
+# the tests) with terms of both signs, so its absolute error is ~scale·eps·|terms|, not eps·|result|.
+TOLERANCES["hash_grid_dx"] = {"atol": 1e-4, "rtol": 1e-4}  # type: ignore[index]
+
+HAS_CUDA = torch.cuda.is_available()
+TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+# Mesh/rasteriser tolerances (tests/mesh/). Rasterisers agree except where a pixel centre lies within
+# float rounding of a triangle edge or where two depths tie: allow that fraction of pixels to differ.
+MESH_TOLERANCES: dict[str, float] = {
+    "raster_mismatch_frac": 2e-3,  # fraction of covered pixels whose triangle id may differ
+    "raster_bary_atol": 1e-4,  # |Δu|, |Δv| on pixels with the same triangle (f64 reference vs f64→f32)
+    "raster_depth_atol": 1e-5,
+    # rast_db vs central differences of a perspective (non-linear) barycentric field: O(h²) truncation.
+    "raster_db_fd_atol": 2e-3,
+    "raster_db_fd_rtol": 0.05,
+    # Positions round-trip exactly (shortest round-trip decimal in OBJ, raw f32 in PLY/GLB); GLB stores
+    # 1 − v, so v comes back within 1 ulp of 1.0 (2^-24 ≈ 6e-8).
+    "uv_atol": 6e-8,
+    "png_atol": 0.5 / 255 + 1e-6,  # 8-bit texture quantisation
+}
