@@ -1,6 +1,7 @@
 //! `rust_mesh`: the pure-Rust core of pgc-fast's mesh work. No PyO3 types live here, so `cargo test`
 //! runs without Python; the thin bindings are in `rust_mesh/py`.
 pub mod error;
+pub mod uv;
 
 pub use error::{MeshError, Result};
 

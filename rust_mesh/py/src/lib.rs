@@ -5,6 +5,8 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use rust_mesh::MeshError;
 
+mod uv;
+
 /// Maps the core error enum onto builtin Python exceptions (I/O → OSError, everything else → ValueError).
 #[allow(dead_code)]
 pub(crate) fn to_py_err(e: MeshError) -> PyErr {
@@ -23,5 +25,6 @@ fn version() -> &'static str {
 #[pymodule]
 fn _rust_mesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    uv::register(m)?;
     Ok(())
 }

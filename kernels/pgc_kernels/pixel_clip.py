@@ -1,0 +1,350 @@
+"""Pixel-wise gradient clipping (PGC): fused single-pass Triton kernel, autograd identity and hook.
+
+Public: :func:`pixel_clip`, :func:`pgc`, :func:`attach_pgc`. Torch twin: :func:`pgc_kernels.reference.pixel_clip_reference`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover
+    triton = tl = None
+
+from ._backend import HAS_TRITON, use_triton
+from ._checks import check_pixel_clip_args
+from ._layout import three_axis
+from ._types import PixelClipStats
+from .reference import pixel_clip_reference
+
+
+_VARIANT_ID = {"clip": 0, "value": 1, "global": 2, "sigmoid": 3, "soft": 4, "soft_pixel": 5}
+
+# Elements (pixels × padded channels) per program, and warps, per memory order. "pixel_major": pixels of one
+# channel are contiguous (NCHW): each program loads a [C_PAD, BLOCK] tile, each row a vectorised run of one
+# channel. "channel_major": channels of one pixel are contiguous (NHWC, channels_last). Tuned on an H100
+# (benches/gpu_kernels.py --sweep; see benches/RESULTS.md).
+CONFIG = {"pixel_major": (4096, 4), "channel_major": (4096, 4)}
+
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _pixel_clip_kernel(
+        x_ptr, y_ptr, scale_ptr, gmax_ptr, part_ptr,
+        tau, inner, n_inner_blocks, C,
+        sxo, sxc, sxi, syo, syc, syi,
+        VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr, STATS: tl.constexpr,
+        USE_I64: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        """One pass: y = PGC(x) over a tile of BLOCK pixels × C channels of the [outer, C, inner] view.
+
+        τ' = τ·scale; n_p = max_c |x_pc| (L∞) or sqrt(Σ_c x_pc²) (L2). Variants (VARIANT):
+        0 clip x·min(1, τ'/n_p) · 1 value clamp(x, ±τ') · 2 global x·τ'/max|x| · 3 sigmoid (σ(x) − ½)·τ'
+        · 4 soft τ'x/(|x| + τ') · 5 soft_pixel τ'x/(n_p + τ'). Non-finite input → NaN (pixel-wise for 0/5,
+        element-wise for 1/3/4, whole tensor for 2). STATS: per-program (count of n_p > τ', Σ n_p, max n_p).
+        """
+        pid = tl.program_id(0)
+        o = pid // n_inner_blocks
+        ib = pid - o * n_inner_blocks
+        i = ib * BLOCK + tl.arange(0, BLOCK)
+        c = tl.arange(0, C_PAD)
+        if USE_I64:
+            o = o.to(tl.int64)
+            i = i.to(tl.int64)
+        pmask = i < inner
+        mask = (c[:, None] < C) & pmask[None, :]
+        xoff = o * sxo + c[:, None] * sxc + i[None, :] * sxi
+        x = tl.load(x_ptr + xoff, mask=mask, other=0.0).to(tl.float32)
+
+        thr = tau
+        if HAS_SCALE_PTR:
+            thr = tl.load(scale_ptr).to(tl.float32) * tau
+        a = tl.abs(x)
+        fin = a < float("inf")  # False for ±inf and NaN
+        if NORM_L2:
+            n = tl.sqrt(tl.sum(x * x, axis=0))
+        else:
+            n = tl.max(a, axis=0)
+        # Masked lanes load 0, which is finite: only real non-finite elements clear a pixel.
+        pfin = tl.sum((~fin).to(tl.int32), axis=0) == 0
+        nan = float("nan")
+
+        if VARIANT == 0:
+            # Divide only where n > τ' (> 0): zero pixels stay exactly zero, no 0/0.
+            f = tl.where(n > thr, thr / tl.where(n > thr, n, 1.0), 1.0)
+            y = tl.where(pfin[None, :], x * f[None, :], nan)
+        elif VARIANT == 1:
+            y = tl.where(fin, tl.minimum(tl.maximum(x, -thr), thr), nan)
+        elif VARIANT == 2:
+            gm = tl.load(gmax_ptr)  # max|x| over the tensor, inf if any element is non-finite
+            f = tl.where(gm > 0, thr / tl.where(gm > 0, gm, 1.0), 0.0)  # all-zero input stays zero
+            y = tl.where(gm < float("inf"), x * f, nan)
+        elif VARIANT == 3:
+            y = tl.where(fin, (1.0 / (1.0 + tl.exp(-x)) - 0.5) * thr, nan)
+        elif VARIANT == 4:
+            y = tl.where(fin, x * (thr / (a + thr)), nan)
+        else:
+            y = tl.where(pfin[None, :], x * (thr / (n + thr))[None, :], nan)
+
+        yoff = o * syo + c[:, None] * syc + i[None, :] * syi
+        tl.store(y_ptr + yoff, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+        if STATS:
+            ns = tl.where(pfin, n, float("inf"))
+            cnt = tl.sum(tl.where(pmask & (ns > thr), 1.0, 0.0), axis=0)
+            tot = tl.sum(tl.where(pmask, ns, 0.0), axis=0)
+            mx = tl.max(tl.where(pmask, ns, 0.0), axis=0)
+            tl.store(part_ptr + pid * 3 + 0, cnt)
+            tl.store(part_ptr + pid * 3 + 1, tot)
+            tl.store(part_ptr + pid * 3 + 2, mx)
+
+    @triton.jit
+    def _absmax_kernel(
+        x_ptr, gmax_ptr, inner, n_inner_blocks, C, sxo, sxc, sxi,
+        USE_I64: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        """gmax = max(gmax, max |x| over the tile), with NaN/±inf counted as +inf ("global" variant, pass 1)."""
+        pid = tl.program_id(0)
+        o = pid // n_inner_blocks
+        ib = pid - o * n_inner_blocks
+        i = ib * BLOCK + tl.arange(0, BLOCK)
+        c = tl.arange(0, C_PAD)
+        if USE_I64:
+            o = o.to(tl.int64)
+            i = i.to(tl.int64)
+        mask = (c[:, None] < C) & (i < inner)[None, :]
+        x = tl.load(x_ptr + o * sxo + c[:, None] * sxc + i[None, :] * sxi, mask=mask, other=0.0).to(tl.float32)
+        a = tl.abs(x)
+        a = tl.where(a < float("inf"), a, float("inf"))
+        tl.atomic_max(gmax_ptr, tl.max(tl.max(a, axis=1), axis=0))
+
+    @triton.jit
+    def _stats_finalize_kernel(part_ptr, out_ptr, nprog, inv_npix, RB: tl.constexpr):
+        """stats = (Σ count / P, max n, Σ n / P) from the per-program partials [nprog, 3]; one program."""
+        r = tl.arange(0, RB)
+        acc_c = tl.zeros([RB], dtype=tl.float32)
+        acc_s = tl.zeros([RB], dtype=tl.float32)
+        acc_m = tl.zeros([RB], dtype=tl.float32)
+        for k in range(0, nprog, RB):
+            idx = k + r
+            m = idx < nprog
+            acc_c += tl.load(part_ptr + idx * 3 + 0, mask=m, other=0.0)
+            acc_s += tl.load(part_ptr + idx * 3 + 1, mask=m, other=0.0)
+            acc_m = tl.maximum(acc_m, tl.load(part_ptr + idx * 3 + 2, mask=m, other=0.0))
+        tl.store(out_ptr + 0, tl.sum(acc_c, axis=0) * inv_npix)
+        tl.store(out_ptr + 1, tl.max(acc_m, axis=0))
+        tl.store(out_ptr + 2, tl.sum(acc_s, axis=0) * inv_npix)
+
+
+def _view3(t: torch.Tensor, d: int):
+    """[outer, C, inner] strides of ``t`` with the pixel axis ("inner") the one the tile runs along."""
+    v = three_axis(t, d)
+    if v is None:
+        return None
+    outer, c, inner, so, sc, si = v
+    if inner == 1 and outer > 1:  # NHWC-like: the pixels are the outer axis; run the tile along it.
+        outer, inner, so, si = 1, outer, 0, so
+    return outer, c, inner, so, sc, si
+
+
+def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=None):
+    x = grad.detach()
+    vx = _view3(x, d)
+    if vx is None:  # strides that no single [outer, C, inner] view describes: copy once
+        x = x.contiguous()
+        vx = _view3(x, d)
+    y = torch.empty_like(x)  # same strides as x when x is dense, else contiguous
+    vy = _view3(y, d)
+    if vy is None or vy[0] != vx[0] or vy[2] != vx[2]:
+        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        x = x.contiguous()
+        vx, vy = _view3(x, d), _view3(y, d)
+    outer, C, inner, sxo, sxc, sxi = vx
+    _, _, _, syo, syc, syi = vy
+    npix = outer * inner
+    dev = x.device
+    c_pad = triton.next_power_of_2(C)
+    layout = "channel_major" if sxc == 1 and C > 1 else "pixel_major"
+    elems, warps = (config or CONFIG)[layout]
+    block = max(16, elems // c_pad)
+    n_inner_blocks = triton.cdiv(inner, block) if inner else 0
+    nprog = outer * n_inner_blocks
+    span = max(abs(sxo) * (outer - 1) + abs(sxc) * (C - 1) + abs(sxi) * (inner + block), 1)
+    span = max(span, abs(syo) * (outer - 1) + abs(syc) * (C - 1) + abs(syi) * (inner + block))
+    use_i64 = span >= 2**31 - 1
+
+    has_scale_ptr = isinstance(scale, torch.Tensor)
+    if has_scale_ptr:
+        scale_arg, tau_arg = scale.detach().reshape(1), float(tau)
+    else:
+        scale_arg, tau_arg = x, float(tau) * (1.0 if scale is None else float(scale))
+    dummy = torch.empty(1, dtype=torch.float32, device=dev)
+    gmax = dummy
+    if variant == "global":
+        gmax = torch.zeros(1, dtype=torch.float32, device=dev)
+        if nprog:
+            _absmax_kernel[(nprog,)](x, gmax, inner, n_inner_blocks, C, sxo, sxc, sxi,
+                                     USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)
+    part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
+    if nprog:
+        _pixel_clip_kernel[(nprog,)](
+            x, y, scale_arg, gmax, part, tau_arg, inner, n_inner_blocks, C,
+            sxo, sxc, sxi, syo, syc, syi,
+            VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr, STATS=return_stats,
+            USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps,
+        )
+    if not return_stats:
+        return y
+    stats = torch.zeros(3, dtype=torch.float32, device=dev)
+    if nprog:
+        _stats_finalize_kernel[(1,)](part, stats, nprog, 1.0 / npix, RB=1024, num_warps=4)
+    return y, PixelClipStats(stats[0], stats[1], stats[2])
+
+
+def pixel_clip(
+    grad: torch.Tensor,
+    tau: float,
+    *,
+    variant: str = "clip",
+    norm: str = "linf",
+    channel_dim: int = 1,
+    scale: float | torch.Tensor | None = None,
+    backend: str = "auto",
+    return_stats: bool = False,
+):
+    """Clip a gradient pixel by pixel (PGC-3D's pixel-wise gradient clipping), in one pass over memory.
+
+    Args:
+        grad: float32/float16/bfloat16 tensor, rank ≥ 2, any device, channels (1..16) at ``channel_dim``
+            (1 for NCHW, -1 for NHWC; any axis works, and any strides, e.g. ``channels_last``).
+        tau: threshold τ > 0 in unscaled gradient units.
+        variant: ``"clip"`` (the paper's method: g_p·min(1, τ'/‖g_p‖), direction preserved), ``"value"``,
+            ``"global"``, ``"sigmoid"``, ``"soft"``, ``"soft_pixel"`` — the original's grad_suppress_type
+            0–5; formulas in :func:`pgc_kernels.reference.pixel_clip_reference`.
+        norm: pixel norm over channels for "clip"/"soft_pixel" (and the stats): ``"linf"`` (max_c |g_c|,
+            the original) or ``"l2"``.
+        scale: GradScaler scale S (python float, or a 1-element device tensor such as
+            ``scaler._get_scale_async()``, read on the device without a host sync): the threshold becomes
+            τ' = τ·S, which clips the unscaled gradient at τ and keeps the result scaled, as the original.
+        backend: ``"auto"`` (Triton on CUDA, the reference elsewhere), ``"triton"``, ``"torch"``.
+        return_stats: also return a :class:`PixelClipStats` (fraction clipped, max and mean pixel norm),
+            computed in the same pass.
+
+    Returns:
+        A new tensor of ``grad``'s dtype, shape and strides; with ``return_stats`` a tuple ``(out, stats)``.
+
+    All arithmetic is float32. A pixel whose gradient is all zero stays exactly zero. NaN/±inf are never
+    hidden (so GradScaler still detects overflow): the affected pixel (pixel-wise variants) or element
+    (element-wise ones) becomes NaN; with ``"global"`` the whole output does. pixel_clip itself is not
+    differentiable (it transforms gradients); use :func:`pgc` to apply it in a backward pass.
+    """
+    op = "pixel_clip"
+    tau, d, scale = check_pixel_clip_args(op, grad, tau, variant, norm, channel_dim, scale, backend, return_stats)
+    if use_triton(op, backend, grad):
+        return _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats)
+    return pixel_clip_reference(grad, tau, variant=variant, norm=norm, channel_dim=d, scale=scale, return_stats=return_stats)
+
+
+def _resolve_scale(op: str, scaler: Any, scale: Any):
+    """The scale to clip with: from a GradScaler (its device tensor, no sync), or ``scale`` as given."""
+    if scaler is None:
+        return scale
+    if scale is not None:
+        raise ValueError(f"{op}(): pass either scaler or scale, got both")
+    if isinstance(scaler, (float, int, torch.Tensor)) and not isinstance(scaler, bool):
+        return scaler
+    if not (hasattr(scaler, "is_enabled") and hasattr(scaler, "_get_scale_async")):
+        raise TypeError(f"{op}(): scaler must be a torch.amp.GradScaler, a float or a tensor, got {type(scaler).__name__}")
+    if not scaler.is_enabled():
+        return None
+    # The scaler's scale tensor exists once scaler.scale(loss) ran, i.e. before any backward it drives.
+    return scaler._get_scale_async()
+
+
+class _PGCFunction(torch.autograd.Function):
+    """Identity forward; the backward clips the incoming gradient with :func:`pixel_clip`."""
+
+    @staticmethod
+    def forward(ctx, x, tau, scaler, opts):
+        ctx.tau, ctx.scaler, ctx.opts = tau, scaler, opts
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        opts = dict(ctx.opts)
+        opts["scale"] = _resolve_scale("pgc", ctx.scaler, opts.get("scale"))
+        return pixel_clip(g, ctx.tau, **opts), None, None, None
+
+
+def _check_opts(op: str, x: torch.Tensor, tau: float, opts: dict) -> dict:
+    allowed = {"variant", "norm", "channel_dim", "scale", "backend"}
+    bad = set(opts) - allowed
+    if "return_stats" in bad:
+        raise ValueError(f"{op}(): return_stats is not available here, got return_stats; use attach_pgc(..., return_stats=True) and read hook.stats")
+    if bad:
+        raise TypeError(f"{op}(): unexpected keyword argument(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+    # Validate now, so a bad option fails at the call and not deep inside backward.
+    scale = opts.get("scale")
+    probe = {k: v for k, v in opts.items() if k != "scale"}
+    check_pixel_clip_args(op, x, tau, probe.get("variant", "clip"), probe.get("norm", "linf"), probe.get("channel_dim", 1),
+                          scale if not isinstance(scale, torch.Tensor) else None, probe.get("backend", "auto"), False)
+    return opts
+
+
+def pgc(x: torch.Tensor, tau: float, *, scaler: Any = None, **opts) -> torch.Tensor:
+    """Autograd identity whose backward applies :func:`pixel_clip` to the incoming gradient (PGC as an op).
+
+    ``y = pgc(rendered_rgb, 0.1)``: forward returns ``x`` (a view, same dtype/device/shape); in backward the
+    gradient reaching ``x`` is ``pixel_clip(dL/dy, tau, **opts)``. ``opts`` are pixel_clip's keywords
+    (variant, norm, channel_dim, scale, backend). ``scaler``: a ``torch.amp.GradScaler`` whose current
+    scale (device tensor, no sync) is used as ``scale`` when it is enabled.
+    """
+    opts = _check_opts("pgc", x, tau, opts)
+    return _PGCFunction.apply(x, tau, scaler, opts)
+
+
+class PGCHook:
+    """Handle returned by :func:`attach_pgc`: ``.remove()`` detaches the hook; ``.stats`` holds the
+    :class:`PixelClipStats` of the latest backward when ``return_stats=True`` (else None)."""
+
+    def __init__(self) -> None:
+        self.stats: PixelClipStats | None = None
+        self._handle = None
+
+    def remove(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def attach_pgc(tensor: torch.Tensor, tau: float, scaler: Any = None, *, return_stats: bool = False, **opts) -> PGCHook:
+    """Register a backward hook on ``tensor`` that clips its gradient with :func:`pixel_clip` (the original's hook).
+
+    ``tensor`` must require grad (e.g. the rendered image). ``scaler``: a ``torch.amp.GradScaler`` (its scale
+    is read as a device tensor at backward time, no sync; ignored when disabled), a float, a tensor, or None.
+    ``opts``: pixel_clip's keywords (variant, norm, channel_dim, scale, backend). Returns a :class:`PGCHook`.
+    """
+    op = "attach_pgc"
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{op}(): tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if not tensor.requires_grad:
+        raise ValueError(f"{op}(): tensor must require grad (a hook on it would never run), got requires_grad=False")
+    if not isinstance(return_stats, bool):
+        raise TypeError(f"{op}(): return_stats must be a bool, got {type(return_stats).__name__}")
+    opts = _check_opts(op, tensor, tau, opts)
+    hook = PGCHook()
+
+    def _hook(g: torch.Tensor) -> torch.Tensor:
+        o = dict(opts)
+        o["scale"] = _resolve_scale(op, scaler, o.get("scale"))
+        if return_stats:
+            out, hook.stats = pixel_clip(g, tau, return_stats=True, **o)
+            return out
+        return pixel_clip(g, tau, **o)
+
+    hook._handle = tensor.register_hook(_hook)
+    return hook
