@@ -13,6 +13,9 @@ TOLERANCES: dict[torch.dtype, dict[str, float]] = {
     torch.bfloat16: {"atol": 1e-2, "rtol": 1e-2},
     torch.float64: {"atol": 1e-12, "rtol": 1e-10},
 }
+# hash_grid_encode dL/dx (float32): sums of ~L·8·F products of size up to scale·|g|·|feature| (scale up to ~63 in
+# the tests) with terms of both signs, so its absolute error is ~scale·eps·|terms|, not eps·|result|.
+TOLERANCES["hash_grid_dx"] = {"atol": 1e-4, "rtol": 1e-4}  # type: ignore[index]
 
 HAS_CUDA = torch.cuda.is_available()
 TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"

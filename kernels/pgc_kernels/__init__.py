@@ -27,4 +27,6 @@ __all__ = [
     "reference",
     "sds_grad",
     "sds_loss",
+    "hash_grid_encode",
 ]
+from .hash_grid_encode import hash_grid_encode  # noqa: E402  (hashgrid)

@@ -147,3 +147,125 @@ def sds_grad_reference(
         n = g.abs().amax(dim=1, keepdim=True)
         g = g * torch.where(n > clip, clip / torch.where(n > clip, n, torch.ones_like(n)), torch.ones_like(n))
     return g.contiguous()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# hash_grid_encode (owner: hashgrid; keep this block contiguous). Formula: see pgc_kernels/hash_grid_encode.py.
+# ------------------------------------------------------------------------------------------------------------------
+import math as _math  # noqa: E402
+
+import torch as _torch  # noqa: E402
+
+_HASH_GRID_INTERPOLATIONS = ("linear", "smoothstep")
+# Instant-NGP's spatial-hash primes for x, y, z (torch-ngp gridencoder's fast_hash).
+_HASH_GRID_PRIMES = (1, 2654435761, 805459861)
+
+
+def _hash_grid_levels(num_levels: int, table_size: int, base: float, finest: float):
+    """Per-level (scale: list[float32 value], res: list[int], num_dense: int), shared by the kernel and the twin.
+
+    scale_l = fp32(base · 2^(l·b) − 1), b = log2(finest/base)/(L−1); res_l = ceil(scale_l) + 1 (torch-ngp,
+    align_corners=False: a level has res_l + 1 vertices per axis). Resolutions grow with l, so the densely indexed
+    levels ((res_l+1)^3 <= T) are a prefix of length num_dense.
+    """
+    b = _math.log2(finest / base) / (num_levels - 1) if num_levels > 1 else 0.0
+    scales = _torch.tensor([base * 2.0 ** (lvl * b) - 1.0 for lvl in range(num_levels)], dtype=_torch.float32)
+    scales = scales.tolist()  # the float32-rounded values, as Python floats
+    res = [int(_math.ceil(s)) + 1 for s in scales]
+    num_dense = sum(1 for r in res if (r + 1) ** 3 <= table_size)
+    return scales, res, num_dense
+
+
+def _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation, *, x_dtypes, table_dtypes):
+    def names(dtypes):
+        return "|".join(str(d).replace("torch.", "") for d in dtypes)
+
+    if not isinstance(x, _torch.Tensor):
+        raise TypeError(f"{op}(): x must be a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(table, _torch.Tensor):
+        raise TypeError(f"{op}(): table must be a torch.Tensor, got {type(table).__name__}")
+    if x.dtype not in x_dtypes or x.dim() != 2 or x.shape[1] != 3:
+        raise ValueError(f"{op}(): x must be a {names(x_dtypes)} tensor [N, 3], "
+                         f"got {str(x.dtype).replace('torch.', '')} {list(x.shape)}")
+    if table.dtype not in table_dtypes or table.dim() != 3 or min(table.shape) < 1:
+        raise ValueError(f"{op}(): table must be a {names(table_dtypes)} tensor [L, T, F] with L, T, F >= 1, "
+                         f"got {str(table.dtype).replace('torch.', '')} {list(table.shape)}")
+    if table.shape[1] >= 2**31:
+        raise ValueError(f"{op}(): table must have T < 2^31 rows per level, got T={table.shape[1]}")
+    if x.device != table.device:
+        raise ValueError(f"{op}(): x and table must be on one device, got x on {x.device}, table on {table.device}")
+    for name, v in (("base_resolution", base_resolution), ("finest_resolution", finest_resolution)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not _math.isfinite(v) or v < 1:
+            raise ValueError(f"{op}(): {name} must be a finite number >= 1, got {v!r}")
+    if finest_resolution < base_resolution:
+        raise ValueError(f"{op}(): finest_resolution must be >= base_resolution ({base_resolution}), "
+                         f"got {finest_resolution}")
+    if finest_resolution > 2**24:
+        # Grid coordinates must stay exact in float32 and in the int32 vertex arithmetic.
+        raise ValueError(f"{op}(): finest_resolution must be <= 2^24, got {finest_resolution}")
+    if interpolation not in _HASH_GRID_INTERPOLATIONS:
+        raise ValueError(f"{op}(): interpolation must be one of {_HASH_GRID_INTERPOLATIONS}, got {interpolation!r}")
+
+
+def hash_grid_encode_reference(
+    x: _torch.Tensor,  # [N, 3]
+    table: _torch.Tensor,  # [L, T, F]
+    *,
+    base_resolution: float = 16,
+    finest_resolution: float = 4096,
+    interpolation: str = "linear",
+) -> _torch.Tensor:
+    """Pure-torch twin of :func:`pgc_kernels.hash_grid_encode` (same maths, same float32 rounding steps).
+
+    Args:
+        x: float32 | float64 [N, 3] points, clamped to [0, 1]^3; any device.
+        table: float16 | bfloat16 | float32 | float64 [L, T, F], on x's device.
+        base_resolution, finest_resolution, interpolation: as :func:`pgc_kernels.hash_grid_encode`.
+
+    Returns:
+        [N, L·F] of the table's dtype. Accumulates in float64 if x or table is float64, else float32.
+        Differentiable to any order through autograd (w.r.t. x and table); gradients w.r.t. x are
+        one-sided at cell faces (floor), as in the kernel.
+    """
+    op = "hash_grid_encode_reference"
+    _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation,
+                     x_dtypes=(_torch.float32, _torch.float64),
+                     table_dtypes=(_torch.float16, _torch.bfloat16, _torch.float32, _torch.float64))
+    num_levels, table_size, feat = table.shape
+    cdt = _torch.float64 if _torch.float64 in (x.dtype, table.dtype) else _torch.float32
+    scales, res, num_dense = _hash_grid_levels(num_levels, table_size, float(base_resolution),
+                                               float(finest_resolution))
+    xd = x.to(cdt)
+    # Clamp with an explicit gradient convention (torch.clamp's differs between versions): the gradient passes
+    # where 0 <= x <= 1, ends included, and is zero where the coordinate was clamped.
+    xc = _torch.where((xd >= 0.0) & (xd <= 1.0), xd, xd.detach().clamp(0.0, 1.0))
+    mask32 = 0xFFFFFFFF
+    outs = []
+    for lvl in range(num_levels):
+        pos = xc * scales[lvl] + 0.5  # [N, 3]; scales[lvl] is float32-exact, two roundings as in the kernel
+        fl = _torch.floor(pos)
+        t = pos - fl  # gradient w.r.t. x flows through t only (floor is piecewise constant)
+        g = fl.detach().to(_torch.int64).clamp(0, res[lvl] - 1)  # the clamp only matters for NaN input
+        s = t if interpolation == "linear" else t * t * (3.0 - 2.0 * t)
+        stride = res[lvl] + 1
+        # Cast the level before gathering, so autograd accumulates the table gradient in cdt (as the kernel does
+        # in float32) and rounds it to the table dtype once.
+        table_l = table[lvl].to(cdt)  # [T, F]
+        acc = None
+        for c in range(8):
+            cx, cy, cz = c & 1, (c >> 1) & 1, (c >> 2) & 1
+            vx, vy, vz = g[:, 0] + cx, g[:, 1] + cy, g[:, 2] + cz
+            if lvl < num_dense:
+                idx = vx + vy * stride + vz * (stride * stride)
+            else:
+                idx = (vx * _HASH_GRID_PRIMES[0]) & mask32
+                idx = idx ^ ((vy * _HASH_GRID_PRIMES[1]) & mask32) ^ ((vz * _HASH_GRID_PRIMES[2]) & mask32)
+                idx = idx % table_size
+            wx = s[:, 0] if cx else 1.0 - s[:, 0]
+            wy = s[:, 1] if cy else 1.0 - s[:, 1]
+            wz = s[:, 2] if cz else 1.0 - s[:, 2]
+            w = wx * wy * wz
+            term = w[:, None] * table_l[idx]  # [N, F]
+            acc = term if acc is None else acc + term
+        outs.append(acc)
+    return _torch.cat(outs, dim=1).to(table.dtype)

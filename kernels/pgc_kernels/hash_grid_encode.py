@@ -1,0 +1,425 @@
+"""Multi-resolution hash-grid encoding (Instant-NGP, Müller et al. 2022, https://arxiv.org/abs/2201.05989) in Triton.
+
+PGC-3D's texture, SDF and material fields (reference_spec.md §4.2–4.4) query torch-ngp's ``gridencoder``
+(a compiled CUDA extension) at the rasterised surface point. This is the same encoding in Triton: no compile
+step, one code path for every GPU Triton supports, and a pure-torch twin
+(:func:`pgc_kernels.reference.hash_grid_encode_reference`) for the CPU.
+
+The encoding, per level ``l`` of ``L`` (torch-ngp conventions, ``align_corners=False``)::
+
+    b        = log2(finest_resolution / base_resolution) / (L - 1)      # 8/15 for 16 -> 4096, L=16
+    scale_l  = fp32(base_resolution * 2**(l*b) - 1)                        # 15, 21.16, ..., 4095
+    res_l    = ceil(scale_l) + 1                                           # grid vertices per axis: res_l + 1
+    p        = clamp(x, 0, 1) * scale_l + 0.5                              # fp32, no fused multiply-add
+    g, t     = floor(p), p - floor(p)                                      # cell corner, fraction in [0, 1)
+    out[n, l*F:(l+1)*F] = sum_{c in {0,1}^3} w_c(t) * table[l, idx_l(g + c), :]
+    w_c(t)   = prod_d (c_d ? s(t_d) : 1 - s(t_d)),   s(t) = t ("linear") or t^2 (3 - 2t) ("smoothstep")
+    idx_l(v) = v_x + v_y (res_l+1) + v_z (res_l+1)^2                        if (res_l+1)^3 <= T   (dense)
+             = (v_x * 1  XOR  v_y * 2654435761  XOR  v_z * 805459861) mod 2^32 mod T   otherwise (hashed)
+
+Backward: d table[l, i, f] = sum over (n, c) with idx = i of w_c * dout[n, l*F + f] (a scatter-add, by
+float32 atomics or, in deterministic mode, by int64 fixed-point atomics whose sum does not depend on order);
+d x_d = sum_l scale_l * sum_c (d w_c / d t_d) * <dout[n, l], table[l, idx_c]>, zero where x_d was clamped.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Literal
+
+import torch
+import triton
+import triton.language as tl
+
+from .reference import _HASH_GRID_INTERPOLATIONS, _hash_grid_check, _hash_grid_levels, hash_grid_encode_reference
+
+__all__ = ["HashGridEncodeFunction", "hash_grid_encode"]
+
+_BACKENDS = ("auto", "triton", "torch")
+_INTERP_CODE = {"linear": 0, "smoothstep": 1}
+# Deterministic backward: contributions are rounded to multiples of bound / 2**_FIXED_POINT_BITS, bound >= the
+# largest |sum| any table entry can receive, so the int64 accumulator (|value| < 2**63) cannot overflow.
+_FIXED_POINT_BITS = 61
+
+
+@triton.jit
+def _interp_weights(t, INTERP: tl.constexpr):
+    # s(t) and ds/dt: linear (s = t) or smoothstep (s = t^2 (3 - 2t), s' = 6 t (1 - t)).
+    if INTERP == 0:
+        s = t
+        ds = tl.full(t.shape, 1.0, tl.float32)
+    else:
+        s = t * t * (3.0 - 2.0 * t)
+        ds = 6.0 * t * (1.0 - t)
+    return s, ds
+
+
+@triton.jit
+def _corner_index(gx, gy, gz, cx: tl.constexpr, cy: tl.constexpr, cz: tl.constexpr, stride, dense, T: tl.constexpr):
+    # Index of grid vertex (gx+cx, gy+cy, gz+cz) inside one level's table of T rows (see the module docstring).
+    vx = (gx + cx).to(tl.uint32)
+    vy = (gy + cy).to(tl.uint32)
+    vz = (gz + cz).to(tl.uint32)
+    if dense:
+        idx = vx + vy * stride + vz * (stride * stride)
+    else:
+        # uint32 products wrap mod 2^32, as in Instant-NGP / torch-ngp's fast_hash.
+        idx = (vx ^ (vy * 2654435761) ^ (vz * 805459861)) % T
+    return idx.to(tl.int32)
+
+
+@triton.jit
+def _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP: tl.constexpr):
+    # Per level: clamped position -> integer cell corner g and interpolation fractions t (and their weights).
+    scale = tl.load(scale_ptr + lvl)
+    res = tl.load(res_ptr + lvl)
+    xs = tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0)
+    ys = tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0)
+    zs = tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0)
+    # NaN propagates (to NaN features), as in the twin, so upstream NaNs stay visible.
+    px = tl.clamp(xs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+    py = tl.clamp(ys, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+    pz = tl.clamp(zs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+    fx = tl.floor(px)
+    fy = tl.floor(py)
+    fz = tl.floor(pz)
+    # The clamp to [0, res-1] only matters for NaN input: it keeps every address inside the table.
+    gx = tl.minimum(tl.maximum(fx.to(tl.int32), 0), res - 1)
+    gy = tl.minimum(tl.maximum(fy.to(tl.int32), 0), res - 1)
+    gz = tl.minimum(tl.maximum(fz.to(tl.int32), 0), res - 1)
+    return xs, ys, zs, scale, res, gx, gy, gz, px - fx, py - fy, pz - fz
+
+
+@triton.jit
+def _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
+                         T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                         INTERP: tl.constexpr, IDX64: tl.constexpr):
+    _, _, _, _, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP)
+    sx, _ = _interp_weights(tx, INTERP)
+    sy, _ = _interp_weights(ty, INTERP)
+    sz, _ = _interp_weights(tz, INTERP)
+    dense = lvl < num_dense
+    stride = (res + 1).to(tl.uint32)
+    f = tl.arange(0, F_P2)
+    fmask = mask[:, None] & (f < F)[None, :]
+    if IDX64:
+        level_base = table_ptr + lvl.to(tl.int64) * (T * F)
+    else:
+        level_base = table_ptr + lvl * (T * F)
+    acc = tl.zeros((offs.shape[0], F_P2), dtype=tl.float32)
+    for c in tl.static_range(8):
+        cx: tl.constexpr = c & 1
+        cy: tl.constexpr = (c >> 1) & 1
+        cz: tl.constexpr = (c >> 2) & 1
+        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+        wx = sx if cx else 1.0 - sx
+        wy = sy if cy else 1.0 - sy
+        wz = sz if cz else 1.0 - sz
+        w = wx * wy * wz
+        feat = tl.load(level_base + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
+        acc += w[:, None] * feat
+    if IDX64:
+        row = offs.to(tl.int64) * (L * F)
+    else:
+        row = offs * (L * F)
+    tl.store(out_ptr + row[:, None] + lvl * F + f[None, :], acc.to(out_ptr.dtype.element_ty), mask=fmask)
+
+
+@triton.jit
+def _hash_grid_encode_fwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, N, num_dense,
+                                 T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                                 INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
+                                 LEVEL_LOOP: tl.constexpr):
+    # Grid: LEVEL_LOOP -> (cdiv(N, BLOCK),), each program does all levels of BLOCK points;
+    # otherwise (L, cdiv(N, BLOCK)): level on the fastest axis so programs writing one output row run together.
+    if LEVEL_LOOP:
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < N
+        for lvl in range(L):
+            _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
+                                 T, L, F, F_P2, INTERP, IDX64)
+    else:
+        lvl = tl.program_id(0)
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < N
+        _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
+                             T, L, F, F_P2, INTERP, IDX64)
+
+
+@triton.jit
+def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_acc_ptr, offs, mask, lvl,
+                         num_dense, qscale_a, qscale_b,
+                         T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                         INTERP: tl.constexpr, IDX64: tl.constexpr, NEED_TABLE: tl.constexpr,
+                         NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr):
+    xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl,
+                                                                  INTERP)
+    sx, dsx = _interp_weights(tx, INTERP)
+    sy, dsy = _interp_weights(ty, INTERP)
+    sz, dsz = _interp_weights(tz, INTERP)
+    dense = lvl < num_dense
+    stride = (res + 1).to(tl.uint32)
+    f = tl.arange(0, F_P2)
+    fmask = mask[:, None] & (f < F)[None, :]
+    if IDX64:
+        row = offs.to(tl.int64) * (L * F)
+        lvl_off = lvl.to(tl.int64) * (T * F)
+    else:
+        row = offs * (L * F)
+        lvl_off = lvl * (T * F)
+    g = tl.load(gout_ptr + row[:, None] + lvl * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
+    # dL/dt_d for this level (only used when NEED_X).
+    dtx = tl.zeros(offs.shape, dtype=tl.float32)
+    dty = tl.zeros(offs.shape, dtype=tl.float32)
+    dtz = tl.zeros(offs.shape, dtype=tl.float32)
+    for c in tl.static_range(8):
+        cx: tl.constexpr = c & 1
+        cy: tl.constexpr = (c >> 1) & 1
+        cz: tl.constexpr = (c >> 2) & 1
+        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+        wx = sx if cx else 1.0 - sx
+        wy = sy if cy else 1.0 - sy
+        wz = sz if cz else 1.0 - sz
+        ent = lvl_off + idx[:, None] * F + f[None, :]
+        if NEED_TABLE:
+            w = wx * wy * wz
+            contrib = w[:, None] * g
+            if DETERMINISTIC:
+                # Integer addition is associative: the sum is the same in any order (bitwise repeatable).
+                q = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
+                tl.atomic_add(gtab_ptr + ent, q, mask=fmask, sem="relaxed")
+            else:
+                tl.atomic_add(gtab_ptr + ent, contrib, mask=fmask, sem="relaxed")
+        if NEED_X:
+            feat = tl.load(table_ptr + ent, mask=fmask, other=0.0).to(tl.float32)
+            gf = tl.sum(g * feat, axis=1)
+            dwx = dsx if cx else -dsx
+            dwy = dsy if cy else -dsy
+            dwz = dsz if cz else -dsz
+            dtx += gf * (dwx * wy * wz)
+            dty += gf * (wx * dwy * wz)
+            dtz += gf * (wx * wy * dwz)
+    if NEED_X:
+        # dp/dx = scale inside [0, 1]; clamp passes no gradient outside (torch.clamp convention: ends included).
+        inx = ((xs >= 0.0) & (xs <= 1.0)).to(tl.float32)
+        iny = ((ys >= 0.0) & (ys <= 1.0)).to(tl.float32)
+        inz = ((zs >= 0.0) & (zs <= 1.0)).to(tl.float32)
+        return dtx * scale * inx, dty * scale * iny, dtz * scale * inz
+    else:
+        return dtx, dty, dtz
+
+
+@triton.jit
+def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, N, num_dense,
+                                 qscale_a, qscale_b,
+                                 T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                                 INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
+                                 NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr,
+                                 LEVEL_LOOP: tl.constexpr):
+    # With NEED_X the level loop runs inside the program so dL/dx sums over levels in registers (no atomics);
+    # LEVEL_LOOP=False (table gradient only) spreads levels over the grid as the forward does.
+    if LEVEL_LOOP:
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < N
+        ax = tl.zeros(offs.shape, dtype=tl.float32)
+        ay = tl.zeros(offs.shape, dtype=tl.float32)
+        az = tl.zeros(offs.shape, dtype=tl.float32)
+        for lvl in range(L):
+            dx, dy, dz = _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs,
+                                              mask, lvl, num_dense, qscale_a, qscale_b, T, L, F, F_P2, INTERP, IDX64,
+                                              NEED_TABLE, NEED_X, DETERMINISTIC)
+            ax += dx
+            ay += dy
+            az += dz
+        if NEED_X:
+            tl.store(gx_ptr + offs * 3 + 0, ax, mask=mask)
+            tl.store(gx_ptr + offs * 3 + 1, ay, mask=mask)
+            tl.store(gx_ptr + offs * 3 + 2, az, mask=mask)
+    else:
+        lvl = tl.program_id(0)
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < N
+        _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs, mask, lvl,
+                             num_dense, qscale_a, qscale_b, T, L, F, F_P2, INTERP, IDX64, NEED_TABLE, False,
+                             DETERMINISTIC)
+
+
+# Launch settings; the benchmark script may override them to compare variants.
+_LAUNCH = {"fwd_block": 128, "fwd_warps": 4, "fwd_level_loop": False, "bwd_block": 128, "bwd_warps": 4}
+
+
+def _level_tensors(num_levels: int, table_size: int, base: float, finest: float, device: torch.device):
+    scales, res, num_dense = _hash_grid_levels(num_levels, table_size, base, finest)
+    return (torch.tensor(scales, dtype=torch.float32, device=device),
+            torch.tensor(res, dtype=torch.int32, device=device), num_dense)
+
+
+def _needs_idx64(n: int, num_levels: int, table_size: int, feat: int) -> bool:
+    return n * num_levels * feat >= 2**31 or num_levels * table_size * feat >= 2**31 or n * 3 >= 2**31
+
+
+def hash_grid_encode_fwd(x: torch.Tensor, table: torch.Tensor, base: float, finest: float, interp: int) -> torch.Tensor:
+    """Launch the forward kernel. x contiguous float32 [N, 3]; table contiguous [L, T, F] → [N, L·F] table dtype."""
+    n = x.shape[0]
+    num_levels, table_size, feat = table.shape
+    out = torch.empty((n, num_levels * feat), dtype=table.dtype, device=x.device)
+    if n == 0:
+        return out
+    scales, res, num_dense = _level_tensors(num_levels, table_size, base, finest, x.device)
+    block = _LAUNCH["fwd_block"]
+    loop = _LAUNCH["fwd_level_loop"]
+    grid = (triton.cdiv(n, block),) if loop else (num_levels, triton.cdiv(n, block))
+    _hash_grid_encode_fwd_kernel[grid](
+        x, table, scales, res, out, n, num_dense,
+        T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
+        IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, LEVEL_LOOP=loop,
+        num_warps=_LAUNCH["fwd_warps"], enable_fp_fusion=False,
+    )
+    return out
+
+
+def hash_grid_encode_bwd(grad_out: torch.Tensor, x: torch.Tensor, table: torch.Tensor, base: float, finest: float,
+                         interp: int, need_table: bool, need_x: bool, deterministic: bool):
+    """Launch the backward kernel → (grad_table [L,T,F] table dtype or None, grad_x [N,3] float32 or None)."""
+    n = x.shape[0]
+    num_levels, table_size, feat = table.shape
+    grad_table = grad_x = None
+    if not (need_table or need_x):
+        return None, None
+    if n == 0:
+        return (torch.zeros_like(table) if need_table else None), (torch.zeros_like(x) if need_x else None)
+    exp = 0
+    scales, res, num_dense = _level_tensors(num_levels, table_size, base, finest, x.device)
+    qscale = (1.0, 1.0)
+    gtab = None
+    if need_table:
+        if deterministic:
+            # bound >= sum_n max_{l,f} |g[n, l, f]| >= |total into any entry| (the 8 weights of a point sum to 1).
+            # scale = 2^exp, a power of two so the scaling itself is exact, applied as two float32 factors
+            # 2^(exp//2) · 2^(exp - exp//2) because 2^exp alone can leave the float32 range (|exp| <= 212 here).
+            bound = float(grad_out.detach().abs().amax(dim=1).sum(dtype=torch.float64))
+            if not math.isfinite(bound):
+                raise ValueError("hash_grid_encode(): deterministic backward needs a finite gradient, got inf/NaN")
+            exp = _FIXED_POINT_BITS - (math.frexp(bound)[1] if bound > 0 else 0)
+            qscale = (2.0 ** (exp // 2), 2.0 ** (exp - exp // 2))
+            gtab = torch.zeros(table.shape, dtype=torch.int64, device=x.device)
+        else:
+            gtab = torch.zeros(table.shape, dtype=torch.float32, device=x.device)
+    if need_x:
+        grad_x = torch.empty((n, 3), dtype=torch.float32, device=x.device)
+    block = _LAUNCH["bwd_block"]
+    loop = need_x  # dL/dx sums over levels in registers
+    grid = (triton.cdiv(n, block),) if loop else (num_levels, triton.cdiv(n, block))
+    dummy = x  # never dereferenced when the matching flag is off
+    _hash_grid_encode_bwd_kernel[grid](
+        x, table, scales, res, grad_out, gtab if gtab is not None else dummy, grad_x if grad_x is not None else dummy,
+        n, num_dense, qscale[0], qscale[1],
+        T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
+        IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, NEED_TABLE=need_table, NEED_X=need_x,
+        DETERMINISTIC=deterministic, LEVEL_LOOP=loop, num_warps=_LAUNCH["bwd_warps"], enable_fp_fusion=False,
+    )
+    if need_table:
+        if deterministic:
+            grad_table = (gtab.to(torch.float64) * 2.0**-exp).to(table.dtype)
+        else:
+            grad_table = gtab if table.dtype == torch.float32 else gtab.to(table.dtype)
+    return grad_table, grad_x
+
+
+class HashGridEncodeFunction(torch.autograd.Function):
+    """Autograd wrapper of the Triton kernels. Backward is not itself differentiable (no double backward)."""
+
+    @staticmethod
+    def forward(ctx, x, table, base, finest, interp, deterministic):
+        ctx.save_for_backward(x, table)
+        ctx.cfg = (base, finest, interp, deterministic)
+        return hash_grid_encode_fwd(x, table, base, finest, interp)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, table = ctx.saved_tensors
+        base, finest, interp, deterministic = ctx.cfg
+        grad_table, grad_x = hash_grid_encode_bwd(
+            grad_out.contiguous(), x, table, base, finest, interp,
+            need_table=ctx.needs_input_grad[1], need_x=ctx.needs_input_grad[0], deterministic=deterministic,
+        )
+        return (
+            grad_x,
+            grad_table,
+            None,  # base_resolution
+            None,  # finest_resolution
+            None,  # interpolation
+            None,  # deterministic
+        )
+
+
+def hash_grid_encode(
+    x: torch.Tensor,  # [N, 3]
+    table: torch.Tensor,  # [L, T, F]
+    *,
+    base_resolution: float = 16,
+    finest_resolution: float = 4096,
+    interpolation: Literal["linear", "smoothstep"] = "linear",
+    deterministic: bool | None = None,
+    backend: Literal["auto", "triton", "torch"] = "auto",
+) -> torch.Tensor:
+    """Multi-resolution hash-grid encoding of points (Instant-NGP; the original's torch-ngp ``gridencoder``).
+
+    Args:
+        x: float32 [N, 3] points in [0, 1]^3, on the table's device. Coordinates outside [0, 1] are clamped to it
+            (a point outside the unit cube gets the feature of the nearest point on its surface, and no gradient
+            along the clamped axes). Map world positions first, e.g. ``(p + bound) / (2 * bound)``. A
+            non-contiguous ``x`` is copied to a contiguous one (same values).
+        table: [L, T, F] float32 | float16 | bfloat16 feature table, one T-row table per level (the original:
+            L=16, T=2**16, F=4). Interpolation accumulates in float32 whatever the table dtype.
+        base_resolution: coarsest grid resolution (the original: 16). Must be >= 1.
+        finest_resolution: finest grid resolution (the original: 4096; 2048 x bound in torch-ngp). Must be
+            >= base_resolution. Level l has scale base · (finest/base)^(l/(L-1)) − 1; levels whose (res+1)^3
+            vertices fit in T rows are indexed densely, the others through the spatial hash.
+        interpolation: "linear" (trilinear, the original) or "smoothstep" (weights s(t) = t²(3−2t) per axis,
+            torch-ngp's option: C¹ in x, at the cost of flat spots at vertices).
+        deterministic: table-gradient accumulation order. False: float32 atomics (fastest; the summation order,
+            hence the last bits, may change from run to run on GPU). True: int64 fixed-point atomics, bitwise
+            repeatable (each contribution keeps its float32 precision; values smaller than 2^-61 of the total
+            gradient mass are rounded away). None (default): follow ``torch.are_deterministic_algorithms_enabled()``.
+            The torch backend is deterministic on CPU; on CUDA it uses ``index_put_`` (atomic) unless torch's
+            deterministic mode is on.
+        backend: "triton" (CUDA tensors, or CPU under TRITON_INTERPRET=1), "torch" (the twin
+            :func:`pgc_kernels.reference.hash_grid_encode_reference`), or "auto" (Triton on CUDA, twin elsewhere).
+
+    Returns:
+        [N, L·F] tensor of the table's dtype, on the table's device: level-major (``out[:, l*F:(l+1)*F]`` is
+        level l). Differentiable w.r.t. ``table`` and ``x`` (first order only).
+
+    Raises:
+        TypeError / ValueError: on wrong dtypes, shapes, devices or options (``hash_grid_encode(): x must be …``).
+
+    >>> import torch
+    >>> table = (torch.rand(4, 2**10, 2) * 2 - 1) * 1e-4
+    >>> hash_grid_encode(torch.rand(5, 3), table, finest_resolution=64, backend="torch").shape
+    torch.Size([5, 8])
+    """
+    op = "hash_grid_encode"
+    if backend not in _BACKENDS:
+        raise ValueError(f"{op}(): backend must be one of {_BACKENDS}, got {backend!r}")
+    if deterministic is not None and not isinstance(deterministic, bool):
+        raise TypeError(f"{op}(): deterministic must be a bool or None, got {type(deterministic).__name__}")
+    if deterministic is None:
+        deterministic = torch.are_deterministic_algorithms_enabled()
+    if backend == "auto":
+        backend = "triton" if isinstance(x, torch.Tensor) and x.is_cuda else "torch"
+    # One contract for both backends (the twin itself also takes float64, for gradcheck).
+    _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation,
+                     x_dtypes=(torch.float32,), table_dtypes=(torch.float32, torch.float16, torch.bfloat16))
+    if backend == "torch":
+        return hash_grid_encode_reference(x, table, base_resolution=base_resolution,
+                                          finest_resolution=finest_resolution, interpolation=interpolation)
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"{op}(): backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU), "
+                         f"got {x.device.type} tensors")
+    return HashGridEncodeFunction.apply(x.contiguous(), table.contiguous(), float(base_resolution),
+                                        float(finest_resolution), _INTERP_CODE[interpolation], deterministic)
+
+
+assert set(_INTERP_CODE) == set(_HASH_GRID_INTERPOLATIONS)

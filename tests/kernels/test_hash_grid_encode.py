@@ -1,0 +1,249 @@
+"""hash_grid_encode: Triton kernel (interpreter on CPU) vs the torch twin, forward and backward, plus the twin's
+own correctness (known vertex values, float64 gradcheck) and the input checks."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pgc_kernels import hash_grid_encode
+from pgc_kernels.reference import _hash_grid_levels, hash_grid_encode_reference
+from conftest import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
+
+CAN_TRITON = HAS_CUDA or TRITON_INTERPRET
+needs_triton = pytest.mark.skipif(not CAN_TRITON, reason="needs CUDA or TRITON_INTERPRET=1")
+DEVICE = "cuda" if HAS_CUDA else "cpu"
+
+# Small config with both kinds of level: scales 3, 9.08, 24.4, 63 → res 4, 11, 26, 64; with T = 4096 the first two
+# levels ((res+1)^3 = 125, 1728) are dense, the last two (19683, 274625) hashed.
+CFG = dict(base_resolution=4, finest_resolution=64)
+L, T = 4, 4096
+
+
+def _special_points(n_random: int, seed: int) -> torch.Tensor:
+    """Random points plus points on cell faces, edges and vertices of every level, the domain boundary, outside."""
+    gen = torch.Generator().manual_seed(seed)
+    scales, _, _ = _hash_grid_levels(L, T, CFG["base_resolution"], CFG["finest_resolution"])
+    pts = [torch.rand(n_random, 3, generator=gen)]
+    for s in scales:
+        # x with x·s + 0.5 = k (a cell face) where float32 allows; ±1 ulp neighbours land on either side.
+        k = torch.arange(1, int(s) + 1, dtype=torch.float64)
+        face = ((k - 0.5) / s).float().clamp(0, 1)
+        near = torch.cat([face, torch.nextafter(face, torch.ones_like(face)), torch.nextafter(face, -torch.ones_like(face))])
+        sel = near[torch.randint(len(near), (24, 3), generator=gen)]  # vertices/edges/faces: all 3 coords on faces
+        one_axis = torch.rand(24, 3, generator=gen)
+        one_axis[:, 0] = near[torch.randint(len(near), (24,), generator=gen)]  # a face only
+        pts += [sel, one_axis]
+    bnd = torch.tensor([0.0, 1.0, 0.5])
+    pts.append(torch.cartesian_prod(bnd, bnd, bnd))  # domain corners, edges, faces
+    pts.append(torch.tensor([[-0.5, 0.3, 1.5], [-1e-7, 1 + 1e-7, 0.2], [2.0, -3.0, 0.5], [1.0, 1.0, 1.0]]))
+    return torch.cat(pts).contiguous()
+
+
+def _count_on_faces(x: torch.Tensor) -> int:
+    scales, _, _ = _hash_grid_levels(L, T, CFG["base_resolution"], CFG["finest_resolution"])
+    hits = 0
+    for s in scales:
+        p = x.clamp(0, 1) * s + 0.5
+        hits += int((p == torch.floor(p)).any(dim=1).sum())
+    return hits
+
+
+def _table(dtype: torch.dtype, feat: int, seed: int, levels: int = L, size: int = T) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(levels, size, feat, generator=gen) * 2 - 1).to(dtype)
+
+
+@needs_triton
+@pytest.mark.parametrize("interpolation", ["linear", "smoothstep"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("feat", [4, 3])
+def test_triton_matches_twin_fwd_bwd(dtype, interpolation, feat):
+    x = _special_points(97, seed=1).to(DEVICE)
+    assert _count_on_faces(x.cpu()) > 50  # the face cases are really exercised
+    table = _table(dtype, feat, seed=2).to(DEVICE)
+    kw = dict(CFG, interpolation=interpolation)
+    xt, tt = x.clone().requires_grad_(True), table.clone().requires_grad_(True)
+    xr, tr = x.clone().requires_grad_(True), table.clone().requires_grad_(True)
+    out = hash_grid_encode(xt, tt, backend="triton", **kw)
+    ref = hash_grid_encode_reference(xr, tr, **kw)
+    assert out.dtype == dtype and out.shape == (x.shape[0], L * feat)
+    torch.testing.assert_close(out, ref, **TOLERANCES[dtype])
+    # Low precision: error to the float32 computation at most 2x the twin's own + 1e-6 ("quack" rule).
+    ref32 = hash_grid_encode_reference(x, table.float(), **kw)
+    err, err_ref = (out.float() - ref32).abs().max(), (ref.float() - ref32).abs().max()
+    assert err <= 2 * err_ref + 1e-6
+
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(3)).to(DEVICE, dtype)
+    gx, gt = torch.autograd.grad(out, (xt, tt), g)
+    rx, rt = torch.autograd.grad(ref, (xr, tr), g)
+    assert gt.dtype == dtype and gx.dtype == torch.float32
+    torch.testing.assert_close(gt, rt, **TOLERANCES[dtype])
+    # dL/dx sums ~L·8·F terms of size up to scale·|g|·|feat| (scale 63): compare relative to the largest.
+    torch.testing.assert_close(gx, rx, **TOLERANCES["hash_grid_dx"])
+    # Clamped coordinates get no gradient.
+    outside = (x < 0) | (x > 1)
+    assert torch.all(gx[outside] == 0) and torch.all(rx[outside] == 0)
+
+
+@needs_triton
+@pytest.mark.parametrize("need", ["table", "x"])
+def test_triton_single_input_grad(need):
+    """Only the requested gradient is computed (the kernel has a path for each)."""
+    x = _special_points(50, seed=4).to(DEVICE)
+    table = _table(torch.float32, 2, seed=5).to(DEVICE)
+    (x if need == "x" else table).requires_grad_(True)
+    out = hash_grid_encode(x, table, backend="triton", **CFG)
+    ref = hash_grid_encode_reference(x, table, **CFG)
+    g = torch.randn_like(out)
+    leaf = x if need == "x" else table
+    (a,) = torch.autograd.grad(out, leaf, g)
+    (b,) = torch.autograd.grad(ref, leaf, g)
+    tol = TOLERANCES["hash_grid_dx"] if need == "x" else TOLERANCES[torch.float32]
+    torch.testing.assert_close(a, b, **tol)
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_deterministic_backward(dtype):
+    x = torch.rand(200, 3, generator=torch.Generator().manual_seed(6)).to(DEVICE)
+    table = _table(dtype, 2, seed=7).to(DEVICE).requires_grad_(True)
+    g = torch.randn(200, L * 2, generator=torch.Generator().manual_seed(8)).to(DEVICE, dtype)
+
+    def grad(**kw):
+        out = hash_grid_encode(x, table, backend="triton", **CFG, **kw)
+        return torch.autograd.grad(out, table, g)[0]
+
+    d1, d2 = grad(deterministic=True), grad(deterministic=True)
+    assert torch.equal(d1, d2)  # bitwise repeatable
+    # Same value as the twin's float32 accumulation, up to the final rounding to the table dtype.
+    ref = torch.autograd.grad(hash_grid_encode_reference(x, table, **CFG), table, g)[0]
+    torch.testing.assert_close(d1, ref, **TOLERANCES[dtype])
+    torch.testing.assert_close(grad(deterministic=False), d1, **TOLERANCES[dtype])
+    # deterministic=None follows torch's global switch.
+    prev = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        assert torch.equal(grad(), d1)
+    finally:
+        torch.use_deterministic_algorithms(prev)
+
+
+@needs_triton
+def test_deterministic_backward_extreme_magnitudes():
+    """Fixed-point scaling adapts to the gradient: tiny and huge gradients keep float32 precision; zero → zero."""
+    x = torch.rand(64, 3, generator=torch.Generator().manual_seed(9)).to(DEVICE)
+    table = _table(torch.float32, 2, seed=10).to(DEVICE).requires_grad_(True)
+    out = hash_grid_encode(x, table, backend="triton", deterministic=True, **CFG)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(11)).to(DEVICE)
+    ref = torch.autograd.grad(hash_grid_encode_reference(x, table, **CFG), table, g)[0]
+    for s in (1e-30, 1e25):
+        (d,) = torch.autograd.grad(out, table, g * s, retain_graph=True)
+        torch.testing.assert_close(d, ref * s, rtol=1e-5, atol=1e-6 * s)
+    (z,) = torch.autograd.grad(out, table, torch.zeros_like(g), retain_graph=True)
+    assert torch.count_nonzero(z) == 0
+    with pytest.raises(ValueError, match="finite"):
+        torch.autograd.grad(out, table, torch.full_like(g, float("inf")))
+
+
+def test_twin_gradcheck_float64():
+    torch.manual_seed(12)
+    x = (torch.rand(6, 3, dtype=torch.float64) * 0.9 + 0.05).requires_grad_(True)
+    for interpolation in ("linear", "smoothstep"):
+        # T = 128: level 0 (res 4, 5^3 vertices) dense, levels 1-2 (res 11, 32) hashed.
+        table = torch.randn(3, 128, 2, dtype=torch.float64, requires_grad=True)
+        fn = lambda a, b: hash_grid_encode_reference(a, b, base_resolution=4, finest_resolution=32,  # noqa: E731
+                                                     interpolation=interpolation)
+        assert torch.autograd.gradcheck(fn, (x, table), eps=1e-7, atol=1e-6, fast_mode=True)
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+def test_known_vertex_values(backend):
+    """A point on a grid vertex returns that vertex's row: dense index and the Instant-NGP hash, computed here
+    independently with Python integers."""
+    table_size = 1024
+    table = _table(torch.float32, 2, seed=13, levels=1, size=table_size).to(DEVICE)
+    # One level, base = finest = 2^k + 1 → scale 2^k (exact) and res = 2^k + 1; x = (v − 0.5)/2^k puts
+    # p = x·scale + 0.5 exactly on vertex v (v >= 1 so that x > 0 is not clamped).
+    for base, dense in ((9, True), (257, False)):
+        scale, stride = base - 1, base + 1  # a level has res + 1 = base + 1 vertices per axis
+        assert ((stride**3 <= table_size) == dense)
+        v = torch.tensor([[1, 1, 1], [1, 2, 3], [8, 1, 5], [7, 8, 8], [100, 37, 250], [256, 256, 256]])
+        v = v[(v <= scale).all(1)]
+        x = ((v.double() - 0.5) / scale).float().to(DEVICE)
+        out = hash_grid_encode(x, table, base_resolution=base, finest_resolution=base, backend=backend)
+        for row, (vx, vy, vz) in zip(out.cpu(), v.tolist()):
+            if dense:
+                idx = vx + vy * stride + vz * stride * stride
+            else:
+                idx = ((vx * 1) ^ ((vy * 2654435761) % 2**32) ^ ((vz * 805459861) % 2**32)) % table_size
+            torch.testing.assert_close(row, table[0, idx].cpu())
+
+
+def test_level_parameters_match_the_original():
+    scales, res, num_dense = _hash_grid_levels(16, 2**16, 16, 4096)
+    assert res[0] == 16 and res[-1] == 4096 and scales[0] == 15.0 and scales[-1] == 4095.0
+    ratio = 2 ** (8 / 15)
+    for lvl, s in enumerate(scales):
+        assert math.isclose(s + 1, 16 * ratio**lvl, rel_tol=1e-6)
+    assert num_dense == 3  # 17^3, 25^3, 35^3 <= 2^16 < 50^3
+
+
+@needs_triton
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # NaN → int in the interpreter
+def test_empty_nan_and_odd_sizes():
+    table = _table(torch.float32, 1, seed=14).to(DEVICE).requires_grad_(True)
+    x = torch.empty(0, 3, device=DEVICE, requires_grad=True)
+    out = hash_grid_encode(x, table, backend="triton", **CFG)
+    assert out.shape == (0, L)
+    gx, gt = torch.autograd.grad(out.sum(), (x, table))
+    assert gx.shape == (0, 3) and torch.count_nonzero(gt) == 0
+    # NaN coordinates give NaN features for that point but never read outside the table.
+    x = torch.tensor([[float("nan"), 0.5, 0.5], [0.2, 0.3, 0.4]], device=DEVICE)
+    out = hash_grid_encode(x, table.detach(), backend="triton", **CFG)
+    ref = hash_grid_encode_reference(x, table.detach(), **CFG)
+    assert torch.isnan(out[0]).all() and torch.isfinite(out[1]).all()
+    torch.testing.assert_close(out[1], ref[1])
+    # Non-contiguous x and a single level.
+    xs = torch.rand(40, 6, device=DEVICE)[:, ::2]
+    t1 = table.detach()[:1]
+    torch.testing.assert_close(hash_grid_encode(xs, t1, backend="triton"), hash_grid_encode_reference(xs, t1))
+
+
+def test_auto_backend_on_cpu_uses_twin():
+    x = torch.rand(10, 3)
+    table = _table(torch.float32, 2, seed=15)
+    assert torch.equal(hash_grid_encode(x, table, **CFG), hash_grid_encode_reference(x, table, **CFG))
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(x=torch.rand(4, 2)), ValueError, r"hash_grid_encode\(\): x must be a float32 tensor \[N, 3\], got float32 \[4, 2\]"),
+        (dict(x=torch.rand(4, 3, dtype=torch.float64)), ValueError, "x must be a float32 tensor"),
+        (dict(x=[[0.0, 0.0, 0.0]]), TypeError, "x must be a torch.Tensor"),
+        (dict(table=torch.rand(4, 8)), ValueError, r"table must be a float32\|float16\|bfloat16 tensor \[L, T, F\]"),
+        (dict(table=torch.zeros(2, 8, 2, dtype=torch.int32)), ValueError, "table must be"),
+        (dict(table=torch.rand(2, 0, 2)), ValueError, "L, T, F >= 1"),
+        (dict(interpolation="cubic"), ValueError, "interpolation must be one of"),
+        (dict(backend="cuda"), ValueError, "backend must be one of"),
+        (dict(base_resolution=0), ValueError, "base_resolution must be a finite number >= 1"),
+        (dict(finest_resolution=float("nan")), ValueError, "finest_resolution must be a finite number"),
+        (dict(base_resolution=64, finest_resolution=16), ValueError, "finest_resolution must be >= base_resolution"),
+        (dict(finest_resolution=2**25), ValueError, "finest_resolution must be <= 2"),
+        (dict(deterministic="yes"), TypeError, "deterministic must be a bool"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+def test_bad_input(kwargs, exc, match, backend):
+    args = dict(x=torch.rand(4, 3), table=torch.rand(2, 8, 2), backend=backend)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        hash_grid_encode(args.pop("x"), args.pop("table"), **args)
+
+
+def test_triton_on_cpu_without_interpreter_is_refused(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        hash_grid_encode(torch.rand(4, 3), torch.rand(2, 8, 2), backend="triton")
