@@ -435,6 +435,10 @@ def unsupported_features(cfg: RunConfig) -> list[str]:
         out.append(f"texture.material=pbr (--pbr, nvdiffrec PBR material) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.zero123:
         out.append(f"guidance.zero123 (-O3 / --zero123, Zero123 image guidance) is {UNSUPPORTED_MESSAGE}")
+    if cfg.guidance.latent:
+        out.append(f"guidance.latent (--latent, Latent-NeRF texture) is {UNSUPPORTED_MESSAGE}")
+    if cfg.guidance.lambda_saturation:
+        out.append(f"guidance.lambda_saturation (saturation penalty) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.normal_sds and cfg.mesh.shape == "fixed":
         out.append(
             f"guidance.normal_sds (normal-map SDS) only makes sense with shape optimisation, which is {UNSUPPORTED_MESSAGE}"

@@ -137,20 +137,76 @@ def focal_stage_range(cfg: C.RunConfig, step: int) -> tuple[float, float]:
 
 
 class GuidanceObjective(_OrbitCameras):
-    """Score distillation from a diffusion model (pgc_fast.guidance) on the rendered image."""
+    """Score distillation from a diffusion model (:mod:`pgc_fast.guidance`) on the rendered image.
+
+    The guidance attaches the (GradScaler-aware) PGC hook to the image itself, so the loop does not
+    (``handles_pgc``). With ``guidance.ref_path`` the reference view (the original's pose_0: r = 2.5, θ = 60°,
+    φ = 0, focal 1.025·H) is rendered too and matched to the reference image by a masked MSE weighted by
+    ``lambda_ref`` — a mean over the masked pixels rather than the original's resolution-dependent sum (§8.22);
+    its gradient is not clipped, as in the original.
+    """
+
+    handles_pgc = True
 
     def __init__(self) -> None:
         self.guidance: Any = None
+        self.ref: torch.Tensor | None = None
+        self.ref_mask: torch.Tensor | None = None
 
     def setup(self, ctx: RunContext) -> None:
         from pgc_fast import guidance as G
 
-        self.guidance = G.load_guidance(ctx.cfg, device=ctx.device)
+        self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
+        self.guidance = G.load_guidance(guidance_config(ctx.cfg, ctx.device))
+        if ctx.cfg.guidance.ref_path:
+            self._load_reference(ctx)
+
+    def _load_reference(self, ctx: RunContext) -> None:
+        from PIL import Image
+
+        path = ctx.cfg.guidance.ref_path
+        assert path is not None
+        if os.path.isdir(path):
+            path = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[0]
+        res = ctx.cfg.render.resolution
+        im = Image.open(path).convert("RGBA").resize((res, res), Image.BICUBIC)
+        a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        self.ref = a[:3].to(ctx.device)
+        self.ref_mask = (a[3:] > 0.5).float().to(ctx.device)
 
     def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
-        out = self.guidance.step(render, cameras, step=step, iters=ctx.cfg.optim.iters)
-        stats = {k: float(v) for k, v in getattr(out, "stats", {}).items() if _is_number(v)}
-        return LossOutput(out.loss, stats)
+        phi = torch.rad2deg(cameras.phi) if cameras.phi is not None else None
+        theta = torch.rad2deg(cameras.theta) if cameras.theta is not None else None
+        out = self.guidance.step(render.image, step=step + 1, azimuth_deg=phi, polar_deg=theta, c2w=cameras.c2w,
+                                 depth=render.depth, mask=render.mask, scaler=self.scaler)
+        loss = out.loss
+        stats: dict[str, float] = {}
+        gn = out.stats.get("grad_norm") if isinstance(out.stats, dict) else None
+        if gn is not None:
+            stats["grad_norm"] = float(gn.float().mean())
+        if self.ref is not None:
+            from pgc_fast.render import orbit_cameras
+
+            r = ctx.cfg.render.resolution
+            cam = orbit_cameras(2.5, 60.0, 0.0, 1.025 * r, r, device=ctx.device)
+            ref_render = ctx.scene.render(cam, train=False)
+            m = self.ref_mask * ref_render.mask
+            ref_loss = ((ref_render.image - self.ref) ** 2 * m).sum() / (3 * m.sum()).clamp_min(1.0)
+            loss = loss + ctx.cfg.guidance.lambda_ref * ref_loss
+            stats["ref_mse"] = float(ref_loss.detach())
+        return LossOutput(loss, stats)
+
+    def after_backward(self) -> dict[str, float]:
+        st = self.guidance.pgc_stats.get("rgb") if self.guidance is not None else None
+        if st is None:
+            return {}
+        out = {"clip_frac": float(st.fraction_clipped), "grad_max": float(st.max_norm),
+               "grad_mean": float(st.mean_norm)}
+        if self.scaler is not None:  # stats are in GradScaler-scaled units
+            s = float(self.scaler.get_scale())
+            out["grad_max"] /= s
+            out["grad_mean"] /= s
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         sd = getattr(self.guidance, "state_dict", None)
@@ -159,6 +215,42 @@ class GuidanceObjective(_OrbitCameras):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "guidance" in state and hasattr(self.guidance, "load_state_dict"):
             self.guidance.load_state_dict(state["guidance"])
+
+
+def guidance_config(cfg: C.RunConfig, device: torch.device) -> Any:
+    """Map the run's guidance section onto :class:`pgc_fast.guidance.GuidanceConfig`."""
+    from pgc_fast.guidance import GuidanceConfig
+
+    g = cfg.guidance
+    dtype = {"fp32": "fp32", "auto": "auto", "bf16": "bf16", "fp16": "fp16"}[cfg.optim.precision]
+    return GuidanceConfig(
+        model=C.resolved_model(g),
+        vae=g.vae or "auto",
+        controlnets=tuple(g.controlnets),
+        control_scales=tuple(g.control_scales),
+        device=str(device),
+        dtype=dtype,
+        seed=cfg.optim.seed,
+        text=g.text,
+        negative=g.negative,
+        dir_text=g.dir_text,
+        suppress_face=g.suppress_face,
+        method=g.loss,
+        guidance_scale=g.guidance_scale,
+        guidance_scale_normal=g.normal_guidance_scale,
+        cfg_convention=g.cfg_convention,
+        cfg_rescale=g.cfg_rescale,
+        weighting=g.weighting,
+        t_range=tuple(g.t_range),
+        dreamtime=g.dreamtime,
+        init_time=g.init_time,
+        iters=cfg.optim.iters,
+        latent_clamp=g.latent_clamp,
+        pgc_tau=-1.0 if g.pgc_tau is None else g.pgc_tau,
+        pgc_variant=g.pgc_variant,
+        pgc_norm=g.pgc_norm,
+        reference_image=g.ref_path,
+    )
 
 
 class MSEObjective:
@@ -546,7 +638,7 @@ def _config_yaml(cfg: C.RunConfig) -> str:
 def _make_optimizer(cfg: C.RunConfig, scene: Any) -> torch.optim.Optimizer:
     """Adam per parameter group as the original (§5): grids / UV pyramids at grid_lr_scale × lr, MLPs at lr."""
     o = cfg.optim
-    groups = scene.texture.param_groups(o.lr_texture, o.grid_lr_scale)
+    groups = scene.param_groups(o.lr_texture, o.grid_lr_scale)
     if o.optimizer == "adam":
         return torch.optim.Adam(groups, betas=o.betas, eps=o.eps)
     return torch.optim.AdamW(groups, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
@@ -559,8 +651,9 @@ def _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc, cam_ge
     ac = (torch.autocast(device.type, dtype=ctx.autocast_dtype) if ctx.autocast_dtype is not None
           else contextlib.nullcontext())
     with ac:
-        render = scene.render(cams, train=True, step=step)
-        pgc.attach(render.image)
+        render = scene.render(cams, train=True, step=step, generator=cam_gen)
+        if not getattr(objective, "handles_pgc", False):
+            pgc.attach(render.image)
         out = objective.loss(step, render, cams, ctx)
     loss = out.loss.float()
     if cfg.n_gpus > 1:
@@ -576,6 +669,9 @@ def _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc, cam_ge
     stats = {"loss": float(loss.detach())}
     stats.update(out.stats)
     stats.update(pgc.pop())
+    after = getattr(objective, "after_backward", None)
+    if after is not None:
+        stats.update(after())
     return stats
 
 
