@@ -13,9 +13,24 @@ pub enum MeshError {
     /// A file could be read but its contents are malformed; `line` is 1-based when known.
     #[error("{path}:{line}: {msg}")]
     Parse { path: String, line: usize, msg: String },
+    /// A binary file is malformed at a byte offset (PLY binary body, GLB chunks).
+    #[error("{path}: byte {offset}: {msg}")]
+    ParseAt { path: String, offset: usize, msg: String },
     /// An argument is invalid (`op(): arg must be …, got …`).
     #[error("{0}")]
     Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, MeshError>;
+
+impl MeshError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        MeshError::Io { path: path.display().to_string(), source }
+    }
+    pub(crate) fn parse(path: &std::path::Path, line: usize, msg: impl Into<String>) -> Self {
+        MeshError::Parse { path: path.display().to_string(), line, msg: msg.into() }
+    }
+    pub(crate) fn parse_at(path: &std::path::Path, offset: usize, msg: impl Into<String>) -> Self {
+        MeshError::ParseAt { path: path.display().to_string(), offset, msg: msg.into() }
+    }
+}

@@ -2,6 +2,9 @@
 //! runs without Python; the thin bindings are in `rust_mesh/py`.
 pub mod error;
 pub mod uv;
+pub mod io;
+pub mod mesh;
+pub mod raster;
 
 pub use error::{MeshError, Result};
 

@@ -6,9 +6,9 @@ use pyo3::prelude::*;
 use rust_mesh::MeshError;
 
 mod uv;
+mod mesh;
 
 /// Maps the core error enum onto builtin Python exceptions (I/O → OSError, everything else → ValueError).
-#[allow(dead_code)]
 pub(crate) fn to_py_err(e: MeshError) -> PyErr {
     match e {
         MeshError::Io { .. } => PyOSError::new_err(e.to_string()),
@@ -26,5 +26,6 @@ fn version() -> &'static str {
 fn _rust_mesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     uv::register(m)?;
+    mesh::register(m)?;
     Ok(())
 }

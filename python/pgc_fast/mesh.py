@@ -1,0 +1,390 @@
+"""Triangle meshes: the `Mesh` model, file I/O, mesh clean-up operations and CPU rasterisers.
+
+Everything heavy runs in the Rust core (`pgc_fast._rust_mesh`, rust_mesh/src/) with the GIL released;
+this module validates arguments, converts dtypes and documents the conventions.
+
+Conventions
+-----------
+* ``Mesh.faces`` index ``Mesh.vertices``; ``Mesh.uv_faces`` (one row per face) index ``Mesh.uvs``. The
+  two index buffers are separate (like OBJ, threestudio's ``t_pos_idx``/``t_tex_idx``) so UV seams do not
+  split positions; GLB/PLY writers split vertices where a position has several UVs.
+* UVs follow OBJ/OpenGL: (0, 0) is the **bottom-left** of the texture image, v points up.
+* Textures are float32 ``[H, W, C]`` (C = 3 or 4 for colour) in [0, 1] with **row 0 = top** of the image
+  (as stored in PNG). So texel row ``r`` holds v = 1 − (r + 0.5)/H. To sample with nvdiffrast
+  (``dr.texture`` treats v = 0 as row 0) flip the image: ``tex[::-1]``.
+* Metallic-roughness textures use glTF's layout: G = roughness, B = metallic.
+* Vertex colours are float32 [V, 3] in [0, 1], written and read without sRGB conversion.
+
+Rasteriser convention: see :func:`rasterize` (identical to ``nvdiffrast.torch.rasterize``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import _rust_mesh
+
+__all__ = [
+    "Material",
+    "Mesh",
+    "Normalization",
+    "load_mesh",
+    "save_mesh",
+    "rasterize",
+    "rasterize_reference",
+    "rasterize_uv",
+    "dilate",
+    "bake_vertex_colors",
+    "weld",
+    "remove_degenerate",
+    "remove_unreferenced",
+    "vertex_normals",
+    "connected_components",
+    "remove_small_components",
+    "normalize",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class Material:
+    """glTF metallic-roughness material. Textures are float32 [H, W, C] in [0, 1], row 0 = image top."""
+
+    name: str = "material0"
+    base_color_factor: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    metallic_factor: float = 0.0
+    roughness_factor: float = 1.0
+    base_color_texture: Optional[np.ndarray] = None  # [H, W, 3|4] float32
+    metallic_roughness_texture: Optional[np.ndarray] = None  # [H, W, 3] float32, G = roughness, B = metallic
+    normal_texture: Optional[np.ndarray] = None  # [H, W, 3] float32, tangent space
+
+    def _to_rust(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": str(self.name),
+            "base_color_factor": [float(x) for x in self.base_color_factor],
+            "metallic_factor": float(self.metallic_factor),
+            "roughness_factor": float(self.roughness_factor),
+        }
+        for key in ("base_color_texture", "metallic_roughness_texture", "normal_texture"):
+            t = getattr(self, key)
+            if t is not None:
+                t = np.asarray(t)
+                if t.ndim == 2:
+                    t = t[:, :, None]
+                if t.ndim != 3 or not 1 <= t.shape[2] <= 4 or t.shape[0] == 0 or t.shape[1] == 0:
+                    raise ValueError(f"save_mesh(): material.{key} must be [H,W,C] with C in 1..4, got shape {t.shape}")
+                d[key] = np.ascontiguousarray(t, dtype=np.float32)
+        return d
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh of numpy arrays (CPU).
+
+    Attributes:
+        vertices: float32 [V, 3] positions.
+        faces: int64 [F, 3] vertex indices (counter-clockwise = front).
+        uvs: optional float32 [T, 2] texture coordinates (OBJ convention, v up).
+        uv_faces: optional int64 [F, 3] indices into ``uvs`` (required iff ``uvs`` is given).
+        normals: optional float32 [V, 3] unit vertex normals.
+        colors: optional float32 [V, 3] vertex colours in [0, 1].
+        material: optional :class:`Material`.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: Optional[np.ndarray] = None
+    uv_faces: Optional[np.ndarray] = None
+    normals: Optional[np.ndarray] = None
+    colors: Optional[np.ndarray] = None
+    material: Optional[Material] = None
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.shape[0])
+
+    def copy(self) -> "Mesh":
+        """Deep copy (arrays and material textures)."""
+        m = dataclasses.replace(self)
+        for f in ("vertices", "faces", "uvs", "uv_faces", "normals", "colors"):
+            v = getattr(m, f)
+            if v is not None:
+                setattr(m, f, np.array(v, copy=True))
+        if self.material is not None:
+            m.material = dataclasses.replace(self.material)
+        return m
+
+    def validate(self, op: str = "Mesh") -> "Mesh":
+        """Returns a copy-free canonical view (float32 / int64, C-contiguous) after checking shapes,
+        index ranges and finiteness. Raises ValueError naming ``op`` and the offending field."""
+        v = _as_array(self.vertices, np.float32, (None, 3), op, "vertices")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{op}(): vertices must be finite, got NaN/inf at rows {np.nonzero(~np.isfinite(v).all(1))[0][:5].tolist()}")
+        f = _as_index(self.faces, v.shape[0], op, "faces")
+        uvs = uvf = None
+        if (self.uvs is None) != (self.uv_faces is None):
+            raise ValueError(f"{op}(): uvs and uv_faces must be given together")
+        if self.uvs is not None:
+            uvs = _as_array(self.uvs, np.float32, (None, 2), op, "uvs")
+            if not np.isfinite(uvs).all():
+                raise ValueError(f"{op}(): uvs must be finite")
+            uvf = _as_index(self.uv_faces, uvs.shape[0], op, "uv_faces")
+            if uvf.shape[0] != f.shape[0]:
+                raise ValueError(f"{op}(): uv_faces must have one row per face ({f.shape[0]}), got {uvf.shape[0]}")
+        n = None if self.normals is None else _as_array(self.normals, np.float32, (v.shape[0], 3), op, "normals")
+        c = None if self.colors is None else _as_array(self.colors, np.float32, (v.shape[0], 3), op, "colors")
+        return Mesh(v, f, uvs, uvf, n, c, self.material)
+
+
+def _shape_str(shape: tuple) -> str:
+    return "[" + ",".join("N" if s is None else str(s) for s in shape) + "]"
+
+
+def _as_array(a: Any, dtype: Any, shape: tuple, op: str, name: str) -> np.ndarray:
+    """Converts to a C-contiguous array of ``dtype`` (copies only when dtype/layout differ)."""
+    if a is None:
+        raise ValueError(f"{op}(): {name} must be an array {_shape_str(shape)}, got None")
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch tensor → numpy (CPU copy if on GPU)
+        a = a.detach().cpu().numpy()
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{op}(): {name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, arr.shape)):
+        raise ValueError(f"{op}(): {name} must have shape {_shape_str(shape)}, got {list(arr.shape)}")
+    if np.dtype(dtype).kind == "i" and arr.dtype.kind == "f":
+        raise TypeError(f"{op}(): {name} must be an integer array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _as_index(a: Any, count: int, op: str, name: str) -> np.ndarray:
+    arr = _as_array(a, np.int64, (None, 3), op, name)
+    if arr.size and (arr.min() < 0 or arr.max() >= count):
+        bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
+        raise ValueError(f"{op}(): {name} must index 0..{count - 1}, got {bad}")
+    return arr
+
+
+# ------------------------------------------------------------------------------------------------ I/O
+
+
+def load_mesh(path: PathLike) -> Mesh:
+    """Reads a mesh from ``.obj`` (+ ``.mtl`` and textures), ``.ply`` or ``.glb``/``.gltf``.
+
+    OBJ: vertex colours (``v x y z r g b``), negative indices, polygons (fan-triangulated), ``vt``/``vn``
+    optional per face; the first material used is kept (a warning lists others). PLY: ascii and binary
+    (little/big endian), uchar or float colours, per-vertex or per-corner (``texcoord``) UVs. glTF:
+    triangle primitives of the default scene with node transforms, first material.
+
+    Returns:
+        :class:`Mesh` with float32/int64 arrays.
+
+    Raises:
+        OSError: the file (or a file it references) cannot be read.
+        ValueError: malformed contents; the message names the file and line (or byte offset).
+    """
+    d = _rust_mesh.load_mesh(os.fspath(path))
+    for w in d.pop("warnings"):
+        warnings.warn(w, stacklevel=2)
+    md = d.pop("material")
+    mat = None
+    if md is not None:
+        mat = Material(
+            name=md["name"],
+            base_color_factor=tuple(md["base_color_factor"]),
+            metallic_factor=md["metallic_factor"],
+            roughness_factor=md["roughness_factor"],
+            base_color_texture=md["base_color_texture"],
+            metallic_roughness_texture=md["metallic_roughness_texture"],
+            normal_texture=md["normal_texture"],
+        )
+    return Mesh(material=mat, **d)
+
+
+def save_mesh(mesh: Mesh, path: PathLike) -> None:
+    """Writes ``mesh``; the format comes from the extension.
+
+    * ``.obj``: OBJ + ``<stem>.mtl`` + ``<stem>_kd.png`` / ``_pm.png`` / ``_pr.png`` / ``_normal.png``.
+    * ``.ply``: binary little-endian; a base-colour texture goes to ``<stem>_kd.png`` (MeshLab's
+      ``comment TextureFile``).
+    * ``.glb``: binary glTF 2.0 with embedded PNG textures, normals, UVs, colours, PBR material.
+
+    Textures are quantised to 8 bits. Raises ValueError for invalid meshes, OSError on write failure.
+    """
+    m = mesh.validate("save_mesh")
+    _rust_mesh.save_mesh(
+        os.fspath(path),
+        m.vertices,
+        m.faces,
+        m.uvs,
+        m.uv_faces,
+        m.normals,
+        m.colors,
+        None if m.material is None else m.material._to_rust(),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ rasterisers
+
+
+def _resolution(resolution: Any, op: str) -> tuple[int, int]:
+    if isinstance(resolution, (int, np.integer)):
+        h = w = int(resolution)
+    else:
+        try:
+            h, w = (int(x) for x in resolution)
+        except (TypeError, ValueError):
+            raise TypeError(f"{op}(): resolution must be an int or (height, width), got {resolution!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"{op}(): resolution must be positive, got {(h, w)}")
+    return h, w
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def rasterize(clip_pos: Any, faces: Any, resolution: Union[int, tuple[int, int]]) -> Any:
+    """CPU rasteriser with exactly nvdiffrast's ``rasterize`` output convention (rayon-parallel).
+
+    Args:
+        clip_pos: float32 [B, V, 4] or [V, 4] clip-space positions (x, y, z, w); numpy or torch (CPU, or
+            GPU tensors are copied to the host).
+        faces: int64/int32 [F, 3] vertex indices shared by the batch.
+        resolution: ``H`` or ``(H, W)``.
+
+    Returns:
+        float32 [B, H, W, 4] (B = 1 for 2-D input) of (u, v, z/w, triangle_id + 1), zeros where no
+        triangle covers the pixel; a torch tensor on ``clip_pos``'s device if the input was torch.
+
+        * the covered point is ``u·p0 + v·p1 + (1 − u − v)·p2`` (perspective-correct barycentrics);
+        * pixel (row r, col c) samples NDC ((c + 0.5)/W·2 − 1, (r + 0.5)/H·2 − 1): row 0 is y = −1;
+        * covered ⇔ inside the triangle with w > 0 and −1 ≤ z/w ≤ 1; both windings are drawn;
+        * the smallest z/w wins; exact ties go to the lower triangle id.
+        Edge pixels can differ from the GPU where a sample lies within float rounding of an edge.
+    """
+    op = "rasterize"
+    h, w = _resolution(resolution, op)
+    torch_in = _is_torch(clip_pos)
+    device = clip_pos.device if torch_in else None
+    pos = _as_array(clip_pos, np.float32, (None, 4) if np.ndim(clip_pos) == 2 else (None, None, 4), op, "clip_pos")
+    if pos.ndim == 2:
+        pos = pos[None]
+    f = _as_index(faces, pos.shape[1], op, "faces")
+    out = _rust_mesh.rasterize(pos, f, h, w)
+    if torch_in:
+        import torch
+
+        return torch.from_numpy(out).to(device)
+    return out
+
+
+def rasterize_reference(clip_pos: Any, faces: Any, resolution: Union[int, tuple[int, int]]) -> Any:
+    """Pure-torch (float64, brute force over triangles) twin of :func:`rasterize` for tests.
+
+    Same arguments and convention; returns a float32 torch tensor [B, H, W, 4] on the CPU. Memory is
+    O(H·W) per triangle, so keep inputs small.
+    """
+    import torch
+
+    h, w = _resolution(resolution, "rasterize_reference")
+    pos = torch.as_tensor(np.asarray(clip_pos.cpu() if _is_torch(clip_pos) else clip_pos), dtype=torch.float64)
+    if pos.ndim == 2:
+        pos = pos[None]
+    f = torch.as_tensor(np.asarray(faces.cpu() if _is_torch(faces) else faces), dtype=torch.long)
+    b = pos.shape[0]
+    ys = (torch.arange(h, dtype=torch.float64) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, dtype=torch.float64) + 0.5) / w * 2 - 1
+    py, px = torch.meshgrid(ys, xs, indexing="ij")
+    p = torch.stack([px, py, torch.ones_like(px)], -1)  # [H, W, 3] homogeneous pixel (x, y, 1)
+    out = torch.zeros(b, h, w, 4, dtype=torch.float64)
+    zbuf = torch.full((b, h, w), float("inf"), dtype=torch.float64)
+    for bi in range(b):
+        for t in range(f.shape[0]):
+            v = pos[bi, f[t]]  # [3, 4]
+            m = torch.stack([v[:, 0], v[:, 1], v[:, 3]], 0)  # rows x, y, w; columns = vertices
+            det = torch.linalg.det(m)
+            if det == 0 or not torch.isfinite(det):
+                continue
+            lam = p @ torch.linalg.inv(m).T  # [H, W, 3]: λ_i = b_i / w
+            s = lam.sum(-1)
+            z = lam @ v[:, 2]  # z/w
+            inside = (lam >= 0).all(-1) & (s > 0) & (z >= -1) & (z <= 1) & (z < zbuf[bi])
+            zbuf[bi][inside] = z[inside]
+            bary = lam / s[..., None]
+            out[bi][inside] = torch.stack([bary[..., 0], bary[..., 1], z, torch.full_like(z, t + 1.0)], -1)[inside]
+    return out.float()
+
+
+def rasterize_uv(uvs: Any, uv_faces: Any, resolution: Union[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterises UV triangles into texture space (for baking).
+
+    Args:
+        uvs: float32 [T, 2] UVs (OBJ convention); uv_faces: int64 [F, 3]; resolution: ``S`` or ``(H, W)``.
+
+    Returns:
+        ``(face_id, bary)``: int64 [H, W] face index (−1 where empty; overlaps keep the lowest face id) and
+        float32 [H, W, 3] barycentric weights of the face's corners (zeros where empty). Texel (r, c)
+        samples (u, v) = ((c + 0.5)/W, 1 − (r + 0.5)/H), i.e. row 0 is the top of the image.
+    """
+    op = "rasterize_uv"
+    h, w = _resolution(resolution, op)
+    uv = _as_array(uvs, np.float32, (None, 2), op, "uvs")
+    if not np.isfinite(uv).all():
+        raise ValueError(f"{op}(): uvs must be finite")
+    f = _as_index(uv_faces, uv.shape[0], op, "uv_faces")
+    return _rust_mesh.rasterize_uv(uv, f, h, w)
+
+
+def dilate(texture: Any, mask: Any, pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seam padding: grows the valid region of ``texture`` by ``pixels`` rings, each new texel the mean of
+    its valid 8-neighbours.
+
+    Args:
+        texture: float32 [H, W, C]; mask: bool [H, W] (True = valid); pixels: rings to add (≥ 0).
+
+    Returns:
+        ``(texture, mask)`` new arrays of the same shapes.
+    """
+    if not isinstance(pixels, (int, np.integer)) or pixels < 0:
+        raise ValueError(f"dilate(): pixels must be a non-negative int, got {pixels!r}")
+    t = np.asarray(texture)
+    if t.ndim != 3:
+        raise ValueError(f"dilate(): texture must be [H,W,C], got shape {list(t.shape)}")
+    t = _as_array(t, np.float32, (None, None, t.shape[2]), "dilate", "texture")
+    m = np.ascontiguousarray(np.asarray(mask), dtype=bool)
+    if m.shape != t.shape[:2]:
+        raise ValueError(f"dilate(): mask must be [H,W] = {list(t.shape[:2])}, got {list(m.shape)}")
+    return _rust_mesh.dilate(t, m, int(pixels))
+
+
+def bake_vertex_colors(mesh: Mesh, resolution: Union[int, tuple[int, int]], padding: int = 4) -> np.ndarray:
+    """Bakes vertex colours into a texture over the mesh's UV layout.
+
+    Args:
+        mesh: needs ``colors`` [V, 3] and ``uvs``/``uv_faces``.
+        resolution: ``S`` or ``(H, W)``; padding: dilation rings around charts (seam bleeding).
+
+    Returns:
+        float32 [H, W, 3] texture (row 0 = top) with colours interpolated barycentrically; texels outside
+        every chart (beyond ``padding``) are 0.
+    """
+    m = mesh.validate("bake_vertex_colors")
+    if m.colors is None or m.uvs is None:
+        raise ValueError("bake_vertex_colors(): mesh must have colors and uvs/uv_faces")
+    fid, bary = rasterize_uv(m.uvs, m.uv_faces, resolution)
+    valid = fid >= 0
+    tex = np.zeros(bary.shape[:2] + (3,), np.float32)
+    corners = m.colors[m.faces[fid[valid]]]  # [N, 3 corners, 3 rgb]
+    tex[valid] = np.einsum("nk,nkc->nc", bary[valid], corners)
+    tex, _ = dilate(tex, valid, padding)
+    return tex

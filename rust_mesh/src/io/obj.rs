@@ -1,0 +1,467 @@
+//! Wavefront OBJ + MTL reader and writer.
+//!
+//! Reader: `v x y z [w]` or `v x y z r g b [a]` (vertex colours; 0–255 colours are rescaled when any
+//! exceeds 1), `vt u v [w]`, `vn`, `f` with `v`, `v/t`, `v//n`, `v/t/n` corners, negative (relative)
+//! indices, polygons fan-triangulated (c0, ci, ci+1), `mtllib`/`usemtl` with `Kd`, `d`, `Pm`, `Pr`,
+//! `map_Kd`, `map_Pm`, `map_Pr`, `map_Bump`/`bump`/`norm`. Lines, points, groups, smoothing and unknown
+//! statements are ignored. Every error names the file and the 1-based line.
+//! Normals are per position: when a position is used with several `vn`, they are averaged.
+use super::texture::{combine_mr, read_image, write_png};
+use crate::mesh::{Material, Mesh, Texture};
+use crate::{MeshError, Result};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct Loaded {
+    pub mesh: Mesh,
+    pub warnings: Vec<String>,
+}
+
+pub fn read_obj(path: &Path) -> Result<Loaded> {
+    let data = std::fs::read(path).map_err(|e| MeshError::io(path, e))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_obj(&data, path, &dir)
+}
+
+#[inline]
+fn split_ws(s: &[u8]) -> impl Iterator<Item = &[u8]> {
+    s.split(|c| *c == b' ' || *c == b'\t' || *c == b'\r').filter(|t| !t.is_empty())
+}
+
+#[inline]
+fn parse_f32(tok: &[u8], path: &Path, line: usize) -> Result<f32> {
+    std::str::from_utf8(tok)
+        .ok()
+        .and_then(|s| s.parse::<f32>().ok())
+        .ok_or_else(|| MeshError::parse(path, line, format!("expected a number, got {:?}", String::from_utf8_lossy(tok))))
+}
+
+/// Parses a 1-based (or negative, relative) OBJ index into a 0-based one, checked against `count`.
+#[inline]
+fn parse_index(tok: &[u8], count: usize, what: &str, path: &Path, line: usize) -> Result<u32> {
+    let bad = || MeshError::parse(path, line, format!("bad {what} index {:?}", String::from_utf8_lossy(tok)));
+    let (neg, digits) = match tok.first() {
+        Some(b'-') => (true, &tok[1..]),
+        Some(b'+') => (false, &tok[1..]),
+        _ => (false, tok),
+    };
+    if digits.is_empty() || digits.len() > 12 {
+        return Err(bad());
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return Err(bad());
+        }
+        v = v * 10 + (c - b'0') as i64;
+    }
+    let idx = if neg { count as i64 - v } else { v - 1 };
+    if v == 0 || idx < 0 || idx >= count as i64 {
+        return Err(MeshError::parse(
+            path,
+            line,
+            format!("{what} index {} out of range (1..={count} or -1..=-{count})", String::from_utf8_lossy(tok)),
+        ));
+    }
+    Ok(idx as u32)
+}
+
+pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
+    let mut warnings = Vec::new();
+    let mut verts: Vec<[f32; 3]> = Vec::with_capacity(data.len() / 64);
+    let mut colors: Vec<[f32; 3]> = Vec::new();
+    let mut n_colored = 0usize;
+    let mut uvs: Vec<[f32; 2]> = Vec::new();
+    let mut vns: Vec<[f32; 3]> = Vec::new();
+    let mut faces: Vec<[u32; 3]> = Vec::with_capacity(data.len() / 32);
+    // u32::MAX marks "this corner has no uv / normal".
+    let mut uv_faces: Vec<[u32; 3]> = Vec::with_capacity(data.len() / 32);
+    let mut nrm_faces: Vec<[u32; 3]> = Vec::new();
+    let mut any_uv = false;
+    let mut any_nrm = false;
+    let mut materials: HashMap<String, Material> = HashMap::new();
+    let mut mtl_order: Vec<String> = Vec::new();
+    let mut used: Vec<String> = Vec::new();
+    let mut corner: Vec<(u32, u32, u32)> = Vec::with_capacity(8);
+
+    for (li, raw) in data.split(|c| *c == b'\n').enumerate() {
+        let line = li + 1;
+        let mut toks = split_ws(raw);
+        let Some(kw) = toks.next() else { continue };
+        match kw {
+            b"v" => {
+                let mut p = [0f32; 7];
+                let mut n = 0;
+                for t in toks {
+                    if n == 7 {
+                        return Err(MeshError::parse(path, line, "too many values on a 'v' line (at most 7)"));
+                    }
+                    p[n] = parse_f32(t, path, line)?;
+                    n += 1;
+                }
+                if n < 3 {
+                    return Err(MeshError::parse(path, line, format!("'v' needs x y z, got {n} values")));
+                }
+                if !(p[0].is_finite() && p[1].is_finite() && p[2].is_finite()) {
+                    return Err(MeshError::parse(path, line, "vertex position is not finite"));
+                }
+                let c = match n {
+                    6 => Some([p[3], p[4], p[5]]),
+                    7 => Some([p[3], p[4], p[5]]), // x y z r g b a
+                    _ => None,
+                };
+                if let Some(c) = c {
+                    if !c.iter().all(|x| x.is_finite()) {
+                        return Err(MeshError::parse(path, line, "vertex colour is not finite"));
+                    }
+                    colors.resize(verts.len(), [1.0; 3]);
+                    colors.push(c);
+                    n_colored += 1;
+                }
+                verts.push([p[0], p[1], p[2]]);
+            }
+            b"vt" => {
+                let mut p = [0f32; 2];
+                let mut n = 0;
+                for t in toks.take(3) {
+                    let x = parse_f32(t, path, line)?;
+                    if n < 2 {
+                        p[n] = x;
+                    }
+                    n += 1;
+                }
+                if n < 1 {
+                    return Err(MeshError::parse(path, line, "'vt' needs at least u"));
+                }
+                if !(p[0].is_finite() && p[1].is_finite()) {
+                    return Err(MeshError::parse(path, line, "texture coordinate is not finite"));
+                }
+                uvs.push(p);
+            }
+            b"vn" => {
+                let mut p = [0f32; 3];
+                let mut n = 0;
+                for t in toks.take(3) {
+                    p[n] = parse_f32(t, path, line)?;
+                    n += 1;
+                }
+                if n < 3 {
+                    return Err(MeshError::parse(path, line, format!("'vn' needs 3 values, got {n}")));
+                }
+                if !p.iter().all(|x| x.is_finite()) {
+                    return Err(MeshError::parse(path, line, "normal is not finite"));
+                }
+                vns.push(p);
+            }
+            b"f" | b"fo" => {
+                corner.clear();
+                for t in toks {
+                    let mut parts = t.split(|c| *c == b'/');
+                    let vi = parse_index(parts.next().unwrap_or(b""), verts.len(), "vertex", path, line)?;
+                    let ti = match parts.next() {
+                        Some(s) if !s.is_empty() => parse_index(s, uvs.len(), "texture", path, line)?,
+                        _ => u32::MAX,
+                    };
+                    let ni = match parts.next() {
+                        Some(s) if !s.is_empty() => parse_index(s, vns.len(), "normal", path, line)?,
+                        _ => u32::MAX,
+                    };
+                    if parts.next().is_some() {
+                        return Err(MeshError::parse(path, line, format!("bad face corner {:?}", String::from_utf8_lossy(t))));
+                    }
+                    corner.push((vi, ti, ni));
+                }
+                if corner.len() < 3 {
+                    return Err(MeshError::parse(path, line, format!("a face needs at least 3 corners, got {}", corner.len())));
+                }
+                let has_t = corner.iter().all(|c| c.1 != u32::MAX);
+                let has_n = corner.iter().all(|c| c.2 != u32::MAX);
+                for i in 1..corner.len() - 1 {
+                    let (a, b, c) = (corner[0], corner[i], corner[i + 1]);
+                    faces.push([a.0, b.0, c.0]);
+                    uv_faces.push(if has_t { [a.1, b.1, c.1] } else { [u32::MAX; 3] });
+                    if has_n || any_nrm {
+                        nrm_faces.resize(faces.len() - 1, [u32::MAX; 3]);
+                        nrm_faces.push(if has_n { [a.2, b.2, c.2] } else { [u32::MAX; 3] });
+                    }
+                }
+                any_uv |= has_t;
+                any_nrm |= has_n;
+            }
+            b"mtllib" => {
+                // File names may contain spaces: take the rest of the line.
+                let rest = rest_of_line(raw, kw);
+                if rest.is_empty() {
+                    return Err(MeshError::parse(path, line, "'mtllib' needs a file name"));
+                }
+                let mpath = dir.join(&rest);
+                let mtl = std::fs::read(&mpath)
+                    .map_err(|e| MeshError::parse(path, line, format!("cannot read mtllib {}: {e}", mpath.display())))?;
+                let mdir = mpath.parent().map(Path::to_path_buf).unwrap_or_default();
+                for m in parse_mtl(&mtl, &mpath, &mdir)? {
+                    mtl_order.push(m.name.clone());
+                    materials.insert(m.name.clone(), m);
+                }
+            }
+            b"usemtl" => {
+                let name = rest_of_line(raw, kw);
+                if !materials.contains_key(&name) {
+                    warnings.push(format!("{}:{line}: usemtl {name:?}: material not defined by any mtllib; ignored", path.display()));
+                } else if !used.contains(&name) {
+                    used.push(name);
+                }
+            }
+            _ => {} // o, g, s, l, p, comments, curves: not part of the triangle mesh
+        }
+    }
+
+    let nv = verts.len();
+    let mut mesh = Mesh { vertices: verts, faces, ..Default::default() };
+    if n_colored > 0 {
+        if n_colored < nv {
+            warnings.push(format!("{}: {} of {nv} vertices have colours; the others get white", path.display(), n_colored));
+        }
+        colors.resize(nv, [1.0; 3]);
+        // Some exporters write 0–255 colours; the format says floats in [0, 1].
+        if colors.iter().flatten().any(|&x| x > 1.0) {
+            colors.iter_mut().flatten().for_each(|x| *x /= 255.0);
+        }
+        mesh.colors = Some(colors);
+    }
+    if any_uv {
+        if uv_faces.iter().any(|f| f[0] == u32::MAX) {
+            // Faces without `vt` map to an extra (0, 0) texcoord so the index buffer stays rectangular.
+            let dummy = uvs.len() as u32;
+            uvs.push([0.0, 0.0]);
+            uv_faces.iter_mut().filter(|f| f[0] == u32::MAX).for_each(|f| *f = [dummy; 3]);
+            warnings.push(format!("{}: some faces have no texture coordinates; they map to uv (0, 0)", path.display()));
+        }
+        mesh.uvs = Some(uvs);
+        mesh.uv_faces = Some(uv_faces);
+    }
+    if any_nrm {
+        nrm_faces.resize(mesh.faces.len(), [u32::MAX; 3]);
+        let mut acc = vec![[0f32; 3]; nv];
+        let mut have = vec![false; nv];
+        let mut used_v = vec![false; nv];
+        for (f, nf) in mesh.faces.iter().zip(&nrm_faces) {
+            for k in 0..3 {
+                used_v[f[k] as usize] = true;
+                if nf[k] != u32::MAX {
+                    let n = vns[nf[k] as usize];
+                    let a = &mut acc[f[k] as usize];
+                    a[0] += n[0];
+                    a[1] += n[1];
+                    a[2] += n[2];
+                    have[f[k] as usize] = true;
+                }
+            }
+        }
+        if (0..nv).all(|i| have[i] || !used_v[i]) {
+            for a in acc.iter_mut() {
+                let l = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
+                if l > 0.0 {
+                    a.iter_mut().for_each(|x| *x /= l);
+                }
+            }
+            mesh.normals = Some(acc);
+        } else {
+            warnings.push(format!("{}: normals given for only some faces; dropped", path.display()));
+        }
+    }
+    let chosen = used.first().or(mtl_order.first()).cloned();
+    if used.len() > 1 {
+        warnings.push(format!(
+            "{}: {} materials used ({}); only the first, {:?}, is kept",
+            path.display(),
+            used.len(),
+            used.join(", "),
+            used[0]
+        ));
+    }
+    mesh.material = chosen.and_then(|n| materials.remove(&n));
+    Ok(Loaded { mesh, warnings })
+}
+
+fn rest_of_line(raw: &[u8], kw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let s = s.trim();
+    s[kw.len().min(s.len())..].trim().to_string()
+}
+
+/// Texture map statement: skips `-opt args` and returns the file name (may contain spaces).
+fn map_file(rest: &str) -> String {
+    let toks: Vec<&str> = rest.split_whitespace().collect();
+    let mut i = 0;
+    while i < toks.len() && toks[i].starts_with('-') && toks[i].len() > 1 && toks.len() - i > 1 {
+        i += 1;
+        while i < toks.len() - 1
+            && (toks[i].parse::<f32>().is_ok() || matches!(toks[i], "on" | "off" | "r" | "g" | "b" | "m" | "l" | "z"))
+        {
+            i += 1;
+        }
+    }
+    toks[i..].join(" ")
+}
+
+pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> {
+    let mut out: Vec<Material> = Vec::new();
+    let mut pm: Option<Texture> = None;
+    let mut pr: Option<Texture> = None;
+    let finish = |out: &mut Vec<Material>, pm: &mut Option<Texture>, pr: &mut Option<Texture>| {
+        if let Some(m) = out.last_mut() {
+            if pm.is_some() || pr.is_some() {
+                m.metallic_roughness_texture = combine_mr(pm.as_ref(), pr.as_ref());
+            }
+        }
+        *pm = None;
+        *pr = None;
+    };
+    for (li, raw) in data.split(|c| *c == b'\n').enumerate() {
+        let line = li + 1;
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim();
+        let mut toks = text.split_whitespace();
+        let Some(kw) = toks.next() else { continue };
+        if kw.starts_with('#') {
+            continue;
+        }
+        let rest = text[kw.len()..].trim();
+        if kw == "newmtl" {
+            finish(&mut out, &mut pm, &mut pr);
+            out.push(Material { name: rest.to_string(), ..Default::default() });
+            continue;
+        }
+        let Some(m) = out.last_mut() else {
+            if matches!(kw, "Kd" | "map_Kd" | "d" | "Tr" | "Pm" | "Pr") {
+                return Err(MeshError::parse(path, line, format!("'{kw}' before any 'newmtl'")));
+            }
+            continue;
+        };
+        let nums = |n: usize| -> Result<Vec<f32>> {
+            let v: Vec<f32> = rest
+                .split_whitespace()
+                .take(n)
+                .map(|t| t.parse::<f32>().map_err(|_| MeshError::parse(path, line, format!("expected a number, got {t:?}"))))
+                .collect::<Result<_>>()?;
+            if v.is_empty() || v.iter().any(|x| !x.is_finite()) {
+                return Err(MeshError::parse(path, line, format!("'{kw}' needs finite numbers")));
+            }
+            Ok(v)
+        };
+        let tex = |force: bool| -> Result<Texture> {
+            let f = map_file(rest);
+            if f.is_empty() {
+                return Err(MeshError::parse(path, line, format!("'{kw}' needs a file name")));
+            }
+            let p: PathBuf = dir.join(f.replace('\\', "/"));
+            read_image(&p, force).map_err(|e| MeshError::parse(path, line, format!("{kw}: {e}")))
+        };
+        match kw {
+            "Kd" => {
+                let v = nums(3)?;
+                let g = |i: usize| *v.get(i).unwrap_or(&v[0]);
+                m.base_color_factor = [g(0), g(1), g(2), m.base_color_factor[3]];
+            }
+            "d" => m.base_color_factor[3] = nums(1)?[0],
+            "Tr" => m.base_color_factor[3] = 1.0 - nums(1)?[0],
+            "Pm" => m.metallic_factor = nums(1)?[0],
+            "Pr" => m.roughness_factor = nums(1)?[0],
+            "map_Kd" => m.base_color_texture = Some(tex(true)?),
+            "map_Pm" => pm = Some(tex(false)?),
+            "map_Pr" => pr = Some(tex(false)?),
+            "map_Bump" | "map_bump" | "bump" | "norm" | "map_Norm" => m.normal_texture = Some(tex(true)?),
+            _ => {}
+        }
+    }
+    finish(&mut out, &mut pm, &mut pr);
+    Ok(out)
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "mesh".into())
+}
+
+/// Writes `path` (.obj), plus `<stem>.mtl` and `<stem>_*.png` textures next to it when the mesh has a
+/// material. UVs are written as stored (OBJ convention, v up); normals share the position index.
+pub fn write_obj(mesh: &Mesh, path: &Path) -> Result<()> {
+    mesh.validate("save_mesh")?;
+    let stem = file_stem(path);
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut s: Vec<u8> = Vec::with_capacity(mesh.vertices.len() * 40 + mesh.faces.len() * 30);
+    let io = |e: std::io::Error| MeshError::io(path, e);
+    writeln!(s, "# written by pgc-fast rust_mesh {}", crate::version()).map_err(io)?;
+    if let Some(m) = &mesh.material {
+        write_mtl(m, &dir, &stem)?;
+        writeln!(s, "mtllib {stem}.mtl").map_err(io)?;
+    }
+    writeln!(s, "o {stem}").map_err(io)?;
+    for (i, v) in mesh.vertices.iter().enumerate() {
+        match &mesh.colors {
+            Some(c) => {
+                let c = c[i];
+                writeln!(s, "v {} {} {} {} {} {}", v[0], v[1], v[2], c[0], c[1], c[2])
+            }
+            None => writeln!(s, "v {} {} {}", v[0], v[1], v[2]),
+        }
+        .map_err(io)?;
+    }
+    if let Some(uv) = &mesh.uvs {
+        for t in uv {
+            writeln!(s, "vt {} {}", t[0], t[1]).map_err(io)?;
+        }
+    }
+    if let Some(n) = &mesh.normals {
+        for t in n {
+            writeln!(s, "vn {} {} {}", t[0], t[1], t[2]).map_err(io)?;
+        }
+    }
+    if let Some(m) = &mesh.material {
+        writeln!(s, "usemtl {}", m.name).map_err(io)?;
+    }
+    let has_n = mesh.normals.is_some();
+    for (i, f) in mesh.faces.iter().enumerate() {
+        let (a, b, c) = (f[0] + 1, f[1] + 1, f[2] + 1);
+        match (&mesh.uv_faces, has_n) {
+            (Some(uf), true) => {
+                let t = uf[i];
+                writeln!(s, "f {a}/{}/{a} {b}/{}/{b} {c}/{}/{c}", t[0] + 1, t[1] + 1, t[2] + 1)
+            }
+            (Some(uf), false) => {
+                let t = uf[i];
+                writeln!(s, "f {a}/{} {b}/{} {c}/{}", t[0] + 1, t[1] + 1, t[2] + 1)
+            }
+            (None, true) => writeln!(s, "f {a}//{a} {b}//{b} {c}//{c}"),
+            (None, false) => writeln!(s, "f {a} {b} {c}"),
+        }
+        .map_err(io)?;
+    }
+    std::fs::write(path, s).map_err(io)
+}
+
+fn write_mtl(m: &Material, dir: &Path, stem: &str) -> Result<()> {
+    let mpath = dir.join(format!("{stem}.mtl"));
+    let mut s = String::new();
+    let f = m.base_color_factor;
+    s += &format!("# written by pgc-fast rust_mesh\nnewmtl {}\n", m.name);
+    s += &format!("Ka 0 0 0\nKd {} {} {}\nKs 0 0 0\nd {}\nillum 2\nPm {}\nPr {}\n", f[0], f[1], f[2], f[3], m.metallic_factor, m.roughness_factor);
+    if let Some(t) = &m.base_color_texture {
+        let name = format!("{stem}_kd.png");
+        write_png(t, &dir.join(&name))?;
+        s += &format!("map_Kd {name}\n");
+    }
+    if let Some(t) = &m.metallic_roughness_texture {
+        // OBJ has separate grey maps: metallic from B, roughness from G (glTF layout).
+        let (pm, pr) = (format!("{stem}_pm.png"), format!("{stem}_pr.png"));
+        write_png(&super::texture::channel(t, 2), &dir.join(&pm))?;
+        write_png(&super::texture::channel(t, 1), &dir.join(&pr))?;
+        s += &format!("map_Pm {pm}\nmap_Pr {pr}\n");
+    }
+    if let Some(t) = &m.normal_texture {
+        let name = format!("{stem}_normal.png");
+        write_png(t, &dir.join(&name))?;
+        s += &format!("map_Bump {name}\n");
+    }
+    std::fs::write(&mpath, s).map_err(|e| MeshError::io(&mpath, e))
+}
