@@ -275,10 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_image_parser(sub: argparse._SubParsersAction) -> None:
     """The guidance module's 2D mode (``pgc-fast image``), registered when that module provides it."""
-    try:
-        from pgc_fast.guidance import cli as gcli  # type: ignore[attr-defined]
-    except Exception:
+    import importlib
+    from pathlib import Path
+
+    if not (Path(__file__).parent / "guidance" / "cli.py").exists():  # avoid importing diffusers for --help
         return
+    gcli = importlib.import_module("pgc_fast.guidance.cli")
     if hasattr(gcli, "add_image_parser"):
         gcli.add_image_parser(sub)
 
