@@ -52,7 +52,7 @@ class Scene:
     """Mesh + renderer + texture on one device. Build with :meth:`from_config`."""
 
     def __init__(self, cfg: C.RunConfig, device: torch.device, mesh_in: Any, norm: Normalisation) -> None:
-        from pgc_fast.render import MeshRenderer, RenderMesh
+        from pgc_fast.render.renderer import MeshRenderer, RenderMesh
         from pgc_fast.render.texture import FieldTexture, UVTexture
 
         self.cfg = cfg
@@ -225,7 +225,7 @@ def load_textured_mesh_for_render(path: str | os.PathLike, device: torch.device 
     exactly by a single-level UVTexture; ``normalisation`` maps the file's (input) frame to the training frame.
     """
     from pgc_fast.mesh import load_mesh
-    from pgc_fast.render import RenderMesh
+    from pgc_fast.render.renderer import RenderMesh
     from pgc_fast.render.texture import UVTexture
 
     m = load_mesh(path)

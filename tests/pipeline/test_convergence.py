@@ -16,12 +16,16 @@ import torch
 from pgc_fast import config as C
 from pgc_fast.demo import make_demo_mesh
 from pgc_fast.mesh import Material, Mesh, save_mesh
-from pgc_fast.render import MeshRenderer, RenderMesh, orbit_cameras
+from pgc_fast.render import orbit_cameras
+from pgc_fast.render.renderer import MeshRenderer
 from pgc_fast.render.texture import bake_field_to_uv
 from pgc_fast.run import MSEObjective, run
 from pgc_fast.scene import Normalisation, load_textured_mesh_for_render
 
-RES = 64  # render resolution
+RES = 48  # render resolution
+# Antialiasing is off here: it is the renderer's concern (tests/render) and on the CPU it costs more than the
+# rest of a step; targets and training use the same setting.
+AA = False
 TEX = 256  # texture resolution of the known mesh and of the exports
 
 
@@ -39,8 +43,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def known(tmp_path_factory):
-    """(path of the known textured GLB, training cameras, target images [N,3,H,W])."""
-    d = tmp_path_factory.mktemp("known")
+    return make_known(tmp_path_factory.mktemp("known"))
+
+
+def make_known(d, res: int = RES, n: int = 24):
+    """(path of the known textured GLB, n training cameras, target images [n,3,res,res])."""
     base = make_demo_mesh(32, 16)
     norm = Normalisation.of(base.vertices, True)
     backend = MeshRenderer("cpu").backend
@@ -53,12 +60,11 @@ def known(tmp_path_factory):
     path = d / "known.glb"
     save_mesh(mesh, path)
     rm, tex = load_textured_mesh_for_render(path, normalisation=norm)
-    n = 24
     theta = [55.0 + 35.0 * (i % 3) / 2 for i in range(n)]
     phi = [360.0 * i / n for i in range(n)]
-    cams = orbit_cameras(2.2, theta, phi, 1.1 * RES, RES)
+    cams = orbit_cameras(2.2, theta, phi, 1.1 * res, res)
     with torch.no_grad():
-        targets = MeshRenderer("cpu").render(rm, cams, tex, background=1.0).image
+        targets = MeshRenderer("cpu").render(rm, cams, tex, background=1.0, antialias=AA).image
     return path, cams, targets
 
 
@@ -66,7 +72,8 @@ def train_and_reload(tmp_path, known, kind: str, iters: int, lr: float, views: i
     path, cams, targets = known
     cfg = C.override(C.RunConfig(), **{
         "mesh.path": str(path), "mesh.canonicalize": True, "texture.kind": kind, "texture.uv_resolution": TEX,
-        "texture.uv_levels": 4, "texture.export_resolution": TEX, "render.resolution": RES,
+        "texture.uv_levels": 4, "texture.export_resolution": TEX, "render.resolution": targets.shape[-1],
+        "render.antialias": AA,
         "render.backend": "cpu", "optim.objective": "mse", "optim.iters": iters, "optim.batch_size": views,
         "optim.lr_texture": lr, "output.root": "", "output.workspace": str(tmp_path / f"ws_{kind}"),
         "output.val_every": 0, "output.ckpt_every": 0, "output.turntable_frames": 4,
@@ -85,7 +92,7 @@ def train_and_reload(tmp_path, known, kind: str, iters: int, lr: float, views: i
     norm = Normalisation.of(np.asarray(original.vertices), True)
     rm, tex = load_textured_mesh_for_render(result.workspace / "mesh.glb", normalisation=norm)
     with torch.no_grad():
-        again = MeshRenderer("cpu").render(rm, cams, tex, background=1.0).image
+        again = MeshRenderer("cpu").render(rm, cams, tex, background=1.0, antialias=AA).image
     return psnr(again, targets), result
 
 
