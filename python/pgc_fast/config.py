@@ -205,6 +205,12 @@ class TextureConfig:
     """field = hash-grid + MLP queried at surface points (baked at export); uv = explicit multi-resolution UV texture."""
     material: Material = "albedo"
     """albedo = base colour only; pbr = nvdiffrec material (kd, roughness, metallic, normal)."""
+    field_levels: int = 16
+    """Hash-grid levels of the texture field (the original: 16)."""
+    field_log2_table_size: int = 16
+    """log2 of the hash-table rows per level (the original: 16)."""
+    field_finest_resolution: int = 4096
+    """Finest hash-grid resolution (the original: 4096; the coarsest is 16)."""
     uv_resolution: int = 1024
     """Finest UV texture resolution for kind = uv (1024-4096)."""
     uv_levels: int = 4
@@ -519,6 +525,8 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
         p.append(f"texture.uv_levels must be >= 1 and leave the coarsest level >= 4 texels, got {t.uv_levels}")
     if not 16 <= t.export_resolution <= 8192:
         p.append(f"texture.export_resolution must be in [16, 8192], got {t.export_resolution}")
+    if not 1 <= t.field_levels <= 32 or not 8 <= t.field_log2_table_size <= 24 or t.field_finest_resolution < 16:
+        p.append("texture.field_levels must be in [1, 32], field_log2_table_size in [8, 24], field_finest_resolution >= 16")
     if t.dilation < 0:
         p.append(f"texture.dilation must be >= 0, got {t.dilation}")
 

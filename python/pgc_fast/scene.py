@@ -74,7 +74,8 @@ class Scene:
             min_res = max(4, t.uv_resolution >> (t.uv_levels - 1))
             self.texture = UVTexture(t.uv_resolution, 3, min_resolution=min_res).to(device)
         else:
-            self.texture = FieldTexture(bound=1.0).to(device)
+            self.texture = FieldTexture(bound=1.0, num_levels=t.field_levels, log2_table_size=t.field_log2_table_size,
+                                        finest_resolution=t.field_finest_resolution).to(device)
         self.bg_image: torch.Tensor | None = None
         if cfg.render.background == "scenery":
             from PIL import Image
