@@ -149,8 +149,9 @@ def uv_metrics(vertices: Any, faces: Any, uvs: Any, uv_faces: Any, resolution: i
         vertices: float array [V, 3] of 3-D positions.
         faces: integer array [F, 3] into ``vertices``.
         uvs: float array [U, 2] of texture coordinates (the atlas is [0, 1]²).
-        uv_faces: integer array [F, 3] into ``uvs``, face by face with ``faces`` (for `unwrap`'s output:
-            ``uv_metrics(vertices[vmapping], new_faces, uvs, new_faces, res)``).
+        uv_faces: integer array [F, 3] into ``uvs``, face by face with ``faces``. For `unwrap`'s output pass
+            the input faces and the new ones, ``uv_metrics(vertices, faces, uvs, new_faces, res)``, so that
+            seams (mesh edges cut in UV) can be counted.
         resolution: side of the texel grid used for ``utilisation`` (1..32768).
 
     Returns:

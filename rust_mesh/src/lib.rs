@@ -1,10 +1,10 @@
 //! `rust_mesh`: the pure-Rust core of pgc-fast's mesh work. No PyO3 types live here, so `cargo test`
 //! runs without Python; the thin bindings are in `rust_mesh/py`.
 pub mod error;
-pub mod uv;
 pub mod io;
 pub mod mesh;
 pub mod raster;
+pub mod uv;
 
 pub use error::{MeshError, Result};
 

@@ -85,3 +85,25 @@ def icosphere(subdiv: int = 1, radius: float = 0.8) -> tuple[torch.Tensor, torch
 @pytest.fixture
 def sphere():
     return icosphere(1)
+
+
+def uv_cube(half: float = 0.5) -> dict[str, torch.Tensor]:
+    """A cube with one UV chart per face (3×2 layout, 0.03 margins): vertices float32 [24,3], faces int64 [12,3]
+    (outward, counter-clockwise), uvs float32 [24,2] (uv_faces = faces)."""
+    verts, uvs, faces = [], [], []
+    axes = [(0, 1), (0, -1), (1, 1), (1, -1), (2, 1), (2, -1)]
+    m = 0.03
+    for i, (ax, sgn) in enumerate(axes):
+        n = torch.zeros(3)
+        n[ax] = sgn
+        a = torch.zeros(3)
+        a[(ax + 1) % 3] = 1.0
+        b = torch.linalg.cross(n, a)
+        col, row = i % 3, i // 3
+        base = len(verts)
+        for s, t in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+            verts.append((n + s * a + t * b) * half)
+            uvs.append([(col + m + (s + 1) / 2 * (1 - 2 * m)) / 3, (row + m + (t + 1) / 2 * (1 - 2 * m)) / 2])
+        faces += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
+    return {"vertices": torch.stack(verts).float(), "faces": torch.tensor(faces, dtype=torch.int64),
+            "uvs": torch.tensor(uvs, dtype=torch.float32)}

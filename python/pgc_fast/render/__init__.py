@@ -14,6 +14,23 @@ Cameras (:mod:`pgc_fast.render.camera`) — right-handed OpenCV-style look-at (d
     ``view_ids()``, ``relative_angles()``), ``OrbitSampler`` (the original's radius / θ ∈ [45°,100°] / φ /
     focal ranges, uniform-sphere rate, jitter; deterministic with a ``torch.Generator``), ``orbit_cameras``,
     ``turntable``, ``look_at``, ``perspective``, ``view_direction_ids`` + ``VIEW_DIRECTIONS``.
+Renderer (:mod:`pgc_fast.render.renderer`):
+    ``RenderMesh`` (vertices [V,3], faces [F,3], normals, uvs + uv_faces, colors; ``from_mesh(pgc_fast.mesh.Mesh)``),
+    ``MeshRenderer(backend).render(mesh, cameras, texture, background=, shading="albedo"|"lambertian"|"normal"|
+    "random", generator=, antialias=True)`` → ``RenderOutput`` (image [B,C,H,W], mask, depth = camera z,
+    position, normal, albedo; channels-first, row 0 = top), ``vertex_normals``.
+Textures (:mod:`pgc_fast.render.texture`):
+    ``FieldTexture`` (hash-grid ``TextureField`` at surface points), ``UVTexture`` (multi-resolution pyramid,
+    ``export()`` / ``set_image()``), ``VertexColorTexture``; ``init_texture`` (from vertex colours),
+    ``bake_field_to_uv`` (unwrap + UV rasterisation + ``dilate_seams``) → ``BakedTexture``.
+
+Typical use::
+
+    from pgc_fast.render import MeshRenderer, OrbitSampler, RenderMesh, UVTexture
+    mesh = RenderMesh.from_mesh(load_mesh("panda.obj"), device="cuda")
+    renderer = MeshRenderer("auto", device="cuda")
+    cams = OrbitSampler(height=512).sample(4, generator=torch.Generator().manual_seed(0), device="cuda")
+    out = renderer.render(mesh, cams, texture, shading="random", generator=gen)   # out.image [4,3,512,512]
 """
 from __future__ import annotations
 
@@ -23,6 +40,16 @@ from pgc_fast.render.backends import (
     RasterBackend,
     get_backend,
     load_nvdiffrast,
+)
+from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput, vertex_normals
+from pgc_fast.render.texture import (
+    BakedTexture,
+    FieldTexture,
+    UVTexture,
+    VertexColorTexture,
+    bake_field_to_uv,
+    dilate_seams,
+    init_texture,
 )
 from pgc_fast.render.camera import (
     VIEW_DIRECTIONS,
@@ -49,4 +76,15 @@ __all__ = [
     "perspective",
     "turntable",
     "view_direction_ids",
+    "MeshRenderer",
+    "RenderMesh",
+    "RenderOutput",
+    "vertex_normals",
+    "BakedTexture",
+    "FieldTexture",
+    "UVTexture",
+    "VertexColorTexture",
+    "bake_field_to_uv",
+    "dilate_seams",
+    "init_texture",
 ]

@@ -5,8 +5,8 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use rust_mesh::MeshError;
 
-mod uv;
 mod mesh;
+mod uv;
 
 /// Maps the core error enum onto builtin Python exceptions (I/O → OSError, everything else → ValueError).
 pub(crate) fn to_py_err(e: MeshError) -> PyErr {
@@ -25,7 +25,7 @@ fn version() -> &'static str {
 #[pymodule]
 fn _rust_mesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
-    uv::register(m)?;
     mesh::register(m)?;
+    uv::register(m)?;
     Ok(())
 }

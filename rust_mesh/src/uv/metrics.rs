@@ -263,9 +263,8 @@ impl Dsu {
     }
 }
 
-/// All metrics of a UV layout. `faces` index `positions`, `uv_faces` index `uvs`, face by face
-/// (an xatlas-style output passes `uvs` for both `faces` and `uv_faces` after remapping positions by
-/// `vmapping`, or the original faces with the new ones).
+/// All metrics of a UV layout. `faces` index `positions`, `uv_faces` index `uvs`, face by face. For an
+/// xatlas-style unwrap pass the input faces and the re-indexed ones, so that seams are visible.
 pub fn uv_metrics(
     positions: &[[f32; 3]],
     faces: &[[u32; 3]],
