@@ -14,7 +14,7 @@ try:
 except ImportError:  # pragma: no cover
     triton = tl = None
 
-from ._backend import HAS_TRITON, use_triton
+from ._backend import HAS_TRITON, interpret_mode, use_triton
 from ._checks import check_pixel_clip_args
 from ._layout import three_axis
 from ._types import PixelClipStats
@@ -23,14 +23,29 @@ from .reference import pixel_clip_reference
 
 _VARIANT_ID = {"clip": 0, "value": 1, "global": 2, "sigmoid": 3, "soft": 4, "soft_pixel": 5}
 
-# Elements (pixels × padded channels) per program, and warps, per memory order. "pixel_major": pixels of one
-# channel are contiguous (NCHW): each program loads a [C_PAD, BLOCK] tile, each row a vectorised run of one
-# channel. "channel_major": channels of one pixel are contiguous (NHWC, channels_last). Tuned on an H100
-# (benches/gpu_kernels.py --sweep; see benches/RESULTS.md).
-CONFIG = {"pixel_major": (4096, 4), "channel_major": (4096, 4)}
+# Launch configuration per memory order and element size: (elements per program, warps).
+# "pixel_major": pixels of one channel are contiguous (NCHW): each program loads a [C_PAD, BLOCK] tile, each row
+#   a vectorised run of one channel, and reduces over the channel axis in registers.
+# "packed": channels of one pixel are contiguous and pixels packed (NHWC, channels_last): each program handles a
+#   flat, fully vectorised run of elements; the pixel norm gathers the C channel-mates of each element, which sit
+#   in the same cache lines (L1 hits), so memory traffic stays one read and one write.
+# "strided": anything else the [outer, C, inner] view describes (channel stride 1 with gaps between pixels).
+# Tuned on an H100 with benches/gpu_kernels.py --sweep (see benches/RESULTS.md).
+CONFIG = {
+    ("pixel_major", 4): (4096, 4), ("pixel_major", 2): (8192, 4),
+    ("packed", 4): (4096, 4), ("packed", 2): (8192, 4),
+    ("strided", 4): (4096, 4), ("strided", 2): (4096, 4),
+}
 
 
 if HAS_TRITON:
+
+    @triton.jit
+    def _round_to_bf16(y):
+        """fp32 → the fp32 value of the nearest-even bfloat16 (NaN and ±inf kept)."""
+        u = y.to(tl.uint32, bitcast=True)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+        return tl.where(y != y, y, u.to(tl.float32, bitcast=True))
 
     @triton.jit
     def _pixel_clip_kernel(
@@ -38,7 +53,7 @@ if HAS_TRITON:
         tau, inner, n_inner_blocks, C,
         sxo, sxc, sxi, syo, syc, syi,
         VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr, STATS: tl.constexpr,
-        USE_I64: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+        USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
     ):
         """One pass: y = PGC(x) over a tile of BLOCK pixels × C channels of the [outer, C, inner] view.
 
@@ -91,6 +106,8 @@ if HAS_TRITON:
             y = tl.where(pfin[None, :], x * (thr / (n + thr))[None, :], nan)
 
         yoff = o * syo + c[:, None] * syc + i[None, :] * syi
+        if ROUND_BF16:  # interpreter only: its fp32 → bf16 cast truncates; the GPU's rounds to nearest even
+            y = _round_to_bf16(y)
         tl.store(y_ptr + yoff, y.to(y_ptr.dtype.element_ty), mask=mask)
 
         if STATS:
@@ -101,6 +118,73 @@ if HAS_TRITON:
             tl.store(part_ptr + pid * 3 + 0, cnt)
             tl.store(part_ptr + pid * 3 + 1, tot)
             tl.store(part_ptr + pid * 3 + 2, mx)
+
+    @triton.jit
+    def _pixel_clip_packed_kernel(
+        x_ptr, y_ptr, scale_ptr, gmax_ptr, part_ptr, tau, total,
+        C: tl.constexpr, VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr,
+        STATS: tl.constexpr, USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        """Same maths as _pixel_clip_kernel on a packed channel-last tensor (element e = pixel·C + channel),
+        processed as a flat run of BLOCK elements: vectorised load/store of x, and for the pixel-wise variants
+        (and stats) the C channel-mates of each element are re-read (cache hits) to form n_p. A pixel's stats are
+        counted by the program holding its channel 0."""
+        pid = tl.program_id(0)
+        e = pid * BLOCK + tl.arange(0, BLOCK)
+        if USE_I64:
+            e = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        m = e < total
+        x = tl.load(x_ptr + e, mask=m, other=0.0).to(tl.float32)
+        thr = tau
+        if HAS_SCALE_PTR:
+            thr = tl.load(scale_ptr).to(tl.float32) * tau
+        a = tl.abs(x)
+        fin = a < float("inf")
+        nan = float("nan")
+        NEED_PIXEL: tl.constexpr = VARIANT == 0 or VARIANT == 5 or STATS
+        if NEED_PIXEL:
+            base = (e // C) * C
+            acc = tl.zeros([BLOCK], dtype=tl.float32)
+            nbad = tl.zeros([BLOCK], dtype=tl.int32)
+            for k in tl.static_range(C):
+                v = tl.load(x_ptr + base + k, mask=m, other=0.0).to(tl.float32)
+                av = tl.abs(v)
+                if NORM_L2:
+                    acc += v * v
+                else:
+                    acc = tl.maximum(acc, av)
+                nbad += (av < float("inf")) == 0
+            if NORM_L2:
+                n = tl.sqrt(acc)
+            else:
+                n = acc
+            pfin = nbad == 0
+
+        if VARIANT == 0:
+            f = tl.where(n > thr, thr / tl.where(n > thr, n, 1.0), 1.0)
+            y = tl.where(pfin, x * f, nan)
+        elif VARIANT == 1:
+            y = tl.where(fin, tl.minimum(tl.maximum(x, -thr), thr), nan)
+        elif VARIANT == 2:
+            gm = tl.load(gmax_ptr)
+            f = tl.where(gm > 0, thr / tl.where(gm > 0, gm, 1.0), 0.0)
+            y = tl.where(gm < float("inf"), x * f, nan)
+        elif VARIANT == 3:
+            y = tl.where(fin, (1.0 / (1.0 + tl.exp(-x)) - 0.5) * thr, nan)
+        elif VARIANT == 4:
+            y = tl.where(fin, x * (thr / (a + thr)), nan)
+        else:
+            y = tl.where(pfin, x * (thr / (n + thr)), nan)
+        if ROUND_BF16:
+            y = _round_to_bf16(y)
+        tl.store(y_ptr + e, y.to(y_ptr.dtype.element_ty), mask=m)
+
+        if STATS:
+            first = m & (e == base)
+            ns = tl.where(pfin, n, float("inf"))
+            tl.store(part_ptr + pid * 3 + 0, tl.sum(tl.where(first & (ns > thr), 1.0, 0.0), axis=0))
+            tl.store(part_ptr + pid * 3 + 1, tl.sum(tl.where(first, ns, 0.0), axis=0))
+            tl.store(part_ptr + pid * 3 + 2, tl.max(tl.where(first, ns, 0.0), axis=0))
 
     @triton.jit
     def _absmax_kernel(
@@ -168,13 +252,15 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
     npix = outer * inner
     dev = x.device
     c_pad = triton.next_power_of_2(C)
-    layout = "channel_major" if sxc == 1 and C > 1 else "pixel_major"
-    elems, warps = (config or CONFIG)[layout]
+    packed = (C > 1 and sxc == 1 and sxi == C and (outer == 1 or sxo == inner * C)
+              and syc == 1 and syi == C and (outer == 1 or syo == inner * C))
+    layout = "packed" if packed else ("strided" if sxc == 1 and C > 1 else "pixel_major")
+    elems, warps = (config or CONFIG)[(layout, 4 if x.element_size() >= 4 else 2)]
     block = max(16, elems // c_pad)
     n_inner_blocks = triton.cdiv(inner, block) if inner else 0
-    nprog = outer * n_inner_blocks
+    nprog_tile = outer * n_inner_blocks
     span = max(abs(sxo) * (outer - 1) + abs(sxc) * (C - 1) + abs(sxi) * (inner + block), 1)
-    span = max(span, abs(syo) * (outer - 1) + abs(syc) * (C - 1) + abs(syi) * (inner + block))
+    span = max(span, abs(syo) * (outer - 1) + abs(syc) * (C - 1) + abs(syi) * (inner + block), elems + npix * C)
     use_i64 = span >= 2**31 - 1
 
     has_scale_ptr = isinstance(scale, torch.Tensor)
@@ -186,17 +272,31 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
     gmax = dummy
     if variant == "global":
         gmax = torch.zeros(1, dtype=torch.float32, device=dev)
+        if nprog_tile:
+            _absmax_kernel[(nprog_tile,)](x, gmax, inner, n_inner_blocks, C, sxo, sxc, sxi,
+                                          USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)
+    round_bf16 = interpret_mode() and y.dtype == torch.bfloat16
+    if packed:
+        x_base = x.as_strided((npix * C,), (1,))  # the packed storage region, element e = pixel·C + channel
+        y_base = y.as_strided((npix * C,), (1,))
+        nprog = triton.cdiv(npix * C, elems)
+        part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
         if nprog:
-            _absmax_kernel[(nprog,)](x, gmax, inner, n_inner_blocks, C, sxo, sxc, sxi,
-                                     USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)
-    part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
-    if nprog:
-        _pixel_clip_kernel[(nprog,)](
-            x, y, scale_arg, gmax, part, tau_arg, inner, n_inner_blocks, C,
-            sxo, sxc, sxi, syo, syc, syi,
-            VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr, STATS=return_stats,
-            USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps,
-        )
+            _pixel_clip_packed_kernel[(nprog,)](
+                x_base, y_base, scale_arg, gmax, part, tau_arg, npix * C,
+                C=C, VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr,
+                STATS=return_stats, USE_I64=use_i64, ROUND_BF16=round_bf16, BLOCK=elems, num_warps=warps,
+            )
+    else:
+        nprog = nprog_tile
+        part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
+        if nprog:
+            _pixel_clip_kernel[(nprog,)](
+                x, y, scale_arg, gmax, part, tau_arg, inner, n_inner_blocks, C,
+                sxo, sxc, sxi, syo, syc, syi,
+                VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr, STATS=return_stats,
+                USE_I64=use_i64, ROUND_BF16=round_bf16, C_PAD=c_pad, BLOCK=block, num_warps=warps,
+            )
     if not return_stats:
         return y
     stats = torch.zeros(3, dtype=torch.float32, device=dev)

@@ -64,7 +64,7 @@ def pixel_clip_reference(
     tau, d, scale = check_pixel_clip_args(op, grad, tau, variant, norm, channel_dim, scale, backend, return_stats)
     g = grad.detach().to(torch.float32)
     thr = _threshold(tau, scale, g.device)
-    nan = torch.tensor(float("nan"), dtype=torch.float32, device=g.device)
+    nan = torch.full((), float("nan"), dtype=torch.float32, device=g.device)  # no host copy: capturable
     finite = torch.isfinite(g)
     pix_finite = finite.all(dim=d, keepdim=True)
     n = _pixel_norm(g, norm, d)

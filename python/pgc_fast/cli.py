@@ -274,18 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_image_parser(sub: argparse._SubParsersAction) -> None:
-    """The guidance module's 2D mode (``pgc-fast image``), registered when that module provides it."""
-    import importlib
-    from pathlib import Path
-
-    if not (Path(__file__).parent / "guidance" / "cli.py").exists():  # avoid importing diffusers for --help
-        return
-    gcli = importlib.import_module("pgc_fast.guidance.cli")
-    if hasattr(gcli, "add_image_parser"):
-        gcli.add_image_parser(sub)
+    """``pgc-fast image``: the guidance module's 2D mode (pgc_fast.image2d parses its own flags)."""
+    sub.add_parser("image", help="2D mode: optimise one image with SDS + PGC (pgc-fast image --help)", add_help=False)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["image"]:  # 2D mode owns its flags (pgc_fast.image2d); GuidanceLoadError printed there
+        from pgc_fast.image2d import main as image_main
+
+        return image_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "version":
@@ -304,8 +302,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.kernels:
             return demo.kernel_demo()
         return demo.run_demo(workspace=args.workspace, iters=args.iters, device=args.device, texture=args.texture)
-    if args.command == "image" and hasattr(args, "func"):
-        return int(args.func(args) or 0)
     return 2
 
 

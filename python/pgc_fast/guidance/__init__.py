@@ -28,6 +28,9 @@ Interface (what the training loop calls)::
 * Per step: one VAE encode (with grad), one UNet (+ ControlNet) call on [uncond; cond] × all views (× RGB and
   normal maps), the fused ``pgc_kernels.sds_grad`` kernel, no VAE decode (except BGT+'s RGB target), no host
   synchronisation (VSD in fp16 syncs once in its LoRA GradScaler). Text encoders are run once and offloaded.
+* Checkpoints: ``guidance.state_dict()`` / ``load_state_dict()`` hold the trainable guidance state (VSD's
+  LoRA, camera MLP and optimiser; the noise RNG) — the original never saved its LoRA.
+* Inputs should already live on the guidance device (a CPU tensor for the angles costs a copy per step).
 * Methods: one file each — :mod:`.sds`, :mod:`.csd`, :mod:`.ssd` (pure gradient functions of the UNet
   outputs), :mod:`.vsd` (LoRA via peft, trained inside ``step``), :mod:`.bgt` (multi-step DDIM target);
   :mod:`.common` holds the pure functions (timesteps, weights, DreamTime, view bins, DDIM, condition images).

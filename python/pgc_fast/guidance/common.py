@@ -265,7 +265,9 @@ def depth_condition(depth: torch.Tensor, mask: torch.Tensor | None, size: int,
         hi = disp.reshape(b, -1).amax(1).view(b, 1, 1, 1)
         has = hi > 0
         lo = torch.where(has, lo, torch.zeros_like(lo))
-        norm = (disp - lo) / (hi - lo).clamp_min(1e-8)
+        span = hi - lo
+        # a foreground at one depth (e.g. a plane facing the camera) is "near": full brightness
+        norm = torch.where(span > 1e-8 * hi.clamp_min(1e-30), (disp - lo) / span.clamp_min(1e-30), torch.ones_like(disp))
         img = (floor + (1 - floor) * norm.clamp(0, 1)) * m  # antialiased edge blends towards black
     elif convention == "original":
         zmax = torch.where(fg, d, torch.zeros_like(d)).reshape(b, -1).amax(1).view(b, 1, 1, 1)

@@ -33,6 +33,11 @@ class GuidanceConfig:
     resolution: int | None = None
     """Image size fed to the VAE (inputs are bilinearly resized to it); None = the model's native size."""
     seed: int = 0
+    channels_last: bool = False
+    """Run the UNet, VAE and ControlNets in channels_last (NHWC) memory format on CUDA."""
+    compile_vae: bool = False
+    """torch.compile the VAE encoder (fuses its GroupNorm/SiLU passes; the encoder fwd+bwd is the largest
+    cost of an SDXL step at 1024²). The first step pays the compile time."""
 
     # ---- text
     text: str = ""

@@ -109,6 +109,14 @@ class Guidance:
         if "shuffle" in self.control_types:
             self.reference = self._load_reference()
         self.pgc_hooks: dict[str, Any] = {}
+        self._time_ids: dict[tuple[int, int], torch.Tensor] = {}
+        if cfg.channels_last and self.device.type == "cuda":
+            # NHWC convolutions (cuDNN's fast path for half precision); see benches/RESULTS.md for the effect.
+            for m in (self.unet, self.vae, self.controlnet):
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
+        if cfg.compile_vae:
+            self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
         self.vsd = vsd.VSDState(self) if cfg.method == "vsd" else None
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -202,9 +210,13 @@ class Guidance:
         if not self.is_sdxl:
             return hidden, None
         pooled = torch.cat([tx.uncond_pooled[rows], tx.pooled[rows]]) if cfg else tx.pooled[rows]
-        # SDXL micro-conditioning: (original size, crop top-left, target size) of the real input.
-        time_ids = torch.tensor([*orig_hw, 0, 0, self.resolution, self.resolution], device=self.device,
-                                dtype=self.dtype).expand(hidden.shape[0], 6)
+        # SDXL micro-conditioning: (original size, crop top-left, target size) of the real input. Cached per
+        # size: building it from a Python list each step is a host-to-device copy, i.e. a sync.
+        key = tuple(orig_hw)
+        if key not in self._time_ids:
+            self._time_ids[key] = torch.tensor([*orig_hw, 0, 0, self.resolution, self.resolution],
+                                               dtype=self.dtype).to(self.device)
+        time_ids = self._time_ids[key].expand(hidden.shape[0], 6)
         return hidden, {"text_embeds": pooled, "time_ids": time_ids}
 
     def unet_eps(self, z_t: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, added: dict | None,
@@ -259,6 +271,22 @@ class Guidance:
         tensors (fraction clipped, max and mean pixel norm — in GradScaler-scaled units when a scaler is used),
         filled in during backward."""
         return {k: h.stats for k, h in self.pgc_hooks.items() if h.stats is not None}
+
+    def state_dict(self) -> dict:
+        """Trainable guidance state for checkpoints: VSD's LoRA + camera MLP + optimiser, the RNG; {} otherwise."""
+        out: dict = {"generator": self.generator.get_state()}
+        if self.vsd is not None:
+            out["vsd"] = self.vsd.state_dict()
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+        if "vsd" in state:
+            if self.vsd is None:
+                raise ValueError("Guidance.load_state_dict(): state holds VSD weights but cfg.method is "
+                                 f"{self.cfg.method!r}")
+            self.vsd.load_state_dict(state["vsd"])
 
     # ------------------------------------------------------------------------------------------ step
     def step(self, images: torch.Tensor, *, step: int, azimuth_deg: torch.Tensor | None = None,

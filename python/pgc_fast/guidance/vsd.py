@@ -59,12 +59,31 @@ class VSDState:
         self.opt = torch.optim.AdamW(self.params, lr=cfg.vsd_lora_lr, betas=(0.9, 0.99), eps=1e-15)
         self.scaler = torch.amp.GradScaler(g.device.type, enabled=g.dtype == torch.float16)
         unet.disable_adapters()
-        self._enabled = False
+
+    def state_dict(self) -> dict:
+        """LoRA weights, camera MLP and optimiser state (the original never saved them, spec §8.14)."""
+        lora = {n: p.detach().clone() for n, p in self.g.unet.named_parameters() if "lora_" in n}
+        return {"lora": lora, "camera": self.camera.state_dict(), "opt": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        params = dict(self.g.unet.named_parameters())
+        missing = [n for n in state["lora"] if n not in params]
+        if missing:
+            raise ValueError(f"VSDState.load_state_dict(): state must match this UNet's LoRA, got unknown keys {missing[:3]}")
+        with torch.no_grad():
+            for n, v in state["lora"].items():
+                params[n].copy_(v)
+        self.camera.load_state_dict(state["camera"])
+        self.opt.load_state_dict(state["opt"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     @contextlib.contextmanager
     def disabled(self):
-        """The pretrained UNet (adapter off, no class embedding)."""
-        yield  # the resting state is disabled
+        """The pretrained UNet (adapter off, no class embedding): the resting state, so nothing to switch."""
+        assert self.g.unet.class_embedding is None
+        yield
 
     @contextlib.contextmanager
     def enabled(self):
