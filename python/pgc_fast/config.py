@@ -295,8 +295,8 @@ class RuntimeConfig:
     """cpu, cuda, or auto (cuda when available)."""
     gpus: str = "0"
     """Comma-separated CUDA device ids; n ids = n x batch_size views per step in one process (the original's DDP)."""
-    deterministic: bool = True
-    """Use deterministic algorithms where torch has them."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms (bit-reproducible CUDA runs, slower); CPU runs are deterministic anyway."""
 
 
 @dataclass(frozen=True)

@@ -501,6 +501,9 @@ def run(
     resumed_from = None
     if cfg.output.resume:
         state = _load_latest_checkpoint(ckpt_dir, device)
+        if state is None:
+            raise FileNotFoundError(f"run(): --resume given but {str(ckpt_dir)!r} has no checkpoint")
+        _check_resume_config(state.get("config"), cfg)
         if state is not None:
             scene.texture.load_state_dict(state["texture"])
             start_step = state["step"]
@@ -598,6 +601,11 @@ def run(
     result.files = {k: Path(v) for k, v in files.items() if not k.startswith("_")}
     result.metrics = metrics
     if not quiet:
+        mem = metrics["memory"]
+        peak = (f"peak GPU memory {mem['gpu_peak_allocated_mib'] / 1024:.2f} GiB" if "gpu_peak_allocated_mib" in mem
+                else f"peak RSS {mem.get('cpu_peak_rss_mib', 0):.0f} MiB")
+        if steps_run:
+            print(f"{steps_run} steps: {metrics['s_per_it']:.3f} s/it ({metrics['it_per_s']:.2f} it/s), {peak}")
         print(f"outputs in {ws}: " + ", ".join(sorted(p.name for p in result.files.values() if isinstance(p, Path))))
     return result
 
@@ -691,6 +699,7 @@ def _save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, cam_ge
         "rng": _rng_state(cam_gen),
         "history": history,
         "phases": dict(timer.phases),
+        "config": C.to_dict(scene.cfg),
     }
     path = _checkpoint_path(ckpt_dir, step)
     tmp = path.with_suffix(".tmp")
@@ -700,6 +709,17 @@ def _save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, cam_ge
         if old != path:
             old.unlink()
     return path
+
+
+def _check_resume_config(saved: dict[str, Any] | None, cfg: C.RunConfig) -> None:
+    """A resumed run must use the configuration it was started with (resume/force aside)."""
+    if saved is None:
+        return
+    now = C.to_dict(cfg)
+    diff = [f"{sec}.{k}: {saved[sec][k]!r} -> {v!r}" for sec, vals in now.items() for k, v in vals.items()
+            if (sec, k) not in (("output", "resume"), ("output", "force")) and saved.get(sec, {}).get(k) != v]
+    if diff:
+        raise C.ConfigError([f"--resume with a different configuration than the checkpoint's: {d}" for d in diff])
 
 
 def _load_latest_checkpoint(ckpt_dir: Path, device: torch.device) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ def tiny_cfg(tmp_path, ws: str, kind: str, **over) -> C.RunConfig:
         "optim.iters": 6, "optim.batch_size": 2, "optim.lr_texture": 1e-2, "output.root": "",
         "output.workspace": str(tmp_path / ws), "output.val_every": 2, "output.ckpt_every": 0,
         "output.turntable_frames": 0, "output.save_mesh": False, "output.report": False, "runtime.device": "cpu",
+        "texture.field_levels": 8, "texture.field_log2_table_size": 12,
     }
     base.update(over)
     return C.override(C.RunConfig(), **base)
@@ -52,6 +53,14 @@ def test_resume_equals_uninterrupted(tmp_path, kind):
     hb = json.loads((resumed.workspace / "metrics.json").read_text())["history"]
     assert ha["loss"] == hb["loss"] and ha["step"] == hb["step"] == list(range(1, 7))
     assert resumed.metrics["resumed_from"] == 3
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    cfg = tiny_cfg(tmp_path, "ws", "uv")
+    run(cfg, objective=objective(), quiet=True, stop_after=2)
+    changed = C.override(cfg, **{"output.resume": True, "optim.lr_texture": 0.5})
+    with pytest.raises(C.ConfigError, match="optim.lr_texture"):
+        run(changed, objective=objective(), quiet=True)
 
 
 def test_workspace_overwrite_protection(tmp_path, capsys):
