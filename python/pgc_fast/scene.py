@@ -99,10 +99,7 @@ class Scene:
         m = self.mesh_in
         if m.uvs is not None and m.uv_faces is not None:
             return torch.from_numpy(np.asarray(m.uvs, np.float32)), torch.from_numpy(np.asarray(m.uv_faces, np.int64))
-        from pgc_fast.uv import unwrap
-
-        _vmap, f2, uv2 = unwrap(verts.numpy(), faces.numpy(), resolution=self.cfg.texture.uv_resolution, padding=2)
-        return torch.from_numpy(np.asarray(uv2, np.float32)), torch.from_numpy(np.asarray(f2, np.int64))
+        return atlas(verts.numpy(), faces.numpy(), self.cfg.texture.uv_resolution)
 
     @property
     def mesh_has_vertex_colors(self) -> bool:
@@ -168,8 +165,10 @@ class Scene:
         else:
             from pgc_fast.render.texture import bake_field_to_uv
 
+            uvs_t, uvf_t = atlas(self.rmesh.vertices.cpu().numpy(), self.rmesh.faces.cpu().numpy(), t.export_resolution)
             baked = bake_field_to_uv(self.texture, self.rmesh.vertices, self.rmesh.faces, self.renderer.backend,
-                                     resolution=t.export_resolution, padding=4, dilate_pixels=max(t.dilation, 1))
+                                     uvs=uvs_t.to(self.device), uv_faces=uvf_t.to(self.device),
+                                     resolution=t.export_resolution, dilate_pixels=max(t.dilation, 1))
             img = baked.texture.float()
             uvs, uv_faces = baked.uvs.cpu().numpy(), baked.uv_faces.cpu().numpy()
         img_np = img.clamp(0, 1).cpu().numpy()[::-1].copy()  # renderer rows (v = 0 first) → image rows (top first)
@@ -199,6 +198,29 @@ class Scene:
         files = {"mesh_glb": ws / "mesh.glb", "mesh_obj": ws / "mesh.obj", "mesh_mtl": ws / "mesh.mtl"}
         files["texture"] = _rename_obj_texture(ws / "mesh.mtl", ws / "texture.png")
         return files
+
+
+def atlas(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """UV atlas for a texture of side ``resolution``: (uvs float32 [T,2], uv_faces int64 [F,3], one row per input
+    face) from ``pgc_fast.uv.unwrap``. Padding 4 texels; when the charts do not fit (a detailed mesh on a small
+    texture) the padding shrinks to 2, then 1, then the atlas is packed for 2× / 4× the resolution (seams may
+    bleed at this texture size; a warning says so)."""
+    import warnings
+
+    from pgc_fast.uv import unwrap
+
+    last: Exception | None = None
+    for res, pad in ((resolution, 4), (resolution, 2), (resolution, 1), (2 * resolution, 1), (4 * resolution, 1)):
+        try:
+            _vmap, f2, uv2 = unwrap(vertices, faces, resolution=res, padding=pad)
+        except ValueError as e:  # "the charts need N pages …"
+            last = e
+            continue
+        if res != resolution:
+            warnings.warn(f"UV atlas packed for {res}² texels: the mesh's charts do not fit a {resolution}² texture "
+                          f"with padding; raise texture.export_resolution / texture.uv_resolution", stacklevel=2)
+        return torch.from_numpy(np.asarray(uv2, np.float32)), torch.from_numpy(np.asarray(f2, np.int64))
+    raise ValueError(f"atlas(): cannot pack the mesh's UV charts for a {resolution}² texture: {last}")
 
 
 def _rename_obj_texture(mtl: Path, target: Path) -> Path:
