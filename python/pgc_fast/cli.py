@@ -84,6 +84,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                 kw["metavar"] = elem.__name__.upper()
             else:
                 kw["type"] = _none_or(hint) if optional else hint
+                kw["metavar"] = f"{hint.__name__.upper()}{'|none' if optional else ''}"
             grp.add_argument(flag, **kw)
 
 
@@ -92,6 +93,8 @@ def _add_original_flags(parser: argparse.ArgumentParser) -> None:
     def add(name: str, kind: str, help_: str) -> None:
         flags = [f"-{name}"] if name.startswith("O") and name[1:].isdigit() else [f"--{name}"]
         kw: dict[str, Any] = {"dest": f"orig__{name}", "default": argparse.SUPPRESS, "help": help_}
+        if kind != "bool":
+            kw["metavar"] = name.upper()
         if kind == "bool":
             grp.add_argument(*flags, action="store_true", **kw)
         elif kind in ("str", "int", "float"):
@@ -117,6 +120,8 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
+        usage="pgc-fast generate [--preset NAME | -O0 … -O4 and the original's flags] [--section.field VALUE …] "
+              "[--model M] [--device D] [--texture T] [--dry-run] [--force] [--resume]",
     )
     new = p.add_argument_group("pgc-fast")
     new.add_argument("--preset", choices=sorted(C.PRESETS), default=None, help="start from a named preset")

@@ -174,3 +174,13 @@ def test_config_dict_roundtrip():
     with pytest.raises(C.ConfigError) as e:
         C.from_dict({"optim": {"iterz": 1}, "nope": {}})
     assert len(e.value.problems) == 2
+
+
+def test_config_yaml_roundtrip_through_cli(original_layout, capsys):
+    cfg = resolve(SAMPLES["A"] + COMMON)
+    import yaml
+
+    (original_layout / "config.yaml").write_text(yaml.safe_dump({"config": C.to_dict(cfg)}))
+    again = resolve(["--config", "config.yaml", "--optim.iters", "5"])
+    assert again == C.override(cfg, **{"optim.iters": 5})
+    assert cli.main(["generate", "--dry-run", "--config", "config.yaml"]) == 0
