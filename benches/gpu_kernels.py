@@ -2,10 +2,12 @@
 
 One process: measures the device's copy bandwidth (bytes read + written by a 1 GiB device-to-device copy),
 checks every kernel against the reference on the device (all variants × norms × dtypes × layouts), optionally
-sweeps launch configurations (--sweep), then times each case with ``triton.testing.do_bench`` (median, L2
-flushed between repetitions) and prints µs, GB/s (the fewest bytes the op must move: each input read once,
-the output written once) and % of the copy bandwidth. Appends the table to benches/RESULTS.md (and
-$OUT/RESULTS.md when $OUT is set) with device, commit and date.
+sweeps launch configurations (--sweep; the best ones are applied for the table), then times each case twice:
+device time by CUDA-graph replay over input sets larger than L2, and per-call time with
+``triton.testing.do_bench`` (median, L2 flushed before each call, host launch overhead included). It prints µs,
+GB/s (the fewest bytes the op must move: each input read once, the output written once) and % of the copy
+bandwidth, and appends the table to benches/RESULTS.md (and $OUT/RESULTS.md when $OUT is set) with device,
+commit and date.
 
     PYTHONPATH=kernels python benches/gpu_kernels.py [--sweep] [--commit SHA] [--no-compile]
 """
@@ -83,7 +85,6 @@ def copy_bandwidth() -> float:
     x = torch.randn(2**28, device=DEV)  # 1 GiB
     y = torch.empty_like(x)
     t = us(lambda: y.copy_(x))
-    del x, y
     return 2 * 2**30 / (t * 1e-6) / 1e9
 
 
@@ -312,8 +313,7 @@ def main() -> int:
         f"### pgc_kernels on {name} — commit `{commit}`, {date}",
         "",
         f"torch {torch.__version__}, triton {triton.__version__}; measured device-to-device copy {copy_gbs:.0f} GB/s "
-        f"(bytes read + written); median of `triton.testing.do_bench` (L2 flushed between runs); GB/s counts the fewest "
-        f"bytes each op must move. Device correctness check: {'passed' if fails == 0 else f'{fails} FAILED'}. "
+        f"(bytes read + written); GB/s counts the fewest bytes each op must move. Device correctness check: {'passed' if fails == 0 else f'{fails} FAILED'}. "
         f"Command: `python benches/gpu_kernels.py{' --sweep' if args.sweep else ''}`"
         f"{f'; launch configurations tuned in this run: {tuned}' if tuned else ''}.",
         "",

@@ -28,12 +28,13 @@ _VARIANT_ID = {"clip": 0, "value": 1, "global": 2, "sigmoid": 3, "soft": 4, "sof
 #   a vectorised run of one channel, and reduces over the channel axis in registers.
 # "packed": channels of one pixel are contiguous and pixels packed (NHWC, channels_last): each program handles a
 #   flat, fully vectorised run of elements; the pixel norm gathers the C channel-mates of each element, which sit
-#   in the same cache lines (L1 hits), so memory traffic stays one read and one write.
+#   in the same cache lines (L1 hits), so memory traffic stays one read and one write. At 16 bits those C gathered
+#   loads per element make it load-instruction bound (bf16 NHWC: 48 % of copy bandwidth on the H100, fp32: 88 %).
 # "strided": anything else the [outer, C, inner] view describes (channel stride 1 with gaps between pixels).
 # Tuned on an H100 with benches/gpu_kernels.py --sweep (see benches/RESULTS.md).
 CONFIG = {
-    ("pixel_major", 4): (4096, 4), ("pixel_major", 2): (8192, 4),
-    ("packed", 4): (4096, 4), ("packed", 2): (8192, 4),
+    ("pixel_major", 4): (4096, 4), ("pixel_major", 2): (4096, 4),
+    ("packed", 4): (4096, 16), ("packed", 2): (2048, 4),
     ("strided", 4): (4096, 4), ("strided", 2): (4096, 4),
 }
 
@@ -130,9 +131,10 @@ if HAS_TRITON:
         (and stats) the C channel-mates of each element are re-read (cache hits) to form n_p. A pixel's stats are
         counted by the program holding its channel 0."""
         pid = tl.program_id(0)
-        e = pid * BLOCK + tl.arange(0, BLOCK)
         if USE_I64:
             e = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        else:
+            e = pid * BLOCK + tl.arange(0, BLOCK)
         m = e < total
         x = tl.load(x_ptr + e, mask=m, other=0.0).to(tl.float32)
         thr = tau

@@ -21,7 +21,7 @@ from .reference import sds_grad_reference
 _FLT_MAX = 3.4028234663852886e38
 
 # (elements = pixels × padded channels per program, warps), tuned on an H100 (benches/gpu_kernels.py --sweep).
-CONFIG = {"sds": (2048, 4)}
+CONFIG = {"sds": (4096, 16)}
 
 if HAS_TRITON:
 

@@ -273,6 +273,17 @@ def test_pgc_with_scaler_and_disabled_scaler(backend):
     torch.testing.assert_close(x.grad, 8 * pixel_clip_reference(up, TAU), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+def test_expanded_zero_stride_gradient(backend):
+    """The gradient of a .sum() arrives expanded (all strides 0); the kernel reads it in place."""
+    x = torch.randn(2, 3, 4, 5, device=DEV, requires_grad=True)
+    (pk.pgc(x, 0.5, backend=backend) * 3).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 0.5))
+    g = torch.tensor([1.0, -2.0, 0.25], device=DEV).reshape(1, 3, 1, 1).expand(2, 3, 4, 5)
+    out = pk.pixel_clip(g, 0.5, backend=backend)
+    torch.testing.assert_close(out, (g * 0.25).contiguous())
+
+
 @needs_triton
 def test_empty_tensor():
     g = torch.empty(0, 3, 4, 5, device=DEV)
