@@ -26,3 +26,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:
             item.add_marker(skip_gpu)
+
+# Mesh/rasteriser tolerances (tests/mesh/). Rasterisers agree except where a pixel centre lies within
+# float rounding of a triangle edge or where two depths tie: allow that fraction of pixels to differ.
+MESH_TOLERANCES: dict[str, float] = {
+    "raster_mismatch_frac": 2e-3,  # fraction of covered pixels whose triangle id may differ
+    "raster_bary_atol": 1e-4,  # |Δu|, |Δv| on pixels with the same triangle (f64 reference vs f64→f32)
+    "raster_depth_atol": 1e-5,
+    # Positions round-trip exactly (shortest round-trip decimal in OBJ, raw f32 in PLY/GLB); GLB stores
+    # 1 − v, so v comes back within 1 ulp of 1.0 (2^-24 ≈ 6e-8).
+    "uv_atol": 6e-8,
+    "png_atol": 0.5 / 255 + 1e-6,  # 8-bit texture quantisation
+}

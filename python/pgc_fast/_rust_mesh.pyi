@@ -1,4 +1,66 @@
 """Type stubs for the compiled mesh core (rust_mesh/py)."""
 
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
 def version() -> str:
     """Version of the compiled rust_mesh core."""
+
+# ---- mesh I/O, rasterisers, operations (rust_mesh/py/src/mesh.rs); wrapped by pgc_fast.mesh ----
+_F32 = npt.NDArray[np.float32]
+_I64 = npt.NDArray[np.int64]
+_B = npt.NDArray[np.bool_]
+
+def load_mesh(path: str | PathLike[str]) -> dict[str, Any]:
+    """Reads OBJ/PLY/GLB/glTF → dict(vertices, faces, uvs, uv_faces, normals, colors, material, warnings)."""
+
+def save_mesh(
+    path: str | PathLike[str],
+    vertices: _F32,
+    faces: _I64,
+    uvs: _F32 | None = None,
+    uv_faces: _I64 | None = None,
+    normals: _F32 | None = None,
+    colors: _F32 | None = None,
+    material: dict[str, Any] | None = None,
+) -> None:
+    """Writes .obj/.ply/.glb by extension."""
+
+def rasterize(clip_pos: _F32, faces: _I64, height: int, width: int) -> _F32:
+    """clip_pos float32 [B,V,4], faces int64 [F,3] → float32 [B,H,W,4] (u, v, z/w, tri_id+1)."""
+
+def rasterize_uv(uvs: _F32, uv_faces: _I64, height: int, width: int) -> tuple[_I64, _F32]:
+    """→ (face_id int64 [H,W], −1 empty; bary float32 [H,W,3])."""
+
+def dilate(texture: _F32, mask: _B, pixels: int) -> tuple[_F32, _B]:
+    """Grows texture [H,W,C] from mask [H,W] by `pixels` rings."""
+
+def weld_map(vertices: _F32, eps: float) -> tuple[_I64, int]:
+    """→ (old→new map int64 [V], new vertex count)."""
+
+def nondegenerate_mask(vertices: _F32, faces: _I64, area_eps: float) -> _B:
+    """→ bool [F], True for faces to keep."""
+
+def compact_map(num_vertices: int, faces: _I64) -> tuple[_I64, int]:
+    """→ (old→new map int64 [V], −1 = unreferenced; kept count)."""
+
+def vertex_normals(vertices: _F32, faces: _I64) -> _F32:
+    """Angle-weighted unit normals float32 [V,3]."""
+
+def connected_components(num_vertices: int, faces: _I64) -> tuple[_I64, _I64]:
+    """→ (labels int64 [F], 0 = largest; sizes int64 [C])."""
+
+# ---- tetrahedral grids (rust_mesh/py/src/tet.rs); wrapped by pgc_fast.geometry ----
+
+def kuhn_grid(cells: int) -> tuple[_F32, _I64]:
+    """→ (vertices float32 [(n+1)^3,3], tets int64 [6n^3,4]) over [-0.5,0.5]^3."""
+
+def tet_edges(tets: _I64, num_vertices: int) -> tuple[_I64, _I64]:
+    """→ (unique sorted edges int64 [E,2], tet→edge ids int64 [T,6])."""
+
+def marching_tets(vertices: _F32, sdf: _F32, tets: _I64) -> tuple[_F32, _I64, _I64, _I64]:
+    """→ (vertices [K,3], faces [F,3], crossing edges [K,2], tet_idx [F]) in Kaolin's order."""

@@ -15,7 +15,10 @@ Conventions
 * Metallic-roughness textures use glTF's layout: G = roughness, B = metallic.
 * Vertex colours are float32 [V, 3] in [0, 1], written and read without sRGB conversion.
 
-Rasteriser convention: see :func:`rasterize` (identical to ``nvdiffrast.torch.rasterize``).
+Rasteriser convention: see :func:`rasterize` (identical to ``nvdiffrast.torch.rasterize``; Laine et al.,
+"Modular Primitives for High-Performance Differentiable Rendering", arXiv 2011.03277). The CPU rasteriser
+uses homogeneous 2-D rasterisation (Olano & Greer, "Triangle Scan Conversion using 2D Homogeneous
+Coordinates", HWWS 1997); vertex normals are angle-weighted (Thürmer & Wüthrich 1998).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ __all__ = [
     "save_mesh",
     "rasterize",
     "rasterize_reference",
+    "rasterize_attach_grad",
     "rasterize_uv",
     "dilate",
     "bake_vertex_colors",
@@ -297,10 +301,10 @@ def rasterize_reference(clip_pos: Any, faces: Any, resolution: Union[int, tuple[
     import torch
 
     h, w = _resolution(resolution, "rasterize_reference")
-    pos = torch.as_tensor(np.asarray(clip_pos.cpu() if _is_torch(clip_pos) else clip_pos), dtype=torch.float64)
+    pos = torch.as_tensor(np.asarray(clip_pos.detach().cpu() if _is_torch(clip_pos) else clip_pos), dtype=torch.float64)
     if pos.ndim == 2:
         pos = pos[None]
-    f = torch.as_tensor(np.asarray(faces.cpu() if _is_torch(faces) else faces), dtype=torch.long)
+    f = torch.as_tensor(np.asarray(faces.detach().cpu() if _is_torch(faces) else faces), dtype=torch.long)
     b = pos.shape[0]
     ys = (torch.arange(h, dtype=torch.float64) + 0.5) / h * 2 - 1
     xs = (torch.arange(w, dtype=torch.float64) + 0.5) / w * 2 - 1
@@ -323,6 +327,50 @@ def rasterize_reference(clip_pos: Any, faces: Any, resolution: Union[int, tuple[
             bary = lam / s[..., None]
             out[bi][inside] = torch.stack([bary[..., 0], bary[..., 1], z, torch.full_like(z, t + 1.0)], -1)[inside]
     return out.float()
+
+
+def rasterize_attach_grad(clip_pos: Any, faces: Any, rast: Any) -> Any:
+    """Recomputes the (u, v, z/w) of a :func:`rasterize` result in torch so gradients reach ``clip_pos``.
+
+    The CPU rasteriser is not differentiable; this re-evaluates the same homogeneous-barycentric formula
+    (λ = M⁻¹·(x, y, 1), b = λ/Σλ, z/w = Σλᵢzᵢ) for the covered pixels with torch ops, giving
+    nvdiffrast-style position gradients of the barycentrics and depth (visibility itself has no gradient,
+    as in nvdiffrast without ``antialias``).
+
+    Args:
+        clip_pos: torch float [B, V, 4] or [V, 4] (requires_grad as needed), any device.
+        faces: int64 [F, 3]; rast: [B, H, W, 4] from :func:`rasterize` with the same inputs.
+
+    Returns:
+        torch tensor [B, H, W, 4] equal to ``rast`` (up to float rounding) whose first three channels are
+        differentiable w.r.t. ``clip_pos``; channel 3 (triangle id + 1) is copied.
+    """
+    import torch
+
+    pos = clip_pos if clip_pos.ndim == 3 else clip_pos[None]
+    rast = torch.as_tensor(rast, device=pos.device)
+    f = torch.as_tensor(faces, device=pos.device, dtype=torch.long)
+    b, h, w, _ = rast.shape
+    if pos.shape[0] != b or pos.shape[-1] != 4:
+        raise ValueError(f"rasterize_attach_grad(): clip_pos must be [{b},V,4], got {list(clip_pos.shape)}")
+    tri = rast[..., 3].long() - 1
+    bi, yi, xi = torch.nonzero(tri >= 0, as_tuple=True)
+    t = tri[bi, yi, xi]
+    v = pos[bi[:, None], f[t]]  # [N, 3 vertices, 4]
+    x = (xi.to(pos.dtype) + 0.5) * 2 / w - 1
+    y = (yi.to(pos.dtype) + 0.5) * 2 / h - 1
+    c = v[..., [0, 1, 3]]  # columns of M: (x, y, w) per vertex, [N, 3, 3]
+    r0 = torch.linalg.cross(c[:, 1], c[:, 2], dim=-1)
+    r1 = torch.linalg.cross(c[:, 2], c[:, 0], dim=-1)
+    r2 = torch.linalg.cross(c[:, 0], c[:, 1], dim=-1)
+    det = (c[:, 0] * r0).sum(-1)
+    p = torch.stack([x, y, torch.ones_like(x)], -1)
+    lam = torch.stack([(r0 * p).sum(-1), (r1 * p).sum(-1), (r2 * p).sum(-1)], -1) / det[:, None]
+    bary = lam / lam.sum(-1, keepdim=True)
+    z = (lam * v[..., 2]).sum(-1)
+    vals = torch.stack([bary[:, 0], bary[:, 1], z], -1).to(rast.dtype)
+    out = torch.zeros_like(rast, dtype=vals.dtype).index_put((bi, yi, xi), torch.cat([vals, rast[bi, yi, xi, 3:].to(vals.dtype)], -1))
+    return out
 
 
 def rasterize_uv(uvs: Any, uv_faces: Any, resolution: Union[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -388,3 +436,144 @@ def bake_vertex_colors(mesh: Mesh, resolution: Union[int, tuple[int, int]], padd
     tex[valid] = np.einsum("nk,nkc->nc", bary[valid], corners)
     tex, _ = dilate(tex, valid, padding)
     return tex
+
+
+# ------------------------------------------------------------------------------------------------ operations
+
+
+def _filter_faces(m: Mesh, keep: np.ndarray) -> Mesh:
+    out = dataclasses.replace(m, faces=m.faces[keep])
+    if m.uv_faces is not None:
+        out.uv_faces = m.uv_faces[keep]
+    return out
+
+
+def weld(mesh: Mesh, eps: float = 1e-6) -> Mesh:
+    """Merges vertices closer than ``eps`` (absolute, Euclidean; 0 = exact duplicates only).
+
+    Each cluster keeps its first vertex's position, normal and colour. UVs are untouched (seams stay).
+    Faces that collapse are kept; follow with :func:`remove_degenerate`.
+    """
+    m = mesh.validate("weld")
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"weld(): eps must be a finite float >= 0, got {eps!r}")
+    remap, n = _rust_mesh.weld_map(m.vertices, float(eps))
+    reps = np.zeros(n, np.int64)
+    reps[remap[::-1]] = np.arange(len(remap) - 1, -1, -1)  # first vertex of each cluster
+    out = dataclasses.replace(m, vertices=m.vertices[reps], faces=remap[m.faces])
+    if m.normals is not None:
+        out.normals = m.normals[reps]
+    if m.colors is not None:
+        out.colors = m.colors[reps]
+    return out
+
+
+def remove_degenerate(mesh: Mesh, area_eps: float = 0.0) -> Mesh:
+    """Drops faces with a repeated vertex index or area ≤ ``area_eps`` (and their ``uv_faces`` rows)."""
+    m = mesh.validate("remove_degenerate")
+    keep = _rust_mesh.nondegenerate_mask(m.vertices, m.faces, float(area_eps))
+    return _filter_faces(m, keep)
+
+
+def remove_unreferenced(mesh: Mesh) -> Mesh:
+    """Drops vertices (with their normals/colours) and UVs that no face references; indices are
+    re-mapped preserving order."""
+    m = mesh.validate("remove_unreferenced")
+    vmap, n = _rust_mesh.compact_map(m.num_vertices, m.faces)
+    keep = vmap >= 0
+    out = dataclasses.replace(m, vertices=m.vertices[keep], faces=vmap[m.faces])
+    if m.normals is not None:
+        out.normals = m.normals[keep]
+    if m.colors is not None:
+        out.colors = m.colors[keep]
+    if m.uvs is not None:
+        tmap, _ = _rust_mesh.compact_map(m.uvs.shape[0], m.uv_faces)
+        out.uvs = m.uvs[tmap >= 0]
+        out.uv_faces = tmap[m.uv_faces]
+    return out
+
+
+def vertex_normals(vertices: Any, faces: Any = None) -> np.ndarray:
+    """Angle-weighted unit vertex normals, float32 [V, 3] (zeros for vertices without faces).
+
+    Accepts a :class:`Mesh` or ``(vertices float32 [V,3], faces int64 [F,3])``. Counter-clockwise faces
+    give outward normals.
+    """
+    if isinstance(vertices, Mesh):
+        m = vertices.validate("vertex_normals")
+        v, f = m.vertices, m.faces
+    else:
+        v = _as_array(vertices, np.float32, (None, 3), "vertex_normals", "vertices")
+        f = _as_index(faces, v.shape[0], "vertex_normals", "faces")
+    return _rust_mesh.vertex_normals(v, f)
+
+
+def connected_components(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Components of faces sharing a vertex.
+
+    Returns:
+        ``(labels, sizes)``: int64 [F] component id per face, numbered by decreasing face count (0 = the
+        largest), and int64 [C] face count per component.
+    """
+    m = mesh.validate("connected_components")
+    return _rust_mesh.connected_components(m.num_vertices, m.faces)
+
+
+def remove_small_components(mesh: Mesh, min_fraction: float = 0.01, min_faces: int = 0) -> Mesh:
+    """Removes floaters: components with fewer faces than ``max(min_faces, min_fraction · largest)``
+    (threestudio's DMTet outlier removal uses 0.01 · largest). Unreferenced vertices are dropped."""
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"remove_small_components(): min_fraction must be in [0, 1], got {min_fraction!r}")
+    labels, sizes = connected_components(mesh)
+    if sizes.size == 0:
+        return mesh.validate("remove_small_components")
+    threshold = max(float(min_faces), min_fraction * float(sizes[0]))
+    keep = sizes[labels] >= threshold
+    return remove_unreferenced(_filter_faces(mesh.validate("remove_small_components"), keep))
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Similarity transform ``x' = (x − center) · scale`` applied by :func:`normalize`.
+
+    ``invert`` maps normalised positions back to the input's frame and units.
+    """
+
+    center: np.ndarray  # float64 [3]
+    scale: float
+
+    def apply(self, points: Any) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64)
+        return ((p - self.center) * self.scale).astype(np.float32)
+
+    def invert(self, points: Any) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64)
+        return (p / self.scale + self.center).astype(np.float32)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """float64 [4, 4] homogeneous matrix of :meth:`apply`."""
+        m = np.eye(4)
+        m[:3, :3] *= self.scale
+        m[:3, 3] = -self.center * self.scale
+        return m
+
+
+def normalize(mesh: Mesh, bound: float = 0.8) -> tuple[Mesh, Normalization]:
+    """Centres the bounding box at the origin and scales so max |coordinate| = ``bound``.
+
+    Returns:
+        ``(normalised mesh, transform)``; ``transform.invert(v)`` restores the original frame. Normals are
+        unchanged (uniform scale).
+    """
+    m = mesh.validate("normalize")
+    if m.num_vertices == 0:
+        raise ValueError("normalize(): mesh must have at least one vertex")
+    if not bound > 0:
+        raise ValueError(f"normalize(): bound must be > 0, got {bound!r}")
+    v = m.vertices.astype(np.float64)
+    center = (v.min(0) + v.max(0)) / 2
+    extent = np.abs(v - center).max()
+    scale = float(bound / extent) if extent > 0 else 1.0
+    t = Normalization(center=center, scale=scale)
+    return dataclasses.replace(m, vertices=t.apply(v)), t

@@ -3,8 +3,10 @@
 pub mod error;
 pub mod io;
 pub mod mesh;
+pub mod ops;
 pub mod raster;
 pub mod uv;
+pub mod tet;
 
 pub use error::{MeshError, Result};
 

@@ -7,6 +7,7 @@ use rust_mesh::MeshError;
 
 mod mesh;
 mod uv;
+mod tet;
 
 /// Maps the core error enum onto builtin Python exceptions (I/O → OSError, everything else → ValueError).
 pub(crate) fn to_py_err(e: MeshError) -> PyErr {
@@ -27,5 +28,6 @@ fn _rust_mesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     mesh::register(m)?;
     uv::register(m)?;
+    tet::register(m)?;
     Ok(())
 }

@@ -227,7 +227,69 @@ fn dilate<'py>(
     Ok((out(py, t, &s)?, out(py, m, &[s[0], s[1]])?))
 }
 
+fn faces_arg(f: &PyReadonlyArrayDyn<'_, i64>, nv: usize, op: &str) -> PyResult<Vec<[u32; 3]>> {
+    check_shape(f.shape(), &[None, Some(3)], op, "faces")?;
+    index_triples(slice(f, op, "faces")?, nv, op, "faces").map_err(to_py_err)
+}
+
+/// Welds vertices within `eps`: vertices float32 [V,3] → (remap int64 [V] old → new, new count).
+#[pyfunction]
+fn weld_map<'py>(py: Python<'py>, vertices: PyReadonlyArrayDyn<'py, f32>, eps: f32) -> PyResult<(Bound<'py, PyArrayDyn<i64>>, usize)> {
+    let v = vec3(&vertices, "weld", "vertices")?;
+    let (m, n) = py.detach(|| rust_mesh::ops::weld(&v, eps));
+    Ok((out(py, m.into_iter().map(|x| x as i64).collect(), &[v.len()])?, n))
+}
+
+/// Non-degenerate face mask: bool [F].
+#[pyfunction]
+fn nondegenerate_mask<'py>(
+    py: Python<'py>,
+    vertices: PyReadonlyArrayDyn<'py, f32>,
+    faces: PyReadonlyArrayDyn<'py, i64>,
+    area_eps: f64,
+) -> PyResult<Bound<'py, PyArrayDyn<bool>>> {
+    let v = vec3(&vertices, "remove_degenerate", "vertices")?;
+    let f = faces_arg(&faces, v.len(), "remove_degenerate")?;
+    let m = py.detach(|| rust_mesh::ops::nondegenerate(&v, &f, area_eps));
+    out(py, m, &[f.len()])
+}
+
+/// Referenced-vertex compaction map: int64 [V] (−1 = unreferenced) and the kept count.
+#[pyfunction]
+fn compact_map<'py>(py: Python<'py>, num_vertices: usize, faces: PyReadonlyArrayDyn<'py, i64>) -> PyResult<(Bound<'py, PyArrayDyn<i64>>, usize)> {
+    let f = faces_arg(&faces, num_vertices, "remove_unreferenced")?;
+    let (m, n) = py.detach(|| rust_mesh::ops::compact(num_vertices, &f));
+    Ok((out(py, m, &[num_vertices])?, n))
+}
+
+/// Angle-weighted vertex normals float32 [V,3].
+#[pyfunction]
+fn vertex_normals<'py>(py: Python<'py>, vertices: PyReadonlyArrayDyn<'py, f32>, faces: PyReadonlyArrayDyn<'py, i64>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let v = vec3(&vertices, "vertex_normals", "vertices")?;
+    let f = faces_arg(&faces, v.len(), "vertex_normals")?;
+    let n = py.detach(|| rust_mesh::ops::vertex_normals(&v, &f));
+    out(py, n.into_iter().flatten().collect(), &[v.len(), 3])
+}
+
+/// Face labels int64 [F] (0 = largest component) and component sizes int64 [C].
+#[pyfunction]
+fn connected_components<'py>(
+    py: Python<'py>,
+    num_vertices: usize,
+    faces: PyReadonlyArrayDyn<'py, i64>,
+) -> PyResult<(Bound<'py, PyArrayDyn<i64>>, Bound<'py, PyArrayDyn<i64>>)> {
+    let f = faces_arg(&faces, num_vertices, "connected_components")?;
+    let (l, s) = py.detach(|| rust_mesh::ops::connected_components(num_vertices, &f));
+    let nc = s.len();
+    Ok((out(py, l, &[f.len()])?, out(py, s, &[nc])?))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(weld_map, m)?)?;
+    m.add_function(wrap_pyfunction!(nondegenerate_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(compact_map, m)?)?;
+    m.add_function(wrap_pyfunction!(vertex_normals, m)?)?;
+    m.add_function(wrap_pyfunction!(connected_components, m)?)?;
     m.add_function(wrap_pyfunction!(load_mesh, m)?)?;
     m.add_function(wrap_pyfunction!(save_mesh, m)?)?;
     m.add_function(wrap_pyfunction!(rasterize, m)?)?;

@@ -270,7 +270,11 @@ impl<'a> Doc<'a> {
         };
         let normalized = a.get("normalized").and_then(Value::as_bool).unwrap_or(false);
         let Some(vi) = uget(a, "bufferView") else {
-            return Ok((vec![0.0; count.min(1 << 28) * width], width));
+            // Spec: no bufferView means zeros. Cap the count so a tiny file cannot demand gigabytes.
+            if count > 1 << 24 {
+                return Err(e(format!("count {count} without a bufferView is implausible")));
+            }
+            return Ok((vec![0.0; count * width], width));
         };
         let (bytes, stride) = self.view_bytes(vi)?;
         let off = uget(a, "byteOffset").unwrap_or(0);
@@ -475,9 +479,11 @@ pub fn parse_gltf(data: &[u8], path: &Path) -> Result<Loaded> {
             let ni = n.as_u64().ok_or_else(|| doc.err("scene node ids must be integers"))? as usize;
             todo.push((ni, ident, 0));
         }
+        let mut visits = 0usize;
         while let Some((ni, parent, depth)) = todo.pop() {
-            if depth > 64 {
-                return Err(doc.err("node hierarchy deeper than 64 (cycle?)"));
+            visits += 1;
+            if depth > 64 || visits > 1_000_000 {
+                return Err(doc.err("node hierarchy deeper than 64 levels or over 10^6 node instances (cycle?)"));
             }
             let n = doc.get("nodes", ni)?;
             let m = mat_mul(&parent, &node_matrix(n));

@@ -72,3 +72,107 @@ pub fn split_by_uv(mesh: &Mesh) -> (Vec<(u32, u32)>, Vec<[u32; 3]>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::{Material, Texture};
+    use proptest::prelude::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("rust_mesh_test_{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d.join(name)
+    }
+
+    /// Per-corner (position, uv) tuples: comparable across formats that re-index vertices.
+    fn corners(m: &Mesh) -> Vec<([f32; 3], Option<[f32; 2]>)> {
+        let mut out = Vec::new();
+        for (i, f) in m.faces.iter().enumerate() {
+            for k in 0..3 {
+                let uv = m.uvs.as_ref().map(|u| u[m.uv_faces.as_ref().unwrap()[i][k] as usize]);
+                out.push((m.vertices[f[k] as usize], uv));
+            }
+        }
+        out
+    }
+
+    fn arb_mesh() -> impl Strategy<Value = Mesh> {
+        (1usize..12, 1usize..20, any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()).prop_map(
+            |(nv, nf, with_uv, with_col, with_mat, seed)| {
+                let mut s = seed | 1;
+                let mut rnd = move || {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    s
+                };
+                let f32r = |x: u64, scale: f32| ((x % 2_000_001) as f32 / 1_000_000.0 - 1.0) * scale;
+                let vertices: Vec<[f32; 3]> = (0..nv).map(|_| [f32r(rnd(), 100.0), f32r(rnd(), 1e-3), f32r(rnd(), 1.0)]).collect();
+                let faces: Vec<[u32; 3]> = (0..nf).map(|_| [0, 1, 2].map(|_| (rnd() % nv as u64) as u32)).collect();
+                let mut m = Mesh { vertices, faces, ..Default::default() };
+                if with_uv {
+                    let nt = 3 * nf;
+                    m.uvs = Some((0..nt).map(|_| [f32r(rnd(), 1.0).abs(), f32r(rnd(), 1.0).abs()]).collect());
+                    m.uv_faces = Some((0..nf as u32).map(|i| [3 * i, 3 * i + 1, 3 * i + 2]).collect());
+                }
+                if with_col {
+                    // exact in 8 bits so PLY's uchar colours round-trip
+                    m.colors = Some((0..nv).map(|_| [0, 1, 2].map(|_| (rnd() % 256) as f32 / 255.0)).collect());
+                }
+                if with_mat {
+                    let data: Vec<f32> = (0..2 * 3 * 3).map(|_| (rnd() % 256) as f32 / 255.0).collect();
+                    m.material = Some(Material { base_color_texture: Some(Texture::new(3, 2, 3, data).unwrap()), ..Default::default() });
+                }
+                m
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn round_trip_every_format(m in arb_mesh()) {
+            for ext in ["obj", "ply", "glb"] {
+                let p = tmp(&format!("rt.{ext}"));
+                save_mesh(&m, &p).unwrap();
+                let r = load_mesh(&p).unwrap().mesh;
+                prop_assert_eq!(corners(&r), corners(&m), "{}", ext);
+                if let Some(c) = &m.colors {
+                    for (f, g) in r.faces.iter().zip(&m.faces) {
+                        for k in 0..3 {
+                            let (a, b) = (r.colors.as_ref().unwrap()[f[k] as usize], c[g[k] as usize]);
+                            for j in 0..3 {
+                                prop_assert!((a[j] - b[j]).abs() < 1e-6, "{} {:?} {:?}", ext, a, b);
+                            }
+                        }
+                    }
+                }
+                let tex = |m: &Mesh| m.material.as_ref().and_then(|x| x.base_color_texture.clone());
+                if let (Some(a), Some(b)) = (tex(&r), tex(&m)) {
+                    prop_assert_eq!(a.data.len(), b.data.len());
+                    prop_assert!(a.data.iter().zip(&b.data).all(|(x, y)| (x - y).abs() < 1e-6));
+                } else {
+                    prop_assert_eq!(tex(&r).is_some(), tex(&m).is_some());
+                }
+            }
+        }
+
+        #[test]
+        fn truncated_files_are_errors_not_panics(m in arb_mesh(), cut in 0.0f64..1.0) {
+            for ext in ["obj", "ply", "glb"] {
+                let p = tmp(&format!("tr.{ext}"));
+                save_mesh(&m, &p).unwrap();
+                let data = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &data[..(data.len() as f64 * cut) as usize]).unwrap();
+                let _ = load_mesh(&p); // Ok or Err, never a panic
+            }
+        }
+    }
+
+    #[test]
+    fn obj_errors_carry_line_numbers() {
+        let e = obj::parse_obj(b"v 0 0 0\nv 1 0 0\n\nf 1 2 3\n", Path::new("x.obj"), Path::new(".")).err().unwrap();
+        assert_eq!(e.to_string(), "x.obj:4: vertex index 3 out of range (1..=2 or -1..=-2)");
+    }
+}

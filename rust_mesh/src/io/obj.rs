@@ -26,21 +26,79 @@ pub fn read_obj(path: &Path) -> Result<Loaded> {
 
 #[inline]
 fn split_ws(s: &[u8]) -> impl Iterator<Item = &[u8]> {
-    s.split(|c| *c == b' ' || *c == b'\t' || *c == b'\r').filter(|t| !t.is_empty())
+    s.split(|c| *c == b' ' || *c == b'\t' || *c == b'\r')
+        .filter(|t| !t.is_empty())
+}
+
+/// Fast path for plain decimals (`-12.345678`, ≤ 19 digits, no exponent), correctly rounded to f32:
+/// m / 10^k is computed in f64 (exact inputs, one rounding), and the f64 → f32 step can only differ from
+/// direct rounding when the f64 lands exactly on an f32 rounding midpoint, which is sent to the slow path.
+#[inline]
+fn fast_f32(tok: &[u8]) -> Option<f32> {
+    const P10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
+    let (neg, rest) = match tok.first()? {
+        b'-' => (true, &tok[1..]),
+        b'+' => (false, &tok[1..]),
+        _ => (false, tok),
+    };
+    let mut m: u64 = 0;
+    let mut digits = 0usize;
+    let mut frac = 0usize;
+    let mut seen_dot = false;
+    for &c in rest {
+        if c.is_ascii_digit() {
+            m = m * 10 + (c - b'0') as u64;
+            digits += 1;
+            frac += seen_dot as usize;
+        } else if c == b'.' && !seen_dot {
+            seen_dot = true;
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 || digits > 15 || frac > 22 {
+        return None;
+    }
+    let y = m as f64 / P10[frac];
+    let bits = y.to_bits() & ((1u64 << 29) - 1);
+    let x = y as f32;
+    // exact f32 midpoint (tie pattern in the 29 dropped mantissa bits), or subnormal range: slow path
+    if bits == 1u64 << 28 || (x != 0.0 && x.abs() < f32::MIN_POSITIVE) {
+        return None;
+    }
+    Some(if neg { -x } else { x })
 }
 
 #[inline]
 fn parse_f32(tok: &[u8], path: &Path, line: usize) -> Result<f32> {
+    if let Some(x) = fast_f32(tok) {
+        return Ok(x);
+    }
     std::str::from_utf8(tok)
         .ok()
         .and_then(|s| s.parse::<f32>().ok())
-        .ok_or_else(|| MeshError::parse(path, line, format!("expected a number, got {:?}", String::from_utf8_lossy(tok))))
+        .ok_or_else(|| {
+            MeshError::parse(
+                path,
+                line,
+                format!("expected a number, got {:?}", String::from_utf8_lossy(tok)),
+            )
+        })
 }
 
 /// Parses a 1-based (or negative, relative) OBJ index into a 0-based one, checked against `count`.
 #[inline]
 fn parse_index(tok: &[u8], count: usize, what: &str, path: &Path, line: usize) -> Result<u32> {
-    let bad = || MeshError::parse(path, line, format!("bad {what} index {:?}", String::from_utf8_lossy(tok)));
+    let bad = || {
+        MeshError::parse(
+            path,
+            line,
+            format!("bad {what} index {:?}", String::from_utf8_lossy(tok)),
+        )
+    };
     let (neg, digits) = match tok.first() {
         Some(b'-') => (true, &tok[1..]),
         Some(b'+') => (false, &tok[1..]),
@@ -61,32 +119,43 @@ fn parse_index(tok: &[u8], count: usize, what: &str, path: &Path, line: usize) -
         return Err(MeshError::parse(
             path,
             line,
-            format!("{what} index {} out of range (1..={count} or -1..=-{count})", String::from_utf8_lossy(tok)),
+            format!(
+                "{what} index {} out of range (1..={count} or -1..=-{count})",
+                String::from_utf8_lossy(tok)
+            ),
         ));
     }
     Ok(idx as u32)
 }
 
-pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
-    let mut warnings = Vec::new();
-    let mut verts: Vec<[f32; 3]> = Vec::with_capacity(data.len() / 64);
-    let mut colors: Vec<[f32; 3]> = Vec::new();
-    let mut n_colored = 0usize;
-    let mut uvs: Vec<[f32; 2]> = Vec::new();
-    let mut vns: Vec<[f32; 3]> = Vec::new();
-    let mut faces: Vec<[u32; 3]> = Vec::with_capacity(data.len() / 32);
-    // u32::MAX marks "this corner has no uv / normal".
-    let mut uv_faces: Vec<[u32; 3]> = Vec::with_capacity(data.len() / 32);
-    let mut nrm_faces: Vec<[u32; 3]> = Vec::new();
-    let mut any_uv = false;
-    let mut any_nrm = false;
-    let mut materials: HashMap<String, Material> = HashMap::new();
-    let mut mtl_order: Vec<String> = Vec::new();
-    let mut used: Vec<String> = Vec::new();
-    let mut corner: Vec<(u32, u32, u32)> = Vec::with_capacity(8);
+/// Everything one chunk of lines contributes; indices are already global.
+#[derive(Default)]
+struct Chunk {
+    verts: Vec<[f32; 3]>,
+    colors: Vec<[f32; 3]>, // empty, or one per vertex of this chunk
+    n_colored: usize,
+    uvs: Vec<[f32; 2]>,
+    vns: Vec<[f32; 3]>,
+    faces: Vec<[u32; 3]>,
+    uv_faces: Vec<[u32; 3]>,
+    nrm_faces: Vec<[u32; 3]>, // empty, or one per face of this chunk
+    any_uv: bool,
+    any_nrm: bool,
+    /// (line, keyword, rest of line) for `mtllib` / `usemtl`, applied in order after the parse.
+    stmts: Vec<(usize, &'static str, String)>,
+}
 
+/// Parses the lines of `data` (the first is line `line0`), given how many v / vt / vn lines precede it.
+fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Result<Chunk> {
+    let mut c = Chunk {
+        verts: Vec::with_capacity(data.len() / 64),
+        faces: Vec::with_capacity(data.len() / 32),
+        uv_faces: Vec::with_capacity(data.len() / 32),
+        ..Default::default()
+    };
+    let mut corner: Vec<(u32, u32, u32)> = Vec::with_capacity(8);
     for (li, raw) in data.split(|c| *c == b'\n').enumerate() {
-        let line = li + 1;
+        let line = line0 + li;
         let mut toks = split_ws(raw);
         let Some(kw) = toks.next() else { continue };
         match kw {
@@ -95,7 +164,11 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                 let mut n = 0;
                 for t in toks {
                     if n == 7 {
-                        return Err(MeshError::parse(path, line, "too many values on a 'v' line (at most 7)"));
+                        return Err(MeshError::parse(
+                            path,
+                            line,
+                            "too many values on a 'v' line (at most 7)",
+                        ));
                     }
                     p[n] = parse_f32(t, path, line)?;
                     n += 1;
@@ -106,20 +179,20 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                 if !(p[0].is_finite() && p[1].is_finite() && p[2].is_finite()) {
                     return Err(MeshError::parse(path, line, "vertex position is not finite"));
                 }
-                let c = match n {
+                let col = match n {
                     6 => Some([p[3], p[4], p[5]]),
                     7 => Some([p[3], p[4], p[5]]), // x y z r g b a
                     _ => None,
                 };
-                if let Some(c) = c {
-                    if !c.iter().all(|x| x.is_finite()) {
+                if let Some(col) = col {
+                    if !col.iter().all(|x| x.is_finite()) {
                         return Err(MeshError::parse(path, line, "vertex colour is not finite"));
                     }
-                    colors.resize(verts.len(), [1.0; 3]);
-                    colors.push(c);
-                    n_colored += 1;
+                    c.colors.resize(c.verts.len(), [1.0; 3]);
+                    c.colors.push(col);
+                    c.n_colored += 1;
                 }
-                verts.push([p[0], p[1], p[2]]);
+                c.verts.push([p[0], p[1], p[2]]);
             }
             b"vt" => {
                 let mut p = [0f32; 2];
@@ -137,7 +210,7 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                 if !(p[0].is_finite() && p[1].is_finite()) {
                     return Err(MeshError::parse(path, line, "texture coordinate is not finite"));
                 }
-                uvs.push(p);
+                c.uvs.push(p);
             }
             b"vn" => {
                 let mut p = [0f32; 3];
@@ -152,75 +225,221 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                 if !p.iter().all(|x| x.is_finite()) {
                     return Err(MeshError::parse(path, line, "normal is not finite"));
                 }
-                vns.push(p);
+                c.vns.push(p);
             }
             b"f" | b"fo" => {
                 corner.clear();
                 for t in toks {
                     let mut parts = t.split(|c| *c == b'/');
-                    let vi = parse_index(parts.next().unwrap_or(b""), verts.len(), "vertex", path, line)?;
+                    let vi = parse_index(
+                        parts.next().unwrap_or(b""),
+                        base[0] + c.verts.len(),
+                        "vertex",
+                        path,
+                        line,
+                    )?;
                     let ti = match parts.next() {
-                        Some(s) if !s.is_empty() => parse_index(s, uvs.len(), "texture", path, line)?,
+                        Some(s) if !s.is_empty() => parse_index(s, base[1] + c.uvs.len(), "texture", path, line)?,
                         _ => u32::MAX,
                     };
                     let ni = match parts.next() {
-                        Some(s) if !s.is_empty() => parse_index(s, vns.len(), "normal", path, line)?,
+                        Some(s) if !s.is_empty() => parse_index(s, base[2] + c.vns.len(), "normal", path, line)?,
                         _ => u32::MAX,
                     };
                     if parts.next().is_some() {
-                        return Err(MeshError::parse(path, line, format!("bad face corner {:?}", String::from_utf8_lossy(t))));
+                        return Err(MeshError::parse(
+                            path,
+                            line,
+                            format!("bad face corner {:?}", String::from_utf8_lossy(t)),
+                        ));
                     }
                     corner.push((vi, ti, ni));
                 }
                 if corner.len() < 3 {
-                    return Err(MeshError::parse(path, line, format!("a face needs at least 3 corners, got {}", corner.len())));
+                    return Err(MeshError::parse(
+                        path,
+                        line,
+                        format!("a face needs at least 3 corners, got {}", corner.len()),
+                    ));
                 }
-                let has_t = corner.iter().all(|c| c.1 != u32::MAX);
-                let has_n = corner.iter().all(|c| c.2 != u32::MAX);
+                let has_t = corner.iter().all(|k| k.1 != u32::MAX);
+                let has_n = corner.iter().all(|k| k.2 != u32::MAX);
                 for i in 1..corner.len() - 1 {
-                    let (a, b, c) = (corner[0], corner[i], corner[i + 1]);
-                    faces.push([a.0, b.0, c.0]);
-                    uv_faces.push(if has_t { [a.1, b.1, c.1] } else { [u32::MAX; 3] });
-                    if has_n || any_nrm {
-                        nrm_faces.resize(faces.len() - 1, [u32::MAX; 3]);
-                        nrm_faces.push(if has_n { [a.2, b.2, c.2] } else { [u32::MAX; 3] });
+                    let (a, b, d) = (corner[0], corner[i], corner[i + 1]);
+                    c.faces.push([a.0, b.0, d.0]);
+                    c.uv_faces.push(if has_t { [a.1, b.1, d.1] } else { [u32::MAX; 3] });
+                    if has_n || c.any_nrm {
+                        c.nrm_faces.resize(c.faces.len() - 1, [u32::MAX; 3]);
+                        c.nrm_faces.push(if has_n { [a.2, b.2, d.2] } else { [u32::MAX; 3] });
                     }
                 }
-                any_uv |= has_t;
-                any_nrm |= has_n;
+                c.any_uv |= has_t;
+                c.any_nrm |= has_n;
             }
-            b"mtllib" => {
-                // File names may contain spaces: take the rest of the line.
+            b"mtllib" | b"usemtl" => {
                 let rest = rest_of_line(raw, kw);
-                if rest.is_empty() {
-                    return Err(MeshError::parse(path, line, "'mtllib' needs a file name"));
-                }
-                let mpath = dir.join(&rest);
-                let mtl = std::fs::read(&mpath)
-                    .map_err(|e| MeshError::parse(path, line, format!("cannot read mtllib {}: {e}", mpath.display())))?;
-                let mdir = mpath.parent().map(Path::to_path_buf).unwrap_or_default();
-                for m in parse_mtl(&mtl, &mpath, &mdir)? {
-                    mtl_order.push(m.name.clone());
-                    materials.insert(m.name.clone(), m);
-                }
-            }
-            b"usemtl" => {
-                let name = rest_of_line(raw, kw);
-                if !materials.contains_key(&name) {
-                    warnings.push(format!("{}:{line}: usemtl {name:?}: material not defined by any mtllib; ignored", path.display()));
-                } else if !used.contains(&name) {
-                    used.push(name);
-                }
+                c.stmts
+                    .push((line, if kw == b"mtllib" { "mtllib" } else { "usemtl" }, rest));
             }
             _ => {} // o, g, s, l, p, comments, curves: not part of the triangle mesh
         }
     }
+    if c.n_colored > 0 {
+        c.colors.resize(c.verts.len(), [1.0; 3]);
+    }
+    if c.any_nrm {
+        c.nrm_faces.resize(c.faces.len(), [u32::MAX; 3]);
+    }
+    Ok(c)
+}
 
+/// Counts (lines, v, vt, vn) in a chunk: the cheap first pass that gives every chunk its global offsets.
+fn count_chunk(data: &[u8]) -> [usize; 4] {
+    let mut n = [0usize; 4];
+    for raw in data.split(|c| *c == b'\n') {
+        n[0] += 1;
+        let t = raw
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .map_or(&raw[..0], |i| &raw[i..]);
+        if t.len() >= 2 && t[0] == b'v' {
+            match t[1] {
+                b' ' | b'\t' => n[1] += 1,
+                b't' if t.len() > 2 && matches!(t[2], b' ' | b'\t') => n[2] += 1,
+                b'n' if t.len() > 2 && matches!(t[2], b' ' | b'\t') => n[3] += 1,
+                _ => {}
+            }
+        }
+    }
+    n
+}
+
+pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
+    use rayon::prelude::*;
+    let mut warnings = Vec::new();
+    // Split at line boundaries into chunks parsed in parallel (counts first, so negative indices and
+    // range checks see the global totals, and errors keep their line numbers).
+    let nchunks = if data.len() < 1 << 18 {
+        1
+    } else {
+        (rayon::current_num_threads() * 4).clamp(1, 64)
+    };
+    let mut bounds = vec![0usize];
+    for k in 1..nchunks {
+        let mut p = (data.len() * k / nchunks).max(*bounds.last().unwrap());
+        while p < data.len() && data[p - 1] != b'\n' {
+            p += 1;
+        }
+        if p < data.len() && p > *bounds.last().unwrap() {
+            bounds.push(p);
+        }
+    }
+    bounds.push(data.len());
+    let pieces: Vec<&[u8]> = bounds.windows(2).map(|w| &data[w[0]..w[1]]).collect();
+    let counts: Vec<[usize; 4]> = pieces.par_iter().map(|d| count_chunk(d)).collect();
+    let mut offs = Vec::with_capacity(pieces.len());
+    let mut acc = [1usize, 0, 0, 0];
+    for (i, c) in counts.iter().enumerate() {
+        offs.push(acc);
+        // a chunk that ends in '\n' has an empty final split piece that is really the next chunk's first line
+        let lines = if i + 1 < pieces.len() { c[0] - 1 } else { c[0] };
+        acc = [acc[0] + lines, acc[1] + c[1], acc[2] + c[2], acc[3] + c[3]];
+    }
+    // Collect every result, then report the first error in file order (deterministic messages).
+    let results: Vec<Result<Chunk>> = pieces
+        .par_iter()
+        .zip(offs.par_iter())
+        .map(|(d, o)| parse_chunk(d, o[0], [o[1], o[2], o[3]], path))
+        .collect();
+    let chunks: Vec<Chunk> = results.into_iter().collect::<Result<_>>()?;
+
+    let total = |f: fn(&Chunk) -> usize| chunks.iter().map(f).sum::<usize>();
+    let mut verts: Vec<[f32; 3]> = Vec::with_capacity(total(|c| c.verts.len()));
+    let mut uvs: Vec<[f32; 2]> = Vec::with_capacity(total(|c| c.uvs.len()));
+    let mut vns: Vec<[f32; 3]> = Vec::with_capacity(total(|c| c.vns.len()));
+    let mut faces: Vec<[u32; 3]> = Vec::with_capacity(total(|c| c.faces.len()));
+    let mut uv_faces: Vec<[u32; 3]> = Vec::with_capacity(total(|c| c.faces.len()));
+    let n_colored = total(|c| c.n_colored);
+    let any_uv = chunks.iter().any(|c| c.any_uv);
+    let any_nrm = chunks.iter().any(|c| c.any_nrm);
+    let mut colors: Vec<[f32; 3]> = Vec::new();
+    let mut nrm_faces: Vec<[u32; 3]> = Vec::new();
+    let mut stmts = Vec::new();
+    for c in chunks {
+        if n_colored > 0 {
+            if c.colors.is_empty() {
+                colors.resize(colors.len() + c.verts.len(), [1.0; 3]);
+            } else {
+                colors.extend_from_slice(&c.colors);
+            }
+        }
+        if any_nrm {
+            if c.nrm_faces.is_empty() {
+                nrm_faces.resize(nrm_faces.len() + c.faces.len(), [u32::MAX; 3]);
+            } else {
+                nrm_faces.extend_from_slice(&c.nrm_faces);
+            }
+        }
+        verts.extend_from_slice(&c.verts);
+        uvs.extend_from_slice(&c.uvs);
+        vns.extend_from_slice(&c.vns);
+        faces.extend_from_slice(&c.faces);
+        uv_faces.extend_from_slice(&c.uv_faces);
+        stmts.extend(c.stmts);
+    }
+
+    let mut materials: HashMap<String, Material> = HashMap::new();
+    let mut mtl_order: Vec<String> = Vec::new();
+    let mut used: Vec<String> = Vec::new();
+    for (line, kw, rest) in stmts {
+        if kw == "mtllib" {
+            if rest.is_empty() {
+                return Err(MeshError::parse(path, line, "'mtllib' needs a file name"));
+            }
+            // Either one name with spaces or several space-separated libraries.
+            let names: Vec<String> = if dir.join(&rest).is_file() {
+                vec![rest.clone()]
+            } else {
+                rest.split_whitespace().map(str::to_string).collect()
+            };
+            for name in names {
+                let mpath = dir.join(&name);
+                let mtl = std::fs::read(&mpath).map_err(|e| {
+                    MeshError::parse(path, line, format!("cannot read mtllib {}: {e}", mpath.display()))
+                })?;
+                let mdir = mpath.parent().map(Path::to_path_buf).unwrap_or_default();
+                for m in parse_mtl(&mtl, &mpath, &mdir)? {
+                    if !materials.contains_key(&m.name) {
+                        mtl_order.push(m.name.clone());
+                    }
+                    materials.insert(m.name.clone(), m);
+                }
+            }
+        } else {
+            let name = rest;
+            if !materials.contains_key(&name) {
+                warnings.push(format!(
+                    "{}:{line}: usemtl {name:?}: material not defined by any mtllib; ignored",
+                    path.display()
+                ));
+            } else if !used.contains(&name) {
+                used.push(name);
+            }
+        }
+    }
     let nv = verts.len();
-    let mut mesh = Mesh { vertices: verts, faces, ..Default::default() };
+    let mut mesh = Mesh {
+        vertices: verts,
+        faces,
+        ..Default::default()
+    };
     if n_colored > 0 {
         if n_colored < nv {
-            warnings.push(format!("{}: {} of {nv} vertices have colours; the others get white", path.display(), n_colored));
+            warnings.push(format!(
+                "{}: {} of {nv} vertices have colours; the others get white",
+                path.display(),
+                n_colored
+            ));
         }
         colors.resize(nv, [1.0; 3]);
         // Some exporters write 0–255 colours; the format says floats in [0, 1].
@@ -234,8 +453,14 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
             // Faces without `vt` map to an extra (0, 0) texcoord so the index buffer stays rectangular.
             let dummy = uvs.len() as u32;
             uvs.push([0.0, 0.0]);
-            uv_faces.iter_mut().filter(|f| f[0] == u32::MAX).for_each(|f| *f = [dummy; 3]);
-            warnings.push(format!("{}: some faces have no texture coordinates; they map to uv (0, 0)", path.display()));
+            uv_faces
+                .iter_mut()
+                .filter(|f| f[0] == u32::MAX)
+                .for_each(|f| *f = [dummy; 3]);
+            warnings.push(format!(
+                "{}: some faces have no texture coordinates; they map to uv (0, 0)",
+                path.display()
+            ));
         }
         mesh.uvs = Some(uvs);
         mesh.uv_faces = Some(uv_faces);
@@ -267,7 +492,10 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
             }
             mesh.normals = Some(acc);
         } else {
-            warnings.push(format!("{}: normals given for only some faces; dropped", path.display()));
+            warnings.push(format!(
+                "{}: normals given for only some faces; dropped",
+                path.display()
+            ));
         }
     }
     let chosen = used.first().or(mtl_order.first()).cloned();
@@ -330,7 +558,10 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> 
         let rest = text[kw.len()..].trim();
         if kw == "newmtl" {
             finish(&mut out, &mut pm, &mut pr);
-            out.push(Material { name: rest.to_string(), ..Default::default() });
+            out.push(Material {
+                name: rest.to_string(),
+                ..Default::default()
+            });
             continue;
         }
         let Some(m) = out.last_mut() else {
@@ -343,7 +574,10 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> 
             let v: Vec<f32> = rest
                 .split_whitespace()
                 .take(n)
-                .map(|t| t.parse::<f32>().map_err(|_| MeshError::parse(path, line, format!("expected a number, got {t:?}"))))
+                .map(|t| {
+                    t.parse::<f32>()
+                        .map_err(|_| MeshError::parse(path, line, format!("expected a number, got {t:?}")))
+                })
                 .collect::<Result<_>>()?;
             if v.is_empty() || v.iter().any(|x| !x.is_finite()) {
                 return Err(MeshError::parse(path, line, format!("'{kw}' needs finite numbers")));
@@ -380,7 +614,9 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> 
 }
 
 fn file_stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "mesh".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mesh".into())
 }
 
 /// Writes `path` (.obj), plus `<stem>.mtl` and `<stem>_*.png` textures next to it when the mesh has a
@@ -445,7 +681,10 @@ fn write_mtl(m: &Material, dir: &Path, stem: &str) -> Result<()> {
     let mut s = String::new();
     let f = m.base_color_factor;
     s += &format!("# written by pgc-fast rust_mesh\nnewmtl {}\n", m.name);
-    s += &format!("Ka 0 0 0\nKd {} {} {}\nKs 0 0 0\nd {}\nillum 2\nPm {}\nPr {}\n", f[0], f[1], f[2], f[3], m.metallic_factor, m.roughness_factor);
+    s += &format!(
+        "Ka 0 0 0\nKd {} {} {}\nKs 0 0 0\nd {}\nillum 2\nPm {}\nPr {}\n",
+        f[0], f[1], f[2], f[3], m.metallic_factor, m.roughness_factor
+    );
     if let Some(t) = &m.base_color_texture {
         let name = format!("{stem}_kd.png");
         write_png(t, &dir.join(&name))?;
@@ -464,4 +703,55 @@ fn write_mtl(m: &Material, dir: &Path, stem: &str) -> Result<()> {
         s += &format!("map_Bump {name}\n");
     }
     std::fs::write(&mpath, s).map_err(|e| MeshError::io(&mpath, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fast_float_is_correctly_rounded(m in 0u64..1_000_000_000_000_000, frac in 0usize..16, neg in any::<bool>()) {
+            let digits = m.to_string();
+            let s = if frac == 0 { digits.clone() } else {
+                let d = format!("{:0>w$}", digits, w = frac + 1);
+                format!("{}.{}", &d[..d.len() - frac], &d[d.len() - frac..])
+            };
+            let s = if neg { format!("-{s}") } else { s };
+            let want: f32 = s.parse().unwrap();
+            if let Some(got) = fast_f32(s.as_bytes()) {
+                prop_assert_eq!(got.to_bits(), want.to_bits(), "{}", s);
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_parse_keeps_global_line_numbers_and_relative_indices() {
+        // > 256 KiB so the file is split into parallel chunks.
+        let mut text = String::new();
+        let n = 40_000;
+        for i in 0..n {
+            text += &format!("v {i} 0.5 -1.25\n");
+        }
+        for i in 1..n - 1 {
+            text += &format!("f {} -2 -1\n", i);
+        }
+        let m = parse_obj(text.as_bytes(), Path::new("big.obj"), Path::new(".")).unwrap().mesh;
+        assert_eq!(m.vertices.len(), n);
+        assert_eq!(m.faces.len(), n - 2);
+        assert!(m.faces.iter().enumerate().all(|(i, f)| *f == [i as u32, n as u32 - 2, n as u32 - 1]));
+        assert_eq!(m.vertices[12345], [12345.0, 0.5, -1.25]);
+        let bad = format!("{text}f 1 2 {}\n", n + 1);
+        let e = parse_obj(bad.as_bytes(), Path::new("big.obj"), Path::new(".")).err().unwrap().to_string();
+        assert!(e.starts_with(&format!("big.obj:{}: vertex index {}", 2 * n - 1, n + 1)), "{e}");
+    }
+
+    #[test]
+    fn fast_float_rejects_non_plain_numbers() {
+        for t in ["1e5", "nan", "inf", "1.2.3", "", "-", ".", "0x1"] {
+            assert!(fast_f32(t.as_bytes()).is_none(), "{t}");
+        }
+        assert_eq!(fast_f32(b"-21.814154"), Some(-21.814154f32));
+    }
 }

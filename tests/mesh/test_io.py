@@ -1,0 +1,343 @@
+"""Mesh I/O: round trips through every format, independent readers/writers (trimesh), hand-written
+OBJ/PLY variants, and malformed files (clear ValueError/OSError naming file and line, never a panic)."""
+from __future__ import annotations
+
+import struct
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import MESH_TOLERANCES
+from pgc_fast.mesh import Material, Mesh, load_mesh, save_mesh
+
+PANDA = Path(__file__).resolve().parents[3] / "shared" / "data" / "panda_spear_shield.obj"
+if not PANDA.exists():
+    PANDA = Path("/work/shared/data/panda_spear_shield.obj")
+PNG_ATOL = MESH_TOLERANCES["png_atol"]
+
+
+def full_mesh(seed: int = 0, uv_split: bool = True) -> Mesh:
+    """A cube (8 vertices, 12 faces) with separate UV indexing, normals, colours and a PBR material."""
+    rng = np.random.default_rng(seed)
+    v = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float32) * 0.5
+    v += rng.normal(0, 0.01, v.shape).astype(np.float32)
+    f = np.array(
+        [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]],
+        np.int64,
+    )
+    n = v / np.linalg.norm(v, axis=1, keepdims=True)
+    c = rng.random((8, 3)).astype(np.float32)
+    if uv_split:
+        uvs = rng.random((36, 2)).astype(np.float32)
+        uvf = np.arange(36, dtype=np.int64).reshape(12, 3)
+    else:
+        uvs = rng.random((8, 2)).astype(np.float32)
+        uvf = f.copy()
+    q = lambda *s: (np.round(rng.random(s) * 255) / 255).astype(np.float32)  # 8-bit exact textures
+    mat = Material(
+        name="mat_a",
+        base_color_factor=(1.0, 0.5, 0.25, 1.0),
+        metallic_factor=0.5,
+        roughness_factor=0.75,
+        base_color_texture=q(16, 8, 3),
+        metallic_roughness_texture=np.concatenate([np.ones((16, 8, 1), np.float32), q(16, 8, 2)], 2),
+        normal_texture=q(4, 4, 3),
+    )
+    return Mesh(v, f, uvs, uvf, n.astype(np.float32), c, mat)
+
+
+def corners(m: Mesh) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-corner positions and UVs: comparable across formats that split or re-index vertices."""
+    pos = m.vertices[m.faces]
+    uv = None if m.uvs is None else m.uvs[m.uv_faces]
+    return pos, uv
+
+
+@pytest.mark.parametrize("ext", ["obj", "ply", "glb"])
+@pytest.mark.parametrize("uv_split", [True, False])
+def test_round_trip_all_attributes(tmp_path, ext, uv_split):
+    m = full_mesh(uv_split=uv_split)
+    p = tmp_path / f"mesh.{ext}"
+    save_mesh(m, p)
+    r = load_mesh(p)
+    pos, uv = corners(m)
+    rpos, ruv = corners(r)
+    np.testing.assert_array_equal(rpos, pos)
+    np.testing.assert_allclose(ruv, uv, atol=MESH_TOLERANCES["uv_atol"], rtol=0)
+    assert r.faces.dtype == np.int64 and r.vertices.dtype == np.float32
+    # per-corner normals and colours
+    np.testing.assert_allclose(r.normals[r.faces], m.normals[m.faces], atol=1e-6)
+    catol = 0.5 / 255 + 1e-6 if ext == "ply" else 1e-7  # PLY stores uchar colours
+    np.testing.assert_allclose(r.colors[r.faces], m.colors[m.faces], atol=catol)
+    assert r.material is not None
+    np.testing.assert_allclose(r.material.base_color_texture, m.material.base_color_texture, atol=PNG_ATOL)
+    if ext != "ply":  # PLY carries only a base-colour texture
+        np.testing.assert_allclose(r.material.base_color_factor, m.material.base_color_factor)
+        assert r.material.metallic_factor == pytest.approx(0.5)
+        assert r.material.roughness_factor == pytest.approx(0.75)
+        np.testing.assert_allclose(r.material.metallic_roughness_texture[..., 1:], m.material.metallic_roughness_texture[..., 1:], atol=PNG_ATOL)
+        np.testing.assert_allclose(r.material.normal_texture, m.material.normal_texture, atol=PNG_ATOL)
+
+
+def test_glb_is_read_by_trimesh(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    m = full_mesh()
+    p = tmp_path / "mesh.glb"
+    save_mesh(m, p)
+    t = trimesh.load(p, process=False, force="mesh")
+    np.testing.assert_allclose(t.vertices[t.faces], corners(m)[0], atol=1e-7)
+    # trimesh flips glTF's v back to the OBJ convention, like we do.
+    np.testing.assert_allclose(t.visual.uv[t.faces], corners(m)[1], atol=1e-6)
+    mat = t.visual.material
+    img = np.asarray(mat.baseColorTexture.convert("RGB"), np.float32) / 255
+    np.testing.assert_allclose(img, m.material.base_color_texture, atol=PNG_ATOL)
+    assert mat.metallicFactor == pytest.approx(0.5) and mat.roughnessFactor == pytest.approx(0.75)
+    assert mat.normalTexture is not None and mat.metallicRoughnessTexture is not None
+
+
+def test_obj_is_read_by_trimesh(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    m = full_mesh()
+    save_mesh(m, tmp_path / "m.obj")
+    # (maintain_order=True would make trimesh drop the UV split; the default splits vertices at seams)
+    t = trimesh.load(tmp_path / "m.obj", process=False, force="mesh")
+    np.testing.assert_allclose(t.vertices[t.faces], corners(m)[0], atol=1e-6)
+    np.testing.assert_allclose(t.visual.uv[t.faces], corners(m)[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("ext", ["ply", "glb", "obj"])
+def test_reads_trimesh_written_files(tmp_path, ext):
+    trimesh = pytest.importorskip("trimesh")
+    rng = np.random.default_rng(1)
+    t = trimesh.creation.icosphere(subdivisions=2)
+    t.visual.vertex_colors = (rng.random((len(t.vertices), 4)) * 255).astype(np.uint8)
+    p = tmp_path / f"t.{ext}"
+    t.export(p)
+    r = load_mesh(p)
+    np.testing.assert_allclose(r.vertices[r.faces], t.vertices[t.faces], atol=1e-6)
+    if ext in ("ply", "glb"):
+        np.testing.assert_allclose(r.colors[r.faces], t.visual.vertex_colors[t.faces][..., :3] / 255, atol=1e-6)
+
+
+def test_obj_features(tmp_path):
+    (tmp_path / "tex.png").write_bytes(_png_2x1())
+    (tmp_path / "a.mtl").write_text("# c\nnewmtl red\nKd 1 0 0\nmap_Kd -s 1 1 1 tex.png\nnewmtl other\nKd 0 1 0\n")
+    (tmp_path / "a.obj").write_text(
+        "# comment\nmtllib a.mtl\no thing\n"
+        "v 0 0 0 1 0 0\nv 1 0 0 0 1 0\nv 1 1 0 0 0 1\nv 0 1 0 1 1 1\n"
+        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1 0\nvn 0 0 1\n"
+        "usemtl red\ns 1\ng grp\n"
+        "f -4/-4/-1 -3/-3/-1 -2/-2/-1 -1/-1/-1\n"  # quad with negative indices → 2 triangles
+        "l 1 2\n"
+        "f 1 3 4\n"  # no uv/normal on this face
+    )
+    with pytest.warns(UserWarning, match="no texture coordinates"):
+        m = load_mesh(tmp_path / "a.obj")
+    np.testing.assert_array_equal(m.faces, [[0, 1, 2], [0, 2, 3], [0, 2, 3]])
+    np.testing.assert_array_equal(m.uv_faces[:2], [[0, 1, 2], [0, 2, 3]])
+    np.testing.assert_array_equal(m.uvs[m.uv_faces[2]], np.zeros((3, 2)))
+    np.testing.assert_array_equal(m.colors, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]])
+    assert m.normals is not None and np.allclose(m.normals, [0, 0, 1])
+    assert m.material.name == "red" and m.material.base_color_factor[:3] == (1.0, 0.0, 0.0)
+    np.testing.assert_allclose(m.material.base_color_texture, [[[1, 0, 0], [0, 0, 1]]])
+
+
+def test_obj_255_colours_and_extra_values(tmp_path):
+    p = tmp_path / "c.obj"
+    p.write_text("v 0 0 0 255 0 0\nv 1 0 0 0 255 0\nv 0 1 0 0 0 255\nvt 0.5 0.5 0\nf 1/1 2/1 3/1\n")
+    m = load_mesh(p)
+    np.testing.assert_allclose(m.colors, np.eye(3))
+
+
+def _png_2x1() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    b = BytesIO()
+    Image.fromarray(np.array([[[255, 0, 0], [0, 0, 255]]], np.uint8)).save(b, format="PNG")
+    return b.getvalue()
+
+
+def _write_ply(path: Path, fmt: str, color_type: str, with_uv: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Independent PLY writer (quads + triangles, an extra element and property)."""
+    v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    c8 = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [10, 20, 30]], np.uint8)
+    polys = [[0, 1, 2, 3], [0, 1, 4]]
+    ctype = "uchar" if color_type == "uchar" else "float"
+    head = [
+        "ply",
+        f"format {fmt} 1.0",
+        "comment test",
+        f"element vertex {len(v)}",
+        "property float x",
+        "property float y",
+        "property float z",
+        "property float quality",
+        f"property {ctype} red",
+        f"property {ctype} green",
+        f"property {ctype} blue",
+        f"element face {len(polys)}",
+        "property list uchar int vertex_indices",
+        "element edge 1",
+        "property int vertex1",
+        "property int vertex2",
+        "end_header",
+    ]
+    cols = c8 if ctype == "uchar" else c8.astype(np.float32) / 255
+    if fmt == "ascii":
+        body = [" ".join(map(str, [*v[i], 0.5, *cols[i]])) for i in range(len(v))]
+        body += [" ".join(map(str, [len(p), *p])) for p in polys] + ["0 1"]
+        path.write_text("\n".join(head + body) + "\n")
+    else:
+        e = "<" if fmt == "binary_little_endian" else ">"
+        out = ("\n".join(head) + "\n").encode()
+        cf = "B" * 3 if ctype == "uchar" else "fff"
+        for i in range(len(v)):
+            out += struct.pack(e + "ffff" + cf, *v[i], 0.5, *cols[i])
+        for p in polys:
+            out += struct.pack(e + "B" + "i" * len(p), len(p), *p)
+        out += struct.pack(e + "ii", 0, 1)
+        path.write_bytes(out)
+    return v, c8.astype(np.float32) / 255, np.array([[0, 1, 2], [0, 2, 3], [0, 1, 4]])
+
+
+@pytest.mark.parametrize("fmt", ["ascii", "binary_little_endian", "binary_big_endian"])
+@pytest.mark.parametrize("color_type", ["uchar", "float"])
+def test_ply_variants(tmp_path, fmt, color_type):
+    p = tmp_path / "x.ply"
+    v, c, f = _write_ply(p, fmt, color_type)
+    m = load_mesh(p)
+    np.testing.assert_array_equal(m.vertices, v)
+    np.testing.assert_array_equal(m.faces, f)
+    np.testing.assert_allclose(m.colors, c, atol=1e-7)
+
+
+def test_panda_loads_like_trimesh():
+    trimesh = pytest.importorskip("trimesh")
+    m = load_mesh(PANDA)
+    t = trimesh.load(PANDA, process=False, force="mesh", maintain_order=True)
+    assert m.faces.shape == (62134, 3)
+    np.testing.assert_array_equal(m.vertices, np.asarray(t.vertices, np.float32))
+    np.testing.assert_array_equal(m.faces, t.faces)
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+BAD_OBJ = {
+    "bad index": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4\n", r"bad\.obj:4: vertex index 4 out of range"),
+    "zero index": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 0 1 2\n", r"bad\.obj:4: vertex index 0"),
+    "nan": ("v 0 0 0\nv nan 0 0\nv 0 1 0\nf 1 2 3\n", r"bad\.obj:2: vertex position is not finite"),
+    "junk number": ("v 0 0 0\nv 1 0x 0\n", r"bad\.obj:2: expected a number"),
+    "short v": ("v 0 0\n", r"bad\.obj:1: 'v' needs x y z"),
+    "two corners": ("v 0 0 0\nv 1 0 0\nf 1 2\n", r"bad\.obj:3: a face needs at least 3 corners"),
+    "bad uv index": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/2 2/1 3/1\n", r"bad\.obj:5: texture index 2 out of range"),
+    "missing mtl": ("mtllib nope.mtl\nv 0 0 0\n", r"bad\.obj:1: cannot read mtllib"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OBJ))
+def test_bad_obj_names_file_and_line(tmp_path, case):
+    text, msg = BAD_OBJ[case]
+    p = tmp_path / "bad.obj"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=msg):
+        load_mesh(p)
+
+
+def test_missing_file_and_unknown_extension(tmp_path):
+    with pytest.raises(OSError, match="nope.obj"):
+        load_mesh(tmp_path / "nope.obj")
+    with pytest.raises(ValueError, match=r"load_mesh\(\): path must end in"):
+        load_mesh(tmp_path / "x.stl")
+    with pytest.raises(ValueError, match=r"save_mesh\(\): path must end in"):
+        save_mesh(full_mesh(), tmp_path / "x.fbx")
+
+
+def test_bad_ply_and_glb_messages(tmp_path):
+    p = tmp_path / "t.ply"
+    _write_ply(p, "binary_little_endian", "uchar")
+    data = p.read_bytes()
+    p.write_bytes(data[:-12])
+    with pytest.raises(ValueError, match=r"t\.ply: byte \d+: unexpected end of file"):
+        load_mesh(p)
+    _write_ply(p, "ascii", "uchar")
+    p.write_text(p.read_text().replace("4 0 1 2 3", "4 0 1 2 9"))
+    with pytest.raises(ValueError, match=r"t\.ply:\d+: face 0: vertex index 9 out of range"):
+        load_mesh(p)
+    g = tmp_path / "m.glb"
+    save_mesh(full_mesh(), g)
+    g.write_bytes(g.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"m\.glb"):
+        load_mesh(g)
+
+
+def test_save_rejects_invalid_meshes(tmp_path):
+    m = full_mesh()
+    m.faces = m.faces.copy()
+    m.faces[0, 0] = 99
+    with pytest.raises(ValueError, match=r"save_mesh\(\): faces must index"):
+        save_mesh(m, tmp_path / "x.obj")
+    m = full_mesh()
+    m.vertices[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"save_mesh\(\): vertices must be finite"):
+        save_mesh(m, tmp_path / "x.glb")
+    with pytest.raises(OSError):
+        save_mesh(full_mesh(), tmp_path / "no_dir" / "x.glb")
+
+
+def _mutations(data: bytes, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    arr = np.frombuffer(data, np.uint8)
+    specials = [b"-", b"0", b"9", b"/", b" ", b"\n", b"nan", b"1e38", b"-99999999", b"\xff", b"\x00"]
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:  # truncate
+            yield data[: int(rng.integers(0, len(data)))]
+        elif kind == 1:  # flip random bytes
+            a = arr.copy()
+            idx = rng.integers(0, len(a), size=int(rng.integers(1, 8)))
+            a[idx] = rng.integers(0, 256, size=len(idx))
+            yield a.tobytes()
+        elif kind == 2:  # insert a special token
+            k = int(rng.integers(0, len(data)))
+            yield data[:k] + specials[int(rng.integers(len(specials)))] + data[k:]
+        else:  # delete a range
+            k = int(rng.integers(0, len(data)))
+            yield data[:k] + data[k + int(rng.integers(1, 16)) :]
+
+
+@pytest.mark.parametrize("ext", ["obj", "ply", "glb"])
+def test_fuzzed_files_never_panic_or_hang(tmp_path, ext):
+    """1000 mutated/truncated files per format: each loads or raises ValueError/OSError, quickly."""
+    m = full_mesh()
+    m.material = Material(base_color_texture=np.zeros((2, 2, 3), np.float32))
+    src = tmp_path / f"src.{ext}"
+    save_mesh(m, src)
+    if ext == "ply":  # exercise the ascii parser too
+        (tmp_path / "a.ply").write_bytes(b"")
+        _write_ply(tmp_path / "a.ply", "ascii", "uchar")
+    data = src.read_bytes()
+    p = tmp_path / f"fuzz.{ext}"
+    t0 = time.perf_counter()
+    outcomes = {"ok": 0, "error": 0}
+    for i, blob in enumerate(_mutations(data, 1000, seed=hash(ext) % 1000)):
+        if ext == "ply" and i % 2:
+            blob = next(_mutations((tmp_path / "a.ply").read_bytes(), 1, seed=i))
+        p.write_bytes(blob)
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                load_mesh(p)
+            outcomes["ok"] += 1
+        except (ValueError, OSError):
+            outcomes["error"] += 1
+        except BaseException as e:  # a Rust panic surfaces as pyo3 PanicException (BaseException)
+            pytest.fail(f"mutation {i}: {type(e).__name__}: {e}")
+        assert time.perf_counter() - start < 2.0, f"mutation {i} took too long"
+    assert outcomes["error"] > 100, outcomes
+    assert time.perf_counter() - t0 < 60
