@@ -75,7 +75,11 @@ pub struct Unwrapped {
 
 fn check_options(o: &UnwrapOptions) -> Result<()> {
     const OP: &str = "unwrap";
-    let bad = |arg: &str, want: &str, got: String| Err(MeshError::Invalid(format!("{OP}(): {arg} must be {want}, got {got}")));
+    let bad = |arg: &str, want: &str, got: String| {
+        Err(MeshError::Invalid(format!(
+            "{OP}(): {arg} must be {want}, got {got}"
+        )))
+    };
     if !(8..=32768).contains(&o.resolution) {
         return bad("resolution", "in [8, 32768]", o.resolution.to_string());
     }
@@ -83,43 +87,76 @@ fn check_options(o: &UnwrapOptions) -> Result<()> {
         return bad("padding", "< resolution / 2", o.padding.to_string());
     }
     if !(o.max_chart_angle > 0.0 && o.max_chart_angle < 90.0) {
-        return bad("max_chart_angle", "in (0, 90) degrees", o.max_chart_angle.to_string());
+        return bad(
+            "max_chart_angle",
+            "in (0, 90) degrees",
+            o.max_chart_angle.to_string(),
+        );
     }
     if !(o.max_area_distortion >= 1.0 && o.max_area_distortion.is_finite()) {
-        return bad("max_area_distortion", "a finite number >= 1", o.max_area_distortion.to_string());
+        return bad(
+            "max_area_distortion",
+            "a finite number >= 1",
+            o.max_area_distortion.to_string(),
+        );
     }
-    if o.block_align && o.resolution % 4 != 0 {
-        return bad("resolution", "a multiple of 4 with block_align", o.resolution.to_string());
+    if o.block_align && !o.resolution.is_multiple_of(4) {
+        return bad(
+            "resolution",
+            "a multiple of 4 with block_align",
+            o.resolution.to_string(),
+        );
     }
     Ok(())
 }
 
 /// Unwraps one triangle mesh into one atlas page. Deterministic: the same input and options give
 /// bit-identical output whatever the thread count.
-pub fn unwrap(positions: &[[f32; 3]], faces: &[[u32; 3]], options: &UnwrapOptions) -> Result<Unwrapped> {
+pub fn unwrap(
+    positions: &[[f32; 3]],
+    faces: &[[u32; 3]],
+    options: &UnwrapOptions,
+) -> Result<Unwrapped> {
     const OP: &str = "unwrap";
     check_options(options)?;
     if faces.is_empty() {
-        return Err(MeshError::Invalid(format!("{OP}(): faces must have at least one row, got 0")));
+        return Err(MeshError::Invalid(format!(
+            "{OP}(): faces must have at least one row, got 0"
+        )));
     }
     if positions.len() > u32::MAX as usize {
-        return Err(MeshError::Invalid(format!("{OP}(): vertices must be fewer than 2^32, got {}", positions.len())));
+        return Err(MeshError::Invalid(format!(
+            "{OP}(): vertices must be fewer than 2^32, got {}",
+            positions.len()
+        )));
     }
-    if let Some((f, t)) = faces.iter().enumerate().find(|(_, t)| t.iter().any(|&i| i as usize >= positions.len())) {
+    if let Some((f, t)) = faces
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.iter().any(|&i| i as usize >= positions.len()))
+    {
         return Err(MeshError::Invalid(format!(
             "{OP}(): faces must index {} vertices, got face {f} = {t:?}",
             positions.len()
         )));
     }
-    if let Some(i) = positions.iter().position(|p| p.iter().any(|x| !x.is_finite())) {
-        return Err(MeshError::Invalid(format!("{OP}(): vertices must be finite, got {:?} at row {i}", positions[i])));
+    if let Some(i) = positions
+        .iter()
+        .position(|p| p.iter().any(|x| !x.is_finite()))
+    {
+        return Err(MeshError::Invalid(format!(
+            "{OP}(): vertices must be finite, got {:?} at row {i}",
+            positions[i]
+        )));
     }
     let indices: &[u32] = faces.as_flattened();
     let mesh = uvunwrap::MeshInput::new(positions, indices);
     let opts = uvunwrap::Options {
         max_chart_angle: options.max_chart_angle,
         max_area_distortion: options.max_area_distortion,
-        density: uvunwrap::Density::Auto { page_size: options.resolution },
+        density: uvunwrap::Density::Auto {
+            page_size: options.resolution,
+        },
         padding: options.padding,
         allow_rotation: options.rotate_charts,
         packing: match options.packing {
@@ -129,7 +166,8 @@ pub fn unwrap(positions: &[[f32; 3]], faces: &[[u32; 3]], options: &UnwrapOption
         max_chart_size: options.max_chart_size,
         block_align: options.block_align,
     };
-    let atlas = uvunwrap::generate(&[mesh], &opts).map_err(|e| MeshError::Invalid(format!("{OP}(): {e}")))?;
+    let atlas = uvunwrap::generate(&[mesh], &opts)
+        .map_err(|e| MeshError::Invalid(format!("{OP}(): {e}")))?;
     if atlas.page_count > 1 {
         return Err(MeshError::Invalid(format!(
             "{OP}(): the charts need {} pages of {r}×{r} texels; resolution must be larger (or padding smaller), got {r}",
@@ -137,10 +175,18 @@ pub fn unwrap(positions: &[[f32; 3]], faces: &[[u32; 3]], options: &UnwrapOption
             r = options.resolution
         )));
     }
-    let out = atlas.meshes.into_iter().next().ok_or_else(|| MeshError::Invalid(format!("{OP}(): no output mesh")))?;
+    let out = atlas
+        .meshes
+        .into_iter()
+        .next()
+        .ok_or_else(|| MeshError::Invalid(format!("{OP}(): no output mesh")))?;
     let vmapping = out.vertices.iter().map(|v| v.xref).collect();
     let uvs = out.vertices.iter().map(|v| v.uv).collect();
-    let faces = out.indices.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    let faces = out
+        .indices
+        .chunks_exact(3)
+        .map(|c| [c[0], c[1], c[2]])
+        .collect();
     Ok(Unwrapped {
         vmapping,
         faces,
@@ -188,7 +234,10 @@ mod tests {
     #[test]
     fn sphere_unwraps_without_overlaps_or_flips() {
         let (p, f) = sphere(16);
-        let o = UnwrapOptions { resolution: 256, ..Default::default() };
+        let o = UnwrapOptions {
+            resolution: 256,
+            ..Default::default()
+        };
         let u = unwrap(&p, &f, &o).unwrap();
         assert_eq!(u.faces.len(), f.len());
         assert_eq!(u.vmapping.len(), u.uvs.len());
@@ -208,7 +257,10 @@ mod tests {
     #[test]
     fn deterministic() {
         let (p, f) = sphere(12);
-        let o = UnwrapOptions { resolution: 128, ..Default::default() };
+        let o = UnwrapOptions {
+            resolution: 128,
+            ..Default::default()
+        };
         assert_eq!(unwrap(&p, &f, &o).unwrap(), unwrap(&p, &f, &o).unwrap());
     }
 
@@ -217,9 +269,34 @@ mod tests {
         let (p, f) = sphere(4);
         assert!(unwrap(&p, &[[0, 1, 999]], &UnwrapOptions::default()).is_err());
         assert!(unwrap(&p, &[], &UnwrapOptions::default()).is_err());
-        assert!(unwrap(&p, &f, &UnwrapOptions { resolution: 4, ..Default::default() }).is_err());
-        assert!(unwrap(&p, &f, &UnwrapOptions { padding: 600, resolution: 1024, ..Default::default() }).is_err());
-        assert!(unwrap(&p, &f, &UnwrapOptions { max_chart_angle: 95.0, ..Default::default() }).is_err());
+        assert!(unwrap(
+            &p,
+            &f,
+            &UnwrapOptions {
+                resolution: 4,
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(unwrap(
+            &p,
+            &f,
+            &UnwrapOptions {
+                padding: 600,
+                resolution: 1024,
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(unwrap(
+            &p,
+            &f,
+            &UnwrapOptions {
+                max_chart_angle: 95.0,
+                ..Default::default()
+            }
+        )
+        .is_err());
         let mut q = p.clone();
         q[0][1] = f32::NAN;
         assert!(unwrap(&q, &f, &UnwrapOptions::default()).is_err());
