@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 import torch
 
-from conftest import reference_rasterize
+from render_helpers import reference_rasterize
 from pgc_fast.render.backends import (
     CpuBackend,
     antialias_torch,
@@ -28,10 +28,10 @@ def _scene(sphere, H=32, phi=30.0):
 
 def _has_mesh_raster() -> bool:
     try:
-        from pgc_fast.mesh import rasterize  # noqa: F401
+        import pgc_fast.mesh as mesh
     except ImportError:
         return False
-    return True
+    return hasattr(mesh, "rasterize")
 
 
 @pytest.mark.skipif(not _has_mesh_raster(), reason="pgc_fast.mesh.rasterize not built in this checkout")

@@ -1,12 +1,10 @@
 """Mesh renderer outputs (image, mask, depth, positions, normals, background, shading) and gradients."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from conftest import icosphere, reference_rasterize, uv_cube
+from render_helpers import icosphere, reference_rasterize, uv_cube
 from pgc_fast.render.backends import CpuBackend
 from pgc_fast.render.camera import orbit_cameras
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh, vertex_normals

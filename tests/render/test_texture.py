@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import icosphere, reference_rasterize, uv_cube
+from render_helpers import icosphere, reference_rasterize, uv_cube
 from pgc_fast.render.backends import CpuBackend
 from pgc_fast.render.camera import orbit_cameras
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh

@@ -159,19 +159,19 @@ def interpolate_torch(attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tenso
     else:
         raise ValueError(f"interpolate(): attr must be [V,C] or [B={B},V,C], got {list(attr.shape)}")
     tri = rast[..., 3].detach().round().long() - 1
-    covered = tri >= 0
-    f = faces.long().to(rast.device)[tri.clamp_min(0)]  # [B,H,W,3]
+    # Work on the covered pixels only (the gathers' backward is a scatter-add, the costly part on the CPU).
+    bi, yi, xi = torch.nonzero(tri >= 0, as_tuple=True)
+    f = faces.long().to(rast.device)[tri[bi, yi, xi]]  # [N,3]
     if attr_b is None:
-        vals = attr[f]  # [B,H,W,3,C]
+        vals = attr[f]  # [N,3,C]
     elif attr_b.shape[0] == 1:
         vals = attr_b[0][f]
     else:
-        bidx = torch.arange(B, device=rast.device)[:, None, None, None].expand_as(f)
-        vals = attr_b[bidx, f]
-    u, v = rast[..., 0:1], rast[..., 1:2]
-    w = torch.stack([u, v, 1 - u - v], dim=-2).to(vals.dtype)  # [B,H,W,3,1]
-    out = (vals * w).sum(-2)
-    return out * covered[..., None].to(out.dtype)
+        vals = attr_b[bi[:, None], f]
+    uv = rast[bi, yi, xi, :2]
+    w = torch.stack([uv[:, 0], uv[:, 1], 1 - uv[:, 0] - uv[:, 1]], dim=-1).to(vals.dtype)  # [N,3]
+    out = torch.zeros(B, H, W, vals.shape[-1], dtype=vals.dtype, device=rast.device)
+    return out.index_put((bi, yi, xi), (vals * w[..., None]).sum(1))
 
 
 def texture_torch(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",

@@ -26,7 +26,6 @@ original took the mean colour of the 4 nearest vertices, we take the barycentric
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
