@@ -93,6 +93,15 @@ class ModelBundle:
     sources: dict[str, str] = field(default_factory=dict)
 
 
+def multi_controlnet(nets: list):
+    """Wrap several ControlNets in diffusers' MultiControlNetModel (its import path moved in diffusers 0.31)."""
+    try:
+        from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+    except ImportError:  # diffusers < 0.31
+        from diffusers.pipelines.controlnet.multicontrolnet import MultiControlNetModel
+    return MultiControlNetModel(nets)
+
+
 def make_tokenizer(max_length: int = 77):
     """Generate the byte-level CLIP tokenizer described in the module docstring (written to a temp dir)."""
     from transformers import CLIPTokenizer
@@ -243,9 +252,7 @@ def build_builtin(name: str, *, control_types: list[str] | tuple[str, ...] = (),
         if len(nets) == 1:
             controlnet = nets[0]
         else:
-            from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
-
-            controlnet = MultiControlNetModel(nets)
+            controlnet = multi_controlnet(nets)
     dlogging.set_verbosity(verbosity)
     for m in [unet, vae, *encoders] + ([controlnet] if controlnet is not None else []):
         m.requires_grad_(False)

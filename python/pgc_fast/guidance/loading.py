@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .builtin import BUILTIN_MODELS, ModelBundle, build_builtin
+from .builtin import BUILTIN_MODELS, ModelBundle, build_builtin, multi_controlnet
 
 MODEL_ALIASES: dict[str, str] = {
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
@@ -259,9 +259,7 @@ def load_models(model: str = "sdxl", *, vae: str = "auto", controlnets: tuple[st
     if len(nets) == 1:
         controlnet = nets[0]
     elif nets:
-        from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
-
-        controlnet = MultiControlNetModel(nets)
+        controlnet = multi_controlnet(nets)
     mods = [unet, vae_m, *encoders] + ([controlnet] if controlnet is not None else [])
     for m in mods:
         m.requires_grad_(False)
