@@ -487,6 +487,14 @@ def run(
     autocast_dtype, use_scaler = resolve_precision(cfg, device)
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=use_scaler)
 
+    ckpt_dir = ws / "checkpoints"
+    state: dict[str, Any] | None = None
+    if cfg.output.resume:  # checked before any model is loaded
+        state = _load_latest_checkpoint(ckpt_dir, device)
+        if state is None:
+            raise FileNotFoundError(f"run(): --resume given but {str(ckpt_dir)!r} has no checkpoint")
+        _check_resume_config(state.get("config"), cfg)
+
     from pgc_fast import scene as S
 
     with timer.phase("load_mesh"):
@@ -495,20 +503,14 @@ def run(
     with timer.phase("load_model"):
         objective.setup(ctx)
 
-    ckpt_dir = ws / "checkpoints"
     history: dict[str, list] = {"step": [], "loss": [], "clip_frac": [], "time": []}
     start_step = 0
     resumed_from = None
-    if cfg.output.resume:
-        state = _load_latest_checkpoint(ckpt_dir, device)
-        if state is None:
-            raise FileNotFoundError(f"run(): --resume given but {str(ckpt_dir)!r} has no checkpoint")
-        _check_resume_config(state.get("config"), cfg)
-        if state is not None:
-            scene.texture.load_state_dict(state["texture"])
-            start_step = state["step"]
-            resumed_from = start_step
-            history = state["history"]
+    if state is not None:
+        scene.texture.load_state_dict(state["texture"])
+        start_step = state["step"]
+        resumed_from = start_step
+        history = state["history"]
     else:
         if cfg.texture.init_from_vertex_colors and scene.mesh_has_vertex_colors:
             with timer.phase("init_texture"):
@@ -517,7 +519,7 @@ def run(
         seed_everything(cfg.optim.seed + 1)
 
     optimizer = _make_optimizer(cfg, scene)
-    if resumed_from is not None:
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         objective.load_state_dict(state.get("objective", {}))

@@ -55,6 +55,22 @@ def test_resume_equals_uninterrupted(tmp_path, kind):
     assert resumed.metrics["resumed_from"] == 3
 
 
+def test_resume_equals_uninterrupted_with_guidance(tmp_path):
+    """The same with score distillation from the built-in tiny-sd model, PGC on: the guidance's noise generator
+    is checkpointed with everything else."""
+    over = {"optim.objective": "guidance", "guidance.text": "a striped vase", "guidance.model": "tiny-sd",
+            "guidance.guidance_scale": 7.5, "guidance.pgc_tau": 0.01, "render.resolution": 32,
+            "optim.iters": 4, "render.shading": "albedo"}
+    full = run(tiny_cfg(tmp_path, "full", "uv", **over), quiet=True)
+    part_cfg = tiny_cfg(tmp_path, "part", "uv", **over)
+    run(part_cfg, quiet=True, stop_after=2)
+    resumed = run(C.override(part_cfg, **{"output.resume": True}), quiet=True)
+    for k, v in full.texture.state_dict().items():
+        assert torch.equal(v, resumed.texture.state_dict()[k]), k
+    assert full.metrics["history"]["loss"] == resumed.metrics["history"]["loss"]
+    assert full.metrics["clip"]["enabled"] and full.metrics["history"]["clip_frac"] == resumed.metrics["history"]["clip_frac"]
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_cfg(tmp_path, "ws", "uv")
     run(cfg, objective=objective(), quiet=True, stop_after=2)
