@@ -582,6 +582,8 @@ def run(
         "s_per_it": train_time / steps_run if steps_run else None,
         "views_per_step": cfg.views_per_step,
         "device": str(device),
+        "render_backend": type(scene.renderer.backend).__name__,
+        "texture": cfg.texture.kind,
         "precision": str(autocast_dtype).replace("torch.", "") if autocast_dtype else "float32",
         "grad_scaler": use_scaler,
         "phases_s": {k: round(v, 4) for k, v in timer.phases.items()},
