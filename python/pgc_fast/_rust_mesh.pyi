@@ -66,8 +66,6 @@ def marching_tets(vertices: _F32, sdf: _F32, tets: _I64) -> tuple[_F32, _I64, _I
     """→ (vertices [K,3], faces [F,3], crossing edges [K,2], tet_idx [F]) in Kaolin's order."""
 
 # --- rust_mesh::uv (rust_mesh/py/src/uv.rs); validated wrappers live in pgc_fast.uv ---
-import numpy as np
-import numpy.typing as npt
 
 def uv_unwrap(
     vertices: npt.NDArray[np.float32],
