@@ -251,9 +251,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
     from pgc_fast.run import WorkspaceExistsError, run
 
+    expected: tuple[type[BaseException], ...] = (WorkspaceExistsError, C.ConfigError, FileNotFoundError)
+    try:
+        from pgc_fast.guidance import GuidanceLoadError  # missing weights: one clear message, no traceback
+
+        expected += (GuidanceLoadError,)
+    except ImportError:  # pragma: no cover
+        pass
     try:
         result = run(cfg)
-    except WorkspaceExistsError as e:
+    except expected as e:
         print(f"pgc-fast generate: {e}", file=sys.stderr)
         return 2
     print(f"done: {result.workspace}")
