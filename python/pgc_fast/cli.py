@@ -106,11 +106,51 @@ def _add_original_flags(parser: argparse.ArgumentParser) -> None:
         elif kind == "float2":
             grp.add_argument(*flags, type=float, nargs=2, **kw)
     for name, (default, kind) in ORIGINAL_FLAGS.items():
-        add(name, kind, f"original flag (default {default!r})".replace("%", "%%"))
+        meaning = ORIGINAL_HELP.get(name, "")
+        add(name, kind, (f"{meaning} " if meaning else "") + f"(original default {default!r})".replace("%", "%%"))
     for name, kind in DEAD_FLAGS.items():
         add(name, kind, argparse.SUPPRESS)
     for name, (kind, _) in UNSUPPORTED_FLAGS.items():
         add(name, kind, f"{UNSUPPORTED_FLAGS[name][1]}: {C.UNSUPPORTED_MESSAGE}")
+
+
+ORIGINAL_HELP: dict[str, str] = {
+    "text": "prompt → guidance.text",
+    "negative": "negative prompt → guidance.negative",
+    "O0": "preset: PGC (tau 0.1) + mixed precision",
+    "O1": "preset: DMTet shape + texture (not supported yet)",
+    "O2": "preset: fixed-mesh text-to-texture (forces --guidance controlnet unless -O4)",
+    "O3": "preset: Zero123 image-to-3D (not supported yet)",
+    "O4": "preset: SDXL (appends 'xl' to --guidance)",
+    "workspace": "run directory, under exp/ → output.workspace",
+    "guidance": "model family by substring: 'xl' → SDXL, 'controlnet' → ControlNet",
+    "guidance_scale": "CFG scale → guidance.guidance_scale",
+    "control_type": "ControlNet types → guidance.controlnets",
+    "control_scale": "ControlNet scales → guidance.control_scales",
+    "sd_version": "SDXL variant: xl-1.0 (our default), xl-0.9, *turbo*",
+    "mesh_path": "input mesh → mesh.path",
+    "fp16": "mixed precision → optim.precision=auto",
+    "no_normal": "no normal-map SDS",
+    "only_normal": "only normal-map SDS (shape work, not supported yet)",
+    "ref_path": "reference image → guidance.ref_path (ref-view MSE, shuffle ControlNet)",
+    "pbr": "PBR material (not supported yet)",
+    "vsd": "VSD loss (SDXL only)",
+    "bgt": "BGT+ loss",
+    "csd": "CSD loss",
+    "ssd": "SSD loss",
+    "dreamtime": "DreamTime timestep schedule",
+    "latent": "Latent-NeRF mode (not supported yet)",
+    "cfg_rescale": "CFG rescale 0.5",
+    "init_texture": "initialise the texture from vertex colours",
+    "bs": "views per step per GPU → optim.batch_size",
+    "iters": "steps → optim.iters",
+    "seed": "→ optim.seed",
+    "gpus": "GPU ids; n ids = n × bs views per step (one process)",
+    "grad_clip_rgb": "PGC threshold (>= 0 enables) → guidance.pgc_tau",
+    "grad_suppress_type": "PGC variant 0..5 → guidance.pgc_variant",
+    "res_fine": "render resolution → render.resolution",
+    "lr_fine": "[geometry lr, texture lr]",
+}
 
 
 def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
