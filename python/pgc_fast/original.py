@@ -68,7 +68,7 @@ ORIGINAL_FLAGS: dict[str, tuple[Any, str]] = {
     "grad_clip_rgb": (-1.0, "float"),
     "grad_clip_latent": (-1.0, "float"),
     "grad_suppress_type": (0, "int"),
-    "gpus": ("1", "str"),
+    "gpus": ("0", "str"),  # the original defaulted to "1", the second GPU (spec §8.14)
     "bs": (4, "int"),
     "jitter_pose": (False, "bool"),
     "res_fine": (512, "int"),
