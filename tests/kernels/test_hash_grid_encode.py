@@ -220,6 +220,24 @@ def test_empty_nan_and_odd_sizes():
     torch.testing.assert_close(hash_grid_encode(xs, t1, backend="triton"), hash_grid_encode_reference(xs, t1))
 
 
+@needs_triton
+def test_int64_indexing_path(monkeypatch):
+    """The 64-bit offset variant (tables or outputs past 2^31 elements) computes the same thing."""
+    import importlib
+
+    hge = importlib.import_module("pgc_kernels.hash_grid_encode")
+    monkeypatch.setattr(hge, "_needs_idx64", lambda *a: True)
+    x = _special_points(40, seed=16).to(DEVICE).requires_grad_(True)
+    table = _table(torch.float16, 4, seed=17).to(DEVICE).requires_grad_(True)
+    out = hash_grid_encode(x, table, backend="triton", **CFG)
+    ref = hash_grid_encode_reference(x, table, **CFG)
+    torch.testing.assert_close(out, ref, **TOLERANCES[torch.float16])
+    g = torch.randn_like(out)
+    for a, b, tol in zip(torch.autograd.grad(out, (x, table), g), torch.autograd.grad(ref, (x, table), g),
+                         (TOLERANCES["hash_grid_dx"], TOLERANCES[torch.float16])):
+        torch.testing.assert_close(a, b, **tol)
+
+
 def test_auto_backend_on_cpu_uses_twin():
     x = torch.rand(10, 3)
     table = _table(torch.float32, 2, seed=15)
