@@ -33,6 +33,9 @@ MESH_TOLERANCES: dict[str, float] = {
     "raster_mismatch_frac": 2e-3,  # fraction of covered pixels whose triangle id may differ
     "raster_bary_atol": 1e-4,  # |Δu|, |Δv| on pixels with the same triangle (f64 reference vs f64→f32)
     "raster_depth_atol": 1e-5,
+    # rast_db vs central differences of a perspective (non-linear) barycentric field: O(h²) truncation.
+    "raster_db_fd_atol": 2e-3,
+    "raster_db_fd_rtol": 0.05,
     # Positions round-trip exactly (shortest round-trip decimal in OBJ, raw f32 in PLY/GLB); GLB stores
     # 1 − v, so v comes back within 1 ulp of 1.0 (2^-24 ≈ 6e-8).
     "uv_atol": 6e-8,

@@ -41,6 +41,7 @@ __all__ = [
     "rasterize",
     "rasterize_reference",
     "rasterize_attach_grad",
+    "rasterize_db",
     "rasterize_uv",
     "dilate",
     "bake_vertex_colors",
@@ -329,6 +330,34 @@ def rasterize_reference(clip_pos: Any, faces: Any, resolution: Union[int, tuple[
     return out.float()
 
 
+def _homogeneous_bary(clip_pos: Any, faces: Any, rast: Any):
+    """Per covered pixel of ``rast``: indices (b, y, x), λ = M⁻¹·(x, y, 1) [N, 3], the rows r_i/det [N, 3, 3]
+    of M⁻¹ (so ∂λ_i/∂x_ndc = rows[:, i, 0]) and the triangle's clip vertices [N, 3, 4] (torch, differentiable)."""
+    import torch
+
+    pos = clip_pos if clip_pos.ndim == 3 else clip_pos[None]
+    rast = torch.as_tensor(rast, device=pos.device)
+    f = torch.as_tensor(faces, device=pos.device, dtype=torch.long)
+    b, h, w, _ = rast.shape
+    if pos.shape[0] != b or pos.shape[-1] != 4:
+        raise ValueError(f"rasterize(): clip_pos must be [{b},V,4] to match rast, got {list(clip_pos.shape)}")
+    tri = rast[..., 3].long() - 1
+    bi, yi, xi = torch.nonzero(tri >= 0, as_tuple=True)
+    t = tri[bi, yi, xi]
+    v = pos[bi[:, None], f[t]]  # [N, 3 vertices, 4]
+    x = (xi.to(pos.dtype) + 0.5) * 2 / w - 1
+    y = (yi.to(pos.dtype) + 0.5) * 2 / h - 1
+    c = v[..., [0, 1, 3]]  # columns of M: (x, y, w) per vertex, [N, 3, 3]
+    r0 = torch.linalg.cross(c[:, 1], c[:, 2], dim=-1)
+    r1 = torch.linalg.cross(c[:, 2], c[:, 0], dim=-1)
+    r2 = torch.linalg.cross(c[:, 0], c[:, 1], dim=-1)
+    det = (c[:, 0] * r0).sum(-1)
+    rows = torch.stack([r0, r1, r2], 1) / det[:, None, None]  # [N, 3, 3]
+    p = torch.stack([x, y, torch.ones_like(x)], -1)
+    lam = (rows * p[:, None, :]).sum(-1)  # [N, 3]
+    return rast, (bi, yi, xi), lam, rows, v
+
+
 def rasterize_attach_grad(clip_pos: Any, faces: Any, rast: Any) -> Any:
     """Recomputes the (u, v, z/w) of a :func:`rasterize` result in torch so gradients reach ``clip_pos``.
 
@@ -347,30 +376,39 @@ def rasterize_attach_grad(clip_pos: Any, faces: Any, rast: Any) -> Any:
     """
     import torch
 
-    pos = clip_pos if clip_pos.ndim == 3 else clip_pos[None]
-    rast = torch.as_tensor(rast, device=pos.device)
-    f = torch.as_tensor(faces, device=pos.device, dtype=torch.long)
-    b, h, w, _ = rast.shape
-    if pos.shape[0] != b or pos.shape[-1] != 4:
-        raise ValueError(f"rasterize_attach_grad(): clip_pos must be [{b},V,4], got {list(clip_pos.shape)}")
-    tri = rast[..., 3].long() - 1
-    bi, yi, xi = torch.nonzero(tri >= 0, as_tuple=True)
-    t = tri[bi, yi, xi]
-    v = pos[bi[:, None], f[t]]  # [N, 3 vertices, 4]
-    x = (xi.to(pos.dtype) + 0.5) * 2 / w - 1
-    y = (yi.to(pos.dtype) + 0.5) * 2 / h - 1
-    c = v[..., [0, 1, 3]]  # columns of M: (x, y, w) per vertex, [N, 3, 3]
-    r0 = torch.linalg.cross(c[:, 1], c[:, 2], dim=-1)
-    r1 = torch.linalg.cross(c[:, 2], c[:, 0], dim=-1)
-    r2 = torch.linalg.cross(c[:, 0], c[:, 1], dim=-1)
-    det = (c[:, 0] * r0).sum(-1)
-    p = torch.stack([x, y, torch.ones_like(x)], -1)
-    lam = torch.stack([(r0 * p).sum(-1), (r1 * p).sum(-1), (r2 * p).sum(-1)], -1) / det[:, None]
+    rast, idx, lam, _, v = _homogeneous_bary(clip_pos, faces, rast)
     bary = lam / lam.sum(-1, keepdim=True)
     z = (lam * v[..., 2]).sum(-1)
-    vals = torch.stack([bary[:, 0], bary[:, 1], z], -1).to(rast.dtype)
-    out = torch.zeros_like(rast, dtype=vals.dtype).index_put((bi, yi, xi), torch.cat([vals, rast[bi, yi, xi, 3:].to(vals.dtype)], -1))
-    return out
+    vals = torch.stack([bary[:, 0], bary[:, 1], z], -1)
+    out = torch.zeros_like(rast, dtype=vals.dtype)
+    return out.index_put(idx, torch.cat([vals, rast[idx][:, 3:].to(vals.dtype)], -1))
+
+
+def rasterize_db(clip_pos: Any, faces: Any, rast: Any) -> Any:
+    """Image-space derivatives of the barycentrics, nvdiffrast's second ``rasterize`` output (``rast_db``).
+
+    Args:
+        clip_pos: torch float [B, V, 4] or [V, 4]; faces: int64 [F, 3]; rast: [B, H, W, 4] from
+            :func:`rasterize` with the same inputs.
+
+    Returns:
+        torch tensor [B, H, W, 4] = (∂u/∂X, ∂u/∂Y, ∂v/∂X, ∂v/∂Y) per pixel (X, Y in pixels; Y grows with the
+        row index, i.e. with clip y), zeros where empty. Differentiable w.r.t. ``clip_pos``; feed it to
+        ``interpolate(..., rast_db=...)``-style code for mip-mapped texture lookups.
+    """
+    import torch
+
+    rast, idx, lam, rows, _ = _homogeneous_bary(clip_pos, faces, rast)
+    h, w = rast.shape[1], rast.shape[2]
+    s = lam.sum(-1, keepdim=True)  # [N, 1]
+    d = []
+    for axis, scale in ((0, 2.0 / w), (1, 2.0 / h)):
+        dl = rows[..., axis]  # ∂λ_i/∂ndc  [N, 3]
+        db = (dl * s - lam * dl.sum(-1, keepdim=True)) / (s * s)  # quotient rule on b = λ/Σλ
+        d.append(db * scale)
+    vals = torch.stack([d[0][:, 0], d[1][:, 0], d[0][:, 1], d[1][:, 1]], -1)
+    out = torch.zeros_like(rast, dtype=vals.dtype)
+    return out.index_put(idx, vals)
 
 
 def rasterize_uv(uvs: Any, uv_faces: Any, resolution: Union[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

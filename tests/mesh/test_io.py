@@ -132,7 +132,7 @@ def test_obj_features(tmp_path):
         "usemtl red\ns 1\ng grp\n"
         "f -4/-4/-1 -3/-3/-1 -2/-2/-1 -1/-1/-1\n"  # quad with negative indices → 2 triangles
         "l 1 2\n"
-        "f 1 3 4\n"  # no uv/normal on this face
+        "f 1 3 4 # trailing comment\n"  # no uv/normal on this face
     )
     with pytest.warns(UserWarning, match="no texture coordinates"):
         m = load_mesh(tmp_path / "a.obj")
@@ -341,3 +341,44 @@ def test_fuzzed_files_never_panic_or_hang(tmp_path, ext):
         assert time.perf_counter() - start < 2.0, f"mutation {i} took too long"
     assert outcomes["error"] > 100, outcomes
     assert time.perf_counter() - t0 < 60
+
+
+def test_gltf_scene_transforms_and_data_uri(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    box = trimesh.creation.box()
+    sphere = trimesh.creation.icosphere(subdivisions=1)
+    scene = trimesh.Scene()
+    rot = trimesh.transformations.rotation_matrix(0.7, [0, 1, 1])
+    rot[:3, 3] = [1.0, -2.0, 0.5]
+    scene.add_geometry(box, transform=rot)
+    scene.add_geometry(sphere, transform=trimesh.transformations.scale_matrix(2.0))
+    p = tmp_path / "scene.glb"
+    scene.export(p)
+    m = load_mesh(p)
+    flat = scene.to_mesh()  # world-space concatenation (trimesh's own reading of the same scene)
+    ours = np.sort(m.vertices[m.faces].reshape(-1, 9), axis=0)
+    theirs = np.sort(np.asarray(flat.vertices)[flat.faces].reshape(-1, 9), axis=0)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # .gltf with an embedded base64 buffer
+    files = scene.export(file_type="gltf", embed_buffers=True)
+    (tmp_path / "scene.gltf").write_bytes(files["model.gltf"])
+    g = load_mesh(tmp_path / "scene.gltf")
+    np.testing.assert_allclose(np.sort(g.vertices[g.faces].reshape(-1, 9), axis=0), theirs, atol=1e-5)
+
+
+def test_missing_texture_is_a_warning_not_a_failure(tmp_path):
+    (tmp_path / "a.mtl").write_text("newmtl m\nKd 0.5 0.5 0.5\nmap_Kd missing.png\n")
+    (tmp_path / "a.obj").write_text("mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl m\nf 1 2 3\n")
+    with pytest.warns(UserWarning, match=r"a\.mtl:3: map_Kd texture dropped"):
+        m = load_mesh(tmp_path / "a.obj")
+    assert m.material is not None and m.material.base_color_texture is None
+    assert m.material.base_color_factor[:3] == (0.5, 0.5, 0.5)
+
+
+def test_compressed_gltf_is_refused_clearly(tmp_path):
+    import json
+
+    doc = {"asset": {"version": "2.0"}, "extensionsRequired": ["KHR_draco_mesh_compression"], "meshes": []}
+    (tmp_path / "d.gltf").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="KHR_draco_mesh_compression"):
+        load_mesh(tmp_path / "d.gltf")

@@ -345,7 +345,18 @@ impl<'a> Doc<'a> {
         };
         decode_image(&bytes, self.path, force_color).map(Some)
     }
-    fn material(&self, mi: usize) -> Result<Material> {
+    /// A texture that cannot be read (missing file, undecodable image, e.g. WebP) is dropped with a warning
+    /// rather than failing the whole load: the geometry is what matters most.
+    fn texture_or_warn(&self, info: Option<&Value>, what: &str, warnings: &mut Vec<String>) -> Option<Texture> {
+        match self.texture(info, true) {
+            Ok(t) => t,
+            Err(e) => {
+                warnings.push(format!("{}: {what} texture dropped: {e}", self.path.display()));
+                None
+            }
+        }
+    }
+    fn material(&self, mi: usize, warnings: &mut Vec<String>) -> Result<Material> {
         let m = self.get("materials", mi)?;
         let pbr = m.get("pbrMetallicRoughness");
         let num = |v: Option<&Value>, d: f32| v.and_then(Value::as_f64).map_or(d, |x| x as f32);
@@ -360,9 +371,10 @@ impl<'a> Doc<'a> {
                 out.base_color_factor[k] = num(Some(x), 1.0);
             }
         }
-        out.base_color_texture = self.texture(pbr.and_then(|p| p.get("baseColorTexture")), true)?;
-        out.metallic_roughness_texture = self.texture(pbr.and_then(|p| p.get("metallicRoughnessTexture")), true)?;
-        out.normal_texture = self.texture(m.get("normalTexture"), true)?;
+        out.base_color_texture = self.texture_or_warn(pbr.and_then(|p| p.get("baseColorTexture")), "base colour", warnings);
+        out.metallic_roughness_texture =
+            self.texture_or_warn(pbr.and_then(|p| p.get("metallicRoughnessTexture")), "metallic-roughness", warnings);
+        out.normal_texture = self.texture_or_warn(m.get("normalTexture"), "normal", warnings);
         Ok(out)
     }
 }
@@ -456,6 +468,13 @@ pub fn parse_gltf(data: &[u8], path: &Path) -> Result<Loaded> {
     let root: Value = serde_json::from_slice(json_bytes).map_err(|e| MeshError::parse(path, e.line(), format!("bad glTF JSON: {e}")))?;
     if !root.is_object() {
         return Err(MeshError::parse(path, 0, "glTF JSON must be an object"));
+    }
+    // Compressed geometry would otherwise read as zero-filled accessors: refuse it clearly.
+    for ext in root.get("extensionsRequired").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
+        let name = ext.as_str().unwrap_or("");
+        if matches!(name, "KHR_draco_mesh_compression" | "EXT_meshopt_compression" | "KHR_meshopt_compression") {
+            return Err(MeshError::parse(path, 0, format!("unsupported required glTF extension {name} (decompress the file first, e.g. with gltf-transform)")));
+        }
     }
     let mut doc = Doc { path, dir, root, buffers: Vec::new() };
     let nbuf = doc.arr("buffers").len();
@@ -595,7 +614,7 @@ pub fn parse_gltf(data: &[u8], path: &Path) -> Result<Loaded> {
         mesh.colors = Some(colors);
     }
     if let Some(mi) = material_id {
-        mesh.material = Some(doc.material(mi)?);
+        mesh.material = Some(doc.material(mi, &mut warnings)?);
     }
     Ok(Loaded { mesh, warnings })
 }

@@ -24,10 +24,43 @@ pub fn read_obj(path: &Path) -> Result<Loaded> {
     parse_obj(&data, path, &dir)
 }
 
+/// `data.split(|c| *c == b'\n')` with a SIMD newline search (same pieces, including the final one).
+struct Lines<'a> {
+    data: &'a [u8],
+    done: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        match memchr::memchr(b'\n', self.data) {
+            Some(i) => {
+                let (l, rest) = (&self.data[..i], &self.data[i + 1..]);
+                self.data = rest;
+                Some(l)
+            }
+            None => {
+                self.done = true;
+                Some(self.data)
+            }
+        }
+    }
+}
+
+fn lines(data: &[u8]) -> Lines<'_> {
+    Lines { data, done: false }
+}
+
 #[inline]
 fn split_ws(s: &[u8]) -> impl Iterator<Item = &[u8]> {
+    // A token starting with '#' begins a trailing comment (some exporters write `f 1 2 3 # quad`).
     s.split(|c| *c == b' ' || *c == b'\t' || *c == b'\r')
         .filter(|t| !t.is_empty())
+        .take_while(|t| t[0] != b'#')
 }
 
 /// Fast path for plain decimals (`-12.345678`, ≤ 19 digits, no exponent), correctly rounded to f32:
@@ -154,7 +187,7 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
         ..Default::default()
     };
     let mut corner: Vec<(u32, u32, u32)> = Vec::with_capacity(8);
-    for (li, raw) in data.split(|c| *c == b'\n').enumerate() {
+    for (li, raw) in lines(data).enumerate() {
         let line = line0 + li;
         let mut toks = split_ws(raw);
         let Some(kw) = toks.next() else { continue };
@@ -296,7 +329,7 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
 /// Counts (lines, v, vt, vn) in a chunk: the cheap first pass that gives every chunk its global offsets.
 fn count_chunk(data: &[u8]) -> [usize; 4] {
     let mut n = [0usize; 4];
-    for raw in data.split(|c| *c == b'\n') {
+    for raw in lines(data) {
         n[0] += 1;
         let t = raw
             .iter()
@@ -408,7 +441,7 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                     MeshError::parse(path, line, format!("cannot read mtllib {}: {e}", mpath.display()))
                 })?;
                 let mdir = mpath.parent().map(Path::to_path_buf).unwrap_or_default();
-                for m in parse_mtl(&mtl, &mpath, &mdir)? {
+                for m in parse_mtl(&mtl, &mpath, &mdir, &mut warnings)? {
                     if !materials.contains_key(&m.name) {
                         mtl_order.push(m.name.clone());
                     }
@@ -533,7 +566,9 @@ fn map_file(rest: &str) -> String {
     toks[i..].join(" ")
 }
 
-pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> {
+/// Parses an MTL file. Texture maps that cannot be read are dropped with a warning (broken texture paths
+/// are common in downloaded models); malformed statements are errors with file and line.
+pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<Material>> {
     let mut out: Vec<Material> = Vec::new();
     let mut pm: Option<Texture> = None;
     let mut pr: Option<Texture> = None;
@@ -584,13 +619,19 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> 
             }
             Ok(v)
         };
-        let tex = |force: bool| -> Result<Texture> {
+        let mut tex = |force: bool| -> Result<Option<Texture>> {
             let f = map_file(rest);
             if f.is_empty() {
                 return Err(MeshError::parse(path, line, format!("'{kw}' needs a file name")));
             }
             let p: PathBuf = dir.join(f.replace('\\', "/"));
-            read_image(&p, force).map_err(|e| MeshError::parse(path, line, format!("{kw}: {e}")))
+            match read_image(&p, force) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) => {
+                    warnings.push(format!("{}:{line}: {kw} texture dropped: {e}", path.display()));
+                    Ok(None)
+                }
+            }
         };
         match kw {
             "Kd" => {
@@ -602,10 +643,10 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path) -> Result<Vec<Material>> 
             "Tr" => m.base_color_factor[3] = 1.0 - nums(1)?[0],
             "Pm" => m.metallic_factor = nums(1)?[0],
             "Pr" => m.roughness_factor = nums(1)?[0],
-            "map_Kd" => m.base_color_texture = Some(tex(true)?),
-            "map_Pm" => pm = Some(tex(false)?),
-            "map_Pr" => pr = Some(tex(false)?),
-            "map_Bump" | "map_bump" | "bump" | "norm" | "map_Norm" => m.normal_texture = Some(tex(true)?),
+            "map_Kd" => m.base_color_texture = tex(true)?,
+            "map_Pm" => pm = tex(false)?,
+            "map_Pr" => pr = tex(false)?,
+            "map_Bump" | "map_bump" | "bump" | "norm" | "map_Norm" => m.normal_texture = tex(true)?,
             _ => {}
         }
     }
