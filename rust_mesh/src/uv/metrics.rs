@@ -27,9 +27,11 @@ pub struct UvMetrics {
     pub l2_stretch: f64,
     /// Sander's L∞ stretch: the largest singular value over all triangles, normalised the same way.
     pub linf_stretch: f64,
-    /// Connected components of non-degenerate UV triangles that share UV vertex indices.
+    /// Connected components of non-degenerate UV triangles that share a corner (same welded 3-D position and
+    /// same UV coordinates).
     pub chart_count: u64,
-    /// Interior mesh edges (shared by ≥ 2 faces) whose faces do not all map them to the same UV edge.
+    /// Interior mesh edges (shared by ≥ 2 faces, vertices welded by exact position) whose faces do not all
+    /// map them to the same UV edge (compared by UV coordinates, not indices).
     pub seam_edge_count: u64,
 }
 
@@ -392,30 +394,65 @@ pub fn uv_metrics(
         (0.0, 0.0)
     };
 
-    // Charts: components of non-degenerate UV triangles joined by shared UV vertex indices.
-    let mut dsu = Dsu((0..uvs.len() as u32).collect());
-    let live: Vec<bool> = per_face.iter().map(|t| t.2 != 0.0).collect();
-    for (g, _) in uv_faces.iter().zip(&live).filter(|(_, &l)| l) {
-        dsu.union(g[0], g[1]);
-        dsu.union(g[0], g[2]);
-    }
-    let mut roots: Vec<u32> = uv_faces
+    // Charts and seams must not depend on how vertices are indexed (a triangle soup, or xatlas-style
+    // output with one vertex per input vertex and chart, names one UV point by several indices). So a
+    // corner is identified by its welded 3-D position and its exact UV coordinates.
+    let pos_rep = crate::uv::weld_map(positions);
+    let uv_bits = |u: [f32; 2]| u.map(|x| if x == 0.0 { 0u32 } else { x.to_bits() });
+    let mut corner_keys: Vec<(u32, [u32; 2], u32)> = faces
         .iter()
-        .zip(&live)
+        .zip(uv_faces)
+        .enumerate()
+        .flat_map(|(fi, (f, g))| {
+            let pos_rep = &pos_rep;
+            (0..3).map(move |k| {
+                (
+                    pos_rep[f[k] as usize],
+                    uv_bits(uvs[g[k] as usize]),
+                    (3 * fi + k) as u32,
+                )
+            })
+        })
+        .collect();
+    corner_keys.par_sort_unstable();
+    let mut corner_id = vec![0u32; corner_keys.len()];
+    let mut next = 0u32;
+    for i in 0..corner_keys.len() {
+        if i > 0
+            && (corner_keys[i].0, corner_keys[i].1) != (corner_keys[i - 1].0, corner_keys[i - 1].1)
+        {
+            next += 1;
+        }
+        corner_id[corner_keys[i].2 as usize] = next;
+    }
+    drop(corner_keys);
+
+    // Charts: components of non-degenerate UV triangles joined by shared corners.
+    let mut dsu = Dsu((0..=next).collect());
+    let live: Vec<bool> = per_face.iter().map(|t| t.2 != 0.0).collect();
+    for (fi, _) in live.iter().enumerate().filter(|(_, &l)| l) {
+        dsu.union(corner_id[3 * fi], corner_id[3 * fi + 1]);
+        dsu.union(corner_id[3 * fi], corner_id[3 * fi + 2]);
+    }
+    let mut roots: Vec<u32> = live
+        .iter()
+        .enumerate()
         .filter(|(_, &l)| l)
-        .map(|(g, _)| dsu.find(g[0]))
+        .map(|(fi, _)| dsu.find(corner_id[3 * fi]))
         .collect();
     roots.par_sort_unstable();
     roots.dedup();
     let chart_count = roots.len() as u64;
 
-    // Seams: (edge, uv edge) keys, oriented so the smaller mesh vertex comes first.
+    // Seams: (welded edge, corner pair) keys, oriented so the smaller welded vertex comes first.
     let mut keys: Vec<(u32, u32, u32, u32)> = faces
         .par_iter()
-        .zip(uv_faces.par_iter())
-        .flat_map_iter(|(f, g)| {
+        .enumerate()
+        .flat_map_iter(|(fi, f)| {
+            let (pos_rep, corner_id) = (&pos_rep, &corner_id);
             (0..3).map(move |k| {
-                let (a, b, ua, ub) = (f[k], f[(k + 1) % 3], g[k], g[(k + 1) % 3]);
+                let (a, b) = (pos_rep[f[k] as usize], pos_rep[f[(k + 1) % 3] as usize]);
+                let (ua, ub) = (corner_id[3 * fi + k], corner_id[3 * fi + (k + 1) % 3]);
                 if a < b {
                     (a, b, ua, ub)
                 } else {
@@ -494,13 +531,14 @@ mod tests {
     #[test]
     fn flip_overlap_and_seam_are_counted() {
         let (p, f) = quad();
-        // Two separate uv vertex sets (a seam along the diagonal), second triangle mirrored over the first.
+        // The second triangle is cut off along the diagonal (a seam: its diagonal has other UVs) and
+        // mirrored onto the first.
         let uv = vec![
             [0.1, 0.1],
             [0.9, 0.1],
             [0.9, 0.9],
-            [0.1, 0.1],
-            [0.9, 0.9],
+            [0.12, 0.1],
+            [0.9, 0.85],
             [0.9, 0.1],
         ];
         let uf = vec![[0, 1, 2], [3, 4, 5]];
@@ -509,6 +547,12 @@ mod tests {
         assert_eq!(m.overlapping_pairs, 1);
         assert_eq!(m.chart_count, 2);
         assert_eq!(m.seam_edge_count, 1);
+        // Indexing does not matter: the same layout through shared indices where UVs agree, and a soup.
+        let shared = uv_metrics(&p, &f, &uv[..3], &[[0, 1, 2], [0, 2, 1]], 32).unwrap();
+        assert_eq!((shared.chart_count, shared.seam_edge_count), (1, 0));
+        let soup: Vec<[f32; 3]> = [0, 1, 2, 0, 2, 3].iter().map(|&i| p[i]).collect();
+        let sm = uv_metrics(&soup, &[[0, 1, 2], [3, 4, 5]], &uv, &uf, 32).unwrap();
+        assert_eq!(sm, m);
     }
 
     #[test]

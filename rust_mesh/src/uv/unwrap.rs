@@ -149,8 +149,16 @@ pub fn unwrap(
             positions[i]
         )));
     }
-    let indices: &[u32] = faces.as_flattened();
-    let mesh = uvunwrap::MeshInput::new(positions, indices);
+    // Weld colocal vertices for topology, as xatlas does (its `MeshDecl::epsilon` link), so that triangle
+    // soups and meshes split for normals or old UVs are charted as surfaces; uvunwrap would otherwise
+    // take every split edge for a required seam. Corners get their own input vertex back below.
+    let rep = crate::uv::weld_map(positions);
+    let welded: Vec<u32> = faces
+        .as_flattened()
+        .iter()
+        .map(|&i| rep[i as usize])
+        .collect();
+    let mesh = uvunwrap::MeshInput::new(positions, &welded);
     let opts = uvunwrap::Options {
         max_chart_angle: options.max_chart_angle,
         max_area_distortion: options.max_area_distortion,
@@ -180,13 +188,30 @@ pub fn unwrap(
         .into_iter()
         .next()
         .ok_or_else(|| MeshError::Invalid(format!("{OP}(): no output mesh")))?;
-    let vmapping = out.vertices.iter().map(|v| v.xref).collect();
-    let uvs = out.vertices.iter().map(|v| v.uv).collect();
-    let faces = out
+    let mut vmapping: Vec<u32> = out.vertices.iter().map(|v| v.xref).collect();
+    let mut uvs: Vec<[f32; 2]> = out.vertices.iter().map(|v| v.uv).collect();
+    let mut new_faces: Vec<[u32; 3]> = out
         .indices
         .chunks_exact(3)
         .map(|c| [c[0], c[1], c[2]])
         .collect();
+    // Un-weld: a corner whose input vertex differs from its output vertex's (welded) representative gets
+    // a copy of that output vertex (same UV) that maps to the corner's own input vertex. Copies are
+    // appended in corner order, so the output stays deterministic.
+    let mut copies: std::collections::HashMap<(u32, u32), u32> = std::collections::HashMap::new();
+    for (nf, f) in new_faces.iter_mut().zip(faces) {
+        for k in 0..3 {
+            let (o, orig) = (nf[k], f[k]);
+            if vmapping[o as usize] != orig {
+                nf[k] = *copies.entry((o, orig)).or_insert_with(|| {
+                    vmapping.push(orig);
+                    uvs.push(uvs[o as usize]);
+                    (vmapping.len() - 1) as u32
+                });
+            }
+        }
+    }
+    let faces = new_faces;
     Ok(Unwrapped {
         vmapping,
         faces,
@@ -252,6 +277,26 @@ mod tests {
         assert!(m.utilisation > 0.3, "{m:?}");
         assert!(m.l2_stretch < 1.3, "{m:?}");
         assert_eq!(m.chart_count as u32, u.chart_count);
+    }
+
+    #[test]
+    fn triangle_soup_is_welded_for_charting_and_unwelded_in_output() {
+        let (p, f) = sphere(10);
+        let soup_p: Vec<[f32; 3]> = f.iter().flat_map(|t| t.map(|i| p[i as usize])).collect();
+        let soup_f: Vec<[u32; 3]> = (0..f.len() as u32)
+            .map(|i| [3 * i, 3 * i + 1, 3 * i + 2])
+            .collect();
+        let o = UnwrapOptions {
+            resolution: 256,
+            ..Default::default()
+        };
+        let u = unwrap(&soup_p, &soup_f, &o).unwrap();
+        for (new, old) in u.faces.iter().zip(&soup_f) {
+            assert_eq!(new.map(|i| u.vmapping[i as usize]), *old);
+        }
+        let welded = unwrap(&p, &f, &o).unwrap();
+        assert_eq!(u.chart_count, welded.chart_count);
+        assert!(u.chart_count < 20, "{}", u.chart_count);
     }
 
     #[test]
