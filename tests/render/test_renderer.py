@@ -157,3 +157,16 @@ def test_render_mesh_validation():
         r.render(RenderMesh(V, Fc), orbit_cameras(2.5, 60, 0, 20, 8), UVTexture(8, min_resolution=8))
     with pytest.raises(ValueError, match="shading"):
         r.render(RenderMesh(V, Fc), orbit_cameras(2.5, 60, 0, 20, 8), torch.rand(12, 3), shading="phong")
+
+
+def test_ssaa(setup):
+    mesh, cams, r = setup
+    one = r.render(mesh, cams, mesh.colors, background=0.0, antialias=False)
+    ss = r.render(mesh, cams, mesh.colors, background=0.0, antialias=False, ssaa=2)
+    assert ss.image.shape == one.image.shape and ss.rast.shape[1:3] == (64, 64)
+    partial = (ss.mask > 0) & (ss.mask < 1)
+    assert partial.any() and ((ss.mask >= 0) & (ss.mask <= 1)).all()
+    inner = (ss.mask == 1) & (one.mask == 1)
+    assert (ss.image - one.image).abs()[inner.expand_as(one.image)].max() < 0.05  # same smooth colours inside
+    with pytest.raises(ValueError, match="ssaa"):
+        r.render(mesh, cams, mesh.colors, ssaa=0)

@@ -178,3 +178,24 @@ def test_sample_surface_is_area_uniform():
     pts, fid, bary = sample_surface(V, Fc, 4000, torch.Generator().manual_seed(0))
     assert pts.shape == (4000, 3) and (bary >= 0).all() and torch.allclose(bary.sum(-1), torch.ones(4000))
     assert (pts[:, 1] > 0).float().mean().sub(0.5).abs() < 0.05
+
+
+def test_uv_convention_matches_pgc_fast_mesh():
+    """Our atlas (row 0 = v = 0) flipped equals pgc_fast.mesh's (row 0 = image top, OBJ v up) for the same UVs:
+    bake_vertex_colors_to_uv(...).flip(0) vs pgc_fast.mesh.bake_vertex_colors, and RenderMesh.from_mesh."""
+    mesh_mod = pytest.importorskip("pgc_fast.mesh")
+    if not hasattr(mesh_mod, "bake_vertex_colors"):
+        pytest.skip("pgc_fast.mesh without bake_vertex_colors")
+    cube = uv_cube()
+    cols = (cube["vertices"] / 0.5 + 1) / 2
+    m = mesh_mod.Mesh(vertices=cube["vertices"].numpy(), faces=cube["faces"].numpy(), uvs=cube["uvs"].numpy(),
+                      uv_faces=cube["faces"].numpy(), colors=cols.numpy())
+    rm = RenderMesh.from_mesh(m)
+    assert torch.equal(rm.uv_faces, cube["faces"]) and torch.allclose(rm.colors, cols)
+    theirs = torch.as_tensor(mesh_mod.bake_vertex_colors(m, 64, padding=0))
+    from pgc_fast.render.texture import bake_vertex_colors_to_uv
+
+    ours = bake_vertex_colors_to_uv(rm, BE, 64, dilate_pixels=0).flip(0)
+    covered = (theirs.sum(-1) > 0) & (ours.sum(-1) > 0)
+    assert covered.float().mean() > 0.5
+    assert torch.allclose(ours[covered], theirs[covered], atol=1e-4)

@@ -17,7 +17,7 @@ Cameras (:mod:`pgc_fast.render.camera`) — right-handed OpenCV-style look-at (d
 Renderer (:mod:`pgc_fast.render.renderer`):
     ``RenderMesh`` (vertices [V,3], faces [F,3], normals, uvs + uv_faces, colors; ``from_mesh(pgc_fast.mesh.Mesh)``),
     ``MeshRenderer(backend).render(mesh, cameras, texture, background=, shading="albedo"|"lambertian"|"normal"|
-    "random", generator=, antialias=True)`` → ``RenderOutput`` (image [B,C,H,W], mask, depth = camera z,
+    "random", generator=, antialias=True, ssaa=1)`` → ``RenderOutput`` (image [B,C,H,W], mask, depth = camera z,
     position, normal, albedo; channels-first, row 0 = top), ``vertex_normals``.
 Textures (:mod:`pgc_fast.render.texture`):
     ``FieldTexture`` (hash-grid ``TextureField`` at surface points), ``UVTexture`` (multi-resolution pyramid,

@@ -30,6 +30,11 @@ Backends
     torch transcription of the idea of nvdiffrast's antialias (see there for the differences). It runs on any
     device (visibility is computed on the CPU and moved). Mip-mapped texture filtering is not offered by
     either backend through this interface ("linear" only).
+
+Measured parity (benches/RESULTS_render.md; panda, 4 × 512², H100): triangle ids differ on 0.35 % of the pixels,
+all at triangle edges; interpolate/texture agree to 1e-4; antialias agrees to 1e-8 with identical position
+gradients; full renders 46 dB apart. The barycentric gradients differ by design: ours is the exact derivative,
+nvdiffrast adds a 1e-6 epsilon to the clip-space triangle area (cosine 0.93 on the panda's small triangles).
 """
 from __future__ import annotations
 

@@ -175,9 +175,25 @@ class MeshRenderer:
     def render(self, mesh: RenderMesh, cameras: Cameras, texture: Any, *, background: Any = 1.0,
                shading: str = "albedo", ambient: float = 0.1, albedo_prob: float = 0.2, light_jitter: float = 1.0,
                generator: torch.Generator | None = None, antialias: bool = True,
-               resolution: Sequence[int] | None = None) -> RenderOutput:
+               resolution: Sequence[int] | None = None, ssaa: int = 1) -> RenderOutput:
         """Render B views. resolution (H, W) defaults to the cameras'. generator drives the random shading
-        choice and light jitter (CPU generator). See the module docstring for textures and shading."""
+        choice and light jitter (CPU generator). See the module docstring for textures and shading.
+        ssaa > 1 renders at ssaa× the resolution and box-filters every output down (for validation and turntable
+        images; ``rast`` stays at the high resolution; depth/position/normal are averaged over covered
+        sub-samples)."""
+        if not isinstance(ssaa, int) or ssaa < 1 or ssaa > 8:
+            raise ValueError(f"render(): ssaa must be an int in 1..8, got {ssaa!r}")
+        if ssaa > 1:
+            H0, W0 = (int(r) for r in resolution) if resolution is not None else cameras.resolution
+            hi = self.render(mesh, cameras, texture, background=background, shading=shading, ambient=ambient,
+                             albedo_prob=albedo_prob, light_jitter=light_jitter, generator=generator,
+                             antialias=antialias, resolution=(H0 * ssaa, W0 * ssaa))
+            pool = lambda t: F.avg_pool2d(t, ssaa)  # noqa: E731
+            cov = pool((hi.rast[..., 3] > 0).float()[:, None])
+            per_cov = lambda t: pool(t) / cov.clamp_min(1e-12) * (cov > 0)  # noqa: E731
+            return RenderOutput(image=pool(hi.image), mask=pool(hi.mask), depth=per_cov(hi.depth),
+                                position=per_cov(hi.position), normal=F.normalize(pool(hi.normal), dim=1),
+                                albedo=per_cov(hi.albedo), rast=hi.rast, shading=hi.shading)
         if not isinstance(mesh, RenderMesh):
             raise TypeError(f"render(): mesh must be a RenderMesh, got {type(mesh).__name__}")
         if shading not in ("albedo", "lambertian", "normal", "random"):
@@ -202,7 +218,7 @@ class MeshRenderer:
         nrm = F.normalize(nrm, dim=-1, eps=1e-20)
         nrm = torch.where((nrm * view).sum(-1, keepdim=True) > 0, -nrm, nrm) * cov_f
 
-        albedo = self._albedo(mesh, texture, rast, pos, covered)
+        albedo = self._albedo(mesh, texture, rast, pos, covered).float()  # fields may answer in fp16 under autocast
         C = albedo.shape[-1]
         used = shading
         if shading == "random":
