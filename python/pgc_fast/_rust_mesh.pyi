@@ -64,3 +64,28 @@ def tet_edges(tets: _I64, num_vertices: int) -> tuple[_I64, _I64]:
 
 def marching_tets(vertices: _F32, sdf: _F32, tets: _I64) -> tuple[_F32, _I64, _I64, _I64]:
     """→ (vertices [K,3], faces [F,3], crossing edges [K,2], tet_idx [F]) in Kaolin's order."""
+
+# --- rust_mesh::uv (rust_mesh/py/src/uv.rs); validated wrappers live in pgc_fast.uv ---
+
+def uv_unwrap(
+    vertices: npt.NDArray[np.float32],
+    faces: npt.NDArray[np.uint32],
+    resolution: int,
+    padding: int,
+    max_chart_angle: float,
+    max_area_distortion: float,
+    rotate_charts: bool,
+    packing: str,
+    max_chart_size: int,
+    block_align: bool,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int | float]]:
+    """Unwraps C-contiguous float32 [V,3] / uint32 [F,3]; returns (vmapping, faces, uvs, info)."""
+
+def uv_metrics(
+    vertices: npt.NDArray[np.float32],
+    faces: npt.NDArray[np.uint32],
+    uvs: npt.NDArray[np.float32],
+    uv_faces: npt.NDArray[np.uint32],
+    resolution: int,
+) -> dict[str, int | float]:
+    """UV layout metrics (see pgc_fast.uv.uv_metrics)."""

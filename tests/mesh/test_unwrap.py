@@ -111,6 +111,14 @@ def test_accepts_float64_int32_and_cpu_tensors():
             np.testing.assert_array_equal(a, b)
 
 
+def test_triangle_soup_is_charted_like_the_welded_mesh():
+    v, f = M.uv_sphere(10, 20)
+    soup_v, soup_f = v[f].reshape(-1, 3), np.arange(3 * len(f)).reshape(-1, 3)
+    vmap, nf, uv, m = _check_valid(soup_v, soup_f)
+    ref = _check_valid(v, f)[3]
+    assert m["chart_count"] == ref["chart_count"] < 20, (m, ref)  # welded for charting, as xatlas does
+
+
 def test_degenerate_faces_are_tolerated():
     v, f = M.uv_sphere(8, 16)
     v = np.concatenate([v, [[5, 5, 5]]]).astype(np.float32)
@@ -210,7 +218,7 @@ def test_metrics_of_known_layouts():
     squashed = uv_metrics(v, f, v[:, :2] * [0.2, 0.8], f, 100)  # anisotropic: L2 > 1, L∞ ≥ L2
     assert squashed["l2_stretch"] > 1.2 and squashed["linf_stretch"] >= squashed["l2_stretch"]
     # Cut along the diagonal and mirror the second triangle onto the first: 1 flip, 1 overlap, 1 seam.
-    uv = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.5], [0.1, 0.1], [0.9, 0.5], [0.9, 0.1]], np.float32)
+    uv = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.5], [0.12, 0.1], [0.9, 0.45], [0.9, 0.1]], np.float32)
     m = uv_metrics(v, f, uv, [[0, 1, 2], [3, 4, 5]], 100)
     assert (m["flipped"], m["overlapping_pairs"], m["seam_edge_count"], m["chart_count"]) == (1, 1, 1, 2)
 

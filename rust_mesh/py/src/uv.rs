@@ -1,6 +1,8 @@
 //! PyO3 glue for `rust_mesh::uv`: automatic UV unwrapping and UV layout metrics. Arrays arrive already
 //! validated and C-contiguous from `pgc_fast.uv`; the work runs with the GIL released.
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -8,18 +10,31 @@ use rust_mesh::uv::{self, Packing, UnwrapOptions};
 
 use crate::to_py_err;
 
-fn rows<const N: usize, T: Copy + numpy::Element>(op: &str, name: &str, a: &PyReadonlyArray2<'_, T>) -> PyResult<Vec<[T; N]>> {
+fn rows<const N: usize, T: Copy + numpy::Element>(
+    op: &str,
+    name: &str,
+    a: &PyReadonlyArray2<'_, T>,
+) -> PyResult<Vec<[T; N]>> {
     let shape = a.shape();
     if shape[1] != N {
-        return Err(PyValueError::new_err(format!("{op}(): {name} must have shape [n, {N}], got {shape:?}")));
+        return Err(PyValueError::new_err(format!(
+            "{op}(): {name} must have shape [n, {N}], got {shape:?}"
+        )));
     }
     let s = a
         .as_slice()
         .map_err(|_| PyValueError::new_err(format!("{op}(): {name} must be C-contiguous")))?;
-    Ok(s.chunks_exact(N).map(|c| std::array::from_fn(|k| c[k])).collect())
+    Ok(s.chunks_exact(N)
+        .map(|c| std::array::from_fn(|k| c[k]))
+        .collect())
 }
 
-type UnwrapOut<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray2<i64>>, Bound<'py, PyArray2<f32>>, Bound<'py, PyDict>);
+type UnwrapOut<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyDict>,
+);
 
 /// unwrap(vertices f32 [V,3], faces u32 [F,3], resolution, padding, max_chart_angle, max_area_distortion,
 /// rotate_charts, packing ("shape"|"fast"), max_chart_size, block_align)
@@ -43,7 +58,11 @@ fn uv_unwrap<'py>(
     let packing = match packing {
         "shape" => Packing::Shape,
         "fast" => Packing::Fast,
-        other => return Err(PyValueError::new_err(format!("unwrap(): packing must be 'shape' or 'fast', got {other:?}"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unwrap(): packing must be 'shape' or 'fast', got {other:?}"
+            )))
+        }
     };
     let v = rows::<3, f32>("unwrap", "vertices", &vertices)?;
     let f = rows::<3, u32>("unwrap", "faces", &faces)?;
@@ -57,7 +76,9 @@ fn uv_unwrap<'py>(
         max_chart_size,
         block_align,
     };
-    let out = py.detach(move || uv::unwrap(&v, &f, &opts)).map_err(to_py_err)?;
+    let out = py
+        .detach(move || uv::unwrap(&v, &f, &opts))
+        .map_err(to_py_err)?;
     let nf = out.faces.len();
     let nv = out.uvs.len();
     let vmap: Vec<i64> = out.vmapping.iter().map(|&i| i as i64).collect();
@@ -91,7 +112,9 @@ fn uv_metrics<'py>(
     let f = rows::<3, u32>(OP, "faces", &faces)?;
     let t = rows::<2, f32>(OP, "uvs", &uvs)?;
     let g = rows::<3, u32>(OP, "uv_faces", &uv_faces)?;
-    let m = py.detach(move || uv::uv_metrics(&v, &f, &t, &g, resolution)).map_err(to_py_err)?;
+    let m = py
+        .detach(move || uv::uv_metrics(&v, &f, &t, &g, resolution))
+        .map_err(to_py_err)?;
     let d = PyDict::new(py);
     d.set_item("overlapping_pairs", m.overlapping_pairs)?;
     d.set_item("flipped", m.flipped)?;

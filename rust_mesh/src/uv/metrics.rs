@@ -27,9 +27,11 @@ pub struct UvMetrics {
     pub l2_stretch: f64,
     /// Sander's L∞ stretch: the largest singular value over all triangles, normalised the same way.
     pub linf_stretch: f64,
-    /// Connected components of non-degenerate UV triangles that share UV vertex indices.
+    /// Connected components of non-degenerate UV triangles that share a corner (same welded 3-D position and
+    /// same UV coordinates).
     pub chart_count: u64,
-    /// Interior mesh edges (shared by ≥ 2 faces) whose faces do not all map them to the same UV edge.
+    /// Interior mesh edges (shared by ≥ 2 faces, vertices welded by exact position) whose faces do not all
+    /// map them to the same UV edge (compared by UV coordinates, not indices).
     pub seam_edge_count: u64,
 }
 
@@ -64,7 +66,11 @@ pub(crate) fn triangles_overlap(t: &[[f32; 2]; 3], s: &[[f32; 2]; 3]) -> bool {
 }
 
 fn check_indices(op: &str, name: &str, idx: &[[u32; 3]], n: usize) -> Result<()> {
-    if let Some((f, tri)) = idx.iter().enumerate().find(|(_, t)| t.iter().any(|&i| i as usize >= n)) {
+    if let Some((f, tri)) = idx
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.iter().any(|&i| i as usize >= n))
+    {
         return Err(MeshError::Invalid(format!(
             "{op}(): {name} must index {n} vertices, got face {f} = {tri:?}"
         )));
@@ -113,14 +119,24 @@ pub fn count_overlaps(tris: &[[[f32; 2]; 3]]) -> u64 {
         hi[1] = hi[1].max(bb[3]);
     }
     let g = ((live.len() as f64).sqrt().ceil() as usize).clamp(1, 4096);
-    let span = [(hi[0] - lo[0]).max(f32::MIN_POSITIVE), (hi[1] - lo[1]).max(f32::MIN_POSITIVE)];
+    let span = [
+        (hi[0] - lo[0]).max(f32::MIN_POSITIVE),
+        (hi[1] - lo[1]).max(f32::MIN_POSITIVE),
+    ];
     let cell = |x: f32, axis: usize| -> usize {
         let c = ((x - lo[axis]) / span[axis] * g as f32) as isize;
         c.clamp(0, g as isize - 1) as usize
     };
     let ranges: Vec<[usize; 4]> = live
         .iter()
-        .map(|(_, bb)| [cell(bb[0], 0), cell(bb[1], 1), cell(bb[2], 0), cell(bb[3], 1)])
+        .map(|(_, bb)| {
+            [
+                cell(bb[0], 0),
+                cell(bb[1], 1),
+                cell(bb[2], 0),
+                cell(bb[3], 1),
+            ]
+        })
         .collect();
     // Counting sort of (cell, triangle) entries: triangles listed per cell in index order.
     let mut start = vec![0usize; g * g + 1];
@@ -178,22 +194,46 @@ pub fn count_overlaps(tris: &[[[f32; 2]; 3]]) -> u64 {
 pub fn texel_coverage(tris: &[[[f32; 2]; 3]], resolution: u32) -> f64 {
     let res = resolution as usize;
     let words_per_row = res.div_ceil(64);
-    let bits: Vec<AtomicU64> = (0..words_per_row * res).map(|_| AtomicU64::new(0)).collect();
+    let bits: Vec<AtomicU64> = (0..words_per_row * res)
+        .map(|_| AtomicU64::new(0))
+        .collect();
     let r = resolution as f64;
     tris.par_iter().for_each(|t| {
-        let p: [[f64; 2]; 3] = [0, 1, 2].map(|k| [t[k][0] as f64 * r - 0.5, t[k][1] as f64 * r - 0.5]);
+        let p: [[f64; 2]; 3] =
+            [0, 1, 2].map(|k| [t[k][0] as f64 * r - 0.5, t[k][1] as f64 * r - 0.5]);
         if p.iter().flatten().any(|x| !x.is_finite()) {
             return;
         }
-        let area = (p[1][0] - p[0][0]) * (p[2][1] - p[0][1]) - (p[1][1] - p[0][1]) * (p[2][0] - p[0][0]);
+        let area =
+            (p[1][0] - p[0][0]) * (p[2][1] - p[0][1]) - (p[1][1] - p[0][1]) * (p[2][0] - p[0][0]);
         if area == 0.0 {
             return;
         }
         let s = area.signum();
-        let x0 = p.iter().map(|q| q[0]).fold(f64::INFINITY, f64::min).ceil().max(0.0) as usize;
-        let x1 = p.iter().map(|q| q[0]).fold(f64::NEG_INFINITY, f64::max).floor().min(r - 1.0);
-        let y0 = p.iter().map(|q| q[1]).fold(f64::INFINITY, f64::min).ceil().max(0.0) as usize;
-        let y1 = p.iter().map(|q| q[1]).fold(f64::NEG_INFINITY, f64::max).floor().min(r - 1.0);
+        let x0 = p
+            .iter()
+            .map(|q| q[0])
+            .fold(f64::INFINITY, f64::min)
+            .ceil()
+            .max(0.0) as usize;
+        let x1 = p
+            .iter()
+            .map(|q| q[0])
+            .fold(f64::NEG_INFINITY, f64::max)
+            .floor()
+            .min(r - 1.0);
+        let y0 = p
+            .iter()
+            .map(|q| q[1])
+            .fold(f64::INFINITY, f64::min)
+            .ceil()
+            .max(0.0) as usize;
+        let y1 = p
+            .iter()
+            .map(|q| q[1])
+            .fold(f64::NEG_INFINITY, f64::max)
+            .floor()
+            .min(r - 1.0);
         if x1 < 0.0 || y1 < 0.0 {
             return;
         }
@@ -207,12 +247,16 @@ pub fn texel_coverage(tris: &[[[f32; 2]; 3]], resolution: u32) -> f64 {
                     s * ((b[0] - a[0]) * (yf - a[1]) - (b[1] - a[1]) * (xf - a[0])) >= 0.0
                 });
                 if inside {
-                    bits[y * words_per_row + x / 64].fetch_or(1u64 << (x % 64), AtomicOrdering::Relaxed);
+                    bits[y * words_per_row + x / 64]
+                        .fetch_or(1u64 << (x % 64), AtomicOrdering::Relaxed);
                 }
             }
         }
     });
-    let set: u64 = bits.iter().map(|w| w.load(AtomicOrdering::Relaxed).count_ones() as u64).sum();
+    let set: u64 = bits
+        .iter()
+        .map(|w| w.load(AtomicOrdering::Relaxed).count_ones() as u64)
+        .sum();
     set as f64 / (r * r)
 }
 
@@ -224,7 +268,11 @@ fn sander(p: [[f64; 3]; 3], q: [[f64; 2]; 3]) -> (f64, f64, f64, f64) {
     let ap = ((s2 - s1) * (t3 - t1) - (s3 - s1) * (t2 - t1)) / 2.0;
     let e1 = [p[1][0] - p[0][0], p[1][1] - p[0][1], p[1][2] - p[0][2]];
     let e2 = [p[2][0] - p[0][0], p[2][1] - p[0][1], p[2][2] - p[0][2]];
-    let cr = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
+    let cr = [
+        e1[1] * e2[2] - e1[2] * e2[1],
+        e1[2] * e2[0] - e1[0] * e2[2],
+        e1[0] * e2[1] - e1[1] * e2[0],
+    ];
     let a3 = 0.5 * (cr[0] * cr[0] + cr[1] * cr[1] + cr[2] * cr[2]).sqrt();
     if ap == 0.0 {
         return (f64::INFINITY, 0.0, 0.0, a3);
@@ -281,20 +329,34 @@ pub fn uv_metrics(
         )));
     }
     if resolution == 0 || resolution > 1 << 15 {
-        return Err(MeshError::Invalid(format!("{OP}(): resolution must be in [1, 32768], got {resolution}")));
+        return Err(MeshError::Invalid(format!(
+            "{OP}(): resolution must be in [1, 32768], got {resolution}"
+        )));
     }
     check_indices(OP, "faces", faces, positions.len())?;
     check_indices(OP, "uv_faces", uv_faces, uvs.len())?;
-    if let Some(i) = uvs.iter().position(|u| !u[0].is_finite() || !u[1].is_finite()) {
-        return Err(MeshError::Invalid(format!("{OP}(): uvs must be finite, got {:?} at row {i}", uvs[i])));
+    if let Some(i) = uvs
+        .iter()
+        .position(|u| !u[0].is_finite() || !u[1].is_finite())
+    {
+        return Err(MeshError::Invalid(format!(
+            "{OP}(): uvs must be finite, got {:?} at row {i}",
+            uvs[i]
+        )));
     }
-    if let Some(i) = positions.iter().position(|p| p.iter().any(|x| !x.is_finite())) {
+    if let Some(i) = positions
+        .iter()
+        .position(|p| p.iter().any(|x| !x.is_finite()))
+    {
         return Err(MeshError::Invalid(format!(
             "{OP}(): vertices must be finite, got {:?} at row {i}",
             positions[i]
         )));
     }
-    let tris: Vec<[[f32; 2]; 3]> = uv_faces.iter().map(|f| f.map(|i| uvs[i as usize])).collect();
+    let tris: Vec<[[f32; 2]; 3]> = uv_faces
+        .iter()
+        .map(|f| f.map(|i| uvs[i as usize]))
+        .collect();
 
     let overlapping_pairs = count_overlaps(&tris);
     let utilisation = texel_coverage(&tris, resolution);
@@ -332,25 +394,65 @@ pub fn uv_metrics(
         (0.0, 0.0)
     };
 
-    // Charts: components of non-degenerate UV triangles joined by shared UV vertex indices.
-    let mut dsu = Dsu((0..uvs.len() as u32).collect());
-    let live: Vec<bool> = per_face.iter().map(|t| t.2 != 0.0).collect();
-    for (g, _) in uv_faces.iter().zip(&live).filter(|(_, &l)| l) {
-        dsu.union(g[0], g[1]);
-        dsu.union(g[0], g[2]);
+    // Charts and seams must not depend on how vertices are indexed (a triangle soup, or xatlas-style
+    // output with one vertex per input vertex and chart, names one UV point by several indices). So a
+    // corner is identified by its welded 3-D position and its exact UV coordinates.
+    let pos_rep = crate::uv::weld_map(positions);
+    let uv_bits = |u: [f32; 2]| u.map(|x| if x == 0.0 { 0u32 } else { x.to_bits() });
+    let mut corner_keys: Vec<(u32, [u32; 2], u32)> = faces
+        .iter()
+        .zip(uv_faces)
+        .enumerate()
+        .flat_map(|(fi, (f, g))| {
+            let pos_rep = &pos_rep;
+            (0..3).map(move |k| {
+                (
+                    pos_rep[f[k] as usize],
+                    uv_bits(uvs[g[k] as usize]),
+                    (3 * fi + k) as u32,
+                )
+            })
+        })
+        .collect();
+    corner_keys.par_sort_unstable();
+    let mut corner_id = vec![0u32; corner_keys.len()];
+    let mut next = 0u32;
+    for i in 0..corner_keys.len() {
+        if i > 0
+            && (corner_keys[i].0, corner_keys[i].1) != (corner_keys[i - 1].0, corner_keys[i - 1].1)
+        {
+            next += 1;
+        }
+        corner_id[corner_keys[i].2 as usize] = next;
     }
-    let mut roots: Vec<u32> = uv_faces.iter().zip(&live).filter(|(_, &l)| l).map(|(g, _)| dsu.find(g[0])).collect();
+    drop(corner_keys);
+
+    // Charts: components of non-degenerate UV triangles joined by shared corners.
+    let mut dsu = Dsu((0..=next).collect());
+    let live: Vec<bool> = per_face.iter().map(|t| t.2 != 0.0).collect();
+    for (fi, _) in live.iter().enumerate().filter(|(_, &l)| l) {
+        dsu.union(corner_id[3 * fi], corner_id[3 * fi + 1]);
+        dsu.union(corner_id[3 * fi], corner_id[3 * fi + 2]);
+    }
+    let mut roots: Vec<u32> = live
+        .iter()
+        .enumerate()
+        .filter(|(_, &l)| l)
+        .map(|(fi, _)| dsu.find(corner_id[3 * fi]))
+        .collect();
     roots.par_sort_unstable();
     roots.dedup();
     let chart_count = roots.len() as u64;
 
-    // Seams: (edge, uv edge) keys, oriented so the smaller mesh vertex comes first.
+    // Seams: (welded edge, corner pair) keys, oriented so the smaller welded vertex comes first.
     let mut keys: Vec<(u32, u32, u32, u32)> = faces
         .par_iter()
-        .zip(uv_faces.par_iter())
-        .flat_map_iter(|(f, g)| {
+        .enumerate()
+        .flat_map_iter(|(fi, f)| {
+            let (pos_rep, corner_id) = (&pos_rep, &corner_id);
             (0..3).map(move |k| {
-                let (a, b, ua, ub) = (f[k], f[(k + 1) % 3], g[k], g[(k + 1) % 3]);
+                let (a, b) = (pos_rep[f[k] as usize], pos_rep[f[(k + 1) % 3] as usize]);
+                let (ua, ub) = (corner_id[3 * fi + k], corner_id[3 * fi + (k + 1) % 3]);
                 if a < b {
                     (a, b, ua, ub)
                 } else {
@@ -392,7 +494,10 @@ mod tests {
     use super::*;
 
     fn quad() -> (Vec<[f32; 3]>, Vec<[u32; 3]>) {
-        (vec![[0., 0., 0.], [1., 0., 0.], [1., 1., 0.], [0., 1., 0.]], vec![[0, 1, 2], [0, 2, 3]])
+        (
+            vec![[0., 0., 0.], [1., 0., 0.], [1., 1., 0.], [0., 1., 0.]],
+            vec![[0, 1, 2], [0, 2, 3]],
+        )
     }
 
     #[test]
@@ -412,22 +517,42 @@ mod tests {
     #[test]
     fn sheared_map_has_stretch_above_one() {
         let (p, f) = quad();
-        let uv: Vec<[f32; 2]> = p.iter().map(|q| [q[0] * 0.5 + 0.3 * q[1], q[1] * 0.2]).collect();
+        let uv: Vec<[f32; 2]> = p
+            .iter()
+            .map(|q| [q[0] * 0.5 + 0.3 * q[1], q[1] * 0.2])
+            .collect();
         let m = uv_metrics(&p, &f, &uv, &f, 64).unwrap();
-        assert!(m.l2_stretch > 1.05 && m.linf_stretch > m.l2_stretch, "{m:?}");
+        assert!(
+            m.l2_stretch > 1.05 && m.linf_stretch > m.l2_stretch,
+            "{m:?}"
+        );
     }
 
     #[test]
     fn flip_overlap_and_seam_are_counted() {
         let (p, f) = quad();
-        // Two separate uv vertex sets (a seam along the diagonal), second triangle mirrored over the first.
-        let uv = vec![[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.1], [0.9, 0.9], [0.9, 0.1]];
+        // The second triangle is cut off along the diagonal (a seam: its diagonal has other UVs) and
+        // mirrored onto the first.
+        let uv = vec![
+            [0.1, 0.1],
+            [0.9, 0.1],
+            [0.9, 0.9],
+            [0.12, 0.1],
+            [0.9, 0.85],
+            [0.9, 0.1],
+        ];
         let uf = vec![[0, 1, 2], [3, 4, 5]];
         let m = uv_metrics(&p, &f, &uv, &uf, 32).unwrap();
         assert_eq!(m.flipped, 1);
         assert_eq!(m.overlapping_pairs, 1);
         assert_eq!(m.chart_count, 2);
         assert_eq!(m.seam_edge_count, 1);
+        // Indexing does not matter: the same layout through shared indices where UVs agree, and a soup.
+        let shared = uv_metrics(&p, &f, &uv[..3], &[[0, 1, 2], [0, 2, 1]], 32).unwrap();
+        assert_eq!((shared.chart_count, shared.seam_edge_count), (1, 0));
+        let soup: Vec<[f32; 3]> = [0, 1, 2, 0, 2, 3].iter().map(|&i| p[i]).collect();
+        let sm = uv_metrics(&soup, &[[0, 1, 2], [3, 4, 5]], &uv, &uf, 32).unwrap();
+        assert_eq!(sm, m);
     }
 
     #[test]
@@ -447,19 +572,31 @@ mod tests {
         // Deterministic pseudo-random small triangles.
         let mut s = 12345u64;
         let mut rnd = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32) / (1u64 << 24) as f32
         };
         let tris: Vec<[[f32; 2]; 3]> = (0..400)
             .map(|_| {
                 let (x, y) = (rnd(), rnd());
-                [[x, y], [x + 0.05 * rnd(), y + 0.01], [x + 0.01, y + 0.05 * rnd()]]
+                [
+                    [x, y],
+                    [x + 0.05 * rnd(), y + 0.01],
+                    [x + 0.01, y + 0.05 * rnd()],
+                ]
             })
             .collect();
         let mut brute = 0;
         for i in 0..tris.len() {
             for j in i + 1..tris.len() {
-                let fix = |t: [[f32; 2]; 3]| if orient(t[0], t[1], t[2]) == Ordering::Less { [t[0], t[2], t[1]] } else { t };
+                let fix = |t: [[f32; 2]; 3]| {
+                    if orient(t[0], t[1], t[2]) == Ordering::Less {
+                        [t[0], t[2], t[1]]
+                    } else {
+                        t
+                    }
+                };
                 let (a, b) = (fix(tris[i]), fix(tris[j]));
                 if orient(a[0], a[1], a[2]) != Ordering::Equal
                     && orient(b[0], b[1], b[2]) != Ordering::Equal

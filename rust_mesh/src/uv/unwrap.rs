@@ -75,7 +75,11 @@ pub struct Unwrapped {
 
 fn check_options(o: &UnwrapOptions) -> Result<()> {
     const OP: &str = "unwrap";
-    let bad = |arg: &str, want: &str, got: String| Err(MeshError::Invalid(format!("{OP}(): {arg} must be {want}, got {got}")));
+    let bad = |arg: &str, want: &str, got: String| {
+        Err(MeshError::Invalid(format!(
+            "{OP}(): {arg} must be {want}, got {got}"
+        )))
+    };
     if !(8..=32768).contains(&o.resolution) {
         return bad("resolution", "in [8, 32768]", o.resolution.to_string());
     }
@@ -83,43 +87,84 @@ fn check_options(o: &UnwrapOptions) -> Result<()> {
         return bad("padding", "< resolution / 2", o.padding.to_string());
     }
     if !(o.max_chart_angle > 0.0 && o.max_chart_angle < 90.0) {
-        return bad("max_chart_angle", "in (0, 90) degrees", o.max_chart_angle.to_string());
+        return bad(
+            "max_chart_angle",
+            "in (0, 90) degrees",
+            o.max_chart_angle.to_string(),
+        );
     }
     if !(o.max_area_distortion >= 1.0 && o.max_area_distortion.is_finite()) {
-        return bad("max_area_distortion", "a finite number >= 1", o.max_area_distortion.to_string());
+        return bad(
+            "max_area_distortion",
+            "a finite number >= 1",
+            o.max_area_distortion.to_string(),
+        );
     }
-    if o.block_align && o.resolution % 4 != 0 {
-        return bad("resolution", "a multiple of 4 with block_align", o.resolution.to_string());
+    if o.block_align && !o.resolution.is_multiple_of(4) {
+        return bad(
+            "resolution",
+            "a multiple of 4 with block_align",
+            o.resolution.to_string(),
+        );
     }
     Ok(())
 }
 
 /// Unwraps one triangle mesh into one atlas page. Deterministic: the same input and options give
 /// bit-identical output whatever the thread count.
-pub fn unwrap(positions: &[[f32; 3]], faces: &[[u32; 3]], options: &UnwrapOptions) -> Result<Unwrapped> {
+pub fn unwrap(
+    positions: &[[f32; 3]],
+    faces: &[[u32; 3]],
+    options: &UnwrapOptions,
+) -> Result<Unwrapped> {
     const OP: &str = "unwrap";
     check_options(options)?;
     if faces.is_empty() {
-        return Err(MeshError::Invalid(format!("{OP}(): faces must have at least one row, got 0")));
+        return Err(MeshError::Invalid(format!(
+            "{OP}(): faces must have at least one row, got 0"
+        )));
     }
     if positions.len() > u32::MAX as usize {
-        return Err(MeshError::Invalid(format!("{OP}(): vertices must be fewer than 2^32, got {}", positions.len())));
+        return Err(MeshError::Invalid(format!(
+            "{OP}(): vertices must be fewer than 2^32, got {}",
+            positions.len()
+        )));
     }
-    if let Some((f, t)) = faces.iter().enumerate().find(|(_, t)| t.iter().any(|&i| i as usize >= positions.len())) {
+    if let Some((f, t)) = faces
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.iter().any(|&i| i as usize >= positions.len()))
+    {
         return Err(MeshError::Invalid(format!(
             "{OP}(): faces must index {} vertices, got face {f} = {t:?}",
             positions.len()
         )));
     }
-    if let Some(i) = positions.iter().position(|p| p.iter().any(|x| !x.is_finite())) {
-        return Err(MeshError::Invalid(format!("{OP}(): vertices must be finite, got {:?} at row {i}", positions[i])));
+    if let Some(i) = positions
+        .iter()
+        .position(|p| p.iter().any(|x| !x.is_finite()))
+    {
+        return Err(MeshError::Invalid(format!(
+            "{OP}(): vertices must be finite, got {:?} at row {i}",
+            positions[i]
+        )));
     }
-    let indices: &[u32] = faces.as_flattened();
-    let mesh = uvunwrap::MeshInput::new(positions, indices);
+    // Weld colocal vertices for topology, as xatlas does (its `MeshDecl::epsilon` link), so that triangle
+    // soups and meshes split for normals or old UVs are charted as surfaces; uvunwrap would otherwise
+    // take every split edge for a required seam. Corners get their own input vertex back below.
+    let rep = crate::uv::weld_map(positions);
+    let welded: Vec<u32> = faces
+        .as_flattened()
+        .iter()
+        .map(|&i| rep[i as usize])
+        .collect();
+    let mesh = uvunwrap::MeshInput::new(positions, &welded);
     let opts = uvunwrap::Options {
         max_chart_angle: options.max_chart_angle,
         max_area_distortion: options.max_area_distortion,
-        density: uvunwrap::Density::Auto { page_size: options.resolution },
+        density: uvunwrap::Density::Auto {
+            page_size: options.resolution,
+        },
         padding: options.padding,
         allow_rotation: options.rotate_charts,
         packing: match options.packing {
@@ -129,7 +174,8 @@ pub fn unwrap(positions: &[[f32; 3]], faces: &[[u32; 3]], options: &UnwrapOption
         max_chart_size: options.max_chart_size,
         block_align: options.block_align,
     };
-    let atlas = uvunwrap::generate(&[mesh], &opts).map_err(|e| MeshError::Invalid(format!("{OP}(): {e}")))?;
+    let atlas = uvunwrap::generate(&[mesh], &opts)
+        .map_err(|e| MeshError::Invalid(format!("{OP}(): {e}")))?;
     if atlas.page_count > 1 {
         return Err(MeshError::Invalid(format!(
             "{OP}(): the charts need {} pages of {r}×{r} texels; resolution must be larger (or padding smaller), got {r}",
@@ -137,10 +183,35 @@ pub fn unwrap(positions: &[[f32; 3]], faces: &[[u32; 3]], options: &UnwrapOption
             r = options.resolution
         )));
     }
-    let out = atlas.meshes.into_iter().next().ok_or_else(|| MeshError::Invalid(format!("{OP}(): no output mesh")))?;
-    let vmapping = out.vertices.iter().map(|v| v.xref).collect();
-    let uvs = out.vertices.iter().map(|v| v.uv).collect();
-    let faces = out.indices.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    let out = atlas
+        .meshes
+        .into_iter()
+        .next()
+        .ok_or_else(|| MeshError::Invalid(format!("{OP}(): no output mesh")))?;
+    let mut vmapping: Vec<u32> = out.vertices.iter().map(|v| v.xref).collect();
+    let mut uvs: Vec<[f32; 2]> = out.vertices.iter().map(|v| v.uv).collect();
+    let mut new_faces: Vec<[u32; 3]> = out
+        .indices
+        .chunks_exact(3)
+        .map(|c| [c[0], c[1], c[2]])
+        .collect();
+    // Un-weld: a corner whose input vertex differs from its output vertex's (welded) representative gets
+    // a copy of that output vertex (same UV) that maps to the corner's own input vertex. Copies are
+    // appended in corner order, so the output stays deterministic.
+    let mut copies: std::collections::HashMap<(u32, u32), u32> = std::collections::HashMap::new();
+    for (nf, f) in new_faces.iter_mut().zip(faces) {
+        for k in 0..3 {
+            let (o, orig) = (nf[k], f[k]);
+            if vmapping[o as usize] != orig {
+                nf[k] = *copies.entry((o, orig)).or_insert_with(|| {
+                    vmapping.push(orig);
+                    uvs.push(uvs[o as usize]);
+                    (vmapping.len() - 1) as u32
+                });
+            }
+        }
+    }
+    let faces = new_faces;
     Ok(Unwrapped {
         vmapping,
         faces,
@@ -188,7 +259,10 @@ mod tests {
     #[test]
     fn sphere_unwraps_without_overlaps_or_flips() {
         let (p, f) = sphere(16);
-        let o = UnwrapOptions { resolution: 256, ..Default::default() };
+        let o = UnwrapOptions {
+            resolution: 256,
+            ..Default::default()
+        };
         let u = unwrap(&p, &f, &o).unwrap();
         assert_eq!(u.faces.len(), f.len());
         assert_eq!(u.vmapping.len(), u.uvs.len());
@@ -206,9 +280,32 @@ mod tests {
     }
 
     #[test]
+    fn triangle_soup_is_welded_for_charting_and_unwelded_in_output() {
+        let (p, f) = sphere(10);
+        let soup_p: Vec<[f32; 3]> = f.iter().flat_map(|t| t.map(|i| p[i as usize])).collect();
+        let soup_f: Vec<[u32; 3]> = (0..f.len() as u32)
+            .map(|i| [3 * i, 3 * i + 1, 3 * i + 2])
+            .collect();
+        let o = UnwrapOptions {
+            resolution: 256,
+            ..Default::default()
+        };
+        let u = unwrap(&soup_p, &soup_f, &o).unwrap();
+        for (new, old) in u.faces.iter().zip(&soup_f) {
+            assert_eq!(new.map(|i| u.vmapping[i as usize]), *old);
+        }
+        let welded = unwrap(&p, &f, &o).unwrap();
+        assert_eq!(u.chart_count, welded.chart_count);
+        assert!(u.chart_count < 20, "{}", u.chart_count);
+    }
+
+    #[test]
     fn deterministic() {
         let (p, f) = sphere(12);
-        let o = UnwrapOptions { resolution: 128, ..Default::default() };
+        let o = UnwrapOptions {
+            resolution: 128,
+            ..Default::default()
+        };
         assert_eq!(unwrap(&p, &f, &o).unwrap(), unwrap(&p, &f, &o).unwrap());
     }
 
@@ -217,9 +314,34 @@ mod tests {
         let (p, f) = sphere(4);
         assert!(unwrap(&p, &[[0, 1, 999]], &UnwrapOptions::default()).is_err());
         assert!(unwrap(&p, &[], &UnwrapOptions::default()).is_err());
-        assert!(unwrap(&p, &f, &UnwrapOptions { resolution: 4, ..Default::default() }).is_err());
-        assert!(unwrap(&p, &f, &UnwrapOptions { padding: 600, resolution: 1024, ..Default::default() }).is_err());
-        assert!(unwrap(&p, &f, &UnwrapOptions { max_chart_angle: 95.0, ..Default::default() }).is_err());
+        assert!(unwrap(
+            &p,
+            &f,
+            &UnwrapOptions {
+                resolution: 4,
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(unwrap(
+            &p,
+            &f,
+            &UnwrapOptions {
+                padding: 600,
+                resolution: 1024,
+                ..Default::default()
+            }
+        )
+        .is_err());
+        assert!(unwrap(
+            &p,
+            &f,
+            &UnwrapOptions {
+                max_chart_angle: 95.0,
+                ..Default::default()
+            }
+        )
+        .is_err());
         let mut q = p.clone();
         q[0][1] = f32::NAN;
         assert!(unwrap(&q, &f, &UnwrapOptions::default()).is_err());
