@@ -87,7 +87,10 @@ class OriginalStep:
         self.s = guidance_scale
         self.tau = tau
         self.opt = torch.optim.Adam(field.param_groups(lr), betas=(0.9, 0.99), eps=1e-15)
-        self.scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10)
+        self.dev = background.device.type
+        # fp16 autocast + GradScaler on CUDA as the original; on a CPU (smoke runs) float32, no scaler.
+        self.amp = self.dev == "cuda"
+        self.scaler = torch.amp.GradScaler(self.dev, init_scale=2.0**10, enabled=self.amp)
         if alphas_cumprod is None:  # scaled_linear β 0.00085 → 0.012, 1000 steps (SD/SDXL)
             betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
             alphas_cumprod = torch.cumprod(1 - betas, 0)
@@ -105,7 +108,7 @@ class OriginalStep:
         z_cam = self.backend.interpolate(cams.to_camera(verts)[..., 2:3].contiguous(), rast, faces)
         cov = (rast[..., 3:] > 0).float()
         mask = self.backend.antialias(cov, rast, clip, faces)
-        with torch.autocast("cuda", dtype=torch.float16):
+        with torch.autocast(self.dev, dtype=torch.float16, enabled=self.amp):
             albedo = self.field(pos.reshape(-1, 3)).reshape(pos.shape[0], h, w, 3)  # every pixel, as the original
         bg = self.background.permute(1, 2, 0)[None]
         img = albedo * mask + bg * (1 - mask)
@@ -117,8 +120,8 @@ class OriginalStep:
         self.opt.zero_grad(set_to_none=True)
         b = cams.c2w.shape[0]
         img, depth = self.render(cams)
-        with torch.autocast("cuda", dtype=torch.float16):
-            x = F.interpolate(img, (1024, 1024), mode="bilinear", align_corners=False)
+        with torch.autocast(self.dev, dtype=torch.float16, enabled=self.amp):
+            x = F.interpolate(img, (self.res, self.res), mode="bilinear", align_corners=False)
             post = self.vae.encode(2 * x - 1).latent_dist
             z = post.sample(generator=generator) * self.sf
             t = torch.randint(20, 501, (b,), device=z.device, generator=generator)
@@ -130,12 +133,13 @@ class OriginalStep:
                 tt = torch.cat([t, t])
                 hid = self.inp.prompt_embeds.repeat_interleave(b, dim=0).to(zz.dtype)
                 pooled = self.inp.pooled.repeat_interleave(b, dim=0).to(zz.dtype)
-                time_ids = torch.tensor([1024.0, 1024, 0, 0, 1024, 1024], device=z.device).expand(2 * b, 6)
+                r = float(self.res)
+                time_ids = torch.tensor([r, r, 0, 0, r, r], device=z.device).expand(2 * b, 6)
                 added = {"text_embeds": pooled, "time_ids": time_ids.to(zz.dtype)}
                 dmin = depth.amin(dim=(1, 2, 3), keepdim=True)
                 dmax = depth.amax(dim=(1, 2, 3), keepdim=True)
                 cond = ((depth - dmin) / (dmax - dmin + 1e-8))
-                cond = F.interpolate(cond, (1024, 1024), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+                cond = F.interpolate(cond, (self.res, self.res), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
                 cond = torch.cat([cond, cond]).to(zz.dtype)
                 down, mid = self.controlnet(zz, tt, encoder_hidden_states=hid, controlnet_cond=cond,
                                             added_cond_kwargs=added, return_dict=False)

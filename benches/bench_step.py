@@ -1,0 +1,299 @@
+"""GPU benchmark of one SDS texture step: the original PGC-3D pipeline (``pgc_fast.reference.OriginalStep``) vs
+ours (``pgc_fast.run``'s training step), in one process, on the same mesh, views, resolution and random
+full-size SDXL + depth-ControlNet weights (``sdxl-random``).
+
+Prints ms per step and per view, peak GPU memory and the ratios, then a per-component table (render fwd+bwd,
+VAE encode forward, UNet + ControlNet, VAE encode backward, PGC, optimiser) of both pipelines beside each
+component's floor (gpu_floors.md: 800 TFLOP/s, 2.99 TB/s). With ``--results FILE`` the tables are appended.
+
+    python benches/bench_step.py --mesh /path/to/panda_spear_shield.obj --views 4 --results benches/RESULTS.md
+
+Not a pytest file (it needs a GPU and several GB of weights); ``tests/pipeline`` covers the same code on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+from triton.testing import do_bench
+
+# FLOP floors per view at 1024² (gpu_floors.md): UNet CFG pair 13.5 TFLOP + ControlNet pair ~5 TFLOP; VAE encoder
+# forward ≈ 4.6 TFLOP, forward + input-backward ≈ 10.6 TFLOP.
+PEAK_TFLOPS = 800.0
+COPY_TBPS = 2.99
+UNET_CN_TFLOP_PER_VIEW = 18.5
+VAE_FWD_TFLOP_PER_VIEW = 4.6
+VAE_FWDBWD_TFLOP_PER_VIEW = 10.6
+
+
+def _commit() -> str:
+    return os.environ.get("PGC_COMMIT", "unknown")
+
+
+def _sync_time(fn, iters: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    out = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def build_config(mesh: str, views: int, res: int, iters: int, workspace: str, bg: str | None = None,
+                 model: str = "sdxl-random", device: str = "cuda"):
+    from pgc_fast import config as C
+    from pgc_fast.cli import build_parser, resolve_generate
+
+    argv = ["generate", "-O0", "-O2", "-O4", "--guidance", "controlnet", "--text",
+            "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic",
+            "--mesh_path", mesh, "--model", model, "--device", device, "--workspace", workspace, "--force",
+            "--iters", str(iters)]
+    args = build_parser().parse_args(argv)
+    cfg, _notes = resolve_generate(args)
+    over = {"optim.batch_size": views, "render.resolution": res}
+    if bg:
+        over["render.bg_image"] = bg
+    return C.override(cfg, **over)
+
+
+def ours_session(cfg, device_name="cuda"):
+    """Everything run() sets up before its loop, for stepping ``_train_step`` directly."""
+    from pgc_fast import run as R
+    from pgc_fast import scene as S
+
+    device = torch.device(device_name)
+    R.seed_everything(cfg.optim.seed)
+    cam_gen = torch.Generator().manual_seed(cfg.optim.seed)
+    autocast_dtype, use_scaler = R.resolve_precision(cfg, device)
+    scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=use_scaler)
+    scene = S.Scene.from_config(cfg, device)
+    ws = R.prepare_workspace(cfg)
+    ctx = R.RunContext(cfg, device, autocast_dtype, scaler, scene, ws)
+    objective = R.GuidanceObjective()
+    objective.setup(ctx)
+    optimizer = R._make_optimizer(cfg, scene)
+    pgc = R._PGCHook(cfg.guidance, scaler if use_scaler else None)
+    state = {"step": 0}
+
+    def step():
+        R._train_step(state["step"], cfg, ctx, scene, objective, optimizer, scaler, pgc, cam_gen)
+        state["step"] += 1
+
+    return step, scene, objective, optimizer, autocast_dtype
+
+
+def reference_session(cfg, scene, views: int, res: int, model: str = "sdxl-random", device: str = "cuda"):
+    from pgc_fast.field import TextureField
+    from pgc_fast.guidance import load_models
+    from pgc_fast.reference import OriginalStep
+    from pgc_fast.render import OrbitSampler
+
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    bundle = load_models(model, controlnets=("depth",), device=torch.device(device), dtype=dtype)
+    field = TextureField(bound=1.0).to(device)
+    g = torch.Generator(device=device).manual_seed(0)
+    bg = torch.rand(3, res, res, device=device, generator=g)
+    cad = bundle.unet.config.cross_attention_dim
+    pdim = bundle.unet.config.projection_class_embeddings_input_dim - 6 * bundle.unet.config.addition_time_embed_dim
+    emb = torch.randn(2, 77, cad, device=device, generator=g, dtype=dtype)
+    pooled = torch.randn(2, pdim, device=device, generator=g, dtype=dtype)
+    step_fn = OriginalStep(bundle, scene.rmesh, scene.renderer.backend, field, bg, emb, pooled, resolution=res)
+    sampler = OrbitSampler(height=res)
+    cam_gen = torch.Generator().manual_seed(0)
+
+    def step():
+        cams = sampler.sample(views, generator=cam_gen, device=device)
+        step_fn(cams, g)
+
+    return step, step_fn, bundle
+
+
+def components_reference(step_fn, views: int, res: int) -> dict[str, float]:
+    """Each stage of OriginalStep timed alone (ms, median), on the same shapes."""
+    from pgc_fast.reference import original_pgc_hook
+    from pgc_fast.render import OrbitSampler
+
+    cams = OrbitSampler(height=res).sample(views, generator=torch.Generator().manual_seed(1), device="cuda")
+    out = {}
+
+    def render():
+        img, _ = step_fn.render(cams)
+        img.backward(torch.ones_like(img))
+
+    out["render fwd+bwd"] = do_bench(render, warmup=20, rep=200, return_mode="median")
+    vae = step_fn.vae
+    x = torch.rand(views, 3, 1024, 1024, device="cuda", requires_grad=True)
+
+    def vae_fwd():
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+            vae.encode(2 * x - 1).latent_dist.sample()
+
+    def vae_fwdbwd():
+        with torch.autocast("cuda", dtype=torch.float16):
+            z = vae.encode(2 * x - 1).latent_dist.sample()
+        z.backward(torch.ones_like(z))
+
+    out["VAE encode fwd"] = do_bench(vae_fwd, warmup=5, rep=200, return_mode="median")
+    out["VAE encode bwd"] = do_bench(vae_fwdbwd, warmup=5, rep=300, return_mode="median") - out["VAE encode fwd"]
+    out["UNet + ControlNet"] = _unet_cn_ms(step_fn.unet, step_fn.controlnet, views, torch.float16)
+    g = torch.randn(views, 3, res, res, device="cuda")
+    hook = original_pgc_hook(0.1, None)
+    out["PGC"] = do_bench(lambda: hook(g), warmup=20, rep=200, return_mode="median")
+    out["optimiser"] = _adam_ms(step_fn.opt)
+    return out
+
+
+def components_ours(scene, objective, optimizer, views: int, res: int, autocast_dtype) -> dict[str, float]:
+    from pgc_kernels import pixel_clip
+    from pgc_fast.render import OrbitSampler
+
+    cams = OrbitSampler(height=res).sample(views, generator=torch.Generator().manual_seed(1), device="cuda")
+    gd = objective.guidance
+    out = {}
+
+    def render():
+        with torch.autocast("cuda", dtype=autocast_dtype):
+            r = scene.render(cams, train=True, step=0, generator=torch.Generator().manual_seed(0))
+        r.image.backward(torch.ones_like(r.image))
+
+    out["render fwd+bwd"] = do_bench(render, warmup=20, rep=200, return_mode="median")
+    x = torch.rand(views, 3, 1024, 1024, device="cuda", requires_grad=True)
+
+    def vae_fwd():
+        with torch.no_grad():
+            gd.encode(x)
+
+    def vae_fwdbwd():
+        z, _ = gd.encode(x)
+        z.backward(torch.ones_like(z))
+
+    out["VAE encode fwd"] = do_bench(vae_fwd, warmup=5, rep=200, return_mode="median")
+    out["VAE encode bwd"] = do_bench(vae_fwdbwd, warmup=5, rep=300, return_mode="median") - out["VAE encode fwd"]
+    out["UNet + ControlNet"] = _unet_cn_ms(gd.unet, gd.controlnet, views, gd.dtype)
+    g = torch.randn(views, 3, res, res, device="cuda")
+    out["PGC"] = do_bench(lambda: pixel_clip(g, 0.1, return_stats=True), warmup=20, rep=200, return_mode="median")
+    out["optimiser"] = _adam_ms(optimizer)
+    return out
+
+
+def _unet_cn_ms(unet, cn, views, dtype) -> float:
+    g = torch.Generator(device="cuda").manual_seed(0)
+    b = 2 * views
+    z = torch.randn(b, 4, 128, 128, device="cuda", dtype=dtype, generator=g)
+    t = torch.randint(20, 500, (b,), device="cuda", generator=g)
+    hid = torch.randn(b, 77, 2048, device="cuda", dtype=dtype, generator=g)
+    add = {"text_embeds": torch.randn(b, 1280, device="cuda", dtype=dtype, generator=g),
+           "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * b, device="cuda", dtype=dtype)}
+    cond = torch.rand(b, 3, 1024, 1024, device="cuda", dtype=dtype, generator=g)
+
+    @torch.no_grad()
+    def call():
+        down, mid = cn(z, t, hid, controlnet_cond=cond, added_cond_kwargs=add, return_dict=False)
+        unet(z, t, hid, added_cond_kwargs=add, down_block_additional_residuals=down, mid_block_additional_residual=mid)
+
+    return do_bench(call, warmup=5, rep=400, return_mode="median")
+
+
+def _adam_ms(opt) -> float:
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+    state = {k: {n: (v.clone() if torch.is_tensor(v) else v) for n, v in s.items()} for k, s in opt.state.items()}
+    ms = do_bench(opt.step, warmup=10, rep=100, return_mode="median")
+    for k, s in state.items():  # leave the optimiser as it was
+        opt.state[k] = s
+    return ms
+
+
+def floors(views: int, res: int, field_bytes: int) -> dict[str, float]:
+    return {
+        "render fwd+bwd": float("nan"),
+        "VAE encode fwd": views * VAE_FWD_TFLOP_PER_VIEW / PEAK_TFLOPS * 1e3,
+        "VAE encode bwd": views * (VAE_FWDBWD_TFLOP_PER_VIEW - VAE_FWD_TFLOP_PER_VIEW) / PEAK_TFLOPS * 1e3,
+        "UNet + ControlNet": views * UNET_CN_TFLOP_PER_VIEW / PEAK_TFLOPS * 1e3,
+        "PGC": views * 3 * res * res * 4 * 2 / (COPY_TBPS * 1e12) * 1e3,
+        "optimiser": field_bytes * 7 / (COPY_TBPS * 1e12) * 1e3,  # read p, g, m, v; write p, m, v
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mesh", default=os.environ.get("PGC_PANDA", "../shared/data/panda_spear_shield.obj"))
+    ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--res", type=int, default=1024)
+    ap.add_argument("--iters", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--results", default=None)
+    ap.add_argument("--bg", default=os.environ.get("PGC_BG", "../shared/data/background.png"))
+    ap.add_argument("--model", default="sdxl-random", help="tiny-sdxl with --device cpu: a smoke run")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--skip-components", action="store_true")
+    a = ap.parse_args(argv)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    ws = tempfile.mkdtemp(prefix="bench_step_")
+    cfg = build_config(a.mesh, a.views, a.res, 1000, os.path.join(ws, "run"), a.bg, a.model, a.device)
+    cuda = a.device == "cuda"
+    if not cuda:  # smoke mode: exercise both pipelines end to end, no meaningful timings
+        for name in ("synchronize", "reset_peak_memory_stats", "empty_cache"):
+            setattr(torch.cuda, name, lambda *x, **k: None)
+        torch.cuda.max_memory_allocated = lambda *x, **k: 1
+        torch.cuda.memory_allocated = lambda *x, **k: 0
+        a.skip_components = True
+    dev = torch.cuda.get_device_name() if cuda else "cpu"
+
+    # ---- ours first (its scene also gives the reference the same mesh and rasteriser)
+    torch.cuda.reset_peak_memory_stats()
+    step, scene, objective, optimizer, ac_dtype = ours_session(cfg, a.device)
+    ours_ms = _sync_time(step, a.iters, a.warmup)
+    ours_peak = torch.cuda.max_memory_allocated() / 2**30
+    comp_ours = None if a.skip_components else components_ours(scene, objective, optimizer, a.views, a.res, ac_dtype)
+    field_bytes = sum(p.numel() * p.element_size() for g in optimizer.param_groups for p in g["params"])
+    del objective, optimizer, step
+    gc.collect()
+    torch.cuda.empty_cache()
+
+    # ---- the original's step
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    ref_step, ref_fn, bundle = reference_session(cfg, scene, a.views, a.res, a.model, a.device)
+    ref_ms = _sync_time(ref_step, a.iters, a.warmup)
+    ref_peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+    comp_ref = None if a.skip_components else components_reference(ref_fn, a.views, a.res)
+
+    o, r = statistics.median(ours_ms), statistics.median(ref_ms)
+    lines = [f"### SDS step, SDXL + depth ControlNet (`{a.model}`), {a.views} views at {a.res}² — {dev}, torch "
+             f"{torch.__version__}, commit {_commit()}, {datetime.date.today()} (`python benches/bench_step.py "
+             f"--views {a.views}`)", "",
+             "| pipeline | ms / step | ms / view | peak GiB | 1200 × 4-view recipe |", "|---|---|---|---|---|",
+             f"| original (pgc_fast.reference, fp16 autocast) | {r:.1f} | {r / a.views:.1f} | {ref_peak:.1f} | "
+             f"{1200 * r * 4 / a.views / 6e4:.1f} min |",
+             f"| pgc-fast (`run._train_step`, {str(ac_dtype).replace('torch.', '')}) | {o:.1f} | {o / a.views:.1f} | "
+             f"{ours_peak:.1f} | {1200 * o * 4 / a.views / 6e4:.1f} min |",
+             "", f"speed-up {r / o:.2f}×, memory {ref_peak / ours_peak:.2f}× less "
+             f"(median of {a.iters} steps after {a.warmup} warm-up; the peak includes each pipeline's weights)", ""]
+    if comp_ours and comp_ref:
+        fl = floors(a.views, a.res, field_bytes)
+        lines += ["| component | original ms | ours ms | floor ms |", "|---|---|---|---|"]
+        for k in comp_ours:
+            lines.append(f"| {k} | {comp_ref[k]:.2f} | {comp_ours[k]:.2f} | {fl[k]:.2f} |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    if a.results:
+        with open(a.results, "a") as f:
+            f.write("\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()
