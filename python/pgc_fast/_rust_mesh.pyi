@@ -78,6 +78,7 @@ def uv_unwrap(
     packing: str,
     max_chart_size: int,
     block_align: bool,
+    coarse_packing: bool,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32], dict[str, int | float]]:
     """Unwraps C-contiguous float32 [V,3] / uint32 [F,3]; returns (vmapping, faces, uvs, info)."""
 

@@ -26,6 +26,9 @@ UNWRAP_OPTIONS: dict[str, Any] = {
     "packing": "shape",  # "shape": bitmap packer (dense); "fast": row folding (fast, less dense)
     "max_chart_size": 0,  # largest chart side in texels (0 = no limit); bigger charts are scaled down
     "block_align": False,  # align charts to 4×4 texel blocks (BCn compression)
+    # Pack on 2×2-texel cells when resolution >= 2048 and padding is even: same padding in texels, charts
+    # at even positions; ~2× faster packing at the same utilisation (seed panda: 0.744 vs 0.743).
+    "coarse_packing": True,
 }
 
 
@@ -91,7 +94,7 @@ def unwrap(
             fits, with ``padding`` empty texels around every chart.
         padding: empty texels around each chart (0 <= padding < resolution / 2).
         **chart_and_pack_options: any of `UNWRAP_OPTIONS` (max_chart_angle, max_area_distortion,
-            rotate_charts, packing, max_chart_size, block_align).
+            rotate_charts, packing, max_chart_size, block_align, coarse_packing).
 
     Returns:
         ``(vmapping, faces, uvs)``: vmapping int64 [V'], faces int64 [F, 3], uvs float32 [V', 2] in [0, 1]
@@ -121,7 +124,7 @@ def unwrap(
         x = opts[name]
         if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
             raise TypeError(f"{op}(): {name} must be a number, got {type(x).__name__}")
-    for name in ("rotate_charts", "block_align"):
+    for name in ("rotate_charts", "block_align", "coarse_packing"):
         if not isinstance(opts[name], (bool, np.bool_)):
             raise TypeError(f"{op}(): {name} must be a bool, got {type(opts[name]).__name__}")
     if opts["packing"] not in ("shape", "fast"):
@@ -138,6 +141,7 @@ def unwrap(
         opts["packing"],
         max_chart_size,
         bool(opts["block_align"]),
+        bool(opts["coarse_packing"]),
     )
     return vmapping, new_faces, uvs
 

@@ -68,6 +68,20 @@ def test_options_keep_layout_valid(opts):
     _check_valid(v, f, **opts)
 
 
+@pytest.mark.parametrize("padding", [2, 3])
+def test_coarse_packing_keeps_padding_and_utilisation(padding):
+    """At resolution >= 2048 the packer may work on 2×2-texel cells; the layout must stay valid, keep
+    `padding` empty texels to the border, and lose (almost) no utilisation."""
+    v, f = M.torus(48, 24)
+    res = 2048
+    fine = _check_valid(v, f, res=res, padding=padding, coarse_packing=False)
+    coarse = _check_valid(v, f, res=res, padding=padding, coarse_packing=True)
+    for _, _, uv, m in (fine, coarse):
+        texel = uv * [res, res]
+        assert texel.min() >= padding - 1e-3
+    assert coarse[3]["utilisation"] >= fine[3]["utilisation"] - 0.02, (coarse[3], fine[3])
+
+
 def test_padding_costs_utilisation():
     v, f = M.uv_sphere(12, 24)
     u0 = _check_valid(v, f, res=256, padding=0)[3]["utilisation"]
@@ -164,6 +178,7 @@ def test_unwrap_bad_input(args, kwargs, exc, match):
 def test_unwrap_options_are_documented():
     assert set(UNWRAP_OPTIONS) == {
         "max_chart_angle", "max_area_distortion", "rotate_charts", "packing", "max_chart_size", "block_align",
+        "coarse_packing",
     }  # fmt: skip
 
 

@@ -37,11 +37,11 @@ type UnwrapOut<'py> = (
 );
 
 /// unwrap(vertices f32 [V,3], faces u32 [F,3], resolution, padding, max_chart_angle, max_area_distortion,
-/// rotate_charts, packing ("shape"|"fast"), max_chart_size, block_align)
+/// rotate_charts, packing ("shape"|"fast"), max_chart_size, block_align, coarse_packing)
 /// -> (vmapping i64 [V'], faces i64 [F,3], uvs f32 [V',2], info dict).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (vertices, faces, resolution, padding, max_chart_angle, max_area_distortion, rotate_charts, packing, max_chart_size, block_align))]
+#[pyo3(signature = (vertices, faces, resolution, padding, max_chart_angle, max_area_distortion, rotate_charts, packing, max_chart_size, block_align, coarse_packing))]
 fn uv_unwrap<'py>(
     py: Python<'py>,
     vertices: PyReadonlyArray2<'py, f32>,
@@ -54,6 +54,7 @@ fn uv_unwrap<'py>(
     packing: &str,
     max_chart_size: u32,
     block_align: bool,
+    coarse_packing: bool,
 ) -> PyResult<UnwrapOut<'py>> {
     let packing = match packing {
         "shape" => Packing::Shape,
@@ -75,6 +76,7 @@ fn uv_unwrap<'py>(
         packing,
         max_chart_size,
         block_align,
+        coarse_packing,
     };
     let out = py
         .detach(move || uv::unwrap(&v, &f, &opts))

@@ -39,6 +39,11 @@ pub struct UnwrapOptions {
     pub max_chart_size: u32,
     /// Align charts to 4×4 texel blocks (BCn compression).
     pub block_align: bool,
+    /// Pack on a grid of 2×2-texel cells (resolution / 2, padding / 2) when the resolution is at least
+    /// 2048 and the padding even (and neither `block_align` nor `max_chart_size` is set). The padding
+    /// guarantee in texels is unchanged; charts are placed at even texel positions. Measured on the seed
+    /// panda: same utilisation (0.744 vs 0.743 at 2048), packing about 2× faster.
+    pub coarse_packing: bool,
 }
 
 impl Default for UnwrapOptions {
@@ -52,6 +57,7 @@ impl Default for UnwrapOptions {
             packing: Packing::Shape,
             max_chart_size: 0,
             block_align: false,
+            coarse_packing: true,
         }
     }
 }
@@ -159,13 +165,24 @@ pub fn unwrap(
         .map(|&i| rep[i as usize])
         .collect();
     let mesh = uvunwrap::MeshInput::new(positions, &welded);
+    let cell: u32 = if options.coarse_packing
+        && options.resolution >= 2048
+        && options.padding.is_multiple_of(2)
+        && options.resolution.is_multiple_of(2)
+        && !options.block_align
+        && options.max_chart_size == 0
+    {
+        2
+    } else {
+        1
+    };
     let opts = uvunwrap::Options {
         max_chart_angle: options.max_chart_angle,
         max_area_distortion: options.max_area_distortion,
         density: uvunwrap::Density::Auto {
-            page_size: options.resolution,
+            page_size: options.resolution / cell,
         },
-        padding: options.padding,
+        padding: options.padding / cell,
         allow_rotation: options.rotate_charts,
         packing: match options.packing {
             Packing::Shape => uvunwrap::Packing::Shape,
@@ -217,8 +234,8 @@ pub fn unwrap(
         faces,
         uvs,
         chart_count: atlas.chart_count,
-        width: atlas.width,
-        height: atlas.height,
+        width: atlas.width * cell,
+        height: atlas.height * cell,
         utilisation: atlas.utilization,
     })
 }
