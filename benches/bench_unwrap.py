@@ -32,12 +32,9 @@ from pgc_fast.uv import unwrap, uv_metrics  # noqa: E402
 RES, PAD = 2048, 2
 NOTES = (
     "\nOther processes share this 2-core machine and add time to both unwrappers, most to xatlas' thread "
-    "pool (its panda time ranged 9–23 s within one session); best-of-n reduces this, so read the "
-    "speed-ups as approximate. Against the fastest standalone xatlas times seen (panda 9.0 s; 248k faces "
-    "37 s, the issue's figure) the panda and 248k rows are still ≥ 7×. The rough sphere (noise amplitude "
-    "above the edge length) is a stress row beyond the issue's corpus: our time there is mostly the shape "
-    "packer's density search over 413 charts; `packing=\"fast\"` unwraps it in about 0.5 s at "
-    "utilisation 0.53 (xatlas 0.53).\n"
+    "pool (its panda time ranged 9–23 s within one session); times are best-of-n, so read the speed-ups "
+    "as approximate. The rough sphere (noise amplitude above the edge length) is a stress row beyond the "
+    "issue's corpus.\n"
 )
 
 
