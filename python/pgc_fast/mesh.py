@@ -52,6 +52,8 @@ __all__ = [
     "connected_components",
     "remove_small_components",
     "normalize",
+    "unwrap",
+    "uv_metrics",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -615,3 +617,7 @@ def normalize(mesh: Mesh, bound: float = 0.8) -> tuple[Mesh, Normalization]:
     scale = float(bound / extent) if extent > 0 else 1.0
     t = Normalization(center=center, scale=scale)
     return dataclasses.replace(m, vertices=t.apply(v)), t
+
+
+# UV unwrapping (issue 4) lives in pgc_fast.uv; re-exported here as part of the mesh API.
+from pgc_fast.uv import unwrap, uv_metrics  # noqa: E402
