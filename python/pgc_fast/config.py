@@ -143,6 +143,10 @@ class GuidanceConfig:
     """Zero123-XL image guidance (-O3 / --zero123)."""
     lambda_saturation: float = 0.0
     """Weight of the saturation penalty."""
+    fast_vae: bool = True
+    """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last)."""
+    compile: bool = False
+    """torch.compile the UNet and ControlNets (minutes of compile at the first step; pays on long runs)."""
 
 
 @dataclass(frozen=True)

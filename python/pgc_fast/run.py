@@ -250,6 +250,8 @@ def guidance_config(cfg: C.RunConfig, device: torch.device) -> Any:
         pgc_variant=g.pgc_variant,
         pgc_norm=g.pgc_norm,
         reference_image=g.ref_path,
+        fast_vae=g.fast_vae,
+        compile_unet=g.compile,
     )
 
 

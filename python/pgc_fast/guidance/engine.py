@@ -128,6 +128,10 @@ class Guidance:
                 self._vae_channels_last = True
         if cfg.compile_vae:
             self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
+        if cfg.compile_unet and cfg.method != "vsd":
+            self.unet = torch.compile(self.unet, dynamic=False)
+            if self.controlnet is not None:
+                self.controlnet = torch.compile(self.controlnet, dynamic=False)
         self.vsd = vsd.VSDState(self) if cfg.method == "vsd" else None
 
     # ------------------------------------------------------------------------------------------ helpers
