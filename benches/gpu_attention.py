@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import subprocess
 
 import torch
 import torch.nn.functional as F
@@ -21,16 +20,7 @@ from triton.testing import do_bench
 
 from pgc_kernels.chunked_attention import chunked_attention
 
-
-def _commit() -> str:
-    import os
-
-    if os.environ.get("PGC_COMMIT"):  # the device machine gets a copy of the tree without .git
-        return os.environ["PGC_COMMIT"]
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except Exception:
-        return "unknown"
+from _gpu_common import commit, emit, vae_encode_step, vae_input
 
 
 def timed(fn, reps=20):
@@ -112,18 +102,12 @@ def vae_rows():
 
     from pgc_fast.accel import use_chunked_attention
 
-    cfg = dict(  # SDXL VAE (madebyollin/sdxl-vae-fp16-fix has the same architecture)
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=1024, scaling_factor=0.13025,
-        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=[128, 256, 512, 512], layers_per_block=2, norm_num_groups=32, act_fn="silu",
-    )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(**cfg).to("cuda", torch.float16).requires_grad_(False)
-    x = torch.rand(4, 3, 1024, 1024, device="cuda", dtype=torch.float16, requires_grad=True)
+    from pgc_fast.guidance.builtin import VAE_CONFIG  # SDXL VAE (= madebyollin/sdxl-vae-fp16-fix's architecture)
 
-    def step():
-        z = vae.encode(x * 2 - 1).latent_dist.sample()
-        torch.autograd.grad(z, x, torch.ones_like(z))
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**VAE_CONFIG, sample_size=1024, scaling_factor=0.13025).to("cuda", torch.float16)
+    vae.requires_grad_(False)
+    step = vae_encode_step(vae, vae_input(4, torch.float16, False))
 
     rows = []
     ms, peak = timed(step, reps=5)
@@ -140,7 +124,7 @@ def main():
     ap.add_argument("--skip-vae", action="store_true")
     args = ap.parse_args()
     dev = torch.cuda.get_device_name()
-    lines = [f"### head-dim-512 attention — {dev}, torch {torch.__version__}, commit {_commit()}, "
+    lines = [f"### head-dim-512 attention — {dev}, torch {torch.__version__}, commit {commit()}, "
              f"{datetime.date.today().isoformat()} (`python benches/gpu_attention.py`)", "",
              "| what | ms (median) | peak extra GiB |", "|---|---|---|"]
     att = attention_rows()
@@ -153,11 +137,7 @@ def main():
     fast = {n: ms for n, ms, _ in att}
     ratio = fast["SDPA default (efficient) fwd+bwd"] / fast["chunked_attention fwd+bwd"]
     lines += ["", f"speedup fwd+bwd vs SDPA default: {ratio:.2f}×", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.results:
-        with open(args.results, "a") as f:
-            f.write("\n" + text + "\n")
+    emit("\n".join(lines), args.results)
 
 
 if __name__ == "__main__":

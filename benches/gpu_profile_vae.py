@@ -10,20 +10,14 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _gpu_common import vae_encode_step, vae_input  # noqa: E402
 from gpu_vae_levers import make_vae  # noqa: E402
 
 
 def main():
     cl = "--channels-last" in sys.argv
     vae = make_vae(torch.float16, channels_last=cl, fused_gn="--fused-gn" in sys.argv)
-    x = torch.rand(4, 3, 1024, 1024, device="cuda", dtype=torch.float16)
-    if cl:
-        x = x.to(memory_format=torch.channels_last)
-    x.requires_grad_(True)
-
-    def step():
-        z = vae.encode(x * 2 - 1).latent_dist.sample()
-        torch.autograd.grad(z, x, torch.ones_like(z))
+    step = vae_encode_step(vae, vae_input(4, torch.float16, cl))
 
     for _ in range(3):
         step()

@@ -17,11 +17,10 @@ from triton.testing import do_bench
 
 from pgc_fast.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
 
-SDXL_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, sample_size=1024, scaling_factor=0.13025,
-    down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-    block_out_channels=[128, 256, 512, 512], layers_per_block=2, norm_num_groups=32, act_fn="silu",
-)
+from _gpu_common import emit, vae_encode_step, vae_input  # noqa: E402
+from pgc_fast.guidance.builtin import VAE_CONFIG  # noqa: E402
+
+SDXL_VAE = dict(VAE_CONFIG, sample_size=1024, scaling_factor=0.13025)  # = madebyollin/sdxl-vae-fp16-fix's architecture
 
 
 class _Ckpt(torch.nn.Module):
@@ -61,14 +60,7 @@ def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_
 
 
 def measure(vae, dtype, channels_last=False, b=4):
-    x = torch.rand(b, 3, 1024, 1024, device="cuda", dtype=dtype)
-    if channels_last:
-        x = x.to(memory_format=torch.channels_last)
-    x.requires_grad_(True)
-
-    def step():
-        z = vae.encode(x * 2 - 1).latent_dist.sample()
-        torch.autograd.grad(z, x, torch.ones_like(z))
+    step = vae_encode_step(vae, vae_input(b, dtype, channels_last))
 
     t0 = time.perf_counter()
     step()
@@ -147,11 +139,7 @@ def main():
         print(lines[-1], flush=True)
         del vae
         torch.cuda.empty_cache()
-    text = "\n".join(lines)
-    print(text)
-    if args.results:
-        with open(args.results, "a") as f:
-            f.write("\n" + text + "\n")
+    emit("\n".join(lines), args.results)
 
 
 if __name__ == "__main__":
