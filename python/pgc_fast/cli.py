@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import typing
 from typing import Any, Literal
@@ -321,8 +322,61 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     d.add_argument("--texture", choices=("field", "uv"), default=None)
     sub.add_parser("version", help="print versions")
+    b = sub.add_parser("bench", help="run the kernel / step benchmarks on this machine (needs a source checkout)")
+    b.add_argument("suite", nargs="?", choices=sorted(BENCH_SUITES), default="kernels",
+                   help="kernels (GPU tables, or pytest-benchmark of the torch twins on a CPU), attention, vae, unet, "
+                        "guidance, hashgrid, step (the original's SDS step vs ours), all")
+    b.add_argument("--results", default=None, help="append the tables to this markdown file")
+    b.epilog = "Arguments after `--` go to the benchmark script (e.g. pgc-fast bench step -- --views 2)."
     _add_image_parser(sub)
     return parser
+
+
+# Benchmark suites of `pgc-fast bench`: (script in benches/, whether it takes --results FILE). They need CUDA; on a
+# CPU the pytest-benchmark files (torch twins) run instead.
+BENCH_SUITES = {
+    "kernels": ("gpu_kernels.py", False),
+    "attention": ("gpu_attention.py", True),
+    "vae": ("gpu_vae_levers.py", True),
+    "unet": ("gpu_unet_levers.py", False),
+    "guidance": ("gpu_guidance.py", False),
+    "hashgrid": ("gpu_hash_grid.py", False),
+    "step": ("bench_step.py", True),
+    "all": ("", False),
+}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run benches/ scripts in a subprocess (each prints its table with device, versions and commit)."""
+    import subprocess
+    from pathlib import Path
+
+    import torch
+
+    root = Path(__file__).resolve().parents[2]
+    benches = root / "benches"
+    if not (benches / "bench_step.py").is_file():
+        print(f"pgc-fast bench: the benchmarks live in a source checkout's benches/ folder; none next to {root}.\n"
+              "Clone the repository and install it with `bash .ci/setup` (an editable install).", file=sys.stderr)
+        return 2
+    extra = list(getattr(args, "extra", []))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "kernels"), str(root / "python"),
+                                                        os.environ.get("PYTHONPATH", "")]))
+    if not torch.cuda.is_available():
+        print("pgc-fast bench: no CUDA device; running the CPU pytest-benchmark files (torch twins).", flush=True)
+        cmd = [sys.executable, "-m", "pytest", "-q", "--benchmark-enable", "-p", "no:cacheprovider",
+               *[str(p) for p in sorted(benches.glob("bench_*.py")) if p.name != "bench_step.py"], *extra]
+        return subprocess.call(cmd, cwd=root, env=env)
+    suites = [k for k in BENCH_SUITES if k != "all"] if args.suite == "all" else [args.suite]
+    rc = 0
+    for name in suites:
+        script, takes_results = BENCH_SUITES[name]
+        cmd = [sys.executable, str(benches / script), *extra]
+        if args.results and takes_results:
+            cmd += ["--results", args.results]
+        print(f"== pgc-fast bench {name}: {' '.join(cmd[1:])}", flush=True)
+        rc = max(rc, subprocess.call(cmd, cwd=root, env=env))
+    return rc
 
 
 def _add_image_parser(sub: argparse._SubParsersAction) -> None:
@@ -336,8 +390,13 @@ def main(argv: list[str] | None = None) -> int:
         from pgc_fast.image2d import main as image_main
 
         return image_main(argv[1:])
+    extra: list[str] = []
+    if argv[:1] == ["bench"] and "--" in argv:  # everything after `--` belongs to the benchmark script
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.extra = extra
     if args.command == "version":
         import pgc_kernels
 
@@ -348,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "generate":
         return cmd_generate(args)
+    if args.command == "bench":
+        return cmd_bench(args)
     if args.command == "demo":
         from pgc_fast import demo
 
