@@ -81,7 +81,10 @@ class LossOutput:
 
 
 class Objective(Protocol):
-    """A pluggable loss. The loop renders ``cameras(step, gen)`` and asks the objective for a loss."""
+    """A pluggable loss. The loop renders ``cameras(step, gen)`` and asks the objective for a loss.
+
+    ``gen`` is the step's camera generator, the same on every rank: draw ``ctx.global_views`` views and keep
+    ``ctx.local_views`` of them (see :class:`RunContext`), so a view does not depend on the process count."""
 
     def setup(self, ctx: "RunContext") -> None: ...
 

@@ -181,6 +181,12 @@ def test_errors_reach_every_rank(job):
     assert e0[1].startswith("ConfigError") and e1[1].startswith("RankZeroError: rank 0: ConfigError")
 
 
+def test_resume_with_another_process_count_is_refused(job):
+    cfg = tiny_cfg(job, "part_uv", "uv", PER_RANK, **{"output.resume": True})
+    with pytest.raises(C.ConfigError, match="1 process\\(es\\) but the checkpoint was written by 2"):
+        run(cfg, objective=objective(), quiet=True)
+
+
 def test_rank0_alone_writes(job):
     ws = job / "full_uv"
     assert sorted(p.name for p in (ws / "validation").iterdir()) == [f"step{s:07d}_rgb.png" for s in (2, 4, 6)]
