@@ -7,7 +7,8 @@ How a run becomes distributed::
                                              --nproc-per-node 2 -m pgc_fast.cli generate …  (CUDA_VISIBLE_DEVICES=0,1)
     torchrun --nnodes M --nproc-per-node N -m pgc_fast.cli generate …   (directly; several machines too)
         ──► every worker: init() reads RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT,
-            NCCL on CUDA (device cuda:LOCAL_RANK) or gloo on the CPU, NCCL_NVLS_ENABLE=0 unless set.
+            NCCL on CUDA (device cuda:LOCAL_RANK) or gloo on the CPU, NCCL_NVLS_ENABLE=0 unless set;
+            run(cfg) on every rank; finish() (barrier + destroy) at a clean end.
 
 Semantics (the original's DDP, reference_spec.md §6): effective batch = world_size × batch_size views per step;
 gradients of every optimised parameter are averaged (so a loss that is a mean over a rank's views gives the
