@@ -73,7 +73,6 @@ def ours_session(cfg, device_name="cuda"):
 
     device = torch.device(device_name)
     R.seed_everything(cfg.optim.seed)
-    cam_gen = torch.Generator().manual_seed(cfg.optim.seed)
     autocast_dtype, use_scaler = R.resolve_precision(cfg, device)
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=use_scaler)
     scene = S.Scene.from_config(cfg, device)
@@ -86,7 +85,7 @@ def ours_session(cfg, device_name="cuda"):
     state = {"step": 0}
 
     def step():
-        R._train_step(state["step"], cfg, ctx, scene, objective, optimizer, scaler, pgc, cam_gen)
+        R._train_step(state["step"], cfg, ctx, scene, objective, optimizer, scaler, pgc)
         state["step"] += 1
 
     return step, scene, objective, optimizer, autocast_dtype

@@ -38,3 +38,11 @@ MESH_TOLERANCES: dict[str, float] = {
     "uv_atol": 6e-8,
     "png_atol": 0.5 / 255 + 1e-6,  # 8-bit texture quantisation
 }
+
+# Data-parallel runs (tests/pipeline/test_distributed.py): 2 processes × B views vs 1 process × 2B views differ
+# only in the order of float sums (per-rank gradients summed, then halved); Adam turns a gradient difference δ
+# into an update difference ~lr·δ/√v, larger where √v is small, so the texture check is looser than fp32 ulps.
+DIST_TOLERANCES: dict[str, dict[str, float]] = {
+    "texture": {"atol": 5e-5, "rtol": 1e-4},  # measured max 9e-6 (hash-grid table), 1e-7 (UV texels)
+    "loss": {"atol": 1e-7, "rtol": 1e-5},
+}

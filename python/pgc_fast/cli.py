@@ -146,7 +146,7 @@ ORIGINAL_HELP: dict[str, str] = {
     "bs": "views per step per GPU → optim.batch_size",
     "iters": "steps → optim.iters",
     "seed": "→ optim.seed",
-    "gpus": "GPU ids; n ids = n × bs views per step (one process)",
+    "gpus": "GPU ids; n > 1 ids: n processes through torchrun, bs views each (n × bs per step)",
     "grad_clip_rgb": "PGC threshold (>= 0 enables) → guidance.pgc_tau",
     "grad_suppress_type": "PGC variant 0..5 → guidance.pgc_variant",
     "res_fine": "render resolution → render.resolution",
@@ -272,7 +272,7 @@ def config_yaml(cfg: C.RunConfig) -> str:
     return yaml.safe_dump(C.to_dict(cfg), sort_keys=False)
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     try:
         cfg, notes = resolve_generate(args)
     except (C.ConfigError, CliError) as e:
@@ -288,11 +288,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"pgc-fast generate: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(f"# ok: valid configuration; workspace {cfg.workspace_path}; {cfg.views_per_step} views/step", file=sys.stderr)
+        n = max(1, cfg.n_gpus)
+        per = f"{n * cfg.views_per_step} views/step" + (f" ({n} processes × {cfg.views_per_step})" if n > 1 else "")
+        print(f"# ok: valid configuration; workspace {cfg.workspace_path}; {per}", file=sys.stderr)
         return 0
-    from pgc_fast.run import WorkspaceExistsError, run
+    from pgc_fast import distributed as D
+    from pgc_fast.run import WorkspaceExistsError, check_workspace, run
 
-    expected: tuple[type[BaseException], ...] = (WorkspaceExistsError, C.ConfigError, FileNotFoundError)
+    if cfg.n_gpus > 1 and not D.launched_by_torchrun() and argv is not None:
+        # The original's --gpus: one process per listed GPU, now through torchrun (pgc_fast.distributed).
+        try:
+            check_workspace(cfg)  # fail here, once, rather than in every worker
+        except (WorkspaceExistsError, FileNotFoundError) as e:
+            print(f"pgc-fast generate: {e}", file=sys.stderr)
+            return 2
+        print(f"note: --gpus {cfg.runtime.gpus}: launching {cfg.n_gpus} processes with torchrun "
+              f"({cfg.optim.batch_size} views each, {cfg.n_gpus * cfg.optim.batch_size} per step)", file=sys.stderr)
+        return D.relaunch(argv, cfg.runtime.gpus, cuda=cfg.runtime.device != "cpu")
+    rank0 = D.env_info().is_main
+    expected: tuple[type[BaseException], ...] = (WorkspaceExistsError, C.ConfigError, FileNotFoundError,
+                                                 D.RankZeroError)
     try:
         from pgc_fast.guidance import GuidanceLoadError  # missing weights: one clear message, no traceback
 
@@ -302,9 +317,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         result = run(cfg)
     except expected as e:
-        print(f"pgc-fast generate: {e}", file=sys.stderr)
+        if rank0:  # every rank raises the same error; say it once
+            print(f"pgc-fast generate: {e}", file=sys.stderr)
         return 2
-    print(f"done: {result.workspace}")
+    D.finish()  # every rank: wait for rank 0's exports, then leave together
+    if rank0:
+        print(f"done: {result.workspace}")
     return 0
 
 
@@ -406,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pgc-fast {pgc_fast.__version__}, pgc-kernels {pgc_kernels.__version__}, rust_mesh {_rust_mesh.version()}")
         return 0
     if args.command == "generate":
-        return cmd_generate(args)
+        return cmd_generate(args, argv)
     if args.command == "bench":
         return cmd_bench(args)
     if args.command == "demo":

@@ -298,7 +298,9 @@ class RuntimeConfig:
     device: Device = "auto"
     """cpu, cuda, or auto (cuda when available)."""
     gpus: str = "0"
-    """Comma-separated CUDA device ids; n ids = n x batch_size views per step in one process (the original's DDP)."""
+    """Comma-separated CUDA device ids (the original's --gpus). n > 1 ids: `pgc-fast generate` relaunches itself
+    through torchrun as n processes (CUDA_VISIBLE_DEVICES = these ids), each rendering batch_size views; under
+    torchrun directly the process uses cuda:LOCAL_RANK."""
     deterministic: bool = False
     """torch.use_deterministic_algorithms (bit-reproducible CUDA runs, slower); CPU runs are deterministic anyway."""
 
@@ -336,8 +338,9 @@ class RunConfig:
 
     @property
     def views_per_step(self) -> int:
-        """Views rendered per optimisation step (batch_size per GPU x GPUs, as the original's DDP)."""
-        return self.optim.batch_size * max(1, self.n_gpus)
+        """Views rendered per optimisation step by one process (batch_size). A job of n processes (torchrun,
+        or --gpus with n ids) renders n x this per step, as the original's DDP."""
+        return self.optim.batch_size
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))

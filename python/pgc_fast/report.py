@@ -100,7 +100,9 @@ def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dic
          + f", CFG {g.guidance_scale:g}"),
         ("PGC", f"tau {g.pgc_tau:g}, {g.pgc_variant}/{g.pgc_norm}" if g.pgc_tau is not None else "off"),
         ("texture", f"{cfg.texture.kind} (export {cfg.texture.export_resolution}²)"),
-        ("steps", f"{metrics.get('steps')} × {cfg.views_per_step} views at {cfg.render.resolution}²"),
+        ("steps", f"{metrics.get('steps')} × {metrics.get('views_per_step', cfg.views_per_step)} views at "
+                  f"{cfg.render.resolution}²" + (f" ({metrics['world_size']} processes)"
+                                                 if (metrics.get('world_size') or 1) > 1 else "")),
         ("device / precision / rasteriser", f"{metrics.get('device')} / {metrics.get('precision')} / "
                                             f"{metrics.get('render_backend')}"),
         ("speed", f"{metrics['it_per_s']:.3g} it/s" if metrics.get("it_per_s") else "n/a"),

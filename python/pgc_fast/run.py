@@ -12,10 +12,15 @@ on the rendered image → ``scaler.scale(loss).backward()`` → ``unscale_`` →
 ``scaler.step`` → ``update``. The PGC threshold is scale-aware under fp16: the hook clips with τ·S where S is
 the GradScaler's current scale, read without a host sync (reference_spec.md §2.2).
 
-Determinism and resume: every random draw comes from generators owned by the run (a CPU ``torch.Generator``
-for cameras, the torch / numpy / python global RNGs for the rest); a checkpoint stores all of them with the
-step, the texture, the optimiser, the scaler, the objective's state and the metric history, so ``--resume``
-continues exactly as if the run had never stopped (tests/pipeline/test_resume.py checks bit equality).
+Determinism and resume: cameras and render randomness come from per-step CPU generators keyed by
+(seed, step, stream) (:func:`pgc_fast.distributed.step_generator`), the rest from the torch / numpy / python
+global RNGs and the objective's own generators; a checkpoint stores those states (every rank's, under torchrun)
+with the step, the texture, the optimiser, the scaler, the objective's state and the metric history, so
+``--resume`` continues exactly as if the run had never stopped (tests/pipeline/test_resume.py checks bit equality).
+
+Several processes (torchrun, or ``--gpus 0,1`` which relaunches through it): see :mod:`pgc_fast.distributed`.
+Each rank renders its own ``batch_size`` views of the step's global batch, gradients are averaged after
+backward, rank 0 alone writes files and shows the progress bar.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import numpy as np
 import torch
 
 from pgc_fast import config as C
+from pgc_fast import distributed as D
 
 __all__ = [
     "RunResult",
@@ -75,7 +81,10 @@ class LossOutput:
 
 
 class Objective(Protocol):
-    """A pluggable loss. The loop renders ``cameras(step, gen)`` and asks the objective for a loss."""
+    """A pluggable loss. The loop renders ``cameras(step, gen)`` and asks the objective for a loss.
+
+    ``gen`` is the step's camera generator, the same on every rank: draw ``ctx.global_views`` views and keep
+    ``ctx.local_views`` of them (see :class:`RunContext`), so a view does not depend on the process count."""
 
     def setup(self, ctx: "RunContext") -> None: ...
 
@@ -98,6 +107,20 @@ class RunContext:
     scaler: Any
     scene: Any
     workspace: Path
+    dist: D.DistInfo = D.SINGLE
+    """This process's place in a torchrun job (SINGLE in one process)."""
+
+    @property
+    def global_views(self) -> int:
+        """Views per step over all ranks: ``views_per_step`` × world size. ``Objective.cameras`` gets a generator
+        shared by all ranks; it draws this many views and keeps ``local_views`` of them, so view g of a step
+        is the same whatever the number of processes."""
+        return self.cfg.views_per_step * self.dist.world_size
+
+    @property
+    def local_views(self) -> slice:
+        """This rank's slice of the step's global views."""
+        return self.dist.view_slice(self.cfg.views_per_step)
 
 
 # --------------------------------------------------------------------------------------------- objectives
@@ -118,8 +141,8 @@ class _OrbitCameras:
             uniform_sphere_rate=r.uniform_sphere_rate,
             jitter=r.jitter_pose,
         )
-        return sampler.sample(ctx.cfg.views_per_step, generator=generator, device=ctx.device,
-                              focal_range=focal_stage_range(ctx.cfg, step))
+        cams = sampler.sample(ctx.global_views, generator=generator, focal_range=focal_stage_range(ctx.cfg, step))
+        return cams[ctx.local_views].to(ctx.device)
 
 
 def focal_stage_range(cfg: C.RunConfig, step: int) -> tuple[float, float]:
@@ -158,6 +181,9 @@ class GuidanceObjective(_OrbitCameras):
 
         self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
         self.guidance = G.load_guidance(guidance_config(ctx.cfg, ctx.device))
+        if ctx.dist.rank and getattr(self.guidance, "generator", None) is not None:
+            # Same model weights on every rank (seeded init), own noise stream: the original's seed + global_rank.
+            self.guidance.generator.manual_seed(ctx.cfg.optim.seed + ctx.dist.rank)
         if ctx.cfg.guidance.ref_path:
             self._load_reference(ctx)
 
@@ -262,8 +288,9 @@ class MSEObjective:
         targets: float32 [N, 3, H, W] in [0, 1], the images to match.
         cameras: pgc_fast.render.Cameras with N views, H×W matching the targets.
         background: the background the targets were rendered over (a grey level).
-    Each step draws ``views_per_step`` of the N views (without replacement within a step) from the run's
-    camera generator, so a resumed run draws the same views.
+    Each step permutes the N views with the step's camera generator; global view g of the step (over all ranks)
+    is view ``perm[g mod N]``, so views are distinct within a step while the global batch is at most N, and a
+    resumed or re-sharded run draws the same views.
     """
 
     def __init__(self, targets: torch.Tensor, cameras: Any, background: float = 1.0) -> None:
@@ -282,8 +309,9 @@ class MSEObjective:
 
     def cameras(self, step: int, generator: torch.Generator, ctx: RunContext) -> Any:
         n = self.targets.shape[0]
-        k = min(ctx.cfg.views_per_step, n)
-        self._idx = torch.randperm(n, generator=generator)[:k].to(ctx.device)
+        perm = torch.randperm(n, generator=generator)
+        g = torch.arange(ctx.global_views)[ctx.local_views]
+        self._idx = perm[g % n].to(ctx.device)
         return self.all_cameras[self._idx]
 
     def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
@@ -307,10 +335,13 @@ def _is_number(v: Any) -> bool:
 
 
 def resolve_device(cfg: C.RunConfig) -> torch.device:
+    """cuda:gpus[0] (or cpu). Under torchrun the process's GPU is cuda:LOCAL_RANK (see run())."""
     want = cfg.runtime.device
     if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("run(): runtime.device=cuda but torch sees no CUDA device")
+        if D.launched_by_torchrun() and D.env_info().enabled:
+            return torch.device("cuda", D.env_info().local_rank)
         first = cfg.runtime.gpus.split(",")[0].strip() or "0"
         idx = int(first) if int(first) < torch.cuda.device_count() else 0
         return torch.device("cuda", idx)
@@ -328,6 +359,18 @@ def resolve_precision(cfg: C.RunConfig, device: torch.device) -> tuple[torch.dty
     if p == "bf16":
         return torch.bfloat16, False
     return torch.float16, True
+
+
+def check_workspace(cfg: C.RunConfig) -> None:
+    """The checks of :func:`prepare_workspace` without touching anything (a launcher runs them first)."""
+    ws = Path(cfg.workspace_path)
+    if ws.exists() and any(ws.iterdir()) and not cfg.output.resume and not cfg.output.force:
+        raise WorkspaceExistsError(
+            f"workspace {str(ws)!r} already exists and is not empty; pass --force to overwrite it "
+            f"or --resume to continue its run"
+        )
+    if cfg.output.resume and not (ws / "checkpoints").is_dir():
+        raise FileNotFoundError(f"run(): --resume given but {str(ws / 'checkpoints')!r} has no checkpoint")
 
 
 def prepare_workspace(cfg: C.RunConfig) -> Path:
@@ -354,23 +397,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state(cam_gen: torch.Generator) -> dict[str, Any]:
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """The global RNG states (cameras and render draws are per-step generators: nothing to save). CUDA: the
+    run's device only (touching every GPU would create a context on each from every rank)."""
     return {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "cameras": cam_gen.get_state(),
+        "cuda_device": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
 
 
-def _set_rng_state(state: dict[str, Any], cam_gen: torch.Generator) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    cam_gen.set_state(state["cameras"])
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda_device") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_device"].cpu(), device)
 
 
 class _Timer:
@@ -471,7 +514,8 @@ def run(
         validate_files: check that input files exist during validation.
 
     Returns:
-        RunResult with the workspace, final step, output files and metrics.
+        RunResult with the workspace, final step, output files and metrics. Under torchrun every rank calls
+        this; rank 0 writes the files, the other ranks return the trained texture with ``files`` empty.
     """
     C.validate(cfg, check_files=validate_files)
     if objective is None:
@@ -480,28 +524,27 @@ def run(
         objective = GuidanceObjective()
     t_start = time.perf_counter()
     device = resolve_device(cfg)
-    ws = prepare_workspace(cfg)
+    dist = D.init(cuda=device.type == "cuda")
+    quiet = quiet or not dist.is_main
+    ws = D.rank0_call(lambda: prepare_workspace(cfg), dist)
     timer = _Timer(device)
     if cfg.runtime.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    seed_everything(cfg.optim.seed)
-    cam_gen = torch.Generator().manual_seed(cfg.optim.seed)
+    seed_everything(cfg.optim.seed)  # the same on every rank: identical texture init (then broadcast anyway)
     autocast_dtype, use_scaler = resolve_precision(cfg, device)
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=use_scaler)
 
     ckpt_dir = ws / "checkpoints"
     state: dict[str, Any] | None = None
-    if cfg.output.resume:  # checked before any model is loaded
-        state = _load_latest_checkpoint(ckpt_dir, device)
-        if state is None:
-            raise FileNotFoundError(f"run(): --resume given but {str(ckpt_dir)!r} has no checkpoint")
-        _check_resume_config(state.get("config"), cfg)
+    if cfg.output.resume:  # checked before any model is loaded; rank 0 reads, every rank gets it
+        state = D.rank0_call(lambda: _load_resume_state(ckpt_dir, cfg, device, dist), dist)
+        state = _this_rank_state(state, dist)
 
     from pgc_fast import scene as S
 
     with timer.phase("load_mesh"):
         scene = S.Scene.from_config(cfg, device)
-    ctx = RunContext(cfg, device, autocast_dtype, scaler, scene, ws)
+    ctx = RunContext(cfg, device, autocast_dtype, scaler, scene, ws, dist)
     with timer.phase("load_model"):
         objective.setup(ctx)
 
@@ -517,20 +560,23 @@ def run(
         if cfg.texture.init_from_vertex_colors and scene.mesh_has_vertex_colors:
             with timer.phase("init_texture"):
                 scene.fit_vertex_colors(cfg.texture.init_iters, seed=cfg.optim.seed)
-        # Re-seed after the (optional) pre-fit so the training draws do not depend on it.
-        seed_everything(cfg.optim.seed + 1)
+        D.broadcast_module(scene.texture, dist)  # GPU pre-fits may differ in the last bit between ranks
+        # Re-seed after the (optional) pre-fit so the training draws do not depend on it; one stream per rank
+        # (the original's seed + global_rank).
+        seed_everything(cfg.optim.seed + 1 + dist.rank)
 
     optimizer = _make_optimizer(cfg, scene)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         objective.load_state_dict(state.get("objective", {}))
-        _set_rng_state(state["rng"], cam_gen)
+        _set_rng_state(state["rng"], device)
         prev_phases = state.get("phases", {})
         for k, v in prev_phases.items():
             if k == "train":
                 timer.phases[k] = v
-    (ws / "config.yaml").write_text(_config_yaml(cfg))
+    if dist.is_main:
+        (ws / "config.yaml").write_text(_config_yaml(cfg))
 
     pgc = _PGCHook(cfg.guidance, scaler if use_scaler else None)
     iters = cfg.optim.iters
@@ -543,7 +589,7 @@ def run(
     try:
         with progress, timer.phase("train"):
             for step in range(start_step, end_step):
-                stats = _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc, cam_gen)
+                stats = _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc)
                 steps_run += 1
                 done = step + 1
                 history["step"].append(done)
@@ -551,18 +597,23 @@ def run(
                 history["clip_frac"].append(stats.get("clip_frac", float("nan")))
                 history["time"].append(time.perf_counter() - t_start)
                 progress.update(done, stats)
-                if cfg.output.val_every and done % cfg.output.val_every == 0 and done < iters:
+                if cfg.output.val_every and done % cfg.output.val_every == 0 and done < iters and dist.is_main:
                     _write_validation(scene, cfg, val_dir, done)
                 if (cfg.output.ckpt_every and done % cfg.output.ckpt_every == 0) or done == end_step:
-                    _save_checkpoint(ckpt_dir, done, scene, optimizer, scaler, objective, cam_gen, history, timer)
+                    _save_checkpoint(ckpt_dir, done, scene, optimizer, scaler, objective, history, timer, ctx)
     except KeyboardInterrupt:
         progress.stop()
-        print(f"interrupted: resume with --resume (last checkpoint in {ckpt_dir})", file=sys.stderr)
+        if dist.is_main:
+            print(f"interrupted: resume with --resume (last checkpoint in {ckpt_dir})", file=sys.stderr)
         raise
     train_time = time.perf_counter() - train_t0
     final_step = history["step"][-1] if history["step"] else start_step
     result = RunResult(workspace=ws, config=cfg, step=final_step, texture=scene.texture)
     if final_step < iters:  # stopped early on purpose: checkpoint only
+        return result
+    per_rank = D.gather_object({"memory": _peak_memory_mib(device), "device": str(device),
+                                "train_s": train_time, "steps": steps_run}, dist)
+    if not dist.is_main:  # rank 0 alone exports; nothing below is collective
         return result
 
     scene.texture.eval()
@@ -582,7 +633,10 @@ def run(
         "resumed_from": resumed_from,
         "it_per_s": steps_run / train_time if train_time > 0 and steps_run else None,
         "s_per_it": train_time / steps_run if steps_run else None,
-        "views_per_step": cfg.views_per_step,
+        "views_per_step": cfg.views_per_step * dist.world_size,
+        "views_per_rank": cfg.views_per_step,
+        "world_size": dist.world_size,
+        "ranks": per_rank if dist.enabled else None,
         "device": str(device),
         "render_backend": type(scene.renderer.backend).__name__,
         "texture": cfg.texture.kind,
@@ -658,23 +712,24 @@ def _make_optimizer(cfg: C.RunConfig, scene: Any) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
 
 
-def _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc, cam_gen) -> dict[str, float]:
+def _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc) -> dict[str, float]:
     device = ctx.device
+    seed = cfg.optim.seed
     optimizer.zero_grad(set_to_none=True)
-    cams = objective.cameras(step, cam_gen, ctx)
+    cams = objective.cameras(step, D.step_generator(seed, step, D.STREAM_CAMERAS), ctx)
     ac = (torch.autocast(device.type, dtype=ctx.autocast_dtype) if ctx.autocast_dtype is not None
           else contextlib.nullcontext())
     with ac:
-        render = scene.render(cams, train=True, step=step, generator=cam_gen)
+        render = scene.render(cams, train=True, step=step,
+                              generator=D.step_generator(seed, step, D.STREAM_RENDER, ctx.dist.rank))
         if not getattr(objective, "handles_pgc", False):
             pgc.attach(render.image)
         out = objective.loss(step, render, cams, ctx)
     loss = out.loss.float()
-    if cfg.n_gpus > 1:
-        # The original averaged gradients over n DDP ranks, each rendering batch_size views: same as weighting
-        # the loss over all n·batch_size views by 1/n in one process.
-        loss = loss / cfg.n_gpus
     scaler.scale(loss).backward()
+    # Data parallel: average before unscale_ so every rank sees the same (possibly inf) gradients and the
+    # GradScalers stay in step (the original's DDP averaged the same way; PGC hooks ran per rank before it).
+    D.all_reduce_grads((p for g in optimizer.param_groups for p in g["params"]), ctx.dist)
     scaler.unscale_(optimizer)
     if cfg.optim.grad_clip is not None:
         torch.nn.utils.clip_grad_value_(scene.texture.parameters(), cfg.optim.grad_clip)
@@ -686,23 +741,34 @@ def _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc, cam_ge
     after = getattr(objective, "after_backward", None)
     if after is not None:
         stats.update(after())
-    return stats
+    return D.average_floats(stats, ctx.dist)  # the log shows the mean over all ranks' views
 
 
 def _checkpoint_path(ckpt_dir: Path, step: int) -> Path:
     return ckpt_dir / f"step{step:07d}.pth"
 
 
-def _save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, cam_gen, history, timer) -> Path:
-    """Write the full state atomically and keep only the latest checkpoint (as the original's max_keep_ckpt=1)."""
+def _save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, history, timer, ctx) -> Path | None:
+    """Write the full state atomically and keep only the latest checkpoint (as the original's max_keep_ckpt=1).
+
+    Every rank calls this (a collective): the texture, optimiser and scaler are identical on all ranks; the RNG
+    and objective states (guidance noise generator, …) differ, so all of them are gathered into ``ranks`` and
+    rank 0 writes the file."""
+    own = {"rng": _rng_state(ctx.device), "objective": objective.state_dict()}
+    ranks = D.gather_object(own, ctx.dist)
+    if not ctx.dist.is_main:
+        return None
+    assert ranks is not None
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,
         "texture": scene.texture.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
-        "objective": objective.state_dict(),
-        "rng": _rng_state(cam_gen),
+        "objective": own["objective"],
+        "rng": own["rng"],
+        "world_size": ctx.dist.world_size,
+        "ranks": ranks if ctx.dist.enabled else None,
         "history": history,
         "phases": dict(timer.phases),
         "config": C.to_dict(scene.cfg),
@@ -726,6 +792,29 @@ def _check_resume_config(saved: dict[str, Any] | None, cfg: C.RunConfig) -> None
             if (sec, k) not in (("output", "resume"), ("output", "force")) and saved.get(sec, {}).get(k) != v]
     if diff:
         raise C.ConfigError([f"--resume with a different configuration than the checkpoint's: {d}" for d in diff])
+
+
+def _load_resume_state(ckpt_dir: Path, cfg: C.RunConfig, device: torch.device, dist: D.DistInfo) -> dict[str, Any]:
+    """The latest checkpoint, checked against this run (configuration, number of processes). Under torchrun
+    rank 0 loads it to the CPU and broadcasts it: no shared file system is needed between machines."""
+    # To the CPU always: load_state_dict copies onto the run's device, and RNG states must be CPU tensors.
+    state = _load_latest_checkpoint(ckpt_dir, torch.device("cpu"))
+    if state is None:
+        raise FileNotFoundError(f"run(): --resume given but {str(ckpt_dir)!r} has no checkpoint")
+    _check_resume_config(state.get("config"), cfg)
+    saved_world = state.get("world_size", 1)
+    if saved_world != dist.world_size:
+        raise C.ConfigError([f"--resume with {dist.world_size} process(es) but the checkpoint was written by "
+                             f"{saved_world}: each rank's random streams are in it; resume with the same count"])
+    return state
+
+
+def _this_rank_state(state: dict[str, Any], dist: D.DistInfo) -> dict[str, Any]:
+    """Swap in this rank's RNG and objective states (a checkpoint holds every rank's)."""
+    ranks = state.get("ranks")
+    if dist.enabled and ranks:
+        state = dict(state, rng=ranks[dist.rank]["rng"], objective=ranks[dist.rank]["objective"])
+    return state
 
 
 def _load_latest_checkpoint(ckpt_dir: Path, device: torch.device) -> dict[str, Any] | None:

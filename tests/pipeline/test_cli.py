@@ -75,7 +75,7 @@ def test_sample_A_sdxl_controlnet_texture(original_layout, capsys):
     assert (o.batch_size, o.iters, o.precision, o.optimizer) == (2, 1200, "auto", "adam")
     assert (cfg.render.resolution, cfg.render.background, cfg.render.zoom_stages) == (1024, "scenery", False)
     assert g.scheduler == "dpm" and o.lr_geometry == pytest.approx(1e-5 / 20) and o.lr_texture == 1e-3
-    assert cfg.runtime.gpus == "0,1" and cfg.views_per_step == 4
+    assert cfg.runtime.gpus == "0,1" and cfg.n_gpus == 2 and cfg.views_per_step == 2  # per process (torchrun)
     assert cfg.workspace_path == "exp/panda/sdxl"
     assert cli.main(["generate", "--dry-run", *SAMPLES["A"], *COMMON]) == 0
     out = capsys.readouterr().out
