@@ -320,9 +320,9 @@ def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int
         if rank0:  # every rank raises the same error; say it once
             print(f"pgc-fast generate: {e}", file=sys.stderr)
         return 2
-    D.finish()  # every rank: wait for rank 0's exports, then leave together
     if rank0:
         print(f"done: {result.workspace}")
+    D.finish(exit_code=0)  # every rank: wait for rank 0's exports, then leave together (gloo: exits here)
     return 0
 
 

@@ -92,7 +92,7 @@ def worker(root: Path) -> None:
             errors.append(f"{type(e).__name__}: {e}")
     out["errors"] = errors  # type: ignore[assignment]
     torch.save(out, root / f"rank{dist.rank}.pt")
-    D.finish()
+    D.finish(exit_code=0)
 
 
 def collectives(rank: int) -> dict[str, torch.Tensor | None]:
