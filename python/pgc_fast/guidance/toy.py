@@ -43,7 +43,7 @@ VAE_CONFIG: dict[str, Any] = dict(
     act_fn="silu", latent_channels=4, norm_num_groups=16, sample_size=64, scaling_factor=1.0, force_upcast=False,
 )
 UNET_CONFIG: dict[str, Any] = dict(
-    sample_size=16, in_channels=4, out_channels=4, block_out_channels=(64, 128, 128), layers_per_block=1,
+    sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1,
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=8,
     norm_num_groups=16, cross_attention_dim=64,

@@ -222,6 +222,41 @@ def classify(imgs: torch.Tensor, ref: dict) -> tuple[torch.Tensor, torch.Tensor]
 
 
 # ---------------------------------------------------------------------------------------------- training
+def finetune_decoder(vae, geo, steps: int, batch: int, lr: float, seed: int, log: list | None = None) -> None:
+    """Train only the VAE decoder (encoder frozen, so the latent space — and a UNet trained on it — is unchanged),
+    with an extra low-frequency term (8×8 mean colours) so decoded colours match. Own generator (seed)."""
+    if steps <= 0:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    dec = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(dec, lr=lr, weight_decay=0.0)
+    vae.requires_grad_(False)
+    for q in dec:
+        q.requires_grad_(True)
+    vae.decoder.train()
+    t0 = time.perf_counter()
+    run = 0.0
+    for step in range(1, steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = lr * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
+        idx, c, p = sample_captions(geo, batch, gen)
+        x = shade(geo, idx, c, p, gen) * 2 - 1
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample(generator=gen)
+        rec = vae.decode(z).sample
+        loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x) + F.mse_loss(F.avg_pool2d(rec, 8), F.avg_pool2d(x, 8))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
+        if step % 25 == 0 or step == steps:
+            if log is not None:
+                log.append([step, round(run, 5)])
+            print(f"decoder {step}/{steps} loss {run:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    vae.requires_grad_(False)
+    vae.eval()
+
+
 def _git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
@@ -267,27 +302,39 @@ def train(args) -> dict:
         "threads": torch.get_num_threads(), "device": "cpu",
     }
     # ---- VAE
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    vae.train()
     t1 = time.perf_counter()
-    run = 0.0
-    for step in range(1, args.vae_steps + 1):
-        idx, c, p = sample_captions(geo, args.vae_batch, gen)
-        x = shade(geo, idx, c, p, gen) * 2 - 1
-        post = vae.encode(x).latent_dist
-        z = post.sample(generator=None)
-        rec = vae.decode(z).sample
-        kl = post.kl().mean() / (16 * 16 * 4)
-        loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x) + args.kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
-        if step % 25 == 0 or step == args.vae_steps:
-            meta["losses"]["vae"].append([step, round(run, 5)])
-            print(f"vae {step}/{args.vae_steps} loss {run:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
-    vae.eval()
-    vae.requires_grad_(False)
+    if args.vae_from:  # resume after the VAE phase of an earlier run of this command (same seed and settings)
+        from safetensors.torch import load_file
+
+        vae.load_state_dict(load_file(str(Path(args.vae_from) / "vae.safetensors")))
+        meta["losses"]["vae"] = json.loads((Path(args.vae_from) / "meta.json").read_text())["losses"]["vae"]
+        meta["vae_from"] = str(args.vae_from)
+        for _ in range(args.vae_steps):  # advance the data generator exactly as the VAE phase did
+            sample_captions(geo, args.vae_batch, gen)
+            shade(geo, torch.zeros(args.vae_batch, dtype=torch.long), torch.zeros(args.vae_batch, dtype=torch.long),
+                  torch.zeros(args.vae_batch, dtype=torch.long), gen)
+    else:
+        opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+        vae.train()
+        t1 = time.perf_counter()
+        run = 0.0
+        for step in range(1, args.vae_steps + 1):
+            idx, c, p = sample_captions(geo, args.vae_batch, gen)
+            x = shade(geo, idx, c, p, gen) * 2 - 1
+            post = vae.encode(x).latent_dist
+            z = post.sample(generator=None)
+            rec = vae.decode(z).sample
+            kl = post.kl().mean() / (16 * 16 * 4)
+            loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x) + args.kl_weight * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
+            if step % 25 == 0 or step == args.vae_steps:
+                meta["losses"]["vae"].append([step, round(run, 5)])
+                print(f"vae {step}/{args.vae_steps} loss {run:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+        vae.eval()
+        vae.requires_grad_(False)
     meta["time_s"]["vae"] = round(time.perf_counter() - t1, 1)
     # latents of a fixed data set (posterior mean + std; sampled per step)
     t2 = time.perf_counter()
@@ -306,6 +353,11 @@ def train(args) -> dict:
     views = geo["view"][idx]
     meta["time_s"]["encode"] = round(time.perf_counter() - t2, 1)
     print(f"encoded {args.latents} images, scaling factor {scale:.4f}", flush=True)
+    t4 = time.perf_counter()
+    meta["losses"]["decoder"] = []
+    finetune_decoder(vae, geo, args.decoder_steps, args.vae_batch, args.vae_lr * 0.5, args.seed + 2,
+                     meta["losses"]["decoder"])
+    meta["time_s"]["decoder"] = round(time.perf_counter() - t4, 1)
     _save(out, meta, vae=vae)
     # captions as token ids
     from diffusers import DDPMScheduler
@@ -336,7 +388,8 @@ def train(args) -> dict:
     te.train()
     t3 = time.perf_counter()
     run = 0.0
-    for step in range(1, args.unet_steps + 1):
+    last = min(args.unet_steps, args.stop_after or args.unet_steps)
+    for step in range(1, last + 1):
         lr = args.unet_lr * min(1.0, step / 200) * (0.5 * (1 + math.cos(math.pi * step / args.unet_steps)) * 0.9 + 0.1)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -360,11 +413,11 @@ def train(args) -> dict:
                 if v.dtype.is_floating_point:
                     ema[k].mul_(d).add_(v, alpha=1 - d)
         run = loss.item() if step == 1 else 0.98 * run + 0.02 * loss.item()
-        if step % 50 == 0 or step == args.unet_steps:
+        if step % 50 == 0 or step == last:
             meta["losses"]["unet"].append([step, round(run, 5)])
             el = time.perf_counter() - t3
             print(f"unet {step}/{args.unet_steps} loss {run:.4f} lr {lr:.2e} ({el:.0f} s)", flush=True)
-        if step % args.ckpt_every == 0 or step == args.unet_steps:
+        if step % args.ckpt_every == 0 or step == last:
             meta["time_s"]["unet"] = round(time.perf_counter() - t3, 1)
             meta["unet_steps_done"] = step
             ema_unet = toy.build_modules(args.seed)[1]
@@ -384,13 +437,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vae-steps", type=int, default=600)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--vae-from", default="", help="load the VAE phase's weights from this --out of an earlier run")
+    ap.add_argument("--decoder-steps", type=int, default=300, help="decoder-only fine-tuning after encoding")
     ap.add_argument("--kl-weight", type=float, default=1e-4)
     ap.add_argument("--latents", type=int, default=8192, help="images encoded for UNet training")
-    ap.add_argument("--unet-steps", type=int, default=3000)
-    ap.add_argument("--unet-batch", type=int, default=64)
+    ap.add_argument("--unet-steps", type=int, default=3500)
+    ap.add_argument("--unet-batch", type=int, default=32)
     ap.add_argument("--unet-lr", type=float, default=1e-3)
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop the UNet phase after this many steps (the LR schedule still spans --unet-steps); "
+                         "reproduces a run that was stopped at a checkpoint")
     args = ap.parse_args(argv)
     meta = train(args)
     print(json.dumps({k: meta[k] for k in ("time_s", "scaling_factor")}))
