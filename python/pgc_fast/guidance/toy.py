@@ -56,19 +56,19 @@ def caption(colour: str, pattern: str) -> str:
 
 def make_tokenizer():
     """The generated word-level tokenizer (a transformers fast tokenizer; CLIP's BOS … EOS pad layout)."""
-    from tokenizers import Tokenizer, pre_tokenizers, processors
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(VOCAB)}
     tok = Tokenizer(WordLevel(vocab, unk_token="<|unk|>"))
+    tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()  # splits "object," into "object" ","
     tok.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A <|endoftext|>",
         special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])])
     t = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=MAX_LENGTH, pad_token="<|pad|>",
                                 unk_token="<|unk|>", bos_token="<|startoftext|>", eos_token="<|endoftext|>")
-    t.do_lower_case = True
     return t
 
 
