@@ -132,7 +132,6 @@ E2E_ITERS = 300
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="not yet measured against the shipped toy-sd checkpoint (runs: 35 s)", strict=False)
 def test_image_2d_mode_follows_the_prompt(tmp_path):
     """2D mode (`pgc-fast image`, SDS + PGC on a 64² image): the object region ends nearest the named colour."""
     from PIL import Image
