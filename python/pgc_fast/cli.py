@@ -166,7 +166,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     )
     new = p.add_argument_group("pgc-fast")
     new.add_argument("--preset", choices=sorted(C.PRESETS), default=None, help="start from a named preset")
-    new.add_argument("--model", default=argparse.SUPPRESS, help="hub id, local path or built-in (tiny-sd, tiny-sdxl, sd15-random, sdxl-random)")
+    new.add_argument("--model", default=argparse.SUPPRESS, help="hub id, local path or built-in (toy-sd, tiny-sd, tiny-sdxl, sd15-random, sdxl-random)")
     new.add_argument("--device", choices=("auto", "cpu", "cuda"), default=argparse.SUPPRESS, help="compute device")
     new.add_argument("--texture", choices=("field", "uv"), default=argparse.SUPPRESS, help="texture representation")
     new.add_argument("--dry-run", action="store_true", help="validate and print the resolved config; load no model")
@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--results", default=None, help="append the tables to this markdown file")
     b.epilog = "Arguments after `--` go to the benchmark script (e.g. pgc-fast bench step -- --views 2)."
     _add_image_parser(sub)
+    sub.add_parser("train-prior", help="train the built-in toy-sd prior from a seed (pgc-fast train-prior --help)",
+                   add_help=False)
     return parser
 
 
@@ -412,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"] and "--" in argv:  # everything after `--` belongs to the benchmark script
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
+    if argv[:1] == ["train-prior"]:  # trains toy-sd (pgc_fast.guidance.train_prior parses its own flags)
+        from pgc_fast.guidance.train_prior import main as train_prior_main
+
+        return train_prior_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     args.extra = extra

@@ -60,7 +60,7 @@ Objective = Literal["guidance", "mse"]
 Device = Literal["auto", "cpu", "cuda"]
 
 # Built-in model names served by pgc_fast.guidance without a download.
-BUILTIN_MODELS = ("tiny-sd", "tiny-sdxl", "sd15-random", "sdxl-random")
+BUILTIN_MODELS = ("tiny-sd", "tiny-sdxl", "sd15-random", "sdxl-random", "toy-sd")
 # The hub ids the original would load, with its bug 4 fixed (SDXL defaults to base-1.0, not 0.9).
 DEFAULT_MODELS = {
     "sd": "stabilityai/stable-diffusion-2-1-base",
@@ -90,7 +90,7 @@ class GuidanceConfig:
     family: GuidanceFamily = "sd"
     """Diffusion model family: sd (SD 1.5 / 2.1) or sdxl."""
     model: str | None = None
-    """Hub id, local directory or built-in name (tiny-sd, tiny-sdxl, sd15-random, sdxl-random); None = family default."""
+    """Hub id, local directory or built-in name (tiny-sd, tiny-sdxl, sd15-random, sdxl-random, toy-sd); None = family default."""
     vae: str | None = None
     """VAE override (hub id or path); None = the family default (SDXL: madebyollin/sdxl-vae-fp16-fix)."""
     controlnets: tuple[str, ...] = ()

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--size", type=int, default=1024, help="image size (pixels; latent = size / 8)")
     p.add_argument("--model", default="sdxl", help="sdxl | sdxl-0.9 | sdxl-turbo | sd15 | sd21 | sd21-base | "
-                   "tiny-sdxl | tiny-sd | sdxl-random | sd15-random | hub id | local dir")
+                   "toy-sd | tiny-sdxl | tiny-sd | sdxl-random | sd15-random | hub id | local dir")
     p.add_argument("--vae", default="auto", help="VAE override (auto: SDXL fp16-fix VAE)")
     p.add_argument("--iters", type=int, default=500)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -10,6 +10,9 @@
   They are built on the ``meta`` device and materialised directly on the target device with each layer's
   default ``reset_parameters`` init, so no CPU-side init of billions of parameters happens. For cost
   benchmarks only.
+* ``toy-sd``: a small SD-style prior *trained by the project* on renders of coloured, patterned shapes
+  (:mod:`.toy`, :mod:`.train_prior`); weights ship in the package. Its outputs follow prompts like
+  "a red striped object".
 
 The tokenizer of all four is generated at runtime: a byte-level CLIP BPE tokenizer whose vocabulary is the 256
 byte symbols (with and without the end-of-word suffix) plus the two special tokens, and no merges (every word
@@ -25,7 +28,7 @@ from typing import Any
 
 import torch
 
-BUILTIN_MODELS = ("tiny-sdxl", "tiny-sd", "sdxl-random", "sd15-random")
+BUILTIN_MODELS = ("tiny-sdxl", "tiny-sd", "sdxl-random", "sd15-random", "toy-sd")
 
 # Diffusion schedule shared by SD 1.x/2.x and SDXL: scaled_linear betas 0.00085 -> 0.012, 1000 steps.
 SCHEDULER_CONFIG: dict[str, Any] = {
@@ -199,6 +202,8 @@ def build_builtin(name: str, *, control_types: list[str] | tuple[str, ...] = (),
 
     if name not in BUILTIN_MODELS:
         raise ValueError(f"build_builtin(): name must be one of {BUILTIN_MODELS}, got {name!r}")
+    if name == "toy-sd":
+        return _build_toy(control_types, device, dtype)
     device = torch.device(device)
     sdxl = "sdxl" in name
     tiny = name.startswith("tiny")
@@ -261,4 +266,18 @@ def build_builtin(name: str, *, control_types: list[str] | tuple[str, ...] = (),
         name=name, is_sdxl=sdxl, unet=unet, vae=vae, text_encoders=encoders,
         tokenizers=[tokenizer] * len(encoders), scheduler_config=dict(SCHEDULER_CONFIG), resolution=resolution,
         controlnet=controlnet, control_types=list(control_types), sources={"model": f"built-in {name}"},
+    )
+
+
+def _build_toy(control_types, device, dtype) -> ModelBundle:
+    """Load the trained ``toy-sd`` weights shipped in ``pgc_fast/guidance/toy_sd`` (see :mod:`.toy`)."""
+    from .toy import WEIGHTS_DIR, load_toy
+
+    if control_types:
+        raise ValueError(f"build_builtin(): toy-sd has no ControlNets, got control_types={list(control_types)}")
+    vae, unet, te, tok, meta = load_toy(WEIGHTS_DIR, device=device, dtype=dtype)
+    return ModelBundle(
+        name="toy-sd", is_sdxl=False, unet=unet, vae=vae, text_encoders=[te], tokenizers=[tok],
+        scheduler_config=dict(SCHEDULER_CONFIG), resolution=int(meta["data"]["resolution"]),
+        sources={"model": f"built-in toy-sd (trained at {meta.get('commit', '?')[:10]})"},
     )
