@@ -14,13 +14,7 @@ from pgc_kernels import hash_grid_encode
 SMALL = dict(num_levels=4, level_dim=2, log2_table_size=10, base_resolution=4, finest_resolution=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall badly when CI shares its 2 cores)."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_texture_field_matches_the_original_layout():

@@ -21,13 +21,7 @@ CFG = dict(base_resolution=4, finest_resolution=64)
 L, T = 4, 4096
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall badly when CI shares its 2 cores)."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _special_points(n_random: int, seed: int) -> torch.Tensor:
