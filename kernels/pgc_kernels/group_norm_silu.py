@@ -68,14 +68,19 @@ def _gn_stats_kernel(X, SHIFT, S1, S2, C, HW, sB, sP, sC, PIX_PER_SPLIT, n_split
 
 
 @triton.jit
+def _load_bc(V, b, C, offs_c):
+    """Row b of a float32 [B, C] per-(sample, channel) table, over the channel block offs_c."""
+    return tl.load(V + b * C + offs_c, mask=offs_c < C, other=0.0)
+
+
+@triton.jit
 def _gn_apply_kernel(X, Y, A, Bc, C, HW, sB, sP, sC, yB, yP, yC,
                      SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     p0 = tl.program_id(1) * BLOCK_P
     ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
-    cmask = offs_c < C
-    a_c = tl.load(A + b * C + offs_c, mask=cmask, other=0.0)
-    b_c = tl.load(Bc + b * C + offs_c, mask=cmask, other=0.0)
+    a_c = _load_bc(A, b, C, offs_c)
+    b_c = _load_bc(Bc, b, C, offs_c)
     x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
     a = x * a_c[None, :] + b_c[None, :]
     if SILU:
@@ -103,8 +108,8 @@ def _gn_bwd_sums_kernel(X, DY, A, Bc, T1, T2, C, HW, sB, sP, sC, dB, dP, dC, PIX
     start = split * PIX_PER_SPLIT
     offs_c = tl.arange(0, BLOCK_C)
     cmask = offs_c < C
-    a_c = tl.load(A + b * C + offs_c, mask=cmask, other=0.0)
-    b_c = tl.load(Bc + b * C + offs_c, mask=cmask, other=0.0)
+    a_c = _load_bc(A, b, C, offs_c)
+    b_c = _load_bc(Bc, b, C, offs_c)
     acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
     acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
     for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
@@ -127,11 +132,10 @@ def _gn_bwd_apply_kernel(X, DY, DX, A, Bc, Pc, Qc, C, HW, sB, sP, sC, dB, dP, dC
     b = tl.program_id(0).to(tl.int64)
     p0 = tl.program_id(1) * BLOCK_P
     ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
-    cmask = offs_c < C
-    a_c = tl.load(A + b * C + offs_c, mask=cmask, other=0.0)
-    b_c = tl.load(Bc + b * C + offs_c, mask=cmask, other=0.0)
-    p_c = tl.load(Pc + b * C + offs_c, mask=cmask, other=0.0)
-    q_c = tl.load(Qc + b * C + offs_c, mask=cmask, other=0.0)
+    a_c = _load_bc(A, b, C, offs_c)
+    b_c = _load_bc(Bc, b, C, offs_c)
+    p_c = _load_bc(Pc, b, C, offs_c)
+    q_c = _load_bc(Qc, b, C, offs_c)
     offs_p = p0 + tl.arange(0, BLOCK_P)
     x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
     dy = tl.load(DY + b * dB + offs_p[:, None] * dP + offs_c[None, :] * dC, mask=mask, other=0.0).to(tl.float32)
