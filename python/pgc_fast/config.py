@@ -146,7 +146,9 @@ class GuidanceConfig:
     fast_vae: bool = True
     """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last)."""
     compile: bool = False
-    """torch.compile the UNet and ControlNets (minutes of compile at the first step; pays on long runs)."""
+    """torch.compile the UNet and ControlNets (the first step pays the compile; pays on long runs)."""
+    compile_scope: Literal["blocks", "full"] = "blocks"
+    """What --guidance.compile compiles: blocks (regional: each ResNet/transformer block, short compile) or full."""
 
 
 @dataclass(frozen=True)

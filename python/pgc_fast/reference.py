@@ -78,7 +78,7 @@ class OriginalStep:
     """
 
     def __init__(self, bundle, mesh, backend, field, background, prompt_embeds, pooled, *, resolution=1024,
-                 guidance_scale=100.0, tau=0.1, lr=1e-3, alphas_cumprod=None):
+                 guidance_scale=100.0, tau=0.1, lr=1e-3, alphas_cumprod=None, amp_dtype=torch.float16):
         self.unet, self.vae, self.controlnet = bundle.unet, bundle.vae, bundle.controlnet
         self.mesh, self.backend, self.field = mesh, backend, field
         self.background = background
@@ -89,8 +89,13 @@ class OriginalStep:
         self.opt = torch.optim.Adam(field.param_groups(lr), betas=(0.9, 0.99), eps=1e-15)
         self.dev = background.device.type
         # fp16 autocast + GradScaler on CUDA as the original; on a CPU (smoke runs) float32, no scaler.
-        self.amp = self.dev == "cuda"
-        self.scaler = torch.amp.GradScaler(self.dev, init_scale=2.0**10, enabled=self.amp)
+        # ``amp_dtype`` exists for the parity check (benches/gpu_step_parity.py): None = float32 throughout (the
+        # ground truth), torch.bfloat16 = the same recipe under bf16 autocast (no scaler, as bf16 needs none).
+        self.amp_dtype = amp_dtype if amp_dtype is not None else torch.float32
+        self.amp = self.dev == "cuda" and amp_dtype is not None
+        self.scaler = torch.amp.GradScaler(self.dev, init_scale=2.0**10,
+                                           enabled=self.amp and self.amp_dtype == torch.float16)
+        self.last_image_grad: torch.Tensor | None = None
         if alphas_cumprod is None:  # scaled_linear β 0.00085 → 0.012, 1000 steps (SD/SDXL)
             betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
             alphas_cumprod = torch.cumprod(1 - betas, 0)
@@ -108,7 +113,7 @@ class OriginalStep:
         z_cam = self.backend.interpolate(cams.to_camera(verts)[..., 2:3].contiguous(), rast, faces)
         cov = (rast[..., 3:] > 0).float()
         mask = self.backend.antialias(cov, rast, clip, faces)
-        with torch.autocast(self.dev, dtype=torch.float16, enabled=self.amp):
+        with torch.autocast(self.dev, dtype=self.amp_dtype, enabled=self.amp):
             albedo = self.field(pos.reshape(-1, 3)).reshape(pos.shape[0], h, w, 3)  # every pixel, as the original
         bg = self.background.permute(1, 2, 0)[None]
         img = albedo * mask + bg * (1 - mask)
@@ -117,12 +122,24 @@ class OriginalStep:
         return img.permute(0, 3, 1, 2).contiguous(), d.permute(0, 3, 1, 2).contiguous()
 
     def __call__(self, cams, generator: torch.Generator) -> dict:
+        """One full step: :meth:`forward_backward`, then the GradScaler'd Adam step."""
+        out = self.forward_backward(cams, generator)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return out
+
+    def forward_backward(self, cams, generator: torch.Generator, *, control: torch.Tensor | None = None) -> dict:
+        """Render, guidance and backward, leaving the unscaled texture gradients in the field's ``.grad`` (the
+        state the original's optimiser step sees). Returns {"loss", "z" (latents, detached), "grad" (the SDS
+        latent gradient)}; the rendered image's gradient after the PGC hook (unscaled) is kept in
+        ``last_image_grad``. ``control``: [B, 3, R, R] condition image replacing the depth map computed here
+        (the parity check feeds both pipelines one condition; our default depth convention differs on purpose)."""
         self.opt.zero_grad(set_to_none=True)
         b = cams.c2w.shape[0]
         img, depth = self.render(cams)
-        with torch.autocast(self.dev, dtype=torch.float16, enabled=self.amp):
+        with torch.autocast(self.dev, dtype=self.amp_dtype, enabled=self.amp):
             x = F.interpolate(img, (self.res, self.res), mode="bilinear", align_corners=False)
-            post = self.vae.encode(2 * x - 1).latent_dist
+            post = self.vae.encode((2 * x - 1).to(self.vae.dtype)).latent_dist
             z = post.sample(generator=generator) * self.sf
             t = torch.randint(20, 501, (b,), device=z.device, generator=generator)
             noise = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
@@ -136,10 +153,13 @@ class OriginalStep:
                 r = float(self.res)
                 time_ids = torch.tensor([r, r, 0, 0, r, r], device=z.device).expand(2 * b, 6)
                 added = {"text_embeds": pooled, "time_ids": time_ids.to(zz.dtype)}
-                dmin = depth.amin(dim=(1, 2, 3), keepdim=True)
-                dmax = depth.amax(dim=(1, 2, 3), keepdim=True)
-                cond = ((depth - dmin) / (dmax - dmin + 1e-8))
-                cond = F.interpolate(cond, (self.res, self.res), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+                if control is None:
+                    dmin = depth.amin(dim=(1, 2, 3), keepdim=True)
+                    dmax = depth.amax(dim=(1, 2, 3), keepdim=True)
+                    cond = ((depth - dmin) / (dmax - dmin + 1e-8))
+                    cond = F.interpolate(cond, (self.res, self.res), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+                else:
+                    cond = control
                 cond = torch.cat([cond, cond]).to(zz.dtype)
                 down, mid = self.controlnet(zz, tt, encoder_hidden_states=hid, controlnet_cond=cond,
                                             added_cond_kwargs=added, return_dict=False)
@@ -150,8 +170,11 @@ class OriginalStep:
                 grad = torch.nan_to_num((1 - a) * (eps_hat - noise))
             loss = SpecifyGradient.apply(z, grad)
         img.register_hook(original_pgc_hook(self.tau, self.scaler))
+        img.register_hook(self._keep_image_grad)  # runs after the PGC hook: sees the clipped gradient
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        return {"loss": loss}
+        return {"loss": loss, "z": z.detach(), "grad": grad}
+
+    def _keep_image_grad(self, g: torch.Tensor) -> None:
+        s = self.scaler._get_scale_async() if self.scaler.is_enabled() else None
+        self.last_image_grad = (g.float() / s) if s is not None else g.float()

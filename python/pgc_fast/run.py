@@ -209,7 +209,7 @@ class GuidanceObjective(_OrbitCameras):
         stats: dict[str, float] = {}
         gn = out.stats.get("grad_norm") if isinstance(out.stats, dict) else None
         if gn is not None:
-            stats["grad_norm"] = float(gn.float().mean())
+            stats["grad_norm"] = gn.float().mean()  # device tensor: the loop reads stats back in batches
         if self.ref is not None:
             from pgc_fast.render import orbit_cameras
 
@@ -222,16 +222,16 @@ class GuidanceObjective(_OrbitCameras):
             stats["ref_mse"] = float(ref_loss.detach())
         return LossOutput(loss, stats)
 
-    def after_backward(self) -> dict[str, float]:
+    def after_backward(self) -> dict[str, Any]:
+        """PGC statistics of this step as 0-d tensors (no host sync; the loop reads them back in batches)."""
         st = self.guidance.pgc_stats.get("rgb") if self.guidance is not None else None
         if st is None:
             return {}
-        out = {"clip_frac": float(st.fraction_clipped), "grad_max": float(st.max_norm),
-               "grad_mean": float(st.mean_norm)}
+        out = {"clip_frac": st.fraction_clipped, "grad_max": st.max_norm, "grad_mean": st.mean_norm}
         if self.scaler is not None:  # stats are in GradScaler-scaled units
-            s = float(self.scaler.get_scale())
-            out["grad_max"] /= s
-            out["grad_mean"] /= s
+            s = self.scaler._get_scale_async()
+            out["grad_max"] = out["grad_max"] / s
+            out["grad_mean"] = out["grad_mean"] / s
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -278,6 +278,7 @@ def guidance_config(cfg: C.RunConfig, device: torch.device) -> Any:
         reference_image=g.ref_path,
         fast_vae=g.fast_vae,
         compile_unet=g.compile,
+        compile_scope=g.compile_scope,
     )
 
 
@@ -482,10 +483,11 @@ class _PGCHook:
                                        for s in stats[:3]]))
         return out
 
-    def pop(self) -> dict[str, float]:
+    def pop(self) -> dict[str, torch.Tensor]:
+        """Mean statistics since the last pop, as 0-d device tensors (read back with the other step stats)."""
         if not self.stats:
             return {}
-        s = torch.stack(self.stats).float().mean(0).tolist()  # the only host sync, once per logged step
+        s = torch.stack(self.stats).float().mean(0)
         self.stats.clear()
         return {"clip_frac": s[0], "grad_max": s[1], "grad_mean": s[2]}
 
@@ -588,18 +590,32 @@ def run(
     steps_run = 0
     try:
         with progress, timer.phase("train"):
+            # Step statistics stay on the device and are read back every _STATS_EVERY steps in one transfer:
+            # a per-step read would stall the host each step until the GPU drains (a host sync), so the next
+            # step could not be queued while this one runs.
+            pending: list[tuple[int, dict[str, Any]]] = []
+
+            def flush() -> None:
+                for done_k, st in _materialise_stats(pending):
+                    history["step"].append(done_k)
+                    history["loss"].append(st.get("loss", float("nan")))
+                    history["clip_frac"].append(st.get("clip_frac", float("nan")))
+                    history["time"].append(time.perf_counter() - t_start)
+                    progress.update(done_k, st)
+                pending.clear()
+
             for step in range(start_step, end_step):
                 stats = _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc)
                 steps_run += 1
                 done = step + 1
-                history["step"].append(done)
-                history["loss"].append(stats.get("loss", float("nan")))
-                history["clip_frac"].append(stats.get("clip_frac", float("nan")))
-                history["time"].append(time.perf_counter() - t_start)
-                progress.update(done, stats)
-                if cfg.output.val_every and done % cfg.output.val_every == 0 and done < iters and dist.is_main:
+                pending.append((done, stats))
+                val_now = bool(cfg.output.val_every and done % cfg.output.val_every == 0 and done < iters and dist.is_main)
+                ckpt_now = bool((cfg.output.ckpt_every and done % cfg.output.ckpt_every == 0) or done == end_step)
+                if done % _STATS_EVERY == 0 or val_now or ckpt_now:
+                    flush()
+                if val_now:
                     _write_validation(scene, cfg, val_dir, done)
-                if (cfg.output.ckpt_every and done % cfg.output.ckpt_every == 0) or done == end_step:
+                if ckpt_now:
                     _save_checkpoint(ckpt_dir, done, scene, optimizer, scaler, objective, history, timer, ctx)
     except KeyboardInterrupt:
         progress.stop()
@@ -735,13 +751,29 @@ def _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc) -> dic
         torch.nn.utils.clip_grad_value_(scene.texture.parameters(), cfg.optim.grad_clip)
     scaler.step(optimizer)
     scaler.update()
-    stats = {"loss": float(loss.detach())}
+    stats: dict[str, Any] = {"loss": loss.detach()}  # 0-d device tensors: read back later (no host sync here)
     stats.update(out.stats)
     stats.update(pgc.pop())
     after = getattr(objective, "after_backward", None)
     if after is not None:
         stats.update(after())
-    return D.average_floats(stats, ctx.dist)  # the log shows the mean over all ranks' views
+    if ctx.dist.enabled:  # the log shows the mean over all ranks' views (a collective, so read back now)
+        return D.average_floats(dict(_materialise_stats([(0, stats)])[0][1]), ctx.dist)
+    return stats
+
+
+# Steps between read-backs of the step statistics (one device→host transfer for all of them).
+_STATS_EVERY = 10
+
+
+def _materialise_stats(entries: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, float]]]:
+    """[(step, {name: float or 0-d tensor})] → the same with floats, reading every tensor back in ONE transfer."""
+    tensors = [v.detach().float().mean() for _, st in entries for v in st.values() if torch.is_tensor(v)]
+    if len({t.device for t in tensors}) == 1:
+        vals = iter(torch.stack(tensors).tolist())
+    else:  # mixed devices (or none): one read each
+        vals = iter([float(t) for t in tensors])
+    return [(k, {n: (next(vals) if torch.is_tensor(v) else float(v)) for n, v in st.items()}) for k, st in entries]
 
 
 def _checkpoint_path(ckpt_dir: Path, step: int) -> Path:

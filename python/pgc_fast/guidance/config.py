@@ -40,8 +40,12 @@ class GuidanceConfig:
     mid-block, frozen convolutions that save no input activations, and on CUDA the Triton GroupNorm+SiLU with
     the VAE in channels_last. SDXL encoder fwd+bwd at 4 × 1024² on an H100: 368 → 167 ms, 23.9 → 9.4 GiB."""
     compile_unet: bool = False
-    """torch.compile the UNet and ControlNets (static shapes). Pays the compile time at the first step (minutes
-    for SDXL); not combined with VSD (its LoRA adapters change the UNet)."""
+    """torch.compile the UNet and ControlNets (static shapes). Pays the compile time at the first step; not
+    combined with VSD (its LoRA adapters change the UNet)."""
+    compile_scope: Literal["blocks", "full"] = "blocks"
+    """What ``compile_unet`` compiles: ``blocks`` = each ResNet / transformer block (regional compilation:
+    blocks of one shape share a graph, so the compile is short), ``full`` = the whole UNet and ControlNet
+    (longest compile; see benches/RESULTS.md for both on an H100)."""
     compile_vae: bool = False
     """torch.compile the VAE encoder (fuses its GroupNorm/SiLU passes; the encoder fwd+bwd is the largest
     cost of an SDXL step at 1024²). The first step pays the compile time."""

@@ -129,9 +129,16 @@ class Guidance:
         if cfg.compile_vae:
             self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
         if cfg.compile_unet and cfg.method != "vsd":
-            self.unet = torch.compile(self.unet, dynamic=False)
-            if self.controlnet is not None:
-                self.controlnet = torch.compile(self.controlnet, dynamic=False)
+            if cfg.compile_scope == "full":
+                self.unet = torch.compile(self.unet, dynamic=False)
+                if self.controlnet is not None:
+                    self.controlnet = torch.compile(self.controlnet, dynamic=False)
+            else:
+                from pgc_fast.accel import compile_blocks
+
+                compile_blocks(self.unet)
+                if self.controlnet is not None:
+                    compile_blocks(self.controlnet)
         self.vsd = vsd.VSDState(self) if cfg.method == "vsd" else None
 
     # ------------------------------------------------------------------------------------------ helpers
