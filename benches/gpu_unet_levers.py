@@ -86,7 +86,7 @@ def graphed(fn):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", default="eager,cudnn_benchmark,graph,blocks,blocks_graph,blocks_cl")
+    ap.add_argument("--variants", default="eager,cudnn_benchmark,graph,blocks,blocks_graph")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--profile", action="store_true")
