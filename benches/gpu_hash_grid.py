@@ -1,12 +1,15 @@
 """GPU check + benchmark of pgc_kernels.hash_grid_encode (one process, one call): ours (Triton) vs the torch twin
 vs torch.compile(twin), at the original's configuration (L=16, F=4, T=2^16, 16 → 4096), N = 1M / 4M / 8M points.
 
-    PYTHONPATH=kernels python benches/gpu_hash_grid.py --commit <sha> --out <dir>
+    PYTHONPATH=kernels python benches/gpu_hash_grid.py --commit <sha> --out <dir> [--no-compile] [--twin-max-n N]
 
-Order: correctness on the device (ours vs twin, fwd + both gradients, deterministic mode bitwise) → launch-setting
-sweep → timings (fwd, full = fwd + bwd w.r.t. the table, bwd = full − fwd; medians of do_bench) → an L2 random-gather
-probe (the ceiling the encoding's gathers are held to) → torch.compile last (slowest to build). Writes
-``<out>/hash_grid_results.md`` (a table ready for benches/RESULTS.md) and ``<out>/hash_grid.json``.
+Order: correctness on the device (ours vs twin, fwd + both gradients, deterministic mode bitwise; the segmented
+backward scatter on coherent points and forced on every block) → launch-setting sweep (forward; backward scatter
+variants on random and surface points) → timings (fwd, full = fwd + bwd w.r.t. the table, bwd = full − fwd; medians
+of do_bench; "ours, per-point scatter" = the backward without segmentation, for comparison) → an L2 random-gather
+probe (the ceiling the encoding's gathers are held to) → torch.compile last (slowest to build; ~210 s, --no-compile
+skips it). --twin-max-n skips the eager twin above that many points. Writes ``<out>/hash_grid_results.md`` (a table
+ready for benches/RESULTS.md) and ``<out>/hash_grid.json``.
 """
 from __future__ import annotations
 
@@ -49,6 +52,9 @@ def points(n: int, kind: str, gen: torch.Generator) -> torch.Tensor:
     rasterised surface positions."""
     if kind == "random":
         return torch.rand(n, 3, device=DEV, generator=gen)
+    if kind == "runs":  # runs of 1..63 copies of one random point (worst case for same-row atomics)
+        reps = torch.randint(1, 64, (n // 16,), device=DEV, generator=gen)
+        return torch.rand(n // 16, 3, device=DEV, generator=gen).repeat_interleave(reps, dim=0)[:n].contiguous()
     side = 1024 if not SMOKE else 16
     imgs = []
     for _ in range(max(1, n // (side * side))):
@@ -72,7 +78,8 @@ def check(gen):
     for dtype in (torch.float16, torch.float32, torch.bfloat16):
         table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-1).to(dtype)
         x = torch.cat([points(SIZES[0], "random", gen), points(SIZES[0], "surface", gen),
-                       torch.tensor([[0.0, 0, 0], [1, 1, 1], [-1, 2, 0.5]], device=DEV)])
+                       points(SIZES[0] // 4, "runs", gen), torch.tensor([[0.0, 0, 0], [1, 1, 1], [-1, 2, 0.5]],
+                                                                        device=DEV)])
         # Poison the allocator's block the output will reuse: unwritten elements would read NaN.
         poison = torch.full((x.shape[0], L * FEAT), float("nan"), device=DEV, dtype=dtype)
         del poison
@@ -91,6 +98,17 @@ def check(gen):
         d1 = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", deterministic=True, **CFG), t1, g)[0]
         d2 = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", deterministic=True, **CFG), t1, g)[0]
         det_equal = torch.equal(d1, d2)
+        # The segmented scatter adds the same int64 quanta as the per-point one: bitwise equal results, also
+        # with every block forced through the segmented path.
+        launch = dict(hge._LAUNCH)
+        hge._LAUNCH.update(bwd_seg="off")
+        d0 = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", deterministic=True, **CFG), t1, g)[0]
+        hge._LAUNCH.update(bwd_seg="branch", bwd_seg_frac=1.0)
+        d3 = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", deterministic=True, **CFG), t1, g)[0]
+        gt_all = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", **CFG), t1, g)[0]
+        hge._LAUNCH.update(launch)
+        det_equal = det_equal and torch.equal(d0, d1) and torch.equal(d0, d3)
+        e_gt = max(e_gt, rel(gt_all, gt2))
         e_det = rel(d1, gt2)
         bound = 2e-2 if dtype == torch.bfloat16 else (2e-3 if dtype == torch.float16 else 2e-5)
         good = written and nan_row and det_equal and max(e_out, e_gt, e_det) < bound and e_gx < 1e-3
@@ -152,6 +170,8 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--compile-budget-s", type=float, default=90.0)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile(twin) (~210 s)")
+    ap.add_argument("--twin-max-n", type=int, default=2**40, help="skip the eager twin above this many points")
     args = ap.parse_args()
     global DEV, SIZES, SMOKE, L, T
     if args.smoke:
@@ -177,19 +197,48 @@ def main():
         if best_f is None or ms < best_f[0]:
             best_f = (ms, dict(fwd_block=blk, fwd_warps=warps, fwd_level_loop=loop))
     hge._LAUNCH.update(best_f[1])
-    for blk, warps in [(128, 4), (256, 4), (256, 8)]:
-        hge._LAUNCH.update(bwd_block=blk, bwd_warps=warps)
-        _, tot = time_provider(lambda a, b: hash_grid_encode(a, b, backend="triton", **CFG), x, table, g)
-        res["sweep"][f"full b{blk} w{warps}"] = tot
-        log(f"  sweep fwd+bwd block {blk} warps {warps}: {tot * 1e3:.0f} us")
-        if best_b is None or tot < best_b[0]:
-            best_b = (tot, dict(bwd_block=blk, bwd_warps=warps))
+    # Backward: scatter variants × block/warps, on random and on surface points (fwd + bwd w.r.t. the table);
+    # the best by the sum of the two.
+    xs = {"random": x, "surface": points(SIZES[0], "surface", gen)}
+    for seg, frac, blk, warps in [("off", 0.25, 256, 4), ("split", 0.25, 256, 4), ("split", 0.5, 256, 4),
+                                  ("split", 0.125, 256, 4), ("branch", 0.25, 256, 4), ("split", 0.25, 128, 4),
+                                  ("split", 0.25, 512, 4), ("split", 0.25, 256, 8), ("split", 0.25, 512, 8)]:
+        hge._LAUNCH.update(bwd_block=blk, bwd_warps=warps, bwd_seg=seg, bwd_seg_frac=frac)
+        tots = {}
+        for kind, xk in xs.items():
+            _, tots[kind] = time_provider(lambda a, b: hash_grid_encode(a, b, backend="triton", **CFG), xk, table, g)
+        key = f"full {seg} frac{frac} b{blk} w{warps}"
+        res["sweep"][key] = tots
+        log(f"  sweep fwd+bwd {key}: random {tots['random'] * 1e3:.0f} us, surface {tots['surface'] * 1e3:.0f} us")
+        if best_b is None or sum(tots.values()) < best_b[0]:
+            best_b = (sum(tots.values()), dict(bwd_block=blk, bwd_warps=warps, bwd_seg=seg, bwd_seg_frac=frac))
     hge._LAUNCH.update(best_b[1])
+    # dL/dx too (the SDF case): its own kernel + the table scatter, or one fused kernel.
+    xg = xs["surface"].clone().requires_grad_(True)
+    tg = table.clone().requires_grad_(True)
+    dx_ms = {}
+    for sep in (True, False):
+        hge._LAUNCH.update(bwd_dx_separate=sep)
+        dx_ms[sep] = bench_ms(lambda: hash_grid_encode(xg, tg, backend="triton", **CFG).backward(g),
+                              grad_to_none=[xg, tg])
+        res["sweep"][f"full with dx, surface, dx_separate {sep}"] = dx_ms[sep]
+        log(f"  sweep fwd+bwd incl. dL/dx (surface) dx_separate {sep}: {dx_ms[sep] * 1e3:.0f} us")
+    hge._LAUNCH.update(bwd_dx_separate=min(dx_ms, key=dx_ms.get))
+    del xs, xg, tg
     res["launch"] = dict(hge._LAUNCH)
     log("best launch", hge._LAUNCH)
 
     ours = lambda a, b: hash_grid_encode(a, b, backend="triton", **CFG)  # noqa: E731
     ours_det = lambda a, b: hash_grid_encode(a, b, backend="triton", deterministic=True, **CFG)  # noqa: E731
+
+    def time_plain(x, table, g):  # the backward without segmentation (the scatter before it), for comparison
+        saved = hge._LAUNCH["bwd_seg"]
+        hge._LAUNCH["bwd_seg"] = "off"
+        try:
+            return time_provider(ours, x, table, g)
+        finally:
+            hge._LAUNCH["bwd_seg"] = saved
+
     twin = lambda a, b: hash_grid_encode_reference(a, b, **CFG)  # noqa: E731
 
     def add(provider, n, kind, dtype, fwd, tot):
@@ -209,18 +258,20 @@ def main():
                 table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-4).to(dtype)
                 add("ours", n, kind, dtype, *time_provider(ours, x, table, g.to(dtype)))
                 if dtype == torch.float16:
+                    add("ours, per-point scatter", n, kind, dtype, *time_plain(x, table, g.to(dtype)))
                     add("ours deterministic", n, kind, dtype, *time_provider(ours_det, x, table, g.to(dtype)))
-                if kind == "random":
+                if kind == "random" and n <= args.twin_max_n:
                     add("twin (eager)", n, kind, dtype, *time_provider(twin, x, table, g.to(dtype)))
             del x, g
             torch.cuda.empty_cache()
     # dL/dx too (the SDF/geometry case), 1M.
-    x = points(SIZES[0], "random", gen).requires_grad_(True)
-    table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-4).half().requires_grad_(True)
-    gg = torch.randn(SIZES[0], L * FEAT, device=DEV, generator=gen).half()
-    ms = bench_ms(lambda: ours(x, table).backward(gg), grad_to_none=[x, table])
-    res["full_with_dx_us_1M_fp16"] = ms * 1e3
-    log(f"  ours fwd+bwd incl. dL/dx, 1M fp16: {ms * 1e3:.0f} us")
+    for kind in ("random", "surface"):
+        x = points(SIZES[0], kind, gen).requires_grad_(True)
+        table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-4).half().requires_grad_(True)
+        gg = torch.randn(SIZES[0], L * FEAT, device=DEV, generator=gen).half()
+        ms = bench_ms(lambda: ours(x, table).backward(gg), grad_to_none=[x, table])
+        res[f"full_with_dx_us_1M_fp16_{kind}"] = ms * 1e3
+        log(f"  ours fwd+bwd incl. dL/dx, 1M {kind} fp16: {ms * 1e3:.0f} us")
 
     if not SMOKE:
         gps = gather_probe()
@@ -228,6 +279,9 @@ def main():
         log(f"  L2 random 8-B gather probe: {gps / 1e9:.1f} G gathers/s")
 
     # torch.compile of the twin, last (compile time bounded).
+    if args.no_compile:
+        write(res, args.out)
+        return
     try:
         t0 = time.time()
         comp = torch.compile(hash_grid_encode_reference, dynamic=False)
@@ -277,8 +331,9 @@ def write(res, out_dir):
             lines += ["", f"L2 gathers: the forward makes N·L·8 random 8-byte row gathers (fp16, F=4). An L2 "
                           f"random-gather probe reaches {gps / 1e9:.1f} G/s; ours (4M random, fp16) reaches "
                           f"{achieved / 1e9:.1f} G/s = {100 * achieved / gps:.0f}% of it."]
-    if "full_with_dx_us_1M_fp16" in res:
-        lines.append(f"fwd + bwd incl. dL/dx (1M, fp16): {res['full_with_dx_us_1M_fp16']:.0f} µs.")
+    for kind in ("random", "surface"):
+        if f"full_with_dx_us_1M_fp16_{kind}" in res:
+            lines.append(f"fwd + bwd incl. dL/dx (1M {kind}, fp16): {res[f'full_with_dx_us_1M_fp16_{kind}']:.0f} µs.")
     if "compile_s" in res:
         lines.append(f"torch.compile build + timing took {res['compile_s']:.0f} s.")
     lines.append("")
