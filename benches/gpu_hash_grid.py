@@ -202,7 +202,8 @@ def main():
     xs = {"random": x, "surface": points(SIZES[0], "surface", gen)}
     for seg, frac, blk, warps in [("off", 0.25, 256, 4), ("split", 0.25, 256, 4), ("split", 0.5, 256, 4),
                                   ("split", 0.125, 256, 4), ("branch", 0.25, 256, 4), ("split", 0.25, 128, 4),
-                                  ("split", 0.25, 512, 4), ("split", 0.25, 256, 8), ("split", 0.25, 512, 8)]:
+                                  ("split", 0.25, 512, 4), ("split", 0.25, 256, 8), ("split", 0.25, 512, 8),
+                                  ("split", 0.5, 512, 4), ("split", 1.0, 256, 4)]:
         hge._LAUNCH.update(bwd_block=blk, bwd_warps=warps, bwd_seg=seg, bwd_seg_frac=frac)
         tots = {}
         for kind, xk in xs.items():
