@@ -257,7 +257,7 @@ def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_pt
                          T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
                          INTERP: tl.constexpr, IDX64: tl.constexpr, NEED_TABLE: tl.constexpr,
                          NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK: tl.constexpr,
-                         SEG_MODE: tl.constexpr, SEG_MAX):
+                         SEGMENTED: tl.constexpr, seg_max):
     xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl,
                                                                   INTERP)
     sx, dsx = _interp_weights(tx, INTERP)
@@ -275,48 +275,35 @@ def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_pt
         lvl_off = lvl * (T * F)
     gptr = gout_ptr + row[:, None] + lvl * F + f[None, :]  # dL/dout[n, l*F:(l+1)*F], loaded where needed
     if NEED_TABLE:
-        if SEG_MODE == 0:
-            g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
-            _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
-                           T, F, DETERMINISTIC)
-        else:
-            # Segment starts: first valid lane of the block, or a cell different from the previous point's. The
-            # number of segments picks, per (program, level), the segmented scatter (few segments: coherent points
-            # at this level's resolution) or one atomic per point and corner (random points then pay only this
-            # count: a few L1 loads and one block reduction). SEG_MODE 1: both paths behind a scalar branch in one
-            # kernel; 2 / 3: only the per-point / only the segmented path (two launches, each kernel with its own
-            # register budget; the plain kernel keeps the occupancy of the SEG_MODE 0 kernel).
+        g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+        if SEGMENTED:
+            # Segment starts: first valid lane of the block, or a cell different from the previous point's. A
+            # scalar branch per (program, level) picks the segmented scatter when the block has few segments
+            # (coherent points at this level's resolution), else one atomic per point and corner; random points
+            # pay only the count (a few L1 loads and one block reduction). Measured on an H100 (benches/RESULTS.md):
+            # one kernel with both paths beats two launches with one path each (segmented and per-point programs
+            # then share the SMs: scans and atomics overlap).
             lane = tl.arange(0, BLOCK)
             prev_ok = mask & (lane > 0)
             qx, qy, qz = _cell_of(x_ptr, offs - 1, prev_ok, scale, res)
             start = (prev_ok == 0) | (qx != gx) | (qy != gy) | (qz != gz)
             nseg = tl.sum((start & mask).to(tl.int32), axis=0)
-            if SEG_MODE == 1:
-                g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
-                if nseg <= SEG_MAX:
-                    _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx,
-                                       sy, sz, g, f, stride, dense, qscale_a, qscale_b, T, F, F_P2, BLOCK,
-                                       DETERMINISTIC)
-                else:
-                    _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a,
-                                   qscale_b, T, F, DETERMINISTIC)
-            elif SEG_MODE == 2:
-                if nseg > SEG_MAX:
-                    g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
-                    _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a,
-                                   qscale_b, T, F, DETERMINISTIC)
+            if nseg <= seg_max:
+                _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy,
+                                   sz, g, f, stride, dense, qscale_a, qscale_b, T, F, F_P2, BLOCK, DETERMINISTIC)
             else:
-                if nseg <= SEG_MAX:
-                    g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
-                    _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx,
-                                       sy, sz, g, f, stride, dense, qscale_a, qscale_b, T, F, F_P2, BLOCK,
-                                       DETERMINISTIC)
+                _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a,
+                               qscale_b, T, F, DETERMINISTIC)
+        else:
+            _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
+                           T, F, DETERMINISTIC)
     # dL/dt_d for this level (only used when NEED_X).
     dtx = tl.zeros(offs.shape, dtype=tl.float32)
     dty = tl.zeros(offs.shape, dtype=tl.float32)
     dtz = tl.zeros(offs.shape, dtype=tl.float32)
     if NEED_X:
-        g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+        if not NEED_TABLE:
+            g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
         for c in tl.static_range(8):
             cx = c & 1
             cy = (c >> 1) & 1
@@ -348,7 +335,7 @@ def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr,
                                  T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
                                  INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
                                  NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr,
-                                 LEVEL_LOOP: tl.constexpr, SEG_MODE: tl.constexpr):
+                                 LEVEL_LOOP: tl.constexpr, SEGMENTED: tl.constexpr):
     # With NEED_X the level loop runs inside the program so dL/dx sums over levels in registers (no atomics);
     # LEVEL_LOOP=False (table gradient only) spreads levels over the grid as the forward does.
     if LEVEL_LOOP:
@@ -362,7 +349,7 @@ def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr,
         for lvl in range(L):
             dx, dy, dz = _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs,
                                               mask, lvl, num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP,
-                                              IDX64, NEED_TABLE, NEED_X, DETERMINISTIC, BLOCK, SEG_MODE,
+                                              IDX64, NEED_TABLE, NEED_X, DETERMINISTIC, BLOCK, SEGMENTED,
                                               seg_max)
             ax += dx
             ay += dy
@@ -379,18 +366,17 @@ def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr,
         mask = offs < N
         _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs, mask, lvl,
                              num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP, IDX64, NEED_TABLE, False,
-                             DETERMINISTIC, BLOCK, SEG_MODE, seg_max)
+                             DETERMINISTIC, BLOCK, SEGMENTED, seg_max)
 
 
 # Launch settings (best of the sweep in benches/gpu_hash_grid.py on an H100, 1M points; the spread between the
 # variants tried was under 15%). The benchmark script overrides them to compare variants.
-# Backward table scatter: bwd_seg = "off" (one atomic per point and corner), "branch" (segmented or per-point chosen
-# per (program, level) inside one kernel) or "split" (the same choice, the two paths in two launches); a block takes
-# the segmented path when it has at most bwd_seg_frac·BLOCK segments. bwd_dx_separate: with dL/dx wanted too, compute
-# it in its own level-looping kernel and scatter the table gradient with the per-level kernels (else one fused
-# kernel does both, table scatter per bwd_seg "off"/"branch").
+# Backward table scatter: bwd_segmented = per (program, level) choice of the segmented scatter, taken when the block
+# has at most bwd_seg_frac·BLOCK segments (False: one atomic per point and corner everywhere). bwd_dx_separate: with
+# dL/dx wanted too, compute it in its own level-looping kernel and scatter the table gradient with the per-level
+# kernel (else one fused level-looping kernel does both).
 _LAUNCH = {"fwd_block": 256, "fwd_warps": 8, "fwd_level_loop": False, "bwd_block": 256, "bwd_warps": 4,
-           "bwd_seg": "split", "bwd_seg_frac": 0.25, "bwd_dx_separate": True}
+           "bwd_segmented": True, "bwd_seg_frac": 0.25, "bwd_dx_separate": False}
 
 
 def _level_tensors(num_levels: int, table_size: int, base: float, finest: float, device: torch.device):
@@ -453,28 +439,23 @@ def hash_grid_encode_bwd(grad_out: torch.Tensor, x: torch.Tensor, table: torch.T
     if need_x:
         grad_x = torch.empty((n, 3), dtype=torch.float32, device=x.device)
     block = _LAUNCH["bwd_block"]
-    seg = _LAUNCH["bwd_seg"]
-    if seg not in ("off", "branch", "split"):
-        raise ValueError(f"hash_grid_encode(): _LAUNCH['bwd_seg'] must be off|branch|split, got {seg!r}")
+    segmented = bool(_LAUNCH["bwd_segmented"])
     seg_max = int(_LAUNCH["bwd_seg_frac"] * block)
     dummy = x  # never dereferenced when the matching flag is off
     common = dict(T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
                   IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, DETERMINISTIC=deterministic,
-                  num_warps=_LAUNCH["bwd_warps"], enable_fp_fusion=False)
+                  SEGMENTED=segmented, num_warps=_LAUNCH["bwd_warps"], enable_fp_fusion=False)
     args = (x, table, scales, res, grad_out, gtab if gtab is not None else dummy,
             grad_x if grad_x is not None else dummy, n, num_dense, qscale[0], qscale[1], seg_max)
-    table_in_dx_kernel = need_table and not _LAUNCH["bwd_dx_separate"]
+    fused = need_x and need_table and not _LAUNCH["bwd_dx_separate"]
     if need_x:
         # dL/dx sums over levels in registers: one program loops over all levels of its points.
-        _hash_grid_encode_bwd_kernel[(triton.cdiv(n, block),)](
-            *args, NEED_TABLE=table_in_dx_kernel, NEED_X=True, LEVEL_LOOP=True,
-            SEG_MODE=0 if seg == "off" or not table_in_dx_kernel else 1, **common)
-    if need_table and not table_in_dx_kernel:
+        _hash_grid_encode_bwd_kernel[(triton.cdiv(n, block),)](*args, NEED_TABLE=fused, NEED_X=True, LEVEL_LOOP=True,
+                                                               **common)
+    if need_table and not fused:
         # Table gradient alone: levels spread over the grid, as in the forward.
-        grid = (num_levels, triton.cdiv(n, block))
-        for mode in {"off": (0,), "branch": (1,), "split": (2, 3)}[seg]:
-            _hash_grid_encode_bwd_kernel[grid](*args, NEED_TABLE=True, NEED_X=False, LEVEL_LOOP=False,
-                                               SEG_MODE=mode, **common)
+        _hash_grid_encode_bwd_kernel[(num_levels, triton.cdiv(n, block))](*args, NEED_TABLE=True, NEED_X=False,
+                                                                          LEVEL_LOOP=False, **common)
     if need_table:
         if deterministic:
             grad_table = (gtab.to(torch.float64) * 2.0**-exp).to(table.dtype)

@@ -331,9 +331,9 @@ def seg_launch(monkeypatch):
 
 
 @needs_triton
-@pytest.mark.parametrize("seg", ["split", "branch"])
+@pytest.mark.parametrize("frac", [0.25, 1.0])  # 1.0: every block takes the segmented path
 @pytest.mark.parametrize("kind", ["repeated", "sorted", "one_cell", "mixed"])
-def test_segmented_table_grad_matches_twin(kind, seg, seg_launch):
+def test_segmented_table_grad_matches_twin(kind, frac, seg_launch):
     x = _coherent_points(kind, seed=20)
     nseg = _segments_per_block(x, SEG_BLOCK)
     # The data really exercise the segmented path (<= 8 segments in a block of 32) and, for sorted and mixed, the
@@ -341,7 +341,7 @@ def test_segmented_table_grad_matches_twin(kind, seg, seg_launch):
     assert (nseg <= SEG_BLOCK // 4).any() and x.shape[0] % SEG_BLOCK != 0
     if kind in ("sorted", "mixed"):
         assert (nseg > SEG_BLOCK // 4).any()
-    seg_launch(bwd_seg=seg, bwd_seg_frac=0.25)
+    seg_launch(bwd_segmented=True, bwd_seg_frac=frac)
     table = _table(torch.float32, 2, seed=21).to(DEVICE).requires_grad_(True)
     g = torch.randn(x.shape[0], L * 2, generator=torch.Generator().manual_seed(22)).to(DEVICE)
     (gt,) = torch.autograd.grad(hash_grid_encode(x.to(DEVICE), table, backend="triton", **CFG), table, g)
@@ -363,11 +363,11 @@ def test_segmented_deterministic_is_bitwise_the_per_point_sum(dtype, seg_launch)
     def grad():
         return torch.autograd.grad(hash_grid_encode(x, table, backend="triton", deterministic=True, **CFG), table, g)[0]
 
-    seg_launch(bwd_seg="off")
+    seg_launch(bwd_segmented=False)
     plain = grad()
-    for seg, frac in (("split", 0.25), ("branch", 1.0)):
-        seg_launch(bwd_seg=seg, bwd_seg_frac=frac)
-        assert torch.equal(grad(), plain), (seg, frac)
+    for frac in (0.25, 1.0):
+        seg_launch(bwd_segmented=True, bwd_seg_frac=frac)
+        assert torch.equal(grad(), plain), frac
     ref = torch.autograd.grad(hash_grid_encode_reference(x, table, **CFG), table, g)[0]
     torch.testing.assert_close(plain, ref, **TOLERANCES[dtype])
 
@@ -375,9 +375,9 @@ def test_segmented_deterministic_is_bitwise_the_per_point_sum(dtype, seg_launch)
 @needs_triton
 @pytest.mark.parametrize("dx_separate", [True, False])
 def test_segmented_with_dx(dx_separate, seg_launch):
-    """dL/dx and dL/dtable together: dL/dx in its own level-looping kernel (or fused with the table scatter, which
-    then takes the in-kernel branch); every block forced through the segmented path (frac 1)."""
-    seg_launch(bwd_seg="split", bwd_seg_frac=1.0, bwd_dx_separate=dx_separate)
+    """dL/dx and dL/dtable together: dL/dx in its own level-looping kernel, or fused with the table scatter in one;
+    every block forced through the segmented path (frac 1)."""
+    seg_launch(bwd_segmented=True, bwd_seg_frac=1.0, bwd_dx_separate=dx_separate)
     x = _coherent_points("sorted", seed=26).to(DEVICE)
     table = _table(torch.float32, 2, seed=27).to(DEVICE)
     xt, tt = x.clone().requires_grad_(True), table.clone().requires_grad_(True)
@@ -387,3 +387,26 @@ def test_segmented_with_dx(dx_separate, seg_launch):
     rx, rt = torch.autograd.grad(hash_grid_encode_reference(xr, tr, **CFG), (xr, tr), g.double())
     torch.testing.assert_close(gt.double(), rt, **TOLERANCES["hash_grid_seg_table"])
     torch.testing.assert_close(gx, rx.float(), **TOLERANCES["hash_grid_dx"])
+
+
+@needs_triton
+@pytest.mark.parametrize("need", ["table", "both"])
+@pytest.mark.parametrize("dx_separate", [True, False])
+@pytest.mark.parametrize("segmented", [True, False])
+def test_backward_launch_variants(segmented, dx_separate, need, seg_launch):
+    """Every backward launch setting computes every requested gradient (a table-only backward must scatter the
+    table gradient whatever bwd_dx_separate says)."""
+    seg_launch(bwd_segmented=segmented, bwd_dx_separate=dx_separate)
+    x = _coherent_points("mixed", seed=29).to(DEVICE)
+    table = _table(torch.float32, 1, seed=30).to(DEVICE)
+    xt, tt = x.clone().requires_grad_(need == "both"), table.clone().requires_grad_(True)
+    xr, tr = x.clone().requires_grad_(need == "both"), table.double().requires_grad_(True)
+    g = torch.randn(x.shape[0], L, generator=torch.Generator().manual_seed(31)).to(DEVICE)
+    leaves = (tt, xt) if need == "both" else (tt,)
+    got = torch.autograd.grad(hash_grid_encode(xt, tt, backend="triton", **CFG), leaves, g)
+    want = torch.autograd.grad(hash_grid_encode_reference(xr, tr, **CFG), (tr, xr) if need == "both" else (tr,),
+                               g.double())
+    assert torch.count_nonzero(got[0]) > 0
+    torch.testing.assert_close(got[0].double(), want[0], **TOLERANCES["hash_grid_seg_table"])
+    if need == "both":
+        torch.testing.assert_close(got[1], want[1].float(), **TOLERANCES["hash_grid_dx"])
