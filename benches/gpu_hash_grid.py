@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import sys
 import time
@@ -218,16 +217,18 @@ def main():
         if best_b is None or sum(tots.values()) < best_b[0]:
             best_b = (sum(tots.values()), dict(bwd_block=blk, bwd_warps=warps, bwd_segmented=seg, bwd_seg_frac=frac))
     hge._LAUNCH.update(best_b[1])
-    # dL/dx too (the SDF case): its own kernel + the table scatter, or one fused kernel.
-    xg = xs["surface"].clone().requires_grad_(True)
-    tg = table.clone().requires_grad_(True)
-    dx_ms = {}
-    for sep in (True, False):
-        hge._LAUNCH.update(bwd_dx_separate=sep)
-        dx_ms[sep] = bench_ms(lambda: hash_grid_encode(xg, tg, backend="triton", **CFG).backward(g),
-                              grad_to_none=[xg, tg])
-        res["sweep"][f"full with dx, surface, dx_separate {sep}"] = dx_ms[sep]
-        log(f"  sweep fwd+bwd incl. dL/dx (surface) dx_separate {sep}: {dx_ms[sep] * 1e3:.0f} us")
+    # dL/dx too (the SDF case): its own kernel + the table scatter, or one fused kernel; best by random + surface.
+    dx_ms = {True: 0.0, False: 0.0}
+    for kind, xk in xs.items():
+        xg = xk.clone().requires_grad_(True)
+        tg = table.clone().requires_grad_(True)
+        for sep in (True, False):
+            hge._LAUNCH.update(bwd_dx_separate=sep)
+            ms = bench_ms(lambda: hash_grid_encode(xg, tg, backend="triton", **CFG).backward(g),  # noqa: B023
+                          grad_to_none=[xg, tg])
+            dx_ms[sep] += ms
+            res["sweep"][f"full with dx, {kind}, dx_separate {sep}"] = ms
+            log(f"  sweep fwd+bwd incl. dL/dx ({kind}) dx_separate {sep}: {ms * 1e3:.0f} us")
     hge._LAUNCH.update(bwd_dx_separate=min(dx_ms, key=dx_ms.get))
     # The chosen launch still computes the right table gradient (surface points, float32 table, vs the twin).
     t32 = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-1).requires_grad_(True)
@@ -237,7 +238,7 @@ def main():
     res["final_launch_dtable_rel_err"] = rel(a, b)
     res["correct"] = res["correct"] and rel(a, b) < 2e-5
     log(f"  chosen launch: d table rel err vs twin (surface, fp32) {rel(a, b):.2e}")
-    del xs, xg, tg, t32, a, b
+    del xs, t32, a, b
     res["launch"] = dict(hge._LAUNCH)
     log("best launch", hge._LAUNCH)
 

@@ -369,14 +369,15 @@ def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr,
                              DETERMINISTIC, BLOCK, SEGMENTED, seg_max)
 
 
-# Launch settings (best of the sweep in benches/gpu_hash_grid.py on an H100, 1M points; the spread between the
-# variants tried was under 15%). The benchmark script overrides them to compare variants.
+# Launch settings: best of the sweep in benches/gpu_hash_grid.py on an H100 (1M random + 1M surface points, fp16
+# table, commit c8e16e2; benches/RESULTS.md). The benchmark script overrides them to compare variants.
 # Backward table scatter: bwd_segmented = per (program, level) choice of the segmented scatter, taken when the block
-# has at most bwd_seg_frac·BLOCK segments (False: one atomic per point and corner everywhere). bwd_dx_separate: with
-# dL/dx wanted too, compute it in its own level-looping kernel and scatter the table gradient with the per-level
-# kernel (else one fused level-looping kernel does both).
+# has at most bwd_seg_frac·BLOCK segments (False: one atomic per point and corner everywhere; 0.5 beat 0.25 and 1.0
+# on surface points, random points are unaffected). bwd_dx_separate: with dL/dx wanted too, compute it in its own
+# level-looping kernel and scatter the table gradient with the per-level kernel (surface points 2.13 ms vs 2.43 ms
+# for one fused level-looping kernel doing both).
 _LAUNCH = {"fwd_block": 256, "fwd_warps": 8, "fwd_level_loop": False, "bwd_block": 256, "bwd_warps": 4,
-           "bwd_segmented": True, "bwd_seg_frac": 0.25, "bwd_dx_separate": False}
+           "bwd_segmented": True, "bwd_seg_frac": 0.5, "bwd_dx_separate": True}
 
 
 def _level_tensors(num_levels: int, table_size: int, base: float, finest: float, device: torch.device):
@@ -525,6 +526,10 @@ def hash_grid_encode(
             deterministic mode is on.
         backend: "triton" (CUDA tensors, or CPU under TRITON_INTERPRET=1), "torch" (the twin
             :func:`pgc_kernels.reference.hash_grid_encode_reference`), or "auto" (Triton on CUDA, twin elsewhere).
+
+    Performance: pass points in raster (pixel) order where you can. The backward merges the table-gradient atomics
+    of consecutive points that share a grid cell (a segmented sum per block of points and level), which halves its
+    time for rasterised surface points on an H100; randomly ordered points take the per-point atomics.
 
     Returns:
         [N, L·F] tensor of the table's dtype, on the table's device: level-major (``out[:, l*F:(l+1)*F]`` is
