@@ -1,19 +1,21 @@
 """GPU check + benchmark of pgc_kernels.hash_grid_encode (one process, one call): ours (Triton) vs the torch twin
 vs torch.compile(twin), at the original's configuration (L=16, F=4, T=2^16, 16 → 4096), N = 1M / 4M / 8M points.
 
-    PYTHONPATH=kernels python benches/gpu_hash_grid.py --commit <sha> --out <dir>
+    PYTHONPATH=kernels python benches/gpu_hash_grid.py --commit <sha> --out <dir> [--no-compile] [--twin-max-n N]
 
-Order: correctness on the device (ours vs twin, fwd + both gradients, deterministic mode bitwise) → launch-setting
-sweep → timings (fwd, full = fwd + bwd w.r.t. the table, bwd = full − fwd; medians of do_bench) → an L2 random-gather
-probe (the ceiling the encoding's gathers are held to) → torch.compile last (slowest to build). Writes
-``<out>/hash_grid_results.md`` (a table ready for benches/RESULTS.md) and ``<out>/hash_grid.json``.
+Order: correctness on the device (ours vs twin, fwd + both gradients, deterministic mode bitwise; the segmented
+backward scatter on coherent points and forced on every block) → launch-setting sweep (forward; backward scatter
+variants on random and surface points) → timings (fwd, full = fwd + bwd w.r.t. the table, bwd = full − fwd; medians
+of do_bench; "ours, per-point scatter" = the backward without segmentation, for comparison) → an L2 random-gather
+probe (the ceiling the encoding's gathers are held to) → torch.compile last (slowest to build; ~210 s, --no-compile
+skips it). --twin-max-n skips the eager twin above that many points. Writes ``<out>/hash_grid_results.md`` (a table
+ready for benches/RESULTS.md) and ``<out>/hash_grid.json``.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
-import math
 import os
 import sys
 import time
@@ -49,6 +51,9 @@ def points(n: int, kind: str, gen: torch.Generator) -> torch.Tensor:
     rasterised surface positions."""
     if kind == "random":
         return torch.rand(n, 3, device=DEV, generator=gen)
+    if kind == "runs":  # runs of 1..63 copies of one random point (worst case for same-row atomics)
+        reps = torch.randint(1, 64, (n // 16,), device=DEV, generator=gen)
+        return torch.rand(n // 16, 3, device=DEV, generator=gen).repeat_interleave(reps, dim=0)[:n].contiguous()
     side = 1024 if not SMOKE else 16
     imgs = []
     for _ in range(max(1, n // (side * side))):
@@ -72,7 +77,8 @@ def check(gen):
     for dtype in (torch.float16, torch.float32, torch.bfloat16):
         table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-1).to(dtype)
         x = torch.cat([points(SIZES[0], "random", gen), points(SIZES[0], "surface", gen),
-                       torch.tensor([[0.0, 0, 0], [1, 1, 1], [-1, 2, 0.5]], device=DEV)])
+                       points(SIZES[0] // 4, "runs", gen), torch.tensor([[0.0, 0, 0], [1, 1, 1], [-1, 2, 0.5]],
+                                                                        device=DEV)])
         # Poison the allocator's block the output will reuse: unwritten elements would read NaN.
         poison = torch.full((x.shape[0], L * FEAT), float("nan"), device=DEV, dtype=dtype)
         del poison
@@ -91,6 +97,22 @@ def check(gen):
         d1 = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", deterministic=True, **CFG), t1, g)[0]
         d2 = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", deterministic=True, **CFG), t1, g)[0]
         det_equal = torch.equal(d1, d2)
+        # The segmented scatter adds the same int64 quanta as the per-point one: bitwise equal results, also
+        # with every block forced through the segmented path.
+        launch = dict(hge._LAUNCH)
+        hge._LAUNCH.update(bwd_segmented=False)
+        d0 = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", deterministic=True, **CFG), t1, g)[0]
+        hge._LAUNCH.update(bwd_segmented=True, bwd_seg_frac=1.0)
+        d3 = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", deterministic=True, **CFG), t1, g)[0]
+        gt_all = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", **CFG), t1, g)[0]
+        hge._LAUNCH.update(launch)
+        gt_only = torch.autograd.grad(hash_grid_encode(x, t1, backend="triton", **CFG), t1, g)[0]  # table alone
+        hge._LAUNCH.update(bwd_dx_separate=not launch["bwd_dx_separate"])
+        gx3, gt3 = torch.autograd.grad(hash_grid_encode(x1, t1, backend="triton", **CFG), (x1, t1), g)
+        hge._LAUNCH.update(launch)
+        det_equal = det_equal and torch.equal(d0, d1) and torch.equal(d0, d3)
+        e_gt = max(e_gt, rel(gt_all, gt2), rel(gt_only, gt2), rel(gt3, gt2))
+        e_gx = max(e_gx, rel(gx3, gx2))
         e_det = rel(d1, gt2)
         bound = 2e-2 if dtype == torch.bfloat16 else (2e-3 if dtype == torch.float16 else 2e-5)
         good = written and nan_row and det_equal and max(e_out, e_gt, e_det) < bound and e_gx < 1e-3
@@ -152,6 +174,8 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--compile-budget-s", type=float, default=90.0)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile(twin) (~210 s)")
+    ap.add_argument("--twin-max-n", type=int, default=2**40, help="skip the eager twin above this many points")
     args = ap.parse_args()
     global DEV, SIZES, SMOKE, L, T
     if args.smoke:
@@ -177,19 +201,58 @@ def main():
         if best_f is None or ms < best_f[0]:
             best_f = (ms, dict(fwd_block=blk, fwd_warps=warps, fwd_level_loop=loop))
     hge._LAUNCH.update(best_f[1])
-    for blk, warps in [(128, 4), (256, 4), (256, 8)]:
-        hge._LAUNCH.update(bwd_block=blk, bwd_warps=warps)
-        _, tot = time_provider(lambda a, b: hash_grid_encode(a, b, backend="triton", **CFG), x, table, g)
-        res["sweep"][f"full b{blk} w{warps}"] = tot
-        log(f"  sweep fwd+bwd block {blk} warps {warps}: {tot * 1e3:.0f} us")
-        if best_b is None or tot < best_b[0]:
-            best_b = (tot, dict(bwd_block=blk, bwd_warps=warps))
+    # Backward: scatter variants × block/warps, on random and on surface points (fwd + bwd w.r.t. the table);
+    # the best by the sum of the two.
+    xs = {"random": x, "surface": points(SIZES[0], "surface", gen)}
+    for seg, frac, blk, warps in [(False, 0.25, 256, 4), (True, 0.25, 256, 4), (True, 0.5, 256, 4),
+                                  (True, 1.0, 256, 4), (True, 0.25, 128, 4), (True, 0.5, 128, 4), (True, 1.0, 128, 4),
+                                  (True, 0.5, 256, 8), (True, 0.5, 512, 4), (True, 1.0, 512, 8)]:
+        hge._LAUNCH.update(bwd_block=blk, bwd_warps=warps, bwd_segmented=seg, bwd_seg_frac=frac)
+        tots = {}
+        for kind, xk in xs.items():
+            _, tots[kind] = time_provider(lambda a, b: hash_grid_encode(a, b, backend="triton", **CFG), xk, table, g)
+        key = f"full segmented {seg} frac{frac} b{blk} w{warps}"
+        res["sweep"][key] = tots
+        log(f"  sweep fwd+bwd {key}: random {tots['random'] * 1e3:.0f} us, surface {tots['surface'] * 1e3:.0f} us")
+        if best_b is None or sum(tots.values()) < best_b[0]:
+            best_b = (sum(tots.values()), dict(bwd_block=blk, bwd_warps=warps, bwd_segmented=seg, bwd_seg_frac=frac))
     hge._LAUNCH.update(best_b[1])
+    # dL/dx too (the SDF case): its own kernel + the table scatter, or one fused kernel; best by random + surface.
+    dx_ms = {True: 0.0, False: 0.0}
+    for kind, xk in xs.items():
+        xg = xk.clone().requires_grad_(True)
+        tg = table.clone().requires_grad_(True)
+        for sep in (True, False):
+            hge._LAUNCH.update(bwd_dx_separate=sep)
+            ms = bench_ms(lambda: hash_grid_encode(xg, tg, backend="triton", **CFG).backward(g),  # noqa: B023
+                          grad_to_none=[xg, tg])
+            dx_ms[sep] += ms
+            res["sweep"][f"full with dx, {kind}, dx_separate {sep}"] = ms
+            log(f"  sweep fwd+bwd incl. dL/dx ({kind}) dx_separate {sep}: {ms * 1e3:.0f} us")
+    hge._LAUNCH.update(bwd_dx_separate=min(dx_ms, key=dx_ms.get))
+    # The chosen launch still computes the right table gradient (surface points, float32 table, vs the twin).
+    t32 = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-1).requires_grad_(True)
+    g32 = g.float()
+    a = torch.autograd.grad(hash_grid_encode(xs["surface"], t32, backend="triton", **CFG), t32, g32)[0]
+    b = torch.autograd.grad(hash_grid_encode_reference(xs["surface"], t32, **CFG), t32, g32)[0]
+    res["final_launch_dtable_rel_err"] = rel(a, b)
+    res["correct"] = res["correct"] and rel(a, b) < 2e-5
+    log(f"  chosen launch: d table rel err vs twin (surface, fp32) {rel(a, b):.2e}")
+    del xs, t32, a, b
     res["launch"] = dict(hge._LAUNCH)
     log("best launch", hge._LAUNCH)
 
     ours = lambda a, b: hash_grid_encode(a, b, backend="triton", **CFG)  # noqa: E731
     ours_det = lambda a, b: hash_grid_encode(a, b, backend="triton", deterministic=True, **CFG)  # noqa: E731
+
+    def time_plain(x, table, g):  # the backward without segmentation (the scatter before it), for comparison
+        saved = hge._LAUNCH["bwd_segmented"]
+        hge._LAUNCH["bwd_segmented"] = False
+        try:
+            return time_provider(ours, x, table, g)
+        finally:
+            hge._LAUNCH["bwd_segmented"] = saved
+
     twin = lambda a, b: hash_grid_encode_reference(a, b, **CFG)  # noqa: E731
 
     def add(provider, n, kind, dtype, fwd, tot):
@@ -209,18 +272,20 @@ def main():
                 table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-4).to(dtype)
                 add("ours", n, kind, dtype, *time_provider(ours, x, table, g.to(dtype)))
                 if dtype == torch.float16:
+                    add("ours, per-point scatter", n, kind, dtype, *time_plain(x, table, g.to(dtype)))
                     add("ours deterministic", n, kind, dtype, *time_provider(ours_det, x, table, g.to(dtype)))
-                if kind == "random":
+                if kind == "random" and n <= args.twin_max_n:
                     add("twin (eager)", n, kind, dtype, *time_provider(twin, x, table, g.to(dtype)))
             del x, g
             torch.cuda.empty_cache()
     # dL/dx too (the SDF/geometry case), 1M.
-    x = points(SIZES[0], "random", gen).requires_grad_(True)
-    table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-4).half().requires_grad_(True)
-    gg = torch.randn(SIZES[0], L * FEAT, device=DEV, generator=gen).half()
-    ms = bench_ms(lambda: ours(x, table).backward(gg), grad_to_none=[x, table])
-    res["full_with_dx_us_1M_fp16"] = ms * 1e3
-    log(f"  ours fwd+bwd incl. dL/dx, 1M fp16: {ms * 1e3:.0f} us")
+    for kind in ("random", "surface"):
+        x = points(SIZES[0], kind, gen).requires_grad_(True)
+        table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-4).half().requires_grad_(True)
+        gg = torch.randn(SIZES[0], L * FEAT, device=DEV, generator=gen).half()
+        ms = bench_ms(lambda: ours(x, table).backward(gg), grad_to_none=[x, table])
+        res[f"full_with_dx_us_1M_fp16_{kind}"] = ms * 1e3
+        log(f"  ours fwd+bwd incl. dL/dx, 1M {kind} fp16: {ms * 1e3:.0f} us")
 
     if not SMOKE:
         gps = gather_probe()
@@ -228,6 +293,9 @@ def main():
         log(f"  L2 random 8-B gather probe: {gps / 1e9:.1f} G gathers/s")
 
     # torch.compile of the twin, last (compile time bounded).
+    if args.no_compile:
+        write(res, args.out)
+        return
     try:
         t0 = time.time()
         comp = torch.compile(hash_grid_encode_reference, dynamic=False)
@@ -277,8 +345,9 @@ def write(res, out_dir):
             lines += ["", f"L2 gathers: the forward makes N·L·8 random 8-byte row gathers (fp16, F=4). An L2 "
                           f"random-gather probe reaches {gps / 1e9:.1f} G/s; ours (4M random, fp16) reaches "
                           f"{achieved / 1e9:.1f} G/s = {100 * achieved / gps:.0f}% of it."]
-    if "full_with_dx_us_1M_fp16" in res:
-        lines.append(f"fwd + bwd incl. dL/dx (1M, fp16): {res['full_with_dx_us_1M_fp16']:.0f} µs.")
+    for kind in ("random", "surface"):
+        if f"full_with_dx_us_1M_fp16_{kind}" in res:
+            lines.append(f"fwd + bwd incl. dL/dx (1M {kind}, fp16): {res[f'full_with_dx_us_1M_fp16_{kind}']:.0f} µs.")
     if "compile_s" in res:
         lines.append(f"torch.compile build + timing took {res['compile_s']:.0f} s.")
     lines.append("")

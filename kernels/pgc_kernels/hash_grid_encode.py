@@ -20,6 +20,15 @@ The encoding, per level ``l`` of ``L`` (torch-ngp conventions, ``align_corners=F
 Backward: d table[l, i, f] = sum over (n, c) with idx = i of w_c * dout[n, l*F + f] (a scatter-add, by
 float32 atomics or, in deterministic mode, by int64 fixed-point atomics whose sum does not depend on order);
 d x_d = sum_l scale_l * sum_c (d w_c / d t_d) * <dout[n, l], table[l, idx_c]>, zero where x_d was clamped.
+
+Segmented scatter (coherent points). Rasterised surface points arrive in pixel order, so at the coarse levels runs
+of consecutive points (~1280/res_l pixels for a 1024² view) fall in one cell and send their atomics to the same 8
+rows, where they serialise. Per (block of points, level) the backward counts the segments (maximal runs of equal
+cell; start flag = cell(n) != cell(n-1)); with few segments it forms per segment and corner
+    S_c = sum_{n in segment} w_c(n) · dout[n, l*F:(l+1)*F]
+by an inclusive segmented scan (associative operator on (start flag, value) pairs) and lets only the last point of
+each segment issue the 8 atomics; otherwise one atomic per point and corner as before. The sum is the same up to
+float32 summation order (bitwise the same in deterministic mode, whose int64 quanta the scan adds exactly).
 """
 from __future__ import annotations
 
@@ -101,6 +110,29 @@ def _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP: tl.constexp
 
 
 @triton.jit
+def _cell_of(x_ptr, offs, mask, scale, res):
+    # Grid cell g (same arithmetic as _level_setup) of the points at offs: used to compare a point's cell with its
+    # neighbours' (the x rows were just loaded by _level_setup, so these loads hit L1).
+    px = tl.clamp(tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+    py = tl.clamp(tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+    pz = tl.clamp(tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+    gx = tl.minimum(tl.maximum(tl.floor(px * scale + 0.5).to(tl.int32), 0), res - 1)
+    gy = tl.minimum(tl.maximum(tl.floor(py * scale + 0.5).to(tl.int32), 0), res - 1)
+    gz = tl.minimum(tl.maximum(tl.floor(pz * scale + 0.5).to(tl.int32), 0), res - 1)
+    return gx, gy, gz
+
+
+@triton.jit
+def _segmented_add(flag_a, val_a, flag_b, val_b):
+    # Segmented-sum operator on (flag, value) pairs, flag = "a segment starts here", a before b in scan order:
+    #   (fa, va) ⊕ (fb, vb) = (fa | fb, fb ? vb : va + vb)
+    # It is associative (the textbook segmented-scan construction), so the parallel scan is exact: after an
+    # inclusive scan each element holds the sum from its segment's first element up to itself. (A "sum while the
+    # keys are equal" operator is not associative when a key comes back after a different one; flags are.)
+    return flag_a | flag_b, tl.where(flag_b != 0, val_b, val_a + val_b)
+
+
+@triton.jit
 def _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
                          T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
                          INTERP: tl.constexpr, IDX64: tl.constexpr):
@@ -161,11 +193,71 @@ def _hash_grid_encode_fwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, 
 
 
 @triton.jit
+def _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
+                   T: tl.constexpr, F: tl.constexpr, DETERMINISTIC: tl.constexpr):
+    # One atomic per (point, corner) row: d table[l, idx_c(n)] += w_c(n) · dout[n, l].
+    for c in tl.static_range(8):
+        cx = c & 1
+        cy = (c >> 1) & 1
+        cz = (c >> 2) & 1
+        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+        wx = sx if cx else 1.0 - sx
+        wy = sy if cy else 1.0 - sy
+        wz = sz if cz else 1.0 - sz
+        w = wx * wy * wz
+        contrib = w[:, None] * g
+        ent = lvl_off + idx[:, None] * F + f[None, :]
+        if DETERMINISTIC:
+            # Integer addition is associative: the sum is the same in any order (bitwise repeatable).
+            q = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
+            tl.atomic_add(gtab_ptr + ent, q, mask=fmask, sem="relaxed")
+        else:
+            tl.atomic_add(gtab_ptr + ent, contrib, mask=fmask, sem="relaxed")
+
+
+@triton.jit
+def _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy, sz, g, f,
+                       stride, dense, qscale_a, qscale_b, T: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                       BLOCK: tl.constexpr, DETERMINISTIC: tl.constexpr):
+    # Coherent points (rasterised surface points in pixel order): runs of consecutive points share one cell at the
+    # coarse levels, hence the same 8 corner rows, and their atomics would serialise on those rows. A segment is a
+    # maximal run of consecutive points of this block with equal cell; for each corner c and feature f
+    #   S_c[seg, f] = sum_{n in seg} w_c(n) · dout[n, l·F + f]
+    # is formed by an inclusive segmented scan over the block (flags = segment starts, _segmented_add), which
+    # leaves S_c at the segment's last point; only that point issues the 8 atomics. Same sum as _scatter_plain up
+    # to float32 summation order (bitwise the same in deterministic mode, where the scan adds the int64 quanta).
+    lane = tl.arange(0, BLOCK)
+    next_ok = mask & (lane < BLOCK - 1) & (offs + 1 < N)
+    nx, ny, nz = _cell_of(x_ptr, offs + 1, next_ok, scale, res)
+    last = mask & ((next_ok == 0) | (nx != gx) | (ny != gy) | (nz != gz))  # segment ends here
+    flags = tl.broadcast_to(start.to(tl.int32)[:, None], g.shape)
+    if F == F_P2:
+        amask = tl.broadcast_to(last[:, None], g.shape)  # constant along F: vector atomics
+    else:
+        amask = last[:, None] & (f < F)[None, :]
+    # One [BLOCK, F] scan per corner (a single [BLOCK, 8, F] scan needs 4x the registers and shared memory).
+    for c in tl.static_range(8):
+        cx = c & 1
+        cy = (c >> 1) & 1
+        cz = (c >> 2) & 1
+        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+        wx = sx if cx else 1.0 - sx
+        wy = sy if cy else 1.0 - sy
+        wz = sz if cz else 1.0 - sz
+        contrib = (wx * wy * wz)[:, None] * g
+        if DETERMINISTIC:
+            contrib = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
+        _, seg_sum = tl.associative_scan((flags, contrib), 0, _segmented_add)
+        tl.atomic_add(gtab_ptr + lvl_off + idx[:, None] * F + f[None, :], seg_sum, mask=amask, sem="relaxed")
+
+
+@triton.jit
 def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_acc_ptr, offs, mask, lvl,
-                         num_dense, qscale_a, qscale_b,
+                         num_dense, qscale_a, qscale_b, N,
                          T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
                          INTERP: tl.constexpr, IDX64: tl.constexpr, NEED_TABLE: tl.constexpr,
-                         NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr):
+                         NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK: tl.constexpr,
+                         SEGMENTED: tl.constexpr, seg_max):
     xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl,
                                                                   INTERP)
     sx, dsx = _interp_weights(tx, INTERP)
@@ -181,31 +273,46 @@ def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_pt
     else:
         row = offs * (L * F)
         lvl_off = lvl * (T * F)
-    g = tl.load(gout_ptr + row[:, None] + lvl * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
+    gptr = gout_ptr + row[:, None] + lvl * F + f[None, :]  # dL/dout[n, l*F:(l+1)*F], loaded where needed
+    if NEED_TABLE:
+        g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+        if SEGMENTED:
+            # Segment starts: first valid lane of the block, or a cell different from the previous point's. A
+            # scalar branch per (program, level) picks the segmented scatter when the block has few segments
+            # (coherent points at this level's resolution), else one atomic per point and corner; random points
+            # pay only the count (a few L1 loads and one block reduction). Measured on an H100 (benches/RESULTS.md):
+            # one kernel with both paths beats two launches with one path each (segmented and per-point programs
+            # then share the SMs: scans and atomics overlap).
+            lane = tl.arange(0, BLOCK)
+            prev_ok = mask & (lane > 0)
+            qx, qy, qz = _cell_of(x_ptr, offs - 1, prev_ok, scale, res)
+            start = (prev_ok == 0) | (qx != gx) | (qy != gy) | (qz != gz)
+            nseg = tl.sum((start & mask).to(tl.int32), axis=0)
+            if nseg <= seg_max:
+                _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy,
+                                   sz, g, f, stride, dense, qscale_a, qscale_b, T, F, F_P2, BLOCK, DETERMINISTIC)
+            else:
+                _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a,
+                               qscale_b, T, F, DETERMINISTIC)
+        else:
+            _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
+                           T, F, DETERMINISTIC)
     # dL/dt_d for this level (only used when NEED_X).
     dtx = tl.zeros(offs.shape, dtype=tl.float32)
     dty = tl.zeros(offs.shape, dtype=tl.float32)
     dtz = tl.zeros(offs.shape, dtype=tl.float32)
-    for c in tl.static_range(8):
-        cx = c & 1
-        cy = (c >> 1) & 1
-        cz = (c >> 2) & 1
-        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
-        wx = sx if cx else 1.0 - sx
-        wy = sy if cy else 1.0 - sy
-        wz = sz if cz else 1.0 - sz
-        ent = lvl_off + idx[:, None] * F + f[None, :]
-        if NEED_TABLE:
-            w = wx * wy * wz
-            contrib = w[:, None] * g
-            if DETERMINISTIC:
-                # Integer addition is associative: the sum is the same in any order (bitwise repeatable).
-                q = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
-                tl.atomic_add(gtab_ptr + ent, q, mask=fmask, sem="relaxed")
-            else:
-                tl.atomic_add(gtab_ptr + ent, contrib, mask=fmask, sem="relaxed")
-        if NEED_X:
-            feat = tl.load(table_ptr + ent, mask=fmask, other=0.0).to(tl.float32)
+    if NEED_X:
+        if not NEED_TABLE:
+            g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+        for c in tl.static_range(8):
+            cx = c & 1
+            cy = (c >> 1) & 1
+            cz = (c >> 2) & 1
+            idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+            wx = sx if cx else 1.0 - sx
+            wy = sy if cy else 1.0 - sy
+            wz = sz if cz else 1.0 - sz
+            feat = tl.load(table_ptr + lvl_off + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
             gf = tl.sum(g * feat, axis=1)
             dwx = dsx if cx else -dsx
             dwy = dsy if cy else -dsy
@@ -213,7 +320,6 @@ def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_pt
             dtx += gf * (dwx * wy * wz)
             dty += gf * (wx * dwy * wz)
             dtz += gf * (wx * wy * dwz)
-    if NEED_X:
         # dp/dx = scale inside [0, 1]; clamp passes no gradient outside (torch.clamp convention: ends included).
         inx = ((xs >= 0.0) & (xs <= 1.0)).to(tl.float32)
         iny = ((ys >= 0.0) & (ys <= 1.0)).to(tl.float32)
@@ -225,11 +331,11 @@ def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_pt
 
 @triton.jit
 def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, N, num_dense,
-                                 qscale_a, qscale_b,
+                                 qscale_a, qscale_b, seg_max,
                                  T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
                                  INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
                                  NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr,
-                                 LEVEL_LOOP: tl.constexpr):
+                                 LEVEL_LOOP: tl.constexpr, SEGMENTED: tl.constexpr):
     # With NEED_X the level loop runs inside the program so dL/dx sums over levels in registers (no atomics);
     # LEVEL_LOOP=False (table gradient only) spreads levels over the grid as the forward does.
     if LEVEL_LOOP:
@@ -242,8 +348,9 @@ def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr,
         az = tl.zeros(offs.shape, dtype=tl.float32)
         for lvl in range(L):
             dx, dy, dz = _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs,
-                                              mask, lvl, num_dense, qscale_a, qscale_b, T, L, F, F_P2, INTERP, IDX64,
-                                              NEED_TABLE, NEED_X, DETERMINISTIC)
+                                              mask, lvl, num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP,
+                                              IDX64, NEED_TABLE, NEED_X, DETERMINISTIC, BLOCK, SEGMENTED,
+                                              seg_max)
             ax += dx
             ay += dy
             az += dz
@@ -258,13 +365,19 @@ def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr,
             offs = offs.to(tl.int64)
         mask = offs < N
         _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs, mask, lvl,
-                             num_dense, qscale_a, qscale_b, T, L, F, F_P2, INTERP, IDX64, NEED_TABLE, False,
-                             DETERMINISTIC)
+                             num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP, IDX64, NEED_TABLE, False,
+                             DETERMINISTIC, BLOCK, SEGMENTED, seg_max)
 
 
-# Launch settings (best of the sweep in benches/gpu_hash_grid.py on an H100, 1M points; the spread between the
-# variants tried was under 15%). The benchmark script overrides them to compare variants.
-_LAUNCH = {"fwd_block": 256, "fwd_warps": 8, "fwd_level_loop": False, "bwd_block": 256, "bwd_warps": 4}
+# Launch settings: best of the sweep in benches/gpu_hash_grid.py on an H100 (1M random + 1M surface points, fp16
+# table, commit c8e16e2; benches/RESULTS.md). The benchmark script overrides them to compare variants.
+# Backward table scatter: bwd_segmented = per (program, level) choice of the segmented scatter, taken when the block
+# has at most bwd_seg_frac·BLOCK segments (False: one atomic per point and corner everywhere; 0.5 beat 0.25 and 1.0
+# on surface points, random points are unaffected). bwd_dx_separate: with dL/dx wanted too, compute it in its own
+# level-looping kernel and scatter the table gradient with the per-level kernel (surface points 2.13 ms vs 2.43 ms
+# for one fused level-looping kernel doing both).
+_LAUNCH = {"fwd_block": 256, "fwd_warps": 8, "fwd_level_loop": False, "bwd_block": 256, "bwd_warps": 4,
+           "bwd_segmented": True, "bwd_seg_frac": 0.5, "bwd_dx_separate": True}
 
 
 def _level_tensors(num_levels: int, table_size: int, base: float, finest: float, device: torch.device):
@@ -327,16 +440,23 @@ def hash_grid_encode_bwd(grad_out: torch.Tensor, x: torch.Tensor, table: torch.T
     if need_x:
         grad_x = torch.empty((n, 3), dtype=torch.float32, device=x.device)
     block = _LAUNCH["bwd_block"]
-    loop = need_x  # dL/dx sums over levels in registers
-    grid = (triton.cdiv(n, block),) if loop else (num_levels, triton.cdiv(n, block))
+    segmented = bool(_LAUNCH["bwd_segmented"])
+    seg_max = int(_LAUNCH["bwd_seg_frac"] * block)
     dummy = x  # never dereferenced when the matching flag is off
-    _hash_grid_encode_bwd_kernel[grid](
-        x, table, scales, res, grad_out, gtab if gtab is not None else dummy, grad_x if grad_x is not None else dummy,
-        n, num_dense, qscale[0], qscale[1],
-        T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
-        IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, NEED_TABLE=need_table, NEED_X=need_x,
-        DETERMINISTIC=deterministic, LEVEL_LOOP=loop, num_warps=_LAUNCH["bwd_warps"], enable_fp_fusion=False,
-    )
+    common = dict(T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
+                  IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, DETERMINISTIC=deterministic,
+                  SEGMENTED=segmented, num_warps=_LAUNCH["bwd_warps"], enable_fp_fusion=False)
+    args = (x, table, scales, res, grad_out, gtab if gtab is not None else dummy,
+            grad_x if grad_x is not None else dummy, n, num_dense, qscale[0], qscale[1], seg_max)
+    fused = need_x and need_table and not _LAUNCH["bwd_dx_separate"]
+    if need_x:
+        # dL/dx sums over levels in registers: one program loops over all levels of its points.
+        _hash_grid_encode_bwd_kernel[(triton.cdiv(n, block),)](*args, NEED_TABLE=fused, NEED_X=True, LEVEL_LOOP=True,
+                                                               **common)
+    if need_table and not fused:
+        # Table gradient alone: levels spread over the grid, as in the forward.
+        _hash_grid_encode_bwd_kernel[(num_levels, triton.cdiv(n, block))](*args, NEED_TABLE=True, NEED_X=False,
+                                                                          LEVEL_LOOP=False, **common)
     if need_table:
         if deterministic:
             grad_table = (gtab.to(torch.float64) * 2.0**-exp).to(table.dtype)
@@ -406,6 +526,10 @@ def hash_grid_encode(
             deterministic mode is on.
         backend: "triton" (CUDA tensors, or CPU under TRITON_INTERPRET=1), "torch" (the twin
             :func:`pgc_kernels.reference.hash_grid_encode_reference`), or "auto" (Triton on CUDA, twin elsewhere).
+
+    Performance: pass points in raster (pixel) order where you can. The backward merges the table-gradient atomics
+    of consecutive points that share a grid cell (a segmented sum per block of points and level), which halves its
+    time for rasterised surface points on an H100; randomly ordered points take the per-point atomics.
 
     Returns:
         [N, L·F] tensor of the table's dtype, on the table's device: level-major (``out[:, l*F:(l+1)*F]`` is

@@ -268,3 +268,145 @@ def test_triton_on_cpu_without_interpreter_is_refused(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="needs CUDA tensors"):
         hash_grid_encode(torch.rand(4, 3), torch.rand(2, 8, 2), backend="triton")
+
+
+# --- Segmented table-gradient scatter (coherent points) ---------------------------------------------------------
+# The backward sums the contributions of runs of consecutive points that share a cell before its atomics
+# (kernels/pgc_kernels/hash_grid_encode.py, _scatter_segmented). These tests use a small block (32) so that blocks
+# both with few and with many segments occur, segments cross block boundaries and N is not a multiple of the block.
+SEG_BLOCK = 32
+
+
+def _cells(x: torch.Tensor) -> torch.Tensor:
+    """[L, N, 3] int grid cell of every point at every level (the kernels' float32 arithmetic)."""
+    scales, res, _ = _hash_grid_levels(L, T, CFG["base_resolution"], CFG["finest_resolution"])
+    out = []
+    for s, r in zip(scales, res):
+        p = x.clamp(0, 1) * torch.tensor(s, dtype=torch.float32) + 0.5
+        out.append(torch.floor(p).long().clamp(0, r - 1))
+    return torch.stack(out)
+
+
+def _segments_per_block(x: torch.Tensor, block: int) -> torch.Tensor:
+    """[L, num_blocks] number of runs of consecutive points with equal cell inside each block of `block` points."""
+    c = _cells(x)
+    start = torch.ones(c.shape[:2], dtype=torch.bool)
+    start[:, 1:] = (c[:, 1:] != c[:, :-1]).any(-1)
+    start[:, ::block] = True
+    n_blocks = -(-x.shape[0] // block)
+    padded = torch.zeros(L, n_blocks * block, dtype=torch.long)
+    padded[:, : x.shape[0]] = start.long()
+    return padded.view(L, n_blocks, block).sum(-1)
+
+
+def _coherent_points(kind: str, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "repeated":  # runs of 1-24 copies of one point (a pixel's neighbours hitting one surface point)
+        reps = torch.randint(1, 25, (16,), generator=gen)
+        pts = torch.rand(16, 3, generator=gen).repeat_interleave(reps, dim=0)[:157]
+    elif kind == "sorted":  # a scanline across a surface: cells change every ~N/res points, as for pixels
+        t = torch.linspace(0.02, 0.97, 157, dtype=torch.float64)
+        pts = torch.stack([t, 0.5 + 0.2 * torch.sin(3 * t), 0.3 + 0.1 * t], 1).float()
+    elif kind == "one_cell":  # every point in one cell at every level: one segment per block
+        pts = torch.tensor([0.3, 0.45, 0.3]) + (torch.rand(157, 3, generator=gen) - 0.5) * 4e-3
+        assert (_cells(pts) == _cells(pts[:1])).all()
+    else:  # "mixed": coherent blocks, random blocks, a run across a block boundary
+        t = torch.linspace(0.1, 0.9, 60, dtype=torch.float64)
+        line = torch.stack([t, 1 - t, 0.5 + 0 * t], 1).float()
+        pts = torch.cat([line, torch.rand(50, 3, generator=gen), torch.rand(1, 3, generator=gen).expand(47, 3)])
+    return pts.contiguous()
+
+
+@pytest.fixture
+def seg_launch(monkeypatch):
+    import importlib
+
+    hge = importlib.import_module("pgc_kernels.hash_grid_encode")
+
+    def set_launch(**kw):
+        for k, v in dict(dict(bwd_block=SEG_BLOCK), **kw).items():
+            monkeypatch.setitem(hge._LAUNCH, k, v)
+
+    return set_launch
+
+
+@needs_triton
+@pytest.mark.parametrize("frac", [0.25, 1.0])  # 1.0: every block takes the segmented path
+@pytest.mark.parametrize("kind", ["repeated", "sorted", "one_cell", "mixed"])
+def test_segmented_table_grad_matches_twin(kind, frac, seg_launch):
+    x = _coherent_points(kind, seed=20)
+    nseg = _segments_per_block(x, SEG_BLOCK)
+    # The data really exercise the segmented path (<= 8 segments in a block of 32) and, for sorted and mixed, the
+    # per-point path too; the last block is partial.
+    assert (nseg <= SEG_BLOCK // 4).any() and x.shape[0] % SEG_BLOCK != 0
+    if kind in ("sorted", "mixed"):
+        assert (nseg > SEG_BLOCK // 4).any()
+    seg_launch(bwd_segmented=True, bwd_seg_frac=frac)
+    table = _table(torch.float32, 2, seed=21).to(DEVICE).requires_grad_(True)
+    g = torch.randn(x.shape[0], L * 2, generator=torch.Generator().manual_seed(22)).to(DEVICE)
+    (gt,) = torch.autograd.grad(hash_grid_encode(x.to(DEVICE), table, backend="triton", **CFG), table, g)
+    # float64 twin: the kernel's float32 sums (in another order) are compared with the exact sums.
+    t64 = table.detach().double().requires_grad_(True)
+    (rt,) = torch.autograd.grad(hash_grid_encode_reference(x.to(DEVICE), t64, **CFG), t64, g.double())
+    torch.testing.assert_close(gt.double(), rt, **TOLERANCES["hash_grid_seg_table"])
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_segmented_deterministic_is_bitwise_the_per_point_sum(dtype, seg_launch):
+    """Deterministic mode adds the same int64 quanta in the segmented scan as the per-point atomics do: the result is
+    bitwise the per-point path's, also with every block forced through the segmented path (frac 1)."""
+    x = _coherent_points("mixed", seed=23).to(DEVICE)
+    table = _table(dtype, 2, seed=24).to(DEVICE).requires_grad_(True)
+    g = torch.randn(x.shape[0], L * 2, generator=torch.Generator().manual_seed(25)).to(DEVICE, dtype)
+
+    def grad():
+        return torch.autograd.grad(hash_grid_encode(x, table, backend="triton", deterministic=True, **CFG), table, g)[0]
+
+    seg_launch(bwd_segmented=False)
+    plain = grad()
+    for frac in (0.25, 1.0):
+        seg_launch(bwd_segmented=True, bwd_seg_frac=frac)
+        assert torch.equal(grad(), plain), frac
+    ref = torch.autograd.grad(hash_grid_encode_reference(x, table, **CFG), table, g)[0]
+    torch.testing.assert_close(plain, ref, **TOLERANCES[dtype])
+
+
+@needs_triton
+@pytest.mark.parametrize("dx_separate", [True, False])
+def test_segmented_with_dx(dx_separate, seg_launch):
+    """dL/dx and dL/dtable together: dL/dx in its own level-looping kernel, or fused with the table scatter in one;
+    every block forced through the segmented path (frac 1)."""
+    seg_launch(bwd_segmented=True, bwd_seg_frac=1.0, bwd_dx_separate=dx_separate)
+    x = _coherent_points("sorted", seed=26).to(DEVICE)
+    table = _table(torch.float32, 2, seed=27).to(DEVICE)
+    xt, tt = x.clone().requires_grad_(True), table.clone().requires_grad_(True)
+    xr, tr = x.clone().requires_grad_(True), table.double().requires_grad_(True)
+    g = torch.randn(x.shape[0], L * 2, generator=torch.Generator().manual_seed(28)).to(DEVICE)
+    gx, gt = torch.autograd.grad(hash_grid_encode(xt, tt, backend="triton", **CFG), (xt, tt), g)
+    rx, rt = torch.autograd.grad(hash_grid_encode_reference(xr, tr, **CFG), (xr, tr), g.double())
+    torch.testing.assert_close(gt.double(), rt, **TOLERANCES["hash_grid_seg_table"])
+    torch.testing.assert_close(gx, rx.float(), **TOLERANCES["hash_grid_dx"])
+
+
+@needs_triton
+@pytest.mark.parametrize("need", ["table", "both"])
+@pytest.mark.parametrize("dx_separate", [True, False])
+@pytest.mark.parametrize("segmented", [True, False])
+def test_backward_launch_variants(segmented, dx_separate, need, seg_launch):
+    """Every backward launch setting computes every requested gradient (a table-only backward must scatter the
+    table gradient whatever bwd_dx_separate says)."""
+    seg_launch(bwd_segmented=segmented, bwd_dx_separate=dx_separate)
+    x = _coherent_points("mixed", seed=29).to(DEVICE)
+    table = _table(torch.float32, 1, seed=30).to(DEVICE)
+    xt, tt = x.clone().requires_grad_(need == "both"), table.clone().requires_grad_(True)
+    xr, tr = x.clone().requires_grad_(need == "both"), table.double().requires_grad_(True)
+    g = torch.randn(x.shape[0], L, generator=torch.Generator().manual_seed(31)).to(DEVICE)
+    leaves = (tt, xt) if need == "both" else (tt,)
+    got = torch.autograd.grad(hash_grid_encode(xt, tt, backend="triton", **CFG), leaves, g)
+    want = torch.autograd.grad(hash_grid_encode_reference(xr, tr, **CFG), (tr, xr) if need == "both" else (tr,),
+                               g.double())
+    assert torch.count_nonzero(got[0]) > 0
+    torch.testing.assert_close(got[0].double(), want[0], **TOLERANCES["hash_grid_seg_table"])
+    if need == "both":
+        torch.testing.assert_close(got[1], want[1].float(), **TOLERANCES["hash_grid_dx"])
