@@ -1,6 +1,6 @@
 """Profile one SDXL VAE encoder fwd+bwd (4 × 1024², random weights): kernel categories and top CUDA kernels.
 
-    python benches/gpu_profile_vae.py [--channels-last] [--fused-gn] [--fast]
+    python benches/gpu_profile_vae.py [--channels-last] [--fused-gn] [--fast] [--ops]
 
 ``--fast`` = exactly what ``GuidanceConfig.fast_vae`` runs on CUDA (chunked attention, Triton GroupNorm+SiLU,
 frozen convolutions, channels_last, bf16).
@@ -26,6 +26,14 @@ def main():
     step = vae_encode_step(vae, vae_input(4, dtype, cl))
     print(f"channels_last={cl} fused_gn={fused} frozen_convs={fast} dtype={dtype}")
     print(profile(step))
+    if "--ops" in sys.argv:  # which aten ops (and shapes) launch the time: the elementwise/copy kernels' callers
+        from torch.profiler import ProfilerActivity, profile as tprofile
+
+        with tprofile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
+            step()
+            torch.cuda.synchronize()
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="cuda_time_total", row_limit=30,
+                                                                 max_name_column_width=40, max_shapes_column_width=70))
 
 
 if __name__ == "__main__":
