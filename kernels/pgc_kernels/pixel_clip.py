@@ -425,23 +425,40 @@ def _word_plan(c: int, esize: int, word_bits: int):
     return (epw, g, w) if w <= 4 else None
 
 
-def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=None, packed_kernel=None):
-    x = grad.detach()
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length() if n > 1 else 1
+
+
+# Launch plans by (shape, strides, dtype, device, data_ptr % 16, options): everything pixel_clip derives from a
+# tensor's metadata, so a training loop's repeated calls skip the layout analysis (host time per call). Cleared
+# when it grows past _PLANS_MAX, and by benches that change CONFIG / PACKED_PIXEL_KERNEL (call _PLANS.clear()).
+_PLANS: dict = {}
+_PLANS_MAX = 256
+
+
+def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_kernel):
+    """The launches for ``x`` (metadata only): (copy x to contiguous?, y like x?, launches, npix), each launch a
+    (kernel name, grid, region, int args, constexpr kwargs) tuple; region says which view of x/y it gets."""
     vx = _view3(x, d)
-    if vx is None:  # strides that no single [outer, C, inner] view describes: copy once
+    x_contig = vx is None  # strides that no single [outer, C, inner] view describes: copy once
+    if x_contig:
         x = x.contiguous()
         vx = _view3(x, d)
-    y = torch.empty_like(x)  # same strides as x when x is dense, else contiguous
+    y = torch.empty_like(x, device="meta")  # same strides as x when x is dense, else contiguous
     vy = _view3(y, d)
-    if vy is None or vy[0] != vx[0] or vy[2] != vx[2]:
-        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    y_like = not (vy is None or vy[0] != vx[0] or vy[2] != vx[2])
+    if not y_like:
+        x_contig = True
         x = x.contiguous()
+        y = torch.empty(x.shape, dtype=x.dtype, device="meta")
         vx, vy = _view3(x, d), _view3(y, d)
     outer, C, inner, sxo, sxc, sxi = vx
     _, _, _, syo, syc, syi = vy
     npix = outer * inner
-    dev = x.device
-    cfg = config or CONFIG
     esize = 4 if x.element_size() >= 4 else 2
     packed = (C > 1 and sxc == 1 and sxi == C and (outer == 1 or sxo == inner * C)
               and syc == 1 and syi == C and (outer == 1 or syo == inner * C))
@@ -453,81 +470,101 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
     if kernel == "words":
         wbits = cfg[("words", esize)][2]
         plan = _word_plan(C, esize, wbits)
-        wbytes = wbits // 8
-        x_flat = x.as_strided((npix * C,), (1,))  # the packed storage region, element e = pixel·C + channel
-        y_flat = y.as_strided((npix * C,), (1,))
-        if plan is None or x_flat.data_ptr() % wbytes or y_flat.data_ptr() % wbytes or npix < plan[1]:
+        # Word loads need word-aligned storage (y is a fresh allocation, aligned; x may be an offset view).
+        if plan is None or x.data_ptr() % (wbits // 8) or npix < plan[1]:
             kernel = "packed"
     layout = "packed" if kernel == "packed" else ("strided" if sxc == 1 and C > 1 else "pixel_major")
-    c_pad = triton.next_power_of_2(C)
+    c_pad = _next_pow2(C)
     elems, warps = cfg[(layout, esize)][:2]
     block = max(16, elems // c_pad)
-    n_inner_blocks = triton.cdiv(inner, block) if inner else 0
+    n_inner_blocks = _cdiv(inner, block) if inner else 0
     nprog_tile = outer * n_inner_blocks
     span = max(abs(sxo) * (outer - 1) + abs(sxc) * (C - 1) + abs(sxi) * (inner + block), 1)
     span = max(span, abs(syo) * (outer - 1) + abs(syc) * (C - 1) + abs(syi) * (inner + block), elems + npix * C)
     use_i64 = span >= 2**31 - 1
-
-    has_scale_ptr = isinstance(scale, torch.Tensor)
-    if has_scale_ptr:
-        scale_arg, tau_arg = scale.detach().reshape(1), float(tau)
-    else:
-        scale_arg, tau_arg = x, float(tau) * (1.0 if scale is None else float(scale))
-    dummy = torch.empty(1, dtype=torch.float32, device=dev)
-    gmax = dummy
-    if variant == "global":
-        gmax = torch.zeros(1, dtype=torch.float32, device=dev)
-        if nprog_tile:
-            _absmax_kernel[(nprog_tile,)](x, gmax, inner, n_inner_blocks, C, sxo, sxc, sxi,
-                                          USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)
-    round_bf16 = interpret_mode() and y.dtype == torch.bfloat16
     common = dict(VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr,
-                  STATS=return_stats, ROUND_BF16=round_bf16)
+                  STATS=return_stats, ROUND_BF16=interpret_mode() and x.dtype == torch.bfloat16)
+    launches = []
+    if variant == "global" and nprog_tile:
+        launches.append(("absmax", nprog_tile, "xy", (inner, n_inner_blocks, C, sxo, sxc, sxi),
+                         dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)))
     if kernel == "words":
         epw, g, w = plan
         gblock, wwarps, wbits = cfg[("words", esize)]
         ngroups = npix // g
         ne = ngroups * g * C  # elements the word kernel covers; the < g tail pixels go to the packed kernel
         wdt = torch.int32 if wbits == 32 else torch.int64
-        nprog_w = triton.cdiv(ngroups, gblock)
-        nprog_t = triton.cdiv(npix * C - ne, elems)
-        nprog = nprog_w + nprog_t
-        part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
-        elem_id = 0 if esize == 4 else (2 if x.dtype == torch.bfloat16 else 1)
-        _pixel_clip_words_kernel[(nprog_w,)](
-            x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, part, tau_arg, ngroups,
-            C=C, EPW=epw, G=g, W=w, ELEM=elem_id, USE_I64=(ngroups + gblock) * w >= 2**31 - 1, BLOCK=gblock,
-            num_warps=wwarps, **common,
-        )
-        if nprog_t:
-            _pixel_clip_packed_kernel[(nprog_t,)](
-                x_flat[ne:], y_flat[ne:], scale_arg, gmax, part[nprog_w:] if return_stats else dummy, tau_arg,
-                npix * C - ne, C=C, USE_I64=False, BLOCK=elems, num_warps=warps, **common,
-            )
+        nprog_w = _cdiv(ngroups, gblock)
+        launches.append(("words", nprog_w, ("words", ne, wdt), (ngroups,),
+                         dict(C=C, EPW=epw, G=g, W=w, ELEM=0 if esize == 4 else (2 if x.dtype == torch.bfloat16 else 1),
+                              USE_I64=(ngroups + gblock) * w >= 2**31 - 1, BLOCK=gblock, num_warps=wwarps, **common)))
+        if npix * C > ne:
+            launches.append(("packed", _cdiv(npix * C - ne, elems), ("tail", ne, npix * C), (npix * C - ne,),
+                             dict(C=C, USE_I64=False, BLOCK=elems, num_warps=warps, **common)))
     elif kernel == "packed":
-        x_flat = x.as_strided((npix * C,), (1,))  # the packed storage region, element e = pixel·C + channel
-        y_flat = y.as_strided((npix * C,), (1,))
-        nprog = triton.cdiv(npix * C, elems)
-        part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
-        if nprog:
-            _pixel_clip_packed_kernel[(nprog,)](
-                x_flat, y_flat, scale_arg, gmax, part, tau_arg, npix * C,
-                C=C, USE_I64=use_i64, BLOCK=elems, num_warps=warps, **common,
-            )
+        if npix * C:
+            launches.append(("packed", _cdiv(npix * C, elems), ("flat", npix * C), (npix * C,),
+                             dict(C=C, USE_I64=use_i64, BLOCK=elems, num_warps=warps, **common)))
+    elif nprog_tile:
+        launches.append(("tile", nprog_tile, "xy", (inner, n_inner_blocks, C, sxo, sxc, sxi, syo, syc, syi),
+                         dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps, **common)))
+    return x_contig, y_like, tuple(launches), npix
+
+
+def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=None, packed_kernel=None):
+    x = grad.detach()
+    has_scale_ptr = isinstance(scale, torch.Tensor)
+    key = None
+    if config is None and packed_kernel is None:
+        key = (x.shape, x.stride(), x.dtype, x.device, x.data_ptr() % 16, d, variant, norm, return_stats, has_scale_ptr)
+        p = _PLANS.get(key)
     else:
-        nprog = nprog_tile
-        part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
-        if nprog:
-            _pixel_clip_kernel[(nprog,)](
-                x, y, scale_arg, gmax, part, tau_arg, inner, n_inner_blocks, C,
-                sxo, sxc, sxi, syo, syc, syi,
-                USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps, **common,
-            )
+        p = None
+    if p is None:
+        p = _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, config or CONFIG, packed_kernel)
+        if key is not None:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            _PLANS[key] = p
+    x_contig, y_like, launches, npix = p
+    if x_contig:
+        x = x.contiguous()
+    y = torch.empty_like(x) if y_like else torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if has_scale_ptr:
+        scale_arg, tau_arg = scale.detach().reshape(1), float(tau)
+    else:
+        scale_arg, tau_arg = x, float(tau) * (1.0 if scale is None else float(scale))
+    # Unused pointer arguments (no stats / not "global") get y: never dereferenced under those constexprs.
+    gmax = torch.zeros(1, dtype=torch.float32, device=x.device) if variant == "global" else y
+    nprog = sum(lc[1] for lc in launches if lc[0] != "absmax")
+    part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=x.device) if return_stats else y
+    row = 0  # first row of part for the next launch
+    for name, grid, region, ints, kw in launches:
+        if name == "absmax":
+            _absmax_kernel[(grid,)](x, gmax, *ints, **kw)
+            continue
+        prt = part[row:] if return_stats else y
+        row += grid
+        if name == "tile":
+            _pixel_clip_kernel[(grid,)](x, y, scale_arg, gmax, prt, tau_arg, *ints, **kw)
+            continue
+        n_all = npix * kw["C"]
+        x_flat = x.as_strided((n_all,), (1,))  # the packed storage region, element e = pixel·C + channel
+        y_flat = y.as_strided((n_all,), (1,))
+        if name == "words":
+            _, ne, wdt = region
+            _pixel_clip_words_kernel[(grid,)](x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, prt,
+                                              tau_arg, *ints, **kw)
+        else:
+            lo = region[1] if region[0] == "tail" else 0
+            _pixel_clip_packed_kernel[(grid,)](x_flat[lo:], y_flat[lo:], scale_arg, gmax, prt, tau_arg, *ints, **kw)
     if not return_stats:
         return y
-    stats = torch.zeros(3, dtype=torch.float32, device=dev)
     if nprog:
+        stats = torch.empty(3, dtype=torch.float32, device=x.device)
         _stats_finalize_kernel[(1,)](part, stats, nprog, 1.0 / npix, RB=1024, num_warps=4)
+    else:
+        stats = torch.zeros(3, dtype=torch.float32, device=x.device)
     return y, PixelClipStats(stats[0], stats[1], stats[2])
 
 
