@@ -11,8 +11,9 @@ commit and date.
 
     PYTHONPATH=kernels python benches/gpu_kernels.py [--sweep] [--sweep-only] [--quick-check] [--commit SHA] [--no-compile]
 
---sweep-only: correctness check, then the sweep (every candidate kernel and launch configuration for the NHWC
+--sweep-only: correctness check, then the full sweep (candidate kernels and launch configurations for the NHWC
 pixel_clip cases and sds_grad, plus size-matched copies and host time per call), no table.
+--sweep: time the NHWC pixel_clip kernel candidates on [4,1024,1024,3] per dtype, use the fastest for the table.
 """
 from __future__ import annotations
 
@@ -128,7 +129,8 @@ def check_all(quick: bool = False) -> int:
     combos = (("clip", "linf", False), ("clip", "l2", True), ("soft_pixel", "linf", False), ("value", "linf", True))
     for dtype, (atol, rtol) in tol0.items():
         esize = 4 if dtype == torch.float32 else 2
-        for c, kernels in ((3, ("words32", "words64", "packed", "strided")), (4, ("words64", None)), (1, (None,)), (5, (None,))):
+        for c, kernels in ((3, (None, "words64", "staged32", "staged64", "lanes32", "lanes64", "packed", "strided")),
+                           (4, (None, "staged64", "lanes64")), (1, (None,)), (5, (None,))):
             g = (torch.randn(2, 67, 131, c, device=DEV) * 0.15)
             g[0, 0, 0] = 0
             g[1, 3, 4, 0] = float("nan")
@@ -137,10 +139,10 @@ def check_all(quick: bool = False) -> int:
             for kern in kernels:
                 cfg = dict(pc_mod.CONFIG)
                 name = kern
-                if kern and kern.startswith("words"):
-                    cfg[("words", esize)] = (cfg[("words", esize)][0], cfg[("words", esize)][1], int(kern[5:]))
-                    name = "words"
-                for variant, norm, stats in combos:
+                if kern and kern[-2:] in ("32", "64"):
+                    name = kern[:-2]
+                    cfg[(name, esize)] = (cfg[(name, esize)][0], cfg[(name, esize)][1], int(kern[-2:]))
+                for variant, norm, stats in combos if kern is None else combos[::3]:
                     o = pc_mod._pixel_clip_triton(g, TAU, variant, norm, 3, None, stats, config=cfg, packed_kernel=name)
                     r = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=-1, return_stats=stats)
                     if stats:
@@ -153,6 +155,33 @@ def check_all(quick: bool = False) -> int:
                     if not (bool(ok.all()) and err <= 0):
                         fails += 1
                         print(f"FAIL pixel_clip nhwc C={c} {dtype} {kern} {variant} {norm} stats={stats}: excess {err}")
+    nchw = torch.randn(3, 3, 257, 129, device=DEV) * 0.15
+    nchw[0, :, 0, :5] = 0
+    nchw[1, 1, 2, 3] = float("nan")
+    for dtype, (atol, rtol) in tol0.items():
+        g = nchw.to(dtype)
+        for variant, norm, stats in (("clip", "linf", False), ("soft_pixel", "l2", True), ("global", "linf", False)):
+            o = pk.pixel_clip(g, TAU, variant=variant, norm=norm, backend="triton", return_stats=stats)
+            r = pixel_clip_reference(g, TAU, variant=variant, norm=norm, return_stats=stats)
+            if stats:
+                (o, so), (r, sr) = o, r
+                if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True) for a, b in zip(so, sr)):
+                    fails += 1
+                    print(f"FAIL stats nchw {dtype} {variant} {norm}: {so} vs {sr}")
+            ok = torch.isnan(o) == torch.isnan(r)
+            err = ((o.float() - r.float()).abs() - (atol + rtol * r.float().abs())).nan_to_num(0).max().item()
+            if not (bool(ok.all()) and err <= 0):
+                fails += 1
+                print(f"FAIL pixel_clip nchw {dtype} {variant} {norm} stats={stats}: excess {err}")
+    ec, eu, nz = (torch.randn(8, 4, 128, 128, device=DEV) for _ in range(3))
+    w = torch.rand(8, device=DEV)
+    for phi, clamp, clip in ((0.7, None, None), (0.5, 1.0, 0.5), (0.0, None, 0.3)):
+        o = pk.sds_grad(ec, eu, nz, w, 100.0, cfg_rescale=phi, clamp=clamp, clip=clip, backend="triton")
+        r = sds_grad_reference(ec, eu, nz, w, 100.0, cfg_rescale=phi, clamp=clamp, clip=clip)
+        rel = ((o - r).norm() / r.norm()).item()
+        if not rel < 1e-5:
+            fails += 1
+            print(f"FAIL sds_grad tiled phi={phi} clamp={clamp} clip={clip}: rel {rel}")
     for shape in [(8, 4, 128, 128), (3, 4, 16, 24)]:
         ec, eu, nz = (torch.randn(shape, device=DEV) for _ in range(3))
         w = torch.rand(shape[0], device=DEV)
@@ -230,23 +259,24 @@ def check_all(quick: bool = False) -> int:
 
 
 def pixel_cases():
-    """(case, gradient, channel_dim, lite): lite cases time ours and the eager reference only."""
+    """(case, gradient, channel_dim, impls): impls "full" = ours, eager reference, original hook, torch.compile;
+    "hook" = the same without torch.compile; "lite" = ours and the eager reference."""
     torch.manual_seed(1)
     out = []
 
     def g_nchw(shape, dtype):
         return (torch.randn(shape, device=DEV) * 0.1).to(dtype)
 
-    out.append(("pixel_clip [4,3,1024,1024] fp32 NCHW", g_nchw((4, 3, 1024, 1024), torch.float32), 1, False))
-    out.append(("pixel_clip [4,1024,1024,3] fp32 NHWC", g_nchw((4, 1024, 1024, 3), torch.float32), -1, False))
-    out.append(("pixel_clip [4,3,1024,1024] fp16 NCHW", g_nchw((4, 3, 1024, 1024), torch.float16), 1, False))
-    out.append(("pixel_clip [4,3,1024,1024] bf16 NCHW", g_nchw((4, 3, 1024, 1024), torch.bfloat16), 1, False))
-    out.append(("pixel_clip [4,1024,1024,3] bf16 NHWC", g_nchw((4, 1024, 1024, 3), torch.bfloat16), -1, False))
-    out.append(("pixel_clip [4,1024,1024,3] fp16 NHWC", g_nchw((4, 1024, 1024, 3), torch.float16), -1, True))
-    out.append(("pixel_clip [4,1024,1024,4] bf16 NHWC", g_nchw((4, 1024, 1024, 4), torch.bfloat16), -1, True))
-    out.append(("pixel_clip [4,1024,1024,4] fp32 NHWC", g_nchw((4, 1024, 1024, 4), torch.float32), -1, True))
-    out.append(("pixel_clip [4,1024,1024,1] bf16 NHWC", g_nchw((4, 1024, 1024, 1), torch.bfloat16), -1, True))
-    out.append(("pixel_clip [8,3,2048,2048] fp32 NCHW", g_nchw((8, 3, 2048, 2048), torch.float32), 1, False))
+    out.append(("pixel_clip [4,3,1024,1024] fp32 NCHW", g_nchw((4, 3, 1024, 1024), torch.float32), 1, "full"))
+    out.append(("pixel_clip [4,1024,1024,3] fp32 NHWC", g_nchw((4, 1024, 1024, 3), torch.float32), -1, "full"))
+    out.append(("pixel_clip [4,3,1024,1024] fp16 NCHW", g_nchw((4, 3, 1024, 1024), torch.float16), 1, "hook"))
+    out.append(("pixel_clip [4,3,1024,1024] bf16 NCHW", g_nchw((4, 3, 1024, 1024), torch.bfloat16), 1, "hook"))
+    out.append(("pixel_clip [4,1024,1024,3] bf16 NHWC", g_nchw((4, 1024, 1024, 3), torch.bfloat16), -1, "full"))
+    out.append(("pixel_clip [4,1024,1024,3] fp16 NHWC", g_nchw((4, 1024, 1024, 3), torch.float16), -1, "hook"))
+    out.append(("pixel_clip [4,1024,1024,4] bf16 NHWC", g_nchw((4, 1024, 1024, 4), torch.bfloat16), -1, "lite"))
+    out.append(("pixel_clip [4,1024,1024,4] fp32 NHWC", g_nchw((4, 1024, 1024, 4), torch.float32), -1, "lite"))
+    out.append(("pixel_clip [4,1024,1024,1] bf16 NHWC", g_nchw((4, 1024, 1024, 1), torch.bfloat16), -1, "lite"))
+    out.append(("pixel_clip [8,3,2048,2048] fp32 NCHW", g_nchw((8, 3, 2048, 2048), torch.float32), 1, "hook"))
     return out
 
 
@@ -255,6 +285,48 @@ def original_hook(g, tau, cd):
     ratio = tau / torch.abs(g)
     ratio[ratio > 1] = 1
     return g * torch.amin(ratio, dim=cd, keepdim=True)
+
+
+def sweep_nhwc(copy_gbs: float) -> dict:
+    """The NHWC pixel-wise clip kernels (word kernel with lanes per group: "words"; the same staged through a
+    coalesced tile: "staged"; lanes per word: "lanes"; per-element gathers: "packed"; channel tile: "strided")
+    on [4,1024,1024,3]; sets the fastest per element size as the dispatch default for the rest of the run."""
+    print("\n## NHWC kernel sweep (device µs per call, CUDA graph over input sets larger than L2)")
+    tuned = {}
+    cands16 = [("words", (512, 4, 64)), ("staged", (512, 4, 64)), ("staged", (1024, 4, 64)), ("staged", (256, 2, 64)),
+               ("staged", (512, 4, 32)), ("staged", (1024, 8, 32)), ("lanes", (256, 4, 32)), ("lanes", (256, 4, 64)),
+               ("lanes", (512, 8, 32))]
+    cands32 = [("packed", (4096, 16)), ("strided", (2048, 4)), ("staged", (512, 4, 64)), ("staged", (1024, 4, 64)),
+               ("staged", (512, 4, 32)), ("lanes", (256, 4, 32)), ("lanes", (256, 4, 64))]
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        esize = 4 if dtype == torch.float32 else 2
+        shape = (4, 1024, 1024, 3)
+        gs = [(torch.randn(shape, device=DEV) * 0.1).to(dtype) for _ in range(n_sets(2 * 4 * 2**20 * 3 * esize))]
+        floor = 2 * gs[0].nbytes / (copy_gbs * 1e3)
+        res = []
+        for kern, kcfg in (cands32 if esize == 4 else cands16):
+            cfg = {**pc_mod.CONFIG, (kern, esize): kcfg}
+            try:
+                t = graph_us([lambda g=g, cfg=cfg, kern=kern: pc_mod._pixel_clip_triton(g, TAU, "clip", "linf", 3, None, False, config=cfg, packed_kernel=kern) for g in gs])
+            except Exception as e:  # noqa: BLE001 - report, keep sweeping
+                print(f"  {kern} {kcfg}: failed {type(e).__name__}: {str(e)[:300]}")
+                continue
+            res.append((t, kern, kcfg))
+            print(f"  NHWC {shape} {dtype} {kern:8s} {str(kcfg):16s} {t:6.1f} µs = {100 * floor / t:.0f} % of copy", flush=True)
+        res.sort(key=lambda r: r[0])
+        t, kern, kcfg = res[0]
+        print(f"NHWC {shape} {dtype}: best {kern} {kcfg} {t:.1f} µs ({100 * floor / t:.0f} % of copy)")
+        if kern != pc_mod.PACKED_PIXEL_KERNEL[esize]:
+            tuned[("packed_pixel_kernel", esize)] = kern
+        if pc_mod.CONFIG.get((kern, esize)) != kcfg:
+            tuned[(kern, esize)] = kcfg
+        pc_mod.PACKED_PIXEL_KERNEL[esize] = kern
+        pc_mod.CONFIG[(kern, esize)] = kcfg
+        del gs
+        torch.cuda.empty_cache()
+    pc_mod._PLANS.clear()
+    print(f"NHWC dispatch for the table: {pc_mod.PACKED_PIXEL_KERNEL}; changed: {tuned or 'none'}")
+    return tuned
 
 
 def sweep(copy_gbs: float) -> dict:
@@ -387,7 +459,7 @@ def sweep(copy_gbs: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="NHWC kernel sweep; the fastest is used for the table")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--quick-check", action="store_true", help="check only the NHWC kernel candidates and sds_grad's flat kernel")
@@ -403,9 +475,10 @@ def main() -> int:
     copy_gbs = copy_bandwidth()
     print(f"device-to-device copy: {copy_gbs:.0f} GB/s (read + write)")
     fails = 0 if args.no_check else check_all(quick=args.quick_check)
-    tuned = sweep(copy_gbs) if args.sweep or args.sweep_only else {}
     if args.sweep_only:
+        sweep(copy_gbs)
         return 1 if fails else 0
+    tuned = sweep_nhwc(copy_gbs) if args.sweep else {}
 
     rows = []  # (case, impl, device µs, GB/s, %copy, %size-matched copy, speedup vs eager, µs per call, host µs)
 
@@ -438,7 +511,8 @@ def main() -> int:
                          call_t[impl], host_t[impl]))
 
     print("\n## timings")
-    for case, g0, cd, lite in pixel_cases():
+    for case, g0, cd, which in pixel_cases():
+        lite = which == "lite"
         gs = [g0] + [torch.randn_like(g0) * 0.1 for _ in range(n_sets(2 * g0.nbytes) - 1)]
         impls = [
             ("ours (Triton)", lambda k, cd=cd, gs=gs: lambda: pk.pixel_clip(gs[k], TAU, channel_dim=cd, backend="triton")),
@@ -446,9 +520,11 @@ def main() -> int:
         ]
         if not lite:
             impls.append(("original hook (eager)", lambda k, cd=cd, gs=gs: lambda: original_hook(gs[k], TAU, cd)))
-        if not args.no_compile and not lite:
+        if not args.no_compile and which == "full":
             comp = torch.compile(lambda x, cd=cd: pixel_clip_reference(x, TAU, channel_dim=cd))
             impls.append(("torch.compile(reference)", lambda k, gs=gs, comp=comp: lambda: comp(gs[k])))
+        if "bf16 NHWC" in case and "x3" not in case and ",3]" in case:
+            impls.insert(1, ("ours, previous kernel (packed, gathers)", lambda k, gs=gs: lambda: pc_mod._pixel_clip_triton(gs[k], TAU, "clip", "linf", 3, None, False, packed_kernel="packed")))
         if not lite and ("fp32 NCHW" in case and "1024" in case or "fp32 NHWC" in case):
             impls.insert(1, ("ours, return_stats", lambda k, cd=cd, gs=gs: lambda: pk.pixel_clip(gs[k], TAU, channel_dim=cd, backend="triton", return_stats=True)))
             impls.insert(2, ("ours, variant=global (2 passes)", lambda k, cd=cd, gs=gs: lambda: pk.pixel_clip(gs[k], TAU, variant="global", channel_dim=cd, backend="triton")))

@@ -37,13 +37,17 @@ CONFIG = {
     ("pixel_major", 4): (4096, 4), ("pixel_major", 2): (4096, 4),
     ("packed", 4): (4096, 16), ("packed", 2): (2048, 4),
     ("strided", 4): (4096, 4), ("strided", 2): (4096, 4),
-    # "words": (pixel groups per program, warps, word bits)
-    ("words", 4): (1024, 4, 64), ("words", 2): (1024, 4, 64),
+    # "words" / "lanes": (pixel groups per program, warps, word bits)
+    ("words", 4): (512, 4, 64), ("words", 2): (512, 4, 64),
+    ("lanes", 4): (256, 4, 64), ("lanes", 2): (256, 4, 32),
+    ("staged", 4): (512, 4, 64), ("staged", 2): (512, 4, 64),
 }
 # Which kernel runs the pixel-wise variants ("clip", "soft_pixel") and stats on a packed channel-last tensor, per
-# element size: "words" (falls back to "packed" where C has no plan of ≤ 4 words per group, or misaligned storage),
-# "packed" or "strided". The element-wise variants on packed tensors always use "packed" (no channel-mate reads).
-PACKED_PIXEL_KERNEL = {4: "words", 2: "words"}
+# element size: "words" / "staged" / "lanes" (fall back to "packed" where C has no plan of ≤ 4 words per group, or
+# on misaligned storage), "packed" or "strided". The element-wise variants on packed tensors always use "packed"
+# (no channel-mate reads). H100 sweep (commit 83aa632, [4,1024,1024,C]): fp32 C=3 packed 38.4 µs / strided 37.5 /
+# words 58.2; bf16 C=3 packed 36.1 / strided 32.7 / words 32.2; bf16 C=4 words 24.5 (91 % of copy) / packed 51.7.
+PACKED_PIXEL_KERNEL = {4: "packed", 2: "words"}
 
 
 if HAS_TRITON:
@@ -268,13 +272,18 @@ if HAS_TRITON:
         xw_ptr, yw_ptr, scale_ptr, gmax_ptr, part_ptr, tau, ngroups,
         C: tl.constexpr, EPW: tl.constexpr, G: tl.constexpr, W: tl.constexpr, ELEM: tl.constexpr,
         VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr, STATS: tl.constexpr,
-        USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, BLOCK: tl.constexpr,
+        USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, BLOCK: tl.constexpr, STAGED: tl.constexpr = False,
     ):
         """Same maths as _pixel_clip_kernel on a packed channel-last tensor read as 32/64-bit words: a group of
         G pixels (G·C elements) fills exactly W ≤ 4 words of EPW elements each, so every element is loaded and
         stored once, with W word-sized loads per G pixels (bf16 RGB in int64 words: 3 loads per 4 pixels instead
         of the packed kernel's 4 loads per element). Each program handles BLOCK groups; the channel loop is
-        unrolled at compile time, so pixel norms and factors stay in registers."""
+        unrolled at compile time, so pixel norms and factors stay in registers.
+
+        STAGED: the words move through a [BLOCK, 4] tile whose lanes run along a group's words, so each warp
+        load/store is one contiguous run (coalesced like a copy); the split into per-group words (and the join
+        back) is a register-layout change the compiler does through shared memory. Unstaged, lanes are W words
+        apart and every access covers only 1/W of the bytes it touches."""
         pid = tl.program_id(0)
         if USE_I64:
             q = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -282,16 +291,32 @@ if HAS_TRITON:
             q = pid * BLOCK + tl.arange(0, BLOCK)
         m = q < ngroups
         woff = q * W
-        w0 = tl.load(xw_ptr + woff, mask=m, other=0)
-        w1 = w0
-        w2 = w0
-        w3 = w0
-        if W > 1:
-            w1 = tl.load(xw_ptr + woff + 1, mask=m, other=0)
-        if W > 2:
-            w2 = tl.load(xw_ptr + woff + 2, mask=m, other=0)
-        if W > 3:
-            w3 = tl.load(xw_ptr + woff + 3, mask=m, other=0)
+        TILE: tl.constexpr = STAGED and W > 1  # one word per group is contiguous already
+        if TILE:
+            WP: tl.constexpr = 2 if W == 2 else 4
+            rw = tl.arange(0, WP)
+            mt = m[:, None] & (rw < W)[None, :]
+            toff = woff[:, None] + rw[None, :]
+            tile = tl.load(xw_ptr + toff, mask=mt, other=0)
+            if WP == 2:
+                w0, w1 = tl.split(tile)
+                w2 = w0
+                w3 = w0
+            else:
+                a, b = tl.split(tl.reshape(tile, [BLOCK, 2, 2]))  # a: words 0, 2; b: words 1, 3
+                w0, w2 = tl.split(a)
+                w1, w3 = tl.split(b)
+        else:
+            w0 = tl.load(xw_ptr + woff, mask=m, other=0)
+            w1 = w0
+            w2 = w0
+            w3 = w0
+            if W > 1:
+                w1 = tl.load(xw_ptr + woff + 1, mask=m, other=0)
+            if W > 2:
+                w2 = tl.load(xw_ptr + woff + 2, mask=m, other=0)
+            if W > 3:
+                w3 = tl.load(xw_ptr + woff + 3, mask=m, other=0)
         thr = tau
         if HAS_SCALE_PTR:
             thr = tl.load(scale_ptr).to(tl.float32) * tau
@@ -338,6 +363,10 @@ if HAS_TRITON:
         f2 = _pixel_factor(n2 + z2, thr, VARIANT, ELEM != 0)
         f3 = _pixel_factor(n3 + z3, thr, VARIANT, ELEM != 0)
         WT: tl.constexpr = xw_ptr.dtype.element_ty
+        o0 = tl.zeros([BLOCK], dtype=WT)
+        o1 = o0
+        o2 = o0
+        o3 = o0
         for r in tl.static_range(W):
             out = tl.zeros([BLOCK], dtype=WT)
             for lane in tl.static_range(EPW):
@@ -350,7 +379,23 @@ if HAS_TRITON:
                 if ROUND_BF16:
                     y = _round_to_bf16(y)
                 out = out | _pack(y, WT, lane, ELEM)
-            tl.store(yw_ptr + woff + r, out, mask=m)
+            if TILE:
+                if r == 0:
+                    o0 = out
+                elif r == 1:
+                    o1 = out
+                elif r == 2:
+                    o2 = out
+                else:
+                    o3 = out
+            else:
+                tl.store(yw_ptr + woff + r, out, mask=m)
+        if TILE:
+            if WP == 2:
+                ot = tl.join(o0, o1)
+            else:
+                ot = tl.reshape(tl.join(tl.join(o0, o2), tl.join(o1, o3)), [BLOCK, 4])
+            tl.store(yw_ptr + toff, ot, mask=mt)
 
         if STATS:
             cnt = zf
@@ -361,6 +406,123 @@ if HAS_TRITON:
                 cnt += tl.where(m & (ns > thr), 1.0, 0.0)
                 tot += tl.where(m, ns, 0.0)
                 mx = tl.maximum(mx, tl.where(m, ns, 0.0))
+            tl.store(part_ptr + pid * 3 + 0, tl.sum(cnt, axis=0))
+            tl.store(part_ptr + pid * 3 + 1, tl.sum(tot, axis=0))
+            tl.store(part_ptr + pid * 3 + 2, tl.max(mx, axis=0))
+
+    @triton.jit
+    def _abs_key(w, LANE: tl.constexpr, ELEM: tl.constexpr):
+        """Bits of |element LANE of word w| as a non-negative int32 (sign bit cleared): ordered like |x|."""
+        if ELEM == 0:
+            if w.dtype == tl.int32:
+                k = w & 0x7FFFFFFF
+            else:
+                k = (w >> (32 * LANE)).to(tl.int32) & 0x7FFFFFFF
+        else:
+            k = (w >> (16 * LANE)).to(tl.int32) & 0x7FFF
+        return k
+
+    @triton.jit
+    def _key_norm(k, ELEM: tl.constexpr):
+        """The fp32 value of an _abs_key, NaN when it is the key of ±inf or NaN."""
+        if ELEM == 0:
+            v = k.to(tl.float32, bitcast=True)
+            bad = k >= 0x7F800000
+        elif ELEM == 2:
+            v = (k << 16).to(tl.float32, bitcast=True)
+            bad = k >= 0x7F80
+        else:
+            v = k.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+            bad = k >= 0x7C00
+        return tl.where(bad, float("nan"), v)
+
+    @triton.jit
+    def _pixel_clip_lanes_kernel(
+        xw_ptr, yw_ptr, scale_ptr, gmax_ptr, part_ptr, tau, ngroups,
+        C: tl.constexpr, EPW: tl.constexpr, G: tl.constexpr, W: tl.constexpr, W_PAD: tl.constexpr,
+        ELEM: tl.constexpr, VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr,
+        STATS: tl.constexpr, USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        """The word plan of _pixel_clip_words_kernel (G pixels = W words of EPW elements) on a [BLOCK, W_PAD] tile
+        whose lanes run along the words of a group: one warp instruction reads or writes a contiguous run of
+        whole groups (fully coalesced, like a copy), where the words kernel's lanes were W words apart. Each lane
+        holds one word; the G pixel norms are reduced across the group's lanes (shuffles) and broadcast back.
+        Element j of word r is element k = r·EPW + j of the group, in pixel k // C."""
+        pid = tl.program_id(0)
+        if USE_I64:
+            q = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        else:
+            q = pid * BLOCK + tl.arange(0, BLOCK)
+        r = tl.arange(0, W_PAD)
+        gm = q < ngroups
+        m = gm[:, None] & (r < W)[None, :]
+        off = q[:, None] * W + r[None, :]
+        w = tl.load(xw_ptr + off, mask=m, other=0)
+        thr = tau
+        if HAS_SCALE_PTR:
+            thr = tl.load(scale_ptr).to(tl.float32) * tau
+        rr = r[None, :]
+        NEED_PIXEL: tl.constexpr = VARIANT == 0 or VARIANT == 5 or STATS
+        # Pixel norms, NaN for a pixel holding a NaN/±inf. L∞ runs on integer keys: |x|'s bits (sign cleared)
+        # order like the values, with ±inf above every finite value and NaN above inf, so one integer max per
+        # element (no NaN-aware float max) gives both the norm and the non-finite flag (key ≥ the key of inf).
+        # L2: Σ (x² + 0·x), where 0·x is NaN for NaN/±inf and the sum propagates it.
+        zf = tl.zeros([BLOCK], dtype=tl.float32)
+        n0 = zf
+        n1 = zf
+        n2 = zf
+        n3 = zf
+        if NEED_PIXEL:
+            for p in tl.static_range(G):
+                if NORM_L2:
+                    cf = tl.zeros([BLOCK, W_PAD], dtype=tl.float32)
+                    for j in tl.static_range(EPW):
+                        x = _unpack(w, j, ELEM)
+                        cf += tl.where(((rr * EPW + j) // C) == p, x * x + x * 0.0, 0.0)
+                    n = tl.sqrt(tl.sum(cf, axis=1))
+                else:
+                    ck = tl.zeros([BLOCK, W_PAD], dtype=tl.int32)
+                    for j in tl.static_range(EPW):
+                        ck = tl.maximum(ck, tl.where(((rr * EPW + j) // C) == p, _abs_key(w, j, ELEM), 0))
+                    n = _key_norm(tl.max(ck, axis=1), ELEM)
+                if p == 0:
+                    n0 = n
+                elif p == 1:
+                    n1 = n
+                elif p == 2:
+                    n2 = n
+                else:
+                    n3 = n
+        f0 = _pixel_factor(n0, thr, VARIANT, ELEM != 0)[:, None]
+        f1 = _pixel_factor(n1, thr, VARIANT, ELEM != 0)[:, None]
+        f2 = _pixel_factor(n2, thr, VARIANT, ELEM != 0)[:, None]
+        f3 = _pixel_factor(n3, thr, VARIANT, ELEM != 0)[:, None]
+        WT: tl.constexpr = xw_ptr.dtype.element_ty
+        out = tl.zeros([BLOCK, W_PAD], dtype=WT)
+        for j in tl.static_range(EPW):
+            x = _unpack(w, j, ELEM)
+            if VARIANT == 0 or VARIANT == 5:
+                pix = (rr * EPW + j) // C
+                f = tl.where(pix == 0, f0, tl.where(pix == 1, f1, tl.where(pix == 2, f2, f3)))
+                y = x * f
+            else:
+                a = tl.abs(x)
+                y = _pgc_apply(x, a, a < float("inf"), x, x == x, thr, gmax_ptr, VARIANT)
+            if ROUND_BF16:
+                y = _round_to_bf16(y)
+            out = out | _pack(y, WT, j, ELEM)
+        tl.store(yw_ptr + off, out, mask=m)
+
+        if STATS:
+            cnt = zf
+            tot = zf
+            mx = zf
+            for pg in tl.static_range(G):
+                nn = _pick4(n0, n1, n2, n3, pg)
+                ns = tl.where(nn == nn, nn, float("inf"))  # a non-finite pixel counts as clipped, norm +inf
+                cnt += tl.where(gm & (ns > thr), 1.0, 0.0)
+                tot += tl.where(gm, ns, 0.0)
+                mx = tl.maximum(mx, tl.where(gm, ns, 0.0))
             tl.store(part_ptr + pid * 3 + 0, tl.sum(cnt, axis=0))
             tl.store(part_ptr + pid * 3 + 1, tl.sum(tot, axis=0))
             tl.store(part_ptr + pid * 3 + 2, tl.max(mx, axis=0))
@@ -467,8 +629,8 @@ def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_ker
     if packed:
         kernel = (packed_kernel or PACKED_PIXEL_KERNEL[esize]) if need_pixel else "packed"
     plan = None
-    if kernel == "words":
-        wbits = cfg[("words", esize)][2]
+    if kernel in ("words", "lanes", "staged"):
+        wbits = cfg[(kernel, esize)][2]
         plan = _word_plan(C, esize, wbits)
         # Word loads need word-aligned storage (y is a fresh allocation, aligned; x may be an offset view).
         if plan is None or x.data_ptr() % (wbits // 8) or npix < plan[1]:
@@ -488,16 +650,20 @@ def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_ker
     if variant == "global" and nprog_tile:
         launches.append(("absmax", nprog_tile, "xy", (inner, n_inner_blocks, C, sxo, sxc, sxi),
                          dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)))
-    if kernel == "words":
+    if kernel in ("words", "lanes", "staged"):
         epw, g, w = plan
-        gblock, wwarps, wbits = cfg[("words", esize)]
+        gblock, wwarps, wbits = cfg[(kernel, esize)]
         ngroups = npix // g
         ne = ngroups * g * C  # elements the word kernel covers; the < g tail pixels go to the packed kernel
         wdt = torch.int32 if wbits == 32 else torch.int64
         nprog_w = _cdiv(ngroups, gblock)
-        launches.append(("words", nprog_w, ("words", ne, wdt), (ngroups,),
-                         dict(C=C, EPW=epw, G=g, W=w, ELEM=0 if esize == 4 else (2 if x.dtype == torch.bfloat16 else 1),
-                              USE_I64=(ngroups + gblock) * w >= 2**31 - 1, BLOCK=gblock, num_warps=wwarps, **common)))
+        kw = dict(C=C, EPW=epw, G=g, W=w, ELEM=0 if esize == 4 else (2 if x.dtype == torch.bfloat16 else 1),
+                  USE_I64=(ngroups + gblock) * w >= 2**31 - 1, BLOCK=gblock, num_warps=wwarps, **common)
+        if kernel == "lanes":
+            kw["W_PAD"] = _next_pow2(w)
+        if kernel == "staged":
+            kw["STAGED"] = True
+        launches.append((kernel, nprog_w, ("words", ne, wdt), (ngroups,), kw))
         if npix * C > ne:
             launches.append(("packed", _cdiv(npix * C - ne, elems), ("tail", ne, npix * C), (npix * C - ne,),
                              dict(C=C, USE_I64=False, BLOCK=elems, num_warps=warps, **common)))
@@ -551,9 +717,10 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
         n_all = npix * kw["C"]
         x_flat = x.as_strided((n_all,), (1,))  # the packed storage region, element e = pixel·C + channel
         y_flat = y.as_strided((n_all,), (1,))
-        if name == "words":
+        if name in ("words", "lanes", "staged"):
             _, ne, wdt = region
-            _pixel_clip_words_kernel[(grid,)](x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, prt,
+            kern = _pixel_clip_lanes_kernel if name == "lanes" else _pixel_clip_words_kernel
+            kern[(grid,)](x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, prt,
                                               tau_arg, *ints, **kw)
         else:
             lo = region[1] if region[0] == "tail" else 0

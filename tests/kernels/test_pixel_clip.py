@@ -385,31 +385,29 @@ def _nhwc(c: int, dtype: torch.dtype, npix_w: int, seed: int) -> torch.Tensor:
 
 
 @needs_triton
-@pytest.mark.parametrize("kernel", ["words32", "words64", "packed", "strided"])
+@pytest.mark.parametrize("kernel", ["words32", "words64", "staged32", "staged64", "lanes32", "lanes64", "packed", "strided"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("c", [2, 3, 4, 5, 8])
 def test_packed_channel_last_kernels_match_reference(c, dtype, kernel):
-    """Every kernel the NHWC dispatch can pick (word-packed in 32/64-bit words, per-element gathers, channel
-    tile), for every dtype and C (C=5 has no word plan: the fallback), with a pixel count that leaves a tail for
+    """Every kernel the NHWC dispatch can pick (word-packed in 32/64-bit words with lanes per group, per group
+    staged through a coalesced tile, or per word; per-element gathers; channel tile), for every dtype and C (C=5 has no word plan: the fallback), with a pixel count that leaves a tail for
     the word kernel (3·2·7 = 42 pixels), zeros, NaN/±inf; forward, stats, and backward through pgc."""
     g = _nhwc(c, dtype, 7, seed=c)
     esize = 4 if dtype == torch.float32 else 2
     cfg = dict(pk_pc.CONFIG)
     name = kernel
-    if kernel.startswith("words"):
-        cfg[("words", esize)] = (8, 4, int(kernel[5:]))
-        name = "words"
-    for variant in ("clip", "soft_pixel", "value"):
-        for norm in NORMS:
-            for stats in (False, True):
-                out = pk_pc._pixel_clip_triton(g, TAU, variant, norm, 3, None, stats, config=cfg, packed_kernel=name)
-                ref = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=-1, return_stats=stats)
-                if stats:
-                    (out, so), (ref, sr) = out, ref
-                    for a, b in zip(so, sr):
-                        torch.testing.assert_close(a, b, rtol=1e-5, atol=0, equal_nan=True)
-                assert out.stride() == g.stride()
-                assert_close(out, ref, dtype)
+    if kernel[-2:] in ("32", "64"):
+        name = kernel[:-2]
+        cfg[(name, esize)] = (8, 4, int(kernel[-2:]))
+    for variant, norm, stats in (("clip", "linf", False), ("clip", "l2", True), ("soft_pixel", "linf", True), ("value", "l2", True)):
+        out = pk_pc._pixel_clip_triton(g, TAU, variant, norm, 3, None, stats, config=cfg, packed_kernel=name)
+        ref = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=-1, return_stats=stats)
+        if stats:
+            (out, so), (ref, sr) = out, ref
+            for a, b in zip(so, sr):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=0, equal_nan=True)
+        assert out.stride() == g.stride()
+        assert_close(out, ref, dtype)
     # The public path (default dispatch) and pgc's backward on the same gradient.
     x = torch.zeros(g.shape, device=DEV, dtype=dtype, requires_grad=True)
     pk.pgc(x, TAU, channel_dim=-1, backend="triton").backward(g)
