@@ -27,27 +27,34 @@ _VARIANT_ID = {"clip": 0, "value": 1, "global": 2, "sigmoid": 3, "soft": 4, "sof
 # Launch configuration per memory order and element size: (elements per program, warps).
 # "pixel_major": pixels of one channel are contiguous (NCHW): each program loads a [C_PAD, BLOCK] tile, each row
 #   a vectorised run of one channel, and reduces over the channel axis in registers.
-# "packed": channels of one pixel are contiguous and pixels packed (NHWC, channels_last): each program handles a
-#   flat, fully vectorised run of elements; the pixel norm gathers the C channel-mates of each element, which sit
-#   in the same cache lines (L1 hits), so memory traffic stays one read and one write. At 16 bits those C gathered
-#   loads per element make it load-instruction bound (bf16 NHWC: 48 % of copy bandwidth on the H100, fp32: 88 %).
+# Packed channel-last tensors (NHWC, channels_last: channels of a pixel contiguous, pixels packed):
+# "staged" (the default for the pixel-wise variants): the tensor is read as 32/64-bit words, G pixels = W ≤ 4
+#   words per group (bf16 RGB: 4 pixels in 3 int64 words); a [groups, 4] tile with lanes along the words keeps
+#   every warp access one contiguous run, and the compiler moves each group into one thread through shared memory,
+#   where the norms and per-pixel factors stay in registers (bf16 NHWC: 95 % of copy bandwidth on the H100).
+# "words": the same without the staging (lanes W words apart: each access uses 1/W of the sectors it touches,
+#   52 % of copy at bf16 RGB).
+# "packed": a flat, fully vectorised run of elements; the pixel norm re-reads the C channel-mates of each element
+#   (L1 hits): one read and one write of memory, but C gathered loads per element (bf16 RGB: 47 %). Runs the
+#   element-wise variants (no channel-mates needed: at copy speed) and the C with no word plan.
 # "strided": anything else the [outer, C, inner] view describes (channel stride 1 with gaps between pixels).
-# Tuned on an H100 with benches/gpu_kernels.py --sweep (see benches/RESULTS.md).
+# Tuned on an H100 with benches/gpu_kernels.py --sweep / --sweep-only (see benches/RESULTS.md).
 CONFIG = {
     ("pixel_major", 4): (4096, 4), ("pixel_major", 2): (4096, 4),
     ("packed", 4): (4096, 16), ("packed", 2): (2048, 4),
     ("strided", 4): (4096, 4), ("strided", 2): (4096, 4),
-    # "words" / "lanes": (pixel groups per program, warps, word bits)
+    # "words" / "staged": (pixel groups per program, warps, word bits)
     ("words", 4): (512, 4, 64), ("words", 2): (512, 4, 64),
-    ("lanes", 4): (256, 4, 64), ("lanes", 2): (256, 4, 32),
-    ("staged", 4): (512, 4, 64), ("staged", 2): (512, 4, 64),
+    ("staged", 4): (512, 4, 64), ("staged", 2): (256, 2, 64),
 }
 # Which kernel runs the pixel-wise variants ("clip", "soft_pixel") and stats on a packed channel-last tensor, per
-# element size: "words" / "staged" / "lanes" (fall back to "packed" where C has no plan of ≤ 4 words per group, or
-# on misaligned storage), "packed" or "strided". The element-wise variants on packed tensors always use "packed"
-# (no channel-mate reads). H100 sweep (commit 83aa632, [4,1024,1024,C]): fp32 C=3 packed 38.4 µs / strided 37.5 /
-# words 58.2; bf16 C=3 packed 36.1 / strided 32.7 / words 32.2; bf16 C=4 words 24.5 (91 % of copy) / packed 51.7.
-PACKED_PIXEL_KERNEL = {4: "packed", 2: "words"}
+# element size: "staged" or "words" (both fall back to "packed" where C has no plan of ≤ 4 words per group, or on
+# misaligned storage), "packed" or "strided". The element-wise variants on packed tensors always use "packed" (no
+# channel-mate reads). H100, [4,1024,1024,3], clip/linf, device µs (benches/gpu_kernels.py, commits 83aa632 and
+# 2cf00ad; floor 33.6 µs fp32, 16.8 µs 16-bit): fp32 staged 35.9 / strided 37.2 / packed 37.8 / words 58.2;
+# bf16 staged 17.6 / words 32.3 / strided 32.7 / packed 36.1; fp16 staged 17.6 / words 30.6. A "lanes" kernel
+# (one word per lane, pixel norms by warp shuffles) ran at 31–53 % of copy bandwidth and was dropped.
+PACKED_PIXEL_KERNEL = {4: "staged", 2: "staged"}
 
 
 if HAS_TRITON:
@@ -411,123 +418,6 @@ if HAS_TRITON:
             tl.store(part_ptr + pid * 3 + 2, tl.max(mx, axis=0))
 
     @triton.jit
-    def _abs_key(w, LANE: tl.constexpr, ELEM: tl.constexpr):
-        """Bits of |element LANE of word w| as a non-negative int32 (sign bit cleared): ordered like |x|."""
-        if ELEM == 0:
-            if w.dtype == tl.int32:
-                k = w & 0x7FFFFFFF
-            else:
-                k = (w >> (32 * LANE)).to(tl.int32) & 0x7FFFFFFF
-        else:
-            k = (w >> (16 * LANE)).to(tl.int32) & 0x7FFF
-        return k
-
-    @triton.jit
-    def _key_norm(k, ELEM: tl.constexpr):
-        """The fp32 value of an _abs_key, NaN when it is the key of ±inf or NaN."""
-        if ELEM == 0:
-            v = k.to(tl.float32, bitcast=True)
-            bad = k >= 0x7F800000
-        elif ELEM == 2:
-            v = (k << 16).to(tl.float32, bitcast=True)
-            bad = k >= 0x7F80
-        else:
-            v = k.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
-            bad = k >= 0x7C00
-        return tl.where(bad, float("nan"), v)
-
-    @triton.jit
-    def _pixel_clip_lanes_kernel(
-        xw_ptr, yw_ptr, scale_ptr, gmax_ptr, part_ptr, tau, ngroups,
-        C: tl.constexpr, EPW: tl.constexpr, G: tl.constexpr, W: tl.constexpr, W_PAD: tl.constexpr,
-        ELEM: tl.constexpr, VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr,
-        STATS: tl.constexpr, USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, BLOCK: tl.constexpr,
-    ):
-        """The word plan of _pixel_clip_words_kernel (G pixels = W words of EPW elements) on a [BLOCK, W_PAD] tile
-        whose lanes run along the words of a group: one warp instruction reads or writes a contiguous run of
-        whole groups (fully coalesced, like a copy), where the words kernel's lanes were W words apart. Each lane
-        holds one word; the G pixel norms are reduced across the group's lanes (shuffles) and broadcast back.
-        Element j of word r is element k = r·EPW + j of the group, in pixel k // C."""
-        pid = tl.program_id(0)
-        if USE_I64:
-            q = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        else:
-            q = pid * BLOCK + tl.arange(0, BLOCK)
-        r = tl.arange(0, W_PAD)
-        gm = q < ngroups
-        m = gm[:, None] & (r < W)[None, :]
-        off = q[:, None] * W + r[None, :]
-        w = tl.load(xw_ptr + off, mask=m, other=0)
-        thr = tau
-        if HAS_SCALE_PTR:
-            thr = tl.load(scale_ptr).to(tl.float32) * tau
-        rr = r[None, :]
-        NEED_PIXEL: tl.constexpr = VARIANT == 0 or VARIANT == 5 or STATS
-        # Pixel norms, NaN for a pixel holding a NaN/±inf. L∞ runs on integer keys: |x|'s bits (sign cleared)
-        # order like the values, with ±inf above every finite value and NaN above inf, so one integer max per
-        # element (no NaN-aware float max) gives both the norm and the non-finite flag (key ≥ the key of inf).
-        # L2: Σ (x² + 0·x), where 0·x is NaN for NaN/±inf and the sum propagates it.
-        zf = tl.zeros([BLOCK], dtype=tl.float32)
-        n0 = zf
-        n1 = zf
-        n2 = zf
-        n3 = zf
-        if NEED_PIXEL:
-            for p in tl.static_range(G):
-                if NORM_L2:
-                    cf = tl.zeros([BLOCK, W_PAD], dtype=tl.float32)
-                    for j in tl.static_range(EPW):
-                        x = _unpack(w, j, ELEM)
-                        cf += tl.where(((rr * EPW + j) // C) == p, x * x + x * 0.0, 0.0)
-                    n = tl.sqrt(tl.sum(cf, axis=1))
-                else:
-                    ck = tl.zeros([BLOCK, W_PAD], dtype=tl.int32)
-                    for j in tl.static_range(EPW):
-                        ck = tl.maximum(ck, tl.where(((rr * EPW + j) // C) == p, _abs_key(w, j, ELEM), 0))
-                    n = _key_norm(tl.max(ck, axis=1), ELEM)
-                if p == 0:
-                    n0 = n
-                elif p == 1:
-                    n1 = n
-                elif p == 2:
-                    n2 = n
-                else:
-                    n3 = n
-        f0 = _pixel_factor(n0, thr, VARIANT, ELEM != 0)[:, None]
-        f1 = _pixel_factor(n1, thr, VARIANT, ELEM != 0)[:, None]
-        f2 = _pixel_factor(n2, thr, VARIANT, ELEM != 0)[:, None]
-        f3 = _pixel_factor(n3, thr, VARIANT, ELEM != 0)[:, None]
-        WT: tl.constexpr = xw_ptr.dtype.element_ty
-        out = tl.zeros([BLOCK, W_PAD], dtype=WT)
-        for j in tl.static_range(EPW):
-            x = _unpack(w, j, ELEM)
-            if VARIANT == 0 or VARIANT == 5:
-                pix = (rr * EPW + j) // C
-                f = tl.where(pix == 0, f0, tl.where(pix == 1, f1, tl.where(pix == 2, f2, f3)))
-                y = x * f
-            else:
-                a = tl.abs(x)
-                y = _pgc_apply(x, a, a < float("inf"), x, x == x, thr, gmax_ptr, VARIANT)
-            if ROUND_BF16:
-                y = _round_to_bf16(y)
-            out = out | _pack(y, WT, j, ELEM)
-        tl.store(yw_ptr + off, out, mask=m)
-
-        if STATS:
-            cnt = zf
-            tot = zf
-            mx = zf
-            for pg in tl.static_range(G):
-                nn = _pick4(n0, n1, n2, n3, pg)
-                ns = tl.where(nn == nn, nn, float("inf"))  # a non-finite pixel counts as clipped, norm +inf
-                cnt += tl.where(gm & (ns > thr), 1.0, 0.0)
-                tot += tl.where(gm, ns, 0.0)
-                mx = tl.maximum(mx, tl.where(gm, ns, 0.0))
-            tl.store(part_ptr + pid * 3 + 0, tl.sum(cnt, axis=0))
-            tl.store(part_ptr + pid * 3 + 1, tl.sum(tot, axis=0))
-            tl.store(part_ptr + pid * 3 + 2, tl.max(mx, axis=0))
-
-    @triton.jit
     def _absmax_kernel(
         x_ptr, gmax_ptr, inner, n_inner_blocks, C, sxo, sxc, sxi,
         USE_I64: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
@@ -629,7 +519,7 @@ def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_ker
     if packed:
         kernel = (packed_kernel or PACKED_PIXEL_KERNEL[esize]) if need_pixel else "packed"
     plan = None
-    if kernel in ("words", "lanes", "staged"):
+    if kernel in ("words", "staged"):
         wbits = cfg[(kernel, esize)][2]
         plan = _word_plan(C, esize, wbits)
         # Word loads need word-aligned storage (y is a fresh allocation, aligned; x may be an offset view).
@@ -650,7 +540,7 @@ def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_ker
     if variant == "global" and nprog_tile:
         launches.append(("absmax", nprog_tile, "xy", (inner, n_inner_blocks, C, sxo, sxc, sxi),
                          dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)))
-    if kernel in ("words", "lanes", "staged"):
+    if kernel in ("words", "staged"):
         epw, g, w = plan
         gblock, wwarps, wbits = cfg[(kernel, esize)]
         ngroups = npix // g
@@ -659,8 +549,6 @@ def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_ker
         nprog_w = _cdiv(ngroups, gblock)
         kw = dict(C=C, EPW=epw, G=g, W=w, ELEM=0 if esize == 4 else (2 if x.dtype == torch.bfloat16 else 1),
                   USE_I64=(ngroups + gblock) * w >= 2**31 - 1, BLOCK=gblock, num_warps=wwarps, **common)
-        if kernel == "lanes":
-            kw["W_PAD"] = _next_pow2(w)
         if kernel == "staged":
             kw["STAGED"] = True
         launches.append((kernel, nprog_w, ("words", ne, wdt), (ngroups,), kw))
@@ -717,10 +605,9 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
         n_all = npix * kw["C"]
         x_flat = x.as_strided((n_all,), (1,))  # the packed storage region, element e = pixel·C + channel
         y_flat = y.as_strided((n_all,), (1,))
-        if name in ("words", "lanes", "staged"):
+        if name in ("words", "staged"):
             _, ne, wdt = region
-            kern = _pixel_clip_lanes_kernel if name == "lanes" else _pixel_clip_words_kernel
-            kern[(grid,)](x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, prt,
+            _pixel_clip_words_kernel[(grid,)](x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, prt,
                                               tau_arg, *ints, **kw)
         else:
             lo = region[1] if region[0] == "tail" else 0
