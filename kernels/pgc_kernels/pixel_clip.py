@@ -287,10 +287,11 @@ if HAS_TRITON:
         of the packed kernel's 4 loads per element). Each program handles BLOCK groups; the channel loop is
         unrolled at compile time, so pixel norms and factors stay in registers.
 
-        STAGED: the words move through a [BLOCK, 4] tile whose lanes run along a group's words, so each warp
-        load/store is one contiguous run (coalesced like a copy); the split into per-group words (and the join
-        back) is a register-layout change the compiler does through shared memory. Unstaged, lanes are W words
-        apart and every access covers only 1/W of the bytes it touches."""
+        STAGED (W > 1): the words move through a [BLOCK, 2 or 4] tile whose lanes run along a group's words, so
+        each warp load/store is one contiguous run (coalesced like a copy); the split into per-group words (and
+        the join back) is a register-layout change the compiler does through shared memory. Unstaged, lanes are W
+        words apart and every access covers only 1/W of the bytes it touches (H100, bf16 RGB: 52 % of copy
+        bandwidth unstaged, 95 % staged). With W = 1 a lane's word is contiguous with its neighbours' already."""
         pid = tl.program_id(0)
         if USE_I64:
             q = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
