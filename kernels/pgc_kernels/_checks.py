@@ -43,7 +43,7 @@ def check_tensor(
         raise TypeError(f"{op}(): {name} must have dtype {_dtype_names(dtypes)}, got {t.dtype}")
     if t.dim() < min_rank:
         raise ValueError(f"{op}(): {name} must have rank >= {min_rank}, got shape {tuple(t.shape)}")
-    if shape is not None and tuple(t.shape) != tuple(shape):
+    if shape is not None and t.shape != shape and tuple(t.shape) != tuple(shape):  # fast path: Size == Size
         raise ValueError(f"{op}(): {name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
     if device is not None and t.device != device:
         raise ValueError(f"{op}(): {name} must be on {device} (like the first tensor argument), got {t.device}")
@@ -118,10 +118,12 @@ def check_pixel_clip_args(op, grad, tau, variant, norm, channel_dim, scale, back
     return tau, d, scale
 
 
-def check_sds_grad_args(op, eps_cond, eps_uncond, target, weight, guidance_scale, convention, cfg_rescale, clamp, clip, backend):
+def check_sds_grad_args(op, eps_cond, eps_uncond, target, weight, guidance_scale, convention, cfg_rescale, clamp, clip, backend,
+                        *, weight_tensor: bool = True):
     """Validate :func:`pgc_kernels.sds_grad`'s arguments; return ``(weight, guidance_scale, cfg_rescale, clamp, clip)``.
 
-    ``weight`` comes back as a float32 tensor of shape [B] on the inputs' device.
+    ``weight`` comes back as a float32 tensor of shape [B] on the inputs' device; a python number stays a float
+    when ``weight_tensor`` is False (the Triton path passes it as a kernel scalar: no device tensor to build).
     """
     check_tensor(op, "eps_cond", eps_cond, min_rank=2)
     dev = eps_cond.device
@@ -136,11 +138,12 @@ def check_sds_grad_args(op, eps_cond, eps_uncond, target, weight, guidance_scale
             weight = weight.reshape(1).expand(b)
         elif tuple(weight.shape) != (b,) and not (weight.numel() == b and all(s == 1 for s in weight.shape[1:])):
             raise ValueError(f"{op}(): weight must have shape [B]=[{b}] (or one element), got {tuple(weight.shape)}")
-        weight = weight.reshape(b).to(torch.float32).contiguous()
+        if weight.dtype != torch.float32 or weight.dim() != 1 or weight.stride(0) != 1:
+            weight = weight.reshape(b).to(torch.float32).contiguous()
     elif isinstance(weight, (int, float)) and not isinstance(weight, bool):
         if not math.isfinite(float(weight)):
             raise ValueError(f"{op}(): weight must be finite, got {weight!r}")
-        weight = torch.full((b,), float(weight), dtype=torch.float32, device=dev)
+        weight = torch.full((b,), float(weight), dtype=torch.float32, device=dev) if weight_tensor else float(weight)
     else:
         raise TypeError(f"{op}(): weight must be a tensor of shape [B] or a float, got {type(weight).__name__}")
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not math.isfinite(float(guidance_scale)):

@@ -4,6 +4,7 @@ Public: :func:`pixel_clip`, :func:`pgc`, :func:`attach_pgc`. Torch twin: :func:`
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -26,17 +27,34 @@ _VARIANT_ID = {"clip": 0, "value": 1, "global": 2, "sigmoid": 3, "soft": 4, "sof
 # Launch configuration per memory order and element size: (elements per program, warps).
 # "pixel_major": pixels of one channel are contiguous (NCHW): each program loads a [C_PAD, BLOCK] tile, each row
 #   a vectorised run of one channel, and reduces over the channel axis in registers.
-# "packed": channels of one pixel are contiguous and pixels packed (NHWC, channels_last): each program handles a
-#   flat, fully vectorised run of elements; the pixel norm gathers the C channel-mates of each element, which sit
-#   in the same cache lines (L1 hits), so memory traffic stays one read and one write. At 16 bits those C gathered
-#   loads per element make it load-instruction bound (bf16 NHWC: 48 % of copy bandwidth on the H100, fp32: 88 %).
+# Packed channel-last tensors (NHWC, channels_last: channels of a pixel contiguous, pixels packed):
+# "staged" (the default for the pixel-wise variants): the tensor is read as 32/64-bit words, G pixels = W ≤ 4
+#   words per group (bf16 RGB: 4 pixels in 3 int64 words); a [groups, 4] tile with lanes along the words keeps
+#   every warp access one contiguous run, and the compiler moves each group into one thread through shared memory,
+#   where the norms and per-pixel factors stay in registers (bf16 NHWC: 95 % of copy bandwidth on the H100).
+# "words": the same without the staging (lanes W words apart: each access uses 1/W of the sectors it touches,
+#   52 % of copy at bf16 RGB).
+# "packed": a flat, fully vectorised run of elements; the pixel norm re-reads the C channel-mates of each element
+#   (L1 hits): one read and one write of memory, but C gathered loads per element (bf16 RGB: 47 %). Runs the
+#   element-wise variants (no channel-mates needed: at copy speed) and the C with no word plan.
 # "strided": anything else the [outer, C, inner] view describes (channel stride 1 with gaps between pixels).
-# Tuned on an H100 with benches/gpu_kernels.py --sweep (see benches/RESULTS.md).
+# Tuned on an H100 with benches/gpu_kernels.py --sweep / --sweep-only (see benches/RESULTS.md).
 CONFIG = {
     ("pixel_major", 4): (4096, 4), ("pixel_major", 2): (4096, 4),
     ("packed", 4): (4096, 16), ("packed", 2): (2048, 4),
     ("strided", 4): (4096, 4), ("strided", 2): (4096, 4),
+    # "words" / "staged": (pixel groups per program, warps, word bits)
+    ("words", 4): (512, 4, 64), ("words", 2): (512, 4, 64),
+    ("staged", 4): (512, 4, 64), ("staged", 2): (256, 2, 64),
 }
+# Which kernel runs the pixel-wise variants ("clip", "soft_pixel") and stats on a packed channel-last tensor, per
+# element size: "staged" or "words" (both fall back to "packed" where C has no plan of ≤ 4 words per group, or on
+# misaligned storage), "packed" or "strided". The element-wise variants on packed tensors always use "packed" (no
+# channel-mate reads). H100, [4,1024,1024,3], clip/linf, device µs (benches/gpu_kernels.py, commits 83aa632 and
+# 2cf00ad; floor 33.6 µs fp32, 16.8 µs 16-bit): fp32 staged 35.9 / strided 37.2 / packed 37.8 / words 58.2;
+# bf16 staged 17.6 / words 32.3 / strided 32.7 / packed 36.1; fp16 staged 17.6 / words 30.6. A "lanes" kernel
+# (one word per lane, pixel norms by warp shuffles) ran at 31–53 % of copy bandwidth and was dropped.
+PACKED_PIXEL_KERNEL = {4: "staged", 2: "staged"}
 
 
 if HAS_TRITON:
@@ -47,6 +65,28 @@ if HAS_TRITON:
         u = y.to(tl.uint32, bitcast=True)
         u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
         return tl.where(y != y, y, u.to(tl.float32, bitcast=True))
+
+    @triton.jit
+    def _pgc_apply(x, a, fin, n, pfin, thr, gmax_ptr, VARIANT: tl.constexpr):
+        """y for one variant, all fp32: x the elements, a = |x|, fin = isfinite(x); n, pfin the pixel norm and
+        pixel-all-finite flag broadcast to x's shape (unused by the element-wise variants)."""
+        nan = float("nan")
+        if VARIANT == 0:
+            # Divide only where n > τ' (> 0): zero pixels stay exactly zero, no 0/0.
+            y = tl.where(pfin, x * tl.where(n > thr, thr / tl.where(n > thr, n, 1.0), 1.0), nan)
+        elif VARIANT == 1:
+            y = tl.where(fin, tl.minimum(tl.maximum(x, -thr), thr), nan)
+        elif VARIANT == 2:
+            gm = tl.load(gmax_ptr)  # max|x| over the tensor, inf if any element is non-finite
+            f = tl.where(gm > 0, thr / tl.where(gm > 0, gm, 1.0), 0.0)  # all-zero input stays zero
+            y = tl.where(gm < float("inf"), x * f, nan)
+        elif VARIANT == 3:
+            y = tl.where(fin, (1.0 / (1.0 + tl.exp(-x)) - 0.5) * thr, nan)
+        elif VARIANT == 4:
+            y = tl.where(fin, x * (thr / (a + thr)), nan)
+        else:
+            y = tl.where(pfin, x * (thr / (n + thr)), nan)
+        return y
 
     @triton.jit
     def _pixel_clip_kernel(
@@ -87,24 +127,7 @@ if HAS_TRITON:
             n = tl.max(a, axis=0)
         # Masked lanes load 0, which is finite: only real non-finite elements clear a pixel.
         pfin = tl.sum((~fin).to(tl.int32), axis=0) == 0
-        nan = float("nan")
-
-        if VARIANT == 0:
-            # Divide only where n > τ' (> 0): zero pixels stay exactly zero, no 0/0.
-            f = tl.where(n > thr, thr / tl.where(n > thr, n, 1.0), 1.0)
-            y = tl.where(pfin[None, :], x * f[None, :], nan)
-        elif VARIANT == 1:
-            y = tl.where(fin, tl.minimum(tl.maximum(x, -thr), thr), nan)
-        elif VARIANT == 2:
-            gm = tl.load(gmax_ptr)  # max|x| over the tensor, inf if any element is non-finite
-            f = tl.where(gm > 0, thr / tl.where(gm > 0, gm, 1.0), 0.0)  # all-zero input stays zero
-            y = tl.where(gm < float("inf"), x * f, nan)
-        elif VARIANT == 3:
-            y = tl.where(fin, (1.0 / (1.0 + tl.exp(-x)) - 0.5) * thr, nan)
-        elif VARIANT == 4:
-            y = tl.where(fin, x * (thr / (a + thr)), nan)
-        else:
-            y = tl.where(pfin[None, :], x * (thr / (n + thr))[None, :], nan)
+        y = _pgc_apply(x, a, fin, n[None, :], pfin[None, :], thr, gmax_ptr, VARIANT)
 
         yoff = o * syo + c[:, None] * syc + i[None, :] * syi
         if ROUND_BF16:  # interpreter only: its fp32 → bf16 cast truncates; the GPU's rounds to nearest even
@@ -142,7 +165,6 @@ if HAS_TRITON:
             thr = tl.load(scale_ptr).to(tl.float32) * tau
         a = tl.abs(x)
         fin = a < float("inf")
-        nan = float("nan")
         NEED_PIXEL: tl.constexpr = VARIANT == 0 or VARIANT == 5 or STATS
         if NEED_PIXEL:
             base = (e // C) * C
@@ -162,21 +184,10 @@ if HAS_TRITON:
                 n = acc
             pfin = nbad == 0
 
-        if VARIANT == 0:
-            f = tl.where(n > thr, thr / tl.where(n > thr, n, 1.0), 1.0)
-            y = tl.where(pfin, x * f, nan)
-        elif VARIANT == 1:
-            y = tl.where(fin, tl.minimum(tl.maximum(x, -thr), thr), nan)
-        elif VARIANT == 2:
-            gm = tl.load(gmax_ptr)
-            f = tl.where(gm > 0, thr / tl.where(gm > 0, gm, 1.0), 0.0)
-            y = tl.where(gm < float("inf"), x * f, nan)
-        elif VARIANT == 3:
-            y = tl.where(fin, (1.0 / (1.0 + tl.exp(-x)) - 0.5) * thr, nan)
-        elif VARIANT == 4:
-            y = tl.where(fin, x * (thr / (a + thr)), nan)
-        else:
-            y = tl.where(pfin, x * (thr / (n + thr)), nan)
+        if not NEED_PIXEL:
+            n = x
+            pfin = fin
+        y = _pgc_apply(x, a, fin, n, pfin, thr, gmax_ptr, VARIANT)
         if ROUND_BF16:
             y = _round_to_bf16(y)
         tl.store(y_ptr + e, y.to(y_ptr.dtype.element_ty), mask=m)
@@ -187,6 +198,225 @@ if HAS_TRITON:
             tl.store(part_ptr + pid * 3 + 0, tl.sum(tl.where(first & (ns > thr), 1.0, 0.0), axis=0))
             tl.store(part_ptr + pid * 3 + 1, tl.sum(tl.where(first, ns, 0.0), axis=0))
             tl.store(part_ptr + pid * 3 + 2, tl.max(tl.where(first, ns, 0.0), axis=0))
+
+    @triton.jit
+    def _pick4(a, b, c, d, K: tl.constexpr):
+        """The K-th of four values (K a compile-time constant): a static "array" of up to four tensors."""
+        if K == 0:
+            r = a
+        elif K == 1:
+            r = b
+        elif K == 2:
+            r = c
+        else:
+            r = d
+        return r
+
+    @triton.jit
+    def _acc(n, t, NORM_L2: tl.constexpr):
+        """Pixel-norm accumulation: Σ x² (L2) or max |x| (L∞)."""
+        if NORM_L2:
+            r = n + t
+        else:
+            r = tl.maximum(n, t)
+        return r
+
+    @triton.jit
+    def _pixel_factor(nz, thr, VARIANT: tl.constexpr, FAST_DIV: tl.constexpr):
+        """Per-pixel factor from nz = n_p + z_p (NaN for a non-finite pixel): "clip" min(1, τ'/n) (1 for a zero
+        pixel, no 0/0), "soft_pixel" τ'/(n + τ'); NaN propagates from nz; 1 for the other variants."""
+        if VARIANT == 0:
+            d = nz
+        else:
+            d = nz + thr
+        if FAST_DIV:
+            q = tl.math.fdiv(thr, d)
+        else:
+            q = thr / d
+        if VARIANT == 0:
+            f = tl.where(nz <= thr, 1.0, q)
+        elif VARIANT == 5:
+            f = q
+        else:
+            f = tl.full(nz.shape, 1.0, tl.float32)
+        return f
+
+    @triton.jit
+    def _unpack(w, LANE: tl.constexpr, ELEM: tl.constexpr):
+        """Element LANE (little-endian) of the int32/int64 word w as fp32; ELEM 0 = fp32, 1 = fp16, 2 = bf16."""
+        if ELEM == 0:
+            if w.dtype == tl.int32:
+                v = w.to(tl.float32, bitcast=True)
+            else:
+                v = (w >> (32 * LANE)).to(tl.int32).to(tl.float32, bitcast=True)
+        else:
+            bits = (w >> (16 * LANE)).to(tl.int32) & 0xFFFF
+            if ELEM == 2:
+                v = (bits << 16).to(tl.float32, bitcast=True)
+            else:
+                v = bits.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        return v
+
+    @triton.jit
+    def _pack(y, WT: tl.constexpr, LANE: tl.constexpr, ELEM: tl.constexpr):
+        """fp32 y rounded to the element type, as bits at lane LANE of a word of type WT (other bits 0)."""
+        if ELEM == 0:
+            bits = y.to(tl.uint32, bitcast=True)
+            if WT == tl.int32:
+                r = bits.to(tl.int32, bitcast=True)
+            else:
+                r = bits.to(tl.int64) << (32 * LANE)  # uint32 → int64 zero-extends
+        else:
+            if ELEM == 2:
+                h = y.to(tl.bfloat16).to(tl.uint16, bitcast=True)
+            else:
+                h = y.to(tl.float16).to(tl.uint16, bitcast=True)
+            r = h.to(WT) << (16 * LANE)  # uint16 → wider zero-extends
+        return r
+
+    @triton.jit
+    def _pixel_clip_words_kernel(
+        xw_ptr, yw_ptr, scale_ptr, gmax_ptr, part_ptr, tau, ngroups,
+        C: tl.constexpr, EPW: tl.constexpr, G: tl.constexpr, W: tl.constexpr, ELEM: tl.constexpr,
+        VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr, STATS: tl.constexpr,
+        USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, BLOCK: tl.constexpr, STAGED: tl.constexpr = False,
+    ):
+        """Same maths as _pixel_clip_kernel on a packed channel-last tensor read as 32/64-bit words: a group of
+        G pixels (G·C elements) fills exactly W ≤ 4 words of EPW elements each, so every element is loaded and
+        stored once, with W word-sized loads per G pixels (bf16 RGB in int64 words: 3 loads per 4 pixels instead
+        of the packed kernel's 4 loads per element). Each program handles BLOCK groups; the channel loop is
+        unrolled at compile time, so pixel norms and factors stay in registers.
+
+        STAGED (W > 1): the words move through a [BLOCK, 2 or 4] tile whose lanes run along a group's words, so
+        each warp load/store is one contiguous run (coalesced like a copy); the split into per-group words (and
+        the join back) is a register-layout change the compiler does through shared memory. Unstaged, lanes are W
+        words apart and every access covers only 1/W of the bytes it touches (H100, bf16 RGB: 52 % of copy
+        bandwidth unstaged, 95 % staged). With W = 1 a lane's word is contiguous with its neighbours' already."""
+        pid = tl.program_id(0)
+        if USE_I64:
+            q = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        else:
+            q = pid * BLOCK + tl.arange(0, BLOCK)
+        m = q < ngroups
+        woff = q * W
+        TILE: tl.constexpr = STAGED and W > 1  # one word per group is contiguous already
+        if TILE:
+            WP: tl.constexpr = 2 if W == 2 else 4
+            rw = tl.arange(0, WP)
+            mt = m[:, None] & (rw < W)[None, :]
+            toff = woff[:, None] + rw[None, :]
+            tile = tl.load(xw_ptr + toff, mask=mt, other=0)
+            if WP == 2:
+                w0, w1 = tl.split(tile)
+                w2 = w0
+                w3 = w0
+            else:
+                a, b = tl.split(tl.reshape(tile, [BLOCK, 2, 2]))  # a: words 0, 2; b: words 1, 3
+                w0, w2 = tl.split(a)
+                w1, w3 = tl.split(b)
+        else:
+            w0 = tl.load(xw_ptr + woff, mask=m, other=0)
+            w1 = w0
+            w2 = w0
+            w3 = w0
+            if W > 1:
+                w1 = tl.load(xw_ptr + woff + 1, mask=m, other=0)
+            if W > 2:
+                w2 = tl.load(xw_ptr + woff + 2, mask=m, other=0)
+            if W > 3:
+                w3 = tl.load(xw_ptr + woff + 3, mask=m, other=0)
+        thr = tau
+        if HAS_SCALE_PTR:
+            thr = tl.load(scale_ptr).to(tl.float32) * tau
+        # Pixel norms n_p of the G pixels (p = element // C), and z_p = Σ_c 0·x_pc: 0 when the pixel is finite,
+        # NaN when it holds a NaN or ±inf (one FMA per element instead of a compare-and-count).
+        zf = tl.zeros([BLOCK], dtype=tl.float32)
+        n0 = zf
+        n1 = zf
+        n2 = zf
+        n3 = zf
+        z0 = zf
+        z1 = zf
+        z2 = zf
+        z3 = zf
+        NEED_PIXEL: tl.constexpr = VARIANT == 0 or VARIANT == 5 or STATS
+        if NEED_PIXEL:
+            for k in tl.static_range(G * C):
+                v = _unpack(_pick4(w0, w1, w2, w3, k // EPW), k % EPW, ELEM)
+                if NORM_L2:
+                    t = v * v
+                else:
+                    t = tl.abs(v)
+                if k // C == 0:
+                    n0 = _acc(n0, t, NORM_L2)
+                    z0 += v * 0.0
+                elif k // C == 1:
+                    n1 = _acc(n1, t, NORM_L2)
+                    z1 += v * 0.0
+                elif k // C == 2:
+                    n2 = _acc(n2, t, NORM_L2)
+                    z2 += v * 0.0
+                else:
+                    n3 = _acc(n3, t, NORM_L2)
+                    z3 += v * 0.0
+            if NORM_L2:
+                n0 = tl.sqrt(n0)
+                n1 = tl.sqrt(n1)
+                n2 = tl.sqrt(n2)
+                n3 = tl.sqrt(n3)
+        # "clip"/"soft_pixel": one factor per pixel (NaN for a pixel with a non-finite element), so each element
+        # costs one multiply: y = x·f_p. 16-bit outputs use the fast (2-ulp) division: far below their rounding.
+        f0 = _pixel_factor(n0 + z0, thr, VARIANT, ELEM != 0)
+        f1 = _pixel_factor(n1 + z1, thr, VARIANT, ELEM != 0)
+        f2 = _pixel_factor(n2 + z2, thr, VARIANT, ELEM != 0)
+        f3 = _pixel_factor(n3 + z3, thr, VARIANT, ELEM != 0)
+        WT: tl.constexpr = xw_ptr.dtype.element_ty
+        o0 = tl.zeros([BLOCK], dtype=WT)
+        o1 = o0
+        o2 = o0
+        o3 = o0
+        for r in tl.static_range(W):
+            out = tl.zeros([BLOCK], dtype=WT)
+            for lane in tl.static_range(EPW):
+                x = _unpack(_pick4(w0, w1, w2, w3, r), lane, ELEM)
+                if VARIANT == 0 or VARIANT == 5:
+                    y = x * _pick4(f0, f1, f2, f3, (r * EPW + lane) // C)
+                else:
+                    a = tl.abs(x)
+                    y = _pgc_apply(x, a, a < float("inf"), x, x == x, thr, gmax_ptr, VARIANT)
+                if ROUND_BF16:
+                    y = _round_to_bf16(y)
+                out = out | _pack(y, WT, lane, ELEM)
+            if TILE:
+                if r == 0:
+                    o0 = out
+                elif r == 1:
+                    o1 = out
+                elif r == 2:
+                    o2 = out
+                else:
+                    o3 = out
+            else:
+                tl.store(yw_ptr + woff + r, out, mask=m)
+        if TILE:
+            if WP == 2:
+                ot = tl.join(o0, o1)
+            else:
+                ot = tl.reshape(tl.join(tl.join(o0, o2), tl.join(o1, o3)), [BLOCK, 4])
+            tl.store(yw_ptr + toff, ot, mask=mt)
+
+        if STATS:
+            cnt = zf
+            tot = zf
+            mx = zf
+            for pg in tl.static_range(G):
+                ns = tl.where(_pick4(z0, z1, z2, z3, pg) == 0, _pick4(n0, n1, n2, n3, pg), float("inf"))
+                cnt += tl.where(m & (ns > thr), 1.0, 0.0)
+                tot += tl.where(m, ns, 0.0)
+                mx = tl.maximum(mx, tl.where(m, ns, 0.0))
+            tl.store(part_ptr + pid * 3 + 0, tl.sum(cnt, axis=0))
+            tl.store(part_ptr + pid * 3 + 1, tl.sum(tot, axis=0))
+            tl.store(part_ptr + pid * 3 + 2, tl.max(mx, axis=0))
 
     @triton.jit
     def _absmax_kernel(
@@ -237,73 +467,159 @@ def _view3(t: torch.Tensor, d: int):
     return outer, c, inner, so, sc, si
 
 
-def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=None):
-    x = grad.detach()
+def _word_plan(c: int, esize: int, word_bits: int):
+    """(elements per word, pixels per group, words per group) for reading a packed C-channel tensor of
+    ``esize``-byte elements as ``word_bits``-bit words, or None when a group would need more than 4 words."""
+    epw = word_bits // (8 * esize)
+    if epw < 1:
+        return None
+    g = epw // math.gcd(c, epw)
+    w = g * c // epw
+    return (epw, g, w) if w <= 4 else None
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length() if n > 1 else 1
+
+
+# Launch plans by (shape, strides, dtype, device, data_ptr % 16, options): everything pixel_clip derives from a
+# tensor's metadata, so a training loop's repeated calls skip the layout analysis (host time per call). Cleared
+# when it grows past _PLANS_MAX, and by benches that change CONFIG / PACKED_PIXEL_KERNEL (call _PLANS.clear()).
+_PLANS: dict = {}
+_PLANS_MAX = 256
+
+
+def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_kernel):
+    """The launches for ``x`` (metadata only): (copy x to contiguous?, y like x?, launches, npix), each launch a
+    (kernel name, grid, region, int args, constexpr kwargs) tuple; region says which view of x/y it gets."""
     vx = _view3(x, d)
-    if vx is None:  # strides that no single [outer, C, inner] view describes: copy once
+    x_contig = vx is None  # strides that no single [outer, C, inner] view describes: copy once
+    if x_contig:
         x = x.contiguous()
         vx = _view3(x, d)
-    y = torch.empty_like(x)  # same strides as x when x is dense, else contiguous
+    y = torch.empty_like(x, device="meta")  # same strides as x when x is dense, else contiguous
     vy = _view3(y, d)
-    if vy is None or vy[0] != vx[0] or vy[2] != vx[2]:
-        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    y_like = not (vy is None or vy[0] != vx[0] or vy[2] != vx[2])
+    if not y_like:
+        x_contig = True
         x = x.contiguous()
+        y = torch.empty(x.shape, dtype=x.dtype, device="meta")
         vx, vy = _view3(x, d), _view3(y, d)
     outer, C, inner, sxo, sxc, sxi = vx
     _, _, _, syo, syc, syi = vy
     npix = outer * inner
-    dev = x.device
-    c_pad = triton.next_power_of_2(C)
+    esize = 4 if x.element_size() >= 4 else 2
     packed = (C > 1 and sxc == 1 and sxi == C and (outer == 1 or sxo == inner * C)
               and syc == 1 and syi == C and (outer == 1 or syo == inner * C))
-    layout = "packed" if packed else ("strided" if sxc == 1 and C > 1 else "pixel_major")
-    elems, warps = (config or CONFIG)[(layout, 4 if x.element_size() >= 4 else 2)]
+    need_pixel = variant in ("clip", "soft_pixel") or return_stats
+    kernel = "tile"
+    if packed:
+        kernel = (packed_kernel or PACKED_PIXEL_KERNEL[esize]) if need_pixel else "packed"
+    plan = None
+    if kernel in ("words", "staged"):
+        wbits = cfg[(kernel, esize)][2]
+        plan = _word_plan(C, esize, wbits)
+        # Word loads need word-aligned storage (y is a fresh allocation, aligned; x may be an offset view).
+        if plan is None or x.data_ptr() % (wbits // 8) or npix < plan[1]:
+            kernel = "packed"
+    layout = "packed" if kernel == "packed" else ("strided" if sxc == 1 and C > 1 else "pixel_major")
+    c_pad = _next_pow2(C)
+    elems, warps = cfg[(layout, esize)][:2]
     block = max(16, elems // c_pad)
-    n_inner_blocks = triton.cdiv(inner, block) if inner else 0
+    n_inner_blocks = _cdiv(inner, block) if inner else 0
     nprog_tile = outer * n_inner_blocks
     span = max(abs(sxo) * (outer - 1) + abs(sxc) * (C - 1) + abs(sxi) * (inner + block), 1)
     span = max(span, abs(syo) * (outer - 1) + abs(syc) * (C - 1) + abs(syi) * (inner + block), elems + npix * C)
     use_i64 = span >= 2**31 - 1
+    common = dict(VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr,
+                  STATS=return_stats, ROUND_BF16=interpret_mode() and x.dtype == torch.bfloat16)
+    launches = []
+    if variant == "global" and nprog_tile:
+        launches.append(("absmax", nprog_tile, "xy", (inner, n_inner_blocks, C, sxo, sxc, sxi),
+                         dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)))
+    if kernel in ("words", "staged"):
+        epw, g, w = plan
+        gblock, wwarps, wbits = cfg[(kernel, esize)]
+        ngroups = npix // g
+        ne = ngroups * g * C  # elements the word kernel covers; the < g tail pixels go to the packed kernel
+        wdt = torch.int32 if wbits == 32 else torch.int64
+        nprog_w = _cdiv(ngroups, gblock)
+        kw = dict(C=C, EPW=epw, G=g, W=w, ELEM=0 if esize == 4 else (2 if x.dtype == torch.bfloat16 else 1),
+                  USE_I64=(ngroups + gblock) * w >= 2**31 - 1, BLOCK=gblock, num_warps=wwarps, **common)
+        if kernel == "staged":
+            kw["STAGED"] = True
+        launches.append((kernel, nprog_w, ("words", ne, wdt), (ngroups,), kw))
+        if npix * C > ne:
+            launches.append(("packed", _cdiv(npix * C - ne, elems), ("tail", ne, npix * C), (npix * C - ne,),
+                             dict(C=C, USE_I64=False, BLOCK=elems, num_warps=warps, **common)))
+    elif kernel == "packed":
+        if npix * C:
+            launches.append(("packed", _cdiv(npix * C, elems), ("flat", npix * C), (npix * C,),
+                             dict(C=C, USE_I64=use_i64, BLOCK=elems, num_warps=warps, **common)))
+    elif nprog_tile:
+        launches.append(("tile", nprog_tile, "xy", (inner, n_inner_blocks, C, sxo, sxc, sxi, syo, syc, syi),
+                         dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps, **common)))
+    return x_contig, y_like, tuple(launches), npix
 
+
+def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=None, packed_kernel=None):
+    x = grad.detach()
     has_scale_ptr = isinstance(scale, torch.Tensor)
+    key = None
+    if config is None and packed_kernel is None:
+        key = (x.shape, x.stride(), x.dtype, x.device, x.data_ptr() % 16, d, variant, norm, return_stats, has_scale_ptr)
+        p = _PLANS.get(key)
+    else:
+        p = None
+    if p is None:
+        p = _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, config or CONFIG, packed_kernel)
+        if key is not None:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            _PLANS[key] = p
+    x_contig, y_like, launches, npix = p
+    if x_contig:
+        x = x.contiguous()
+    y = torch.empty_like(x) if y_like else torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if has_scale_ptr:
         scale_arg, tau_arg = scale.detach().reshape(1), float(tau)
     else:
         scale_arg, tau_arg = x, float(tau) * (1.0 if scale is None else float(scale))
-    dummy = torch.empty(1, dtype=torch.float32, device=dev)
-    gmax = dummy
-    if variant == "global":
-        gmax = torch.zeros(1, dtype=torch.float32, device=dev)
-        if nprog_tile:
-            _absmax_kernel[(nprog_tile,)](x, gmax, inner, n_inner_blocks, C, sxo, sxc, sxi,
-                                          USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)
-    round_bf16 = interpret_mode() and y.dtype == torch.bfloat16
-    if packed:
-        x_base = x.as_strided((npix * C,), (1,))  # the packed storage region, element e = pixel·C + channel
-        y_base = y.as_strided((npix * C,), (1,))
-        nprog = triton.cdiv(npix * C, elems)
-        part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
-        if nprog:
-            _pixel_clip_packed_kernel[(nprog,)](
-                x_base, y_base, scale_arg, gmax, part, tau_arg, npix * C,
-                C=C, VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr,
-                STATS=return_stats, USE_I64=use_i64, ROUND_BF16=round_bf16, BLOCK=elems, num_warps=warps,
-            )
-    else:
-        nprog = nprog_tile
-        part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=dev) if return_stats else dummy
-        if nprog:
-            _pixel_clip_kernel[(nprog,)](
-                x, y, scale_arg, gmax, part, tau_arg, inner, n_inner_blocks, C,
-                sxo, sxc, sxi, syo, syc, syi,
-                VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr, STATS=return_stats,
-                USE_I64=use_i64, ROUND_BF16=round_bf16, C_PAD=c_pad, BLOCK=block, num_warps=warps,
-            )
+    # Unused pointer arguments (no stats / not "global") get y: never dereferenced under those constexprs.
+    gmax = torch.zeros(1, dtype=torch.float32, device=x.device) if variant == "global" else y
+    nprog = sum(lc[1] for lc in launches if lc[0] != "absmax")
+    part = torch.empty((max(nprog, 1), 3), dtype=torch.float32, device=x.device) if return_stats else y
+    row = 0  # first row of part for the next launch
+    for name, grid, region, ints, kw in launches:
+        if name == "absmax":
+            _absmax_kernel[(grid,)](x, gmax, *ints, **kw)
+            continue
+        prt = part[row:] if return_stats else y
+        row += grid
+        if name == "tile":
+            _pixel_clip_kernel[(grid,)](x, y, scale_arg, gmax, prt, tau_arg, *ints, **kw)
+            continue
+        n_all = npix * kw["C"]
+        x_flat = x.as_strided((n_all,), (1,))  # the packed storage region, element e = pixel·C + channel
+        y_flat = y.as_strided((n_all,), (1,))
+        if name in ("words", "staged"):
+            _, ne, wdt = region
+            _pixel_clip_words_kernel[(grid,)](x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, prt,
+                                              tau_arg, *ints, **kw)
+        else:
+            lo = region[1] if region[0] == "tail" else 0
+            _pixel_clip_packed_kernel[(grid,)](x_flat[lo:], y_flat[lo:], scale_arg, gmax, prt, tau_arg, *ints, **kw)
     if not return_stats:
         return y
-    stats = torch.zeros(3, dtype=torch.float32, device=dev)
     if nprog:
+        stats = torch.empty(3, dtype=torch.float32, device=x.device)
         _stats_finalize_kernel[(1,)](part, stats, nprog, 1.0 / npix, RB=1024, num_warps=4)
+    else:
+        stats = torch.zeros(3, dtype=torch.float32, device=x.device)
     return y, PixelClipStats(stats[0], stats[1], stats[2])
 
 

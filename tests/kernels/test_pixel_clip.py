@@ -4,6 +4,7 @@ Runs on the CPU under TRITON_INTERPRET=1 (CI) and on CUDA when present. Shapes a
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import pytest
@@ -12,6 +13,8 @@ import torch
 import pgc_kernels as pk
 from pgc_kernels.reference import pixel_clip_reference
 from tolerances import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
+
+pk_pc = importlib.import_module("pgc_kernels.pixel_clip")  # the module (the package re-exports the function)
 
 VARIANTS = ["clip", "value", "global", "sigmoid", "soft", "soft_pixel"]
 NORMS = ["linf", "l2"]
@@ -365,3 +368,76 @@ def test_kernel_demo_reports_what_pgc_did(capsys):
     out = capsys.readouterr().out
     assert "pixels clipped         : 12 of 262144" in out
     assert "-> 0.100 after" in out and "other pixels untouched : True" in out
+
+
+# --------------------------------------------------------------------------- packed channel-last kernels
+
+
+def _nhwc(c: int, dtype: torch.dtype, npix_w: int, seed: int) -> torch.Tensor:
+    """[2, 3, npix_w, C] channel-last gradient with a zero pixel, a NaN pixel and an inf pixel."""
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn(2, 3, npix_w, c, generator=gen) * 1.5
+    g[0, 0, 0] = 0.0
+    g[1, 1, 1, c // 2] = float("nan")
+    g[1, 2, npix_w - 1, 0] = float("inf")
+    g[0, 2, 2, c - 1] = float("-inf")
+    return g.to(DEV, dtype)
+
+
+@needs_triton
+@pytest.mark.parametrize("kernel", ["words32", "words64", "staged32", "staged64", "packed", "strided"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("c", [2, 3, 4, 5, 8])
+def test_packed_channel_last_kernels_match_reference(c, dtype, kernel):
+    """Every kernel the NHWC dispatch can pick (word-packed in 32/64-bit words, staged through a coalesced tile
+    or not; per-element gathers; channel tile), for every dtype and C (C=5 has no word plan: the fallback), with a pixel count that leaves a tail for
+    the word kernel (3·2·7 = 42 pixels), zeros, NaN/±inf; forward, stats, and backward through pgc."""
+    g = _nhwc(c, dtype, 7, seed=c)
+    esize = 4 if dtype == torch.float32 else 2
+    cfg = dict(pk_pc.CONFIG)
+    name = kernel
+    if kernel[-2:] in ("32", "64"):
+        name = kernel[:-2]
+        cfg[(name, esize)] = (8, 4, int(kernel[-2:]))
+    for variant, norm, stats in (("clip", "linf", False), ("clip", "l2", True), ("soft_pixel", "linf", True), ("value", "l2", True)):
+        out = pk_pc._pixel_clip_triton(g, TAU, variant, norm, 3, None, stats, config=cfg, packed_kernel=name)
+        ref = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=-1, return_stats=stats)
+        if stats:
+            (out, so), (ref, sr) = out, ref
+            for a, b in zip(so, sr):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=0, equal_nan=True)
+        assert out.stride() == g.stride()
+        assert_close(out, ref, dtype)
+    # The public path (default dispatch) and pgc's backward on the same gradient.
+    x = torch.zeros(g.shape, device=DEV, dtype=dtype, requires_grad=True)
+    pk.pgc(x, TAU, channel_dim=-1, backend="triton").backward(g)
+    assert_close(x.grad, pixel_clip_reference(g, TAU, channel_dim=-1), dtype)
+
+
+@needs_triton
+def test_word_kernel_misaligned_storage_falls_back():
+    """A view whose storage does not start on a word boundary cannot be read as words: same result via packed."""
+    base = _nhwc(3, torch.bfloat16, 5, seed=1).reshape(-1)
+    g = base[3:].reshape(-1)[: 29 * 3].reshape(29, 3)  # offset by one pixel = 6 bytes: not 8-byte aligned
+    for variant in ("clip", "soft_pixel"):
+        out = pk.pixel_clip(g, TAU, variant=variant, channel_dim=-1, backend="triton")
+        assert_close(out, pixel_clip_reference(g, TAU, variant=variant, channel_dim=-1), torch.bfloat16)
+
+
+@needs_triton
+def test_plan_cache_distinguishes_layouts():
+    """Same shape, different strides/dtypes/options in a row: each gets its own launch plan."""
+    g, _ = make("nchw", seed=2)
+    gl = g.contiguous(memory_format=torch.channels_last)
+    for t in (g, gl, g.half(), gl, g):
+        for stats in (False, True):
+            out = pk.pixel_clip(t, TAU, backend="triton", return_stats=stats)
+            out = out[0] if stats else out
+            assert out.stride() == t.stride()
+            assert_close(out, pixel_clip_reference(t, TAU), t.dtype)
+    # The default dispatch sends a packed RGB channel-last tensor's pixel-wise clip to the configured kernel.
+    pk_pc._PLANS.clear()
+    nhwc = _nhwc(3, torch.bfloat16, 8, seed=4)
+    pk.pixel_clip(nhwc, TAU, channel_dim=-1, backend="triton")
+    (plan,) = pk_pc._PLANS.values()
+    assert [lc[0] for lc in plan[2]] == [{"strided": "tile"}.get(pk_pc.PACKED_PIXEL_KERNEL[2], pk_pc.PACKED_PIXEL_KERNEL[2])]
