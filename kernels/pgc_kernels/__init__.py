@@ -9,6 +9,7 @@ reference elsewhere; ``backend="triton"`` also runs on CPU tensors under ``TRITO
 - :func:`sds_loss`: injects a gradient into the latents, returns 0.5·‖grad‖²/B.
 - :func:`chunked_attention`: exact attention for head dims > 256 (the SDXL VAE's 512) at GEMM speed.
 - :func:`group_norm_silu` / :class:`GroupNormSiLU`: GroupNorm (+ fused SiLU), NCHW or channels-last.
+- :func:`bias_add`: per-channel bias (+ residual) add in one pass, NCHW or channels-last.
 - :func:`hash_grid_encode`: Instant-NGP multi-resolution hash-grid encoding (the original's texture field).
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .sds_grad import sds_grad, sds_loss
 from .chunked_attention import chunked_attention
 from .group_norm_silu import GroupNormSiLU, group_norm_silu
 from .hash_grid_encode import hash_grid_encode
+from .bias_add import bias_add
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,7 @@ __all__ = [
     "PixelClipStats",
     "__version__",
     "attach_pgc",
+    "bias_add",
     "chunked_attention",
     "group_norm_silu",
     "hash_grid_encode",

@@ -293,3 +293,13 @@ def hash_grid_encode_reference(
             acc = term if acc is None else acc + term
         outs.append(acc)
     return _torch.cat(outs, dim=1).to(table.dtype)
+
+
+def bias_add_reference(x, bias, residual=None, *, backend="torch"):
+    """Twin of :func:`pgc_kernels.bias_add`: ``x + bias[c] (+ residual)`` in float32, rounded once to x.dtype
+    (x's memory layout is kept)."""
+    shape = (1, -1, *([1] * (x.dim() - 2)))
+    y = x.float() + bias.float().view(shape)
+    if residual is not None:
+        y = y + residual.float()
+    return y.to(x.dtype)

@@ -142,3 +142,32 @@ def test_compile_blocks_same_outputs_and_shared_graphs():
     assert 0 < counter.frame_count < n  # shared graphs: fewer compiles than blocks
     assert compile_blocks(torch.nn.Linear(2, 2)) == 0
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("triton_bias", [False, True])
+def test_all_vae_levers_together_match_stock(monkeypatch, triton_bias):
+    """fast_vae's combination: frozen convs whose bias (and a ResNet block's residual) is added in one pass by
+    pgc_kernels.bias_add, fused GroupNorm+SiLU, channels-last — same latents and pixel gradients as stock."""
+    import os
+
+    import pgc_fast.accel as A
+
+    if triton_bias:
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            pytest.skip("the Triton bias pass on CPU needs TRITON_INTERPRET=1")
+        monkeypatch.setattr(A, "_TRITON_BIAS_ON_CPU", True)
+    vae = _tiny_vae().float().requires_grad_(False)
+    x = torch.rand(2, 3, 24, 24, requires_grad=True)
+    ref = vae.encode(2 * x - 1).latent_dist.mean
+    (gref,) = torch.autograd.grad(ref.square().sum(), x)
+    assert A.use_frozen_convs(vae) > 0 and A.use_fused_group_norm(vae, backend="torch") > 0
+    calls = []
+    real = A.FrozenConv2dFunction.apply
+    monkeypatch.setattr(A.FrozenConv2dFunction, "apply", lambda *a: calls.append(a[-1] is not None) or real(*a))
+    vae = vae.to(memory_format=torch.channels_last)
+    xin = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = vae.encode(2 * xin - 1).latent_dist.mean
+    (gout,) = torch.autograd.grad(out.square().sum(), xin)
+    assert any(calls)  # some convs took a residual (the fused ResNet tail)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gout, gref, rtol=1e-4, atol=1e-5)
