@@ -243,6 +243,33 @@ def _frozen_conv_forward(self, x, residual=None):
                                       residual)
 
 
+class _PadRBFunction(torch.autograd.Function):
+    """``F.pad(x, (0, 1, 0, 1))`` (the diffusers encoder's downsampling pad) whose backward hands back a dense
+    gradient in x's memory layout. Autograd's own pad backward returns a strided view of the padded gradient, and
+    every consumer then pays for it (a layout copy before cuDNN, PyTorch's generic kernels for the residual adds)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.cl = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        ctx.hw = x.shape[-2:]
+        return torch.nn.functional.pad(x, (0, 1, 0, 1))
+
+    @staticmethod
+    def backward(ctx, g):
+        h, w = ctx.hw
+        return g[..., :h, :w].contiguous(memory_format=torch.channels_last if ctx.cl else torch.contiguous_format)
+
+
+def _downsample_forward(self, hidden_states, *args, **kwargs):
+    """``Downsample2D.forward`` for the encoder's conv downsampler with padding 0 (pad right/bottom, stride-2
+    conv), with :class:`_PadRBFunction` as the pad. Same function."""
+    if torch.is_grad_enabled() and hidden_states.requires_grad:
+        hidden_states = _PadRBFunction.apply(hidden_states)
+    else:
+        hidden_states = torch.nn.functional.pad(hidden_states, (0, 1, 0, 1))
+    return self.conv(hidden_states)
+
+
 def use_frozen_convs(model: torch.nn.Module) -> int:
     """Route every ``nn.Conv2d`` of ``model`` through :class:`FrozenConv2dFunction` while its parameters
     are frozen (checked at each call, so unfreezing later restores the stock path). Returns the count."""
@@ -254,6 +281,10 @@ def use_frozen_convs(model: torch.nn.Module) -> int:
             module.forward = types.MethodType(_frozen_conv_forward, module)
             module._pgc_frozen_conv = True  # forward takes residual= (see _fused_resnet_forward)
             n += 1
+        elif (type(module).__name__ == "Downsample2D" and getattr(module, "use_conv", False)
+              and getattr(module, "padding", None) == 0 and getattr(module, "norm", None) is None
+              and type(getattr(module, "conv", None)) is torch.nn.Conv2d):
+            module.forward = types.MethodType(_downsample_forward, module)
     return n
 
 

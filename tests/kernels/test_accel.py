@@ -169,5 +169,7 @@ def test_all_vae_levers_together_match_stock(monkeypatch, triton_bias):
     out = vae.encode(2 * xin - 1).latent_dist.mean
     (gout,) = torch.autograd.grad(out.square().sum(), xin)
     assert any(calls)  # some convs took a residual (the fused ResNet tail)
+    downs = [m for m in vae.encoder.modules() if type(m).__name__ == "Downsample2D"]
+    assert downs and all(getattr(m.forward, "__func__", None) is A._downsample_forward for m in downs)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(gout, gref, rtol=1e-4, atol=1e-5)
