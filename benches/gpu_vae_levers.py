@@ -38,7 +38,7 @@ def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(**SDXL_VAE).to("cuda", dtype).requires_grad_(False)
+    vae = AutoencoderKL(**SDXL_VAE).to("cuda", dtype).requires_grad_(False).eval()  # as loaded for guidance
     vae.decoder = None  # training never decodes
     if chunked:
         use_chunked_attention(vae)
