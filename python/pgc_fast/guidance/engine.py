@@ -180,7 +180,8 @@ class Guidance:
         vae_in = (2 * x - 1).to(self.vae.dtype)
         if self._vae_channels_last:
             vae_in = vae_in.contiguous(memory_format=torch.channels_last)
-        post = self.vae.encode(vae_in).latent_dist
+        with self._no_autocast():
+            post = self.vae.encode(vae_in).latent_dist
         z = post.sample(generator=self.generator) if self.cfg.vae_sample else post.mean
         return z * self.scaling_factor, x
 
@@ -267,10 +268,19 @@ class Guidance:
                     orig_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps_cond, eps_uncond) for all samples in ONE UNet call on [z_t; z_t] (uncond half first)."""
         hidden, added = self.embeddings(ids, orig_hw, cfg=True)
-        with self._pretrained_unet():
+        with self._pretrained_unet(), self._no_autocast():
             eps = self.unet_eps(torch.cat([z_t, z_t]), torch.cat([t, t]), hidden, added, controls)
         eps_u, eps_c = eps.chunk(2)
         return eps_c, eps_u
+
+    def _no_autocast(self):
+        """Autocast off around the frozen models when their weights are already half precision: every input is
+        cast to ``self.dtype`` explicitly, and under an outer autocast (the training loop's) each GroupNorm /
+        LayerNorm would be upcast to float32 with extra cast kernels around it — eager SDXL UNet + ControlNet
+        run measurably slower inside the loop's autocast than outside (benches/RESULTS.md, issue 8)."""
+        if self.dtype in (torch.float16, torch.bfloat16) and self.device.type == "cuda":
+            return torch.autocast(self.device.type, enabled=False)
+        return contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _pretrained_unet(self):
