@@ -145,8 +145,10 @@ class GuidanceConfig:
     """Weight of the saturation penalty."""
     fast_vae: bool = True
     """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last)."""
-    compile: bool = False
-    """torch.compile the UNet and ControlNets (the first step pays the compile; pays on long runs)."""
+    compile: bool = True
+    """torch.compile the UNet and ControlNets on CUDA (ignored on the CPU). With the default blocks scope the first
+    run on a machine pays ~55 s of compile for SDXL (6 s once inductor's cache is warm) and every step is ~12 %
+    faster (H100: 385 → 338 ms per 4-view step); --no-guidance.compile turns it off."""
     compile_scope: Literal["blocks", "full"] = "blocks"
     """What --guidance.compile compiles: blocks (regional: each ResNet/transformer block, short compile) or full."""
 

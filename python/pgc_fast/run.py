@@ -277,7 +277,7 @@ def guidance_config(cfg: C.RunConfig, device: torch.device) -> Any:
         pgc_norm=g.pgc_norm,
         reference_image=g.ref_path,
         fast_vae=g.fast_vae,
-        compile_unet=g.compile,
+        compile_unet=g.compile and device.type == "cuda",  # inductor on the CPU: slow compile, little gain
         compile_scope=g.compile_scope,
     )
 
