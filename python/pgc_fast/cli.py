@@ -358,12 +358,16 @@ BENCH_SUITES = {
     "kernels": ("gpu_kernels.py", False),
     "attention": ("gpu_attention.py", True),
     "vae": ("gpu_vae_levers.py", True),
-    "unet": ("gpu_unet_levers.py", False),
+    "unet": ("gpu_unet_levers.py", True),
     "guidance": ("gpu_guidance.py", False),
     "hashgrid": ("gpu_hash_grid.py", False),
     "step": ("bench_step.py", True),
+    "parity": ("gpu_step_parity.py", True),
     "all": ("", False),
 }
+# Arguments a suite always gets: the step benchmark times the pipeline as `pgc-fast generate` runs it by default
+# (regional compile on); pass `-- --help` to see a script's own flags.
+BENCH_DEFAULT_ARGS = {"step": ["--compile"]}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -391,7 +395,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rc = 0
     for name in suites:
         script, takes_results = BENCH_SUITES[name]
-        cmd = [sys.executable, str(benches / script), *extra]
+        cmd = [sys.executable, str(benches / script), *BENCH_DEFAULT_ARGS.get(name, []), *extra]
         if args.results and takes_results:
             cmd += ["--results", args.results]
         print(f"== pgc-fast bench {name}: {' '.join(cmd[1:])}", flush=True)
