@@ -78,6 +78,19 @@ def _corner_index(gx, gy, gz, cx: tl.constexpr, cy: tl.constexpr, cz: tl.constex
 
 
 @triton.jit
+def _corner(gx, gy, gz, sx, sy, sz, c: tl.constexpr, stride, dense, T: tl.constexpr):
+    """Row index and trilinear weight of cell corner c (bits: x, y, z) for every point of the block."""
+    cx: tl.constexpr = c & 1
+    cy: tl.constexpr = (c >> 1) & 1
+    cz: tl.constexpr = (c >> 2) & 1
+    idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+    wx = sx if cx else 1.0 - sx
+    wy = sy if cy else 1.0 - sy
+    wz = sz if cz else 1.0 - sz
+    return idx, wx * wy * wz
+
+
+@triton.jit
 def _feature_mask(mask, f, F: tl.constexpr, F_P2: tl.constexpr):
     # [BLOCK, F_P2] mask. When F is a power of two the row mask alone is broadcast: its constancy along the
     # feature axis lets the compiler issue one vector load/store per row (8 B for 4 fp16) instead of F scalar ones.
@@ -150,14 +163,7 @@ def _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, ma
         level_base = table_ptr + lvl * (T * F)
     acc = tl.zeros((offs.shape[0], F_P2), dtype=tl.float32)
     for c in tl.static_range(8):
-        cx = c & 1
-        cy = (c >> 1) & 1
-        cz = (c >> 2) & 1
-        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
-        wx = sx if cx else 1.0 - sx
-        wy = sy if cy else 1.0 - sy
-        wz = sz if cz else 1.0 - sz
-        w = wx * wy * wz
+        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
         feat = tl.load(level_base + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
         acc += w[:, None] * feat
     if IDX64:
@@ -197,14 +203,7 @@ def _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, strid
                    T: tl.constexpr, F: tl.constexpr, DETERMINISTIC: tl.constexpr):
     # One atomic per (point, corner) row: d table[l, idx_c(n)] += w_c(n) · dout[n, l].
     for c in tl.static_range(8):
-        cx = c & 1
-        cy = (c >> 1) & 1
-        cz = (c >> 2) & 1
-        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
-        wx = sx if cx else 1.0 - sx
-        wy = sy if cy else 1.0 - sy
-        wz = sz if cz else 1.0 - sz
-        w = wx * wy * wz
+        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
         contrib = w[:, None] * g
         ent = lvl_off + idx[:, None] * F + f[None, :]
         if DETERMINISTIC:
@@ -237,14 +236,8 @@ def _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_of
         amask = last[:, None] & (f < F)[None, :]
     # One [BLOCK, F] scan per corner (a single [BLOCK, 8, F] scan needs 4x the registers and shared memory).
     for c in tl.static_range(8):
-        cx = c & 1
-        cy = (c >> 1) & 1
-        cz = (c >> 2) & 1
-        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
-        wx = sx if cx else 1.0 - sx
-        wy = sy if cy else 1.0 - sy
-        wz = sz if cz else 1.0 - sz
-        contrib = (wx * wy * wz)[:, None] * g
+        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
+        contrib = w[:, None] * g
         if DETERMINISTIC:
             contrib = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
         _, seg_sum = tl.associative_scan((flags, contrib), 0, _segmented_add)
