@@ -105,7 +105,9 @@ def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dic
                                                  if (metrics.get('world_size') or 1) > 1 else "")),
         ("device / precision / rasteriser", f"{metrics.get('device')} / {metrics.get('precision')} / "
                                             f"{metrics.get('render_backend')}"),
-        ("speed", f"{metrics['it_per_s']:.3g} it/s" if metrics.get("it_per_s") else "n/a"),
+        ("speed", (f"{metrics['it_per_s']:.3g} it/s" if metrics.get("it_per_s") else "n/a")
+                  + (f" overall, {metrics['steady_s_per_it']:.3g} s/it after the first steps (compile, JIT)"
+                     if metrics.get("steady_s_per_it") else "")),
     ]
     mem = metrics.get("memory", {})
     if mem:

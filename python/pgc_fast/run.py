@@ -649,6 +649,7 @@ def run(
         "resumed_from": resumed_from,
         "it_per_s": steps_run / train_time if train_time > 0 and steps_run else None,
         "s_per_it": train_time / steps_run if steps_run else None,
+        "steady_s_per_it": _steady_s_per_it(history, steps_run),
         "views_per_step": cfg.views_per_step * dist.world_size,
         "views_per_rank": cfg.views_per_step,
         "world_size": dist.world_size,
@@ -681,7 +682,9 @@ def run(
         peak = (f"peak GPU memory {mem['gpu_peak_allocated_mib'] / 1024:.2f} GiB" if "gpu_peak_allocated_mib" in mem
                 else f"peak RSS {mem.get('cpu_peak_rss_mib', 0):.0f} MiB")
         if steps_run:
-            print(f"{steps_run} steps: {metrics['s_per_it']:.3f} s/it ({metrics['it_per_s']:.2f} it/s), {peak}")
+            steady = metrics["steady_s_per_it"]
+            print(f"{steps_run} steps: {metrics['s_per_it']:.3f} s/it ({metrics['it_per_s']:.2f} it/s)"
+                  + (f", {steady:.3f} s/it after the first {_STATS_EVERY} (compile, JIT)" if steady else "") + f", {peak}")
         print(f"outputs in {ws}: " + ", ".join(sorted(p.name for p in result.files.values() if isinstance(p, Path))))
     return result
 
@@ -764,6 +767,19 @@ def _train_step(step, cfg, ctx, scene, objective, optimizer, scaler, pgc) -> dic
 
 # Steps between read-backs of the step statistics (one device→host transfer for all of them).
 _STATS_EVERY = 10
+
+
+def _steady_s_per_it(history: dict[str, list], steps_run: int) -> float | None:
+    """Seconds per step of this session after its first _STATS_EVERY steps (which pay torch.compile and Triton
+    JIT), from the history times recorded at each stats read-back; None for runs too short to tell."""
+    if steps_run <= 2 * _STATS_EVERY:
+        return None
+    steps, times = history["step"][-steps_run:], history["time"][-steps_run:]
+    first = steps[0] + _STATS_EVERY - 1
+    i = next((k for k, st in enumerate(steps) if st >= first and (k + 1 == len(steps) or times[k + 1] != times[k])), None)
+    if i is None or steps[-1] <= steps[i]:
+        return None
+    return (times[-1] - times[i]) / (steps[-1] - steps[i])
 
 
 def _materialise_stats(entries: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, float]]]:

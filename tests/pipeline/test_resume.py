@@ -98,3 +98,18 @@ def test_workspace_overwrite_protection(tmp_path, capsys):
     rc = cli.main(["generate", "--preset", "demo", "--mesh.path", cfg.mesh.path, "--output.root", "",
                    "--output.workspace", cfg.workspace_path])
     assert rc == 2 and "--force" in capsys.readouterr().err
+
+
+def test_steady_seconds_per_step_skips_the_first_read_back():
+    """history times are stamped at each stats read-back (every _STATS_EVERY steps); the steady rate starts after
+    the first group, which pays torch.compile / Triton JIT."""
+    import math
+
+    from pgc_fast.run import _STATS_EVERY, _steady_s_per_it
+
+    n = 10 * _STATS_EVERY
+    # group g is read back at 90 s (the first group: compile) + 0.25 s per step after it
+    times = [90.0 + 0.25 * _STATS_EVERY * (math.ceil(k / _STATS_EVERY) - 1) for k in range(1, n + 1)]
+    h = {"step": list(range(1, n + 1)), "time": times}
+    assert abs(_steady_s_per_it(h, n) - 0.25) < 1e-9
+    assert _steady_s_per_it(h, _STATS_EVERY) is None
