@@ -122,7 +122,6 @@ class Harness:
 
         bg = scene.bg_image if scene.bg_image is not None else self.cfg.render.bg_color
         self.bg = _background(bg, 1, 3, a.res, a.res, self.device)[0].permute(2, 0, 1).contiguous()
-        self.model_res = None  # set by the first guidance load
         self.depth, self.mask = r.depth, r.mask
         del scene, r
         self.common = common
@@ -153,8 +152,7 @@ class Harness:
         obj.setup(ctx)
         gd = obj.guidance
         opt = R._make_optimizer(cfg, scene)
-        lat = gd.latent_size if hasattr(gd, "latent_size") else gd.resolution // 8
-        self._draws((self.a.views, 4, lat, lat), gd.resolution)
+        self._draws((self.a.views, 4, gd.latent_size, gd.latent_size), gd.resolution)
         if self.text is None:  # the reference gets exactly our text conditioning (row 0: no view suffix)
             tx = gd.text
             self.text = (torch.stack([tx.uncond[0], tx.cond[0]]).float(),
@@ -217,7 +215,7 @@ class Harness:
         def once():
             with fixed_draws(self.t, self.noise):
                 return step.forward_backward(self.cams, torch.Generator(device=self.device).manual_seed(0),
-                                             control=self.control), None
+                                             control=self.control, keep_image_grad=True), None
 
         out, _ = _until_finite(once, step.scaler, field)
         res = {"latents z": out["z"].float(), "latent gradient": out["grad"].float(),

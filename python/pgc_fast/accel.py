@@ -225,9 +225,12 @@ class FrozenConv2dFunction(torch.autograd.Function):
 def _frozen_conv_forward(self, x, residual=None):
     """Forward of a frozen ``nn.Conv2d`` (:func:`use_frozen_convs`); ``residual`` (optional, x-shaped output)
     is added in the bias's pass."""
-    if self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad) or self.padding_mode != "zeros":
-        y = torch.nn.Conv2d.forward(self, x)  # trainable (or non-zero padding mode): stock path
+    def stock():
+        y = torch.nn.Conv2d.forward(self, x)
         return y if residual is None else y + residual
+
+    if self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad) or self.padding_mode != "zeros":
+        return stock()  # trainable (or non-zero padding mode)
     padding = self.padding
     if isinstance(padding, str):  # "same"/"valid": resolve to explicit numbers for the backward
         if padding == "valid":
@@ -235,8 +238,7 @@ def _frozen_conv_forward(self, x, residual=None):
         else:
             padding = tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation))
             if any(d * (k - 1) % 2 for k, d in zip(self.kernel_size, self.dilation)):
-                y = torch.nn.Conv2d.forward(self, x)  # asymmetric "same": stock path
-                return y if residual is None else y + residual
+                return stock()  # asymmetric "same"
     if not torch.is_grad_enabled() or not (x.requires_grad or (residual is not None and residual.requires_grad)):
         return _conv_bias_res(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, residual)
     return FrozenConv2dFunction.apply(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,

@@ -128,11 +128,12 @@ class OriginalStep:
         self.scaler.update()
         return out
 
-    def forward_backward(self, cams, generator: torch.Generator, *, control: torch.Tensor | None = None) -> dict:
+    def forward_backward(self, cams, generator: torch.Generator, *, control: torch.Tensor | None = None,
+                         keep_image_grad: bool = False) -> dict:
         """Render, guidance and backward, leaving the unscaled texture gradients in the field's ``.grad`` (the
         state the original's optimiser step sees). Returns {"loss", "z" (latents, detached), "grad" (the SDS
-        latent gradient)}; the rendered image's gradient after the PGC hook (unscaled) is kept in
-        ``last_image_grad``. ``control``: [B, 3, R, R] condition image replacing the depth map computed here
+        latent gradient)}; with ``keep_image_grad`` the rendered image's gradient after the PGC hook (unscaled)
+        is kept in ``last_image_grad`` (off in timed steps: the original does no such copy). ``control``: [B, 3, R, R] condition image replacing the depth map computed here
         (the parity check feeds both pipelines one condition; our default depth convention differs on purpose)."""
         self.opt.zero_grad(set_to_none=True)
         b = cams.c2w.shape[0]
@@ -170,7 +171,8 @@ class OriginalStep:
                 grad = torch.nan_to_num((1 - a) * (eps_hat - noise))
             loss = SpecifyGradient.apply(z, grad)
         img.register_hook(original_pgc_hook(self.tau, self.scaler))
-        img.register_hook(self._keep_image_grad)  # runs after the PGC hook: sees the clipped gradient
+        if keep_image_grad:
+            img.register_hook(self._keep_image_grad)  # runs after the PGC hook: sees the clipped gradient
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
         return {"loss": loss, "z": z.detach(), "grad": grad}
