@@ -1,5 +1,5 @@
-"""Benchmark of bias_add: ours vs PyTorch's own bias add (what ``F.conv2d(..., bias)`` + a residual add do) in
-one process. On a CPU machine the pytest-benchmark cases time the torch path (backend="auto"); on CUDA the
+"""Benchmark of bias_add: ours vs PyTorch's own bias add (what ``F.conv2d(..., bias)`` + a residual add do) and vs
+the float32 torch twin (``pgc_kernels.reference.bias_add_reference``), in one process. On a CPU machine the pytest-benchmark cases time the torch path (backend="auto"); on CUDA the
 Triton kernel. The GPU table (µs, GB/s, ratio) comes from running this file as a script:
 
     PYTHONPATH=kernels python -m pytest benches/bench_bias_add.py --benchmark-enable
@@ -47,15 +47,18 @@ def main():
 
     assert DEV == "cuda", "the GPU table needs CUDA"
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    print("| case | ours µs | eager µs | ours GB/s | speed-up |\n|---|---|---|---|---|")
+    from pgc_kernels.reference import bias_add_reference
+
+    print("| case | ours µs | eager µs | twin µs | ours GB/s | speed-up vs eager |\n|---|---|---|---|---|---|")
     for shape in [(4, 128, 1024, 1024), (4, 256, 512, 512)]:
         for residual in (False, True):
             x, b, r = _inputs(shape, torch.bfloat16, residual)
             ours = do_bench(lambda: pk.bias_add(x, b, r), warmup=10, rep=100, return_mode="median") * 1e3
             eager = do_bench(lambda: _eager(x, b, r), warmup=10, rep=100, return_mode="median") * 1e3
+            twin = do_bench(lambda: bias_add_reference(x, b, r), warmup=10, rep=100, return_mode="median") * 1e3
             nbytes = x.numel() * x.element_size() * (3 if residual else 2)
             print(f"| {list(shape)} bf16 channels-last{' + residual' if residual else ''} | {ours:.0f} | {eager:.0f} | "
-                  f"{nbytes / ours / 1e3:.0f} | {eager / ours:.2f}× |", flush=True)
+                  f"{twin:.0f} | {nbytes / ours / 1e3:.0f} | {eager / ours:.2f}× |", flush=True)
 
 
 if __name__ == "__main__":
