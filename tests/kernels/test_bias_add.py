@@ -77,3 +77,7 @@ def test_bad_arguments_raise_clear_errors():
         bias_add(x, torch.zeros(3), torch.zeros(2, 3, 4, 5))
     with pytest.raises(TypeError, match=r"bias_add\(\): x must be a floating tensor"):
         bias_add(torch.zeros(2, 3, dtype=torch.long), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"bias_add\(\): bias must be on cpu"):
+        bias_add(x, torch.zeros(3, device="meta"))
+    with pytest.raises(ValueError, match=r"bias_add\(\): residual must be on cpu"):
+        bias_add(x, torch.zeros(3), torch.zeros(2, 3, 4, 4, device="meta"))
