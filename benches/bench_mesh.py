@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgc_fast.geometry import marching_tets, marching_tets_reference, tet_edges, tet_grid
+from pgc_fast.mesh.tets import marching_tets, marching_tets_reference, tet_edges, tet_grid
 from pgc_fast.mesh import load_mesh, rasterize
 
 PANDA = Path(__file__).resolve().parents[2] / "shared" / "data" / "panda_spear_shield.obj"

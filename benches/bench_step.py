@@ -64,7 +64,8 @@ def _pipelined_ms(fn, iters: int) -> float:
 def build_config(mesh: str, views: int, res: int, iters: int, workspace: str, bg: str | None = None,
                  model: str = "sdxl-random", device: str = "cuda"):
     from pgc_fast import config as C
-    from pgc_fast.cli import build_parser, resolve_generate
+    from pgc_fast.cli import build_parser
+    from pgc_fast.cli.generate import resolve_generate
 
     argv = ["generate", "-O0", "-O2", "-O4", "--guidance", "controlnet", "--text",
             "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic",
@@ -80,33 +81,36 @@ def build_config(mesh: str, views: int, res: int, iters: int, workspace: str, bg
 
 def ours_session(cfg, device_name="cuda"):
     """Everything run() sets up before its loop, for stepping ``_train_step`` directly."""
-    from pgc_fast import run as R
-    from pgc_fast import scene as S
+    from pgc_fast.train.objectives import GuidanceObjective, RunContext
+    from pgc_fast.train.step import _PGCHook, _make_optimizer, _train_step
+    from pgc_fast.train.workspace import prepare_workspace
+    from pgc_fast.train.runtime import resolve_precision, seed_everything
+    from pgc_fast.train.geometry import Scene
 
     device = torch.device(device_name)
-    R.seed_everything(cfg.optim.seed)
-    autocast_dtype, use_scaler = R.resolve_precision(cfg, device)
+    seed_everything(cfg.optim.seed)
+    autocast_dtype, use_scaler = resolve_precision(cfg, device)
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=use_scaler)
-    scene = S.Scene.from_config(cfg, device)
-    ws = R.prepare_workspace(cfg)
-    ctx = R.RunContext(cfg, device, autocast_dtype, scaler, scene, ws)
-    objective = R.GuidanceObjective()
+    scene = Scene.from_config(cfg, device)
+    ws = prepare_workspace(cfg)
+    ctx = RunContext(cfg, device, autocast_dtype, scaler, scene, ws)
+    objective = GuidanceObjective()
     objective.setup(ctx)
-    optimizer = R._make_optimizer(cfg, scene)
-    pgc = R._PGCHook(cfg.guidance, scaler if use_scaler else None)
+    optimizer = _make_optimizer(cfg, scene)
+    pgc = _PGCHook(cfg.guidance, scaler if use_scaler else None)
     state = {"step": 0}
 
     def step():
-        R._train_step(state["step"], cfg, ctx, scene, objective, optimizer, scaler, pgc)
+        _train_step(state["step"], cfg, ctx, scene, objective, optimizer, scaler, pgc)
         state["step"] += 1
 
     return step, scene, objective, optimizer, autocast_dtype
 
 
 def reference_session(cfg, scene, views: int, res: int, model: str = "sdxl-random", device: str = "cuda"):
-    from pgc_fast.field import TextureField
+    from pgc_fast.fields import TextureField
     from pgc_fast.guidance import load_models
-    from pgc_fast.reference import OriginalStep
+    from pgc_fast.parity.original_step import OriginalStep
     from pgc_fast.render import OrbitSampler
 
     dtype = torch.float16 if device == "cuda" else torch.float32
@@ -131,7 +135,7 @@ def reference_session(cfg, scene, views: int, res: int, model: str = "sdxl-rando
 
 def components_reference(step_fn, views: int, res: int) -> dict[str, float]:
     """Each stage of OriginalStep timed alone (ms, median), on the same shapes."""
-    from pgc_fast.reference import original_pgc_hook
+    from pgc_fast.parity.original_step import original_pgc_hook
     from pgc_fast.render import OrbitSampler
 
     cams = OrbitSampler(height=res).sample(views, generator=torch.Generator().manual_seed(1), device="cuda")

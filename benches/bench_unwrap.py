@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import uv_meshes as M  # noqa: E402
 
-from pgc_fast.uv import unwrap, uv_metrics  # noqa: E402
+from pgc_fast.mesh.uv import unwrap, uv_metrics  # noqa: E402
 
 RES, PAD = 2048, 2
 NOTES = (

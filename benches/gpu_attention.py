@@ -100,9 +100,9 @@ def accuracy_rows():
 def vae_rows():
     from diffusers import AutoencoderKL
 
-    from pgc_fast.accel import use_chunked_attention
+    from pgc_fast.guidance.models.accel import use_chunked_attention
 
-    from pgc_fast.guidance.builtin import VAE_CONFIG  # SDXL VAE (= madebyollin/sdxl-vae-fp16-fix's architecture)
+    from pgc_fast.guidance.models.builtin import VAE_CONFIG  # SDXL VAE (= madebyollin/sdxl-vae-fp16-fix's architecture)
 
     torch.manual_seed(0)
     vae = AutoencoderKL(**VAE_CONFIG, sample_size=1024, scaling_factor=0.13025).to("cuda", torch.float16)

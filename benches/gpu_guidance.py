@@ -40,7 +40,7 @@ def cuda_ms(fn, iters: int, warmup: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from pgc_fast.guidance import Guidance, GuidanceConfig, load_models
-    from pgc_fast.guidance.loading import resolve_dtype
+    from pgc_fast.guidance.models.loading import resolve_dtype
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sdxl-random")

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
     root = Path(tempfile.mkdtemp(prefix="gpu_multi_"))
     if a.smoke:
-        from pgc_fast.demo import make_demo_mesh
+        from pgc_fast.apps.demo import make_demo_mesh
         from pgc_fast.mesh import save_mesh
 
         a.mesh = str(root / "vase.ply")

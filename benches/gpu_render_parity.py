@@ -89,7 +89,7 @@ def main() -> int:
     args = ap.parse_args()
     dev = torch.device(args.device)
     from pgc_fast.render import CpuBackend, MeshRenderer, OrbitSampler, RenderMesh
-    from pgc_fast.render.texture import FieldTexture, UVTexture
+    from pgc_fast.render.textures import FieldTexture, UVTexture
 
     res = (args.res, args.res)
     V, Fc = load_panda(args.mesh, dev)

@@ -99,8 +99,8 @@ def _free():
 class Harness:
     def __init__(self, a):
         from pgc_fast import config as C
-        from pgc_fast import scene as S
-        from pgc_fast.guidance import common
+        from pgc_fast.train.geometry import Scene
+        from pgc_fast.guidance import conditions
         from pgc_fast.render import OrbitSampler
 
         self.a = a
@@ -112,7 +112,7 @@ class Harness:
         self.cfg = C.override(cfg, **{"guidance.dir_text": False, "texture.pos_perturb": False,
                                       "guidance.compile": False})
         torch.manual_seed(0)
-        scene = S.Scene.from_config(self.cfg, self.device)
+        scene = Scene.from_config(self.cfg, self.device)
         self.tex_state = copy.deepcopy(scene.texture.state_dict())
         self.cams = OrbitSampler(height=a.res).sample(a.views, generator=torch.Generator().manual_seed(3),
                                                       device=self.device)
@@ -124,7 +124,7 @@ class Harness:
         self.bg = _background(bg, 1, 3, a.res, a.res, self.device)[0].permute(2, 0, 1).contiguous()
         self.depth, self.mask = r.depth, r.mask
         del scene, r
-        self.common = common
+        self.conditions = conditions
         g = torch.Generator().manual_seed(7)
         self.t = torch.randint(20, 501, (a.views,), generator=g).to(self.device)
         self.text = None
@@ -134,24 +134,27 @@ class Harness:
     def _draws(self, latent_shape, model_res):
         if self.noise is None:
             self.noise = torch.randn(latent_shape, generator=torch.Generator().manual_seed(11)).to(self.device)
-            self.control = self.common.depth_condition(self.depth, self.mask, model_res)
+            self.control = self.conditions.depth_condition(self.depth, self.mask, model_res)
 
     def ours(self, precision: str) -> dict:
         from pgc_fast import config as C
-        from pgc_fast import run as R
-        from pgc_fast import scene as S
+        from pgc_fast.train.objectives import GuidanceObjective, RunContext
+        from pgc_fast.train.step import _make_optimizer
+        from pgc_fast.train.workspace import prepare_workspace
+        from pgc_fast.train.runtime import resolve_precision, seed_everything
+        from pgc_fast.train.geometry import Scene
 
         cfg = C.override(self.cfg, **{"optim.precision": precision})
-        R.seed_everything(cfg.optim.seed)
-        ac, use_scaler = R.resolve_precision(cfg, self.device)
+        seed_everything(cfg.optim.seed)
+        ac, use_scaler = resolve_precision(cfg, self.device)
         scaler = torch.amp.GradScaler(self.device.type, init_scale=2.0**10, enabled=use_scaler)
-        scene = S.Scene.from_config(cfg, self.device)
+        scene = Scene.from_config(cfg, self.device)
         scene.texture.load_state_dict(self.tex_state)
-        ctx = R.RunContext(cfg, self.device, ac, scaler, scene, R.prepare_workspace(cfg))
-        obj = R.GuidanceObjective()
+        ctx = RunContext(cfg, self.device, ac, scaler, scene, prepare_workspace(cfg))
+        obj = GuidanceObjective()
         obj.setup(ctx)
         gd = obj.guidance
-        opt = R._make_optimizer(cfg, scene)
+        opt = _make_optimizer(cfg, scene)
         self._draws((self.a.views, 4, gd.latent_size, gd.latent_size), gd.resolution)
         if self.text is None:  # the reference gets exactly our text conditioning (row 0: no view suffix)
             tx = gd.text
@@ -187,16 +190,16 @@ class Harness:
         return res
 
     def reference(self, precision: str) -> dict:
-        from pgc_fast import scene as S
+        from pgc_fast.train.geometry import Scene
         from pgc_fast.guidance import load_models
-        from pgc_fast.reference import OriginalStep
+        from pgc_fast.parity.original_step import OriginalStep
 
         wdtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         if self.device.type == "cpu":
             wdtype, amp = torch.float32, None
         bundle = load_models(self.a.model, controlnets=("depth",), device=self.device, dtype=wdtype)
-        scene = S.Scene.from_config(self.cfg, self.device)
+        scene = Scene.from_config(self.cfg, self.device)
         scene.texture.load_state_dict(self.tex_state)
         field = scene.texture.field
         emb, pooled = self.text

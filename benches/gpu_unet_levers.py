@@ -92,8 +92,8 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--results", default=None)
     a = ap.parse_args(argv)
-    from pgc_fast.accel import compile_blocks, use_fused_group_norm
-    from pgc_fast.guidance.builtin import build_builtin
+    from pgc_fast.guidance.models.accel import compile_blocks, use_fused_group_norm
+    from pgc_fast.guidance.models.builtin import build_builtin
 
     dev = "cuda"
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float16

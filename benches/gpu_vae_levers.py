@@ -15,10 +15,10 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from triton.testing import do_bench
 
-from pgc_fast.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
+from pgc_fast.guidance.models.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
 
 from _gpu_common import emit, vae_encode_step, vae_input  # noqa: E402
-from pgc_fast.guidance.builtin import VAE_CONFIG  # noqa: E402
+from pgc_fast.guidance.models.builtin import VAE_CONFIG  # noqa: E402
 
 SDXL_VAE = dict(VAE_CONFIG, sample_size=1024, scaling_factor=0.13025)  # = madebyollin/sdxl-vae-fp16-fix's architecture
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tolerances import HAS_CUDA, TRITON_INTERPRET
-from pgc_fast.field import Field, HashGridEncoding, TextureField
+from pgc_fast.fields import Field, HashGridEncoding, TextureField
 from pgc_kernels import hash_grid_encode
 
 SMALL = dict(num_levels=4, level_dim=2, log2_table_size=10, base_resolution=4, finest_resolution=64)

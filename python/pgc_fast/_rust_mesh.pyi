@@ -6,7 +6,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-
 def version() -> str:
     """Version of the compiled rust_mesh core."""
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pgc_fast.guidance import GuidanceConfig, GuidanceLoadError, load_guidance, load_models
-from pgc_fast.guidance.loading import CONTROLNETS, hf_token, parse_control
+from pgc_fast.guidance.models.loading import CONTROLNETS, hf_token, parse_control
 
 
 def test_missing_weights_offline_one_clear_error(tmp_path, monkeypatch):

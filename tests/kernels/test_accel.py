@@ -4,7 +4,7 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from pgc_fast.accel import use_chunked_attention  # noqa: E402
+from pgc_fast.guidance.models.accel import use_chunked_attention  # noqa: E402
 
 
 def _tiny_vae():
@@ -42,7 +42,7 @@ def test_default_threshold_leaves_small_heads_alone():
 def test_fused_group_norm_matches_stock_vae(monkeypatch):
     import os
 
-    from pgc_fast.accel import use_fused_group_norm
+    from pgc_fast.guidance.models.accel import use_fused_group_norm
 
     vae = _tiny_vae()
     x = torch.rand(2, 3, 24, 24, dtype=torch.float64, requires_grad=True)
@@ -61,7 +61,7 @@ def test_fused_group_norm_matches_stock_vae(monkeypatch):
 
 
 def test_frozen_convs_same_gradients_and_no_saved_input():
-    from pgc_fast.accel import use_frozen_convs
+    from pgc_fast.guidance.models.accel import use_frozen_convs
 
     vae = _tiny_vae().requires_grad_(False)
     x = torch.rand(2, 3, 24, 24, dtype=torch.float64, requires_grad=True)
@@ -89,8 +89,8 @@ def test_frozen_convs_same_gradients_and_no_saved_input():
 def test_fused_group_norm_matches_stock_unet_and_controlnet():
     import os
 
-    from pgc_fast.accel import use_fused_group_norm
-    from pgc_fast.guidance.builtin import build_builtin
+    from pgc_fast.guidance.models.accel import use_fused_group_norm
+    from pgc_fast.guidance.models.builtin import build_builtin
 
     bundle = build_builtin("tiny-sdxl", control_types=("depth",), dtype=torch.float32)
     unet, cn = bundle.unet, bundle.controlnet
@@ -121,8 +121,8 @@ def test_compile_blocks_same_outputs_and_shared_graphs():
     import torch._dynamo
     from torch._dynamo.testing import CompileCounter
 
-    from pgc_fast.accel import compile_blocks
-    from pgc_fast.guidance.builtin import build_builtin
+    from pgc_fast.guidance.models.accel import compile_blocks
+    from pgc_fast.guidance.models.builtin import build_builtin
 
     torch._dynamo.reset()
     unet = build_builtin("tiny-sdxl", dtype=torch.float32).unet
@@ -150,7 +150,7 @@ def test_all_vae_levers_together_match_stock(monkeypatch, triton_bias):
     pgc_kernels.bias_add, fused GroupNorm+SiLU, channels-last — same latents and pixel gradients as stock."""
     import os
 
-    import pgc_fast.accel as A
+    import pgc_fast.guidance.models.accel as A
 
     if triton_bias:
         if os.environ.get("TRITON_INTERPRET") != "1":

@@ -362,7 +362,7 @@ def test_bad_input_pgc_and_attach():
 
 
 def test_kernel_demo_reports_what_pgc_did(capsys):
-    from pgc_fast.demo import kernel_demo
+    from pgc_fast.apps.demo import kernel_demo
 
     assert kernel_demo() == 0
     out = capsys.readouterr().out

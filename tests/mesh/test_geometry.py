@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgc_fast.geometry import marching_tets, marching_tets_reference, marching_tets_torch, tet_edges, tet_grid
+from pgc_fast.mesh.tets import marching_tets, marching_tets_reference, marching_tets_torch, tet_edges, tet_grid
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgc_fast.uv import UNWRAP_OPTIONS, unwrap, uv_metrics
+from pgc_fast.mesh.uv import UNWRAP_OPTIONS, unwrap, uv_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benches"))  # one definition of the acceptance meshes for tests and benches

@@ -36,7 +36,7 @@ def test_bench_on_gpu_dispatches_scripts(monkeypatch):
     monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
     assert cli.main(["bench", "all", "--results", "out.md", "--", "--iters", "3"]) == 0
     scripts = [c[1].rsplit("/", 1)[-1] for c in calls]
-    assert scripts == [cli.BENCH_SUITES[k][0] for k in cli.BENCH_SUITES if k != "all"]
+    assert scripts == [cli.bench.BENCH_SUITES[k][0] for k in cli.bench.BENCH_SUITES if k != "all"]
     for c in calls:
         assert c[-2:] == ["--iters", "3"] or c[-4:-2] == ["--iters", "3"]
-        assert ("--results" in c) == cli.BENCH_SUITES[[k for k, v in cli.BENCH_SUITES.items() if v[0] == c[1].rsplit("/", 1)[-1]][0]][1]
+        assert ("--results" in c) == cli.bench.BENCH_SUITES[[k for k, v in cli.bench.BENCH_SUITES.items() if v[0] == c[1].rsplit("/", 1)[-1]][0]][1]

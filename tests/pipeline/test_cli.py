@@ -12,7 +12,7 @@ import pytest
 
 from pgc_fast import cli
 from pgc_fast import config as C
-from pgc_fast.original import apply_original_presets, config_from_flags, default_original_options
+from pgc_fast.config.original_flags import apply_original_presets, config_from_flags, default_original_options
 
 SEED_DATA = Path(os.environ.get("PGC_SEED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
@@ -29,7 +29,7 @@ def original_layout(tmp_path, monkeypatch):
         if src.exists():
             os.symlink(src, data / name)
     if not (data / "panda_spear_shield.obj").exists():
-        from pgc_fast.demo import make_demo_mesh
+        from pgc_fast.apps.demo import make_demo_mesh
         from pgc_fast.mesh import save_mesh
 
         save_mesh(make_demo_mesh(16, 8), data / "panda_spear_shield.obj")
@@ -61,7 +61,7 @@ SAMPLES = {
 
 def resolve(argv: list[str]) -> C.RunConfig:
     args = cli.build_parser().parse_args(["generate", *argv])
-    cfg, _notes = cli.resolve_generate(args)
+    cfg, _notes = cli.generate.resolve_generate(args)
     return cfg
 
 
@@ -158,7 +158,7 @@ def test_new_flags_and_generated_flags(original_layout):
     assert (cfg.optim.iters, cfg.guidance.pgc_tau, cfg.guidance.t_range) == (7, None, (0.1, 0.9))
     # an explicit --bs survives the SDXL knock-on rule (spec §8.11), with a note
     args = cli.build_parser().parse_args(["generate", "-O0", "-O2", "-O4", "--bs", "3", *COMMON])
-    cfg, notes = cli.resolve_generate(args)
+    cfg, notes = cli.generate.resolve_generate(args)
     assert cfg.optim.batch_size == 3 and any("--bs 3 kept" in n for n in notes)
     # presets
     cfg = resolve(["--preset", "texture-sdxl-controlnet-pgc", "--text", "x", "--mesh_path", "m.obj"])

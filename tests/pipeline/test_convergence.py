@@ -14,13 +14,15 @@ import pytest
 import torch
 
 from pgc_fast import config as C
-from pgc_fast.demo import make_demo_mesh
+from pgc_fast.apps.demo import make_demo_mesh
 from pgc_fast.mesh import Material, Mesh, save_mesh
 from pgc_fast.render import orbit_cameras
 from pgc_fast.render.renderer import MeshRenderer
-from pgc_fast.render.texture import bake_field_to_uv
-from pgc_fast.run import MSEObjective, run
-from pgc_fast.scene import Normalisation, load_textured_mesh_for_render
+from pgc_fast.render.textures import bake_field_to_uv
+from pgc_fast.train.objectives import MSEObjective
+from pgc_fast.train.trainer import run
+from pgc_fast.train.geometry import Normalisation
+from pgc_fast.export.mesh import load_textured_mesh_for_render
 
 RES = 48  # render resolution
 # Antialiasing is off here: it is the renderer's concern (tests/render) and on the CPU it costs more than the

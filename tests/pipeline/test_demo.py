@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from pgc_fast import cli
-from pgc_fast.demo import make_demo_mesh
+from pgc_fast.apps.demo import make_demo_mesh
 
 
 def test_demo_mesh_is_closed_and_coloured():

@@ -20,11 +20,12 @@ import pytest
 import torch
 
 from pgc_fast import config as C
-from pgc_fast import distributed as D
-from pgc_fast.demo import make_demo_mesh
+from pgc_fast.train import distributed as D
+from pgc_fast.apps.demo import make_demo_mesh
 from pgc_fast.mesh import save_mesh
 from pgc_fast.render import orbit_cameras
-from pgc_fast.run import MSEObjective, run
+from pgc_fast.train.objectives import MSEObjective
+from pgc_fast.train.trainer import run
 
 from tolerances import DIST_TOLERANCES
 

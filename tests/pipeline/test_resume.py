@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from pgc_fast import config as C
-from pgc_fast.demo import make_demo_mesh
+from pgc_fast.apps.demo import make_demo_mesh
 from pgc_fast.mesh import save_mesh
 from pgc_fast.render import orbit_cameras
-from pgc_fast.run import MSEObjective, WorkspaceExistsError, run
+from pgc_fast.train.objectives import MSEObjective
+from pgc_fast.train.workspace import WorkspaceExistsError
+from pgc_fast.train.trainer import run
 
 
 def tiny_cfg(tmp_path, ws: str, kind: str, **over) -> C.RunConfig:
@@ -105,7 +107,7 @@ def test_steady_seconds_per_step_skips_the_first_read_back():
     the first group, which pays torch.compile / Triton JIT."""
     import math
 
-    from pgc_fast.run import _STATS_EVERY, _steady_s_per_it
+    from pgc_fast.train.metrics import _STATS_EVERY, _steady_s_per_it
 
     n = 10 * _STATS_EVERY
     # group g is read back at 90 s (the first group: compile) + 0.25 s per step after it

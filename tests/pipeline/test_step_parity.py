@@ -16,7 +16,7 @@ import gpu_step_parity as P  # noqa: E402
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    from pgc_fast.demo import make_demo_mesh
+    from pgc_fast.apps.demo import make_demo_mesh
     from pgc_fast.mesh import save_mesh
 
     import numpy as np

@@ -8,7 +8,7 @@ from render_helpers import icosphere, reference_rasterize, uv_cube
 from pgc_fast.render.backends import CpuBackend
 from pgc_fast.render.camera import orbit_cameras
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh, vertex_normals
-from pgc_fast.render.texture import FieldTexture, UVTexture, VertexColorTexture
+from pgc_fast.render.textures import FieldTexture, UVTexture, VertexColorTexture
 
 
 @pytest.fixture(scope="module")

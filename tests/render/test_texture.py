@@ -10,16 +10,7 @@ from render_helpers import icosphere, reference_rasterize, uv_cube
 from pgc_fast.render.backends import CpuBackend
 from pgc_fast.render.camera import orbit_cameras
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh
-from pgc_fast.render.texture import (
-    FieldTexture,
-    UVTexture,
-    VertexColorTexture,
-    bake_field_to_uv,
-    dilate_seams,
-    fit_field_to_vertex_colors,
-    init_texture,
-    sample_surface,
-)
+from pgc_fast.render.textures import FieldTexture, UVTexture, VertexColorTexture, bake_field_to_uv, dilate_seams, fit_field_to_vertex_colors, init_texture, sample_surface
 
 BE = CpuBackend(reference_rasterize)
 
@@ -123,7 +114,7 @@ def test_bake_field_to_uv_and_render_back():
 
 
 def test_bake_with_unwrap_when_available():
-    pytest.importorskip("pgc_fast.uv")
+    pytest.importorskip("pgc_fast.mesh.uv")
     V, Fc = icosphere(1)
     field = FieldTexture(LinearField())
     try:
@@ -193,7 +184,7 @@ def test_uv_convention_matches_pgc_fast_mesh():
     rm = RenderMesh.from_mesh(m)
     assert torch.equal(rm.uv_faces, cube["faces"]) and torch.allclose(rm.colors, cols)
     theirs = torch.as_tensor(mesh_mod.bake_vertex_colors(m, 64, padding=0))
-    from pgc_fast.render.texture import bake_vertex_colors_to_uv
+    from pgc_fast.render.textures import bake_vertex_colors_to_uv
 
     ours = bake_vertex_colors_to_uv(rm, BE, 64, dilate_pixels=0).flip(0)
     covered = (theirs.sum(-1) > 0) & (ours.sum(-1) > 0)

@@ -43,10 +43,10 @@ Interface (what the training loop calls)::
 """
 from __future__ import annotations
 
-from .builtin import BUILTIN_MODELS, ModelBundle, build_builtin
-from .config import GuidanceConfig
-from .engine import Guidance, GuidanceOutput, MethodOutput, load_guidance
-from .loading import MODEL_ALIASES, GuidanceLoadError, load_models
+from pgc_fast.guidance.config import GuidanceConfig
+from pgc_fast.guidance.engine import Guidance, GuidanceOutput, MethodOutput, load_guidance
+from pgc_fast.guidance.models.builtin import BUILTIN_MODELS, ModelBundle, build_builtin
+from pgc_fast.guidance.models.loading import MODEL_ALIASES, GuidanceLoadError, load_models
 
 __all__ = [
     "BUILTIN_MODELS",

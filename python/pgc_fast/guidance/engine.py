@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from pgc_kernels import attach_pgc, sds_loss
 
-from . import bgt, common, csd, sds, ssd, vsd
-from .builtin import ModelBundle
-from .config import GuidanceConfig
-from .loading import load_models, resolve_dtype
-from .text import build_text_embeddings
+from pgc_fast.guidance import conditions, prompts, schedule
+from pgc_fast.guidance.config import GuidanceConfig
+from pgc_fast.guidance.methods import bgt, csd, sds, ssd, vsd
+from pgc_fast.guidance.models.builtin import ModelBundle
+from pgc_fast.guidance.models.loading import load_models, resolve_dtype
+from pgc_fast.guidance.text import build_text_embeddings
 
 _GRAD_FNS = {"sds": sds.grad, "csd": csd.grad, "ssd": ssd.grad}
 
@@ -87,7 +88,7 @@ class Guidance:
         self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.latent_size = self.resolution // self.vae_factor
         self.scaling_factor = float(self.vae.config.scaling_factor)
-        self.alphas = common.alphas_cumprod(models.scheduler_config, self.device)
+        self.alphas = schedule.alphas_cumprod(models.scheduler_config, self.device)
         self.num_train_timesteps = int(self.alphas.numel())
         self.prediction_type = models.scheduler_config.get("prediction_type", "epsilon")
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -117,7 +118,7 @@ class Guidance:
                     m.to(memory_format=torch.channels_last)
         self._vae_channels_last = cfg.channels_last and self.device.type == "cuda"
         if cfg.fast_vae:
-            from pgc_fast.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
+            from pgc_fast.guidance.models.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
 
             use_chunked_attention(self.vae)
             use_frozen_convs(self.vae)
@@ -134,7 +135,7 @@ class Guidance:
                 if self.controlnet is not None:
                     self.controlnet = torch.compile(self.controlnet, dynamic=False)
             else:
-                from pgc_fast.accel import compile_blocks
+                from pgc_fast.guidance.models.accel import compile_blocks
 
                 compile_blocks(self.unet)
                 if self.controlnet is not None:
@@ -153,30 +154,30 @@ class Guidance:
             bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
             img = Image.alpha_composite(bg, img)
         arr = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
-        ref = common.resize(arr.permute(2, 0, 1)[None].to(self.device), self.resolution)
+        ref = conditions.resize(arr.permute(2, 0, 1)[None].to(self.device), self.resolution)
         if self.cfg.shuffle_reference:
             g = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
-            ref = common.content_shuffle(ref, g)
+            ref = conditions.content_shuffle(ref, g)
         return ref.clamp(0, 1)
 
     def timestep_range(self, step: int) -> tuple[int, int]:
         """Integer [t_min, t_max] at ``step`` (t-range annealing applied)."""
-        rng = common.annealed_t_range(step, self.cfg.iters, self.cfg.t_range, self.cfg.t_range_end)
-        return common.t_bounds(rng, self.num_train_timesteps)
+        rng = schedule.annealed_t_range(step, self.cfg.iters, self.cfg.t_range, self.cfg.t_range_end)
+        return schedule.t_bounds(rng, self.num_train_timesteps)
 
     def sample_t(self, batch: int, step: int, *, dreamtime: bool) -> torch.Tensor:
         if dreamtime:
-            t = common.dreamtime_t(step, self.cfg.iters, self.cfg.init_time)
+            t = schedule.dreamtime_t(step, self.cfg.iters, self.cfg.init_time)
             return torch.full((batch,), t, device=self.device, dtype=torch.long)
         lo, hi = self.timestep_range(step)
-        return common.sample_timesteps(batch, lo, hi, self.device, self.generator)
+        return schedule.sample_timesteps(batch, lo, hi, self.device, self.generator)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images [B, 3, H, W] in [0, 1] → (latents [B, 4, h, w] with grad, images at model res); latent mode:
         [B, 4, h', w'] → resized latents, None."""
         if self.cfg.latent_mode:
-            return common.resize(images, self.latent_size), None
-        x = common.resize(images, self.resolution)
+            return conditions.resize(images, self.latent_size), None
+        x = conditions.resize(images, self.resolution)
         vae_in = (2 * x - 1).to(self.vae.dtype)
         if self._vae_channels_last:
             vae_in = vae_in.contiguous(memory_format=torch.channels_last)
@@ -197,7 +198,7 @@ class Guidance:
         az = torch.as_tensor(azimuth_deg, device=self.device).reshape(-1).expand(batch)
         po = (torch.as_tensor(polar_deg, device=self.device).reshape(-1).expand(batch) if polar_deg is not None
               else torch.full((batch,), 90.0, device=self.device))
-        return 1 + common.view_ids(az, po, self.cfg.angle_front, self.cfg.angle_overhead)
+        return 1 + prompts.view_ids(az, po, self.cfg.angle_front, self.cfg.angle_overhead)
 
     def control_images(self, images: torch.Tensor, depth: torch.Tensor | None, mask: torch.Tensor | None,
                        normals: torch.Tensor | None) -> list[torch.Tensor]:
@@ -208,17 +209,17 @@ class Guidance:
             if kind == "depth":
                 if depth is None:
                     raise ValueError("Guidance.step(): depth must be given when a depth ControlNet is loaded, got None")
-                out.append(common.depth_condition(depth, mask, self.resolution, self.cfg.depth_convention,
+                out.append(conditions.depth_condition(depth, mask, self.resolution, self.cfg.depth_convention,
                                                   self.cfg.depth_floor))
             elif kind == "normal":
                 if normals is None:
                     raise ValueError("Guidance.step(): normals must be given for the normal ControlNet, got None")
-                out.append(common.resize(normals.detach().float(), self.resolution))
+                out.append(conditions.resize(normals.detach().float(), self.resolution))
             elif kind == "tile":
                 src = images.detach().float()
                 if self.cfg.latent_mode:
-                    src = self.decode(common.resize(src, self.latent_size))
-                out.append(common.resize(src, self.resolution))
+                    src = self.decode(conditions.resize(src, self.latent_size))
+                out.append(conditions.resize(src, self.resolution))
             elif kind == "shuffle":
                 assert self.reference is not None
                 out.append(self.reference.expand(b, -1, -1, -1))
@@ -261,7 +262,7 @@ class Guidance:
         out = self.unet(x, t, encoder_hidden_states=hidden, added_cond_kwargs=added, class_labels=class_labels,
                         down_block_additional_residuals=down, mid_block_additional_residual=mid,
                         return_dict=False)[0]
-        return common.eps_from_output(out, x, self.alphas[t], self.prediction_type)
+        return schedule.eps_from_output(out, x, self.alphas[t], self.prediction_type)
 
     @torch.no_grad()
     def predict_cfg(self, z_t: torch.Tensor, t: torch.Tensor, ids: torch.Tensor, controls: list[torch.Tensor],
@@ -390,9 +391,9 @@ class Guidance:
             t_all = torch.cat([t, self.sample_t(b, batch.step, dreamtime=False)])
         noise = torch.randn(z_all.shape, device=self.device, generator=self.generator, dtype=torch.float32)
         abar = self.alphas[t_all]
-        z_t = common.add_noise(z_all.detach().float(), noise, abar)
+        z_t = schedule.add_noise(z_all.detach().float(), noise, abar)
         eps_c, eps_u = self.predict_cfg(z_t, t_all, ids, ctrls, batch.orig_hw)
-        w = common.sds_weight(abar, cfg.weighting) * cfg.grad_scale
+        w = schedule.sds_weight(abar, cfg.weighting) * cfg.grad_scale
         scale = cfg.guidance_scale if rgb_scale is None else rgb_scale
         g_rgb = fn(eps_c[:b], eps_u[:b], noise[:b], w[:b], t_all[:b], scale, cfg, self.convention)
         grads = [g_rgb]

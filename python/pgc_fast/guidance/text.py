@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
-from . import common
+from pgc_fast.guidance import prompts
 
 
 @dataclass
 class TextEmbeddings:
     """Encoded prompts, on the guidance device in the UNet dtype. Row i of each tensor is entry i of
-    :func:`common.view_prompts` (0 = plain prompt, 1 + view id = its view variant).
+    :func:`prompts.view_prompts` (0 = plain prompt, 1 + view id = its view variant).
 
     cond / uncond: [6, 77, D]; pooled / uncond_pooled: [6, P] (SDXL) or None.
     """
@@ -48,13 +48,13 @@ def build_text_embeddings(text: str, negative: str, *, tokenizers: list, encoder
                           device: torch.device, dtype: torch.dtype, suppress_face: bool = False,
                           zero_empty_negative: bool | None = None, offload: bool = True) -> TextEmbeddings:
     """Encode the prompt, its 5 view variants and the matching negatives once; then offload the encoders."""
-    prompts = common.view_prompts(text)
-    negatives = common.view_negatives(negative, suppress_face)
+    positives = prompts.view_prompts(text)
+    negatives = prompts.view_negatives(negative, suppress_face)
     enc_device = next(encoders[0].parameters()).device
     if enc_device.type != device.type and device.type == "cuda":
         for e in encoders:
             e.to(device)
-    cond, pooled = encode_prompts(prompts, tokenizers, encoders, sdxl=sdxl, device=device)
+    cond, pooled = encode_prompts(positives, tokenizers, encoders, sdxl=sdxl, device=device)
     uncond, upooled = encode_prompts(negatives, tokenizers, encoders, sdxl=sdxl, device=device)
     zero = sdxl if zero_empty_negative is None else zero_empty_negative
     if zero:

@@ -41,16 +41,6 @@ from pgc_fast.render.backends import (
     get_backend,
     load_nvdiffrast,
 )
-from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput, vertex_normals
-from pgc_fast.render.texture import (
-    BakedTexture,
-    FieldTexture,
-    UVTexture,
-    VertexColorTexture,
-    bake_field_to_uv,
-    dilate_seams,
-    init_texture,
-)
 from pgc_fast.render.camera import (
     VIEW_DIRECTIONS,
     Cameras,
@@ -60,6 +50,16 @@ from pgc_fast.render.camera import (
     perspective,
     turntable,
     view_direction_ids,
+)
+from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput, vertex_normals
+from pgc_fast.render.textures import (
+    BakedTexture,
+    FieldTexture,
+    UVTexture,
+    VertexColorTexture,
+    bake_field_to_uv,
+    dilate_seams,
+    init_texture,
 )
 
 __all__ = [

@@ -1,0 +1,59 @@
+"""Mesh export helpers: the UV atlas for baking, OBJ texture naming, and re-loading an exported mesh for rendering."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from pgc_fast.train.geometry import Normalisation
+
+
+def _rename_obj_texture(mtl: Path, target: Path) -> Path:
+    """pgc_fast.mesh names the OBJ's base-colour map ``<stem>_kd.png``; the workspace promises ``texture.png``.
+    Rename the file and point ``map_Kd`` at it."""
+    lines = mtl.read_text().splitlines()
+    out = []
+    for line in lines:
+        parts = line.strip().split(maxsplit=1)
+        if parts and parts[0] == "map_Kd" and len(parts) == 2:
+            src = mtl.parent / parts[1]
+            if src.exists() and src != target:
+                os.replace(src, target)
+            line = f"map_Kd {target.name}"
+        out.append(line)
+    mtl.write_text("\n".join(out) + "\n")
+    return target
+
+
+def load_textured_mesh_for_render(path: str | os.PathLike, device: torch.device | str = "cpu",
+                                  normalisation: Normalisation | None = None) -> tuple[Any, Any]:
+    """Load an exported mesh (GLB/OBJ) as (RenderMesh, UVTexture) for re-rendering, e.g. to check an export.
+
+    The texture image (mesh convention, row 0 = top) is flipped back to the renderer's (row 0 = v = 0) and held
+    exactly by a single-level UVTexture; ``normalisation`` maps the file's (input) frame to the training frame.
+    """
+    from pgc_fast.mesh import load_mesh
+    from pgc_fast.render.renderer import RenderMesh
+    from pgc_fast.render.textures import UVTexture
+
+    m = load_mesh(path)
+    if m.material is None or m.material.base_color_texture is None or m.uvs is None:
+        raise ValueError(f"load_textured_mesh_for_render(): {path} has no UVs and base-colour texture")
+    v = np.asarray(m.vertices, np.float32)
+    if normalisation is not None:
+        v = normalisation.apply(v)
+    img = np.asarray(m.material.base_color_texture, np.float32)[::-1, :, :3].copy()
+    rm = RenderMesh(vertices=torch.from_numpy(v), faces=torch.from_numpy(np.asarray(m.faces, np.int64)),
+                    uvs=torch.from_numpy(np.asarray(m.uvs, np.float32)),
+                    uv_faces=torch.from_numpy(np.asarray(m.uv_faces, np.int64))).to(device)
+    h, w = img.shape[:2]
+    if h != w:
+        raise ValueError(f"load_textured_mesh_for_render(): texture must be square, got {h}x{w}")
+    tex = UVTexture(h, 3, min_resolution=h, activation="none").to(device)
+    tex.set_image(torch.from_numpy(img).to(device))
+    return rm, tex
+

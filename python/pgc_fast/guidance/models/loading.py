@@ -1,0 +1,275 @@
+"""Model loading: aliases, hub/cache/local resolution, offline-safe errors, and module construction.
+
+Resolution happens entirely on the CPU before any module is built or moved to the GPU: every repo the
+configuration needs (base model, VAE override, ControlNets) is located in a local directory, in the Hugging Face
+cache (``$HF_HUB_CACHE`` / ``cache_dir``) or — unless ``HF_HUB_OFFLINE=1`` — downloaded. All failures are gathered
+into one :class:`GuidanceLoadError` that names the repo ids, the cache directory and the command that fetches
+them; the CLI prints it without a traceback.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pgc_fast.guidance.models.builtin import BUILTIN_MODELS, ModelBundle, build_builtin, multi_controlnet
+
+MODEL_ALIASES: dict[str, str] = {
+    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+    "sdxl-1.0": "stabilityai/stable-diffusion-xl-base-1.0",
+    "sdxl-0.9": "stabilityai/stable-diffusion-xl-base-0.9",
+    "sdxl-turbo": "stabilityai/sdxl-turbo",
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sd21": "stabilityai/stable-diffusion-2-1",
+    "sd21-base": "stabilityai/stable-diffusion-2-1-base",
+}
+SDXL_VAE_FP16_FIX = "madebyollin/sdxl-vae-fp16-fix"
+# Default ControlNet repos per (family, kind); the SD 1.5 depth/normal ones are the original's choices.
+CONTROLNETS: dict[tuple[str, str], str] = {
+    ("sdxl", "depth"): "diffusers/controlnet-depth-sdxl-1.0",
+    ("sd", "depth"): "fusing/stable-diffusion-v1-5-controlnet-depth",
+    ("sd", "normal"): "fusing/stable-diffusion-v1-5-controlnet-normal",
+    ("sd", "shuffle"): "lllyasviel/control_v11e_sd15_shuffle",
+    ("sd", "tile"): "lllyasviel/control_v11f1e_sd15_tile",
+}
+CONTROL_KINDS = ("depth", "normal", "shuffle", "tile")
+
+
+class GuidanceLoadError(RuntimeError):
+    """Model weights could not be found or loaded. The message is complete; print it without a traceback."""
+
+
+def hf_token(token_file: str | os.PathLike | None = "TOKEN") -> str | None:
+    """$HF_TOKEN, else the first line of ``token_file`` (the original's ./TOKEN) if it exists, else None."""
+    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if tok:
+        return tok.strip()
+    if token_file and Path(token_file).is_file():
+        first = Path(token_file).read_text().strip().splitlines()
+        return first[0].strip() if first else None
+    return None
+
+
+def hub_cache_dir(cache_dir: str | None) -> str:
+    if cache_dir:
+        return str(cache_dir)
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_control(spec: str, family: str) -> tuple[str, str]:
+    """'depth' → ('depth', default repo for the family); 'depth=org/repo' → ('depth', 'org/repo')."""
+    if "=" in spec:
+        kind, repo = spec.split("=", 1)
+    else:
+        kind, repo = spec, CONTROLNETS.get((family, spec), "")
+        if not repo:
+            if spec in CONTROL_KINDS:
+                raise GuidanceLoadError(
+                    f"no default {spec!r} ControlNet for the {family.upper()} family; pass "
+                    f"'{spec}=<repo id or local dir>' (defaults exist for: "
+                    f"{', '.join(k for f, k in CONTROLNETS if f == family)})")
+            raise GuidanceLoadError(f"ControlNet {spec!r}: use one of {CONTROL_KINDS} or 'kind=<repo id or dir>'")
+    if kind not in CONTROL_KINDS:
+        raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_KINDS}, got {kind!r} (in {spec!r})")
+    return kind, repo
+
+
+def _family_of(repo: str, path: Path | None) -> str:
+    if path is not None and (path / "text_encoder_2").exists():
+        return "sdxl"
+    if path is not None and (path / "model_index.json").exists():
+        return "sd"
+    return "sdxl" if "xl" in repo.lower() else "sd"
+
+
+def _weights_present(d: Path) -> bool:
+    return any(d.glob("*.safetensors")) or any(d.glob("*.bin"))
+
+
+def _check_complete(path: Path, subfolders: list[str]) -> list[str]:
+    """Missing pieces of a resolved snapshot: each subfolder needs config.json (tokenizers: vocab) + weights."""
+    missing = []
+    for sub in subfolders:
+        d = path / sub if sub else path
+        if sub.startswith("tokenizer"):
+            if not ((d / "vocab.json").exists() or (d / "tokenizer.json").exists()):
+                missing.append(f"{sub}/vocab.json")
+        elif sub == "scheduler":
+            if not (d / "scheduler_config.json").exists():
+                missing.append("scheduler/scheduler_config.json")
+        else:
+            if not (d / "config.json").exists():
+                missing.append(f"{sub + '/' if sub else ''}config.json")
+            elif not _weights_present(d):
+                missing.append(f"{sub + '/' if sub else ''}*.safetensors")
+    return missing
+
+
+def _resolve(repo: str, subfolders: list[str], *, cache_dir: str | None, token: str | None, half: bool,
+             problems: list[str]) -> Path | None:
+    """Local dir, cached snapshot, or (online) a download of just the needed files. Appends to ``problems``."""
+    p = Path(repo).expanduser()
+    if p.is_dir():
+        missing = _check_complete(p, subfolders)
+        if missing:
+            problems.append(f"{repo} (local dir): missing {', '.join(missing)}")
+            return None
+        return p
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(repo, cache_dir=cache_dir, local_files_only=True, token=token))
+        if not _check_complete(path, subfolders):
+            return path
+    except Exception:  # noqa: BLE001 - any failure here just means "not cached"
+        path = None
+    if is_offline():
+        problems.append(f"{repo}: not in the cache (HF_HUB_OFFLINE=1)" + (
+            f"; incomplete snapshot, missing {', '.join(_check_complete(path, subfolders))}" if path else ""))
+        return None
+    try:
+        from huggingface_hub import list_repo_files
+
+        files = list_repo_files(repo, token=token)
+        patterns = ["*.json", "*.txt"]
+        for sub in subfolders:
+            prefix = f"{sub}/" if sub else ""
+            if sub.startswith("tokenizer") or sub == "scheduler":
+                patterns.append(f"{prefix}*")
+                continue
+            in_sub = [f for f in files if f.startswith(prefix) and "/" not in f[len(prefix):]]
+            fp16 = [f for f in in_sub if f.endswith(".fp16.safetensors")]
+            plain = [f for f in in_sub if f.endswith(".safetensors") and ".fp16." not in f]
+            patterns += fp16 if (half and fp16) else (plain or fp16 or [f for f in in_sub if f.endswith(".bin")])
+        path = Path(snapshot_download(repo, cache_dir=cache_dir, token=token, allow_patterns=patterns))
+    except Exception as e:  # noqa: BLE001 - network/auth errors become one readable line
+        problems.append(f"{repo}: download failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        return None
+    missing = _check_complete(path, subfolders)
+    if missing:
+        problems.append(f"{repo}: downloaded snapshot lacks {', '.join(missing)}")
+        return None
+    return path
+
+
+def _raise_missing(problems: list[str], repos: list[str], cache_dir: str | None) -> None:
+    cache = hub_cache_dir(cache_dir)
+    fetch = "\n".join(f"    hf download {r}" for r in repos if not Path(r).expanduser().is_dir())
+    msg = (
+        "diffusion model weights are missing:\n  - " + "\n  - ".join(problems)
+        + f"\nHugging Face cache directory: {cache}"
+        + ("  (HF_HUB_OFFLINE=1: nothing is downloaded)" if is_offline() else "")
+        + "\nFetch them on a machine with network access (gated repos such as SDXL 0.9 need a token in $HF_TOKEN "
+        "or ./TOKEN) with\n" + (fetch or "    (fix the local directories listed above)")
+        + "\nthen copy the cache directory here (or set HF_HUB_CACHE), or pass a local diffusers directory as "
+        "--model. Without weights, the built-in models tiny-sdxl, tiny-sd, sdxl-random and sd15-random run "
+        "anywhere."
+    )
+    raise GuidanceLoadError(msg)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
+def _variant(d: Path, half: bool) -> str | None:
+    return "fp16" if half and any(d.glob("*.fp16.safetensors")) else None
+
+
+def load_models(model: str = "sdxl", *, vae: str = "auto", controlnets: tuple[str, ...] | list[str] = (),
+                device: str | torch.device = "cuda", dtype: torch.dtype = torch.bfloat16,
+                cache_dir: str | None = None, token_file: str | None = "TOKEN", seed: int = 0) -> ModelBundle:
+    """Locate (first, on the CPU, all at once) and load every module of a guidance model.
+
+    Args:
+        model: alias (:data:`MODEL_ALIASES`), built-in name (:data:`BUILTIN_MODELS`), hub id or local dir.
+        vae: 'auto' (SDXL → madebyollin/sdxl-vae-fp16-fix), 'none' (the model's own), or a repo id / dir.
+        controlnets: kinds or 'kind=repo' specs (see :func:`parse_control`).
+        device, dtype: where the modules go (the text encoders too; :class:`Guidance` offloads them later).
+    Raises:
+        GuidanceLoadError: before any GPU work, listing every missing repo.
+    """
+    device = torch.device(device)
+    if model in BUILTIN_MODELS:
+        kinds = [c.split("=", 1)[0] for c in controlnets]
+        bad = [k for k in kinds if k not in CONTROL_KINDS]
+        if bad:
+            raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_KINDS}, got {bad}")
+        return build_builtin(model, control_types=kinds, device=device, dtype=dtype, seed=seed)
+    repo = MODEL_ALIASES.get(model, model)
+    token = hf_token(token_file)
+    half = dtype in (torch.float16, torch.bfloat16)
+    problems: list[str] = []
+    local = Path(repo).expanduser()
+    family = _family_of(repo, local if local.is_dir() else None)
+    # SDXL's own VAE overflows in fp16; the fp16-fix VAE is numerically equivalent and safe in half.
+    vae_repo = {"auto": SDXL_VAE_FP16_FIX if family == "sdxl" else None, "none": None}.get(vae, vae)
+    subs = ["unet", "text_encoder", "tokenizer", "scheduler"] + (["vae"] if vae_repo is None else [])
+    if family == "sdxl":
+        subs += ["text_encoder_2", "tokenizer_2"]
+    controls = []
+    try:
+        controls = [parse_control(c, family) for c in controlnets]
+    except GuidanceLoadError as e:
+        problems.append(str(e))
+    repos = [repo] + ([vae_repo] if vae_repo else []) + [r for _, r in controls]
+    base = _resolve(repo, subs, cache_dir=cache_dir, token=token, half=half, problems=problems)
+    if base is not None:
+        family = _family_of(repo, base)
+    vae_path = _resolve(vae_repo, [""], cache_dir=cache_dir, token=token, half=half, problems=problems) if vae_repo else None
+    ctrl_paths = [_resolve(r, [""], cache_dir=cache_dir, token=token, half=half, problems=problems) for _, r in controls]
+    if problems:
+        _raise_missing(problems, repos, cache_dir)
+    assert base is not None
+
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    def load(cls, path: Path, sub: str | None = None, **kw):
+        d = path / sub if sub else path
+        try:
+            return cls.from_pretrained(str(path), subfolder=sub, torch_dtype=dtype, variant=_variant(d, half), **kw)
+        except Exception as e:  # noqa: BLE001 - corrupt/partial snapshots get the same one-line treatment
+            raise GuidanceLoadError(f"loading {cls.__name__} from {d} failed: {type(e).__name__}: "
+                                    f"{str(e).splitlines()[0][:300]}") from e
+
+    sdxl = family == "sdxl"
+    unet = load(UNet2DConditionModel, base, "unet")
+    vae_m = load(AutoencoderKL, vae_path) if vae_path is not None else load(AutoencoderKL, base, "vae")
+    encoders = [load(CLIPTextModel, base, "text_encoder")]
+    tokenizers = [CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer")]
+    if sdxl:
+        encoders.append(load(CLIPTextModelWithProjection, base, "text_encoder_2"))
+        tokenizers.append(CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer_2"))
+    import json
+
+    sched_cfg = json.loads((base / "scheduler" / "scheduler_config.json").read_text())
+    nets = [load(ControlNetModel, p) for p in ctrl_paths if p is not None]
+    controlnet: Any = None
+    if len(nets) == 1:
+        controlnet = nets[0]
+    elif nets:
+        controlnet = multi_controlnet(nets)
+    mods = [unet, vae_m, *encoders] + ([controlnet] if controlnet is not None else [])
+    for m in mods:
+        m.requires_grad_(False)
+        m.eval()
+        m.to(device)
+    vae_scale = 2 ** (len(vae_m.config.block_out_channels) - 1)
+    return ModelBundle(
+        name=model, is_sdxl=sdxl, unet=unet, vae=vae_m, text_encoders=encoders, tokenizers=tokenizers,
+        scheduler_config=sched_cfg, resolution=int(unet.config.sample_size) * vae_scale, controlnet=controlnet,
+        control_types=[k for k, _ in controls],
+        sources={"model": str(base), **({"vae": str(vae_path)} if vae_path else {}),
+                 **{f"controlnet_{i}": str(p) for i, p in enumerate(ctrl_paths)}},
+    )

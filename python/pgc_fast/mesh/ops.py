@@ -1,0 +1,104 @@
+"""Mesh clean-up and queries on numpy meshes: weld, degenerate/unreferenced/small-component removal, vertex normals."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from pgc_fast import _rust_mesh
+from pgc_fast.mesh.model import Mesh, _as_array, _as_index
+
+# UV unwrapping (issue 4) lives in pgc_fast.uv; re-exported here as part of the mesh API.
+
+
+def _filter_faces(m: Mesh, keep: np.ndarray) -> Mesh:
+    out = dataclasses.replace(m, faces=m.faces[keep])
+    if m.uv_faces is not None:
+        out.uv_faces = m.uv_faces[keep]
+    return out
+
+
+def weld(mesh: Mesh, eps: float = 1e-6) -> Mesh:
+    """Merges vertices closer than ``eps`` (absolute, Euclidean; 0 = exact duplicates only).
+
+    Each cluster keeps its first vertex's position, normal and colour. UVs are untouched (seams stay).
+    Faces that collapse are kept; follow with :func:`remove_degenerate`.
+    """
+    m = mesh.validate("weld")
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"weld(): eps must be a finite float >= 0, got {eps!r}")
+    remap, n = _rust_mesh.weld_map(m.vertices, float(eps))
+    reps = np.zeros(n, np.int64)
+    reps[remap[::-1]] = np.arange(len(remap) - 1, -1, -1)  # first vertex of each cluster
+    out = dataclasses.replace(m, vertices=m.vertices[reps], faces=remap[m.faces])
+    if m.normals is not None:
+        out.normals = m.normals[reps]
+    if m.colors is not None:
+        out.colors = m.colors[reps]
+    return out
+
+
+def remove_degenerate(mesh: Mesh, area_eps: float = 0.0) -> Mesh:
+    """Drops faces with a repeated vertex index or area ≤ ``area_eps`` (and their ``uv_faces`` rows)."""
+    m = mesh.validate("remove_degenerate")
+    keep = _rust_mesh.nondegenerate_mask(m.vertices, m.faces, float(area_eps))
+    return _filter_faces(m, keep)
+
+
+def remove_unreferenced(mesh: Mesh) -> Mesh:
+    """Drops vertices (with their normals/colours) and UVs that no face references; indices are
+    re-mapped preserving order."""
+    m = mesh.validate("remove_unreferenced")
+    vmap, n = _rust_mesh.compact_map(m.num_vertices, m.faces)
+    keep = vmap >= 0
+    out = dataclasses.replace(m, vertices=m.vertices[keep], faces=vmap[m.faces])
+    if m.normals is not None:
+        out.normals = m.normals[keep]
+    if m.colors is not None:
+        out.colors = m.colors[keep]
+    if m.uvs is not None:
+        tmap, _ = _rust_mesh.compact_map(m.uvs.shape[0], m.uv_faces)
+        out.uvs = m.uvs[tmap >= 0]
+        out.uv_faces = tmap[m.uv_faces]
+    return out
+
+
+def vertex_normals(vertices: Any, faces: Any = None) -> np.ndarray:
+    """Angle-weighted unit vertex normals, float32 [V, 3] (zeros for vertices without faces).
+
+    Accepts a :class:`Mesh` or ``(vertices float32 [V,3], faces int64 [F,3])``. Counter-clockwise faces
+    give outward normals.
+    """
+    if isinstance(vertices, Mesh):
+        m = vertices.validate("vertex_normals")
+        v, f = m.vertices, m.faces
+    else:
+        v = _as_array(vertices, np.float32, (None, 3), "vertex_normals", "vertices")
+        f = _as_index(faces, v.shape[0], "vertex_normals", "faces")
+    return _rust_mesh.vertex_normals(v, f)
+
+
+def connected_components(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Components of faces sharing a vertex.
+
+    Returns:
+        ``(labels, sizes)``: int64 [F] component id per face, numbered by decreasing face count (0 = the
+        largest), and int64 [C] face count per component.
+    """
+    m = mesh.validate("connected_components")
+    return _rust_mesh.connected_components(m.num_vertices, m.faces)
+
+
+def remove_small_components(mesh: Mesh, min_fraction: float = 0.01, min_faces: int = 0) -> Mesh:
+    """Removes floaters: components with fewer faces than ``max(min_faces, min_fraction · largest)``
+    (threestudio's DMTet outlier removal uses 0.01 · largest). Unreferenced vertices are dropped."""
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"remove_small_components(): min_fraction must be in [0, 1], got {min_fraction!r}")
+    labels, sizes = connected_components(mesh)
+    if sizes.size == 0:
+        return mesh.validate("remove_small_components")
+    threshold = max(float(min_faces), min_fraction * float(sizes[0]))
+    keep = sizes[labels] >= threshold
+    return remove_unreferenced(_filter_faces(mesh.validate("remove_small_components"), keep))
+

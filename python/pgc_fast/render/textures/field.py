@@ -1,0 +1,90 @@
+"""FieldTexture: a texture queried at surface points (wraps a fields/ colour field), its vertex-colour pre-fit."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from pgc_fast.render.renderer import RenderMesh
+
+
+# ------------------------------------------------------------------------------------------------- textures
+class FieldTexture(nn.Module):
+    """A colour field queried at world positions: ``forward(points float32 [N,3]) → [N,C]``.
+
+    field: an ``nn.Module`` mapping [N,3] → [N,C]; default ``pgc_fast.field.TextureField(**field_kwargs)``.
+    input_range: ``"world"`` passes world coordinates unchanged (for fields that map [−bound, bound]
+    themselves); ``"unit"`` maps [−bound, bound]³ → [0, 1]³ first (for fields defined on the unit cube);
+    ``"auto"`` (default) is ``"world"`` when the field has a ``bound`` attribute, else ``"unit"``.
+    """
+
+    domain = "position"
+
+    def __init__(self, field: nn.Module | None = None, *, bound: float = 1.0, input_range: str = "auto",
+                 **field_kwargs: Any) -> None:
+        super().__init__()
+        if field is None:
+            from pgc_fast.fields import TextureField  # the hash-grid field (issue 6)
+
+            field = TextureField(bound=bound, **field_kwargs)
+        if input_range not in ("auto", "world", "unit"):
+            raise ValueError(f"FieldTexture(): input_range must be auto|world|unit, got {input_range!r}")
+        if input_range == "auto":
+            input_range = "world" if hasattr(field, "bound") else "unit"
+        self.field = field
+        self.bound = float(bound)
+        self.input_range = input_range
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        if points.dim() != 2 or points.shape[-1] != 3:
+            raise ValueError(f"FieldTexture(): points must be [N,3], got {list(points.shape)}")
+        x = points if self.input_range == "world" else (points + self.bound) / (2 * self.bound)
+        return self.field(x)
+
+
+# ------------------------------------------------------------------------------------------- initialisation
+def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, n: int, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Area-uniform surface samples: (points float32 [n,3], face ids int64 [n], barycentrics float32 [n,3])."""
+    f = faces.long()
+    v0, v1, v2 = vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]]
+    area = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1).norm(dim=-1).float().cpu()
+    if float(area.sum()) <= 0:
+        raise ValueError("sample_surface(): the mesh has zero area")
+    fid = torch.multinomial(area, n, replacement=True, generator=generator)
+    r = torch.rand(n, 2, generator=generator)
+    s = r[:, 0].sqrt()
+    bary = torch.stack([1 - s, s * (1 - r[:, 1]), s * r[:, 1]], dim=-1)
+    fid, bary = fid.to(vertices.device), bary.to(vertices.device)
+    fv = f[fid]
+    pts = (vertices[fv] * bary[..., None]).sum(1)
+    return pts.float(), fid, bary
+
+
+def fit_field_to_vertex_colors(texture: FieldTexture, mesh: RenderMesh, *, steps: int = 500, n_points: int = 1 << 16,
+                               lr: float = 1e-2, near_std: float = 0.04, far_std: float = 0.4,
+                               clamp: tuple[float, float] = (0.03, 0.97),
+                               generator: torch.Generator | None = None) -> float:
+    """Fit a position field to the mesh's vertex colours (the original's ``init_texture``): targets are the
+    colours at ``n_points`` random surface points, queried at the points + N(0, near_std²) and at a second copy
+    + N(0, far_std²); loss = Σ_channels mean_points (c − target)²; full-batch Adam for ``steps`` steps.
+    Returns the final loss. The caller resets its optimiser state afterwards (the original did)."""
+    if mesh.colors is None:
+        raise ValueError("fit_field_to_vertex_colors(): the mesh has no vertex colours")
+    dev = mesh.device
+    pts, fid, bary = sample_surface(mesh.vertices, mesh.faces, n_points, generator)
+    target = (mesh.colors[mesh.faces[fid]] * bary[..., None]).sum(1).clamp(*clamp)
+    near = pts + torch.randn(pts.shape, generator=generator).to(dev) * near_std
+    far = pts + torch.randn(pts.shape, generator=generator).to(dev) * far_std
+    x = torch.cat([near, far])
+    y = torch.cat([target, target])
+    opt = torch.optim.Adam([p for p in texture.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.99), eps=1e-15)
+    loss = torch.zeros(())
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = ((texture(x).float() - y) ** 2).mean(0).sum()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+

@@ -1,0 +1,273 @@
+"""Objectives the loop optimises: score distillation (GuidanceObjective) and MSE to known views (MSEObjective),
+behind one Objective protocol, with the RunContext they see. May import guidance (lazily) and render.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from pgc_fast import config as C
+from pgc_fast.train import distributed as D
+
+
+@dataclass
+class LossOutput:
+    """One objective evaluation: a scalar loss to back-propagate and float diagnostics for the log."""
+
+    loss: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class Objective(Protocol):
+    """A pluggable loss. The loop renders ``cameras(step, gen)`` and asks the objective for a loss.
+
+    ``gen`` is the step's camera generator, the same on every rank: draw ``ctx.global_views`` views and keep
+    ``ctx.local_views`` of them (see :class:`RunContext`), so a view does not depend on the process count."""
+
+    def setup(self, ctx: "RunContext") -> None: ...
+
+    def cameras(self, step: int, generator: torch.Generator, ctx: "RunContext") -> Any: ...
+
+    def loss(self, step: int, render: Any, cameras: Any, ctx: "RunContext") -> LossOutput: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class RunContext:
+    """Everything an objective may need from the loop."""
+
+    cfg: C.RunConfig
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    scaler: Any
+    scene: Any
+    workspace: Path
+    dist: D.DistInfo = D.SINGLE
+    """This process's place in a torchrun job (SINGLE in one process)."""
+
+    @property
+    def global_views(self) -> int:
+        """Views per step over all ranks: ``views_per_step`` × world size. ``Objective.cameras`` gets a generator
+        shared by all ranks; it draws this many views and keeps ``local_views`` of them, so view g of a step
+        is the same whatever the number of processes."""
+        return self.cfg.views_per_step * self.dist.world_size
+
+    @property
+    def local_views(self) -> slice:
+        """This rank's slice of the step's global views."""
+        return self.dist.view_slice(self.cfg.views_per_step)
+
+
+class _OrbitCameras:
+    """Training cameras as the original: orbit sampling with the 3-stage zoom-in focal schedule (§4.6)."""
+
+    def cameras(self, step: int, generator: torch.Generator, ctx: RunContext) -> Any:
+        from pgc_fast.render import OrbitSampler
+
+        r = ctx.cfg.render
+        sampler = OrbitSampler(
+            height=r.resolution,
+            radius_range=r.radius_range,
+            theta_range=r.polar_range,
+            focal_range=r.focal_range,
+            uniform_sphere_rate=r.uniform_sphere_rate,
+            jitter=r.jitter_pose,
+        )
+        cams = sampler.sample(ctx.global_views, generator=generator, focal_range=focal_stage_range(ctx.cfg, step))
+        return cams[ctx.local_views].to(ctx.device)
+
+
+def focal_stage_range(cfg: C.RunConfig, step: int) -> tuple[float, float]:
+    """The original's zoom-in schedule: stages s0/s1/s2 take 30/30/40 % of the steps (§5), focal ranges
+    focal_range → midpoint → focal_range_fine. Without ``render.zoom_stages`` every step is s0."""
+    r = cfg.render
+    if not r.zoom_stages:
+        return r.focal_range
+    frac = step / max(1, cfg.optim.iters)
+    if frac < 0.3:
+        return r.focal_range
+    if frac < 0.6:
+        return tuple((a + b) / 2 for a, b in zip(r.focal_range, r.focal_range_fine))  # type: ignore[return-value]
+    return r.focal_range_fine
+
+
+class GuidanceObjective(_OrbitCameras):
+    """Score distillation from a diffusion model (:mod:`pgc_fast.guidance`) on the rendered image.
+
+    The guidance attaches the (GradScaler-aware) PGC hook to the image itself, so the loop does not
+    (``handles_pgc``). With ``guidance.ref_path`` the reference view (the original's pose_0: r = 2.5, θ = 60°,
+    φ = 0, focal 1.025·H) is rendered too and matched to the reference image by a masked MSE weighted by
+    ``lambda_ref`` — a mean over the masked pixels rather than the original's resolution-dependent sum (§8.22);
+    its gradient is not clipped, as in the original.
+    """
+
+    handles_pgc = True
+
+    def __init__(self) -> None:
+        self.guidance: Any = None
+        self.ref: torch.Tensor | None = None
+        self.ref_mask: torch.Tensor | None = None
+
+    def setup(self, ctx: RunContext) -> None:
+        from pgc_fast import guidance as G
+
+        self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
+        self.guidance = G.load_guidance(guidance_config(ctx.cfg, ctx.device))
+        if ctx.dist.rank and getattr(self.guidance, "generator", None) is not None:
+            # Same model weights on every rank (seeded init), own noise stream: the original's seed + global_rank.
+            self.guidance.generator.manual_seed(ctx.cfg.optim.seed + ctx.dist.rank)
+        if ctx.cfg.guidance.ref_path:
+            self._load_reference(ctx)
+
+    def _load_reference(self, ctx: RunContext) -> None:
+        from PIL import Image
+
+        path = ctx.cfg.guidance.ref_path
+        assert path is not None
+        if os.path.isdir(path):
+            path = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[0]
+        res = ctx.cfg.render.resolution
+        im = Image.open(path).convert("RGBA").resize((res, res), Image.BICUBIC)
+        a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        self.ref = a[:3].to(ctx.device)
+        self.ref_mask = (a[3:] > 0.5).float().to(ctx.device)
+
+    def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
+        phi = torch.rad2deg(cameras.phi) if cameras.phi is not None else None
+        theta = torch.rad2deg(cameras.theta) if cameras.theta is not None else None
+        out = self.guidance.step(render.image, step=step + 1, azimuth_deg=phi, polar_deg=theta, c2w=cameras.c2w,
+                                 depth=render.depth, mask=render.mask, scaler=self.scaler)
+        loss = out.loss
+        stats: dict[str, float] = {}
+        gn = out.stats.get("grad_norm") if isinstance(out.stats, dict) else None
+        if gn is not None:
+            stats["grad_norm"] = gn.float().mean()  # device tensor: the loop reads stats back in batches
+        if self.ref is not None:
+            from pgc_fast.render import orbit_cameras
+
+            r = ctx.cfg.render.resolution
+            cam = orbit_cameras(2.5, 60.0, 0.0, 1.025 * r, r, device=ctx.device)
+            ref_render = ctx.scene.render(cam, train=False)
+            m = self.ref_mask * ref_render.mask
+            ref_loss = ((ref_render.image - self.ref) ** 2 * m).sum() / (3 * m.sum()).clamp_min(1.0)
+            loss = loss + ctx.cfg.guidance.lambda_ref * ref_loss
+            stats["ref_mse"] = float(ref_loss.detach())
+        return LossOutput(loss, stats)
+
+    def after_backward(self) -> dict[str, Any]:
+        """PGC statistics of this step as 0-d tensors (no host sync; the loop reads them back in batches)."""
+        st = self.guidance.pgc_stats.get("rgb") if self.guidance is not None else None
+        if st is None:
+            return {}
+        out = {"clip_frac": st.fraction_clipped, "grad_max": st.max_norm, "grad_mean": st.mean_norm}
+        if self.scaler is not None:  # stats are in GradScaler-scaled units
+            s = self.scaler._get_scale_async()
+            out["grad_max"] = out["grad_max"] / s
+            out["grad_mean"] = out["grad_mean"] / s
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = getattr(self.guidance, "state_dict", None)
+        return {"guidance": sd()} if callable(sd) else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "guidance" in state and hasattr(self.guidance, "load_state_dict"):
+            self.guidance.load_state_dict(state["guidance"])
+
+
+def guidance_config(cfg: C.RunConfig, device: torch.device) -> Any:
+    """Map the run's guidance section onto :class:`pgc_fast.guidance.GuidanceConfig`."""
+    from pgc_fast.guidance import GuidanceConfig
+
+    g = cfg.guidance
+    dtype = {"fp32": "fp32", "auto": "auto", "bf16": "bf16", "fp16": "fp16"}[cfg.optim.precision]
+    return GuidanceConfig(
+        model=C.resolved_model(g),
+        vae=g.vae or "auto",
+        controlnets=tuple(g.controlnets),
+        control_scales=tuple(g.control_scales),
+        device=str(device),
+        dtype=dtype,
+        seed=cfg.optim.seed,
+        text=g.text,
+        negative=g.negative,
+        dir_text=g.dir_text,
+        suppress_face=g.suppress_face,
+        method=g.loss,
+        guidance_scale=g.guidance_scale,
+        guidance_scale_normal=g.normal_guidance_scale,
+        cfg_convention=g.cfg_convention,
+        cfg_rescale=g.cfg_rescale,
+        weighting=g.weighting,
+        t_range=tuple(g.t_range),
+        dreamtime=g.dreamtime,
+        init_time=g.init_time,
+        iters=cfg.optim.iters,
+        latent_clamp=g.latent_clamp,
+        pgc_tau=-1.0 if g.pgc_tau is None else g.pgc_tau,
+        pgc_variant=g.pgc_variant,
+        pgc_norm=g.pgc_norm,
+        reference_image=g.ref_path,
+        fast_vae=g.fast_vae,
+        compile_unet=g.compile and device.type == "cuda",  # inductor on the CPU: slow compile, little gain
+        compile_scope=g.compile_scope,
+    )
+
+
+class MSEObjective:
+    """Mean squared error of the render to target images seen by known cameras (reconstruction / tests).
+
+    Args:
+        targets: float32 [N, 3, H, W] in [0, 1], the images to match.
+        cameras: pgc_fast.render.Cameras with N views, H×W matching the targets.
+        background: the background the targets were rendered over (a grey level).
+    Each step permutes the N views with the step's camera generator; global view g of the step (over all ranks)
+    is view ``perm[g mod N]``, so views are distinct within a step while the global batch is at most N, and a
+    resumed or re-sharded run draws the same views.
+    """
+
+    def __init__(self, targets: torch.Tensor, cameras: Any, background: float = 1.0) -> None:
+        if targets.dim() != 4 or targets.shape[1] != 3:
+            raise ValueError(f"MSEObjective(): targets must be float [N,3,H,W], got {list(targets.shape)}")
+        if len(cameras) != targets.shape[0]:
+            raise ValueError(f"MSEObjective(): {len(cameras)} cameras for {targets.shape[0]} targets")
+        self.targets = targets.float()
+        self.all_cameras = cameras
+        self.background = background
+        self._idx: torch.Tensor | None = None
+
+    def setup(self, ctx: RunContext) -> None:
+        self.targets = self.targets.to(ctx.device)
+        self.all_cameras = self.all_cameras.to(ctx.device)
+
+    def cameras(self, step: int, generator: torch.Generator, ctx: RunContext) -> Any:
+        n = self.targets.shape[0]
+        perm = torch.randperm(n, generator=generator)
+        g = torch.arange(ctx.global_views)[ctx.local_views]
+        self._idx = perm[g % n].to(ctx.device)
+        return self.all_cameras[self._idx]
+
+    def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
+        assert self._idx is not None
+        img = render.image.float()
+        mse = torch.mean((img - self.targets[self._idx]) ** 2)
+        return LossOutput(mse, {"mse": float(mse.detach()), "psnr": float(-10 * torch.log10(mse.detach() + 1e-12))})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1)
+
