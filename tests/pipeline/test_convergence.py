@@ -21,7 +21,7 @@ from pgc_fast.render.renderer import MeshRenderer
 from pgc_fast.render.textures import bake_field_to_uv
 from pgc_fast.train.objectives import MSEObjective
 from pgc_fast.train.trainer import run
-from pgc_fast.train.geometry import Normalisation
+from pgc_fast.mesh import Normalization
 from pgc_fast.export.mesh import load_textured_mesh_for_render
 
 RES = 48  # render resolution
@@ -51,7 +51,7 @@ def known(tmp_path_factory):
 def make_known(d, res: int = RES, n: int = 24):
     """(path of the known textured GLB, n training cameras, target images [n,3,res,res])."""
     base = make_demo_mesh(32, 16)
-    norm = Normalisation.of(base.vertices, True)
+    norm = Normalization.fit(base.vertices)
     backend = MeshRenderer("cpu").backend
     baked = bake_field_to_uv(known_colour, torch.from_numpy(norm.apply(base.vertices)),
                              torch.from_numpy(base.faces), backend, resolution=TEX, padding=4)
@@ -91,7 +91,7 @@ def train_and_reload(tmp_path, known, kind: str, iters: int, lr: float, views: i
     exported, original = load_mesh(result.workspace / "mesh.glb"), load_mesh(path)
     np.testing.assert_allclose(np.sort(exported.vertices, 0)[[0, -1]], np.sort(original.vertices, 0)[[0, -1]],
                                atol=1e-6)
-    norm = Normalisation.of(np.asarray(original.vertices), True)
+    norm = Normalization.fit(original.vertices)
     rm, tex = load_textured_mesh_for_render(result.workspace / "mesh.glb", normalisation=norm)
     with torch.no_grad():
         again = MeshRenderer("cpu").render(rm, cams, tex, background=1.0, antialias=AA).image

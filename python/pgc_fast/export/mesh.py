@@ -1,6 +1,7 @@
-"""Mesh export helpers: the UV atlas for baking, OBJ texture naming, and re-loading an exported mesh for rendering."""
+"""The textured mesh out: GLB and OBJ/MTL/PNG in the input mesh's frame, and re-loading an export for rendering."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -8,8 +9,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from pgc_fast.mesh import Material, Mesh, save_mesh
+
 if TYPE_CHECKING:
-    from pgc_fast.train.geometry import Normalisation
+    from pgc_fast.mesh import Normalization
+
+
+def export_textured_mesh(ws: Path, mesh: Mesh, image: np.ndarray, uvs: np.ndarray, uv_faces: np.ndarray
+                         ) -> dict[str, Path]:
+    """Write ``mesh.glb`` and ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` of ``mesh`` (input frame) with the base
+    colour ``image`` float32 [R,R,3] (row 0 = top) on ``uvs`` / ``uv_faces``."""
+    out = dataclasses.replace(mesh, uvs=uvs, uv_faces=uv_faces,
+                              material=Material(name="pgc_fast", base_color_texture=image.astype(np.float32)))
+    save_mesh(out, ws / "mesh.glb")
+    save_mesh(out, ws / "mesh.obj")
+    files = {"mesh_glb": ws / "mesh.glb", "mesh_obj": ws / "mesh.obj", "mesh_mtl": ws / "mesh.mtl"}
+    files["texture"] = _rename_obj_texture(ws / "mesh.mtl", ws / "texture.png")
+    return files
 
 
 def _rename_obj_texture(mtl: Path, target: Path) -> Path:
@@ -30,7 +46,7 @@ def _rename_obj_texture(mtl: Path, target: Path) -> Path:
 
 
 def load_textured_mesh_for_render(path: str | os.PathLike, device: torch.device | str = "cpu",
-                                  normalisation: Normalisation | None = None) -> tuple[Any, Any]:
+                                  normalisation: Normalization | None = None) -> tuple[Any, Any]:
     """Load an exported mesh (GLB/OBJ) as (RenderMesh, UVTexture) for re-rendering, e.g. to check an export.
 
     The texture image (mesh convention, row 0 = top) is flipped back to the renderer's (row 0 = v = 0) and held

@@ -10,8 +10,6 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-# UV unwrapping (issue 4) lives in pgc_fast.uv; re-exported here as part of the mesh API.
-
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -139,13 +137,28 @@ def _as_index(a: Any, count: int, op: str, name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Normalization:
-    """Similarity transform ``x' = (x − center) · scale`` applied by :func:`normalize`.
+    """Similarity transform ``x' = (x − center) · scale``: the training frame of a run (the original's
+    ``--canonicalize``: bounding-box centre at the origin, max |coordinate| = 0.8) and :func:`normalize`'s.
 
-    ``invert`` maps normalised positions back to the input's frame and units.
+    ``invert`` maps normalised positions back to the input's frame and units; exports write the input's own
+    positions, so no inverse transform can lose precision.
     """
 
     center: np.ndarray  # float64 [3]
     scale: float
+
+    @classmethod
+    def identity(cls) -> Normalization:
+        """x' = x (a run without ``mesh.canonicalize`` trains in the input's frame)."""
+        return cls(center=np.zeros(3), scale=1.0)
+
+    @classmethod
+    def fit(cls, vertices: Any, bound: float = 0.8) -> Normalization:
+        """Centre the bounding box of ``vertices`` [V,3] at the origin and scale max |coordinate| to ``bound``."""
+        v = np.asarray(vertices, dtype=np.float64)
+        center = (v.min(0) + v.max(0)) / 2
+        extent = np.abs(v - center).max()
+        return cls(center=center, scale=float(bound / extent) if extent > 0 else 1.0)
 
     def apply(self, points: Any) -> np.ndarray:
         p = np.asarray(points, dtype=np.float64)
@@ -176,10 +189,6 @@ def normalize(mesh: Mesh, bound: float = 0.8) -> tuple[Mesh, Normalization]:
         raise ValueError("normalize(): mesh must have at least one vertex")
     if not bound > 0:
         raise ValueError(f"normalize(): bound must be > 0, got {bound!r}")
-    v = m.vertices.astype(np.float64)
-    center = (v.min(0) + v.max(0)) / 2
-    extent = np.abs(v - center).max()
-    scale = float(bound / extent) if extent > 0 else 1.0
-    t = Normalization(center=center, scale=scale)
-    return dataclasses.replace(m, vertices=t.apply(v)), t
+    t = Normalization.fit(m.vertices, bound)
+    return dataclasses.replace(m, vertices=t.apply(m.vertices)), t
 

@@ -1,80 +1,106 @@
-"""The scene a run optimises: the input mesh (normalised for training, transform kept), the renderer and the
-texture, plus the exporter that writes the result back in the input mesh's own frame and units.
+"""The scene a run optimises: a geometry (behind the :class:`Geometry` protocol: the fixed input mesh today, DMTet
+next), a texture (behind the ``Texture`` protocol of render/textures/base.py), the renderer and the background.
 
-Glue between :mod:`pgc_fast.mesh` (I/O), :mod:`pgc_fast.uv` (unwrap), :mod:`pgc_fast.render` (cameras,
-rasteriser backends, textures, baking) and :mod:`pgc_fast.field` (the hash-grid texture field). Conventions:
+Conventions:
 
-* Training frame: with ``mesh.canonicalize`` (the original's ``--canonicalize``, reference_spec.md §4.1)
-  ``x_train = (x_in − c)·s`` with ``c`` the bounding-box centre and ``s = 0.8 / max|x_in − c|``; otherwise the
-  input frame. Exports write the *input* vertex positions, so no inverse transform can lose precision.
+* Training frame: with ``mesh.canonicalize`` (the original's ``--canonicalize``) ``x_train = (x_in − c)·s``
+  (``pgc_fast.mesh.Normalization.fit``); otherwise the input frame. Exports write the *input* vertex positions,
+  so no inverse transform can lose precision.
 * UV textures follow the renderer's convention while training (row 0 = v = 0, nvdiffrast) and are flipped to
-  :mod:`pgc_fast.mesh`'s (PNG row 0 = image top, OBJ/OpenGL v up) on export.
+  :mod:`pgc_fast.mesh`'s (PNG row 0 = image top, OBJ/OpenGL v up) on export (export/mesh.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from pgc_fast import config as C
-from pgc_fast.export.mesh import _rename_obj_texture
+from pgc_fast.export.mesh import export_textured_mesh
+from pgc_fast.mesh import Mesh, Normalization, load_mesh
 from pgc_fast.mesh.uv import atlas
+from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
+from pgc_fast.render.textures import FieldTexture, UVTexture
+from pgc_fast.render.textures.base import Texture
+
+__all__ = ["FixedMesh", "Geometry", "Scene", "make_texture"]
 
 
-@dataclass(frozen=True)
-class Normalisation:
-    """x_train = (x_in − center)·scale. center float [3]; scale float."""
+class Geometry(Protocol):
+    """What the loop renders and (for shape optimisation) optimises. ``render_mesh`` is in the training frame on
+    the run's device; ``export_mesh`` is the result in the input's own frame and units, without material."""
 
-    center: tuple[float, float, float]
-    scale: float
+    def render_mesh(self) -> RenderMesh: ...
 
-    @classmethod
-    def of(cls, vertices: np.ndarray, canonicalize: bool) -> "Normalisation":
-        if not canonicalize:
-            return cls((0.0, 0.0, 0.0), 1.0)
-        lo, hi = vertices.min(0).astype(np.float64), vertices.max(0).astype(np.float64)
-        c = (lo + hi) / 2
-        ext = float(np.abs(vertices.astype(np.float64) - c).max())
-        return cls(tuple(float(x) for x in c), 0.8 / ext if ext > 0 else 1.0)  # type: ignore[arg-type]
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]: ...
 
-    def apply(self, v: np.ndarray) -> np.ndarray:
-        return ((v.astype(np.float64) - np.asarray(self.center)) * self.scale).astype(np.float32)
+    def export_mesh(self) -> Mesh: ...
 
-    def invert(self, v: np.ndarray) -> np.ndarray:
-        return (v.astype(np.float64) / self.scale + np.asarray(self.center)).astype(np.float32)
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class Scene:
-    """Mesh + renderer + texture on one device. Build with :meth:`from_config`."""
+class FixedMesh:
+    """The input mesh, unchanged (the original's ``--fix_mesh`` / -O2): nothing to optimise.
 
-    def __init__(self, cfg: C.RunConfig, device: torch.device, mesh_in: Any, norm: Normalisation) -> None:
-        from pgc_fast.render.renderer import MeshRenderer, RenderMesh
-        from pgc_fast.render.textures import FieldTexture, UVTexture
+    ``with_uvs``: carry UVs for a UV texture — the mesh's own when it has them, else an atlas from
+    ``pgc_fast.mesh.uv.atlas`` whose faces are the input faces in order (so they serve as ``uv_faces`` next to the
+    unchanged positions)."""
 
-        self.cfg = cfg
-        self.device = device
+    def __init__(self, mesh_in: Mesh, norm: Normalization, device: torch.device, *, with_uvs: bool = False,
+                 uv_resolution: int = 1024) -> None:
         self.mesh_in = mesh_in
         self.norm = norm
-        self.renderer = MeshRenderer(cfg.render.backend, device)
-        t = cfg.texture
         verts = torch.from_numpy(norm.apply(np.asarray(mesh_in.vertices)))
         faces = torch.from_numpy(np.asarray(mesh_in.faces, dtype=np.int64))
         colors = None if mesh_in.colors is None else torch.from_numpy(np.asarray(mesh_in.colors, np.float32))
-        self.uvs: torch.Tensor | None = None
-        self.uv_faces: torch.Tensor | None = None
-        if t.kind == "uv":
-            self.uvs, self.uv_faces = self._training_uvs(verts, faces)
-        self.rmesh = RenderMesh(vertices=verts, faces=faces, uvs=self.uvs, uv_faces=self.uv_faces,
-                                colors=colors).to(device)
-        if t.kind == "uv":
-            min_res = max(4, t.uv_resolution >> (t.uv_levels - 1))
-            self.texture = UVTexture(t.uv_resolution, 3, min_resolution=min_res).to(device)
-        else:
-            self.texture = FieldTexture(bound=1.0, num_levels=t.field_levels, log2_table_size=t.field_log2_table_size,
-                                        finest_resolution=t.field_finest_resolution).to(device)
+        uvs = uv_faces = None
+        if with_uvs:
+            if mesh_in.uvs is not None and mesh_in.uv_faces is not None:
+                uvs = torch.from_numpy(np.asarray(mesh_in.uvs, np.float32))
+                uv_faces = torch.from_numpy(np.asarray(mesh_in.uv_faces, np.int64))
+            else:
+                uvs, uv_faces = atlas(verts.numpy(), faces.numpy(), uv_resolution)
+        self._rmesh = RenderMesh(vertices=verts, faces=faces, uvs=uvs, uv_faces=uv_faces, colors=colors).to(device)
+
+    def render_mesh(self) -> RenderMesh:
+        return self._rmesh
+
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
+        return []
+
+    def export_mesh(self) -> Mesh:
+        m = self.mesh_in
+        return Mesh(vertices=np.asarray(m.vertices, np.float32), faces=np.asarray(m.faces, np.int64),
+                    normals=None if m.normals is None else np.asarray(m.normals, np.float32))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+def make_texture(t: C.TextureConfig) -> Texture:
+    """The texture of ``texture.kind`` (the one place a kind name becomes a class)."""
+    if t.kind == "uv":
+        return UVTexture(t.uv_resolution, 3, min_resolution=max(4, t.uv_resolution >> (t.uv_levels - 1)))
+    return FieldTexture(bound=1.0, num_levels=t.field_levels, log2_table_size=t.field_log2_table_size,
+                        finest_resolution=t.field_finest_resolution)
+
+
+class Scene:
+    """Geometry + texture + renderer on one device. Build with :meth:`from_config`."""
+
+    def __init__(self, cfg: C.RunConfig, device: torch.device, geometry: Geometry, texture: Texture) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.geometry = geometry
+        self.renderer = MeshRenderer(cfg.render.backend, device)
+        self.texture: Any = texture.to(device)  # type: ignore[attr-defined]
         self.bg_image: torch.Tensor | None = None
         if cfg.render.background == "scenery":
             from PIL import Image
@@ -82,23 +108,19 @@ class Scene:
             img = np.asarray(Image.open(cfg.render.bg_image).convert("RGB"), dtype=np.float32) / 255.0
             self.bg_image = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
 
-    # ----------------------------------------------------------------------------------------- construction
-
     @classmethod
-    def from_config(cls, cfg: C.RunConfig, device: torch.device) -> "Scene":
-        from pgc_fast.mesh import load_mesh
-
+    def from_config(cls, cfg: C.RunConfig, device: torch.device) -> Scene:
         mesh_in = load_mesh(cfg.mesh.path)
-        norm = Normalisation.of(np.asarray(mesh_in.vertices), cfg.mesh.canonicalize)
-        return cls(cfg, device, mesh_in, norm)
+        norm = Normalization.fit(mesh_in.vertices) if cfg.mesh.canonicalize else Normalization.identity()
+        texture = make_texture(cfg.texture)
+        geometry = FixedMesh(mesh_in, norm, device, with_uvs=texture.needs_uvs,
+                             uv_resolution=cfg.texture.uv_resolution)
+        return cls(cfg, device, geometry, texture)
 
-    def _training_uvs(self, verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The input mesh's own UVs when it has them, else an atlas from ``pgc_fast.uv.unwrap``. The atlas's
-        faces are the input faces in order, so they serve as ``uv_faces`` next to the unchanged positions."""
-        m = self.mesh_in
-        if m.uvs is not None and m.uv_faces is not None:
-            return torch.from_numpy(np.asarray(m.uvs, np.float32)), torch.from_numpy(np.asarray(m.uv_faces, np.int64))
-        return atlas(verts.numpy(), faces.numpy(), self.cfg.texture.uv_resolution)
+    @property
+    def rmesh(self) -> RenderMesh:
+        """The geometry's current render mesh (training frame)."""
+        return self.geometry.render_mesh()
 
     @property
     def mesh_has_vertex_colors(self) -> bool:
@@ -106,95 +128,35 @@ class Scene:
 
     def fit_vertex_colors(self, iters: int, seed: int = 0) -> bool:
         """The original's ``--init_texture``: initialise the texture from the mesh's vertex colours."""
-        from pgc_fast.render.textures import init_texture
+        if self.rmesh.colors is None:
+            return False
+        return self.texture.init_from_vertex_colors(self.rmesh, self.renderer.backend, steps=iters,
+                                                    generator=torch.Generator().manual_seed(seed))
 
-        kwargs: dict[str, Any] = {}
-        if self.cfg.texture.kind == "field":
-            kwargs = {"steps": iters, "generator": torch.Generator().manual_seed(seed)}
-        return init_texture(self.texture, self.rmesh, self.renderer.backend, **kwargs)
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
+        """Optimiser groups as the original (§5): the geometry's, then the texture's."""
+        return self.geometry.param_groups(lr, grid_lr_scale) + self.texture.param_groups(lr, grid_lr_scale)
 
-    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict]:
-        """Optimiser groups as the original (§5): hash grid at grid_lr_scale·lr, MLP at lr. A UV pyramid is a
-        grid of texels too, so all its levels get grid_lr_scale·lr."""
-        if self.cfg.texture.kind == "field":
-            return self.texture.field.param_groups(lr, grid_lr_scale)
-        return [{"params": list(self.texture.parameters()), "lr": lr * grid_lr_scale, "name": "uv_pyramid"}]
-
-    # ----------------------------------------------------------------------------------------- rendering
-
-    def render(self, cameras: Any, *, train: bool, step: int = 0, generator: torch.Generator | None = None) -> Any:
-        """Render ``cameras`` (pgc_fast.render.Cameras) → pgc_fast.render.RenderOutput. Training renders use
-        the configured shading and background; evaluation renders are unlit albedo on the constant colour."""
+    def render(self, cameras: Any, *, train: bool, step: int = 0, generator: torch.Generator | None = None
+               ) -> RenderOutput:
+        """Render ``cameras`` (pgc_fast.render.Cameras). Training renders use the configured shading and
+        background; evaluation renders are unlit albedo on the constant colour."""
         r = self.cfg.render
-        tex: Any = self.texture
-        if train and self.cfg.texture.pos_perturb and self.cfg.texture.kind == "field":
-            base = self.texture
-
-            def tex(points: torch.Tensor) -> torch.Tensor:  # centred U(−1e-3, 1e-3) (the original's was biased)
-                return base(points + (torch.rand(points.shape, generator=generator).to(points) * 2 - 1) * 1e-3)
-
-        bg: Any = r.bg_color
-        if train and self.bg_image is not None:
-            bg = self.bg_image
+        tex = self.texture.jittered(generator) if train and self.cfg.texture.pos_perturb else self.texture
+        bg: Any = self.bg_image if train and self.bg_image is not None else r.bg_color
         shading = r.shading if train else "albedo"
         return self.renderer.render(self.rmesh, cameras, tex, background=bg, shading=shading, generator=generator,
                                     antialias=r.antialias)
-
-    # ----------------------------------------------------------------------------------------- export
 
     @torch.no_grad()
     def baked_texture(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(texture float32 [R,R,3] in the mesh convention (row 0 = top), uvs float32 [T,2], uv_faces int64 [F,3])."""
         t = self.cfg.texture
-        if t.kind == "uv":
-            from pgc_fast.render.textures import dilate_seams
-
-            img = self.texture.export().float()  # [R,R,3], row 0 = v = 0
-            img = self._resize(img, t.export_resolution)
-            assert self.uvs is not None and self.uv_faces is not None
-            # Charts of the training atlas: seam dilation so bilinear lookups near chart borders stay clean.
-            from pgc_fast.render.textures.bake import _uv_raster  # noqa: PLC2701 (same project)
-
-            rast = _uv_raster(self.renderer.backend, self.uvs.to(self.device), self.uv_faces.to(self.device),
-                              t.export_resolution)
-            mask = rast[0, ..., 3] > 0
-            if t.dilation:
-                img = dilate_seams(img, mask, t.dilation)
-            uvs, uv_faces = self.uvs.cpu().numpy(), self.uv_faces.cpu().numpy()
-        else:
-            from pgc_fast.render.textures import bake_field_to_uv
-
-            uvs_t, uvf_t = atlas(self.rmesh.vertices.cpu().numpy(), self.rmesh.faces.cpu().numpy(), t.export_resolution)
-            baked = bake_field_to_uv(self.texture, self.rmesh.vertices, self.rmesh.faces, self.renderer.backend,
-                                     uvs=uvs_t.to(self.device), uv_faces=uvf_t.to(self.device),
-                                     resolution=t.export_resolution, dilate_pixels=max(t.dilation, 1))
-            img = baked.texture.float()
-            uvs, uv_faces = baked.uvs.cpu().numpy(), baked.uv_faces.cpu().numpy()
-        img_np = img.clamp(0, 1).cpu().numpy()[::-1].copy()  # renderer rows (v = 0 first) → image rows (top first)
-        return img_np, uvs.astype(np.float32), uv_faces.astype(np.int64)
-
-    @staticmethod
-    def _resize(img: torch.Tensor, res: int) -> torch.Tensor:
-        if img.shape[0] == res:
-            return img
-        x = img.permute(2, 0, 1)[None]
-        mode = "area" if img.shape[0] > res else "bilinear"
-        kw = {} if mode == "area" else {"align_corners": False}
-        return torch.nn.functional.interpolate(x, size=(res, res), mode=mode, **kw)[0].permute(1, 2, 0)
+        baked = self.texture.bake(self.rmesh, self.renderer.backend, t.export_resolution, t.dilation)
+        img = baked.texture.float().clamp(0, 1).cpu().numpy()[::-1].copy()  # renderer rows → image rows (top first)
+        return img, baked.uvs.cpu().numpy().astype(np.float32), baked.uv_faces.cpu().numpy().astype(np.int64)
 
     def export(self, ws: Path, cfg: C.RunConfig) -> dict[str, Path]:
         """Write ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` and ``mesh.glb`` in the input mesh's frame."""
-        from pgc_fast.mesh import Material, Mesh, save_mesh
-
         img, uvs, uv_faces = self.baked_texture()
-        m = self.mesh_in
-        out = Mesh(vertices=np.asarray(m.vertices, np.float32), faces=np.asarray(m.faces, np.int64), uvs=uvs,
-                   uv_faces=uv_faces, normals=None if m.normals is None else np.asarray(m.normals, np.float32),
-                   material=Material(name="pgc_fast", base_color_texture=img.astype(np.float32)))
-        ws = Path(ws)
-        save_mesh(out, ws / "mesh.glb")
-        save_mesh(out, ws / "mesh.obj")
-        files = {"mesh_glb": ws / "mesh.glb", "mesh_obj": ws / "mesh.obj", "mesh_mtl": ws / "mesh.mtl"}
-        files["texture"] = _rename_obj_texture(ws / "mesh.mtl", ws / "texture.png")
-        return files
-
+        return export_textured_mesh(Path(ws), self.geometry.export_mesh(), img, uvs, uv_faces)

@@ -1,14 +1,63 @@
-"""Baking a texture into a UV image: UV rasterisation, field baking and vertex-colour baking."""
+"""Baking a texture into a UV image: UV rasterisation, seam dilation, field baking and vertex-colour baking."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from pgc_fast.render.backends import RasterBackend
 from pgc_fast.render.renderer import RenderMesh
-from pgc_fast.render.textures.uv import dilate_seams
+
+
+# ------------------------------------------------------------------------------------------------- dilation
+def _pull_push(tex: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fill every uncovered texel of tex [1,C,H,W] from a pyramid of covered averages (mask [1,1,H,W] 0/1).
+    Both sums use the same pooling divisor, so their ratio is the mean of the covered texels of each block."""
+    H, W = tex.shape[-2:]
+    if H <= 1 and W <= 1:
+        return tex
+    k = (min(2, H), min(2, W))
+    s = F.avg_pool2d(tex * mask, k, stride=k, ceil_mode=True)
+    n = F.avg_pool2d(mask, k, stride=k, ceil_mode=True)
+    coarse = torch.where(n > 0, s / n.clamp_min(1e-12), torch.zeros_like(s))
+    coarse = _pull_push(coarse, (n > 0).float())
+    up = F.interpolate(coarse, size=(H, W), mode="nearest")
+    return torch.where(mask > 0, tex, up)
+
+
+@torch.no_grad()
+def dilate_seams(texture: torch.Tensor, mask: torch.Tensor, pixels: int = 16, fill: bool = True) -> torch.Tensor:
+    """Seam padding: grow the covered texels outwards so bilinear/mip filtering never reads empty texels.
+
+    texture float [H,W,C]; mask bool [H,W] (covered texels). ``pixels`` rings of dilation, each setting a newly
+    reached texel to the mean of its covered 8-neighbours (the original's nearest-neighbour padding, smoothed);
+    with ``fill`` every remaining empty texel is then filled by pull-push (averages of a covered-texel pyramid),
+    so the atlas has no black gaps at any mip level. Covered texels are never changed. Returns float [H,W,C].
+    """
+    if texture.dim() != 3 or mask.shape != texture.shape[:2]:
+        raise ValueError(f"dilate_seams(): texture must be [H,W,C] and mask [H,W], got {list(texture.shape)}, "
+                         f"{list(mask.shape)}")
+    if pixels < 0:
+        raise ValueError(f"dilate_seams(): pixels must be >= 0, got {pixels}")
+    tex = texture.float().permute(2, 0, 1)[None]
+    m = mask.to(tex.device, torch.float32)[None, None]
+    if m.sum() == 0:
+        return texture.float().clone()
+    orig = tex.clone()
+    for _ in range(pixels):
+        s = F.avg_pool2d(tex * m, 3, stride=1, padding=1, count_include_pad=True)
+        n = F.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=True)
+        new = (n > 0) & (m == 0)
+        if not bool(new.any()):
+            break
+        tex = torch.where(new, s / n.clamp_min(1e-12), tex)
+        m = torch.maximum(m, new.float())
+    if fill and bool((m == 0).any()):
+        tex = _pull_push(tex, m)
+    out = torch.where(mask.to(tex.device)[None, None], orig, tex)
+    return out[0].permute(1, 2, 0).contiguous()
 
 
 # --------------------------------------------------------------------------------------------------- baking
@@ -61,7 +110,7 @@ def bake_field_to_uv(field: nn.Module, vertices: torch.Tensor, faces: torch.Tens
     """Bake a position field (e.g. :class:`FieldTexture`) into a UV texture.
 
     vertices float [V,3] world (the frame the field was trained in); faces int [F,3]; uvs/uv_faces: an existing
-    atlas (uv_faces default to faces), else ``pgc_fast.uv.unwrap(vertices, faces, resolution, padding)`` makes
+    atlas (uv_faces default to faces), else ``pgc_fast.mesh.uv.unwrap(vertices, faces, resolution, padding)`` makes
     one. Each covered texel centre's surface point (barycentric interpolation of the triangle covering it) is
     queried in chunks of ``chunk`` points; uncovered texels are filled by :func:`dilate_seams`.
     """

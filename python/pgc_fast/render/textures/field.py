@@ -1,25 +1,29 @@
 """FieldTexture: a texture queried at surface points (wraps a fields/ colour field), its vertex-colour pre-fit."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
+from pgc_fast.mesh.uv import atlas
+from pgc_fast.render.backends import RasterBackend
 from pgc_fast.render.renderer import RenderMesh
+from pgc_fast.render.textures.bake import BakedTexture, bake_field_to_uv
 
 
 # ------------------------------------------------------------------------------------------------- textures
 class FieldTexture(nn.Module):
     """A colour field queried at world positions: ``forward(points float32 [N,3]) → [N,C]``.
 
-    field: an ``nn.Module`` mapping [N,3] → [N,C]; default ``pgc_fast.field.TextureField(**field_kwargs)``.
+    field: an ``nn.Module`` mapping [N,3] → [N,C]; default ``pgc_fast.fields.TextureField(**field_kwargs)``.
     input_range: ``"world"`` passes world coordinates unchanged (for fields that map [−bound, bound]
     themselves); ``"unit"`` maps [−bound, bound]³ → [0, 1]³ first (for fields defined on the unit cube);
     ``"auto"`` (default) is ``"world"`` when the field has a ``bound`` attribute, else ``"unit"``.
     """
 
     domain = "position"
+    needs_uvs = False
 
     def __init__(self, field: nn.Module | None = None, *, bound: float = 1.0, input_range: str = "auto",
                  **field_kwargs: Any) -> None:
@@ -41,6 +45,30 @@ class FieldTexture(nn.Module):
             raise ValueError(f"FieldTexture(): points must be [N,3], got {list(points.shape)}")
         x = points if self.input_range == "world" else (points + self.bound) / (2 * self.bound)
         return self.field(x)
+
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
+        """The field's groups: hash grid at grid_lr_scale × lr, MLP at lr (the original's, §5)."""
+        return self.field.param_groups(lr, grid_lr_scale)
+
+    def jittered(self, generator: torch.Generator | None, amount: float = 1e-3) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Queries at points + U(−amount, amount)³ (the original's ``--pos_perturb`` drew a biased U[0, 2e-3))."""
+
+        def query(points: torch.Tensor) -> torch.Tensor:
+            return self(points + (torch.rand(points.shape, generator=generator).to(points) * 2 - 1) * amount)
+
+        return query
+
+    def init_from_vertex_colors(self, mesh: RenderMesh, backend: RasterBackend, **kwargs: Any) -> bool:
+        """:func:`fit_field_to_vertex_colors` (kwargs: steps, generator, …)."""
+        fit_field_to_vertex_colors(self, mesh, **kwargs)
+        return True
+
+    def bake(self, mesh: RenderMesh, backend: RasterBackend, resolution: int, dilation: int) -> BakedTexture:
+        """Unwrap the mesh (``pgc_fast.mesh.uv.atlas``) and bake the field at every covered texel's surface point."""
+        uvs, uv_faces = atlas(mesh.vertices.cpu().numpy(), mesh.faces.cpu().numpy(), resolution)
+        return bake_field_to_uv(self, mesh.vertices, mesh.faces, backend, uvs=uvs.to(mesh.device),
+                                uv_faces=uv_faces.to(mesh.device), resolution=resolution,
+                                dilate_pixels=max(dilation, 1))
 
 
 # ------------------------------------------------------------------------------------------- initialisation

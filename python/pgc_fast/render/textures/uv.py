@@ -1,13 +1,20 @@
 """UVTexture: an explicit multi-resolution UV texture pyramid, and seam dilation of UV images."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from pgc_fast.render.backends import RasterBackend
+from pgc_fast.render.renderer import RenderMesh
+from pgc_fast.render.textures.bake import (
+    BakedTexture,
+    _uv_raster,
+    bake_vertex_colors_to_uv,
+    dilate_seams,
+)
 
 
 class UVTexture(nn.Module):
@@ -21,6 +28,7 @@ class UVTexture(nn.Module):
     """
 
     domain = "uv"
+    needs_uvs = True
 
     def __init__(self, resolution: int = 2048, channels: int = 3, *, min_resolution: int = 16,
                  init: float | Sequence[float] = 0.5, activation: str = "sigmoid") -> None:
@@ -107,52 +115,38 @@ class UVTexture(nn.Module):
             up = F.interpolate(lvl, size=(R, R), mode="bilinear", align_corners=False) if r != R else lvl
             acc = acc + up
 
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
+        """One group: a UV pyramid is a grid of texels, so every level gets grid_lr_scale × lr."""
+        return [{"params": list(self.parameters()), "lr": lr * grid_lr_scale, "name": "uv_pyramid"}]
 
-# ------------------------------------------------------------------------------------------------- dilation
-def _pull_push(tex: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Fill every uncovered texel of tex [1,C,H,W] from a pyramid of covered averages (mask [1,1,H,W] 0/1).
-    Both sums use the same pooling divisor, so their ratio is the mean of the covered texels of each block."""
-    H, W = tex.shape[-2:]
-    if H <= 1 and W <= 1:
-        return tex
-    k = (min(2, H), min(2, W))
-    s = F.avg_pool2d(tex * mask, k, stride=k, ceil_mode=True)
-    n = F.avg_pool2d(mask, k, stride=k, ceil_mode=True)
-    coarse = torch.where(n > 0, s / n.clamp_min(1e-12), torch.zeros_like(s))
-    coarse = _pull_push(coarse, (n > 0).float())
-    up = F.interpolate(coarse, size=(H, W), mode="nearest")
-    return torch.where(mask > 0, tex, up)
+    def jittered(self, generator: torch.Generator | None, amount: float = 1e-3) -> UVTexture:
+        """Itself: a UV lookup has no query position to jitter."""
+        return self
+
+    def init_from_vertex_colors(self, mesh: RenderMesh, backend: RasterBackend, **kwargs: Any) -> bool:
+        """The vertex colours baked into this texture's atlas (needs ``mesh.uvs``)."""
+        img = bake_vertex_colors_to_uv(mesh, backend, self.resolution).clamp(0, 1)
+        self.set_image(img[..., : self.channels])
+        return True
+
+    @torch.no_grad()
+    def bake(self, mesh: RenderMesh, backend: RasterBackend, resolution: int, dilation: int) -> BakedTexture:
+        """The pyramid at ``resolution``² on the mesh's own atlas, seams dilated by ``dilation`` texels so bilinear
+        lookups near chart borders stay clean."""
+        if mesh.uvs is None or mesh.uv_faces is None:
+            raise ValueError("UVTexture.bake(): the mesh has no UVs")
+        img = _resize(self.export().float(), resolution)
+        mask = _uv_raster(backend, mesh.uvs, mesh.uv_faces, resolution)[0, ..., 3] > 0
+        if dilation:
+            img = dilate_seams(img, mask, dilation)
+        return BakedTexture(texture=img, mask=mask, uvs=mesh.uvs, uv_faces=mesh.uv_faces)
 
 
-@torch.no_grad()
-def dilate_seams(texture: torch.Tensor, mask: torch.Tensor, pixels: int = 16, fill: bool = True) -> torch.Tensor:
-    """Seam padding: grow the covered texels outwards so bilinear/mip filtering never reads empty texels.
-
-    texture float [H,W,C]; mask bool [H,W] (covered texels). ``pixels`` rings of dilation, each setting a newly
-    reached texel to the mean of its covered 8-neighbours (the original's nearest-neighbour padding, smoothed);
-    with ``fill`` every remaining empty texel is then filled by pull-push (averages of a covered-texel pyramid),
-    so the atlas has no black gaps at any mip level. Covered texels are never changed. Returns float [H,W,C].
-    """
-    if texture.dim() != 3 or mask.shape != texture.shape[:2]:
-        raise ValueError(f"dilate_seams(): texture must be [H,W,C] and mask [H,W], got {list(texture.shape)}, "
-                         f"{list(mask.shape)}")
-    if pixels < 0:
-        raise ValueError(f"dilate_seams(): pixels must be >= 0, got {pixels}")
-    tex = texture.float().permute(2, 0, 1)[None]
-    m = mask.to(tex.device, torch.float32)[None, None]
-    if m.sum() == 0:
-        return texture.float().clone()
-    orig = tex.clone()
-    for _ in range(pixels):
-        s = F.avg_pool2d(tex * m, 3, stride=1, padding=1, count_include_pad=True)
-        n = F.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=True)
-        new = (n > 0) & (m == 0)
-        if not bool(new.any()):
-            break
-        tex = torch.where(new, s / n.clamp_min(1e-12), tex)
-        m = torch.maximum(m, new.float())
-    if fill and bool((m == 0).any()):
-        tex = _pull_push(tex, m)
-    out = torch.where(mask.to(tex.device)[None, None], orig, tex)
-    return out[0].permute(1, 2, 0).contiguous()
-
+def _resize(img: torch.Tensor, res: int) -> torch.Tensor:
+    """[R,R,C] → [res,res,C]: area-averaged when shrinking, bilinear when growing."""
+    if img.shape[0] == res:
+        return img
+    x = img.permute(2, 0, 1)[None]
+    mode = "area" if img.shape[0] > res else "bilinear"
+    kw = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(x, size=(res, res), mode=mode, **kw)[0].permute(1, 2, 0)
