@@ -1,5 +1,5 @@
-"""GPU benchmark of one SDS texture step: the original PGC-3D pipeline (``pgc_fast.reference.OriginalStep``) vs
-ours (``pgc_fast.run``'s training step), in one process, on the same mesh, views, resolution and random
+"""GPU benchmark of one SDS texture step: the original PGC-3D pipeline (``pgc_fast.parity.original_step.OriginalStep``) vs
+ours (``pgc_fast.train.step.train_step``), in one process, on the same mesh, views, resolution and random
 full-size SDXL + depth-ControlNet weights (``sdxl-random``).
 
 Prints ms per step and per view, peak GPU memory and the ratios, then a per-component table (render fwd+bwd,
@@ -80,12 +80,12 @@ def build_config(mesh: str, views: int, res: int, iters: int, workspace: str, bg
 
 
 def ours_session(cfg, device_name="cuda"):
-    """Everything run() sets up before its loop, for stepping ``_train_step`` directly."""
-    from pgc_fast.train.objectives import GuidanceObjective, RunContext
-    from pgc_fast.train.step import _PGCHook, _make_optimizer, _train_step
-    from pgc_fast.train.workspace import prepare_workspace
-    from pgc_fast.train.runtime import resolve_precision, seed_everything
+    """Everything run() sets up before its loop, for stepping ``train_step`` directly."""
     from pgc_fast.train.geometry import Scene
+    from pgc_fast.train.objectives import GuidanceObjective, RunContext
+    from pgc_fast.train.runtime import resolve_precision, seed_everything
+    from pgc_fast.train.step import make_optimizer, train_step
+    from pgc_fast.train.workspace import prepare_workspace
 
     device = torch.device(device_name)
     seed_everything(cfg.optim.seed)
@@ -96,12 +96,11 @@ def ours_session(cfg, device_name="cuda"):
     ctx = RunContext(cfg, device, autocast_dtype, scaler, scene, ws)
     objective = GuidanceObjective()
     objective.setup(ctx)
-    optimizer = _make_optimizer(cfg, scene)
-    pgc = _PGCHook(cfg.guidance, scaler if use_scaler else None)
+    optimizer = make_optimizer(cfg, scene)
     state = {"step": 0}
 
     def step():
-        _train_step(state["step"], cfg, ctx, scene, objective, optimizer, scaler, pgc)
+        train_step(state["step"], ctx, objective, optimizer)
         state["step"] += 1
 
     return step, scene, objective, optimizer, autocast_dtype
@@ -169,8 +168,8 @@ def components_reference(step_fn, views: int, res: int) -> dict[str, float]:
 
 
 def components_ours(scene, objective, optimizer, views: int, res: int, autocast_dtype) -> dict[str, float]:
-    from pgc_kernels import pixel_clip
     from pgc_fast.render import OrbitSampler
+    from pgc_kernels import pixel_clip
 
     cams = OrbitSampler(height=res).sample(views, generator=torch.Generator().manual_seed(1), device="cuda")
     gd = objective.guidance
@@ -291,7 +290,7 @@ def main(argv=None):
     gc.collect()
     torch.cuda.empty_cache()
 
-    ours_label = (f"pgc-fast (`run._train_step`, {str(ac_dtype).replace('torch.', '')}"
+    ours_label = (f"pgc-fast (`train.step.train_step`, {str(ac_dtype).replace('torch.', '')}"
                   f"{f', compiled UNet+CN ({a.compile_scope})' if a.compile else ''})")
     flags = f"--views {a.views}{f' --compile --compile-scope {a.compile_scope}' if a.compile else ''}"
     if a.skip_reference:
@@ -322,7 +321,7 @@ def main(argv=None):
              f"{flags}`)", "",
              "| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s | "
              "1200 × 4-view recipe (steps only) |", "|---|---|---|---|---|---|---|",
-             f"| original (pgc_fast.reference, fp16 autocast) | {r:.1f} | {ref_pipe:.1f} | {r / a.views:.1f} | "
+             f"| original (pgc_fast.parity.original_step, fp16 autocast) | {r:.1f} | {ref_pipe:.1f} | {r / a.views:.1f} | "
              f"{ref_peak:.1f} | | {1200 * r * 4 / a.views / 6e4:.1f} min |",
              f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | "
              f"{ours_peak:.1f} | {first_s:.1f} | {1200 * o * 4 / a.views / 6e4:.1f} min |",

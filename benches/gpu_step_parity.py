@@ -1,4 +1,4 @@
-"""Same numbers (issue 8, item 5): our SDS step and the original's step (``pgc_fast.reference.OriginalStep``) on
+"""Same numbers (issue 8, item 5): our SDS step and the original's step (``pgc_fast.parity.original_step.OriginalStep``) on
 identical inputs give the same latents, latent (SDS) gradient, rendered-image gradient after PGC, and texture
 (hash grid + MLP) gradient, within what the original's own low precision allows.
 
@@ -14,7 +14,7 @@ Runs, one after another in one process (2 views at 1024² by default, so the flo
   truth      the original's recipe in float32 (no autocast)
   orig-fp16  the original as shipped: fp16 weights + autocast + GradScaler
   orig-bf16  the original's recipe under bf16 autocast with bf16 weights
-  ours-fp16  ``pgc-fast generate --fp16``'s step (run._train_step's computation), fp16 + GradScaler
+  ours-fp16  ``pgc-fast generate --fp16``'s step (train.step.train_step's computation), fp16 + GradScaler
   ours-bf16  ours as it runs by default on CUDA (bf16, fast VAE, fused kernels)
 Pass criterion per quantity: ‖ours − truth‖/‖truth‖ ≤ 2·‖orig − truth‖/‖truth‖ + 1e-3 for the same precision
 (the low-precision error rule of the kernel tests); ours-fp32 vs truth checks the maths alone (≤ 1e-3, or ≤ ¼ of
@@ -139,7 +139,7 @@ class Harness:
     def ours(self, precision: str) -> dict:
         from pgc_fast import config as C
         from pgc_fast.train.objectives import GuidanceObjective, RunContext
-        from pgc_fast.train.step import _make_optimizer
+        from pgc_fast.train.step import make_optimizer
         from pgc_fast.train.workspace import prepare_workspace
         from pgc_fast.train.runtime import resolve_precision, seed_everything
         from pgc_fast.train.geometry import Scene
@@ -154,7 +154,7 @@ class Harness:
         obj = GuidanceObjective()
         obj.setup(ctx)
         gd = obj.guidance
-        opt = _make_optimizer(cfg, scene)
+        opt = make_optimizer(cfg, scene)
         self._draws((self.a.views, 4, gd.latent_size, gd.latent_size), gd.resolution)
         if self.text is None:  # the reference gets exactly our text conditioning (row 0: no view suffix)
             tx = gd.text

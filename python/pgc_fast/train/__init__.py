@@ -7,7 +7,13 @@ May import: config, mesh, fields, render, guidance (lazily, in objectives), expo
 """
 from __future__ import annotations
 
-from pgc_fast.train.objectives import GuidanceObjective, LossOutput, MSEObjective, Objective, RunContext
+from pgc_fast.train.objectives import (
+    GuidanceObjective,
+    LossOutput,
+    MSEObjective,
+    Objective,
+    RunContext,
+)
 from pgc_fast.train.trainer import RunResult, run
 from pgc_fast.train.workspace import WorkspaceExistsError, prepare_workspace
 

@@ -9,20 +9,20 @@ import torch
 
 from pgc_fast import config as C
 from pgc_fast.train import distributed as D
-from pgc_fast.train.runtime import _rng_state
+from pgc_fast.train.runtime import rng_state
 
 
-def _checkpoint_path(ckpt_dir: Path, step: int) -> Path:
+def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
     return ckpt_dir / f"step{step:07d}.pth"
 
 
-def _save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, history, timer, ctx) -> Path | None:
+def save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, history, timer, ctx) -> Path | None:
     """Write the full state atomically and keep only the latest checkpoint (as the original's max_keep_ckpt=1).
 
     Every rank calls this (a collective): the texture, optimiser and scaler are identical on all ranks; the RNG
     and objective states (guidance noise generator, …) differ, so all of them are gathered into ``ranks`` and
     rank 0 writes the file."""
-    own = {"rng": _rng_state(ctx.device), "objective": objective.state_dict()}
+    own = {"rng": rng_state(ctx.device), "objective": objective.state_dict()}
     ranks = D.gather_object(own, ctx.dist)
     if not ctx.dist.is_main:
         return None
@@ -41,7 +41,7 @@ def _save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, histor
         "phases": dict(timer.phases),
         "config": C.to_dict(scene.cfg),
     }
-    path = _checkpoint_path(ckpt_dir, step)
+    path = checkpoint_path(ckpt_dir, step)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -51,7 +51,7 @@ def _save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, histor
     return path
 
 
-def _check_resume_config(saved: dict[str, Any] | None, cfg: C.RunConfig) -> None:
+def check_resume_config(saved: dict[str, Any] | None, cfg: C.RunConfig) -> None:
     """A resumed run must use the configuration it was started with (resume/force aside)."""
     if saved is None:
         return
@@ -62,14 +62,14 @@ def _check_resume_config(saved: dict[str, Any] | None, cfg: C.RunConfig) -> None
         raise C.ConfigError([f"--resume with a different configuration than the checkpoint's: {d}" for d in diff])
 
 
-def _load_resume_state(ckpt_dir: Path, cfg: C.RunConfig, device: torch.device, dist: D.DistInfo) -> dict[str, Any]:
+def load_resume_state(ckpt_dir: Path, cfg: C.RunConfig, device: torch.device, dist: D.DistInfo) -> dict[str, Any]:
     """The latest checkpoint, checked against this run (configuration, number of processes). Under torchrun
     rank 0 loads it to the CPU and broadcasts it: no shared file system is needed between machines."""
     # To the CPU always: load_state_dict copies onto the run's device, and RNG states must be CPU tensors.
-    state = _load_latest_checkpoint(ckpt_dir, torch.device("cpu"))
+    state = load_latest_checkpoint(ckpt_dir, torch.device("cpu"))
     if state is None:
         raise FileNotFoundError(f"run(): --resume given but {str(ckpt_dir)!r} has no checkpoint")
-    _check_resume_config(state.get("config"), cfg)
+    check_resume_config(state.get("config"), cfg)
     saved_world = state.get("world_size", 1)
     if saved_world != dist.world_size:
         raise C.ConfigError([f"--resume with {dist.world_size} process(es) but the checkpoint was written by "
@@ -77,7 +77,7 @@ def _load_resume_state(ckpt_dir: Path, cfg: C.RunConfig, device: torch.device, d
     return state
 
 
-def _this_rank_state(state: dict[str, Any], dist: D.DistInfo) -> dict[str, Any]:
+def this_rank_state(state: dict[str, Any], dist: D.DistInfo) -> dict[str, Any]:
     """Swap in this rank's RNG and objective states (a checkpoint holds every rank's)."""
     ranks = state.get("ranks")
     if dist.enabled and ranks:
@@ -85,7 +85,7 @@ def _this_rank_state(state: dict[str, Any], dist: D.DistInfo) -> dict[str, Any]:
     return state
 
 
-def _load_latest_checkpoint(ckpt_dir: Path, device: torch.device) -> dict[str, Any] | None:
+def load_latest_checkpoint(ckpt_dir: Path, device: torch.device) -> dict[str, Any] | None:
     paths = sorted(ckpt_dir.glob("step*.pth"))
     if not paths:
         return None

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 
-class _Timer:
+class Timer:
     """Per-phase wall-clock timings (CUDA-synchronised at phase boundaries)."""
 
     def __init__(self, device: torch.device) -> None:
@@ -31,7 +31,7 @@ class _Timer:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
 
 
-def _peak_memory_mib(device: torch.device) -> dict[str, float]:
+def peak_memory_mib(device: torch.device) -> dict[str, float]:
     out: dict[str, float] = {}
     if device.type == "cuda":
         out["gpu_peak_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -45,7 +45,7 @@ def _peak_memory_mib(device: torch.device) -> dict[str, float]:
     return out
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     if isinstance(o, Path):
@@ -55,7 +55,7 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def _clip_summary(history: dict[str, list]) -> dict[str, Any]:
+def clip_summary(history: dict[str, list]) -> dict[str, Any]:
     vals = [v for v in history["clip_frac"] if v == v]  # drop NaN (PGC off)
     if not vals:
         return {"enabled": False}
@@ -64,23 +64,23 @@ def _clip_summary(history: dict[str, list]) -> dict[str, Any]:
 
 
 # Steps between read-backs of the step statistics (one device→host transfer for all of them).
-_STATS_EVERY = 10
+STATS_EVERY = 10
 
 
-def _steady_s_per_it(history: dict[str, list], steps_run: int) -> float | None:
-    """Seconds per step of this session after its first _STATS_EVERY steps (which pay torch.compile and Triton
+def steady_s_per_it(history: dict[str, list], steps_run: int) -> float | None:
+    """Seconds per step of this session after its first STATS_EVERY steps (which pay torch.compile and Triton
     JIT), from the history times recorded at each stats read-back; None for runs too short to tell."""
-    if steps_run <= 2 * _STATS_EVERY:
+    if steps_run <= 2 * STATS_EVERY:
         return None
     steps, times = history["step"][-steps_run:], history["time"][-steps_run:]
-    first = steps[0] + _STATS_EVERY - 1
+    first = steps[0] + STATS_EVERY - 1
     i = next((k for k, st in enumerate(steps) if st >= first and (k + 1 == len(steps) or times[k + 1] != times[k])), None)
     if i is None or steps[-1] <= steps[i]:
         return None
     return (times[-1] - times[i]) / (steps[-1] - steps[i])
 
 
-def _materialise_stats(entries: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, float]]]:
+def materialise_stats(entries: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, float]]]:
     """[(step, {name: float or 0-d tensor})] → the same with floats, reading every tensor back in ONE transfer."""
     tensors = [v.detach().float().mean() for _, st in entries for v in st.values() if torch.is_tensor(v)]
     if len({t.device for t in tensors}) == 1:
@@ -90,7 +90,7 @@ def _materialise_stats(entries: list[tuple[int, dict[str, Any]]]) -> list[tuple[
     return [(k, {n: (next(vals) if torch.is_tensor(v) else float(v)) for n, v in st.items()}) for k, st in entries]
 
 
-class _Progress:
+class Progress:
     """A rich progress bar: step, it/s, ETA, GPU memory, loss and fraction of pixels clipped."""
 
     def __init__(self, total: int, start: int, device: torch.device, quiet: bool) -> None:
@@ -99,7 +99,7 @@ class _Progress:
         self._task = None
         self._t0 = time.perf_counter()
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> "Progress":
         if self.quiet:
             return self
         from rich.progress import (

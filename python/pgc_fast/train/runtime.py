@@ -44,7 +44,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
     """The global RNG states (cameras and render draws are per-step generators: nothing to save). CUDA: the
     run's device only (touching every GPU would create a context on each from every rank)."""
     return {
@@ -55,7 +55,7 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
     }
 
 
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"].cpu())

@@ -14,7 +14,8 @@ class WorkspaceExistsError(FileExistsError):
 
 
 def check_workspace(cfg: C.RunConfig) -> None:
-    """The checks of :func:`prepare_workspace` without touching anything (a launcher runs them first)."""
+    """The one workspace check, run before anything is loaded or written (a launcher runs it once for all ranks):
+    an existing non-empty workspace needs --force or --resume, and --resume needs a checkpoint."""
     ws = Path(cfg.workspace_path)
     if ws.exists() and any(ws.iterdir()) and not cfg.output.resume and not cfg.output.force:
         raise WorkspaceExistsError(
@@ -26,24 +27,16 @@ def check_workspace(cfg: C.RunConfig) -> None:
 
 
 def prepare_workspace(cfg: C.RunConfig) -> Path:
-    """Create the workspace; refuse to overwrite an existing run unless ``output.force`` (or resume)."""
+    """:func:`check_workspace`, then create the workspace (emptied first under --force)."""
+    check_workspace(cfg)
     ws = Path(cfg.workspace_path)
-    if ws.exists() and any(ws.iterdir()):
-        if cfg.output.resume:
-            return ws
-        if not cfg.output.force:
-            raise WorkspaceExistsError(
-                f"workspace {str(ws)!r} already exists and is not empty; pass --force to overwrite it "
-                f"or --resume to continue its run"
-            )
-        shutil.rmtree(ws)
-    if cfg.output.resume and not (ws / "checkpoints").is_dir():
-        raise FileNotFoundError(f"run(): --resume given but {str(ws / 'checkpoints')!r} has no checkpoint")
+    if ws.exists() and any(ws.iterdir()) and not cfg.output.resume:
+        shutil.rmtree(ws)  # --force
     ws.mkdir(parents=True, exist_ok=True)
     return ws
 
 
-def _config_yaml(cfg: C.RunConfig) -> str:
+def run_config_yaml(cfg: C.RunConfig) -> str:
     import yaml
 
     commit = None
