@@ -47,13 +47,10 @@ def nondegenerate_mask(vertices: _F32, faces: _I64, area_eps: float) -> _B:
 def compact_map(num_vertices: int, faces: _I64) -> tuple[_I64, int]:
     """→ (old→new map int64 [V], −1 = unreferenced; kept count)."""
 
-def vertex_normals(vertices: _F32, faces: _I64) -> _F32:
-    """Angle-weighted unit normals float32 [V,3]."""
-
 def connected_components(num_vertices: int, faces: _I64) -> tuple[_I64, _I64]:
     """→ (labels int64 [F], 0 = largest; sizes int64 [C])."""
 
-# ---- tetrahedral grids (rust_mesh/py/src/tet.rs); wrapped by pgc_fast.geometry ----
+# ---- tetrahedral grids (rust_mesh/py/src/tet.rs); wrapped by pgc_fast.mesh.tets ----
 
 def kuhn_grid(cells: int) -> tuple[_F32, _I64]:
     """→ (vertices float32 [(n+1)^3,3], tets int64 [6n^3,4]) over [-0.5,0.5]^3."""
@@ -64,7 +61,7 @@ def tet_edges(tets: _I64, num_vertices: int) -> tuple[_I64, _I64]:
 def marching_tets(vertices: _F32, sdf: _F32, tets: _I64) -> tuple[_F32, _I64, _I64, _I64]:
     """→ (vertices [K,3], faces [F,3], crossing edges [K,2], tet_idx [F]) in Kaolin's order."""
 
-# --- rust_mesh::uv (rust_mesh/py/src/uv.rs); validated wrappers live in pgc_fast.uv ---
+# --- rust_mesh::uv (rust_mesh/py/src/uv.rs); validated wrappers live in pgc_fast.mesh.uv ---
 
 def uv_unwrap(
     vertices: npt.NDArray[np.float32],
@@ -88,4 +85,4 @@ def uv_metrics(
     uv_faces: npt.NDArray[np.uint32],
     resolution: int,
 ) -> dict[str, int | float]:
-    """UV layout metrics (see pgc_fast.uv.uv_metrics)."""
+    """UV layout metrics (see pgc_fast.mesh.uv.uv_metrics)."""

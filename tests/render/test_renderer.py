@@ -7,7 +7,8 @@ import torch
 from render_helpers import icosphere, reference_rasterize, uv_cube
 from pgc_fast.render.backends import CpuBackend
 from pgc_fast.render.camera import orbit_cameras
-from pgc_fast.render.renderer import MeshRenderer, RenderMesh, vertex_normals
+from pgc_fast.mesh import vertex_normals
+from pgc_fast.render.renderer import MeshRenderer, RenderMesh
 from pgc_fast.render.textures import FieldTexture, UVTexture, VertexColorTexture
 
 

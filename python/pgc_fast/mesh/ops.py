@@ -5,11 +5,11 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from pgc_fast import _rust_mesh
 from pgc_fast.mesh.model import Mesh, _as_array, _as_index
-
-# UV unwrapping (issue 4) lives in pgc_fast.uv; re-exported here as part of the mesh API.
 
 
 def _filter_faces(m: Mesh, keep: np.ndarray) -> Mesh:
@@ -64,19 +64,36 @@ def remove_unreferenced(mesh: Mesh) -> Mesh:
     return out
 
 
-def vertex_normals(vertices: Any, faces: Any = None) -> np.ndarray:
-    """Angle-weighted unit vertex normals, float32 [V, 3] (zeros for vertices without faces).
+def vertex_normals(vertices: Any, faces: Any = None) -> Any:
+    """Area-weighted unit vertex normals: each face adds its cross product (2 · area · unit normal) to its three
+    vertices — the original's normals (threestudio / pytorch3d ``verts_normals_packed``), used for training and
+    everywhere else (the one definition in pgc_fast). Counter-clockwise faces give outward normals; vertices
+    without (non-degenerate) faces get zeros.
 
-    Accepts a :class:`Mesh` or ``(vertices float32 [V,3], faces int64 [F,3])``. Counter-clockwise faces
-    give outward normals.
+    Accepts torch tensors ``(vertices float [V,3], faces int [F,3])`` → float [V,3] on their device,
+    differentiable w.r.t. vertices; or a :class:`Mesh` / numpy arrays → float32 numpy [V,3] (accumulated in
+    float64).
     """
+    if isinstance(vertices, torch.Tensor):
+        return _area_weighted_normals(vertices, torch.as_tensor(faces, device=vertices.device))
     if isinstance(vertices, Mesh):
         m = vertices.validate("vertex_normals")
         v, f = m.vertices, m.faces
     else:
         v = _as_array(vertices, np.float32, (None, 3), "vertex_normals", "vertices")
         f = _as_index(faces, v.shape[0], "vertex_normals", "faces")
-    return _rust_mesh.vertex_normals(v, f)
+    n = _area_weighted_normals(torch.from_numpy(v.astype(np.float64)), torch.from_numpy(f))
+    return n.numpy().astype(np.float32)
+
+
+def _area_weighted_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    f = faces.long()
+    v0, v1, v2 = vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]]
+    fn = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # length = 2·area
+    n = torch.zeros_like(vertices)
+    for k in range(3):
+        n = n.index_add(0, f[:, k], fn)
+    return F.normalize(n, dim=-1, eps=1e-20)
 
 
 def connected_components(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:

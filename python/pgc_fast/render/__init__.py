@@ -18,9 +18,9 @@ Renderer (:mod:`pgc_fast.render.renderer`):
     ``RenderMesh`` (vertices [V,3], faces [F,3], normals, uvs + uv_faces, colors; ``from_mesh(pgc_fast.mesh.Mesh)``),
     ``MeshRenderer(backend).render(mesh, cameras, texture, background=, shading="albedo"|"lambertian"|"normal"|
     "random", generator=, antialias=True, ssaa=1)`` → ``RenderOutput`` (image [B,C,H,W], mask, depth = camera z,
-    position, normal, albedo; channels-first, row 0 = top), ``vertex_normals``.
-Textures (:mod:`pgc_fast.render.texture`):
-    ``FieldTexture`` (hash-grid ``TextureField`` at surface points), ``UVTexture`` (multi-resolution pyramid,
+    position, normal, albedo; channels-first, row 0 = top); normals are ``pgc_fast.mesh.vertex_normals``.
+Textures (:mod:`pgc_fast.render.textures`):
+    ``Texture`` (the protocol every kind implements), ``FieldTexture`` (hash-grid ``TextureField`` at surface points), ``UVTexture`` (multi-resolution pyramid,
     ``export()`` / ``set_image()``), ``VertexColorTexture``; ``init_texture`` (from vertex colours),
     ``bake_field_to_uv`` (unwrap + UV rasterisation + ``dilate_seams``) → ``BakedTexture``.
 
@@ -51,7 +51,7 @@ from pgc_fast.render.camera import (
     turntable,
     view_direction_ids,
 )
-from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput, vertex_normals
+from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
 from pgc_fast.render.textures import (
     BakedTexture,
     FieldTexture,
@@ -79,7 +79,6 @@ __all__ = [
     "MeshRenderer",
     "RenderMesh",
     "RenderOutput",
-    "vertex_normals",
     "BakedTexture",
     "FieldTexture",
     "UVTexture",

@@ -30,29 +30,18 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from pgc_fast.mesh.ops import vertex_normals
 from pgc_fast.render.backends import RasterBackend, get_backend
 from pgc_fast.render.camera import Cameras
 
-__all__ = ["RenderMesh", "RenderOutput", "MeshRenderer", "vertex_normals"]
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted vertex normals (as pytorch3d's ``verts_normals_packed``): float [V,3] unit (zero for
-    isolated vertices). Differentiable w.r.t. vertices. Outward for counter-clockwise faces."""
-    f = faces.long()
-    v0, v1, v2 = vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]]
-    fn = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # length = 2·area
-    n = torch.zeros_like(vertices)
-    for k in range(3):
-        n = n.index_add(0, f[:, k], fn)
-    return F.normalize(n, dim=-1, eps=1e-20)
+__all__ = ["RenderMesh", "RenderOutput", "MeshRenderer"]
 
 
 @dataclass
 class RenderMesh:
     """A triangle mesh as torch tensors on one device.
 
-    vertices float32 [V,3]; faces int64 [F,3]; normals float32 [V,3] (area-weighted if not given);
+    vertices float32 [V,3]; faces int64 [F,3]; normals float32 [V,3] (``pgc_fast.mesh.vertex_normals``, area-weighted, if not given);
     uvs float32 [T,2] with uv_faces int64 [F,3] (uv_faces = faces when omitted and T == V);
     colors float32 [V,C] in [0,1] (vertex colours) or None.
     """

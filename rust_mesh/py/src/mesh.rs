@@ -262,15 +262,6 @@ fn compact_map<'py>(py: Python<'py>, num_vertices: usize, faces: PyReadonlyArray
     Ok((out(py, m, &[num_vertices])?, n))
 }
 
-/// Angle-weighted vertex normals float32 [V,3].
-#[pyfunction]
-fn vertex_normals<'py>(py: Python<'py>, vertices: PyReadonlyArrayDyn<'py, f32>, faces: PyReadonlyArrayDyn<'py, i64>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let v = vec3(&vertices, "vertex_normals", "vertices")?;
-    let f = faces_arg(&faces, v.len(), "vertex_normals")?;
-    let n = py.detach(|| rust_mesh::ops::vertex_normals(&v, &f));
-    out(py, n.into_iter().flatten().collect(), &[v.len(), 3])
-}
-
 /// Face labels int64 [F] (0 = largest component) and component sizes int64 [C].
 #[pyfunction]
 fn connected_components<'py>(
@@ -288,7 +279,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(weld_map, m)?)?;
     m.add_function(wrap_pyfunction!(nondegenerate_mask, m)?)?;
     m.add_function(wrap_pyfunction!(compact_map, m)?)?;
-    m.add_function(wrap_pyfunction!(vertex_normals, m)?)?;
     m.add_function(wrap_pyfunction!(connected_components, m)?)?;
     m.add_function(wrap_pyfunction!(load_mesh, m)?)?;
     m.add_function(wrap_pyfunction!(save_mesh, m)?)?;
