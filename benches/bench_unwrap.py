@@ -1,4 +1,4 @@
-"""Benchmark and acceptance table: pgc_fast.uv.unwrap against PyPI xatlas, same process, same machine.
+"""Benchmark and acceptance table: pgc_fast.mesh.uv.unwrap against PyPI xatlas, same process, same machine.
 
 For every acceptance mesh (benches/uv_meshes.py) both unwrappers run at the same target resolution and
 padding, and both layouts are measured by the same `uv_metrics` (exact overlaps, flips, utilisation at the
@@ -192,7 +192,7 @@ def write_results(table: str) -> None:
 
     section = (
         "<!-- bench_unwrap:start -->\n"
-        "## UV unwrapping: `pgc_fast.uv.unwrap` vs PyPI `xatlas` (CPU)\n\n"
+        "## UV unwrapping: `pgc_fast.mesh.uv.unwrap` vs PyPI `xatlas` (CPU)\n\n"
         f"`benches/bench_unwrap.py`, commit `{commit}`, {datetime.date.today().isoformat()}, machine: {machine()}, "
         f"xatlas {version('xatlas')}. Both at resolution {RES}, padding {PAD}, in one process; xatlas with "
         "default chart options (as `xatlas.parametrize`). xatlas leaves whole charts mirrored (its flip count "

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--compile-vae", action="store_true", help="torch.compile the VAE encoder")
     p.add_argument("--channels-last", nargs="*", default=["0"], help="0 and/or 1: run each method in each format")
-    p.add_argument("--fast-vae", nargs="*", default=["1"], help="0 and/or 1: stock VAE and/or pgc_fast.accel levers")
+    p.add_argument("--fast-vae", nargs="*", default=["1"], help="0 and/or 1: stock VAE and/or pgc_fast.guidance.models.accel levers")
     a = p.parse_args(argv)
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"

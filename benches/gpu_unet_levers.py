@@ -10,7 +10,7 @@ Variants (bf16 unless --dtype fp16):
   cudnn_benchmark  same, torch.backends.cudnn.benchmark = True
   graph            eager call captured once in a CUDA graph and replayed (no host launch cost)
   fused_gn_cl      Triton GroupNorm+SiLU (pgc_kernels.group_norm_silu), channels_last
-  blocks           pgc_fast.accel.compile_blocks (regional torch.compile); 'first call s' is the compile
+  blocks           pgc_fast.guidance.models.accel.compile_blocks (regional torch.compile); 'first call s' is the compile
   blocks_graph     blocks, captured in a CUDA graph
   blocks_cl        blocks, channels_last
   full             torch.compile of the whole UNet and ControlNet (minutes of compile)

@@ -1,4 +1,4 @@
-"""pgc_fast.field: hash-grid fields (TextureField, Field) — shapes, the original's ranges and init, bound mapping,
+"""pgc_fast.fields: hash-grid fields (TextureField, Field) — shapes, the original's ranges and init, bound mapping,
 masked queries, MLP precision, optimiser groups, and a fit to a known colour function."""
 from __future__ import annotations
 

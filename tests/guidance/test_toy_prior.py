@@ -14,7 +14,7 @@ from pgc_fast.guidance.models import toy
 from pgc_fast.apps import toy_prior as tp
 
 pytestmark = pytest.mark.skipif(not (toy.WEIGHTS_DIR / "meta.json").is_file(),
-                                reason="toy-sd weights not built (python -m pgc_fast.apps.toy_prior)")
+                                reason="toy-sd weights not built (pgc-fast train-prior)")
 
 COLOURS = list(toy.COLOURS)
 SAMPLES_PER_CAPTION = 2
@@ -25,7 +25,7 @@ def test_weights_are_small_and_say_how_they_were_made():
     assert [f.stem for f in files] == ["text_encoder", "unet", "vae"]
     assert sum(f.stat().st_size for f in files) <= 12 * 2 ** 20
     meta = toy.read_meta()
-    assert len(meta["commit"]) == 40 and meta["command"].startswith(("python -m pgc_fast.apps.toy_prior", "python -m pgc_fast.guidance.train_prior"))  # the latter: before the move to apps/
+    assert len(meta["commit"]) == 40 and meta["command"].startswith(("pgc-fast train-prior", "python -m pgc_fast.guidance.train_prior"))  # the latter: weights made before the move to apps/
     assert meta["seed"] == 0 and meta["vocab"] == list(toy.VOCAB)
     assert meta["losses"]["vae"] and meta["losses"]["unet"] and meta["data"]["resolution"] == 64
     # training lowered both losses

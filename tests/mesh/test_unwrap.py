@@ -1,4 +1,4 @@
-"""pgc_fast.uv.unwrap / uv_metrics: output contract, validity (no overlaps or flips), determinism and
+"""pgc_fast.mesh.uv.unwrap / uv_metrics: output contract, validity (no overlaps or flips), determinism and
 bad input, on small meshes (the full acceptance corpus against xatlas is benches/bench_unwrap.py)."""
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def test_deterministic_across_calls_and_thread_counts():
     assert digest(unwrap(v, f, resolution=RES)) == first
     code = (
         "import sys, hashlib, numpy as np; sys.path.insert(0, 'benches'); import uv_meshes as M;"
-        "from pgc_fast.uv import unwrap; v, f = M.noisy_sphere(3, 0.01);"
+        "from pgc_fast.mesh.uv import unwrap; v, f = M.noisy_sphere(3, 0.01);"
         f"print(hashlib.sha256(b''.join(np.ascontiguousarray(a).tobytes() for a in unwrap(v, f, resolution={RES}))).hexdigest())"
     )
     env = {**os.environ, "RAYON_NUM_THREADS": "1"}

@@ -16,17 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pipeline_support as S
 import pytest
 import torch
-
 from pgc_fast import config as C
-from pgc_fast.train import distributed as D
 from pgc_fast.apps.demo import make_demo_mesh
 from pgc_fast.mesh import save_mesh
-from pgc_fast.render import orbit_cameras
+from pgc_fast.train import distributed as D
 from pgc_fast.train.objectives import MSEObjective
 from pgc_fast.train.trainer import run
-
 from tolerances import DIST_TOLERANCES
 
 PER_RANK = 2  # views per process per step
@@ -34,33 +32,17 @@ WORLD = 2
 
 
 def tiny_cfg(root: Path, ws: str, kind: str, views: int, **over) -> C.RunConfig:
-    mesh = root / "vase.ply"
-    if not mesh.exists():
-        save_mesh(make_demo_mesh(12, 6), mesh)
-    base = {
-        "mesh.path": str(mesh), "mesh.canonicalize": True, "texture.kind": kind, "texture.uv_resolution": 32,
-        "texture.uv_levels": 2, "texture.export_resolution": 32, "render.resolution": 16, "render.backend": "cpu",
-        "render.shading": "albedo", "render.antialias": False, "texture.pos_perturb": False,
-        "optim.objective": "mse", "optim.iters": 6, "optim.batch_size": views, "optim.lr_texture": 1e-2,
-        "output.root": "", "output.workspace": str(root / ws), "output.val_every": 2, "output.ckpt_every": 0,
-        "output.turntable_frames": 0, "output.save_mesh": False, "output.report": False, "runtime.device": "cpu",
-        "texture.field_levels": 8, "texture.field_log2_table_size": 12,
-    }
-    base.update(over)
-    return C.override(C.RunConfig(), **base)
+    """tests/pipeline_support.py's tiny run with ``views`` per process, unlit, no AA, no jitter (exact equality)."""
+    return S.tiny_config(root, ws, kind, **{"render.shading": "albedo", "render.antialias": False,
+                                            "texture.pos_perturb": False, "optim.batch_size": views, **over})
 
 
 def objective() -> MSEObjective:
     """8 known views (random targets): a global batch of 4 views is 4 distinct views."""
-    cams = orbit_cameras(2.2, [60.0, 70.0, 80.0, 90.0] * 2, [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0],
-                         18.0, 16)
-    g = torch.Generator().manual_seed(1)
-    return MSEObjective(torch.rand(8, 3, 16, 16, generator=g), cams)
+    return S.mse_objective(8)
 
 
-GUIDANCE = {"optim.objective": "guidance", "guidance.text": "a striped vase", "guidance.model": "tiny-sd",
-            "guidance.guidance_scale": 7.5, "guidance.pgc_tau": 0.01, "render.resolution": 32, "optim.iters": 4,
-            "render.shading": "random"}
+GUIDANCE = {**S.TINY_GUIDANCE, "render.shading": "random"}
 
 
 def worker(root: Path) -> None:

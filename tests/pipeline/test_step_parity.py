@@ -1,5 +1,5 @@
 """benches/gpu_step_parity.py on the CPU (tiny-sdxl, float32): our step and the original's step
-(pgc_fast.reference.OriginalStep) give the same latents, SDS gradient, clipped image gradient and texture
+(pgc_fast.parity.original_step.OriginalStep) give the same latents, SDS gradient, clipped image gradient and texture
 gradient on identical inputs — and the harness notices when the inputs differ."""
 import os
 import sys

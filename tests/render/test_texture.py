@@ -127,7 +127,7 @@ def test_bake_with_unwrap_when_available():
 
 
 def test_hash_grid_texture_field_renders_and_learns():
-    """The default field (pgc_fast.field.TextureField) behind FieldTexture: output range, gradients to its table."""
+    """The default field (pgc_fast.fields.TextureField) behind FieldTexture: output range, gradients to its table."""
     pytest.importorskip("pgc_kernels")
     cube = uv_cube()
     mesh = RenderMesh(cube["vertices"], cube["faces"], uvs=cube["uvs"])

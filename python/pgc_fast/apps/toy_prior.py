@@ -1,5 +1,5 @@
 """Train ``toy-sd`` from a seed: render a captioned data set with our own renderer, train the VAE, then the UNet
-and text encoder on its latents. ``python -m pgc_fast.apps.toy_prior --seed 0 --out DIR``.
+and text encoder on its latents. ``pgc-fast train-prior --seed 0 --out DIR``.
 
 Data (all from :mod:`pgc_fast.render`, CPU backend, 64²): shapes = icosphere, box, thick torus, capsule,
 cylinder, cone, the demo vase and seeded random blobs (icospheres displaced by low-frequency noise), each at a
@@ -22,7 +22,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -83,7 +82,12 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
 def render_geometry(n: int, seed: int, views_per_pose: int = 8) -> dict[str, torch.Tensor]:
     """Render n geometry buffers: position [n,3,64,64] (object frame), normal [n,3,64,64] (camera frame,
     +z towards the camera), mask [n,1,64,64] and view ids [n] (0 front … 5 bottom)."""
-    from pgc_fast.render import MeshRenderer, RenderMesh, VertexColorTexture, orbit_cameras
+    from pgc_fast.render import (
+        MeshRenderer,
+        RenderMesh,
+        VertexColorTexture,
+        orbit_cameras,
+    )
     from pgc_fast.render.camera import view_direction_ids
 
     rng = np.random.default_rng(seed)
@@ -291,7 +295,7 @@ def train(args) -> dict:
     vae, unet, te, tok = toy.build_modules(args.seed)
     meta = {
         "model": "toy-sd", "seed": args.seed, "commit": _git_commit(),
-        "command": "python -m pgc_fast.apps.toy_prior " + " ".join(sys.argv[1:]),
+        "command": "pgc-fast train-prior " + " ".join(args.argv),
         "configs": {"vae": toy.VAE_CONFIG, "unet": toy.UNET_CONFIG, "text": toy.TEXT_CONFIG},
         "vocab": list(toy.VOCAB), "scaling_factor": 1.0,
         "data": {"resolution": RES, "geometry_buffers": args.geometry, "render_s": round(t_render, 1),
@@ -428,7 +432,8 @@ def train(args) -> dict:
     return meta
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> int:
+    """``pgc-fast train-prior ARGS`` (pgc_fast/cli/__init__.py passes the arguments)."""
     ap = argparse.ArgumentParser(prog="pgc-fast train-prior", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(toy.WEIGHTS_DIR))
@@ -450,10 +455,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="stop the UNet phase after this many steps (the LR schedule still spans --unet-steps); "
                          "reproduces a run that was stopped at a checkpoint")
     args = ap.parse_args(argv)
+    args.argv = list(argv)  # recorded in meta.json as the command that made the weights
     meta = train(args)
     print(json.dumps({k: meta[k] for k in ("time_s", "scaling_factor")}))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -34,13 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_image_parser(sub: argparse._SubParsersAction) -> None:
-    """``pgc-fast image``: the guidance module's 2D mode (pgc_fast.image2d parses its own flags)."""
+    """``pgc-fast image``: the guidance module's 2D mode (pgc_fast.apps.image2d parses its own flags)."""
     sub.add_parser("image", help="2D mode: optimise one image with SDS + PGC (pgc-fast image --help)", add_help=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["image"]:  # 2D mode owns its flags (pgc_fast.image2d); GuidanceLoadError printed there
+    if argv[:1] == ["image"]:  # 2D mode owns its flags (pgc_fast.apps.image2d); GuidanceLoadError printed there
         from pgc_fast.apps.image2d import main as image_main
 
         return image_main(argv[1:])

@@ -293,7 +293,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int
     from pgc_fast.train.workspace import WorkspaceExistsError, check_workspace
 
     if cfg.n_gpus > 1 and not D.launched_by_torchrun() and argv is not None:
-        # The original's --gpus: one process per listed GPU, now through torchrun (pgc_fast.distributed).
+        # The original's --gpus: one process per listed GPU, now through torchrun (pgc_fast.train.distributed).
         try:
             check_workspace(cfg)  # fail here, once, rather than in every worker
         except (WorkspaceExistsError, FileNotFoundError) as e:

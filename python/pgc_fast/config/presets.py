@@ -6,7 +6,7 @@ from pgc_fast.config.schema import RunConfig, override
 
 def _build_presets() -> dict[str, RunConfig]:
     # Named presets are the original's flag combinations run through its exact preset + knock-on logic
-    # (pgc_fast.original), so a name means precisely what the README command meant.
+    # (pgc_fast.config.original_flags), so a name means precisely what the README command meant.
     from pgc_fast.config.original_flags import config_from_flags
 
     demo = override(

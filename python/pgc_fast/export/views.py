@@ -11,11 +11,11 @@ import torch
 from pgc_fast import config as C
 
 
-def _to_uint8(img_chw: torch.Tensor) -> np.ndarray:
+def to_uint8(img_chw: torch.Tensor) -> np.ndarray:
     return (img_chw.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def _write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> dict[str, Path]:
+def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> dict[str, Path]:
     """The original's validation view (θ = 60°, φ = 0, r = mean radius, focal = mean focal_range · H), white bg."""
     from PIL import Image
 
@@ -31,11 +31,11 @@ def _write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) ->
         img = scene.render(cams, train=False).image[0]
     scene.texture.train(was_training)
     path = val_dir / f"step{step:07d}_rgb.png"
-    Image.fromarray(_to_uint8(img)).save(path)
+    Image.fromarray(to_uint8(img)).save(path)
     return {"validation_last": path}
 
 
-def _write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
+def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
     """Turntable of the final texture (the original's 100-view test path): turntable.mp4 and turntable.gif."""
     import imageio.v2 as imageio
 
@@ -46,7 +46,7 @@ def _write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
                      focal_ratio=sum(r.focal_range) / 2, device=scene.device)
     frames = []
     for i in range(0, len(cams), 8):
-        frames.extend(_to_uint8(x) for x in scene.render(cams[i:i + 8], train=False).image)
+        frames.extend(to_uint8(x) for x in scene.render(cams[i:i + 8], train=False).image)
     files: dict[str, Any] = {}
     gif = ws / "turntable.gif"
     imageio.mimsave(gif, frames, duration=1000 / o.fps, loop=0)

@@ -36,7 +36,7 @@ class GuidanceConfig:
     channels_last: bool = False
     """Run the UNet, VAE and ControlNets in channels_last (NHWC) memory format on CUDA."""
     fast_vae: bool = True
-    """Exact speed levers for the VAE (pgc_fast.accel): GEMM-speed chunked attention for its head-dim-512
+    """Exact speed levers for the VAE (pgc_fast.guidance.models.accel): GEMM-speed chunked attention for its head-dim-512
     mid-block, frozen convolutions that save no input activations, and on CUDA the Triton GroupNorm+SiLU with
     the VAE in channels_last. SDXL encoder fwd+bwd at 4 × 1024² on an H100: 368 → 167 ms, 23.9 → 9.4 GiB."""
     compile_unet: bool = False

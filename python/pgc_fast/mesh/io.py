@@ -7,8 +7,6 @@ import warnings
 from pgc_fast import _rust_mesh
 from pgc_fast.mesh.model import Material, Mesh, PathLike
 
-# UV unwrapping (issue 4) lives in pgc_fast.uv; re-exported here as part of the mesh API.
-
 
 def load_mesh(path: PathLike) -> Mesh:
     """Reads a mesh from ``.obj`` (+ ``.mtl`` and textures), ``.ply`` or ``.glb``/``.gltf``.

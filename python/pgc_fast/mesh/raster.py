@@ -8,8 +8,6 @@ import numpy as np
 from pgc_fast import _rust_mesh
 from pgc_fast.mesh.model import Mesh, _as_array, _as_index
 
-# UV unwrapping (issue 4) lives in pgc_fast.uv; re-exported here as part of the mesh API.
-
 
 def _resolution(resolution: Any, op: str) -> tuple[int, int]:
     if isinstance(resolution, (int, np.integer)):

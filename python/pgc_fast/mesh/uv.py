@@ -186,7 +186,7 @@ def uv_metrics(vertices: Any, faces: Any, uvs: Any, uv_faces: Any, resolution: i
 
 def atlas(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
     """UV atlas for a texture of side ``resolution``: (uvs float32 [T,2], uv_faces int64 [F,3], one row per input
-    face) from ``pgc_fast.uv.unwrap``. Padding 4 texels; when the charts do not fit (a detailed mesh on a small
+    face) from ``pgc_fast.mesh.uv.unwrap``. Padding 4 texels; when the charts do not fit (a detailed mesh on a small
     texture) the padding shrinks to 2, then 1, then the atlas is packed for 2× / 4× the resolution (seams may
     bleed at this texture size; a warning says so)."""
     import warnings

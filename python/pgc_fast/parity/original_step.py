@@ -72,7 +72,7 @@ class OriginalStep:
         bundle: a :class:`pgc_fast.guidance.ModelBundle` with an SDXL UNet, VAE and one depth ControlNet (fp16).
         mesh: :class:`pgc_fast.render.RenderMesh` on CUDA (canonicalised).
         backend: a render backend (nvdiffrast) with the ``rasterize/interpolate/antialias`` interface.
-        field: :class:`pgc_fast.field.TextureField` on CUDA.
+        field: :class:`pgc_fast.fields.TextureField` on CUDA.
         background: [3, H, W] float background image in [0, 1] at the render resolution.
         prompt_embeds, pooled: text conditioning [2, 77, 2048] and [2, 1280] (uncond first).
     """

@@ -87,7 +87,7 @@ def build_modules(seed: int = 0):
 def read_meta(directory: str | Path = WEIGHTS_DIR) -> dict[str, Any]:
     p = Path(directory) / "meta.json"
     if not p.is_file():
-        raise FileNotFoundError(f"toy-sd: no trained weights at {p} (run `python -m pgc_fast.apps.toy_prior "
+        raise FileNotFoundError(f"toy-sd: no trained weights at {p} (run `pgc-fast train-prior "
                                 f"--seed 0 --out {Path(directory)}`)")
     return json.loads(p.read_text())
 
