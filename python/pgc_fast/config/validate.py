@@ -51,9 +51,16 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
         hints = typing.get_type_hints(type(sub))
         for f in dataclasses.fields(sub):
             _check_literal(p, f"{sec}.{f.name}", getattr(sub, f.name), hints[f.name])
-    g, r, m, t, o, out = cfg.guidance, cfg.render, cfg.mesh, cfg.texture, cfg.optim, cfg.output
+    for check in (_check_guidance, _check_render, _check_files, _check_texture, _check_optim, _check_output):
+        check(cfg, p, check_files)
+    if p:
+        raise ConfigError(p)
+    return cfg
 
-    if o.objective == "guidance":
+
+def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    g, t = cfg.guidance, cfg.texture
+    if cfg.optim.objective == "guidance":
         if not g.text.strip():
             p.append("guidance.text (--text) must be a non-empty prompt")
         if not (g.rgb_sds or g.normal_sds):
@@ -66,9 +73,8 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
         if c not in CONTROL_TYPES and "/" not in c and not os.path.isdir(c):
             p.append(f"guidance.controlnets: {c!r} is not one of {', '.join(CONTROL_TYPES)}, a hub id or a directory")
     if g.controlnets and len(g.control_scales) != len(g.controlnets):
-        p.append(
-            f"guidance.control_scales must have one entry per ControlNet ({len(g.controlnets)}), got {len(g.control_scales)}"
-        )
+        p.append(f"guidance.control_scales must have one entry per ControlNet ({len(g.controlnets)}), "
+                 f"got {len(g.control_scales)}")
     if "shuffle" in g.controlnets and not g.ref_path:
         p.append("guidance.controlnets includes shuffle, which needs guidance.ref_path (--ref_path)")
     if g.guidance_scale < 0:
@@ -85,6 +91,9 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
     if g.latent and t.kind == "uv":
         p.append("guidance.latent needs texture.kind=field (the 4-channel latent texture is a field)")
 
+
+def _check_render(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    r = cfg.render
     if r.resolution < 8 or r.resolution > 4096:
         p.append(f"render.resolution must be in [8, 4096], got {r.resolution}")
     for name in ("radius_range", "polar_range", "focal_range", "focal_range_fine"):
@@ -96,6 +105,9 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
     if not 0.0 <= r.uniform_sphere_rate <= 1.0:
         p.append(f"render.uniform_sphere_rate must be in [0, 1], got {r.uniform_sphere_rate}")
 
+
+def _check_files(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    g, r, m = cfg.guidance, cfg.render, cfg.mesh
     if not m.path:
         p.append("mesh.path (--mesh_path) is required")
     elif check_files and not os.path.isfile(m.path):
@@ -105,6 +117,9 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
     if check_files and r.background == "scenery" and not os.path.isfile(r.bg_image):
         p.append(f"render.bg_image: no such file {r.bg_image!r} (needed by render.background=scenery)")
 
+
+def _check_texture(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    t = cfg.texture
     if t.kind == "uv" and not 16 <= t.uv_resolution <= 8192:
         p.append(f"texture.uv_resolution must be in [16, 8192], got {t.uv_resolution}")
     if t.uv_levels < 1 or (t.kind == "uv" and t.uv_resolution >> (t.uv_levels - 1) < 4):
@@ -112,10 +127,14 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
     if not 16 <= t.export_resolution <= 8192:
         p.append(f"texture.export_resolution must be in [16, 8192], got {t.export_resolution}")
     if not 1 <= t.field_levels <= 32 or not 8 <= t.field_log2_table_size <= 24 or t.field_finest_resolution < 16:
-        p.append("texture.field_levels must be in [1, 32], field_log2_table_size in [8, 24], field_finest_resolution >= 16")
+        p.append("texture.field_levels must be in [1, 32], field_log2_table_size in [8, 24], "
+                 "field_finest_resolution >= 16")
     if t.dilation < 0:
         p.append(f"texture.dilation must be >= 0, got {t.dilation}")
 
+
+def _check_optim(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    o = cfg.optim
     if o.iters < 1:
         p.append(f"optim.iters (--iters) must be >= 1, got {o.iters}")
     if o.batch_size < 1:
@@ -127,6 +146,9 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
     if o.grad_clip is not None and o.grad_clip < 0:
         p.append(f"optim.grad_clip must be >= 0 or None, got {o.grad_clip}")
 
+
+def _check_output(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    out = cfg.output
     if not out.workspace:
         p.append("output.workspace (--workspace) must not be empty")
     if out.val_every < 0 or out.ckpt_every < 0:
@@ -135,11 +157,6 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
         p.append("output.resume and output.force are mutually exclusive (force would delete what resume continues)")
     if out.turntable_frames < 0 or out.fps < 1:
         p.append("output.turntable_frames must be >= 0 and output.fps >= 1")
-
     gpus = [x.strip() for x in cfg.runtime.gpus.split(",") if x.strip()]
     if not gpus or not all(x.isdigit() for x in gpus):
         p.append(f"runtime.gpus (--gpus) must be comma-separated device ids such as '0,1', got {cfg.runtime.gpus!r}")
-    if p:
-        raise ConfigError(p)
-    return cfg
-

@@ -75,10 +75,8 @@ def _thumb_b64(path: Path, size: int = 512) -> str | None:
 
 
 def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dict[str, Any]) -> Path:
-    """Write ``ws/report.html`` and return its path."""
+    """Write ``ws/report.html`` (opens from disk) and return its path."""
     ws = Path(ws)
-    hist = metrics.get("history", {})
-    steps = hist.get("step", [])
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>pgc-fast report</title>",
@@ -92,8 +90,19 @@ def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dic
     ]
     if cfg.guidance.negative:
         parts.append(f"<p><b>Negative:</b> {e(cfg.guidance.negative)}</p>")
+    parts.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>"
+                                     for k, v in _summary(cfg, metrics)) + "</table>")
+    parts += _media(ws, files)
+    parts += _curves(metrics.get("history", {}))
+    parts += _validation_and_config(ws, cfg, metrics)
+    out = ws / "report.html"
+    out.write_text("".join(parts), encoding="utf-8")
+    return out
+
+
+def _summary(cfg: C.RunConfig, metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     g = cfg.guidance
-    summary = [
+    summary: list[tuple[str, Any]] = [
         ("mesh", cfg.mesh.path),
         ("model", C.resolved_model(g)),
         ("guidance", f"{g.family} {g.loss}" + (f" + ControlNet {', '.join(g.controlnets)}" if g.controlnets else "")
@@ -114,18 +123,20 @@ def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dic
         summary.append(("peak memory", ", ".join(f"{k} {v:.0f}" for k, v in mem.items())))
     clip = metrics.get("clip", {})
     if clip.get("enabled"):
-        summary.append(("pixels clipped", f"mean {100 * clip['mean_clip_frac']:.2f}%, last {100 * clip['last_clip_frac']:.2f}%"))
+        summary.append(("pixels clipped", f"mean {100 * clip['mean_clip_frac']:.2f}%, "
+                                          f"last {100 * clip['last_clip_frac']:.2f}%"))
     if metrics.get("video"):
         summary.append(("video", metrics["video"]))
-    parts.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in summary) + "</table>")
+    return summary
 
-    parts.append("<h2>Turntable</h2><div class='row'>")
+
+def _media(ws: Path, files: dict[str, Any]) -> list[str]:
+    parts = ["<h2>Turntable</h2><div class='row'>"]
     if "turntable_mp4" in files:
         parts.append("<video src='turntable.mp4' controls loop autoplay muted width='512'></video>")
     if "turntable_gif" in files:
         parts.append("<img src='turntable.gif' width='512' alt='turntable'>")
     parts.append("</div>")
-
     tex = ws / "texture.png"
     if tex.exists():
         b64 = _thumb_b64(tex)
@@ -133,22 +144,32 @@ def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dic
         parts.append(f"<h2>Texture</h2><a href='texture.png'><img src='{src}' width='512' alt='texture'></a>"
                      "<p>Files: <a href='mesh.obj'>mesh.obj</a> + <a href='mesh.mtl'>mesh.mtl</a> + "
                      "<a href='texture.png'>texture.png</a>, <a href='mesh.glb'>mesh.glb</a></p>")
+    return parts
 
-    parts.append("<h2>Curves</h2><div class='row'>")
+
+def _curves(hist: dict[str, Any]) -> list[str]:
+    steps = hist.get("step", [])
+    parts = ["<h2>Curves</h2><div class='row'>"]
     loss = hist.get("loss", [])
-    parts.append(svg_line_chart(steps, loss, title="loss", log_y=all((v or 0) > 0 for v in loss if v == v) and bool(loss)))
+    parts.append(svg_line_chart(steps, loss, title="loss",
+                                log_y=all((v or 0) > 0 for v in loss if v == v) and bool(loss)))
     cf = hist.get("clip_frac", [])
     if any(v == v for v in cf):
         parts.append(svg_line_chart(steps, [100 * v for v in cf], title="pixels clipped by PGC (%)", color="#dc2626"))
     parts.append("</div>")
+    return parts
 
+
+def _validation_and_config(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any]) -> list[str]:
+    e = html.escape
+    parts = []
     vals = sorted((ws / "validation").glob("*.png")) if (ws / "validation").is_dir() else []
     if vals:
         parts.append("<h2>Validation</h2><div class='row'>")
         for p in vals[-12:]:
-            parts.append(f"<figure><img src='validation/{e(p.name)}' width='200'><figcaption>{e(p.stem)}</figcaption></figure>")
+            parts.append(f"<figure><img src='validation/{e(p.name)}' width='200'>"
+                         f"<figcaption>{e(p.stem)}</figcaption></figure>")
         parts.append("</div>")
-
     phases = metrics.get("phases_s", {})
     if phases:
         parts.append("<h2>Timings</h2><table>" + "".join(f"<tr><th>{e(k)}</th><td>{v:.2f} s</td></tr>"
@@ -158,6 +179,4 @@ def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dic
         for k, v in vals_.items():
             parts.append(f"<tr><th>{e(sec)}.{e(k)}</th><td><code>{e(repr(v))}</code></td></tr>")
     parts.append("</table></body></html>")
-    out = ws / "report.html"
-    out.write_text("".join(parts), encoding="utf-8")
-    return out
+    return parts
