@@ -39,8 +39,8 @@ def cuda_ms(fn, iters: int, warmup: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pgc_fast.guidance import Guidance, GuidanceConfig, load_models
-    from pgc_fast.guidance.models.loading import resolve_dtype
+    from pgc_fast.config import GuidanceConfig
+    from pgc_fast.guidance import build_guidance, load_models, resolve_dtype
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sdxl-random")
@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(m, cl == "1", fv == "1") for m in a.methods for cl in a.channels_last for fv in a.fast_vae]
     for method, channels_last, fast_vae in runs:
         cn = tuple(a.controlnet) if method != "vsd" else ()
-        cfg = GuidanceConfig(model=a.model, controlnets=cn, device=a.device, dtype=a.dtype, method=method,
-                             channels_last=channels_last, compile_vae=a.compile_vae, fast_vae=fast_vae,
-                             text="a panda holding a spear and a shield", negative="", pgc_tau=0.1, iters=1000,
+        cfg = GuidanceConfig(model=a.model, controlnets=cn, loss=method, channels_last=channels_last,
+                             compile=False, compile_vae=a.compile_vae, fast_vae=fast_vae, dir_text=True,
+                             text="a panda holding a spear and a shield", negative="", pgc_tau=0.1,
                              guidance_scale=7.5 if method == "vsd" else 100.0)
         t0 = time.perf_counter()
         if (models is None or method == "vsd" or cn != tuple(models.control_types) or not channels_last
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(dev)
             models = load_models(a.model, controlnets=cn, device=dev, dtype=resolve_dtype(a.dtype, dev))
-        g = Guidance(cfg, models)
+        g = build_guidance(cfg, models, seed=0, iters=1000)
         torch.cuda.synchronize()
         t_load = time.perf_counter() - t0
         attn = {type(m.processor).__name__ for m in g.unet.modules() if hasattr(m, "processor")}

@@ -6,16 +6,17 @@ import json
 import pytest
 import torch
 
-from pgc_fast.guidance import GuidanceConfig, GuidanceLoadError, load_guidance, load_models
+from pgc_fast.config import GuidanceConfig
+from pgc_fast.guidance import GuidanceLoadError, build_guidance, load_guidance, load_models
 from pgc_fast.guidance.models.loading import CONTROLNETS, hf_token, parse_control
 
 
 def test_missing_weights_offline_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = GuidanceConfig(model="nonexistent-org/no-such-model", controlnets=("depth",), vae="another-org/no-vae",
-                         device="cpu", cache_dir=str(tmp_path), text="x")
+    cfg = GuidanceConfig(model="nonexistent-org/no-such-model", controlnets=("depth",), control_scales=(1.0,),
+                         vae="another-org/no-vae", cache_dir=str(tmp_path), text="x")
     with pytest.raises(GuidanceLoadError) as ei:
-        load_guidance(cfg)
+        load_guidance(cfg, device="cpu", dtype="auto", seed=0, iters=10)
     msg = str(ei.value)
     for needle in ("nonexistent-org/no-such-model", "another-org/no-vae", CONTROLNETS[("sd", "depth")],
                    str(tmp_path), "HF_HUB_OFFLINE=1", "hf download nonexistent-org/no-such-model", "tiny-sdxl"):
@@ -51,9 +52,7 @@ def test_local_directory_loads_and_steps(tiny_sd, tmp_path, make_inputs):
     b = load_models(str(root), device="cpu", dtype=torch.float32)
     assert not b.is_sdxl and b.resolution == 64 and b.sources["model"] == str(root)
     torch.testing.assert_close(next(b.unet.parameters()), next(tiny_sd.unet.parameters()))
-    from pgc_fast.guidance import Guidance
-
-    g = Guidance(GuidanceConfig(device="cpu", text="a panda"), b)
+    g = build_guidance(GuidanceConfig(text="a panda"), b, seed=0, iters=10)
     img, _, _ = make_inputs()
     out = g.step(img, step=1)
     assert torch.isfinite(out.grad).all()
@@ -101,7 +100,5 @@ def test_hub_cache_offline_resolution(tiny_sd, tmp_path, monkeypatch, make_input
     (repo_dir / "refs" / "main").write_text(rev)
     b = load_models("fake-org/tiny-sd", device="cpu", dtype=torch.float32, cache_dir=str(cache))
     assert b.sources["model"].endswith(rev) and not b.is_sdxl
-    from pgc_fast.guidance import Guidance
-
     img, _, _ = make_inputs()
-    assert torch.isfinite(Guidance(GuidanceConfig(device="cpu", text="x"), b).step(img, step=1).grad).all()
+    assert torch.isfinite(build_guidance(GuidanceConfig(text="x"), b, seed=0, iters=10).step(img, step=1).grad).all()

@@ -166,6 +166,24 @@ def test_new_flags_and_generated_flags(original_layout):
                              **{"guidance.text": "x", "mesh.path": "m.obj"})
 
 
+def test_guidance_engine_knobs_are_run_flags(original_layout):
+    """The guidance engine's own knobs are fields of the run config's guidance section, hence --guidance.* flags."""
+    cfg = resolve(["-O0", "-O2", *COMMON, "--guidance.t_range_end", "0.02", "0.3", "--guidance.resolution", "none",
+                   "--guidance.depth_convention", "original", "--no-guidance.vae_sample", "--guidance.ssd_m", "50"])
+    g = cfg.guidance
+    assert (g.t_range_end, g.resolution, g.depth_convention, g.vae_sample, g.ssd_m) == ((0.02, 0.3), None, "original",
+                                                                                       False, 50)
+    bad = C.override(cfg, **{"guidance.t_range_end": (0.5, 0.1), "guidance.vsd_t_range": (0.2, 1.5),
+                             "guidance.resolution": 4, "guidance.angle_front": 0.0, "guidance.vsd_camera_dropout": 2.0,
+                             "guidance.depth_convention": "far_bright"})
+    with pytest.raises(C.ConfigError) as e:
+        C.validate(bad, check_files=False)
+    joined = "\n".join(e.value.problems)
+    for needle in ("t_range_end", "vsd_t_range", "guidance.resolution", "angle_front", "vsd_camera_dropout",
+                   "depth_convention"):
+        assert needle in joined, needle
+
+
 def test_every_config_field_has_a_flag_and_a_docstring():
     parser = cli.build_parser()
     gen = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("generate"))

@@ -101,18 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(a: argparse.Namespace) -> Path:
-    from pgc_fast.guidance import GuidanceConfig, load_guidance
+    from pgc_fast.config import GuidanceConfig
+    from pgc_fast.guidance import load_guidance
 
     ws = Path(a.workspace)
     ws.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(a.seed)
     cfg = GuidanceConfig(
-        model=a.model, vae=a.vae, device=a.device, dtype=a.dtype, text=a.text, negative=a.negative, dir_text=False,
-        method=a.method, guidance_scale=a.guidance_scale, cfg_convention=a.cfg_convention,
+        model=a.model, vae=None if a.vae == "auto" else a.vae, text=a.text, negative=a.negative, dir_text=False,
+        loss=a.method, guidance_scale=a.guidance_scale, cfg_convention=a.cfg_convention,
         t_range=tuple(a.t_range), t_range_end=tuple(a.t_range_end) if a.t_range_end else None,
-        dreamtime=a.dreamtime, iters=a.iters, latent_mode=a.latent, pgc_tau=a.pgc_tau, pgc_variant=a.pgc_variant,
-        pgc_norm=a.pgc_norm, latent_clamp=a.latent_clamp, resolution=a.size, seed=a.seed)
-    g = load_guidance(cfg)
+        dreamtime=a.dreamtime, latent=a.latent, pgc_tau=a.pgc_tau if a.pgc_tau >= 0 else None,
+        pgc_variant=a.pgc_variant, pgc_norm=a.pgc_norm, latent_clamp=a.latent_clamp, resolution=a.size,
+        compile=False)  # eager UNet, as this mode always ran (the run's default compiles on CUDA)
+    g = load_guidance(cfg, device=a.device, dtype=a.dtype, seed=a.seed, iters=a.iters)
     dev = g.device
     gen = torch.Generator(dev).manual_seed(a.seed)
     if a.latent:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pgc_fast.guidance import prompts
 from pgc_fast.guidance.models import toy
 
 RES = 64
@@ -81,14 +82,10 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
 @torch.no_grad()
 def render_geometry(n: int, seed: int, views_per_pose: int = 8) -> dict[str, torch.Tensor]:
     """Render n geometry buffers: position [n,3,64,64] (object frame), normal [n,3,64,64] (camera frame,
-    +z towards the camera), mask [n,1,64,64] and view ids [n] (0 front … 5 bottom)."""
-    from pgc_fast.render import (
-        MeshRenderer,
-        RenderMesh,
-        VertexColorTexture,
-        orbit_cameras,
-    )
-    from pgc_fast.render.camera import view_direction_ids
+    +z towards the camera), mask [n,1,64,64] and view ids [n]: the prompts' bins
+    (:func:`pgc_fast.guidance.prompts.view_ids` with its defaults, what ``dir_text`` uses), index into
+    :data:`~pgc_fast.guidance.prompts.VIEW_NAMES`."""
+    from pgc_fast.render import MeshRenderer, RenderMesh, VertexColorTexture, orbit_cameras
 
     rng = np.random.default_rng(seed)
     shapes = make_shapes(rng)
@@ -116,7 +113,7 @@ def render_geometry(n: int, seed: int, views_per_pose: int = 8) -> dict[str, tor
         pos.append(p_obj)
         nrm.append(n_cam)
         msk.append(out.mask)
-        vid.append(view_direction_ids(cams.theta, cams.phi))
+        vid.append(prompts.view_ids(torch.rad2deg(cams.phi), torch.rad2deg(cams.theta)))
         done += b
     return {"position": torch.cat(pos), "normal": torch.cat(nrm), "mask": torch.cat(msk), "view": torch.cat(vid)}
 
@@ -369,7 +366,7 @@ def train(args) -> dict:
     from pgc_fast.guidance.models.builtin import SCHEDULER_CONFIG
 
     sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
-    vnames = ["front", "side", "back", "side", "overhead", "bottom"]
+    vnames = prompts.VIEW_NAMES
     colours, patterns = list(toy.COLOURS), toy.PATTERNS
 
     def captions(ii: torch.Tensor) -> list[str]:

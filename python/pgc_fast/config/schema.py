@@ -21,6 +21,10 @@ GuidanceLoss = Literal["sds", "vsd", "bgt", "csd", "ssd"]
 CfgConvention = Literal["auto", "pgc", "diffusers"]
 
 
+CfgForm = Literal["pgc", "diffusers"]
+"""A resolved CfgConvention (what ``auto`` becomes for a loss)."""
+
+
 Weighting = Literal["one_minus_alpha", "sqrt_alpha_one_minus_alpha", "inverse_one_minus_alpha", "uniform"]
 
 
@@ -28,6 +32,12 @@ PgcVariant = Literal["clip", "value", "global", "sigmoid", "soft", "soft_pixel"]
 
 
 PgcNorm = Literal["linf", "l2"]
+
+
+CompileScope = Literal["blocks", "full"]
+
+
+DepthConvention = Literal["near_bright", "original"]
 
 
 Scheduler = Literal["ddpm", "ddim", "dpm"]
@@ -63,7 +73,7 @@ Objective = Literal["guidance", "mse"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
-# Built-in model names served by pgc_fast.guidance without a download.
+# Built-in model names served by pgc_fast.guidance without a download (pgc_fast.guidance.models.builtin).
 BUILTIN_MODELS = ("tiny-sd", "tiny-sdxl", "sd15-random", "sdxl-random", "toy-sd")
 
 
@@ -75,6 +85,7 @@ DEFAULT_MODELS = {
 }
 
 
+# ControlNet condition kinds (pgc_fast.guidance.conditions builds one image per kind).
 CONTROL_TYPES = ("depth", "normal", "tile", "shuffle")
 
 
@@ -89,7 +100,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    """Diffusion guidance: model, prompt and score-distillation loss (reference_spec.md §3)."""
+    """Diffusion guidance: model, prompt and score-distillation loss (reference_spec.md §3). What
+    :func:`pgc_fast.guidance.load_guidance` takes, as is."""
 
     text: str = ""
     """Prompt describing the texture (the original's --text)."""
@@ -98,13 +110,19 @@ class GuidanceConfig:
     family: GuidanceFamily = "sd"
     """Diffusion model family: sd (SD 1.5 / 2.1) or sdxl."""
     model: str | None = None
-    """Hub id, local directory or built-in name (tiny-sd, tiny-sdxl, sd15-random, sdxl-random, toy-sd); None = family default."""
+    """Hub id, alias (sdxl, sdxl-0.9, sdxl-turbo, sd15, sd21, sd21-base), local directory or built-in name (tiny-sd, tiny-sdxl, sd15-random, sdxl-random, toy-sd); None = family default."""
     vae: str | None = None
-    """VAE override (hub id or path); None = the family default (SDXL: madebyollin/sdxl-vae-fp16-fix)."""
+    """VAE override (hub id or path); None = the family default (SDXL: madebyollin/sdxl-vae-fp16-fix); 'none' = the model's own."""
     controlnets: tuple[str, ...] = ()
     """ControlNet condition types (depth, normal, tile, shuffle, or a hub id); empty = no ControlNet."""
     control_scales: tuple[float, ...] = ()
     """Conditioning scale per ControlNet (same length as controlnets)."""
+    cache_dir: str | None = None
+    """Hugging Face cache directory (None = the hub's: $HF_HUB_CACHE or ~/.cache/huggingface/hub)."""
+    token_file: str = "TOKEN"
+    """File holding a Hugging Face token, read when $HF_TOKEN is unset (the original's ./TOKEN)."""
+    resolution: int | None = None
+    """Image size fed to the VAE (inputs are bilinearly resized to it); None = the model's native size."""
     loss: GuidanceLoss = "sds"
     """Score-distillation loss: sds, vsd (ProlificDreamer, SDXL), bgt (HiFA BGT+), csd or ssd."""
     guidance_scale: float = 100.0
@@ -117,8 +135,12 @@ class GuidanceConfig:
     """CFG rescale factor phi (0 = off; the original's --cfg_rescale uses 0.5)."""
     weighting: Weighting = "one_minus_alpha"
     """SDS weight w(t); one_minus_alpha is the original's (its --weight_choice flag is dead)."""
+    grad_scale: float = 1.0
+    """Multiplier of the latent gradient (the original's grad_scale_sd)."""
     t_range: tuple[float, float] = (0.02, 0.5)
     """Range of diffusion timesteps sampled, as fractions of the 1000 training steps."""
+    t_range_end: tuple[float, float] | None = None
+    """If set, t_range is annealed linearly to this over optim.iters steps (None = constant t_range)."""
     dreamtime: bool = False
     """DreamTime deterministic timestep schedule (--dreamtime)."""
     init_time: float = 0.681
@@ -126,25 +148,59 @@ class GuidanceConfig:
     scheduler: Scheduler = "ddpm"
     """Diffusion scheduler used by BGT denoising and VSD (--scheduler)."""
     latent: bool = False
-    """Latent-NeRF mode: the texture outputs 4-channel latents (--latent)."""
+    """Latent-NeRF mode: the texture outputs 4-channel latents, resized to the latent size, no VAE (--latent)."""
+    vae_sample: bool = True
+    """Encode with a posterior sample (the original) rather than its mean."""
     rgb_sds: bool = True
     """Apply score distillation to the rendered RGB image (off with --only_normal)."""
     normal_sds: bool = False
     """Apply normal-map SDS (shape optimisation only; the original's default without --no_normal)."""
     dir_text: bool = False
     """View-dependent prompts (front / side / back / overhead / bottom view)."""
+    angle_front: float = 90.0
+    """Width (degrees) of the front and back azimuth bins of the view-dependent prompts, centred on 0 and 180."""
+    angle_overhead: float = 30.0
+    """Polar angle (degrees from +Y) at or below which a view is 'overhead' (at or above 180 minus it: 'bottom')."""
     suppress_face: bool = False
     """Append 'face' to the negative prompt for non-front views."""
+    zero_empty_negative: bool | None = None
+    """Zero embeddings for an empty negative prompt (SDXL's force_zeros_for_empty_prompt); None = yes for SDXL, no for SD (the original always encoded the empty string, spec §8.5)."""
     pgc_tau: float | None = None
     """Pixel-wise gradient clipping threshold on the rendered image's gradient (None = off; -O0 sets 0.1)."""
     pgc_variant: PgcVariant = "clip"
     """PGC variant (the original's grad_suppress_type 0..5): clip, value, global, sigmoid, soft, soft_pixel."""
     pgc_norm: PgcNorm = "linf"
     """Per-pixel norm for the clip variants: linf (max over channels, the original) or l2."""
+    pgc_normals: bool = True
+    """Also clip the gradient of the normal map fed to normal-SDS (when pgc_tau is set)."""
     latent_clamp: float | None = None
     """Element-wise clamp of the latent SDS gradient (--grad_clip_latent; None = off)."""
+    latent_clip: float | None = None
+    """Per-latent-pixel L-inf clip of the latent SDS gradient (None = off)."""
+    ssd_m: int = 100
+    """SSD: timesteps <= M use the mode-disengaging term."""
+    bgt_r: float = 0.25
+    """BGT+: denoising stride (fraction of T) of the multi-step target."""
+    bgt_end_time: float = 0.25
+    """BGT+: final noise level of the sqrt schedule."""
+    bgt_rgb_weight: float = 0.1
+    """BGT+: weight of the RGB MSE term (one VAE decode per step; 0 skips it)."""
+    vsd_lora_rank: int = 4
+    """VSD: rank of the LoRA adapter on the UNet's attention projections."""
+    vsd_lora_lr: float = 1e-4
+    """VSD: AdamW learning rate of the LoRA and its camera embedding."""
+    vsd_camera_dropout: float = 0.1
+    """VSD: probability of dropping the camera from the LoRA's denoising loss."""
+    vsd_t_range: tuple[float, float] = (0.0, 1.0)
+    """VSD: timestep range (fractions) of the LoRA's own denoising loss."""
+    depth_convention: DepthConvention = "near_bright"
+    """Depth ControlNet condition: near_bright (MiDaS-like, what the depth ControlNets were trained on) or original (PGC-3D's inverted map)."""
+    depth_floor: float = 0.1
+    """near_bright depth condition: the farthest foreground point maps to this value (background = 0)."""
     ref_path: str | None = None
     """Reference image (enables the reference-view MSE and shuffle ControlNet condition)."""
+    shuffle_reference: bool = True
+    """Content-shuffle the reference image for the shuffle ControlNet (what it was trained on)."""
     lambda_ref: float = 0.1
     """Weight of the reference-view masked MSE."""
     zero123: bool = False
@@ -153,12 +209,16 @@ class GuidanceConfig:
     """Weight of the saturation penalty."""
     fast_vae: bool = True
     """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last)."""
+    channels_last: bool = False
+    """Run the UNet, VAE and ControlNets in channels_last (NHWC) memory format (CUDA only)."""
     compile: bool = True
-    """torch.compile the UNet and ControlNets on CUDA (ignored on the CPU). With the default blocks scope the first
+    """torch.compile the UNet and ControlNets on CUDA (ignored on the CPU and with loss=vsd). With the default blocks scope the first
     run on a machine pays ~55 s of compile for SDXL (6 s once inductor's cache is warm) and every step is ~12 %
     faster (H100: 385 → 338 ms per 4-view step); --no-guidance.compile turns it off."""
-    compile_scope: Literal["blocks", "full"] = "blocks"
+    compile_scope: CompileScope = "blocks"
     """What --guidance.compile compiles: blocks (regional: each ResNet/transformer block, short compile) or full."""
+    compile_vae: bool = False
+    """torch.compile the VAE encoder on CUDA (ignored on the CPU); the first step pays the compile time."""
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,19 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
     lo, hi = g.t_range
     if not 0.0 < lo < hi <= 1.0:
         p.append(f"guidance.t_range must satisfy 0 < lo < hi <= 1, got {g.t_range}")
+    if g.t_range_end is not None and not 0.0 <= g.t_range_end[0] <= g.t_range_end[1] <= 1.0:
+        p.append(f"guidance.t_range_end must satisfy 0 <= lo <= hi <= 1 or be None, got {g.t_range_end}")
+    if not 0.0 <= g.vsd_t_range[0] <= g.vsd_t_range[1] <= 1.0:
+        p.append(f"guidance.vsd_t_range must satisfy 0 <= lo <= hi <= 1, got {g.vsd_t_range}")
+    if g.resolution is not None and g.resolution < 8:
+        p.append(f"guidance.resolution must be >= 8 or None, got {g.resolution}")
+    if not 0.0 < g.angle_front <= 180.0 or not 0.0 <= g.angle_overhead < 90.0:
+        p.append(f"guidance.angle_front must be in (0, 180] and angle_overhead in [0, 90), got "
+                 f"{g.angle_front}, {g.angle_overhead}")
+    if not 0.0 <= g.vsd_camera_dropout <= 1.0:
+        p.append(f"guidance.vsd_camera_dropout must be in [0, 1], got {g.vsd_camera_dropout}")
+    if g.bgt_r <= 0 or g.vsd_lora_rank < 1:
+        p.append(f"guidance.bgt_r must be > 0 and vsd_lora_rank >= 1, got {g.bgt_r}, {g.vsd_lora_rank}")
     if g.pgc_tau is not None and g.pgc_tau < 0:
         p.append(f"guidance.pgc_tau must be >= 0 or None, got {g.pgc_tau}")
     if g.latent_clamp is not None and g.latent_clamp < 0:

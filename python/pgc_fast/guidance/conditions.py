@@ -1,10 +1,10 @@
 """ControlNet condition images: resizing, the depth map (near = bright) and the content-shuffled reference."""
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
+
+from pgc_fast.config.schema import DepthConvention
 
 
 # ----------------------------------------------------------------------------------------------- images
@@ -17,7 +17,7 @@ def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
 
 
 def depth_condition(depth: torch.Tensor, mask: torch.Tensor | None, size: int,
-                    convention: Literal["near_bright", "original"] = "near_bright",
+                    convention: DepthConvention = "near_bright",
                     floor: float = 0.1) -> torch.Tensor:
     """Depth ControlNet condition image from a camera-space depth render, computed on the render's device.
 

@@ -4,15 +4,12 @@ BGT+ times, noising, eps/x0 conversion, CFG combination and DDIM steps. Pure tor
 from __future__ import annotations
 
 import math
+import typing
 from functools import lru_cache
-from typing import Literal
 
 import torch
 
-Weighting = Literal["one_minus_alpha", "sqrt_alpha_one_minus_alpha", "inverse_one_minus_alpha", "uniform"]
-
-
-CfgConvention = Literal["pgc", "diffusers"]
+from pgc_fast.config.schema import CfgForm, Weighting
 
 
 # ----------------------------------------------------------------------------------------------- schedule
@@ -65,7 +62,7 @@ def sds_weight(abar_t: torch.Tensor, weighting: Weighting = "one_minus_alpha") -
         return 1.0 / (1.0 - abar_t)
     if weighting == "uniform":
         return torch.ones_like(abar_t)
-    raise ValueError(f"sds_weight(): weighting must be one of {Weighting.__args__}, got {weighting!r}")
+    raise ValueError(f"sds_weight(): weighting must be one of {typing.get_args(Weighting)}, got {weighting!r}")
 
 
 def add_noise(z: torch.Tensor, noise: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
@@ -85,7 +82,7 @@ def eps_from_output(out: torch.Tensor, z_t: torch.Tensor, abar_t: torch.Tensor, 
 
 
 def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float,
-                convention: CfgConvention = "pgc") -> torch.Tensor:
+                convention: CfgForm = "pgc") -> torch.Tensor:
     """Classifier-free guidance. ``pgc``: eps_c + s (eps_c - eps_u) (the original SDS/BGT; = diffusers s+1);
     ``diffusers``: eps_u + s (eps_c - eps_u). Same formula as ``pgc_kernels.sds_grad`` (used for non-gradient
     uses such as the BGT+ denoising chain)."""

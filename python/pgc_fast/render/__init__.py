@@ -11,9 +11,9 @@ Backends (:mod:`pgc_fast.render.backends`) — one interface, nvdiffrast's conve
     ``diffrp-nvdiffrast`` with the torch ≥ 2 loader fix, or an NVlabs build), ``load_nvdiffrast()``.
 Cameras (:mod:`pgc_fast.render.camera`) — right-handed OpenCV-style look-at (det R = +1, not mirrored):
     ``Cameras`` (c2w [B,4,4], focal [B] px, H, W; ``mvp()``, ``to_clip(points)``, ``project(points)``,
-    ``view_ids()``, ``relative_angles()``), ``OrbitSampler`` (the original's radius / θ ∈ [45°,100°] / φ /
-    focal ranges, uniform-sphere rate, jitter; deterministic with a ``torch.Generator``), ``orbit_cameras``,
-    ``turntable``, ``look_at``, ``perspective``, ``view_direction_ids`` + ``VIEW_DIRECTIONS``.
+    ``relative_angles()``), ``OrbitSampler`` (the original's radius / θ ∈ [45°,100°] / φ / focal ranges,
+    uniform-sphere rate, jitter; deterministic with a ``torch.Generator``), ``orbit_cameras``, ``turntable``,
+    ``look_at``, ``perspective``. The view bins of the prompts live in :func:`pgc_fast.guidance.prompts.view_ids`.
 Renderer (:mod:`pgc_fast.render.renderer`):
     ``RenderMesh`` (vertices [V,3], faces [F,3], normals, uvs + uv_faces, colors; ``from_mesh(pgc_fast.mesh.Mesh)``),
     ``MeshRenderer(backend).render(mesh, cameras, texture, background=, shading="albedo"|"lambertian"|"normal"|
@@ -42,14 +42,12 @@ from pgc_fast.render.backends import (
     load_nvdiffrast,
 )
 from pgc_fast.render.camera import (
-    VIEW_DIRECTIONS,
     Cameras,
     OrbitSampler,
     look_at,
     orbit_cameras,
     perspective,
     turntable,
-    view_direction_ids,
 )
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
 from pgc_fast.render.textures import (
@@ -68,14 +66,12 @@ __all__ = [
     "RasterBackend",
     "get_backend",
     "load_nvdiffrast",
-    "VIEW_DIRECTIONS",
     "Cameras",
     "OrbitSampler",
     "look_at",
     "orbit_cameras",
     "perspective",
     "turntable",
-    "view_direction_ids",
     "MeshRenderer",
     "RenderMesh",
     "RenderOutput",

@@ -1,4 +1,4 @@
-"""Cameras: orbit sampling, right-handed look-at, projection, turntable, view-direction ids.
+"""Cameras: orbit sampling, right-handed look-at, projection, turntable, relative angles.
 
 Conventions (all float32 torch tensors; ``B`` = number of views):
 
@@ -43,12 +43,7 @@ __all__ = [
     "orbit_centers",
     "orbit_cameras",
     "turntable",
-    "view_direction_ids",
-    "VIEW_DIRECTIONS",
 ]
-
-#: Names of the view-direction ids returned by :func:`view_direction_ids` (the original's ``dir_text`` order).
-VIEW_DIRECTIONS: tuple[str, ...] = ("front", "side", "back", "side", "overhead", "bottom")
 
 _WORLD_UP = (0.0, 1.0, 0.0)
 
@@ -218,12 +213,6 @@ class Cameras:
         return replace(self, c2w=self.c2w[idx], focal=self.focal[idx], theta=sel(self.theta), phi=sel(self.phi),
                        radius=sel(self.radius))
 
-    def view_ids(self, angle_overhead: float = 30.0, angle_front: float = 60.0, centered: bool = True) -> torch.Tensor:
-        """View-direction ids int64 [B] of these cameras (see :func:`view_direction_ids`)."""
-        theta, phi = self._angles()
-        return view_direction_ids(theta, phi, angle_overhead=angle_overhead, angle_front=angle_front,
-                                  centered=centered)
-
     def relative_angles(self, front_phi_deg: float = 0.0) -> dict[str, torch.Tensor]:
         """Angles for camera-conditioned guidance, float32 [B] each, degrees:
         ``azimuth`` = φ − front wrapped to (−180, 180], ``elevation`` = 90 − θ (up is positive),
@@ -278,37 +267,6 @@ def turntable(n_views: int = 100, height: int = 512, width: int | None = None, r
         raise ValueError(f"turntable(): n_views must be >= 1, got {n_views}")
     phi = torch.arange(n_views, dtype=torch.float32) / n_views * 360.0
     return orbit_cameras(radius, theta_deg, phi, focal_ratio * height, height, width, device=device)
-
-
-def view_direction_ids(theta: torch.Tensor, phi: torch.Tensor, angle_overhead: float = 30.0,
-                       angle_front: float = 60.0, centered: bool = True) -> torch.Tensor:
-    """Index into :data:`VIEW_DIRECTIONS` for each camera: 0 front, 1 side, 2 back, 3 side, 4 overhead, 5 bottom.
-
-    theta/phi: float [B] radians (polar from +Y; azimuth with 0 = +Z = the object's front). ``centered=True``
-    (default, our fix of §8.10): front is |φ| < angle_front/2, back is |φ − 180°| < angle_front/2, side
-    otherwise (id 1 for φ in (0°, 180°), 3 for the other half). ``centered=False`` reproduces the original's
-    bins exactly (use angle_front=90): front [0, F), side [F, 180°), back [180°, 180°+F), side [180°+F, 360°).
-    In both, θ ≤ angle_overhead → overhead and θ ≥ 180° − angle_overhead → bottom override.
-    """
-    phi = torch.remainder(phi, 2 * math.pi)
-    F = math.radians(angle_front)
-    ids = torch.empty(phi.shape, dtype=torch.long, device=phi.device)
-    if centered:
-        d_front = torch.minimum(phi, 2 * math.pi - phi)  # angular distance to 0
-        d_back = (phi - math.pi).abs()
-        ids.fill_(3)
-        ids[phi < math.pi] = 1
-        ids[d_back < F / 2] = 2
-        ids[d_front < F / 2] = 0
-    else:
-        ids.fill_(3)
-        ids[phi < math.pi + F] = 2
-        ids[phi < math.pi] = 1
-        ids[phi < F] = 0
-    ov = math.radians(angle_overhead)
-    ids[theta <= ov] = 4
-    ids[theta >= math.pi - ov] = 5
-    return ids
 
 
 @dataclass

@@ -120,7 +120,9 @@ class GuidanceObjective(_OrbitCameras):
         from pgc_fast import guidance as G
 
         self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
-        self.guidance = G.load_guidance(guidance_config(ctx.cfg, ctx.device))
+        # The run's guidance section as is; the weights dtype follows optim.precision (auto = bf16 on CUDA).
+        self.guidance = G.load_guidance(ctx.cfg.guidance, device=ctx.device, dtype=ctx.cfg.optim.precision,
+                                        seed=ctx.cfg.optim.seed, iters=ctx.cfg.optim.iters)
         if ctx.dist.rank and getattr(self.guidance, "generator", None) is not None:
             # Same model weights on every rank (seeded init), own noise stream: the original's seed + global_rank.
             self.guidance.generator.manual_seed(ctx.cfg.optim.seed + ctx.dist.rank)
@@ -181,45 +183,6 @@ class GuidanceObjective(_OrbitCameras):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "guidance" in state and hasattr(self.guidance, "load_state_dict"):
             self.guidance.load_state_dict(state["guidance"])
-
-
-def guidance_config(cfg: C.RunConfig, device: torch.device) -> Any:
-    """Map the run's guidance section onto :class:`pgc_fast.guidance.GuidanceConfig`."""
-    from pgc_fast.guidance import GuidanceConfig
-
-    g = cfg.guidance
-    dtype = {"fp32": "fp32", "auto": "auto", "bf16": "bf16", "fp16": "fp16"}[cfg.optim.precision]
-    return GuidanceConfig(
-        model=C.resolved_model(g),
-        vae=g.vae or "auto",
-        controlnets=tuple(g.controlnets),
-        control_scales=tuple(g.control_scales),
-        device=str(device),
-        dtype=dtype,
-        seed=cfg.optim.seed,
-        text=g.text,
-        negative=g.negative,
-        dir_text=g.dir_text,
-        suppress_face=g.suppress_face,
-        method=g.loss,
-        guidance_scale=g.guidance_scale,
-        guidance_scale_normal=g.normal_guidance_scale,
-        cfg_convention=g.cfg_convention,
-        cfg_rescale=g.cfg_rescale,
-        weighting=g.weighting,
-        t_range=tuple(g.t_range),
-        dreamtime=g.dreamtime,
-        init_time=g.init_time,
-        iters=cfg.optim.iters,
-        latent_clamp=g.latent_clamp,
-        pgc_tau=-1.0 if g.pgc_tau is None else g.pgc_tau,
-        pgc_variant=g.pgc_variant,
-        pgc_norm=g.pgc_norm,
-        reference_image=g.ref_path,
-        fast_vae=g.fast_vae,
-        compile_unet=g.compile and device.type == "cuda",  # inductor on the CPU: slow compile, little gain
-        compile_scope=g.compile_scope,
-    )
 
 
 class MSEObjective:

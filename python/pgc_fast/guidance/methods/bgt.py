@@ -51,7 +51,7 @@ def run(g: Guidance, batch: Batch) -> MethodOutput:
 
     cfg = g.cfg
     b = batch.z.shape[0]
-    tf = schedule.bgt_time(batch.step, cfg.iters, cfg.init_time, cfg.bgt_end_time)
+    tf = schedule.bgt_time(batch.step, g.iters, cfg.init_time, cfg.bgt_end_time)
     ts = schedule.bgt_timesteps(tf, cfg.bgt_r, g.num_train_timesteps)
     z0 = denoise_target(g, batch.z.detach(), batch.ids, batch.controls, batch.orig_hw, ts)
     zf = batch.z.detach().float()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from pgc_kernels import sds_grad
 
-from pgc_fast.guidance.config import GuidanceConfig
+from pgc_fast.config.schema import GuidanceConfig
 
 
 def grad(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor,

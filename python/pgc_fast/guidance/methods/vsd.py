@@ -20,12 +20,13 @@ scaled by a GradScaler of its own (which syncs once per step); bf16 (the CUDA de
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from pgc_kernels import sds_grad
 
+from pgc_fast.config.schema import GuidanceConfig
 from pgc_fast.guidance import schedule
 
 if TYPE_CHECKING:
@@ -33,18 +34,22 @@ if TYPE_CHECKING:
 
 
 class VSDState:
-    """LoRA adapter + camera embedding + their optimiser, attached to the guidance UNet."""
+    """LoRA adapter + camera embedding + their optimiser, attached to the guidance UNet (left switched off).
 
-    def __init__(self, g: Guidance):
+    Args:
+        unet: the guidance's (uncompiled) UNet; gets a peft adapter named ``vsd``.
+        cfg: the guidance configuration (``vsd_lora_rank``, ``vsd_lora_lr``).
+        device, dtype: the UNet's; fp16 turns on the LoRA's own GradScaler.
+    """
+
+    def __init__(self, unet: Any, cfg: GuidanceConfig, device: torch.device, dtype: torch.dtype):
         try:
             from peft import LoraConfig
         except ImportError as e:  # pragma: no cover - peft is in the 'full' extra
             raise ImportError("VSD needs peft: pip install peft (or pgc-fast[full])") from e
         from diffusers.models.embeddings import TimestepEmbedding
 
-        self.g = g
-        cfg = g.cfg
-        unet = g.unet
+        self.unet = unet
         unet.add_adapter(LoraConfig(r=cfg.vsd_lora_rank, lora_alpha=cfg.vsd_lora_rank, init_lora_weights="gaussian",
                                     target_modules=["to_k", "to_q", "to_v", "to_out.0"]), adapter_name="vsd")
         self.lora_params = []
@@ -54,20 +59,20 @@ class VSDState:
                 p.requires_grad_(True)
                 self.lora_params.append(p)
         time_dim = unet.time_embedding.linear_2.out_features
-        self.camera = TimestepEmbedding(16, time_dim).to(g.device)  # fp32
+        self.camera = TimestepEmbedding(16, time_dim).to(device)  # fp32
         self.params = self.lora_params + list(self.camera.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=cfg.vsd_lora_lr, betas=(0.9, 0.99), eps=1e-15)
-        self.scaler = torch.amp.GradScaler(g.device.type, enabled=g.dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         unet.disable_adapters()
 
     def state_dict(self) -> dict:
         """LoRA weights, camera MLP and optimiser state (the original never saved them, spec §8.14)."""
-        lora = {n: p.detach().clone() for n, p in self.g.unet.named_parameters() if "lora_" in n}
+        lora = {n: p.detach().clone() for n, p in self.unet.named_parameters() if "lora_" in n}
         return {"lora": lora, "camera": self.camera.state_dict(), "opt": self.opt.state_dict(),
                 "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        params = dict(self.g.unet.named_parameters())
+        params = dict(self.unet.named_parameters())
         missing = [n for n in state["lora"] if n not in params]
         if missing:
             raise ValueError(f"VSDState.load_state_dict(): state must match this UNet's LoRA, got unknown keys {missing[:3]}")
@@ -82,12 +87,12 @@ class VSDState:
     @contextlib.contextmanager
     def disabled(self):
         """The pretrained UNet (adapter off, no class embedding): the resting state, so nothing to switch."""
-        assert self.g.unet.class_embedding is None
+        assert self.unet.class_embedding is None
         yield
 
     @contextlib.contextmanager
     def enabled(self):
-        unet = self.g.unet
+        unet = self.unet
         unet.enable_adapters()
         unet.class_embedding = self.camera
         try:
@@ -96,14 +101,16 @@ class VSDState:
             unet.class_embedding = None
             unet.disable_adapters()
 
-    def lora_eps(self, z_t: torch.Tensor, t: torch.Tensor, cams: torch.Tensor, orig_hw) -> torch.Tensor:
-        g = self.g
+    def lora_eps(self, g: Guidance, z_t: torch.Tensor, t: torch.Tensor, cams: torch.Tensor, orig_hw) -> torch.Tensor:
+        """The LoRA's camera-conditioned eps (call inside :meth:`enabled`), positive view-independent prompt."""
         ids = torch.zeros(z_t.shape[0], dtype=torch.long, device=g.device)
         hidden, added = g.embeddings(ids, orig_hw, cfg=False, invariant=True)
         return g.unet_eps(z_t, t, hidden, added, [], class_labels=cams)
 
 
 def run(g: Guidance, batch: Batch) -> MethodOutput:
+    """VSD gradient of the batch (pretrained CFG estimate minus the camera-conditioned LoRA estimate), then one
+    update of the LoRA on the same latents."""
     from pgc_fast.guidance.engine import MethodOutput
 
     cfg = g.cfg
@@ -119,21 +126,28 @@ def run(g: Guidance, batch: Batch) -> MethodOutput:
     cams = (batch.c2w.reshape(b, 16).float().to(g.device) if batch.c2w is not None
             else torch.zeros(b, 16, device=g.device))
     with torch.no_grad(), st.enabled():
-        eps_lora = st.lora_eps(z_t, t, cams, batch.orig_hw)
+        eps_lora = st.lora_eps(g, z_t, t, cams, batch.orig_hw)
     w = schedule.sds_weight(abar, cfg.weighting) * cfg.grad_scale
     grad = sds_grad(eps_c, eps_u, eps_lora, w, cfg.guidance_scale, convention=g.convention,
                     cfg_rescale=cfg.cfg_rescale, clamp=cfg.latent_clamp, clip=cfg.latent_clip)
+    lora_loss = update_lora(g, st, z_det, cams, batch.orig_hw)
+    return MethodOutput(grad=grad, stats={"t": t, "weight": w, "lora_loss": lora_loss})
 
-    # LoRA update: denoising loss on the current latents (detached from the scene), camera dropout 10 %.
+
+def update_lora(g: Guidance, st: VSDState, z_det: torch.Tensor, cams: torch.Tensor, orig_hw) -> torch.Tensor:
+    """One AdamW step of the LoRA + camera MLP on the standard denoising loss of the (detached) latents at
+    t' ~ U[vsd_t_range], camera dropped with probability ``vsd_camera_dropout``. Returns the loss (detached)."""
+    cfg = g.cfg
+    b = z_det.shape[0]
     lo, hi = schedule.t_bounds(cfg.vsd_t_range, g.num_train_timesteps)
     t2 = schedule.sample_timesteps(b, lo, hi, g.device, g.generator)
-    noise2 = torch.randn(batch.z.shape, device=g.device, generator=g.generator)
+    noise2 = torch.randn(z_det.shape, device=g.device, generator=g.generator)
     a2 = g.alphas[t2]
     z2 = schedule.add_noise(z_det, noise2, a2)
     keep = (torch.rand(b, 1, device=g.device, generator=g.generator) >= cfg.vsd_camera_dropout).float()
     with torch.enable_grad(), st.enabled():
         ids = torch.zeros(b, dtype=torch.long, device=g.device)
-        hidden, added = g.embeddings(ids, batch.orig_hw, cfg=False, invariant=True)
+        hidden, added = g.embeddings(ids, orig_hw, cfg=False, invariant=True)
         out = g.unet(z2.to(g.dtype), t2, encoder_hidden_states=hidden, added_cond_kwargs=added,
                      class_labels=cams * keep, return_dict=False)[0]
         if g.prediction_type == "v_prediction":
@@ -145,4 +159,4 @@ def run(g: Guidance, batch: Batch) -> MethodOutput:
     st.scaler.step(st.opt)
     st.scaler.update()
     st.opt.zero_grad(set_to_none=True)
-    return MethodOutput(grad=grad, stats={"t": t, "weight": w, "lora_loss": lora_loss.detach()})
+    return lora_loss.detach()

@@ -20,6 +20,7 @@ is spelt out byte by byte). It keeps CLIP's 77-token padding and special-token l
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 
-BUILTIN_MODELS = ("tiny-sdxl", "tiny-sd", "sdxl-random", "sd15-random", "toy-sd")
+from pgc_fast.config.schema import BUILTIN_MODELS
 
 # Diffusion schedule shared by SD 1.x/2.x and SDXL: scaled_linear betas 0.00085 -> 0.012, 1000 steps.
 SCHEDULER_CONFIG: dict[str, Any] = {
@@ -94,6 +95,11 @@ class ModelBundle:
     controlnet: Any = None
     control_types: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def vae_factor(self) -> int:
+        """Image-to-latent downsampling of the VAE: 2^(levels - 1), 8 for SD/SDXL, 4 for toy-sd."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
 def multi_controlnet(nets: list):
@@ -211,12 +217,42 @@ def build_builtin(name: str, *, control_types: list[str] | tuple[str, ...] = (),
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
     tokenizer = make_tokenizer()
+    unet_cfg, vae_cfg, te_cfgs, resolution = _builtin_configs(sdxl, tiny, tokenizer)
+
+    def build(ctor):
+        if tiny:  # seeded CPU init is instant at this size and reproducible across devices
+            m = ctor().to(device=device)
+            return m if dtype == torch.float32 else m.to(dtype)
+        return _materialise(ctor, device, dtype)
+
+    with _quiet_diffusers():
+        unet = build(lambda: UNet2DConditionModel(**unet_cfg))
+        vae = build(lambda: AutoencoderKL(**vae_cfg))
+        encoders = []
+        for i, tc in enumerate(te_cfgs):
+            cls = CLIPTextModelWithProjection if (sdxl and i == 1) else CLIPTextModel
+            encoders.append(build(lambda tc=tc, cls=cls: cls(CLIPTextConfig(**tc))))
+        nets = [build(lambda: ControlNetModel(**_controlnet_from_unet_config(dict(unet.config), tiny)))
+                for _ in control_types]
+    controlnet = nets[0] if len(nets) == 1 else (multi_controlnet(nets) if nets else None)
+    for m in [unet, vae, *encoders] + ([controlnet] if controlnet is not None else []):
+        m.requires_grad_(False)
+        m.eval()
+    return ModelBundle(
+        name=name, is_sdxl=sdxl, unet=unet, vae=vae, text_encoders=encoders,
+        tokenizers=[tokenizer] * len(encoders), scheduler_config=dict(SCHEDULER_CONFIG), resolution=resolution,
+        controlnet=controlnet, control_types=list(control_types), sources={"model": f"built-in {name}"},
+    )
+
+
+def _builtin_configs(sdxl: bool, tiny: bool, tokenizer) -> tuple[dict, dict, list[dict], int]:
+    """(UNet, VAE, text encoder configs, image resolution) of a tiny or full-size random built-in model."""
     vocab = len(tokenizer)
     if tiny:
         unet_cfg = _tiny_unet_kwargs(sdxl)
-        vae_cfg = dict(block_out_channels=(16, 16, 32, 32), norm_num_groups=8, layers_per_block=1, latent_channels=4,
-                       down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                       sample_size=64)
+        vae_cfg: dict[str, Any] = dict(
+            block_out_channels=(16, 16, 32, 32), norm_num_groups=8, layers_per_block=1, latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=64)
         te_cfgs = [dict(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                         num_attention_heads=4, max_position_embeddings=77, projection_dim=32)]
         if sdxl:
@@ -232,41 +268,20 @@ def build_builtin(name: str, *, control_types: list[str] | tuple[str, ...] = (),
                   pad_token_id=tokenizer.pad_token_id)
     vae_cfg["scaling_factor"] = 0.13025 if sdxl else 0.18215
     vae_cfg["force_upcast"] = False
+    return unet_cfg, vae_cfg, te_cfgs, resolution
 
-    def build(ctor):
-        if tiny:  # seeded CPU init is instant at this size and reproducible across devices
-            m = ctor().to(device=device)
-            return m if dtype == torch.float32 else m.to(dtype)
-        return _materialise(ctor, device, dtype)
 
+@contextlib.contextmanager
+def _quiet_diffusers():
+    """Silence diffusers' "modules that should be kept in float32: []" on ``.to(dtype)``."""
     from diffusers.utils import logging as dlogging
 
     verbosity = dlogging.get_verbosity()
-    dlogging.set_verbosity_error()  # silence "modules that should be kept in float32: []" on .to(dtype)
-
-    unet = build(lambda: UNet2DConditionModel(**unet_cfg))
-    vae = build(lambda: AutoencoderKL(**vae_cfg))
-    encoders = []
-    for i, tc in enumerate(te_cfgs):
-        cls = CLIPTextModelWithProjection if (sdxl and i == 1) else CLIPTextModel
-        encoders.append(build(lambda tc=tc, cls=cls: cls(CLIPTextConfig(**tc))))
-    controlnet = None
-    if control_types:
-        full_unet_cfg = dict(unet.config)
-        nets = [build(lambda: ControlNetModel(**_controlnet_from_unet_config(full_unet_cfg, tiny))) for _ in control_types]
-        if len(nets) == 1:
-            controlnet = nets[0]
-        else:
-            controlnet = multi_controlnet(nets)
-    dlogging.set_verbosity(verbosity)
-    for m in [unet, vae, *encoders] + ([controlnet] if controlnet is not None else []):
-        m.requires_grad_(False)
-        m.eval()
-    return ModelBundle(
-        name=name, is_sdxl=sdxl, unet=unet, vae=vae, text_encoders=encoders,
-        tokenizers=[tokenizer] * len(encoders), scheduler_config=dict(SCHEDULER_CONFIG), resolution=resolution,
-        controlnet=controlnet, control_types=list(control_types), sources={"model": f"built-in {name}"},
-    )
+    dlogging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(verbosity)
 
 
 def _build_toy(control_types, device, dtype) -> ModelBundle:

@@ -9,21 +9,23 @@ them; the CLI prints it without a traceback.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pgc_fast.guidance.models.builtin import BUILTIN_MODELS, ModelBundle, build_builtin, multi_controlnet
+from pgc_fast.config.schema import BUILTIN_MODELS, CONTROL_TYPES, DEFAULT_MODELS, Precision
+from pgc_fast.guidance.models.builtin import ModelBundle, build_builtin, multi_controlnet
 
 MODEL_ALIASES: dict[str, str] = {
-    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
-    "sdxl-1.0": "stabilityai/stable-diffusion-xl-base-1.0",
+    "sdxl": DEFAULT_MODELS["sdxl"],
+    "sdxl-1.0": DEFAULT_MODELS["sdxl"],
     "sdxl-0.9": "stabilityai/stable-diffusion-xl-base-0.9",
     "sdxl-turbo": "stabilityai/sdxl-turbo",
-    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sd15": DEFAULT_MODELS["sd-controlnet"],
     "sd21": "stabilityai/stable-diffusion-2-1",
-    "sd21-base": "stabilityai/stable-diffusion-2-1-base",
+    "sd21-base": DEFAULT_MODELS["sd"],
 }
 SDXL_VAE_FP16_FIX = "madebyollin/sdxl-vae-fp16-fix"
 # Default ControlNet repos per (family, kind); the SD 1.5 depth/normal ones are the original's choices.
@@ -34,7 +36,6 @@ CONTROLNETS: dict[tuple[str, str], str] = {
     ("sd", "shuffle"): "lllyasviel/control_v11e_sd15_shuffle",
     ("sd", "tile"): "lllyasviel/control_v11f1e_sd15_tile",
 }
-CONTROL_KINDS = ("depth", "normal", "shuffle", "tile")
 
 
 class GuidanceLoadError(RuntimeError):
@@ -71,14 +72,14 @@ def parse_control(spec: str, family: str) -> tuple[str, str]:
     else:
         kind, repo = spec, CONTROLNETS.get((family, spec), "")
         if not repo:
-            if spec in CONTROL_KINDS:
+            if spec in CONTROL_TYPES:
                 raise GuidanceLoadError(
                     f"no default {spec!r} ControlNet for the {family.upper()} family; pass "
                     f"'{spec}=<repo id or local dir>' (defaults exist for: "
                     f"{', '.join(k for f, k in CONTROLNETS if f == family)})")
-            raise GuidanceLoadError(f"ControlNet {spec!r}: use one of {CONTROL_KINDS} or 'kind=<repo id or dir>'")
-    if kind not in CONTROL_KINDS:
-        raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_KINDS}, got {kind!r} (in {spec!r})")
+            raise GuidanceLoadError(f"ControlNet {spec!r}: use one of {CONTROL_TYPES} or 'kind=<repo id or dir>'")
+    if kind not in CONTROL_TYPES:
+        raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_TYPES}, got {kind!r} (in {spec!r})")
     return kind, repo
 
 
@@ -176,7 +177,8 @@ def _raise_missing(problems: list[str], repos: list[str], cache_dir: str | None)
     raise GuidanceLoadError(msg)
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(name: Precision, device: torch.device) -> torch.dtype:
+    """Weights dtype of a precision name: auto = bf16 on CUDA, fp32 elsewhere."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
@@ -202,13 +204,36 @@ def load_models(model: str = "sdxl", *, vae: str = "auto", controlnets: tuple[st
     device = torch.device(device)
     if model in BUILTIN_MODELS:
         kinds = [c.split("=", 1)[0] for c in controlnets]
-        bad = [k for k in kinds if k not in CONTROL_KINDS]
+        bad = [k for k in kinds if k not in CONTROL_TYPES]
         if bad:
-            raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_KINDS}, got {bad}")
+            raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_TYPES}, got {bad}")
         return build_builtin(model, control_types=kinds, device=device, dtype=dtype, seed=seed)
-    repo = MODEL_ALIASES.get(model, model)
-    token = hf_token(token_file)
     half = dtype in (torch.float16, torch.bfloat16)
+    weights = locate_weights(MODEL_ALIASES.get(model, model), vae=vae, controlnets=controlnets, cache_dir=cache_dir,
+                             token=hf_token(token_file), half=half)
+    return _load_modules(model, weights, device=device, dtype=dtype)
+
+
+@dataclass
+class Weights:
+    """Where every module of a guidance model lives on disk (see :func:`locate_weights`)."""
+
+    family: str
+    """sd or sdxl."""
+    base: Path
+    """The diffusers pipeline directory (unet, vae, text encoders, tokenizers, scheduler)."""
+    vae: Path | None
+    """The VAE override's directory, or None (the base's own vae/)."""
+    controls: list[tuple[str, Path]]
+    """(kind, directory) per ControlNet."""
+    half: bool
+    """Prefer the fp16 variant files."""
+
+
+def locate_weights(repo: str, *, vae: str, controlnets: tuple[str, ...] | list[str], cache_dir: str | None,
+                   token: str | None, half: bool) -> Weights:
+    """Find (local dir, HF cache, or unless offline a download) the base model, the VAE override and the
+    ControlNets; every problem is gathered into one :class:`GuidanceLoadError`."""
     problems: list[str] = []
     local = Path(repo).expanduser()
     family = _family_of(repo, local if local.is_dir() else None)
@@ -223,14 +248,25 @@ def load_models(model: str = "sdxl", *, vae: str = "auto", controlnets: tuple[st
     except GuidanceLoadError as e:
         problems.append(str(e))
     repos = [repo] + ([vae_repo] if vae_repo else []) + [r for _, r in controls]
-    base = _resolve(repo, subs, cache_dir=cache_dir, token=token, half=half, problems=problems)
+
+    def find(r: str, subfolders: list[str]) -> Path | None:
+        return _resolve(r, subfolders, cache_dir=cache_dir, token=token, half=half, problems=problems)
+
+    base = find(repo, subs)
     if base is not None:
         family = _family_of(repo, base)
-    vae_path = _resolve(vae_repo, [""], cache_dir=cache_dir, token=token, half=half, problems=problems) if vae_repo else None
-    ctrl_paths = [_resolve(r, [""], cache_dir=cache_dir, token=token, half=half, problems=problems) for _, r in controls]
+    vae_path = find(vae_repo, [""]) if vae_repo else None
+    ctrl_paths = [find(r, [""]) for _, r in controls]
     if problems:
         _raise_missing(problems, repos, cache_dir)
     assert base is not None
+    found = [(k, p) for (k, _), p in zip(controls, ctrl_paths) if p is not None]
+    return Weights(family=family, base=base, vae=vae_path, controls=found, half=half)
+
+
+def _load_modules(name: str, w: Weights, *, device: torch.device, dtype: torch.dtype) -> ModelBundle:
+    """Build every module from located weights, frozen, in eval mode, on ``device``."""
+    import json
 
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -238,38 +274,31 @@ def load_models(model: str = "sdxl", *, vae: str = "auto", controlnets: tuple[st
     def load(cls, path: Path, sub: str | None = None, **kw):
         d = path / sub if sub else path
         try:
-            return cls.from_pretrained(str(path), subfolder=sub, torch_dtype=dtype, variant=_variant(d, half), **kw)
+            return cls.from_pretrained(str(path), subfolder=sub, torch_dtype=dtype, variant=_variant(d, w.half), **kw)
         except Exception as e:  # noqa: BLE001 - corrupt/partial snapshots get the same one-line treatment
             raise GuidanceLoadError(f"loading {cls.__name__} from {d} failed: {type(e).__name__}: "
                                     f"{str(e).splitlines()[0][:300]}") from e
 
-    sdxl = family == "sdxl"
-    unet = load(UNet2DConditionModel, base, "unet")
-    vae_m = load(AutoencoderKL, vae_path) if vae_path is not None else load(AutoencoderKL, base, "vae")
-    encoders = [load(CLIPTextModel, base, "text_encoder")]
-    tokenizers = [CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer")]
+    sdxl = w.family == "sdxl"
+    unet = load(UNet2DConditionModel, w.base, "unet")
+    vae_m = load(AutoencoderKL, w.vae) if w.vae is not None else load(AutoencoderKL, w.base, "vae")
+    encoders = [load(CLIPTextModel, w.base, "text_encoder")]
+    tokenizers = [CLIPTokenizer.from_pretrained(str(w.base), subfolder="tokenizer")]
     if sdxl:
-        encoders.append(load(CLIPTextModelWithProjection, base, "text_encoder_2"))
-        tokenizers.append(CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer_2"))
-    import json
-
-    sched_cfg = json.loads((base / "scheduler" / "scheduler_config.json").read_text())
-    nets = [load(ControlNetModel, p) for p in ctrl_paths if p is not None]
-    controlnet: Any = None
-    if len(nets) == 1:
-        controlnet = nets[0]
-    elif nets:
-        controlnet = multi_controlnet(nets)
-    mods = [unet, vae_m, *encoders] + ([controlnet] if controlnet is not None else [])
-    for m in mods:
+        encoders.append(load(CLIPTextModelWithProjection, w.base, "text_encoder_2"))
+        tokenizers.append(CLIPTokenizer.from_pretrained(str(w.base), subfolder="tokenizer_2"))
+    sched_cfg = json.loads((w.base / "scheduler" / "scheduler_config.json").read_text())
+    nets = [load(ControlNetModel, p) for _, p in w.controls]
+    controlnet: Any = nets[0] if len(nets) == 1 else (multi_controlnet(nets) if nets else None)
+    for m in [unet, vae_m, *encoders] + ([controlnet] if controlnet is not None else []):
         m.requires_grad_(False)
         m.eval()
         m.to(device)
     vae_scale = 2 ** (len(vae_m.config.block_out_channels) - 1)
     return ModelBundle(
-        name=model, is_sdxl=sdxl, unet=unet, vae=vae_m, text_encoders=encoders, tokenizers=tokenizers,
+        name=name, is_sdxl=sdxl, unet=unet, vae=vae_m, text_encoders=encoders, tokenizers=tokenizers,
         scheduler_config=sched_cfg, resolution=int(unet.config.sample_size) * vae_scale, controlnet=controlnet,
-        control_types=[k for k, _ in controls],
-        sources={"model": str(base), **({"vae": str(vae_path)} if vae_path else {}),
-                 **{f"controlnet_{i}": str(p) for i, p in enumerate(ctrl_paths)}},
+        control_types=[k for k, _ in w.controls],
+        sources={"model": str(w.base), **({"vae": str(w.vae)} if w.vae else {}),
+                 **{f"controlnet_{i}": str(p) for i, (_, p) in enumerate(w.controls)}},
     )
