@@ -17,6 +17,7 @@ import csv
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -101,20 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(a: argparse.Namespace) -> Path:
-    from pgc_fast.config import GuidanceConfig
-    from pgc_fast.guidance import load_guidance
-
+    """Optimise one image (or latent) with the guidance's SDS + PGC; write snapshots, image.png and clip stats."""
     ws = Path(a.workspace)
     ws.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(a.seed)
-    cfg = GuidanceConfig(
-        model=a.model, vae=None if a.vae == "auto" else a.vae, text=a.text, negative=a.negative, dir_text=False,
-        loss=a.method, guidance_scale=a.guidance_scale, cfg_convention=a.cfg_convention,
-        t_range=tuple(a.t_range), t_range_end=tuple(a.t_range_end) if a.t_range_end else None,
-        dreamtime=a.dreamtime, latent=a.latent, pgc_tau=a.pgc_tau if a.pgc_tau >= 0 else None,
-        pgc_variant=a.pgc_variant, pgc_norm=a.pgc_norm, latent_clamp=a.latent_clamp, resolution=a.size,
-        compile=False)  # eager UNet, as this mode always ran (the run's default compiles on CUDA)
-    g = load_guidance(cfg, device=a.device, dtype=a.dtype, seed=a.seed, iters=a.iters)
+    g = _load(a)
     dev = g.device
     gen = torch.Generator(dev).manual_seed(a.seed)
     if a.latent:
@@ -127,7 +119,6 @@ def run(a: argparse.Namespace) -> Path:
         opt, lambda i: (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / max(a.iters - warm, 1))))
     scaler = torch.amp.GradScaler(dev.type, init_scale=2.0**10, enabled=(g.dtype == torch.float16 and dev.type == "cuda"))
     rows: list[torch.Tensor] = []
-    tau = a.pgc_tau
 
     def preview() -> torch.Tensor:
         with torch.no_grad():
@@ -137,14 +128,7 @@ def run(a: argparse.Namespace) -> Path:
         opt.zero_grad(set_to_none=True)
         out = g.step(var, step=step, scaler=scaler if scaler.is_enabled() else None)
         scaler.scale(out.loss).backward()
-        st = g.pgc_stats.get("rgb")
-        if st is not None:
-            s = scaler._get_scale_async() if scaler.is_enabled() else 1.0  # device tensor: no host sync
-            row = torch.stack([st.fraction_clipped, st.max_norm / s, st.mean_norm / s])
-        else:  # PGC off: the same statistics from the (unclipped) gradient
-            n = var.grad.abs().amax(dim=1)
-            row = torch.stack([(n > tau).float().mean() if tau >= 0 else torch.zeros((), device=dev), n.max(), n.mean()])
-        rows.append(torch.cat([row.float(), out.stats["grad_norm"].float()[:1], out.t[:1].float()]))
+        rows.append(_stats_row(g, var, out, scaler, a.pgc_tau))
         scaler.step(opt)
         scaler.update()
         sched.step()
@@ -154,6 +138,38 @@ def run(a: argparse.Namespace) -> Path:
         if a.save_every > 0 and (step % a.save_every == 0 or step == a.iters):
             _to_pil(preview()).save(ws / f"image_{step:05d}.png")
     _to_pil(preview()).save(ws / "image.png")
+    _write_stats(ws, rows, a.pgc_tau)
+    return ws
+
+
+def _load(a: argparse.Namespace) -> Any:
+    from pgc_fast.config import GuidanceConfig
+    from pgc_fast.guidance import load_guidance
+
+    cfg = GuidanceConfig(
+        model=a.model, vae=None if a.vae == "auto" else a.vae, text=a.text, negative=a.negative, dir_text=False,
+        loss=a.method, guidance_scale=a.guidance_scale, cfg_convention=a.cfg_convention,
+        t_range=tuple(a.t_range), t_range_end=tuple(a.t_range_end) if a.t_range_end else None,
+        dreamtime=a.dreamtime, latent=a.latent, pgc_tau=a.pgc_tau if a.pgc_tau >= 0 else None,
+        pgc_variant=a.pgc_variant, pgc_norm=a.pgc_norm, latent_clamp=a.latent_clamp, resolution=a.size,
+        compile=False)  # eager UNet, as this mode always ran (the run's default compiles on CUDA)
+    return load_guidance(cfg, device=a.device, dtype=a.dtype, seed=a.seed, iters=a.iters)
+
+
+def _stats_row(g: Any, var: torch.Tensor, out: Any, scaler: Any, tau: float) -> torch.Tensor:
+    """[fraction clipped, max and mean pixel gradient norm (unscaled), latent gradient norm, t] on the device."""
+    st = g.pgc_stats.get("rgb")
+    if st is not None:
+        s = scaler._get_scale_async() if scaler.is_enabled() else 1.0  # device tensor: no host sync
+        row = torch.stack([st.fraction_clipped, st.max_norm / s, st.mean_norm / s])
+    else:  # PGC off: the same statistics from the (unclipped) gradient
+        n = var.grad.abs().amax(dim=1)
+        row = torch.stack([(n > tau).float().mean() if tau >= 0 else torch.zeros((), device=var.device), n.max(),
+                           n.mean()])
+    return torch.cat([row.float(), out.stats["grad_norm"].float()[:1], out.t[:1].float()])
+
+
+def _write_stats(ws: Path, rows: list[torch.Tensor], tau: float) -> None:
     table = torch.stack(rows).cpu().tolist() if rows else []
     with open(ws / "clip_stats.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -167,7 +183,6 @@ def run(a: argparse.Namespace) -> Path:
          tau if tau >= 0 else None),
         ("latent SDS gradient norm", {"||grad_z||": list(cols[3])}, None),
     ])
-    return ws
 
 
 def main(argv: list[str] | None = None) -> int:

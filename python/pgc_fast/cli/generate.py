@@ -191,46 +191,68 @@ def resolve_generate(args: argparse.Namespace) -> tuple[C.RunConfig, list[str]]:
             notes.append(f"--{k} is ignored (it had no effect in the original either)")
     if given_orig.get("n_targets", 0) > 0:
         raise C.ConfigError([f"--n_targets > 0 (GMM local-part cameras) is {C.UNSUPPORTED_MESSAGE}"])
-    presets_given = [o for o in ("O0", "O1", "O2", "O3", "O4") if given_orig.get(o)]
     if args.config:
-        import yaml
-
-        with open(args.config) as fh:
-            data = yaml.safe_load(fh)
-        cfg = C.from_dict(data.get("config", data))
-        if given_orig:
-            raise CliError("--config cannot be combined with the original's flags; use --section.field overrides")
+        cfg = _from_config_file(args.config, given_orig)
     elif args.preset:
-        if presets_given:
-            raise CliError(f"--preset cannot be combined with {' '.join('-' + o for o in presets_given)}")
-        cfg = C.PRESETS[args.preset]
-        direct = {k: v for k, v in given_orig.items() if k in ORIGINAL_FLAGS}
-        if direct:
-            # Without -O flags there is no knock-on logic: map each given original flag on its own.
-            opt = default_original_options()
-            for k, v in direct.items():
-                setattr(opt, k, v)
-            full = original_to_config(opt)
-            mapped = _changed_fields(original_to_config(default_original_options()), full)
-            cfg = C.override(cfg, **{k: v for k, v in mapped.items() if k not in ("mesh.shape",)})
+        cfg = _from_preset(args.preset, given_orig)
     else:
+        cfg = _from_original_flags(given_orig, notes)
+    return _apply_overrides(cfg, ns), notes
+
+
+def _presets_given(given_orig: dict[str, Any]) -> list[str]:
+    return [o for o in ("O0", "O1", "O2", "O3", "O4") if given_orig.get(o)]
+
+
+def _from_config_file(path: str, given_orig: dict[str, Any]) -> C.RunConfig:
+    import yaml
+
+    with open(path) as fh:
+        data = yaml.safe_load(fh)
+    if given_orig:
+        raise CliError("--config cannot be combined with the original's flags; use --section.field overrides")
+    return C.from_dict(data.get("config", data))
+
+
+def _from_preset(name: str, given_orig: dict[str, Any]) -> C.RunConfig:
+    presets_given = _presets_given(given_orig)
+    if presets_given:
+        raise CliError(f"--preset cannot be combined with {' '.join('-' + o for o in presets_given)}")
+    cfg = C.PRESETS[name]
+    direct = {k: v for k, v in given_orig.items() if k in ORIGINAL_FLAGS}
+    if direct:
+        # Without -O flags there is no knock-on logic: map each given original flag on its own.
         opt = default_original_options()
-        for k, v in given_orig.items():
-            if k in ORIGINAL_FLAGS:
-                setattr(opt, k, v)
-        # pgc-fast is texture-first: without any preset and without shape flags, texture the fixed mesh.
-        if not presets_given and not opt.fix_mesh:
-            opt.fix_mesh = True
-            notes.append("no -O preset given: texturing the fixed mesh (the original's default was DMTet; use -O1)")
-        apply_original_presets(opt)
-        for k in ("bs", "iters", "res_fine"):  # spec §8.11: an explicit value is no longer silently overwritten
-            if k in given_orig and getattr(opt, k) != given_orig[k]:
-                notes.append(f"--{k} {given_orig[k]} kept (the original's SDXL rule would have set {getattr(opt, k)})")
-                setattr(opt, k, given_orig[k])
-                if k == "iters" and opt.albedo:
-                    opt.albedo_iters = opt.iters
-        cfg = original_to_config(opt)
-    # (2) convenience flags
+        for k, v in direct.items():
+            setattr(opt, k, v)
+        full = original_to_config(opt)
+        mapped = _changed_fields(original_to_config(default_original_options()), full)
+        cfg = C.override(cfg, **{k: v for k, v in mapped.items() if k not in ("mesh.shape",)})
+    return cfg
+
+
+def _from_original_flags(given_orig: dict[str, Any], notes: list[str]) -> C.RunConfig:
+    """The original's flags with its defaults, presets and knock-on rules, in its code order."""
+    opt = default_original_options()
+    for k, v in given_orig.items():
+        if k in ORIGINAL_FLAGS:
+            setattr(opt, k, v)
+    # pgc-fast is texture-first: without any preset and without shape flags, texture the fixed mesh.
+    if not _presets_given(given_orig) and not opt.fix_mesh:
+        opt.fix_mesh = True
+        notes.append("no -O preset given: texturing the fixed mesh (the original's default was DMTet; use -O1)")
+    apply_original_presets(opt)
+    for k in ("bs", "iters", "res_fine"):  # an explicit value is no longer silently overwritten (original's bug)
+        if k in given_orig and getattr(opt, k) != given_orig[k]:
+            notes.append(f"--{k} {given_orig[k]} kept (the original's SDXL rule would have set {getattr(opt, k)})")
+            setattr(opt, k, given_orig[k])
+            if k == "iters" and opt.albedo:
+                opt.albedo_iters = opt.iters
+    return original_to_config(opt)
+
+
+def _apply_overrides(cfg: C.RunConfig, ns: dict[str, Any]) -> C.RunConfig:
+    """(2) the convenience flags (--model, --device, --texture, --force, --resume), then (3) --section.field."""
     conv = {}
     if "model" in ns:
         conv["guidance.model"] = ns["model"]
@@ -244,12 +266,11 @@ def resolve_generate(args: argparse.Namespace) -> tuple[C.RunConfig, list[str]]:
         conv["output.resume"] = True
     if conv:
         cfg = C.override(cfg, **conv)
-    # (3) explicit --section.field
     explicit = {k[len("cfg__"):].replace("__", "."): v for k, v in ns.items() if k.startswith("cfg__")}
     explicit = {k: (tuple(v) if isinstance(v, list) else v) for k, v in explicit.items()}
     if explicit:
         cfg = C.override(cfg, **explicit)
-    return cfg, notes
+    return cfg
 
 
 def _changed_fields(a: C.RunConfig, b: C.RunConfig) -> dict[str, Any]:

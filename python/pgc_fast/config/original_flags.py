@@ -158,8 +158,8 @@ def _max_epoch(iters: int, bs: int) -> int:
     return math.ceil(iters / math.ceil(800 / bs))
 
 
-def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
-    """Map the original's resolved option namespace onto a RunConfig (after :func:`apply_original_presets`)."""
+def _guidance_model(opt: argparse.Namespace) -> tuple[str, tuple[str, ...], tuple[float, ...], str | None]:
+    """(family, ControlNet kinds, their scales, model hub id or None for the family default)."""
     g = opt.guidance.lower()
     family = "sdxl" if "xl" in g else "sd"
     controlnets = tuple(opt.control_type) if "controlnet" in g else ()
@@ -172,16 +172,20 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             model = "stabilityai/sdxl-turbo"
         elif opt.sd_version in ("xl-0.9", "0.9"):
             model = "stabilityai/stable-diffusion-xl-base-0.9"
-        # else: base-1.0 (the original fell back to 0.9 for its default '2.1': bug §8.4 fixed)
+        # else: base-1.0 (the original fell back to 0.9 for its default '2.1', a bug fixed here)
+    return family, controlnets, scales, model
+
+
+def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
+    """Map the original's resolved option namespace onto a RunConfig (after :func:`apply_original_presets`)."""
+    family, controlnets, scales, model = _guidance_model(opt)
     loss = "vsd" if opt.vsd else "bgt" if opt.bgt else "csd" if opt.csd else "ssd" if opt.ssd else "sds"
     shape = "fixed" if opt.fix_mesh else "dmtet"
     variant = _PGC_VARIANTS[opt.grad_suppress_type] if 0 <= opt.grad_suppress_type < 6 else "clip"
     pgc_tau = opt.grad_clip_rgb if opt.grad_clip_rgb >= 0 and 0 <= opt.grad_suppress_type < 6 else None
     weighting = _WEIGHTINGS[opt.weight_choice] if 0 <= opt.weight_choice < 3 else "uniform"
-    if opt.albedo or shape == "fixed":
-        shading = "albedo"  # fixed mesh renders unlit albedo in the original (§4.2)
-    else:
-        shading = "random"
+    # The fixed mesh renders unlit albedo in the original (its renderer's shading for -O2).
+    shading = "albedo" if opt.albedo or shape == "fixed" else "random"
     return C.override(
         C.RunConfig(),
         **{

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from pgc_fast.mesh.ops import vertex_normals
 from pgc_fast.render.backends import RasterBackend, get_backend
 from pgc_fast.render.camera import Cameras
+from pgc_fast.render.shading import shade
 
 __all__ = ["RenderMesh", "RenderOutput", "MeshRenderer"]
 
@@ -173,16 +174,9 @@ class MeshRenderer:
         if not isinstance(ssaa, int) or ssaa < 1 or ssaa > 8:
             raise ValueError(f"render(): ssaa must be an int in 1..8, got {ssaa!r}")
         if ssaa > 1:
-            H0, W0 = (int(r) for r in resolution) if resolution is not None else cameras.resolution
-            hi = self.render(mesh, cameras, texture, background=background, shading=shading, ambient=ambient,
-                             albedo_prob=albedo_prob, light_jitter=light_jitter, generator=generator,
-                             antialias=antialias, resolution=(H0 * ssaa, W0 * ssaa))
-            pool = lambda t: F.avg_pool2d(t, ssaa)  # noqa: E731
-            cov = pool((hi.rast[..., 3] > 0).float()[:, None])
-            per_cov = lambda t: pool(t) / cov.clamp_min(1e-12) * (cov > 0)  # noqa: E731
-            return RenderOutput(image=pool(hi.image), mask=pool(hi.mask), depth=per_cov(hi.depth),
-                                position=per_cov(hi.position), normal=F.normalize(pool(hi.normal), dim=1),
-                                albedo=per_cov(hi.albedo), rast=hi.rast, shading=hi.shading)
+            return self._render_ssaa(mesh, cameras, texture, ssaa, background=background, shading=shading,
+                                     ambient=ambient, albedo_prob=albedo_prob, light_jitter=light_jitter,
+                                     generator=generator, antialias=antialias, resolution=resolution)
         if not isinstance(mesh, RenderMesh):
             raise TypeError(f"render(): mesh must be a RenderMesh, got {type(mesh).__name__}")
         if shading not in ("albedo", "lambertian", "normal", "random"):
@@ -208,22 +202,11 @@ class MeshRenderer:
         nrm = torch.where((nrm * view).sum(-1, keepdim=True) > 0, -nrm, nrm) * cov_f
 
         albedo = self._albedo(mesh, texture, rast, pos, covered).float()  # fields may answer in fp16 under autocast
-        C = albedo.shape[-1]
         used = shading
         if shading == "random":
             r = float(torch.rand((), generator=generator))
             used = "albedo" if r < albedo_prob else "lambertian"
-        if used == "albedo":
-            fg = albedo
-        elif used == "normal":
-            fg = (nrm + 1) * 0.5
-            if C != 3:
-                raise ValueError(f"render(): shading='normal' needs a 3-channel texture, got {C}")
-        else:
-            xi = torch.randn(B, 3, generator=generator).to(dev)
-            light = F.normalize(cams.position + light_jitter * xi, dim=-1)
-            lam = (nrm * light[:, None, None, :]).sum(-1, keepdim=True).clamp_min(0)
-            fg = albedo * (ambient + (1 - ambient) * lam)
+        fg = shade(used, albedo, nrm, cams.position, ambient=ambient, light_jitter=light_jitter, generator=generator)
         bgt = _background(background, B, fg.shape[-1], H, W, dev).to(fg.dtype)
         img = torch.where(covered, fg, bgt)
         mask = cov_f
@@ -236,6 +219,19 @@ class MeshRenderer:
 
         return RenderOutput(image=cf(img), mask=cf(mask), depth=cf(depth * cov_f), position=cf(pos * cov_f),
                             normal=cf(nrm), albedo=cf(albedo * cov_f.to(albedo.dtype)), rast=rast, shading=used)
+
+    def _render_ssaa(self, mesh: RenderMesh, cameras: Cameras, texture: Any, ssaa: int, *,
+                     resolution: Sequence[int] | None, **kw: Any) -> RenderOutput:
+        """Render at ssaa× the resolution and box-filter every output down (``rast`` stays high resolution;
+        depth / position / normal / albedo are averaged over covered sub-samples)."""
+        H0, W0 = (int(r) for r in resolution) if resolution is not None else cameras.resolution
+        hi = self.render(mesh, cameras, texture, resolution=(H0 * ssaa, W0 * ssaa), **kw)
+        pool = lambda t: F.avg_pool2d(t, ssaa)  # noqa: E731
+        cov = pool((hi.rast[..., 3] > 0).float()[:, None])
+        per_cov = lambda t: pool(t) / cov.clamp_min(1e-12) * (cov > 0)  # noqa: E731
+        return RenderOutput(image=pool(hi.image), mask=pool(hi.mask), depth=per_cov(hi.depth),
+                            position=per_cov(hi.position), normal=F.normalize(pool(hi.normal), dim=1),
+                            albedo=per_cov(hi.albedo), rast=hi.rast, shading=hi.shading)
 
     def _albedo(self, mesh: RenderMesh, texture: Any, rast: torch.Tensor, pos: torch.Tensor,
                 covered: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,36 @@
+"""Short units: no function over 60 lines of code (its docstring not counted) outside Triton kernels, whose bodies
+are one launch each, and table data (ALLOWED below, each with its reason)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LIMIT = 60
+# (file relative to the repository, function) -> why it may be longer
+ALLOWED = {
+    ("python/pgc_fast/config/original_flags.py", "original_to_config"): "one table: original option → config field",
+}
+
+
+def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    n = fn.end_lineno - fn.lineno + 1  # type: ignore[operator]
+    first = fn.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        n -= first.end_lineno - first.lineno + 1  # type: ignore[operator]
+    return n
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for root in ("python/pgc_fast", "kernels/pgc_kernels"):
+        for f in sorted((ROOT / root).rglob("*.py")):
+            rel = str(f.relative_to(ROOT))
+            for node in ast.walk(ast.parse(f.read_text())):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                if any("jit" in ast.unparse(d) for d in node.decorator_list) or (rel, node.name) in ALLOWED:
+                    continue
+                if _code_lines(node) > LIMIT:
+                    long.append(f"{rel}:{node.lineno} {node.name}: {_code_lines(node)} lines")
+    assert not long, "split these into named steps:\n" + "\n".join(long)
