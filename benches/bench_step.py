@@ -4,7 +4,7 @@ full-size SDXL + depth-ControlNet weights (``sdxl-random``).
 
 Prints ms per step and per view, peak GPU memory and the ratios, then a per-component table (render fwd+bwd,
 VAE encode forward, UNet + ControlNet, VAE encode backward, PGC, optimiser) of both pipelines beside each
-component's floor (gpu_floors.md: 800 TFLOP/s, 2.99 TB/s). With ``--results FILE`` the tables are appended.
+component's floor (benches/RESULTS.md: 800 TFLOP/s, 2.99 TB/s). With ``--results FILE`` the tables are appended.
 
     python benches/bench_step.py --mesh /path/to/panda_spear_shield.obj --views 4 --results benches/RESULTS.md
 
@@ -23,7 +23,7 @@ import time
 import torch
 from triton.testing import do_bench
 
-# FLOP floors per view at 1024² (gpu_floors.md): UNet CFG pair 13.5 TFLOP + ControlNet pair ~5 TFLOP; VAE encoder
+# FLOP floors per view at 1024² (the floors in benches/RESULTS.md): UNet CFG pair 13.5 TFLOP + ControlNet pair ~5 TFLOP; VAE encoder
 # forward ≈ 4.6 TFLOP, forward + input-backward ≈ 10.6 TFLOP.
 PEAK_TFLOPS = 800.0
 COPY_TBPS = 2.99

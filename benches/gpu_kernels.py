@@ -281,7 +281,7 @@ def pixel_cases():
 
 
 def original_hook(g, tau, cd):
-    """The original's hook arithmetic (reference_spec.md §2.3 type 0), eager."""
+    """The original's hook arithmetic (the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook), eager."""
     ratio = tau / torch.abs(g)
     ratio[ratio > 1] = 1
     return g * torch.amin(ratio, dim=cd, keepdim=True)

@@ -55,7 +55,7 @@ def load_panda(path: str, device: torch.device):
     m = load_mesh(path)
     v = torch.as_tensor(m.vertices, dtype=torch.float32)
     c = (v.max(0).values + v.min(0).values) / 2
-    v = (v - c) * (0.8 / (v - c).abs().max())  # the original's canonicalisation (spec §4.1)
+    v = (v - c) * (0.8 / (v - c).abs().max())  # the original's canonicalisation
     f = torch.as_tensor(m.faces, dtype=torch.int64)
     return v.to(device), f.to(device)
 

@@ -96,7 +96,7 @@ def subdivide(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([v, mid]).astype(v.dtype), nf.astype(np.int64)
 
 
-# Marching-tetrahedra tables (kaolin / nvdiffrec; see shared/docs/mesh_algorithms.md §3.1).
+# Marching-tetrahedra tables (kaolin / nvdiffrec; kaolin / nvdiffrec).
 _TET_EDGES = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]])
 _NUM_TRIS = np.array([0, 1, 1, 2, 1, 2, 2, 1, 1, 2, 2, 1, 2, 1, 1, 0])
 _TRI_TABLE = np.array(

@@ -1,6 +1,6 @@
 """Multi-resolution hash-grid encoding (Instant-NGP, Müller et al. 2022, https://arxiv.org/abs/2201.05989) in Triton.
 
-PGC-3D's texture, SDF and material fields (reference_spec.md §4.2–4.4) query torch-ngp's ``gridencoder``
+PGC-3D's texture, SDF and material fields (the original's Rasterizer_mesh) query torch-ngp's ``gridencoder``
 (a compiled CUDA extension) at the rasterised surface point. This is the same encoding in Triton: no compile
 step, one code path for every GPU Triton supports, and a pure-torch twin
 (:func:`pgc_kernels.reference.hash_grid_encode_reference`) for the CPU.

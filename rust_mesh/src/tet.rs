@@ -6,7 +6,7 @@
 //!   `p = p_a·(−s_b)/(s_a − s_b) + p_b·s_a/(s_a − s_b)` (computed in that f32 operation order);
 //! * faces = triangle-table rows of every 1-triangle tet (tet order) followed by the two triangles of every
 //!   2-triangle tet (tet order). Every crossing edge belongs only to valid tets, so the crossing edges in
-//!   the global lexicographic edge list give the same order (mesh_algorithms.md §3.6).
+//!   the global lexicographic edge list give the same order (as kaolin / nvdiffrec build their marching-tets edge list).
 use crate::{MeshError, Result};
 use rayon::prelude::*;
 

@@ -128,7 +128,7 @@ def test_dreamtime_timestep_used(tiny_sd, make_inputs):
 
 
 def test_pgc_threshold_with_gradscaler_scale(tiny_sd, make_inputs):
-    """The hook clips the scaled gradient at tau * S, i.e. the unscaled one at tau (spec §2.2)."""
+    """The hook clips the scaled gradient at tau * S, i.e. the unscaled one at tau."""
     tau, s = 0.01, 1024.0
     g = _guidance(_no_control(tiny_sd), pgc_tau=tau)
     img, _, _ = make_inputs()

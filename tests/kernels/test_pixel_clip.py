@@ -69,7 +69,7 @@ def assert_close(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_reference_equals_original_hook_arithmetic(layout):
-    """The original's hook (reference_spec.md §2.3 type 0), written out, equals variant="clip", norm="linf"."""
+    """The original's hook (the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook), written out, equals variant="clip", norm="linf"."""
     g, cd = make(layout)
     tau = TAU
     ratio = tau / torch.abs(g)
@@ -82,7 +82,7 @@ def test_reference_equals_original_hook_arithmetic(layout):
 
 
 def test_reference_other_variants_match_the_original_formulas():
-    """Types 1–5 of reference_spec.md §2.3 on finite input with no zero tensor."""
+    """Types 1–5 of the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook on finite input with no zero tensor."""
     g, cd = make("nchw")
     t = TAU
     expect = {

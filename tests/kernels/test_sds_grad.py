@@ -32,7 +32,7 @@ def inputs(shape, dtype=torch.float32, seed=0):
 
 
 def original_sds(ec, eu, noise, w, s, rescale=0.0, clamp=None):
-    """The original's SDXL(-ControlNet) train_step arithmetic, written out (reference_spec.md §3.0, §3.3)."""
+    """The original's SDXL(-ControlNet) train_step arithmetic, written out (the original's guidance classes' train_step)."""
     noise_pred = ec + s * (ec - eu)
     if rescale > 0:
         std_pos = ec.std([1, 2, 3], keepdim=True)

@@ -1,4 +1,4 @@
-"""The original PGC-3D commands parse with the same meaning (reference_spec.md §1.2, §7); unsupported features
+"""The original PGC-3D commands parse with the same meaning (the original's main.py, its argparse flags and -O preset block); unsupported features
 fail with a clear message; generated --section.field flags; validate() collects every problem."""
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def original_layout(tmp_path, monkeypatch):
 PROMPT = "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic"
 COMMON = ["--text", PROMPT, "--gpus", "0,1", "--mesh_path", "data/panda_spear_shield.obj"]
 
-# The README's 8 sample commands (reference_spec.md §7), as written after `python main.py`.
+# The README's 8 sample commands (the original's README sample commands), as written after `python main.py`.
 SAMPLES = {
     "A": ["-O0", "-O2", "-O4", "--guidance", "controlnet", "--workspace", "panda/sdxl"],
     "B": ["-O0", "-O2", "-O4", "--pbr", "--guidance", "controlnet", "--workspace", "panda/pbr"],
@@ -69,7 +69,7 @@ def test_sample_A_sdxl_controlnet_texture(original_layout, capsys):
     cfg = resolve(SAMPLES["A"] + COMMON)
     g, o = cfg.guidance, cfg.optim
     assert (g.family, g.controlnets, g.control_scales, g.loss) == ("sdxl", ("depth",), (1.0,), "sds")
-    assert C.resolved_model(g) == "stabilityai/stable-diffusion-xl-base-1.0"  # §8.4 fixed (not 0.9)
+    assert C.resolved_model(g) == "stabilityai/stable-diffusion-xl-base-1.0"  # the original fell back to 0.9 here: fixed
     assert (g.pgc_tau, g.pgc_variant, g.guidance_scale, g.dir_text, g.normal_sds, g.rgb_sds) == (0.1, "clip", 100.0, True, False, True)
     assert (cfg.mesh.shape, cfg.mesh.canonicalize, cfg.texture.material) == ("fixed", True, "albedo")
     assert (o.batch_size, o.iters, o.precision, o.optimizer) == (2, 1200, "auto", "adam")
@@ -156,7 +156,7 @@ def test_new_flags_and_generated_flags(original_layout):
                    "--guidance.t_range", "0.1", "0.9"])
     assert (cfg.guidance.model, cfg.runtime.device, cfg.texture.kind, cfg.output.force) == ("tiny-sd", "cpu", "uv", True)
     assert (cfg.optim.iters, cfg.guidance.pgc_tau, cfg.guidance.t_range) == (7, None, (0.1, 0.9))
-    # an explicit --bs survives the SDXL knock-on rule (spec §8.11), with a note
+    # an explicit --bs survives the SDXL knock-on rule (a bug of the original), with a note
     args = cli.build_parser().parse_args(["generate", "-O0", "-O2", "-O4", "--bs", "3", *COMMON])
     cfg, notes = cli.generate.resolve_generate(args)
     assert cfg.optim.batch_size == 3 and any("--bs 3 kept" in n for n in notes)

@@ -2,7 +2,7 @@
 
 ``pgc-fast generate`` is derived from :class:`pgc_fast.config.RunConfig`: every config field is a flag
 ``--<section>.<field>`` whose help is the field's docstring, and ``--preset NAME`` starts from a named preset.
-It also accepts the original PGC-3D's ``main.py`` flags as written (reference_spec.md §1), so the README's
+It also accepts the original PGC-3D's ``main.py`` flags as written (the original's main.py, its argparse flags and -O preset block), so the README's
 sample commands run unchanged::
 
     pgc-fast generate -O0 -O2 -O4 --guidance controlnet --text "A panda ..." --workspace panda/sdxl \
@@ -15,7 +15,7 @@ exactly in the original's code order (:func:`apply_original_presets`), mapped on
 :func:`pgc_fast.config.validate` runs once. ``--dry-run`` prints the resolved config and loads no model.
 
 Two deliberate departures from the original, both printed as notes: an explicit ``--bs``/``--iters``/``--res_fine``
-wins over the SDXL knock-on rule that silently overwrote it (spec §8.11), and without any ``-O`` flag
+wins over the SDXL knock-on rule that silently overwrote it (a bug of the original), and without any ``-O`` flag
 ``generate`` textures the fixed mesh (the original's bare default was DMTet shape optimisation, which must be
 asked for with ``-O1``).
 """

@@ -1,5 +1,5 @@
 """The original PGC-3D ``main.py`` options: flags and defaults, presets ``-O0 … -O4`` with the knock-on rules in
-the original's code order (reference_spec.md §1.1–1.2), and the mapping of the result onto a
+the original's code order (the original's main.py, its argparse flags and -O preset block), and the mapping of the result onto a
 :class:`pgc_fast.config.RunConfig`. Used by the CLI (to accept the original's commands as written) and by
 :data:`pgc_fast.config.PRESETS` (so the named presets mean exactly what the flag combinations meant).
 """
@@ -12,7 +12,7 @@ from typing import Any
 from pgc_fast.config import schema as C
 
 # name → (default, kind). kind: "bool" (store_true), "str", "int", "float", "floats" (nargs='+'), "strs" (nargs='+'),
-# "float2" (nargs=2). Defaults are the original's (reference_spec.md §1.1).
+# "float2" (nargs=2). Defaults are the original's (the original's main.py, its argparse flags and -O preset block).
 ORIGINAL_FLAGS: dict[str, tuple[Any, str]] = {
     "text": (None, "str"),
     "negative": ("", "str"),
@@ -68,7 +68,7 @@ ORIGINAL_FLAGS: dict[str, tuple[Any, str]] = {
     "grad_clip_rgb": (-1.0, "float"),
     "grad_clip_latent": (-1.0, "float"),
     "grad_suppress_type": (0, "int"),
-    "gpus": ("0", "str"),  # the original defaulted to "1", the second GPU (spec §8.14)
+    "gpus": ("0", "str"),  # the original defaulted to "1", the second GPU (a bug of the original)
     "bs": (4, "int"),
     "jitter_pose": (False, "bool"),
     "res_fine": (512, "int"),
@@ -81,7 +81,7 @@ ORIGINAL_FLAGS: dict[str, tuple[Any, str]] = {
     "single_stage": (False, "bool"),
     "n_targets": (0, "int"),
 }
-# Parsed and ignored, as in the original ("dead" flags, §1.1), or superseded by pgc-fast's own mechanism.
+# Parsed and ignored, as in the original ("dead" flags), or superseded by pgc-fast's own mechanism.
 DEAD_FLAGS: dict[str, str] = {
     "test_mesh": "bool", "load_finetuned": "bool", "from_coarse": "bool", "no_MLP": "bool", "lambda_entropy": "float",
     "lambda_opacity": "float", "lambda_orient": "float", "lambda_mask": "float", "warmup_iters": "int",
@@ -109,7 +109,7 @@ def default_original_options() -> argparse.Namespace:
 
 
 def apply_original_presets(opt: argparse.Namespace) -> argparse.Namespace:
-    """The original's ``-O0 … -O4`` presets and knock-on rules, in its code order (reference_spec.md §1.2).
+    """The original's ``-O0 … -O4`` presets and knock-on rules, in its code order (the original's main.py, its argparse flags and -O preset block).
 
     Mutates and returns ``opt``. Kept line by line so that a combination means exactly what it meant there
     (including the elif chain: ``-O1 -O4`` does not enable SDXL; ``-O2`` forces ``--guidance controlnet``
@@ -154,7 +154,7 @@ def apply_original_presets(opt: argparse.Namespace) -> argparse.Namespace:
 
 
 def _max_epoch(iters: int, bs: int) -> int:
-    # The original's loader has 800 indices ⇒ ceil(800/bs) steps per epoch (reference_spec.md §5).
+    # The original's loader has 800 indices ⇒ ceil(800/bs) steps per epoch (the original's nerf/utils.py, Trainer).
     return math.ceil(iters / math.ceil(800 / bs))
 
 

@@ -100,7 +100,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    """Diffusion guidance: model, prompt and score-distillation loss (reference_spec.md §3). What
+    """Diffusion guidance: model, prompt and score-distillation loss (the original's guidance classes (StableDiffusion, StableDiffusionXL, SDXLControlNet)). What
     :func:`pgc_fast.guidance.load_guidance` takes, as is."""
 
     text: str = ""
@@ -164,7 +164,7 @@ class GuidanceConfig:
     suppress_face: bool = False
     """Append 'face' to the negative prompt for non-front views."""
     zero_empty_negative: bool | None = None
-    """Zero embeddings for an empty negative prompt (SDXL's force_zeros_for_empty_prompt); None = yes for SDXL, no for SD (the original always encoded the empty string, spec §8.5)."""
+    """Zero embeddings for an empty negative prompt (SDXL's force_zeros_for_empty_prompt); None = yes for SDXL, no for SD (the original always encoded the empty string, a bug of the original)."""
     pgc_tau: float | None = None
     """Pixel-wise gradient clipping threshold on the rendered image's gradient (None = off; -O0 sets 0.1)."""
     pgc_variant: PgcVariant = "clip"
@@ -223,7 +223,7 @@ class GuidanceConfig:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """Rasteriser, cameras, shading and background (reference_spec.md §4.5–4.7)."""
+    """Rasteriser, cameras, shading and background (the original's nerf/provider.py, rand_poses / circle_poses)."""
 
     backend: RenderBackend = "auto"
     """Rasteriser: nvdiffrast (CUDA), cpu (pgc_fast.mesh.rasterize), or auto (nvdiffrast when on CUDA and importable)."""
@@ -305,7 +305,7 @@ class TextureConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """The optimisation loop (reference_spec.md §5)."""
+    """The optimisation loop (the original's nerf/utils.py, Trainer)."""
 
     iters: int = 2000
     """Optimisation steps (--iters)."""

@@ -9,7 +9,7 @@ from pgc_fast.fields.hash_grid import Field
 
 
 class TextureField(Field):
-    """The original's 3D texture field (reference_spec.md §4.2): HashGrid 16×4 → MLP 64→32→3.
+    """The original's 3D texture field (the original's Rasterizer_mesh): HashGrid 16×4 → MLP 64→32→3.
 
     RGB mode: ``sigmoid(MLP(h)) · 0.9 + 0.05`` ∈ [0.05, 0.95]. Latent mode (``latent=True``, Latent-NeRF style):
     4 raw outputs, no activation. Constructor arguments as :class:`Field` (``hidden`` defaults to (32,)).

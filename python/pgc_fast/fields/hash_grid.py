@@ -1,6 +1,6 @@
 """Neural 3D fields of PGC-3D: a multi-resolution hash-grid encoding followed by a small MLP.
 
-The original (fudan-zvg/PGC-3D, reference_spec.md §4.2–4.4) represents the texture of a fixed mesh, the DMTet SDF
+The original (fudan-zvg/PGC-3D, the original's Rasterizer_mesh) represents the texture of a fixed mesh, the DMTet SDF
 and the PBR material as fields queried at rasterised surface points::
 
     c(p) = sigmoid(MLP(HashGrid((p + bound) / (2 bound)))) · 0.9 + 0.05          # TextureField, RGB

@@ -30,9 +30,9 @@ def depth_condition(depth: torch.Tensor, mask: torch.Tensor | None, size: int,
             (diffusers/controlnet-depth-sdxl-1.0, SD 1.5 depth) saw in training: normalised inverse depth,
             near = bright, far = dark, background = 0 (black). The foreground is mapped per image to
             [floor, 1] so its farthest point stays distinguishable from the background.
-            ``original``: PGC-3D's inverted map (spec §3.3): background = 1.2 max z, per-image min-max
+            ``original``: PGC-3D's inverted map: background = 1.2 max z, per-image min-max
             normalised z, near = dark, background = white — except that the background depth is per image
-            (the original took the batch max, §8.2).
+            (the original took the batch max, a bug of the original).
     Returns:
         [B, 3, size, size] float32 in [0, 1], detached.
     """

@@ -12,7 +12,7 @@ def view_ids(azimuth_deg: torch.Tensor, polar_deg: torch.Tensor, angle_front: fl
     """View-direction bin per sample: 0 front, 1 side, 2 back, 3 overhead, 4 bottom (int64, same device).
 
     Azimuth 0 = camera on +Z looking at the object's front; polar from +Y (0 = straight above). Bins are
-    centred on the views (fix of spec §8.10): front |phi| < F/2, back |phi - 180| < F/2, side otherwise;
+    centred on the views (fixes a bug of the original): front |phi| < F/2, back |phi - 180| < F/2, side otherwise;
     polar <= angle_overhead -> overhead, polar >= 180 - angle_overhead -> bottom."""
     phi = torch.remainder(azimuth_deg.float() + 180.0, 360.0) - 180.0  # (-180, 180]
     a = phi.abs()

@@ -108,7 +108,7 @@ def ddim_step(z_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor, abar_n
 
 # ----------------------------------------------------------------------------------------------- DreamTime
 def dreamtime_weight(t: torch.Tensor) -> torch.Tensor:
-    """DreamTime w*(t) (spec §3.9): 1 on [500, 800], Gaussian tails with sigma 300 above, 100 below."""
+    """DreamTime w*(t): 1 on [500, 800], Gaussian tails with sigma 300 above, 100 below."""
     t = t.double()
     hi = torch.exp(-((t - 800) ** 2) / (2 * 300.0**2))
     lo = torch.exp(-((t - 500) ** 2) / (2 * 100.0**2))
@@ -127,7 +127,7 @@ def dreamtime_t(step: int, iters: int, init_time: float = 0.681, min_t: int = 20
     """Deterministic DreamTime timestep for a (1-based) training step: argmin_t |P(t) - (step-1)/iters| + 200.
 
     Host-side (no tensors on the device). With init_time 0.681: ratio 0 -> 680, .25 -> 605, .5 -> 528,
-    .75 -> 450, .9 -> 385, 1 -> 200 (spec §3.9)."""
+    .75 -> 450, .9 -> 385, 1 -> 200."""
     max_t = int(init_time * 1000)
     cdf = _dreamtime_cdf(max_t, min_t)
     ratio = (step - 1) / max(iters, 1)
@@ -145,8 +145,8 @@ def bgt_time(step: int, iters: int, init_time: float = 0.681, end_time: float = 
 def bgt_timesteps(t_frac: float, r: float = 0.25, num_train_timesteps: int = 1000) -> list[int]:
     """Timesteps of the BGT+ denoising chain from T = int(t 1000) to 0 in n = ceil(t / r) steps of r 1000.
 
-    E.g. t = 0.681 -> [681, 431, 181, 0] (the original's list; spec §3.6). The chain is walked with explicit
-    DDIM steps between consecutive entries (the original's schedulers stepped to other timesteps, §8.8)."""
+    E.g. t = 0.681 -> [681, 431, 181, 0] (the original's list). The chain is walked with explicit
+    DDIM steps between consecutive entries (the original's schedulers stepped to other timesteps, a bug of the original)."""
     T = min(int(t_frac * num_train_timesteps), num_train_timesteps - 1)
     n = max(1, math.ceil(t_frac / r))
     stride = int(round(r * num_train_timesteps))
@@ -158,7 +158,7 @@ def bgt_timesteps(t_frac: float, r: float = 0.25, num_train_timesteps: int = 100
 
 # ----------------------------------------------------------------------------------------------- SSD
 def ssd_grad(h: torch.Tensor, eps_cond: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, ssd_m: int) -> torch.Tensor:
-    """Stable Score Distillation (arXiv 2312.09305) with the projection fixed (spec §3.8, §8.7).
+    """Stable Score Distillation (arXiv 2312.09305) with the projection fixed.
 
     h = w (eps_c - eps_u) (the classifier score, already weighted). Per sample b:
     r_b = <eps_c, eps>_b / ||eps||_b^2, eps~ = eps_c - r_b eps, E = (||h||_b / ||eps~||_b) eps~; the result is E

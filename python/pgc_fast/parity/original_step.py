@@ -1,7 +1,7 @@
 """The original PGC-3D SDXL + depth-ControlNet texture step, reproduced the way the original computes it.
 
 This is the baseline ``benches/bench_step.py`` times our step against (same mesh, views, resolution and
-weights, one process). It follows reference_spec.md §2–§5 for ``-O0 -O2 -O4 --guidance controlnet``:
+weights, one process). It follows the original's nerf/utils.py Trainer (train_one_epoch, train_step) for ``-O0 -O2 -O4 --guidance controlnet``:
 
 * fp16 autocast around render + guidance, ``GradScaler(init_scale=2**10)``;
 * the hash-grid texture field queried at the rasterised world position of **every** pixel (the original

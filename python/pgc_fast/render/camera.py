@@ -3,16 +3,16 @@
 Conventions (all float32 torch tensors; ``B`` = number of views):
 
 * World: Y up, the object at the origin (the mesh is normalised to max-abs 0.8 by the pipeline).
-* Spherical coordinates as in the original (reference_spec.md §4.5): ``theta`` is the polar angle from +Y
+* Spherical coordinates as in the original (the original's nerf/provider.py, rand_poses / circle_poses): ``theta`` is the polar angle from +Y
   (0 = straight above, 90° = on the equator), ``phi`` the azimuth with ``phi = 0`` on +Z and ``phi = 90°``
   on +X; the camera centre is ``c = r·(sinθ sinφ, cosθ, sinθ cosφ)``.
 * Camera frame = OpenCV: camera-to-world rotation ``R = [right | down | forward]`` (columns),
   ``forward = normalize(target − c)``, ``right = normalize(forward × up)``, ``down = forward × right``.
   This frame is RIGHT-HANDED (``det R = +1``; right × down = forward). The original built
-  ``right = forward × (0,−1,0)``, which gives ``det R = −1`` and mirrors every render (§8.1); here, seen from
+  ``right = forward × (0,−1,0)``, which gives ``det R = −1`` and mirrors every render (a bug of the original); here, seen from
   ``phi = 0`` (camera on +Z), world +X appears on the image's right, as in any viewer.
 * ``c2w`` = [[R, c], [0, 0, 0, 1]]; world → camera is ``x_cam = Rᵀ (x − c)``; the camera looks along +z_cam.
-* Projection (the original's D3D-style matrix, §4.5), pinhole with the principal point at the image centre::
+* Projection (the original's D3D-style matrix), pinhole with the principal point at the image centre::
 
       P = [[2 fx/W, 0,      0,         0       ],
            [0,      2 fy/H, 0,         0       ],
@@ -271,7 +271,7 @@ def turntable(n_views: int = 100, height: int = 512, width: int | None = None, r
 
 @dataclass
 class OrbitSampler:
-    """Random training cameras as the original samples them (reference_spec.md §4.6), right-handed.
+    """Random training cameras as the original samples them (the original's nerf/provider.py, rand_poses), right-handed.
 
     Per view: radius ~ U[radius_range]; θ ~ U[theta_range] (degrees, polar from +Y; [45°, 100°] = elevation
     +45°…−10°); φ ~ U[phi_range] (degrees). With probability ``uniform_sphere_rate`` (one draw per batch, as

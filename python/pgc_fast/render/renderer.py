@@ -12,7 +12,7 @@ Textures (``texture`` argument of :meth:`MeshRenderer.render`):
 * an object with ``domain == "vertex"`` (:class:`pgc_fast.render.texture.VertexColorTexture`) or a tensor
   ``[V,C]``: per-vertex colours interpolated over the faces.
 
-Shading (reference_spec.md §4.3): ``"albedo"`` (unlit; the original's fixed-mesh -O2 path), ``"lambertian"``
+Shading (the original's Rasterizer_MLP): ``"albedo"`` (unlit; the original's fixed-mesh -O2 path), ``"lambertian"``
 (``albedo·(ambient + (1−ambient)·max(0, n·l))`` with the light ``l = normalize(camera centre + light_jitter·ξ)``,
 ξ ~ N(0, I₃) drawn per view — the original drew one ξ per batch), ``"normal"`` (``(n+1)/2``) or ``"random"``
 (albedo with probability ``albedo_prob`` = 0.2 per batch, else lambertian, as the original). Normals are the

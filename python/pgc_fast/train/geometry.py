@@ -134,7 +134,7 @@ class Scene:
                                                     generator=torch.Generator().manual_seed(seed))
 
     def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
-        """Optimiser groups as the original (§5): the geometry's, then the texture's."""
+        """Optimiser groups as the original (the original's Trainer): the geometry's, then the texture's."""
         return self.geometry.param_groups(lr, grid_lr_scale) + self.texture.param_groups(lr, grid_lr_scale)
 
     def render(self, cameras: Any, *, train: bool, step: int = 0, generator: torch.Generator | None = None

@@ -1,4 +1,4 @@
-"""BGT+ (HiFA, arXiv 2305.18766; spec §3.6) with the original's bugs fixed (§8.8).
+"""BGT+ (HiFA, arXiv 2305.18766) with the original's bugs fixed (a bug of the original).
 
 At step k the noise level is t_k = init_time - (init_time - 0.25) sqrt((k - 1) / iters). The latents are noised
 to T = int(1000 t_k) and denoised to 0 deterministically under CFG along the listed timesteps

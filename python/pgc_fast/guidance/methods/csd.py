@@ -1,4 +1,4 @@
-"""Classifier Score Distillation (CSD, arXiv 2310.17590; spec §3.7): g_z = w(t) (eps_c - eps_u).
+"""Classifier Score Distillation (CSD, arXiv 2310.17590): g_z = w(t) (eps_c - eps_u).
 
 Only the classifier score: no guidance-scale factor and no noise residual, as the original. Computed by the
 fused ``pgc_kernels.sds_grad`` with target = eps_u and s = 0 in the pgc convention (eps_hat = eps_c).

@@ -1,4 +1,4 @@
-"""Score Distillation Sampling (DreamFusion, arXiv 2209.14988, eq. 3), as PGC-3D uses it (spec §3.0–3.3).
+"""Score Distillation Sampling (DreamFusion, arXiv 2209.14988, eq. 3), as PGC-3D uses it.
 
 g_z = w(t) [eps_hat(z_t; y, t) - eps] with eps_hat the classifier-free-guided prediction (either convention,
 optional CFG rescale), then NaN → 0, optional element clamp (grad_clip_latent) and per-latent-pixel clip —

@@ -1,4 +1,4 @@
-"""Stable Score Distillation (SSD, arXiv 2312.09305; spec §3.8) with the original's bugs fixed (§8.7).
+"""Stable Score Distillation (SSD, arXiv 2312.09305) with the original's bugs fixed (a bug of the original).
 
 h = w(t)(eps_c - eps_u). For t <= M the gradient is the "mode-disengaging" term: the part of eps_c orthogonal
 to the noise, eps~ = eps_c - (<eps_c, eps>_b / ||eps||_b^2) eps, rescaled to ||h||_b; for t > M it is h. All

@@ -1,4 +1,4 @@
-"""Variational Score Distillation (ProlificDreamer, arXiv 2305.16213, eq. 9; spec §3.4), camera ordering fixed.
+"""Variational Score Distillation (ProlificDreamer, arXiv 2305.16213, eq. 9), camera ordering fixed.
 
 g_z = w(t) [eps_hat_pretrained(z_t; y_view, t) - eps_lora(z_t; y, t, camera)], where eps_hat uses CFG (diffusers
 convention by default, s = 7.5 in the README) and eps_lora is a LoRA-adapted copy of the same UNet conditioned
@@ -6,7 +6,7 @@ on the camera pose (a TimestepEmbedding(16 → time-embed dim) of the flattened 
 added to the time embedding). The LoRA is trained each step on the current (detached) latents with the
 standard denoising loss at t' ~ U[0, 1000), camera dropped with probability 0.1.
 
-Fix of spec §8.8: the original fed class labels [camera; zeros] while its prompt batch was [negative;
+A bug of the original, fixed: the original fed class labels [camera; zeros] while its prompt batch was [negative;
 positive], so the estimate it used was the camera-less one. Here the LoRA estimate is a single call with the
 positive (view-independent) prompt and the sample's own camera.
 
@@ -66,7 +66,7 @@ class VSDState:
         unet.disable_adapters()
 
     def state_dict(self) -> dict:
-        """LoRA weights, camera MLP and optimiser state (the original never saved them, spec §8.14)."""
+        """LoRA weights, camera MLP and optimiser state (the original never saved them, a bug of the original)."""
         lora = {n: p.detach().clone() for n, p in self.unet.named_parameters() if "lora_" in n}
         return {"lora": lora, "camera": self.camera.state_dict(), "opt": self.opt.state_dict(),
                 "scaler": self.scaler.state_dict()}

@@ -47,7 +47,7 @@ class FieldTexture(nn.Module):
         return self.field(x)
 
     def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
-        """The field's groups: hash grid at grid_lr_scale × lr, MLP at lr (the original's, §5)."""
+        """The field's groups: hash grid at grid_lr_scale × lr, MLP at lr (the original's)."""
         return self.field.param_groups(lr, grid_lr_scale)
 
     def jittered(self, generator: torch.Generator | None, amount: float = 1e-3) -> Callable[[torch.Tensor], torch.Tensor]:
