@@ -89,7 +89,7 @@ class Scene:
     def from_config(cls, cfg: C.RunConfig, device: torch.device) -> "Scene":
         from pgc_fast.mesh import load_mesh
 
-        mesh_in = load_mesh(cfg.mesh.path)
+        mesh_in = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
         norm = Normalisation.of(np.asarray(mesh_in.vertices), cfg.mesh.canonicalize)
         return cls(cfg, device, mesh_in, norm)
 

@@ -1,11 +1,12 @@
 //! PyO3 glue for mesh I/O, rasterisation and mesh operations (`pgc_fast.mesh` wraps these).
 //! Arrays arrive C-contiguous with the documented dtype (the Python wrappers guarantee it) and leave as
 //! numpy arrays that own the Rust buffers (no copy). Long work runs with the GIL released.
-use crate::to_py_err;
+use crate::{catch_panic, to_py_err, unwrap_caught};
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use rust_mesh::io::LoadOptions;
 use rust_mesh::mesh::{index_triples, Material, Mesh, Texture};
 
 pub(crate) fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArrayDyn<'_, T>, op: &str, arg: &str) -> PyResult<&'a [T]> {
@@ -51,8 +52,11 @@ fn texture_from_py(d: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<Texture>
 
 /// Reads OBJ/PLY/GLB/glTF into a dict of numpy arrays (see `pgc_fast.mesh.load_mesh`).
 #[pyfunction]
-fn load_mesh<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    let loaded = py.detach(|| rust_mesh::io::load_mesh(&path)).map_err(to_py_err)?;
+#[pyo3(signature = (path, allow_external_files=false))]
+fn load_mesh<'py>(py: Python<'py>, path: std::path::PathBuf, allow_external_files: bool) -> PyResult<Bound<'py, PyDict>> {
+    let opts = LoadOptions { allow_external_files, ..Default::default() };
+    let r = py.detach(|| catch_panic(|| rust_mesh::io::load_mesh_with(&path, &opts)));
+    let loaded = unwrap_caught(r, "load_mesh", &path)?;
     let m = loaded.mesh;
     let d = PyDict::new(py);
     let flat3 = |v: Vec<[f32; 3]>| v.into_iter().flatten().collect::<Vec<f32>>();
@@ -161,7 +165,8 @@ fn save_mesh(
         mat.normal_texture = texture_from_py(&md, "normal_texture")?;
         mesh.material = Some(mat);
     }
-    py.detach(|| rust_mesh::io::save_mesh(&mesh, &path)).map_err(to_py_err)
+    let r = py.detach(|| catch_panic(|| rust_mesh::io::save_mesh(&mesh, &path)));
+    unwrap_caught(r, "save_mesh", &path)
 }
 
 /// nvdiffrast-convention rasteriser: clip_pos float32 [B,V,4], faces int64 [F,3] → float32 [B,H,W,4].

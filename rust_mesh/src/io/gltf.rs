@@ -777,20 +777,42 @@ impl Doc<'_> {
         self.accessor_f32(a, widths)
     }
 
-    /// Refuses a primitive that would take the mesh past the vertex or face limit, before reading it
-    /// (one small accessor instanced by many nodes can otherwise demand terabytes).
-    fn check_budget(&self, mesh: &Mesh, nv: usize, nidx: usize, at: &str) -> Result<()> {
+    /// Refuses a scene whose mesh instances would exceed the vertex or face limit, before any accessor is
+    /// read: one small accessor instanced by many nodes can otherwise demand terabytes.
+    fn check_scene_size(&self, instances: &[(usize, Mat4)]) -> Result<()> {
+        let (mut nv, mut nidx) = (0usize, 0usize);
+        for &(mi, _) in instances {
+            let prims = self
+                .get("meshes", mi)?
+                .get("primitives")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            for p in prims.iter().filter(|p| uget(p, "mode").unwrap_or(4) == 4) {
+                // A missing POSITION or count is reported, with its place, when the primitive is read.
+                let Some(v) = p
+                    .get("attributes")
+                    .and_then(|a| uget(a, "POSITION"))
+                    .and_then(|a| self.accessor_count(a).ok())
+                else {
+                    continue;
+                };
+                let i = uget(p, "indices")
+                    .and_then(|a| self.accessor_count(a).ok())
+                    .unwrap_or(v);
+                nv = nv.saturating_add(v);
+                nidx = nidx.saturating_add(i);
+            }
+        }
         let l = *self.refs.borrow().limits();
         let refuse = |what: &str, n: usize, max: usize| {
-            MeshError::refused(self.path, 0, format!("{at}: {n} {what} in total would exceed the limit of {max} (each instance of a mesh counts)"))
+            MeshError::refused(self.path, 0, format!("the scene's mesh instances hold {n} {what} in total, over the limit of {max} (each instance of a mesh counts)"))
         };
-        let v = mesh.vertices.len().saturating_add(nv);
-        if v > l.max_vertices {
-            return Err(refuse("vertices", v, l.max_vertices));
+        if nv > l.max_vertices {
+            return Err(refuse("vertices", nv, l.max_vertices));
         }
-        let f = mesh.faces.len().saturating_add(nidx / 3);
-        if f > l.max_faces {
-            return Err(refuse("faces", f, l.max_faces));
+        if nidx / 3 > l.max_faces {
+            return Err(refuse("faces", nidx / 3, l.max_faces));
         }
         Ok(())
     }
@@ -819,12 +841,6 @@ fn add_primitive(
         .get("attributes")
         .ok_or_else(|| doc.err(format!("{tag} has no attributes")))?;
     let pa = uget(attrs, "POSITION").ok_or_else(|| doc.err(format!("{tag} has no POSITION")))?;
-    let nv = doc.accessor_count(pa)?;
-    let nidx = match uget(p, "indices") {
-        Some(ia) => doc.accessor_count(ia)?,
-        None => nv,
-    };
-    doc.check_budget(mesh, nv, nidx, tag)?;
     let (pos, _) = doc.accessor_f32(pa, &[3])?;
     let nv = pos.len() / 3;
     let base = mesh.vertices.len() as u32;
@@ -931,7 +947,9 @@ pub fn parse_gltf(data: &[u8], path: &Path, opts: &LoadOptions) -> Result<Loaded
     };
     let mut material_id: Option<usize> = None;
     let mut warnings = Vec::new();
-    for (mi, m) in doc.instances()? {
+    let instances = doc.instances()?;
+    doc.check_scene_size(&instances)?;
+    for (mi, m) in instances {
         let prims = doc
             .get("meshes", mi)?
             .get("primitives")
@@ -988,4 +1006,144 @@ pub fn parse_gltf(data: &[u8], path: &Path, opts: &LoadOptions) -> Result<Loaded
         mesh.material = Some(doc.material(mi, &mut warnings)?);
     }
     Ok(Loaded { mesh, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Limits;
+
+    fn tmp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("rust_mesh_gltf_{}_{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// One triangle in `pos.bin`, named by `nbuf` buffers, instanced by `ninst` nodes.
+    fn scene(d: &Path, nbuf: usize, ninst: usize) -> Vec<u8> {
+        let pos: Vec<u8> = [0f32, 0., 0., 1., 0., 0., 0., 1., 0.]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        std::fs::write(d.join("pos.bin"), pos).unwrap();
+        let doc = json!({
+            "asset": {"version": "2.0"},
+            "buffers": vec![json!({"byteLength": 36, "uri": "pos.bin"}); nbuf],
+            "bufferViews": [{"buffer": nbuf - 1, "byteLength": 36}],
+            "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"}],
+            "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+            "nodes": vec![json!({"mesh": 0}); ninst],
+            "scenes": [{"nodes": (0..ninst).collect::<Vec<_>>()}],
+        });
+        serde_json::to_vec(&doc).unwrap()
+    }
+
+    fn opts(limits: Limits) -> LoadOptions {
+        LoadOptions {
+            allow_external_files: false,
+            limits,
+        }
+    }
+
+    #[test]
+    fn instances_are_counted_against_the_limits_before_reading() {
+        let d = tmp_dir("instances");
+        let p = d.join("m.gltf");
+        let small = Limits {
+            max_vertices: 9,
+            max_faces: 2,
+            ..Default::default()
+        };
+        let m = parse_gltf(&scene(&d, 1, 2), &p, &opts(small)).unwrap().mesh;
+        assert_eq!((m.vertices.len(), m.faces.len()), (6, 2));
+        let e = parse_gltf(&scene(&d, 1, 3), &p, &opts(small))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.ends_with("the scene's mesh instances hold 3 faces in total, over the limit of 2 (each instance of a mesh counts)"), "{e}");
+        let e = parse_gltf(&scene(&d, 1, 4), &p, &opts(small))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("hold 12 vertices in total, over the limit of 9"),
+            "{e}"
+        );
+        // Zero-filled accessors (no bufferView) cost nothing in the file: 2^24 vertices × 64 nodes.
+        let doc = br#"{"asset":{"version":"2.0"},"accessors":[{"componentType":5126,"count":16777216,"type":"VEC3"}],
+            "meshes":[{"primitives":[{"attributes":{"POSITION":0}}]}],"nodes":[{"mesh":0},{"mesh":0},{"mesh":0}],
+            "scenes":[{"nodes":[0,1,2]}]}"#;
+        let e = parse_gltf(doc, &p, &LoadOptions::default()).err().unwrap();
+        assert!(
+            matches!(e, MeshError::Refused { .. }) && e.to_string().contains("50331648 vertices"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn buffers_naming_one_file_read_it_once_and_are_limited_in_number() {
+        let d = tmp_dir("buffers");
+        let p = d.join("m.gltf");
+        // 100 buffers × 36 bytes, within a 72-byte budget: only possible if the file is read once.
+        let l = Limits {
+            max_buffer_bytes: 72,
+            max_references: 100,
+            ..Default::default()
+        };
+        let m = parse_gltf(&scene(&d, 100, 1), &p, &opts(l)).unwrap().mesh;
+        assert_eq!(m.vertices[1], [1.0, 0.0, 0.0]);
+        let e = parse_gltf(&scene(&d, 101, 1), &p, &opts(l))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("more than 100 glTF buffer references"), "{e}");
+        let l = Limits {
+            max_buffer_bytes: 35,
+            ..Default::default()
+        };
+        let e = parse_gltf(&scene(&d, 1, 1), &p, &opts(l))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("buffers[0].uri \"pos.bin\": 36 bytes would bring the total read to over the limit of 35"), "{e}");
+    }
+
+    #[test]
+    fn uris_other_than_relative_files_and_data_are_refused() {
+        let d = tmp_dir("uris");
+        let doc = String::from_utf8(scene(&d, 1, 1)).unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::copy(d.join("pos.bin"), d.join("sub").join("pos.bin")).unwrap();
+        let p = d.join("sub").join("m.gltf");
+        for (uri, want) in [
+            (
+                "https://example.com/pos.bin",
+                "https: URIs are not supported",
+            ),
+            ("pos%2.bin", "malformed %-escape"),
+            ("%2E%2E/pos.bin", "outside the mesh's folder"),
+            ("file:pos.bin", "file: URIs are refused"),
+        ] {
+            let e = parse_gltf(
+                doc.replace("\"pos.bin\"", &format!("{uri:?}")).as_bytes(),
+                &p,
+                &LoadOptions::default(),
+            );
+            let e = e.err().unwrap().to_string();
+            assert!(
+                e.starts_with(&format!("{}: buffers[0].uri ", p.display())) && e.contains(want),
+                "{e}"
+            );
+        }
+        let ok = doc.replace("\"pos.bin\"", "\"p%6Fs.bin\"");
+        assert_eq!(
+            parse_gltf(ok.as_bytes(), &p, &LoadOptions::default())
+                .unwrap()
+                .mesh
+                .faces
+                .len(),
+            1
+        );
+    }
 }

@@ -264,6 +264,23 @@ mod tests {
     }
 
     #[test]
+    fn meshes_without_usable_faces_are_refused() {
+        let p = tmp("usable.obj");
+        for (text, want) in [
+            ("", "no usable faces: the file has no vertices and no faces (a mesh needs at least one triangle)"),
+            ("v 0 0 0\nv 1 0 0\nv 0 1 0\nl 1 2\n", "no usable faces: the file has vertices but no faces"),
+            ("v 0 0 0\nv 1 1 1\nv 2 2 2\nf 1 2 3\nf 1 1 2\n", "no usable faces: all 2 faces are degenerate"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = load_mesh(&p).err().unwrap().to_string();
+            assert!(e.starts_with(&format!("{}: {want}", p.display())), "{e}");
+        }
+        // one usable face is enough (the degenerate ones are the clean-up's business)
+        std::fs::write(&p, "v 0 0 0\nv 1 1 1\nv 2 2 2\nv 0 1 0\nf 1 2 3\nf 1 2 4\n").unwrap();
+        assert_eq!(load_mesh(&p).unwrap().mesh.faces.len(), 2);
+    }
+
+    #[test]
     fn obj_errors_carry_line_numbers() {
         let e = obj::parse_obj(
             b"v 0 0 0\nv 1 0 0\n\nf 1 2 3\n",

@@ -1062,4 +1062,124 @@ mod tests {
         }
         assert_eq!(fast_f32(b"-21.814154"), Some(-21.814154f32));
     }
+
+    /// A random OBJ (seeded xorshift): v / vt / vn / faces with absolute and relative indices (some out of
+    /// range), comments and blank lines, with random ' ', '\t', '\r' padding; lines joined by '\n'.
+    fn random_obj_lines(seed: u64, n: usize) -> Vec<String> {
+        let mut s = seed | 1;
+        let mut rnd = move |m: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % m
+        };
+        let pads = [" ", "\t", "\r", "  ", " \r"];
+        let mut nv = 0i64;
+        let mut lines = Vec::new();
+        for _ in 0..n {
+            let pad = pads[rnd(5) as usize];
+            let idx = |nv: i64, r: u64| -> String {
+                let i = (r % (nv.max(1) as u64 + 1)) as i64;
+                if r.is_multiple_of(2) {
+                    format!("{}", i.max(1))
+                } else {
+                    format!("-{}", i.max(1))
+                }
+            };
+            let l = match rnd(9) {
+                0..=3 => {
+                    nv += 1;
+                    format!("v{pad}{} {}{pad}{}", rnd(1000), rnd(7), rnd(13))
+                }
+                4 => format!("vt {} {}", rnd(10), rnd(10)),
+                5 => "# v 1 2 3".to_string(),
+                6 => String::new(),
+                _ => {
+                    let (a, b, c) = (rnd(1 << 20), rnd(1 << 20), rnd(1 << 20));
+                    format!("{pad}f {}{pad}{} {}", idx(nv, a), idx(nv, b), idx(nv, c))
+                }
+            };
+            lines.push(format!("{pad}{l}"));
+        }
+        lines
+    }
+
+    type Outcome = std::result::Result<(Vec<[f32; 3]>, Vec<[u32; 3]>), String>;
+
+    fn outcome(r: Result<Loaded>) -> Outcome {
+        r.map(|l| (l.mesh.vertices, l.mesh.faces))
+            .map_err(|e| e.to_string())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// The counting pass and the parse must agree whatever the line endings and padding, or relative
+        /// indices in later chunks resolve to the wrong vertices (issue 22: "\n\r" files over 256 KiB).
+        #[test]
+        fn line_endings_and_chunking_do_not_change_the_parse(seed in any::<u64>(), n in 1usize..80, eol in 0usize..5, k in 2usize..9) {
+            let lines = random_obj_lines(seed, n);
+            let o = LoadOptions::default();
+            let p = Path::new("r.obj");
+            let want = outcome(parse_obj_chunked(lines.join("\n").as_bytes(), p, &o, 1));
+            let text = match eol {
+                0 => lines.join("\n\r"),
+                1 => lines.join("\r\n"),
+                // classic Mac OS: lone '\r' (only meaningful when no line holds a '\r' of its own)
+                2 => lines.iter().map(|l| l.replace('\r', " ")).collect::<Vec<_>>().join("\r"),
+                3 => lines.iter().enumerate().map(|(i, l)| format!("{l}{}", ["\n", "\r\n", "\n\r"][i % 3])).collect(),
+                _ => lines.join("\n"),
+            };
+            let want = if eol == 2 {
+                let plain: Vec<String> = lines.iter().map(|l| l.replace('\r', " ")).collect();
+                outcome(parse_obj_chunked(plain.join("\n").as_bytes(), p, &o, 1))
+            } else {
+                want
+            };
+            prop_assert_eq!(&outcome(parse_obj_chunked(text.as_bytes(), p, &o, 1)), &want);
+            prop_assert_eq!(&outcome(parse_obj_chunked(text.as_bytes(), p, &o, k)), &want);
+        }
+    }
+
+    fn tmp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rust_mesh_obj_{}_{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn texture_maps_are_read_only_for_the_kept_material() {
+        let d = tmp_dir("lazy_maps");
+        let t = Texture::new(1, 1, 3, vec![1.0, 0.0, 0.0]).unwrap();
+        write_png(&t, &d.join("red.png")).unwrap();
+        // `unused` names a missing file and a path outside the folder: neither is touched. `m` names its
+        // map twice: the last statement wins, as before.
+        std::fs::write(d.join("a.mtl"), "newmtl unused\nmap_Kd missing.png\nmap_Pm /etc/hostname\nnewmtl m\nmap_Kd missing.png\nmap_Kd red.png\n").unwrap();
+        let obj = d.join("a.obj");
+        std::fs::write(
+            &obj,
+            "mtllib a.mtl\nmtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl m\nf 1 2 3\n",
+        )
+        .unwrap();
+        let l = read_obj(&obj, &LoadOptions::default()).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(
+            l.mesh.material.unwrap().base_color_texture.unwrap().data,
+            vec![1.0, 0.0, 0.0]
+        );
+        // the same statements on the kept material are read, and refused
+        std::fs::write(
+            &obj,
+            "mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl unused\nf 1 2 3\n",
+        )
+        .unwrap();
+        let e = read_obj(&obj, &LoadOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("a.mtl:3: map_Pm \"/etc/hostname\": absolute paths are refused"),
+            "{e}"
+        );
+    }
 }

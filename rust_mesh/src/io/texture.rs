@@ -120,3 +120,75 @@ pub fn combine_mr(metallic: Option<&Texture>, roughness: Option<&Texture>) -> Op
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+
+    /// A valid 3×2 RGB PNG whose IHDR then claims `w`×`h` (CRC fixed, so only the size is a lie).
+    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        let t = Texture::new(3, 2, 3, vec![0.5; 18]).unwrap();
+        let mut png = encode_png(&t).unwrap();
+        // signature (8) + length (4) + "IHDR" (4) → width, height; CRC over "IHDR" + 13 data bytes.
+        png[16..20].copy_from_slice(&w.to_be_bytes());
+        png[20..24].copy_from_slice(&h.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn image_size_is_checked_against_the_header_before_decoding() {
+        let p = Path::new("bomb.png");
+        let e = decode_image(&png_claiming(100_000, 100_000), p, true, 1 << 26)
+            .err()
+            .unwrap();
+        assert!(matches!(e, MeshError::Refused { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "bomb.png: image is 100000x100000 = 10000000000 pixels, over the limit of 67108864 (checked before decoding)"
+        );
+        // the limit is inclusive, and a header that lies within it fails in the decoder, not by panic
+        let ok = png_claiming(3, 2);
+        assert_eq!(
+            decode_image(&ok, p, true, 6).unwrap().data,
+            vec![0.5019608; 18]
+        );
+        assert!(matches!(
+            decode_image(&ok, p, true, 5),
+            Err(MeshError::Refused { .. })
+        ));
+        assert!(matches!(
+            decode_image(&png_claiming(300, 200), p, true, 1 << 26),
+            Err(MeshError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn grey_and_alpha_layouts_are_kept() {
+        for c in 1..=4 {
+            let t = Texture::new(2, 1, c, (0..2 * c).map(|i| i as f32 / 255.0).collect()).unwrap();
+            let d =
+                decode_image(&encode_png(&t).unwrap(), Path::new("x.png"), false, 1 << 26).unwrap();
+            assert_eq!(d, t, "channels {c}");
+            let forced =
+                decode_image(&encode_png(&t).unwrap(), Path::new("x.png"), true, 1 << 26).unwrap();
+            assert_eq!(forced.channels, if c <= 2 { c + 2 } else { c });
+        }
+    }
+}
