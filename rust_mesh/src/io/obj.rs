@@ -1120,21 +1120,20 @@ mod tests {
             let lines = random_obj_lines(seed, n);
             let o = LoadOptions::default();
             let p = Path::new("r.obj");
-            let want = outcome(parse_obj_chunked(lines.join("\n").as_bytes(), p, &o, 1));
-            let text = match eol {
-                0 => lines.join("\n\r"),
-                1 => lines.join("\r\n"),
-                // classic Mac OS: lone '\r' (only meaningful when no line holds a '\r' of its own)
-                2 => lines.iter().map(|l| l.replace('\r', " ")).collect::<Vec<_>>().join("\r"),
-                3 => lines.iter().enumerate().map(|(i, l)| format!("{l}{}", ["\n", "\r\n", "\n\r"][i % 3])).collect(),
-                _ => lines.join("\n"),
+            // Every line ends in its terminator, so each text holds a '\n' unless it is a CR-only file (a
+            // file without '\n' is read as classic Mac OS, '\r' ending lines; its lines hold no other '\r').
+            let end = |eol: &str| lines.iter().map(|l| format!("{l}{eol}")).collect::<String>();
+            let (text, plain) = match eol {
+                0 => (end("\n\r"), end("\n")),
+                1 => (end("\r\n"), end("\n")),
+                2 => {
+                    let no_cr: Vec<String> = lines.iter().map(|l| l.replace('\r', " ")).collect();
+                    (no_cr.join("\r") + "\r", no_cr.join("\n") + "\n")
+                }
+                3 => (lines.iter().enumerate().map(|(i, l)| format!("{l}{}", ["\n", "\r\n", "\n\r"][i % 3])).collect(), end("\n")),
+                _ => (end("\n"), end("\n")),
             };
-            let want = if eol == 2 {
-                let plain: Vec<String> = lines.iter().map(|l| l.replace('\r', " ")).collect();
-                outcome(parse_obj_chunked(plain.join("\n").as_bytes(), p, &o, 1))
-            } else {
-                want
-            };
+            let want = outcome(parse_obj_chunked(plain.as_bytes(), p, &o, 1));
             prop_assert_eq!(&outcome(parse_obj_chunked(text.as_bytes(), p, &o, 1)), &want);
             prop_assert_eq!(&outcome(parse_obj_chunked(text.as_bytes(), p, &o, k)), &want);
         }
