@@ -24,11 +24,19 @@ pub enum MeshError {
         offset: usize,
         msg: String,
     },
-    /// A file is refused by the loader's safety policy or limits (a reference outside the mesh's folder, a
-    /// device file, too many references, too many pixels/bytes/vertices, no usable faces). `line` is
-    /// 1-based, 0 when the statement has no line (binary formats, glTF JSON paths). Maps to `ValueError`.
+    /// The loader refuses a file or a reference: outside the mesh's folder, not a regular file, an
+    /// unsupported URI, or a mesh with no usable face. `line` is 1-based, 0 when the statement has no line
+    /// (binary formats, glTF JSON paths). Maps to `ValueError`.
     #[error("{}", located(path, *line, msg))]
     Refused {
+        path: String,
+        line: usize,
+        msg: String,
+    },
+    /// A load limit is exceeded (references, bytes read, image pixels, vertices, faces); checked before the
+    /// allocation it guards. Unlike other texture problems this fails the load. Maps to `ValueError`.
+    #[error("{}", located(path, *line, msg))]
+    Limit {
         path: String,
         line: usize,
         msg: String,
@@ -64,6 +72,13 @@ impl MeshError {
     }
     pub(crate) fn refused(path: &std::path::Path, line: usize, msg: impl Into<String>) -> Self {
         MeshError::Refused {
+            path: path.display().to_string(),
+            line,
+            msg: msg.into(),
+        }
+    }
+    pub(crate) fn limit(path: &std::path::Path, line: usize, msg: impl Into<String>) -> Self {
+        MeshError::Limit {
             path: path.display().to_string(),
             line,
             msg: msg.into(),

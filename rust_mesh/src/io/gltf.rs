@@ -476,7 +476,7 @@ impl<'a> Doc<'a> {
             return Err(self.err(format!("images[{si}] has neither bufferView nor uri")));
         };
         r.map_err(|e| match e {
-            MeshError::Refused { path, line, msg } => MeshError::Refused {
+            MeshError::Limit { path, line, msg } => MeshError::Limit {
                 path,
                 line,
                 msg: format!("images[{si}]: {msg}"),
@@ -494,8 +494,13 @@ impl<'a> Doc<'a> {
     ) -> Result<Option<Texture>> {
         match self.texture(info, true) {
             Ok(t) => Ok(t),
-            // Refusals (outside the folder, over a limit) are errors: the user must know, and can opt in.
-            Err(e @ MeshError::Refused { .. }) => Err(e),
+            // An exceeded limit fails the load; anything else (missing, undecodable, refused by the path
+            // policy) drops the texture with a warning, as broken texture references are common.
+            Err(e @ MeshError::Limit { .. }) => Err(e),
+            Err(e @ MeshError::Refused { .. }) => {
+                warnings.push(format!("{e} ({what} texture dropped)"));
+                Ok(None)
+            }
             Err(e) => {
                 warnings.push(format!(
                     "{}: {what} texture dropped: {e}",
@@ -806,7 +811,7 @@ impl Doc<'_> {
         }
         let l = *self.refs.borrow().limits();
         let refuse = |what: &str, n: usize, max: usize| {
-            MeshError::refused(self.path, 0, format!("the scene's mesh instances hold {n} {what} in total, over the limit of {max} (each instance of a mesh counts)"))
+            MeshError::limit(self.path, 0, format!("the scene's mesh instances hold {n} {what} in total, over the limit of {max} (each instance of a mesh counts)"))
         };
         if nv > l.max_vertices {
             return Err(refuse("vertices", nv, l.max_vertices));
@@ -1076,7 +1081,7 @@ mod tests {
             "scenes":[{"nodes":[0,1,2]}]}"#;
         let e = parse_gltf(doc, &p, &LoadOptions::default()).err().unwrap();
         assert!(
-            matches!(e, MeshError::Refused { .. }) && e.to_string().contains("50331648 vertices"),
+            matches!(e, MeshError::Limit { .. }) && e.to_string().contains("50331648 vertices"),
             "{e}"
         );
     }

@@ -45,9 +45,13 @@ fn check_usable(m: &Mesh, path: &Path, limits: &Limits) -> Result<()> {
     let refuse = |msg: String| Err(MeshError::refused(path, 0, msg));
     if m.vertices.len() > limits.max_vertices || m.faces.len() > limits.max_faces {
         let (v, f) = (m.vertices.len(), m.faces.len());
-        return refuse(format!(
-            "{v} vertices / {f} faces exceed the limits of {} / {}",
-            limits.max_vertices, limits.max_faces
+        return Err(MeshError::limit(
+            path,
+            0,
+            format!(
+                "{v} vertices / {f} faces exceed the limits of {} / {}",
+                limits.max_vertices, limits.max_faces
+            ),
         ));
     }
     if m.faces.is_empty() {
@@ -60,7 +64,12 @@ fn check_usable(m: &Mesh, path: &Path, limits: &Limits) -> Result<()> {
             "no usable faces: the file has {what} (a mesh needs at least one triangle)"
         ));
     }
-    if !crate::ops::nondegenerate(&m.vertices, &m.faces, 0.0).contains(&true) {
+    // In blocks, so a typical mesh stops after its first few faces.
+    let any_usable = m
+        .faces
+        .chunks(1 << 12)
+        .any(|c| crate::ops::nondegenerate(&m.vertices, c, 0.0).contains(&true));
+    if !any_usable {
         return refuse(format!(
             "no usable faces: all {} faces are degenerate (zero area: repeated or collinear vertices)",
             m.faces.len()

@@ -357,11 +357,18 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
     Ok(c)
 }
 
-/// The statement keyword of a line, tokenised exactly as `parse_chunk` does (so the counting pass and the
-/// parse agree on which lines are `v`/`vt`/`vn` whatever the whitespace, `\r` included).
+/// The statement keyword of a line: its first token as `split_ws` cuts it (`None` for a blank or comment
+/// line), so the counting pass and the parse agree on which lines are `v`/`vt`/`vn` whatever the
+/// whitespace, `\r` included.
 #[inline]
 fn keyword(raw: &[u8]) -> Option<&[u8]> {
-    split_ws(raw).next()
+    let ws = |c: &u8| matches!(*c, b' ' | b'\t' | b'\r');
+    let start = raw.iter().position(|c| !ws(c))?;
+    let rest = &raw[start..];
+    if rest[0] == b'#' {
+        return None;
+    }
+    Some(&rest[..rest.iter().position(ws).unwrap_or(rest.len())])
 }
 
 /// Counts (lines, v, vt, vn) in a chunk: the cheap first pass that gives every chunk its global offsets.
@@ -757,9 +764,9 @@ pub struct MtlEntry {
 }
 
 impl MtlEntry {
-    /// Reads and decodes the maps. A map that cannot be read (missing, undecodable) is dropped with a
-    /// warning, as broken texture paths are common in downloaded models; a refused one (outside the mesh's
-    /// folder, over a limit) fails the load.
+    /// Reads and decodes the maps. A map that cannot be read (missing, undecodable, or refused by the path
+    /// policy, e.g. an absolute path from the author's machine) is dropped with a warning, as broken texture
+    /// paths are common in downloaded models; an exceeded limit fails the load.
     pub fn load_maps(self, refs: &mut Refs, warnings: &mut Vec<String>) -> Result<Material> {
         let mut tex: [Option<Texture>; 4] = Default::default();
         for (k, m) in self.maps.iter().enumerate() {
@@ -771,7 +778,10 @@ impl MtlEntry {
             };
             match refs.texture(&m.name, &m.dir, site, k == 0 || k == 3) {
                 Ok(t) => tex[k] = Some(t),
-                Err(e @ MeshError::Refused { .. }) => return Err(e),
+                Err(e @ MeshError::Limit { .. }) => return Err(e),
+                Err(e @ MeshError::Refused { .. }) => {
+                    warnings.push(format!("{e} (texture dropped)"))
+                }
                 Err(e) => warnings.push(format!(
                     "{}:{}: {} texture dropped: {e}",
                     m.mtl.display(),
@@ -1166,19 +1176,23 @@ mod tests {
             l.mesh.material.unwrap().base_color_texture.unwrap().data,
             vec![1.0, 0.0, 0.0]
         );
-        // the same statements on the kept material are read, and refused
+        // the same statements on the kept material are read: the missing map and the one outside the folder
+        // are dropped with warnings
         std::fs::write(
             &obj,
             "mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl unused\nf 1 2 3\n",
         )
         .unwrap();
-        let e = read_obj(&obj, &LoadOptions::default())
-            .err()
-            .unwrap()
-            .to_string();
+        let l = read_obj(&obj, &LoadOptions::default()).unwrap();
+        assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
         assert!(
-            e.contains("a.mtl:3: map_Pm \"/etc/hostname\": absolute paths are refused"),
-            "{e}"
+            l.warnings[0].contains("a.mtl:2: map_Kd texture dropped: ")
+                && l.warnings[0].contains("missing.png")
         );
+        let want = "a.mtl:3: map_Pm \"/etc/hostname\": absolute paths are refused; pass allow_external_files=True \
+                    (--mesh.allow_external_files) to allow it (texture dropped)";
+        assert!(l.warnings[1].ends_with(want), "{}", l.warnings[1]);
+        let m = l.mesh.material.unwrap();
+        assert!(m.base_color_texture.is_none() && m.metallic_roughness_texture.is_none());
     }
 }

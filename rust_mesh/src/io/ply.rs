@@ -485,7 +485,8 @@ pub fn parse_ply(data: &[u8], path: &Path, opts: &LoadOptions) -> Result<Loaded>
                     ..Default::default()
                 })
             }
-            Err(e @ MeshError::Refused { .. }) => return Err(e),
+            Err(e @ MeshError::Limit { .. }) => return Err(e),
+            Err(e @ MeshError::Refused { .. }) => warnings.push(format!("{e} (texture dropped)")),
             Err(e) => warnings.push(format!(
                 "{}: TextureFile {tf:?} not loaded: {e}",
                 path.display()

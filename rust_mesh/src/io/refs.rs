@@ -11,7 +11,9 @@
 //! Limits. Each distinct file is read once per load (a glTF whose buffers all name one file reads it
 //! once); the bytes read (plus embedded buffers), the number of references of each kind, the pixels of a
 //! decoded image and the vertices/faces of the result are bounded, each checked before the allocation it
-//! guards and reported as `MeshError::Refused` naming the referencing file and line.
+//! guards and reported as `MeshError::Limit` naming the referencing file and line. Policy refusals are
+//! `MeshError::Refused`: an error for MTL libraries and glTF buffers, a dropped texture (with a warning
+//! that names the option) for texture maps, like any other unreadable texture.
 use crate::{MeshError, Result};
 use std::collections::HashMap;
 use std::io::Read;
@@ -138,7 +140,7 @@ pub fn read_mesh_file(path: &Path) -> Result<Vec<u8>> {
             ),
         ),
         ReadError::TooLarge(n) => {
-            MeshError::refused(path, 0, format!("file of {n} bytes is too large"))
+            MeshError::limit(path, 0, format!("file of {n} bytes is too large"))
         }
     })
 }
@@ -176,6 +178,13 @@ pub struct Site<'a> {
 impl Site<'_> {
     pub fn refuse(&self, name: &str, msg: impl std::fmt::Display) -> MeshError {
         MeshError::refused(
+            self.src,
+            self.line,
+            format!("{} {name:?}: {msg}", self.what),
+        )
+    }
+    pub fn limit(&self, name: &str, msg: impl std::fmt::Display) -> MeshError {
+        MeshError::limit(
             self.src,
             self.line,
             format!("{} {name:?}: {msg}", self.what),
@@ -232,7 +241,7 @@ impl Refs {
         let n = self.counts.entry(kind).or_insert(0);
         *n += 1;
         if *n > max {
-            return Err(MeshError::refused(
+            return Err(MeshError::limit(
                 site.src,
                 site.line,
                 format!("more than {max} {kind} references (the limit; repeated references count each time)"),
@@ -245,7 +254,7 @@ impl Refs {
     pub fn charge(&mut self, n: u64, site: Site<'_>) -> Result<()> {
         let max = self.opts.limits.max_buffer_bytes;
         if self.bytes.saturating_add(n) > max {
-            return Err(MeshError::refused(
+            return Err(MeshError::limit(
                 site.src,
                 site.line,
                 format!("{}: {n} more bytes would bring the total read to over the limit of {max} bytes", site.what),
@@ -308,7 +317,7 @@ impl Refs {
         let data = read_regular(path, max.saturating_sub(self.bytes)).map_err(|e| match e {
             ReadError::Io(e) => MeshError::io(path, e),
             ReadError::NotRegular(k) => site.refuse(name, format!("{} is {k}; only regular files are read", path.display())),
-            ReadError::TooLarge(n) => site.refuse(
+            ReadError::TooLarge(n) => site.limit(
                 name,
                 format!("{n} bytes would bring the total read to over the limit of {max} bytes ({} already read)", self.bytes),
             ),
@@ -337,7 +346,7 @@ impl Refs {
         let bytes = self.read(&p, name, site)?;
         super::texture::decode_image(&bytes, &p, force_color, self.opts.limits.max_image_pixels)
             .map_err(|e| match e {
-                MeshError::Refused { msg, .. } => site.refuse(name, msg),
+                MeshError::Limit { msg, .. } => site.limit(name, msg),
                 e => e,
             })
     }

@@ -21,7 +21,7 @@ pub fn decode_image(
     let (w, h) = reader()?.into_dimensions().map_err(bad)?;
     let pixels = w as u64 * h as u64;
     if pixels > max_pixels {
-        return Err(MeshError::refused(
+        return Err(MeshError::limit(
             what,
             0,
             format!("image is {w}x{h} = {pixels} pixels, over the limit of {max_pixels} (checked before decoding)"),
@@ -158,7 +158,7 @@ mod tests {
         let e = decode_image(&png_claiming(100_000, 100_000), p, true, 1 << 26)
             .err()
             .unwrap();
-        assert!(matches!(e, MeshError::Refused { .. }), "{e}");
+        assert!(matches!(e, MeshError::Limit { .. }), "{e}");
         assert_eq!(
             e.to_string(),
             "bomb.png: image is 100000x100000 = 10000000000 pixels, over the limit of 67108864 (checked before decoding)"
@@ -171,7 +171,7 @@ mod tests {
         );
         assert!(matches!(
             decode_image(&ok, p, true, 5),
-            Err(MeshError::Refused { .. })
+            Err(MeshError::Limit { .. })
         ));
         assert!(matches!(
             decode_image(&png_claiming(300, 200), p, true, 1 << 26),
