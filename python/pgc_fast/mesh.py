@@ -194,9 +194,10 @@ def load_mesh(path: PathLike, allow_external_files: bool = False) -> Mesh:
 
     Files the mesh refers to (``mtllib``, texture maps, glTF buffers and images) must be relative paths
     inside the mesh file's folder (no ``..`` or symlink escape, no absolute path, no ``file:`` URI) unless
-    ``allow_external_files``; only regular files are read, each once. Limits (rust_mesh/src/io/refs.rs
-    ``Limits``): 4096 references of each kind, 2^26 pixels per texture (checked before decoding), 2 GiB
-    read, 2^25 vertices, 2^26 faces.
+    ``allow_external_files``: a library or buffer elsewhere is a ValueError, a texture elsewhere is dropped
+    with a warning (like a missing one). Only regular files are read (no devices, FIFOs), each once.
+    Limits (``Limits`` in rust_mesh/src/io/refs.rs), each a ValueError: 4096 references of each kind,
+    2^26 pixels per texture (checked before decoding), 2 GiB read, 2^25 vertices, 2^26 faces.
 
     Returns:
         :class:`Mesh` with float32/int64 arrays.
