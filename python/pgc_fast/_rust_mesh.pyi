@@ -14,7 +14,7 @@ _F32 = npt.NDArray[np.float32]
 _I64 = npt.NDArray[np.int64]
 _B = npt.NDArray[np.bool_]
 
-def load_mesh(path: str | PathLike[str]) -> dict[str, Any]:
+def load_mesh(path: str | PathLike[str], allow_external_files: bool = False) -> dict[str, Any]:
     """Reads OBJ/PLY/GLB/glTF → dict(vertices, faces, uvs, uv_faces, normals, colors, material, warnings)."""
 
 def save_mesh(

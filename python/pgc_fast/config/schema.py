@@ -261,6 +261,8 @@ class MeshConfig:
 
     path: str = ""
     """Input mesh (OBJ, PLY, GLB) (--mesh_path)."""
+    allow_external_files: bool = False
+    """Let the mesh's mtllib/texture/buffer references leave its folder (absolute paths, .., file: URIs)."""
     canonicalize: bool = False
     """Centre the bounding box and scale max |coord| to 0.8 for training; outputs go back to the input's frame."""
     shape: Shape = "fixed"

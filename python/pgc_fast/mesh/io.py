@@ -8,7 +8,7 @@ from pgc_fast import _rust_mesh
 from pgc_fast.mesh.model import Material, Mesh, PathLike
 
 
-def load_mesh(path: PathLike) -> Mesh:
+def load_mesh(path: PathLike, allow_external_files: bool = False) -> Mesh:
     """Reads a mesh from ``.obj`` (+ ``.mtl`` and textures), ``.ply`` or ``.glb``/``.gltf``.
 
     OBJ: vertex colours (``v x y z r g b``), negative indices, polygons (fan-triangulated), ``vt``/``vn``
@@ -16,14 +16,22 @@ def load_mesh(path: PathLike) -> Mesh:
     (little/big endian), uchar or float colours, per-vertex or per-corner (``texcoord``) UVs. glTF:
     triangle primitives of the default scene with node transforms, first material.
 
+    Files the mesh refers to (``mtllib``, texture maps, glTF buffers and images) must be relative paths
+    inside the mesh file's folder (no ``..`` or symlink escape, no absolute path, no ``file:`` URI) unless
+    ``allow_external_files``: a library or buffer elsewhere is a ValueError, a texture elsewhere is dropped
+    with a warning (like a missing one). Only regular files are read (no devices, FIFOs), each once.
+    Limits (``Limits`` in rust_mesh/src/io/refs.rs), each a ValueError: 4096 references of each kind,
+    2^26 pixels per texture (checked before decoding), 2 GiB read, 2^25 vertices, 2^26 faces.
+
     Returns:
         :class:`Mesh` with float32/int64 arrays.
 
     Raises:
         OSError: the file (or a file it references) cannot be read.
-        ValueError: malformed contents; the message names the file and line (or byte offset).
+        ValueError: malformed contents (the message names the file and line or byte offset), a refused
+            reference, a limit exceeded, or a mesh with no usable face (empty, no faces, all degenerate).
     """
-    d = _rust_mesh.load_mesh(os.fspath(path))
+    d = _rust_mesh.load_mesh(os.fspath(path), bool(allow_external_files))
     for w in d.pop("warnings"):
         warnings.warn(w, stacklevel=2)
     md = d.pop("material")

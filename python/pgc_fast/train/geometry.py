@@ -110,7 +110,7 @@ class Scene:
 
     @classmethod
     def from_config(cls, cfg: C.RunConfig, device: torch.device) -> Scene:
-        mesh_in = load_mesh(cfg.mesh.path)
+        mesh_in = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
         norm = Normalization.fit(mesh_in.vertices) if cfg.mesh.canonicalize else Normalization.identity()
         texture = make_texture(cfg.texture)
         geometry = FixedMesh(mesh_in, norm, device, with_uvs=texture.needs_uvs,
