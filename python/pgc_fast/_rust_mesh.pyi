@@ -6,6 +6,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "version",
+    "weld_map",
+    "nondegenerate_mask",
+    "compact_map",
+    "connected_components",
+    "load_mesh",
+    "save_mesh",
+    "rasterize",
+    "rasterize_uv",
+    "dilate",
+    "kuhn_grid",
+    "tet_edges",
+    "marching_tets",
+    "uv_unwrap",
+    "uv_metrics",
+]
+
 def version() -> str:
     """Version of the compiled rust_mesh core."""
 
