@@ -10,6 +10,7 @@ component's floor (benches/RESULTS.md: 800 TFLOP/s, 2.99 TB/s). With ``--results
 
 Not a pytest file (it needs a GPU and several GB of weights); ``tests/pipeline`` covers the same code on the CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,16 +62,41 @@ def _pipelined_ms(fn, iters: int) -> float:
     return (time.perf_counter() - t0) * 1e3 / iters
 
 
-def build_config(mesh: str, views: int, res: int, iters: int, workspace: str, bg: str | None = None,
-                 model: str = "sdxl-random", device: str = "cuda"):
+def build_config(
+    mesh: str,
+    views: int,
+    res: int,
+    iters: int,
+    workspace: str,
+    bg: str | None = None,
+    model: str = "sdxl-random",
+    device: str = "cuda",
+):
     from pgc_fast import config as C
     from pgc_fast.cli import build_parser
     from pgc_fast.cli.generate import resolve_generate
 
-    argv = ["generate", "-O0", "-O2", "-O4", "--guidance", "controlnet", "--text",
-            "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic",
-            "--mesh_path", mesh, "--model", model, "--device", device, "--workspace", workspace, "--force",
-            "--iters", str(iters)]
+    argv = [
+        "generate",
+        "-O0",
+        "-O2",
+        "-O4",
+        "--guidance",
+        "controlnet",
+        "--text",
+        "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic",
+        "--mesh_path",
+        mesh,
+        "--model",
+        model,
+        "--device",
+        device,
+        "--workspace",
+        workspace,
+        "--force",
+        "--iters",
+        str(iters),
+    ]
     args = build_parser().parse_args(argv)
     cfg, _notes = resolve_generate(args)
     over = {"optim.batch_size": views, "render.resolution": res}
@@ -206,8 +232,10 @@ def _unet_cn_ms(unet, cn, views, dtype) -> float:
     z = torch.randn(b, 4, 128, 128, device="cuda", dtype=dtype, generator=g)
     t = torch.randint(20, 500, (b,), device="cuda", generator=g)
     hid = torch.randn(b, 77, 2048, device="cuda", dtype=dtype, generator=g)
-    add = {"text_embeds": torch.randn(b, 1280, device="cuda", dtype=dtype, generator=g),
-           "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * b, device="cuda", dtype=dtype)}
+    add = {
+        "text_embeds": torch.randn(b, 1280, device="cuda", dtype=dtype, generator=g),
+        "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * b, device="cuda", dtype=dtype),
+    }
     cond = torch.rand(b, 3, 1024, 1024, device="cuda", dtype=dtype, generator=g)
 
     @torch.no_grad()
@@ -254,8 +282,11 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--skip-components", action="store_true")
     ap.add_argument("--skip-reference", action="store_true", help="time ours only")
-    ap.add_argument("--compile", action="store_true",
-                    help="ours with guidance.compile (torch.compile of UNet + ControlNet; else eager)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours with guidance.compile (torch.compile of UNet + ControlNet; else eager)",
+    )
     ap.add_argument("--compile-scope", default="blocks", choices=["blocks", "full"], help="with --compile")
     a = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -290,16 +321,20 @@ def main(argv=None):
     gc.collect()
     torch.cuda.empty_cache()
 
-    ours_label = (f"pgc-fast (`train.step.train_step`, {str(ac_dtype).replace('torch.', '')}"
-                  f"{f', compiled UNet+CN ({a.compile_scope})' if a.compile else ''})")
+    ours_label = (
+        f"pgc-fast (`train.step.train_step`, {str(ac_dtype).replace('torch.', '')}"
+        f"{f', compiled UNet+CN ({a.compile_scope})' if a.compile else ''})"
+    )
     flags = f"--views {a.views}{f' --compile --compile-scope {a.compile_scope}' if a.compile else ''}"
     if a.skip_reference:
         o = statistics.median(ours_ms)
-        text = (f"### SDS step, ours only (`{a.model}`), {a.views} views at {a.res}² — {dev}, commit {_commit()}, "
-                f"{datetime.date.today()} (`python benches/bench_step.py --skip-reference {flags}`)\n\n"
-                f"| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s |\n"
-                f"|---|---|---|---|---|---|\n"
-                f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | {ours_peak:.1f} | {first_s:.1f} |\n")
+        text = (
+            f"### SDS step, ours only (`{a.model}`), {a.views} views at {a.res}² — {dev}, commit {_commit()}, "
+            f"{datetime.date.today()} (`python benches/bench_step.py --skip-reference {flags}`)\n\n"
+            f"| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s |\n"
+            f"|---|---|---|---|---|---|\n"
+            f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | {ours_peak:.1f} | {first_s:.1f} |\n"
+        )
         print(text, flush=True)
         if a.results:
             with open(a.results, "a") as f:
@@ -316,19 +351,25 @@ def main(argv=None):
     comp_ref = None if a.skip_components else components_reference(ref_fn, a.views, a.res)
 
     o, r = statistics.median(ours_ms), statistics.median(ref_ms)
-    lines = [f"### SDS step, SDXL + depth ControlNet (`{a.model}`), {a.views} views at {a.res}² — {dev}, torch "
-             f"{torch.__version__}, commit {_commit()}, {datetime.date.today()} (`python benches/bench_step.py "
-             f"{flags}`)", "",
-             "| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s | "
-             "1200 × 4-view recipe (steps only) |", "|---|---|---|---|---|---|---|",
-             f"| original (pgc_fast.parity.original_step, fp16 autocast) | {r:.1f} | {ref_pipe:.1f} | {r / a.views:.1f} | "
-             f"{ref_peak:.1f} | | {1200 * r * 4 / a.views / 6e4:.1f} min |",
-             f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | "
-             f"{ours_peak:.1f} | {first_s:.1f} | {1200 * o * 4 / a.views / 6e4:.1f} min |",
-             "", f"speed-up {r / o:.2f}× synced, {ref_pipe / ours_pipe:.2f}× pipelined; memory "
-             f"{ref_peak / ours_peak:.2f}× less (synced: median of {a.iters} steps after {a.warmup} warm-up, a device "
-             f"sync after each; pipelined: {a.iters} back-to-back steps, one sync; the peak includes each pipeline's "
-             "weights)", ""]
+    lines = [
+        f"### SDS step, SDXL + depth ControlNet (`{a.model}`), {a.views} views at {a.res}² — {dev}, torch "
+        f"{torch.__version__}, commit {_commit()}, {datetime.date.today()} (`python benches/bench_step.py "
+        f"{flags}`)",
+        "",
+        "| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s | "
+        "1200 × 4-view recipe (steps only) |",
+        "|---|---|---|---|---|---|---|",
+        f"| original (pgc_fast.parity.original_step, fp16 autocast) | {r:.1f} | {ref_pipe:.1f} | {r / a.views:.1f} | "
+        f"{ref_peak:.1f} | | {1200 * r * 4 / a.views / 6e4:.1f} min |",
+        f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | "
+        f"{ours_peak:.1f} | {first_s:.1f} | {1200 * o * 4 / a.views / 6e4:.1f} min |",
+        "",
+        f"speed-up {r / o:.2f}× synced, {ref_pipe / ours_pipe:.2f}× pipelined; memory "
+        f"{ref_peak / ours_peak:.2f}× less (synced: median of {a.iters} steps after {a.warmup} warm-up, a device "
+        f"sync after each; pipelined: {a.iters} back-to-back steps, one sync; the peak includes each pipeline's "
+        "weights)",
+        "",
+    ]
     if comp_ours and comp_ref:
         fl = floors(a.views, a.res, field_bytes)
         lines += ["| component | original ms | ours ms | floor ms |", "|---|---|---|---|"]

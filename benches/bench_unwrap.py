@@ -9,13 +9,13 @@ xatlas - 0.03, L2 stretch <= 1.1 x xatlas, >= 3x faster than xatlas, and a 1M-fa
 
 Prints the table and replaces the `bench_unwrap` section of benches/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
 import datetime
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +26,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import uv_meshes as M  # noqa: E402
-
 from pgc_fast.mesh.uv import unwrap, uv_metrics  # noqa: E402
 
 RES, PAD = 2048, 2
@@ -185,7 +184,9 @@ def write_results(table: str) -> None:
     import xatlas  # noqa: F401
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "unknown"
     from importlib.metadata import version
@@ -200,7 +201,10 @@ def write_results(table: str) -> None:
         "for xatlas (1 above 100k faces). Metrics of both layouts by `uv_metrics` at the same resolution (overlaps: exact "
         "interior-intersecting UV triangle pairs; utilisation: covered texel centres / all texels). "
         "Bar per row: 0 overlaps, 0 flips, utilisation ≥ xatlas − 0.03, L2 ≤ 1.1 × xatlas, ≥ 3× faster "
-        "(the 1M row: < 60 s; xatlas is not run there, it takes hours).\n\n" + table + NOTES + "<!-- bench_unwrap:end -->\n"
+        "(the 1M row: < 60 s; xatlas is not run there, it takes hours).\n\n"
+        + table
+        + NOTES
+        + "<!-- bench_unwrap:end -->\n"
     )
     path = HERE / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n\n"

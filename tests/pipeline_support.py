@@ -1,5 +1,6 @@
 """Builders shared by the pipeline tests (tests/pipeline/conftest.py wraps them as fixtures) and by the torchrun
 workers of tests/pipeline/test_distributed.py, which run outside pytest and import this module directly."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,13 @@ from pgc_fast.train.objectives import MSEObjective
 
 # Score distillation from the built-in tiny-sd model with PGC on, small enough for the CPU.
 TINY_GUIDANCE: dict[str, Any] = {
-    "optim.objective": "guidance", "guidance.text": "a striped vase", "guidance.model": "tiny-sd",
-    "guidance.guidance_scale": 7.5, "guidance.pgc_tau": 0.01, "render.resolution": 32, "optim.iters": 4,
+    "optim.objective": "guidance",
+    "guidance.text": "a striped vase",
+    "guidance.model": "tiny-sd",
+    "guidance.guidance_scale": 7.5,
+    "guidance.pgc_tau": 0.01,
+    "render.resolution": 32,
+    "optim.iters": 4,
 }
 
 
@@ -31,13 +37,30 @@ def vase_mesh(root: Path, segments: int = 12, rings: int = 6, name: str = "vase.
 def tiny_config(root: Path, ws: str, kind: str, **over: Any) -> C.RunConfig:
     """A seconds-long CPU run on the vase: 16² renders, 32² textures, MSE objective, 6 steps, no exports."""
     base = {
-        "mesh.path": str(vase_mesh(root)), "mesh.canonicalize": True, "texture.kind": kind,
-        "texture.uv_resolution": 32, "texture.uv_levels": 2, "texture.export_resolution": 32,
-        "render.resolution": 16, "render.backend": "cpu", "render.shading": "random",
-        "texture.pos_perturb": kind == "field", "optim.objective": "mse", "optim.iters": 6, "optim.batch_size": 2,
-        "optim.lr_texture": 1e-2, "output.root": "", "output.workspace": str(root / ws), "output.val_every": 2,
-        "output.ckpt_every": 0, "output.turntable_frames": 0, "output.save_mesh": False, "output.report": False,
-        "runtime.device": "cpu", "texture.field_levels": 8, "texture.field_log2_table_size": 12,
+        "mesh.path": str(vase_mesh(root)),
+        "mesh.canonicalize": True,
+        "texture.kind": kind,
+        "texture.uv_resolution": 32,
+        "texture.uv_levels": 2,
+        "texture.export_resolution": 32,
+        "render.resolution": 16,
+        "render.backend": "cpu",
+        "render.shading": "random",
+        "texture.pos_perturb": kind == "field",
+        "optim.objective": "mse",
+        "optim.iters": 6,
+        "optim.batch_size": 2,
+        "optim.lr_texture": 1e-2,
+        "output.root": "",
+        "output.workspace": str(root / ws),
+        "output.val_every": 2,
+        "output.ckpt_every": 0,
+        "output.turntable_frames": 0,
+        "output.save_mesh": False,
+        "output.report": False,
+        "runtime.device": "cpu",
+        "texture.field_levels": 8,
+        "texture.field_log2_table_size": 12,
     }
     base.update(over)
     return C.override(C.RunConfig(), **base)

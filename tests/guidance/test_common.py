@@ -1,4 +1,5 @@
 """Pure functions of pgc_fast.guidance.common against the spec's numbers and hand-written formulas."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,8 +34,14 @@ def test_view_bins_centred():
 
 
 def test_view_prompts_and_negatives():
-    assert prompts.view_prompts("a cat") == ["a cat", "a cat, front view", "a cat, side view", "a cat, back view",
-                                            "a cat, overhead view", "a cat, bottom view"]
+    assert prompts.view_prompts("a cat") == [
+        "a cat",
+        "a cat, front view",
+        "a cat, side view",
+        "a cat, back view",
+        "a cat, overhead view",
+        "a cat, bottom view",
+    ]
     neg = prompts.view_negatives("blurry", suppress_face=True)
     assert neg[0] == "blurry" and neg[1] == "blurry" and neg[2] == "blurry, face" and neg[5] == "blurry, face"
 
@@ -76,8 +83,9 @@ def test_ddim_chain_recovers_x0_for_exact_eps():
     t, tn = torch.tensor([681, 681]), torch.tensor([431, 431])
     zt = schedule.add_noise(x0, eps, ab[t])
     torch.testing.assert_close(schedule.predict_x0(zt, eps, ab[t]), x0, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(schedule.ddim_step(zt, eps, ab[t], ab[tn]), schedule.add_noise(x0, eps, ab[tn]),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        schedule.ddim_step(zt, eps, ab[t], ab[tn]), schedule.add_noise(x0, eps, ab[tn]), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_eps_from_v_prediction():

@@ -1,5 +1,6 @@
 """Guidance.step on the tiny built-in models (CPU): every method, the SDS formula with a mocked UNet, both CFG
 conventions, PGC with a GradScaler scale, ControlNets, latent mode, normal-SDS, VSD's camera handling."""
+
 from __future__ import annotations
 
 import pytest
@@ -80,8 +81,14 @@ def _mock_unet(g: Guidance, eps_c: torch.Tensor, eps_u: torch.Tensor, seen: dict
 @pytest.mark.parametrize("convention, scale", [("pgc", 100.0), ("diffusers", 7.5)])
 def test_sds_gradient_equals_spec_formula(tiny_sd, convention, scale, make_inputs):
     """g_z = (1 - abar_t)(eps_hat - eps) with eps_hat per convention; injected exactly into the latents."""
-    g = _guidance(_no_control(tiny_sd), loss="sds", cfg_convention=convention, guidance_scale=scale,
-                  vae_sample=False, controlnets=())
+    g = _guidance(
+        _no_control(tiny_sd),
+        loss="sds",
+        cfg_convention=convention,
+        guidance_scale=scale,
+        vae_sample=False,
+        controlnets=(),
+    )
     gen = torch.Generator().manual_seed(3)
     eps_c, eps_u = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 4, 8, 8, generator=gen)
     seen: dict = {}
@@ -197,15 +204,17 @@ def test_vsd_camera_conditioned_lora_and_update(make_inputs):
         e_zero = orig(g, z_t, t, torch.zeros(2, 16), (64, 64))
     assert not torch.allclose(e_cam, e_zero)
     # the LoRA and camera MLP were updated by the step; the frozen UNet was not
-    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, st.params))
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, st.params, strict=False))
     assert not any(p.requires_grad for n, p in g.unet.named_parameters() if "lora_" not in n)
     assert torch.isfinite(out.stats["lora_loss"])
     # checkpointing the LoRA state round-trips
     state = g.state_dict()
     g2 = _guidance(build_builtin("tiny-sdxl"), loss="vsd", guidance_scale=7.5)
     g2.load_state_dict(state)
-    for (n, p), (n2, p2) in zip(((n, p) for n, p in g.unet.named_parameters() if "lora_" in n),
-                                ((n, p) for n, p in g2.unet.named_parameters() if "lora_" in n)):
+    for (n, p), (n2, p2) in zip(
+        ((n, p) for n, p in g.unet.named_parameters() if "lora_" in n),
+        ((n, p) for n, p in g2.unet.named_parameters() if "lora_" in n), strict=False,
+    ):
         assert n == n2 and torch.equal(p, p2)
 
 
@@ -214,13 +223,23 @@ def test_one_unet_call_per_step_for_all_views_and_both_halves(tiny_sdxl, make_in
     bundle = _without_shuffle(tiny_sdxl)
     g = _guidance(bundle, controlnets=("depth",))
     calls = {"unet": [], "controlnet": []}
-    hooks = [bundle.unet.register_forward_pre_hook(lambda m, a, kw: calls["unet"].append(a[0].shape[0]), with_kwargs=True),
-             bundle.controlnet.register_forward_pre_hook(lambda m, a, kw: calls["controlnet"].append(a[0].shape[0]),
-                                                         with_kwargs=True)]
+    hooks = [
+        bundle.unet.register_forward_pre_hook(lambda m, a, kw: calls["unet"].append(a[0].shape[0]), with_kwargs=True),
+        bundle.controlnet.register_forward_pre_hook(
+            lambda m, a, kw: calls["controlnet"].append(a[0].shape[0]), with_kwargs=True
+        ),
+    ]
     try:
         img, depth, mask = make_inputs(b=3)
-        g.step(img, step=1, azimuth_deg=torch.tensor([0.0, 90.0, 180.0]), polar_deg=torch.full((3,), 60.0),
-               depth=depth, mask=mask, normals=torch.rand(3, 3, 64, 64))
+        g.step(
+            img,
+            step=1,
+            azimuth_deg=torch.tensor([0.0, 90.0, 180.0]),
+            polar_deg=torch.full((3,), 60.0),
+            depth=depth,
+            mask=mask,
+            normals=torch.rand(3, 3, 64, 64),
+        )
     finally:
         for h in hooks:
             h.remove()
@@ -230,8 +249,9 @@ def test_one_unet_call_per_step_for_all_views_and_both_halves(tiny_sdxl, make_in
 def test_v_prediction_model_and_t_annealing(tiny_sd, make_inputs):
     from dataclasses import replace
 
-    bundle = replace(_no_control(tiny_sd), scheduler_config={**tiny_sd.scheduler_config,
-                                                             "prediction_type": "v_prediction"})
+    bundle = replace(
+        _no_control(tiny_sd), scheduler_config={**tiny_sd.scheduler_config, "prediction_type": "v_prediction"}
+    )
     g = _guidance(bundle, t_range=(0.9, 0.98), t_range_end=(0.02, 0.05), iters=10)
     img, _, _ = make_inputs()
     out1 = g.step(img, step=1)

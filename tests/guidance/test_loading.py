@@ -1,4 +1,5 @@
 """Model loading: one clear error for missing weights (offline), local diffusers directories, tokens, ControlNet specs."""
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,26 @@ from pgc_fast.guidance.models.loading import CONTROLNETS, hf_token, parse_contro
 
 def test_missing_weights_offline_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = GuidanceConfig(model="nonexistent-org/no-such-model", controlnets=("depth",), control_scales=(1.0,),
-                         vae="another-org/no-vae", cache_dir=str(tmp_path), text="x")
+    cfg = GuidanceConfig(
+        model="nonexistent-org/no-such-model",
+        controlnets=("depth",),
+        control_scales=(1.0,),
+        vae="another-org/no-vae",
+        cache_dir=str(tmp_path),
+        text="x",
+    )
     with pytest.raises(GuidanceLoadError) as ei:
         load_guidance(cfg, device="cpu", dtype="auto", seed=0, iters=10)
     msg = str(ei.value)
-    for needle in ("nonexistent-org/no-such-model", "another-org/no-vae", CONTROLNETS[("sd", "depth")],
-                   str(tmp_path), "HF_HUB_OFFLINE=1", "hf download nonexistent-org/no-such-model", "tiny-sdxl"):
+    for needle in (
+        "nonexistent-org/no-such-model",
+        "another-org/no-vae",
+        CONTROLNETS[("sd", "depth")],
+        str(tmp_path),
+        "HF_HUB_OFFLINE=1",
+        "hf download nonexistent-org/no-such-model",
+        "tiny-sdxl",
+    ):
         assert needle in msg, needle
 
 
@@ -28,8 +42,19 @@ def test_cli_prints_load_error_without_traceback(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    rc = main(["image", "--text", "x", "--model", "nonexistent-org/no-such-model", "--device", "cpu",
-               "--workspace", str(tmp_path / "ws")])
+    rc = main(
+        [
+            "image",
+            "--text",
+            "x",
+            "--model",
+            "nonexistent-org/no-such-model",
+            "--device",
+            "cpu",
+            "--workspace",
+            str(tmp_path / "ws"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert "nonexistent-org/no-such-model" in err and "Traceback" not in err

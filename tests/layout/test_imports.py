@@ -1,6 +1,7 @@
 """The package layout holds: every module imports on its own (no import cycle), and the arrows between packages
 point only the allowed way (docs/DESIGN.md: config → geometry + texture → render → guidance → loss → optimiser
 → export; guidance never imports render; kernels never import pgc_fast; nothing below the CLI reads argv)."""
+
 from __future__ import annotations
 
 import ast
@@ -95,8 +96,12 @@ def test_arrows_between_packages_point_the_allowed_way():
 
 
 def test_kernels_never_import_pgc_fast():
-    bad = [f"{f.name}:{line}: {mod}" for f in KERNELS.rglob("*.py") for line, mod in _imports(f)
-           if mod.split(".")[0] == "pgc_fast"]
+    bad = [
+        f"{f.name}:{line}: {mod}"
+        for f in KERNELS.rglob("*.py")
+        for line, mod in _imports(f)
+        if mod.split(".")[0] == "pgc_fast"
+    ]
     assert not bad, bad
 
 
@@ -107,6 +112,11 @@ def test_nothing_below_the_cli_reads_argv(root):
         if f.relative_to(root).parts[0] == "cli":
             continue
         for n in ast.walk(ast.parse(f.read_text())):
-            if isinstance(n, ast.Attribute) and n.attr == "argv" and isinstance(n.value, ast.Name) and n.value.id == "sys":
+            if (
+                isinstance(n, ast.Attribute)
+                and n.attr == "argv"
+                and isinstance(n.value, ast.Name)
+                and n.value.id == "sys"
+            ):
                 bad.append(f"{f.relative_to(root)}:{n.lineno}")
     assert not bad, bad

@@ -1,5 +1,6 @@
 """Short units: no function over 60 lines of code (its docstring not counted) outside Triton kernels, whose bodies
 are one launch each, and table data (ALLOWED below, each with its reason)."""
+
 from __future__ import annotations
 
 import ast

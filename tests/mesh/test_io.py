@@ -1,5 +1,6 @@
 """Mesh I/O: round trips through every format, independent readers/writers (trimesh), hand-written
 OBJ/PLY variants, and malformed files (clear ValueError/OSError naming file and line, never a panic)."""
+
 from __future__ import annotations
 
 import re
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tolerances import MESH_TOLERANCES
 from pgc_fast.mesh import Material, Mesh, load_mesh, save_mesh
+from tolerances import MESH_TOLERANCES
 
 PANDA = Path(__file__).resolve().parents[3] / "shared" / "data" / "panda_spear_shield.obj"
 if not PANDA.exists():
@@ -26,7 +27,20 @@ def full_mesh(seed: int = 0, uv_split: bool = True) -> Mesh:
     v = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float32) * 0.5
     v += rng.normal(0, 0.01, v.shape).astype(np.float32)
     f = np.array(
-        [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]],
+        [
+            [0, 1, 3],
+            [0, 3, 2],
+            [4, 6, 7],
+            [4, 7, 5],
+            [0, 4, 5],
+            [0, 5, 1],
+            [2, 3, 7],
+            [2, 7, 6],
+            [0, 2, 6],
+            [0, 6, 4],
+            [1, 5, 7],
+            [1, 7, 3],
+        ],
         np.int64,
     )
     n = v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -79,7 +93,11 @@ def test_round_trip_all_attributes(tmp_path, ext, uv_split):
         np.testing.assert_allclose(r.material.base_color_factor, m.material.base_color_factor)
         assert r.material.metallic_factor == pytest.approx(0.5)
         assert r.material.roughness_factor == pytest.approx(0.75)
-        np.testing.assert_allclose(r.material.metallic_roughness_texture[..., 1:], m.material.metallic_roughness_texture[..., 1:], atol=PNG_ATOL)
+        np.testing.assert_allclose(
+            r.material.metallic_roughness_texture[..., 1:],
+            m.material.metallic_roughness_texture[..., 1:],
+            atol=PNG_ATOL,
+        )
         np.testing.assert_allclose(r.material.normal_texture, m.material.normal_texture, atol=PNG_ATOL)
 
 
@@ -163,7 +181,9 @@ def _png_2x1() -> bytes:
     return b.getvalue()
 
 
-def _write_ply(path: Path, fmt: str, color_type: str, with_uv: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _write_ply(
+    path: Path, fmt: str, color_type: str, with_uv: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Independent PLY writer (quads + triangles, an extra element and property)."""
     v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     c8 = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [10, 20, 30]], np.uint8)

@@ -1,4 +1,5 @@
 """Mesh operations: weld, degenerate/unreferenced removal, angle-weighted normals, components, normalise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,22 @@ from pgc_fast.mesh import (
 def soup_cube() -> Mesh:
     """Cube as a triangle soup (every face has its own 3 vertices)."""
     v = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], np.float32)
-    f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
+    f = np.array(
+        [
+            [0, 1, 3],
+            [0, 3, 2],
+            [4, 6, 7],
+            [4, 7, 5],
+            [0, 4, 5],
+            [0, 5, 1],
+            [2, 3, 7],
+            [2, 7, 6],
+            [0, 2, 6],
+            [0, 6, 4],
+            [1, 5, 7],
+            [1, 7, 3],
+        ]
+    )
     return Mesh(v[f.reshape(-1)] + np.float32(1e-7), np.arange(36).reshape(12, 3))
 
 
@@ -95,8 +111,9 @@ def test_vertex_normals_torch_and_numpy_agree_and_differentiate():
     v = torch.tensor(np.asarray(s.vertices * [1.0, 0.5, 2.0]), dtype=torch.float64, requires_grad=True)
     f = torch.from_numpy(np.asarray(s.faces))
     n = vertex_normals(v, f)
-    np.testing.assert_allclose(n.detach().numpy(), vertex_normals(v.detach().numpy().astype(np.float32), f.numpy()),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        n.detach().numpy(), vertex_normals(v.detach().numpy().astype(np.float32), f.numpy()), atol=1e-6
+    )
     assert torch.autograd.gradcheck(lambda x: vertex_normals(x, f), (v,))
 
 

@@ -1,5 +1,6 @@
 """pgc_fast.mesh.uv.unwrap / uv_metrics: output contract, validity (no overlaps or flips), determinism and
 bad input, on small meshes (the full acceptance corpus against xatlas is benches/bench_unwrap.py)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -60,8 +61,14 @@ def test_panda_is_valid():
 
 @pytest.mark.parametrize(
     "opts",
-    [{"packing": "fast"}, {"rotate_charts": False}, {"block_align": True}, {"max_chart_angle": 45.0},
-     {"max_chart_size": 64}, {"max_area_distortion": 1.5}],  # fmt: skip
+    [
+        {"packing": "fast"},
+        {"rotate_charts": False},
+        {"block_align": True},
+        {"max_chart_angle": 45.0},
+        {"max_chart_size": 64},
+        {"max_area_distortion": 1.5},
+    ],  # fmt: skip
 )
 def test_options_keep_layout_valid(opts):
     v, f = M.torus(32, 16)
@@ -121,7 +128,7 @@ def test_accepts_float64_int32_and_cpu_tensors():
     ref = unwrap(v, f, resolution=128)
     for vv, ff in [(v.astype(np.float64), f.astype(np.int32)), (torch.from_numpy(v), torch.from_numpy(f))]:
         out = unwrap(vv, ff, resolution=128)
-        for a, b in zip(out, ref):
+        for a, b in zip(out, ref, strict=False):
             np.testing.assert_array_equal(a, b)
 
 

@@ -1,5 +1,6 @@
 """Fixtures of the pipeline tests: the vase mesh, tiny run configurations and MSE objectives
 (builders in tests/pipeline_support.py, which the torchrun workers import too)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Checkpoints + --resume continue exactly as if never stopped; the workspace is never overwritten silently."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import pytest
 import torch
 
 from pgc_fast import config as C
-from pgc_fast.train.workspace import WorkspaceExistsError
 from pgc_fast.train.trainer import run
+from pgc_fast.train.workspace import WorkspaceExistsError
 
 
 @pytest.mark.parametrize("kind", ["uv", "field"])
@@ -41,7 +42,10 @@ def test_resume_equals_uninterrupted_with_guidance(tmp_path, tiny_config, tiny_g
     for k, v in full.texture.state_dict().items():
         assert torch.equal(v, resumed.texture.state_dict()[k]), k
     assert full.metrics["history"]["loss"] == resumed.metrics["history"]["loss"]
-    assert full.metrics["clip"]["enabled"] and full.metrics["history"]["clip_frac"] == resumed.metrics["history"]["clip_frac"]
+    assert (
+        full.metrics["clip"]["enabled"]
+        and full.metrics["history"]["clip_frac"] == resumed.metrics["history"]["clip_frac"]
+    )
 
 
 def test_resume_refuses_a_different_config(tmp_path, tiny_config, mse_objective):
@@ -63,13 +67,27 @@ def test_workspace_overwrite_protection(tmp_path, capsys, tiny_config, mse_objec
     run(C.override(cfg, **{"output.force": True}), objective=mse_objective(), quiet=True)
     assert not (tmp_path / "ws" / "keep.txt").exists()
     with pytest.raises(FileNotFoundError, match="checkpoint"):
-        run(C.override(cfg, **{"output.resume": True, "output.workspace": str(tmp_path / "empty")}),
-            objective=mse_objective(), quiet=True)
+        run(
+            C.override(cfg, **{"output.resume": True, "output.workspace": str(tmp_path / "empty")}),
+            objective=mse_objective(),
+            quiet=True,
+        )
     # the CLI says so too, with exit status 2
     from pgc_fast import cli
 
-    rc = cli.main(["generate", "--preset", "demo", "--mesh.path", cfg.mesh.path, "--output.root", "",
-                   "--output.workspace", cfg.workspace_path])
+    rc = cli.main(
+        [
+            "generate",
+            "--preset",
+            "demo",
+            "--mesh.path",
+            cfg.mesh.path,
+            "--output.root",
+            "",
+            "--output.workspace",
+            cfg.workspace_path,
+        ]
+    )
     assert rc == 2 and "--force" in capsys.readouterr().err
 
 

@@ -1,4 +1,5 @@
 """Camera conventions: right-handed (det R = +1), known points land on known pixels, not mirrored, determinism."""
+
 from __future__ import annotations
 
 import math

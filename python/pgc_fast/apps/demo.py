@@ -6,6 +6,7 @@ model (no download), PGC, the training loop, exports, turntable and report — o
 minutes on two cores. ``pgc-fast demo --kernels`` instead prints what pixel-wise gradient clipping does to a
 synthetic gradient.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,7 @@ import numpy as np
 __all__ = ["make_demo_mesh", "run_demo", "kernel_demo"]
 
 
-def make_demo_mesh(segments: int = 48, rings: int = 32) -> "object":
+def make_demo_mesh(segments: int = 48, rings: int = 32) -> object:
     """A closed vase (surface of revolution about +Y, height 2, radius ≤ 0.65) with vertex colours.
 
     Returns a :class:`pgc_fast.mesh.Mesh`: float32 vertices [V,3], int64 faces [F,3] (counter-clockwise seen
@@ -59,8 +60,9 @@ def make_demo_mesh(segments: int = 48, rings: int = 32) -> "object":
     return Mesh(vertices=verts, faces=faces_np, colors=col.astype(np.float32))
 
 
-def run_demo(workspace: str = "exp/demo", iters: int | None = None, device: str = "cpu",
-             texture: str | None = None) -> int:
+def run_demo(
+    workspace: str = "exp/demo", iters: int | None = None, device: str = "cpu", texture: str | None = None
+) -> int:
     """Texture the demo vase with the built-in tiny model and write every output into ``workspace``."""
     from pgc_fast import config as C
     from pgc_fast.mesh import save_mesh
@@ -70,8 +72,13 @@ def run_demo(workspace: str = "exp/demo", iters: int | None = None, device: str 
     mesh_path = ws.parent / f"{ws.name}_input" / "vase.ply"
     mesh_path.parent.mkdir(parents=True, exist_ok=True)
     save_mesh(make_demo_mesh(), mesh_path)
-    over = {"mesh.path": str(mesh_path), "output.workspace": str(ws), "output.root": "", "output.force": True,
-            "runtime.device": device}
+    over = {
+        "mesh.path": str(mesh_path),
+        "output.workspace": str(ws),
+        "output.root": "",
+        "output.force": True,
+        "runtime.device": device,
+    }
     if iters is not None:
         over["optim.iters"] = iters
     if texture is not None:
@@ -81,9 +88,11 @@ def run_demo(workspace: str = "exp/demo", iters: int | None = None, device: str 
     result = run(cfg)
     m = result.metrics
     clip = m.get("clip", {})
-    print(f"pgc-fast demo: {m['steps']} steps in {time.perf_counter() - t0:.1f} s "
-          f"({m['it_per_s']:.2f} it/s on {m['device']}); PGC clipped "
-          f"{100 * clip.get('mean_clip_frac', 0):.1f}% of pixels on average")
+    print(
+        f"pgc-fast demo: {m['steps']} steps in {time.perf_counter() - t0:.1f} s "
+        f"({m['it_per_s']:.2f} it/s on {m['device']}); PGC clipped "
+        f"{100 * clip.get('mean_clip_frac', 0):.1f}% of pixels on average"
+    )
     print(f"open {result.workspace / 'report.html'}")
     return 0
 
@@ -96,8 +105,9 @@ def kernel_demo(seed: int = 0, tau: float = 0.1) -> int:
     with :func:`pgc_kernels.pixel_clip` (τ = ``tau``, L∞ over channels, the paper's method) and prints what
     changed. Runs on the CPU (the torch reference) or on CUDA (the Triton kernel). Returns 0.
     """
-    import pgc_kernels as pk
     import torch
+
+    import pgc_kernels as pk
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     gen = torch.Generator().manual_seed(seed)
@@ -123,13 +133,19 @@ def kernel_demo(seed: int = 0, tau: float = 0.1) -> int:
     print(f"pgc-kernels {pk.__version__} demo: pixel-wise gradient clipping of a [{b},{c},{h},{w}] image gradient")
     print(f"  backend                : {backend}")
     print(f"  threshold τ            : {tau} (per pixel, max over channels, as PGC-3D)")
-    print(f"  pixels clipped         : {int(clipped.sum())} of {clipped.numel()} "
-          f"({100 * stats.fraction_clipped.item():.4f} %), the {n_out} injected outliers included")
+    print(
+        f"  pixels clipped         : {int(clipped.sum())} of {clipped.numel()} "
+        f"({100 * stats.fraction_clipped.item():.4f} %), the {n_out} injected outliers included"
+    )
     print(f"  max pixel norm         : {stats.max_norm.item():.3f} before -> {norm_after.max().item():.3f} after")
     print(f"  mean pixel norm        : {stats.mean_norm.item():.5f} before -> {norm_after.mean().item():.5f} after")
-    print(f"  direction preserved    : cosine(clipped, original) over clipped pixels = "
-          f"{cos.min().item():.6f} .. {cos.max().item():.6f}")
+    print(
+        f"  direction preserved    : cosine(clipped, original) over clipped pixels = "
+        f"{cos.min().item():.6f} .. {cos.max().item():.6f}"
+    )
     print(f"  other pixels untouched : {untouched} (bit-identical)")
-    print(f"  for contrast, one global rescale to the same bound would shrink every ordinary pixel "
-          f"{1 / global_factor.item():.0f}x; PGC leaves them alone.")
+    print(
+        f"  for contrast, one global rescale to the same bound would shrink every ordinary pixel "
+        f"{1 / global_factor.item():.0f}x; PGC leaves them alone."
+    )
     return 0

@@ -10,6 +10,7 @@ pixel by pixel with threshold ``--pgc-tau`` (negative disables it; the statistic
 
 Optimiser: AdamW (lr 0.01 by default), linear warm-up (min(100, iters/10) steps) then cosine decay to 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ def _to_pil(img_chw: torch.Tensor):
     return Image.fromarray(arr)
 
 
-def plot_series(path: Path, panels: list[tuple[str, dict[str, list[float]], float | None]], width: int = 900,
-                panel_h: int = 260) -> None:
+def plot_series(
+    path: Path, panels: list[tuple[str, dict[str, list[float]], float | None]], width: int = 900, panel_h: int = 260
+) -> None:
     """Minimal line plot with PIL: one panel per (title, {label: values}, horizontal reference line or None)."""
     from PIL import Image, ImageDraw
 
@@ -51,10 +53,9 @@ def plot_series(path: Path, panels: list[tuple[str, dict[str, list[float]], floa
         d.text((4, y_a - 4), f"{hi:.3g}", fill=(0, 0, 0))
         d.text((4, y_b - 8), f"{lo:.3g}", fill=(0, 0, 0))
 
-        def to_xy(i: int, v: float, n: int) -> tuple[float, float]:
-            x = x_a + (x_b - x_a) * (i / max(n - 1, 1))
-            y = y_b - (y_b - y_a) * ((v - lo) / (hi - lo))
-            return x, y
+        def to_xy(i: int, v: float, n: int, box=(x_a, x_b, y_a, y_b, lo, hi)) -> tuple[float, float]:
+            xa, xb, ya, yb, v0, v1 = box  # this panel's box, bound at definition
+            return xa + (xb - xa) * (i / max(n - 1, 1)), yb - (yb - ya) * ((v - v0) / (v1 - v0))
 
         if ref is not None:
             _, yr = to_xy(0, ref, 2)
@@ -72,13 +73,18 @@ def plot_series(path: Path, panels: list[tuple[str, dict[str, list[float]], floa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pgc-fast image", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="pgc-fast image", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--text", required=True, help="prompt")
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--size", type=int, default=1024, help="image size (pixels; latent = size / 8)")
-    p.add_argument("--model", default="sdxl", help="sdxl | sdxl-0.9 | sdxl-turbo | sd15 | sd21 | sd21-base | "
-                   "toy-sd | tiny-sdxl | tiny-sd | sdxl-random | sd15-random | hub id | local dir")
+    p.add_argument(
+        "--model",
+        default="sdxl",
+        help="sdxl | sdxl-0.9 | sdxl-turbo | sd15 | sd21 | sd21-base | "
+        "toy-sd | tiny-sdxl | tiny-sd | sdxl-random | sd15-random | hub id | local dir",
+    )
     p.add_argument("--vae", default="auto", help="VAE override (auto: SDXL fp16-fix VAE)")
     p.add_argument("--iters", type=int, default=500)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -93,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--latent", action="store_true", help="optimise the latent instead of the image")
     p.add_argument("--pgc-tau", type=float, default=0.1, help="PGC threshold (< 0 disables)")
-    p.add_argument("--pgc-variant", default="clip", choices=["clip", "value", "global", "sigmoid", "soft", "soft_pixel"])
+    p.add_argument(
+        "--pgc-variant", default="clip", choices=["clip", "value", "global", "sigmoid", "soft", "soft_pixel"]
+    )
     p.add_argument("--pgc-norm", default="linf", choices=["linf", "l2"])
     p.add_argument("--latent-clamp", type=float, default=None)
     p.add_argument("--save-every", type=int, default=100)
@@ -112,12 +120,18 @@ def run(a: argparse.Namespace) -> Path:
     if a.latent:
         var = (torch.randn(1, 4, g.latent_size, g.latent_size, device=dev, generator=gen) * 0.5).requires_grad_(True)
     else:
-        var = (0.5 + 0.1 * torch.randn(1, 3, a.size, a.size, device=dev, generator=gen)).clamp(0, 1).requires_grad_(True)
+        var = (
+            (0.5 + 0.1 * torch.randn(1, 3, a.size, a.size, device=dev, generator=gen)).clamp(0, 1).requires_grad_(True)
+        )
     opt = torch.optim.AdamW([var], lr=a.lr, betas=(0.9, 0.99), eps=1e-15, weight_decay=0.0)
     warm = max(1, min(100, a.iters // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / max(a.iters - warm, 1))))
-    scaler = torch.amp.GradScaler(dev.type, init_scale=2.0**10, enabled=(g.dtype == torch.float16 and dev.type == "cuda"))
+        opt,
+        lambda i: (i + 1) / warm if i < warm else 0.5 * (1 + math.cos(math.pi * (i - warm) / max(a.iters - warm, 1))),
+    )
+    scaler = torch.amp.GradScaler(
+        dev.type, init_scale=2.0**10, enabled=(g.dtype == torch.float16 and dev.type == "cuda")
+    )
     rows: list[torch.Tensor] = []
 
     def preview() -> torch.Tensor:
@@ -147,12 +161,25 @@ def _load(a: argparse.Namespace) -> Any:
     from pgc_fast.guidance import load_guidance
 
     cfg = GuidanceConfig(
-        model=a.model, vae=None if a.vae == "auto" else a.vae, text=a.text, negative=a.negative, dir_text=False,
-        loss=a.method, guidance_scale=a.guidance_scale, cfg_convention=a.cfg_convention,
-        t_range=tuple(a.t_range), t_range_end=tuple(a.t_range_end) if a.t_range_end else None,
-        dreamtime=a.dreamtime, latent=a.latent, pgc_tau=a.pgc_tau if a.pgc_tau >= 0 else None,
-        pgc_variant=a.pgc_variant, pgc_norm=a.pgc_norm, latent_clamp=a.latent_clamp, resolution=a.size,
-        compile=False)  # eager UNet, as this mode always ran (the run's default compiles on CUDA)
+        model=a.model,
+        vae=None if a.vae == "auto" else a.vae,
+        text=a.text,
+        negative=a.negative,
+        dir_text=False,
+        loss=a.method,
+        guidance_scale=a.guidance_scale,
+        cfg_convention=a.cfg_convention,
+        t_range=tuple(a.t_range),
+        t_range_end=tuple(a.t_range_end) if a.t_range_end else None,
+        dreamtime=a.dreamtime,
+        latent=a.latent,
+        pgc_tau=a.pgc_tau if a.pgc_tau >= 0 else None,
+        pgc_variant=a.pgc_variant,
+        pgc_norm=a.pgc_norm,
+        latent_clamp=a.latent_clamp,
+        resolution=a.size,
+        compile=False,
+    )  # eager UNet, as this mode always ran (the run's default compiles on CUDA)
     return load_guidance(cfg, device=a.device, dtype=a.dtype, seed=a.seed, iters=a.iters)
 
 
@@ -164,8 +191,9 @@ def _stats_row(g: Any, var: torch.Tensor, out: Any, scaler: Any, tau: float) -> 
         row = torch.stack([st.fraction_clipped, st.max_norm / s, st.mean_norm / s])
     else:  # PGC off: the same statistics from the (unclipped) gradient
         n = var.grad.abs().amax(dim=1)
-        row = torch.stack([(n > tau).float().mean() if tau >= 0 else torch.zeros((), device=var.device), n.max(),
-                           n.mean()])
+        row = torch.stack(
+            [(n > tau).float().mean() if tau >= 0 else torch.zeros((), device=var.device), n.max(), n.mean()]
+        )
     return torch.cat([row.float(), out.stats["grad_norm"].float()[:1], out.t[:1].float()])
 
 
@@ -176,13 +204,19 @@ def _write_stats(ws: Path, rows: list[torch.Tensor], tau: float) -> None:
         w.writerow(["step", "fraction_clipped", "max_pixel_grad_norm", "mean_pixel_grad_norm", "latent_grad_norm", "t"])
         for i, r in enumerate(table, 1):
             w.writerow([i, *[f"{v:.6g}" for v in r]])
-    cols = list(zip(*table)) if table else [[]] * 5
-    plot_series(ws / "clip_stats.png", [
-        (f"fraction of pixels clipped (tau = {tau})", {"fraction clipped": list(cols[0])}, None),
-        ("pixel gradient norm before clipping (unscaled)", {"max": list(cols[1]), "mean": list(cols[2])},
-         tau if tau >= 0 else None),
-        ("latent SDS gradient norm", {"||grad_z||": list(cols[3])}, None),
-    ])
+    cols = list(zip(*table, strict=False)) if table else [[]] * 5
+    plot_series(
+        ws / "clip_stats.png",
+        [
+            (f"fraction of pixels clipped (tau = {tau})", {"fraction clipped": list(cols[0])}, None),
+            (
+                "pixel gradient norm before clipping (unscaled)",
+                {"max": list(cols[1]), "mean": list(cols[2])},
+                tau if tau >= 0 else None,
+            ),
+            ("latent SDS gradient norm", {"||grad_z||": list(cols[3])}, None),
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """The ``pgc-fast`` command line: one module per command (generate, demo, image, bench, train-prior), each
 parse → config → call. Only this package reads argv; everything below takes typed arguments.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--texture", choices=("field", "uv"), default=None)
     sub.add_parser("version", help="print versions")
     b = sub.add_parser("bench", help="run the kernel / step benchmarks on this machine (needs a source checkout)")
-    b.add_argument("suite", nargs="?", choices=sorted(BENCH_SUITES), default="kernels",
-                   help="kernels (GPU tables, or pytest-benchmark of the torch twins on a CPU), attention, vae, unet, "
-                        "guidance, hashgrid, step (the original's SDS step vs ours), all")
+    b.add_argument(
+        "suite",
+        nargs="?",
+        choices=sorted(BENCH_SUITES),
+        default="kernels",
+        help="kernels (GPU tables, or pytest-benchmark of the torch twins on a CPU), attention, vae, unet, "
+        "guidance, hashgrid, step (the original's SDS step vs ours), all",
+    )
     b.add_argument("--results", default=None, help="append the tables to this markdown file")
     b.epilog = "Arguments after `--` go to the benchmark script (e.g. pgc-fast bench step -- --views 2)."
     _add_image_parser(sub)
-    sub.add_parser("train-prior", help="train the built-in toy-sd prior from a seed (pgc-fast train-prior --help)",
-                   add_help=False)
+    sub.add_parser(
+        "train-prior", help="train the built-in toy-sd prior from a seed (pgc-fast train-prior --help)", add_help=False
+    )
     return parser
 
 
@@ -47,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if argv[:1] == ["bench"] and "--" in argv:  # everything after `--` belongs to the benchmark script
         cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+        argv, extra = argv[:cut], argv[cut + 1 :]
     if argv[:1] == ["train-prior"]:  # trains toy-sd (pgc_fast.apps.toy_prior parses its own flags)
         from pgc_fast.apps.toy_prior import main as train_prior_main
 
@@ -56,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.extra = extra
     if args.command == "version":
-        import pgc_kernels
-
         import pgc_fast
+        import pgc_kernels
         from pgc_fast import _rust_mesh
 
-        print(f"pgc-fast {pgc_fast.__version__}, pgc-kernels {pgc_kernels.__version__}, rust_mesh {_rust_mesh.version()}")
+        print(
+            f"pgc-fast {pgc_fast.__version__}, pgc-kernels {pgc_kernels.__version__}, rust_mesh {_rust_mesh.version()}"
+        )
         return 0
     if args.command == "generate":
         return cmd_generate(args, argv)

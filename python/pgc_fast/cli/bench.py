@@ -1,4 +1,5 @@
 """``pgc-fast bench``: runs the scripts of a source checkout's benches/ folder in subprocesses."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,16 +36,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[3]
     benches = root / "benches"
     if not (benches / "bench_step.py").is_file():
-        print(f"pgc-fast bench: the benchmarks live in a source checkout's benches/ folder; none next to {root}.\n"
-              "Clone the repository and install it with `bash .ci/setup` (an editable install).", file=sys.stderr)
+        print(
+            f"pgc-fast bench: the benchmarks live in a source checkout's benches/ folder; none next to {root}.\n"
+            "Clone the repository and install it with `bash .ci/setup` (an editable install).",
+            file=sys.stderr,
+        )
         return 2
     extra = list(getattr(args, "extra", []))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "kernels"), str(root / "python"),
-                                                        os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(root / "kernels"), str(root / "python"), os.environ.get("PYTHONPATH", "")]),
+    )
     if not torch.cuda.is_available():
         print("pgc-fast bench: no CUDA device; running the CPU pytest-benchmark files (torch twins).", flush=True)
-        cmd = [sys.executable, "-m", "pytest", "-q", "--benchmark-enable", "-p", "no:cacheprovider",
-               *[str(p) for p in sorted(benches.glob("bench_*.py")) if p.name != "bench_step.py"], *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "--benchmark-enable",
+            "-p",
+            "no:cacheprovider",
+            *[str(p) for p in sorted(benches.glob("bench_*.py")) if p.name != "bench_step.py"],
+            *extra,
+        ]
         return subprocess.call(cmd, cwd=root, env=env)
     suites = [k for k in BENCH_SUITES if k != "all"] if args.suite == "all" else [args.suite]
     rc = 0
@@ -56,4 +71,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"== pgc-fast bench {name}: {' '.join(cmd[1:])}", flush=True)
         rc = max(rc, subprocess.call(cmd, cwd=root, env=env))
     return rc
-

@@ -19,6 +19,7 @@ wins over the SDXL knock-on rule that silently overwrote it (a bug of the origin
 ``generate`` textures the fixed mesh (the original's bare default was DMTet shape optimisation, which must be
 asked for with ``-O1``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,6 +88,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_original_flags(parser: argparse.ArgumentParser) -> None:
     grp = parser.add_argument_group("the original PGC-3D main.py flags (accepted as written)")
+
     def add(name: str, kind: str, help_: str) -> None:
         flags = [f"-{name}"] if name.startswith("O") and name[1:].isdigit() else [f"--{name}"]
         kw: dict[str, Any] = {"dest": f"orig__{name}", "default": argparse.SUPPRESS, "help": help_}
@@ -102,6 +104,7 @@ def _add_original_flags(parser: argparse.ArgumentParser) -> None:
             grp.add_argument(*flags, type=str, nargs="+", **kw)
         elif kind == "float2":
             grp.add_argument(*flags, type=float, nargs=2, **kw)
+
     for name, (default, kind) in ORIGINAL_FLAGS.items():
         meaning = ORIGINAL_HELP.get(name, "")
         add(name, kind, (f"{meaning} " if meaning else "") + f"(original default {default!r})".replace("%", "%%"))
@@ -158,16 +161,22 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
         usage="pgc-fast generate [--preset NAME | -O0 … -O4 and the original's flags] [--section.field VALUE …] "
-              "[--model M] [--device D] [--texture T] [--dry-run] [--force] [--resume]",
+        "[--model M] [--device D] [--texture T] [--dry-run] [--force] [--resume]",
     )
     new = p.add_argument_group("pgc-fast")
     new.add_argument("--preset", choices=sorted(C.PRESETS), default=None, help="start from a named preset")
-    new.add_argument("--model", default=argparse.SUPPRESS, help="hub id, local path or built-in (toy-sd, tiny-sd, tiny-sdxl, sd15-random, sdxl-random)")
+    new.add_argument(
+        "--model",
+        default=argparse.SUPPRESS,
+        help="hub id, local path or built-in (toy-sd, tiny-sd, tiny-sdxl, sd15-random, sdxl-random)",
+    )
     new.add_argument("--device", choices=("auto", "cpu", "cuda"), default=argparse.SUPPRESS, help="compute device")
     new.add_argument("--texture", choices=("field", "uv"), default=argparse.SUPPRESS, help="texture representation")
     new.add_argument("--dry-run", action="store_true", help="validate and print the resolved config; load no model")
     new.add_argument("--force", action="store_true", default=argparse.SUPPRESS, help="overwrite an existing workspace")
-    new.add_argument("--resume", action="store_true", default=argparse.SUPPRESS, help="continue from the last checkpoint")
+    new.add_argument(
+        "--resume", action="store_true", default=argparse.SUPPRESS, help="continue from the last checkpoint"
+    )
     new.add_argument("--config", default=None, help="start from a config.yaml written by an earlier run")
     _add_original_flags(p)
     _add_config_flags(p)
@@ -181,7 +190,7 @@ class CliError(Exception):
 def resolve_generate(args: argparse.Namespace) -> tuple[C.RunConfig, list[str]]:
     """Turn parsed ``generate`` arguments into a RunConfig (not yet validated) plus notes for the user."""
     ns = vars(args)
-    given_orig = {k[len("orig__"):]: v for k, v in ns.items() if k.startswith("orig__")}
+    given_orig = {k[len("orig__") :]: v for k, v in ns.items() if k.startswith("orig__")}
     notes: list[str] = []
     unsupported = [UNSUPPORTED_FLAGS[k][1] for k in given_orig if k in UNSUPPORTED_FLAGS]
     if unsupported:
@@ -266,7 +275,7 @@ def _apply_overrides(cfg: C.RunConfig, ns: dict[str, Any]) -> C.RunConfig:
         conv["output.resume"] = True
     if conv:
         cfg = C.override(cfg, **conv)
-    explicit = {k[len("cfg__"):].replace("__", "."): v for k, v in ns.items() if k.startswith("cfg__")}
+    explicit = {k[len("cfg__") :].replace("__", "."): v for k, v in ns.items() if k.startswith("cfg__")}
     explicit = {k: (tuple(v) if isinstance(v, list) else v) for k, v in explicit.items()}
     if explicit:
         cfg = C.override(cfg, **explicit)
@@ -320,12 +329,19 @@ def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int
         except (WorkspaceExistsError, FileNotFoundError) as e:
             print(f"pgc-fast generate: {e}", file=sys.stderr)
             return 2
-        print(f"note: --gpus {cfg.runtime.gpus}: launching {cfg.n_gpus} processes with torchrun "
-              f"({cfg.optim.batch_size} views each, {cfg.n_gpus * cfg.optim.batch_size} per step)", file=sys.stderr)
+        print(
+            f"note: --gpus {cfg.runtime.gpus}: launching {cfg.n_gpus} processes with torchrun "
+            f"({cfg.optim.batch_size} views each, {cfg.n_gpus * cfg.optim.batch_size} per step)",
+            file=sys.stderr,
+        )
         return D.relaunch(argv, cfg.runtime.gpus, cuda=cfg.runtime.device != "cpu")
     rank0 = D.env_info().is_main
-    expected: tuple[type[BaseException], ...] = (WorkspaceExistsError, C.ConfigError, FileNotFoundError,
-                                                 D.RankZeroError)
+    expected: tuple[type[BaseException], ...] = (
+        WorkspaceExistsError,
+        C.ConfigError,
+        FileNotFoundError,
+        D.RankZeroError,
+    )
     try:
         from pgc_fast.guidance import GuidanceLoadError  # missing weights: one clear message, no traceback
 
@@ -342,4 +358,3 @@ def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int
         print(f"done: {result.workspace}")
     D.finish(exit_code=0)  # every rank: wait for rank 0's exports, then leave together (gloo: exits here)
     return 0
-

@@ -3,6 +3,7 @@ presets (config.presets) and the original PGC-3D's -O0…-O4 flags (config.origi
 
 May import: nothing else from pgc_fast. Everything else may import this package.
 """
+
 from __future__ import annotations
 
 from pgc_fast.config.presets import PRESETS

@@ -3,6 +3,7 @@ the original's code order (the original's main.py, its argparse flags and -O pre
 :class:`pgc_fast.config.RunConfig`. Used by the CLI (to accept the original's commands as written) and by
 :data:`pgc_fast.config.PRESETS` (so the named presets mean exactly what the flag combinations meant).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,18 +84,45 @@ ORIGINAL_FLAGS: dict[str, tuple[Any, str]] = {
 }
 # Parsed and ignored, as in the original ("dead" flags), or superseded by pgc-fast's own mechanism.
 DEAD_FLAGS: dict[str, str] = {
-    "test_mesh": "bool", "load_finetuned": "bool", "from_coarse": "bool", "no_MLP": "bool", "lambda_entropy": "float",
-    "lambda_opacity": "float", "lambda_orient": "float", "lambda_mask": "float", "warmup_iters": "int",
-    "refine_iters": "int", "lr": "float", "w": "int", "h": "int", "dt_gamma": "float", "min_near": "float",
-    "fovy_range": "float2", "local_rank": "int", "port": "int", "mesh_name": "str", "mesh_type": "str",
-    "bound": "float", "angle_overhead": "float", "angle_front": "float", "ssd_M": "int", "local_prob": "float",
-    "ls_all": "bool", "no_perturbed_nrm": "bool", "ks_min": "floats", "ks_max": "floats", "ckpt_fine": "str",
+    "test_mesh": "bool",
+    "load_finetuned": "bool",
+    "from_coarse": "bool",
+    "no_MLP": "bool",
+    "lambda_entropy": "float",
+    "lambda_opacity": "float",
+    "lambda_orient": "float",
+    "lambda_mask": "float",
+    "warmup_iters": "int",
+    "refine_iters": "int",
+    "lr": "float",
+    "w": "int",
+    "h": "int",
+    "dt_gamma": "float",
+    "min_near": "float",
+    "fovy_range": "float2",
+    "local_rank": "int",
+    "port": "int",
+    "mesh_name": "str",
+    "mesh_type": "str",
+    "bound": "float",
+    "angle_overhead": "float",
+    "angle_front": "float",
+    "ssd_M": "int",
+    "local_prob": "float",
+    "ls_all": "bool",
+    "no_perturbed_nrm": "bool",
+    "ks_min": "floats",
+    "ks_max": "floats",
+    "ckpt_fine": "str",
 }
 # Features of the original that belong to later pgc-fast work: parsed, then refused with a clear message.
 UNSUPPORTED_FLAGS: dict[str, tuple[str, str]] = {
     "test": ("bool", "--test (render a trained checkpoint); re-run with --resume to finish a stopped run"),
     "use_refiner": ("bool", "--use_refiner (SDXL refiner at test time)"),
-    "reconstruction": ("bool", "--reconstruction (image + pose supervised mode); use run(cfg, objective=...) from Python"),
+    "reconstruction": (
+        "bool",
+        "--reconstruction (image + pose supervised mode); use run(cfg, objective=...) from Python",
+    ),
     "data_root": ("str", "--data_root (reconstruction mode)"),
     "left": ("bool", "--left (reference facing left)"),
     "ckpt": ("str", "--ckpt (test-mode checkpoint); use --resume"),
@@ -248,8 +276,6 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             "runtime.gpus": opt.gpus,
         },
     )
-
-
 
 
 def config_from_flags(*flags: str, **values: Any) -> C.RunConfig:

@@ -1,4 +1,5 @@
 """Named presets: the original's flag combinations (config.original_flags) under readable names, plus the demo's."""
+
 from __future__ import annotations
 
 from pgc_fast.config.schema import RunConfig, override
@@ -57,4 +58,3 @@ def _build_presets() -> dict[str, RunConfig]:
 
 
 PRESETS: dict[str, RunConfig] = _build_presets()
-

@@ -1,6 +1,7 @@
 """The run configuration's schema: RunConfig and its frozen sections, and the ONE definition of every
 enumeration (Literal), built-in model list and ControlNet list. Imports nothing from pgc_fast.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -482,7 +483,7 @@ def field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for a, b in zip(body, body[1:]):
+    for a, b in zip(body, body[1:], strict=False):
         if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name):
             if isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str):
                 docs[a.target.id] = b.value.value.strip()
@@ -496,4 +497,3 @@ def resolved_model(g: GuidanceConfig) -> str:
     if g.family == "sdxl":
         return DEFAULT_MODELS["sdxl"]
     return DEFAULT_MODELS["sd-controlnet"] if g.controlnets else DEFAULT_MODELS["sd"]
-

@@ -1,4 +1,5 @@
 """``validate(cfg)``: every check of a RunConfig, collected into one ConfigError. Imports config.schema only."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,8 +74,10 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         if c not in CONTROL_TYPES and "/" not in c and not os.path.isdir(c):
             p.append(f"guidance.controlnets: {c!r} is not one of {', '.join(CONTROL_TYPES)}, a hub id or a directory")
     if g.controlnets and len(g.control_scales) != len(g.controlnets):
-        p.append(f"guidance.control_scales must have one entry per ControlNet ({len(g.controlnets)}), "
-                 f"got {len(g.control_scales)}")
+        p.append(
+            f"guidance.control_scales must have one entry per ControlNet ({len(g.controlnets)}), "
+            f"got {len(g.control_scales)}"
+        )
     if "shuffle" in g.controlnets and not g.ref_path:
         p.append("guidance.controlnets includes shuffle, which needs guidance.ref_path (--ref_path)")
     if g.guidance_scale < 0:
@@ -91,8 +94,10 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
     if g.resolution is not None and g.resolution < 8:
         p.append(f"guidance.resolution must be >= 8 or None, got {g.resolution}")
     if not 0.0 < g.angle_front <= 180.0 or not 0.0 <= g.angle_overhead < 90.0:
-        p.append(f"guidance.angle_front must be in (0, 180] and angle_overhead in [0, 90), got "
-                 f"{g.angle_front}, {g.angle_overhead}")
+        p.append(
+            f"guidance.angle_front must be in (0, 180] and angle_overhead in [0, 90), got "
+            f"{g.angle_front}, {g.angle_overhead}"
+        )
     if not 0.0 <= g.vsd_camera_dropout <= 1.0:
         p.append(f"guidance.vsd_camera_dropout must be in [0, 1], got {g.vsd_camera_dropout}")
     if g.bgt_r <= 0 or g.vsd_lora_rank < 1:
@@ -140,8 +145,9 @@ def _check_texture(cfg: RunConfig, p: list[str], check_files: bool) -> None:
     if not 16 <= t.export_resolution <= 8192:
         p.append(f"texture.export_resolution must be in [16, 8192], got {t.export_resolution}")
     if not 1 <= t.field_levels <= 32 or not 8 <= t.field_log2_table_size <= 24 or t.field_finest_resolution < 16:
-        p.append("texture.field_levels must be in [1, 32], field_log2_table_size in [8, 24], "
-                 "field_finest_resolution >= 16")
+        p.append(
+            "texture.field_levels must be in [1, 32], field_log2_table_size in [8, 24], field_finest_resolution >= 16"
+        )
     if t.dilation < 0:
         p.append(f"texture.dilation must be >= 0, got {t.dilation}")
 

@@ -1,4 +1,5 @@
 """The textured mesh out: GLB and OBJ/MTL/PNG in the input mesh's frame, and re-loading an export for rendering."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,12 +16,17 @@ if TYPE_CHECKING:
     from pgc_fast.mesh import Normalization
 
 
-def export_textured_mesh(ws: Path, mesh: Mesh, image: np.ndarray, uvs: np.ndarray, uv_faces: np.ndarray
-                         ) -> dict[str, Path]:
+def export_textured_mesh(
+    ws: Path, mesh: Mesh, image: np.ndarray, uvs: np.ndarray, uv_faces: np.ndarray
+) -> dict[str, Path]:
     """Write ``mesh.glb`` and ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` of ``mesh`` (input frame) with the base
     colour ``image`` float32 [R,R,3] (row 0 = top) on ``uvs`` / ``uv_faces``."""
-    out = dataclasses.replace(mesh, uvs=uvs, uv_faces=uv_faces,
-                              material=Material(name="pgc_fast", base_color_texture=image.astype(np.float32)))
+    out = dataclasses.replace(
+        mesh,
+        uvs=uvs,
+        uv_faces=uv_faces,
+        material=Material(name="pgc_fast", base_color_texture=image.astype(np.float32)),
+    )
     save_mesh(out, ws / "mesh.glb")
     save_mesh(out, ws / "mesh.obj")
     files = {"mesh_glb": ws / "mesh.glb", "mesh_obj": ws / "mesh.obj", "mesh_mtl": ws / "mesh.mtl"}
@@ -45,8 +51,9 @@ def _rename_obj_texture(mtl: Path, target: Path) -> Path:
     return target
 
 
-def load_textured_mesh_for_render(path: str | os.PathLike, device: torch.device | str = "cpu",
-                                  normalisation: Normalization | None = None) -> tuple[Any, Any]:
+def load_textured_mesh_for_render(
+    path: str | os.PathLike, device: torch.device | str = "cpu", normalisation: Normalization | None = None
+) -> tuple[Any, Any]:
     """Load an exported mesh (GLB/OBJ) as (RenderMesh, UVTexture) for re-rendering, e.g. to check an export.
 
     The texture image (mesh convention, row 0 = top) is flipped back to the renderer's (row 0 = v = 0) and held
@@ -63,13 +70,15 @@ def load_textured_mesh_for_render(path: str | os.PathLike, device: torch.device 
     if normalisation is not None:
         v = normalisation.apply(v)
     img = np.asarray(m.material.base_color_texture, np.float32)[::-1, :, :3].copy()
-    rm = RenderMesh(vertices=torch.from_numpy(v), faces=torch.from_numpy(np.asarray(m.faces, np.int64)),
-                    uvs=torch.from_numpy(np.asarray(m.uvs, np.float32)),
-                    uv_faces=torch.from_numpy(np.asarray(m.uv_faces, np.int64))).to(device)
+    rm = RenderMesh(
+        vertices=torch.from_numpy(v),
+        faces=torch.from_numpy(np.asarray(m.faces, np.int64)),
+        uvs=torch.from_numpy(np.asarray(m.uvs, np.float32)),
+        uv_faces=torch.from_numpy(np.asarray(m.uv_faces, np.int64)),
+    ).to(device)
     h, w = img.shape[:2]
     if h != w:
         raise ValueError(f"load_textured_mesh_for_render(): texture must be square, got {h}x{w}")
     tex = UVTexture(h, 3, min_resolution=h, activation="none").to(device)
     tex.set_image(torch.from_numpy(img).to(device))
     return rm, tex
-

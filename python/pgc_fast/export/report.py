@@ -5,34 +5,49 @@ clip-fraction curves. Curves are inline SVG; images are referenced as files rela
 page lives in the workspace), except the texture thumbnail, which is embedded as base64 so the page still shows
 it when copied alone.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pgc_fast import config as C
 
 __all__ = ["write_report", "svg_line_chart"]
 
 
-def svg_line_chart(xs: Sequence[float], ys: Sequence[float], *, title: str, width: int = 520, height: int = 200,
-                   log_y: bool = False, color: str = "#2563eb") -> str:
+def svg_line_chart(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    *,
+    title: str,
+    width: int = 520,
+    height: int = 200,
+    log_y: bool = False,
+    color: str = "#2563eb",
+) -> str:
     """An inline SVG line chart (no scripts, no external assets). NaN points are skipped."""
-    pts = [(float(x), float(y)) for x, y in zip(xs, ys) if y == y and math.isfinite(float(y))]
+    pts = [(float(x), float(y)) for x, y in zip(xs, ys, strict=False) if y == y and math.isfinite(float(y))]
     if log_y:
         pts = [(x, math.log10(y)) for x, y in pts if y > 0]
     pad_l, pad_r, pad_t, pad_b = 56, 12, 24, 28
     w, h = width - pad_l - pad_r, height - pad_t - pad_b
-    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">'
-            f'<rect width="100%" height="100%" fill="#fff"/>'
-            f'<text x="{pad_l}" y="16" font-family="sans-serif" font-size="13">{html.escape(title)}</text>')
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">'
+        f'<rect width="100%" height="100%" fill="#fff"/>'
+        f'<text x="{pad_l}" y="16" font-family="sans-serif" font-size="13">{html.escape(title)}</text>'
+    )
     if not pts:
-        return head + f'<text x="{pad_l}" y="{pad_t + h / 2}" font-family="sans-serif" font-size="12" fill="#888">no data</text></svg>'
+        return (
+            head
+            + f'<text x="{pad_l}" y="{pad_t + h / 2}" font-family="sans-serif" font-size="12" fill="#888">no data</text></svg>'
+        )
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
     y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
     if x1 == x0:
@@ -52,12 +67,14 @@ def svg_line_chart(xs: Sequence[float], ys: Sequence[float], *, title: str, widt
         v = 10**v if log_y else v
         return f"{v:.3g}"
 
-    axes = (f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{pad_l + w}" y2="{pad_t + h}" stroke="#999"/>'
-            f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{pad_t + h}" stroke="#999"/>'
-            f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end" font-family="sans-serif" font-size="10">{fmt(y1)}</text>'
-            f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end" font-family="sans-serif" font-size="10">{fmt(y0)}</text>'
-            f'<text x="{pad_l}" y="{height - 8}" font-family="sans-serif" font-size="10">step {x0:g}</text>'
-            f'<text x="{pad_l + w}" y="{height - 8}" text-anchor="end" font-family="sans-serif" font-size="10">{x1:g}</text>')
+    axes = (
+        f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{pad_l + w}" y2="{pad_t + h}" stroke="#999"/>'
+        f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{pad_t + h}" stroke="#999"/>'
+        f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end" font-family="sans-serif" font-size="10">{fmt(y1)}</text>'
+        f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end" font-family="sans-serif" font-size="10">{fmt(y0)}</text>'
+        f'<text x="{pad_l}" y="{height - 8}" font-family="sans-serif" font-size="10">step {x0:g}</text>'
+        f'<text x="{pad_l + w}" y="{height - 8}" text-anchor="end" font-family="sans-serif" font-size="10">{x1:g}</text>'
+    )
     return head + axes + f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.5"/></svg>'
 
 
@@ -90,8 +107,11 @@ def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dic
     ]
     if cfg.guidance.negative:
         parts.append(f"<p><b>Negative:</b> {e(cfg.guidance.negative)}</p>")
-    parts.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>"
-                                     for k, v in _summary(cfg, metrics)) + "</table>")
+    parts.append(
+        "<table>"
+        + "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in _summary(cfg, metrics))
+        + "</table>"
+    )
     parts += _media(ws, files)
     parts += _curves(metrics.get("history", {}))
     parts += _validation_and_config(ws, cfg, metrics)
@@ -105,26 +125,42 @@ def _summary(cfg: C.RunConfig, metrics: dict[str, Any]) -> list[tuple[str, Any]]
     summary: list[tuple[str, Any]] = [
         ("mesh", cfg.mesh.path),
         ("model", C.resolved_model(g)),
-        ("guidance", f"{g.family} {g.loss}" + (f" + ControlNet {', '.join(g.controlnets)}" if g.controlnets else "")
-         + f", CFG {g.guidance_scale:g}"),
+        (
+            "guidance",
+            f"{g.family} {g.loss}"
+            + (f" + ControlNet {', '.join(g.controlnets)}" if g.controlnets else "")
+            + f", CFG {g.guidance_scale:g}",
+        ),
         ("PGC", f"tau {g.pgc_tau:g}, {g.pgc_variant}/{g.pgc_norm}" if g.pgc_tau is not None else "off"),
         ("texture", f"{cfg.texture.kind} (export {cfg.texture.export_resolution}²)"),
-        ("steps", f"{metrics.get('steps')} × {metrics.get('views_per_step', cfg.views_per_step)} views at "
-                  f"{cfg.render.resolution}²" + (f" ({metrics['world_size']} processes)"
-                                                 if (metrics.get('world_size') or 1) > 1 else "")),
-        ("device / precision / rasteriser", f"{metrics.get('device')} / {metrics.get('precision')} / "
-                                            f"{metrics.get('render_backend')}"),
-        ("speed", (f"{metrics['it_per_s']:.3g} it/s" if metrics.get("it_per_s") else "n/a")
-                  + (f" overall, {metrics['steady_s_per_it']:.3g} s/it after the first steps (compile, JIT)"
-                     if metrics.get("steady_s_per_it") else "")),
+        (
+            "steps",
+            f"{metrics.get('steps')} × {metrics.get('views_per_step', cfg.views_per_step)} views at "
+            f"{cfg.render.resolution}²"
+            + (f" ({metrics['world_size']} processes)" if (metrics.get("world_size") or 1) > 1 else ""),
+        ),
+        (
+            "device / precision / rasteriser",
+            f"{metrics.get('device')} / {metrics.get('precision')} / {metrics.get('render_backend')}",
+        ),
+        (
+            "speed",
+            (f"{metrics['it_per_s']:.3g} it/s" if metrics.get("it_per_s") else "n/a")
+            + (
+                f" overall, {metrics['steady_s_per_it']:.3g} s/it after the first steps (compile, JIT)"
+                if metrics.get("steady_s_per_it")
+                else ""
+            ),
+        ),
     ]
     mem = metrics.get("memory", {})
     if mem:
         summary.append(("peak memory", ", ".join(f"{k} {v:.0f}" for k, v in mem.items())))
     clip = metrics.get("clip", {})
     if clip.get("enabled"):
-        summary.append(("pixels clipped", f"mean {100 * clip['mean_clip_frac']:.2f}%, "
-                                          f"last {100 * clip['last_clip_frac']:.2f}%"))
+        summary.append(
+            ("pixels clipped", f"mean {100 * clip['mean_clip_frac']:.2f}%, last {100 * clip['last_clip_frac']:.2f}%")
+        )
     if metrics.get("video"):
         summary.append(("video", metrics["video"]))
     return summary
@@ -141,9 +177,11 @@ def _media(ws: Path, files: dict[str, Any]) -> list[str]:
     if tex.exists():
         b64 = _thumb_b64(tex)
         src = f"data:image/png;base64,{b64}" if b64 else "texture.png"
-        parts.append(f"<h2>Texture</h2><a href='texture.png'><img src='{src}' width='512' alt='texture'></a>"
-                     "<p>Files: <a href='mesh.obj'>mesh.obj</a> + <a href='mesh.mtl'>mesh.mtl</a> + "
-                     "<a href='texture.png'>texture.png</a>, <a href='mesh.glb'>mesh.glb</a></p>")
+        parts.append(
+            f"<h2>Texture</h2><a href='texture.png'><img src='{src}' width='512' alt='texture'></a>"
+            "<p>Files: <a href='mesh.obj'>mesh.obj</a> + <a href='mesh.mtl'>mesh.mtl</a> + "
+            "<a href='texture.png'>texture.png</a>, <a href='mesh.glb'>mesh.glb</a></p>"
+        )
     return parts
 
 
@@ -151,8 +189,9 @@ def _curves(hist: dict[str, Any]) -> list[str]:
     steps = hist.get("step", [])
     parts = ["<h2>Curves</h2><div class='row'>"]
     loss = hist.get("loss", [])
-    parts.append(svg_line_chart(steps, loss, title="loss",
-                                log_y=all((v or 0) > 0 for v in loss if v == v) and bool(loss)))
+    parts.append(
+        svg_line_chart(steps, loss, title="loss", log_y=all((v or 0) > 0 for v in loss if v == v) and bool(loss))
+    )
     cf = hist.get("clip_frac", [])
     if any(v == v for v in cf):
         parts.append(svg_line_chart(steps, [100 * v for v in cf], title="pixels clipped by PGC (%)", color="#dc2626"))
@@ -167,13 +206,17 @@ def _validation_and_config(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any]) 
     if vals:
         parts.append("<h2>Validation</h2><div class='row'>")
         for p in vals[-12:]:
-            parts.append(f"<figure><img src='validation/{e(p.name)}' width='200'>"
-                         f"<figcaption>{e(p.stem)}</figcaption></figure>")
+            parts.append(
+                f"<figure><img src='validation/{e(p.name)}' width='200'><figcaption>{e(p.stem)}</figcaption></figure>"
+            )
         parts.append("</div>")
     phases = metrics.get("phases_s", {})
     if phases:
-        parts.append("<h2>Timings</h2><table>" + "".join(f"<tr><th>{e(k)}</th><td>{v:.2f} s</td></tr>"
-                                                      for k, v in phases.items()) + "</table>")
+        parts.append(
+            "<h2>Timings</h2><table>"
+            + "".join(f"<tr><th>{e(k)}</th><td>{v:.2f} s</td></tr>" for k, v in phases.items())
+            + "</table>"
+        )
     parts.append("<h2>Configuration</h2><table>")
     for sec, vals_ in C.to_dict(cfg).items():
         for k, v in vals_.items():

@@ -1,4 +1,5 @@
 """Rendered outputs of a run: the validation image and the turntable (mp4 + gif)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,9 @@ def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> 
 
     r = cfg.render
     val_dir.mkdir(parents=True, exist_ok=True)
-    cams = orbit_cameras(sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * r.resolution, r.resolution,
-                         device=scene.device)
+    cams = orbit_cameras(
+        sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * r.resolution, r.resolution, device=scene.device
+    )
     was_training = scene.texture.training
     scene.texture.eval()
     with torch.no_grad():
@@ -42,11 +44,16 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
     from pgc_fast.render import turntable
 
     o, r = cfg.output, cfg.render
-    cams = turntable(o.turntable_frames, height=o.turntable_resolution, radius=sum(r.radius_range) / 2,
-                     focal_ratio=sum(r.focal_range) / 2, device=scene.device)
+    cams = turntable(
+        o.turntable_frames,
+        height=o.turntable_resolution,
+        radius=sum(r.radius_range) / 2,
+        focal_ratio=sum(r.focal_range) / 2,
+        device=scene.device,
+    )
     frames = []
     for i in range(0, len(cams), 8):
-        frames.extend(to_uint8(x) for x in scene.render(cams[i:i + 8], train=False).image)
+        frames.extend(to_uint8(x) for x in scene.render(cams[i : i + 8], train=False).image)
     files: dict[str, Any] = {}
     gif = ws / "turntable.gif"
     imageio.mimsave(gif, frames, duration=1000 / o.fps, loop=0)
@@ -59,6 +66,7 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
     except Exception as e:  # no ffmpeg backend: the gif is the turntable
         with contextlib.suppress(FileNotFoundError):
             mp4.unlink()
-        files["_video_note"] = f"turntable.mp4 NOT written (no ffmpeg backend: {type(e).__name__}: {e}); see turntable.gif"
+        files["_video_note"] = (
+            f"turntable.mp4 NOT written (no ffmpeg backend: {type(e).__name__}: {e}); see turntable.gif"
+        )
     return files
-

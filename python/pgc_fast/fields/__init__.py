@@ -3,6 +3,7 @@
 
 May import: torch and pgc_kernels only.
 """
+
 from __future__ import annotations
 
 from pgc_fast.fields.color import TextureField

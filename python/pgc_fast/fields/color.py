@@ -1,4 +1,5 @@
 """The colour head: a hash-grid field answering RGB (sigmoid) or 4 raw latent channels at surface points."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,4 +27,3 @@ class TextureField(Field):
         if self.latent:
             return raw
         return torch.sigmoid(raw) * 0.9 + 0.05
-

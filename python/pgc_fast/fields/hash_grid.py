@@ -19,6 +19,7 @@ Typical use in a training step (the renderer gives world positions and coverage 
     albedo = field.query_masked(pos_bhw3, covered_bhw, background=1.0)   # [B, H, W, 3], field only where covered
     img = albedo * mask_aa + bg * (1 - mask_aa)                              # compositing stays in the renderer
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,8 +27,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pgc_kernels import hash_grid_encode
 from torch import nn
+
+from pgc_kernels import hash_grid_encode
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -76,10 +78,14 @@ class HashGridEncoding(nn.Module):
         if table_dtype not in _FLOAT_DTYPES:
             raise ValueError(f"HashGridEncoding(): table_dtype must be float32|float16|bfloat16, got {table_dtype}")
         if not (base_resolution >= 1 and finest_resolution >= base_resolution):
-            raise ValueError("HashGridEncoding(): resolutions must satisfy 1 <= base_resolution <= finest_resolution"
-                             f", got {base_resolution}, {finest_resolution}")
+            raise ValueError(
+                "HashGridEncoding(): resolutions must satisfy 1 <= base_resolution <= finest_resolution"
+                f", got {base_resolution}, {finest_resolution}"
+            )
         if interpolation not in ("linear", "smoothstep"):
-            raise ValueError(f"HashGridEncoding(): interpolation must be 'linear' or 'smoothstep', got {interpolation!r}")
+            raise ValueError(
+                f"HashGridEncoding(): interpolation must be 'linear' or 'smoothstep', got {interpolation!r}"
+            )
         self.num_levels = num_levels
         self.level_dim = level_dim
         self.table_size = 2**log2_table_size
@@ -89,21 +95,30 @@ class HashGridEncoding(nn.Module):
         self.deterministic = deterministic
         self.backend = backend
         self.output_dim = num_levels * level_dim
-        table = torch.empty(num_levels, self.table_size, level_dim, dtype=torch.float32).uniform_(-init_scale, init_scale)
+        table = torch.empty(num_levels, self.table_size, level_dim, dtype=torch.float32).uniform_(
+            -init_scale, init_scale
+        )
         self.table = nn.Parameter(table.to(table_dtype))  # [L, T, F]
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         """x01: float32 [N, 3] in [0, 1]^3 on the table's device → float32 [N, L·F]."""
         out = hash_grid_encode(
-            x01, self.table, base_resolution=self.base_resolution, finest_resolution=self.finest_resolution,
-            interpolation=self.interpolation, deterministic=self.deterministic, backend=self.backend,
+            x01,
+            self.table,
+            base_resolution=self.base_resolution,
+            finest_resolution=self.finest_resolution,
+            interpolation=self.interpolation,
+            deterministic=self.deterministic,
+            backend=self.backend,
         )
         return out.float()
 
     def extra_repr(self) -> str:
-        return (f"levels={self.num_levels}, level_dim={self.level_dim}, table_size={self.table_size}, "
-                f"resolution={self.base_resolution}->{self.finest_resolution}, {self.interpolation}, "
-                f"table_dtype={self.table.dtype}")
+        return (
+            f"levels={self.num_levels}, level_dim={self.level_dim}, table_size={self.table_size}, "
+            f"resolution={self.base_resolution}->{self.finest_resolution}, {self.interpolation}, "
+            f"table_dtype={self.table.dtype}"
+        )
 
 
 class Field(nn.Module):
@@ -122,8 +137,15 @@ class Field(nn.Module):
     Forward: positions float32 [..., 3] (world space) on the module's device → float32 [..., out_dims].
     """
 
-    def __init__(self, out_dims: int, hidden: Sequence[int] = (32,), *, bound: float = 1.0,
-                 mlp_dtype: torch.dtype = torch.float32, **encoding_kwargs) -> None:
+    def __init__(
+        self,
+        out_dims: int,
+        hidden: Sequence[int] = (32,),
+        *,
+        bound: float = 1.0,
+        mlp_dtype: torch.dtype = torch.float32,
+        **encoding_kwargs,
+    ) -> None:
         super().__init__()
         if isinstance(out_dims, bool) or not isinstance(out_dims, int) or out_dims < 1:
             raise ValueError(f"Field(): out_dims must be a positive int, got {out_dims!r}")
@@ -140,13 +162,16 @@ class Field(nn.Module):
         self.mlp_dtype = mlp_dtype
         dims = (self.encoding.output_dim, *hidden, out_dims)
         # PyTorch's default Linear init, as the original's MLP (only the grid gets U(−1e-4, 1e-4)).
-        self.layers = nn.ModuleList(nn.Linear(a, b, bias=True) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=True) for a, b in zip(dims[:-1], dims[1:], strict=False))
 
     def encode(self, positions: torch.Tensor) -> torch.Tensor:
         """float32 [..., 3] world positions → float32 [..., L·F] hash-grid features."""
         if not isinstance(positions, torch.Tensor) or positions.shape[-1:] != (3,) or positions.dtype != torch.float32:
-            got = (f"{str(positions.dtype).replace('torch.', '')} {list(positions.shape)}"
-                   if isinstance(positions, torch.Tensor) else type(positions).__name__)
+            got = (
+                f"{str(positions.dtype).replace('torch.', '')} {list(positions.shape)}"
+                if isinstance(positions, torch.Tensor)
+                else type(positions).__name__
+            )
             raise ValueError(f"{type(self).__name__}(): positions must be a float32 tensor [..., 3], got {got}")
         lead = positions.shape[:-1]
         x01 = (positions.reshape(-1, 3) + self.bound) / (2.0 * self.bound)
@@ -165,8 +190,9 @@ class Field(nn.Module):
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.encode(positions))
 
-    def query_masked(self, positions: torch.Tensor, mask: torch.Tensor,
-                     background: float | torch.Tensor = 0.0) -> torch.Tensor:
+    def query_masked(
+        self, positions: torch.Tensor, mask: torch.Tensor, background: float | torch.Tensor = 0.0
+    ) -> torch.Tensor:
         """Evaluate the field only where ``mask`` is set; ``background`` elsewhere.
 
         Args:
@@ -187,9 +213,11 @@ class Field(nn.Module):
         if mask.dim() == 4 and mask.shape[-1] == 1:
             mask = mask[..., 0]
         if mask.dtype != torch.bool or mask.shape != positions.shape[:3] or mask.device != positions.device:
-            raise ValueError(f"{name}.query_masked(): mask must be a bool tensor {list(positions.shape[:3])} on "
-                             f"{positions.device}, got {str(mask.dtype).replace('torch.', '')} {list(mask.shape)} "
-                             f"on {mask.device}")
+            raise ValueError(
+                f"{name}.query_masked(): mask must be a bool tensor {list(positions.shape[:3])} on "
+                f"{positions.device}, got {str(mask.dtype).replace('torch.', '')} {list(mask.shape)} "
+                f"on {mask.device}"
+            )
         b, h, w, _ = positions.shape
         c = self.out_dims
         bg = torch.as_tensor(background, dtype=torch.float32, device=positions.device)
@@ -206,4 +234,3 @@ class Field(nn.Module):
             {"params": [self.encoding.table], "lr": lr * grid_lr_scale, "name": "encoding"},
             {"params": list(self.layers.parameters()), "lr": lr, "name": "mlp"},
         ]
-

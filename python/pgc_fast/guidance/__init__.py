@@ -49,6 +49,7 @@ Interface (what the training loop calls)::
 * Depth ControlNet condition: near = bright (MiDaS-like normalised disparity, background black), which is what
   the depth ControlNets were trained on; ``depth_convention="original"`` reproduces PGC-3D's inverted map.
 """
+
 from __future__ import annotations
 
 from pgc_fast.guidance.build import build_guidance, load_guidance

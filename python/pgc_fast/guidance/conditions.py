@@ -1,4 +1,5 @@
 """ControlNet condition images: resizing, the depth map (near = bright) and the content-shuffled reference."""
+
 from __future__ import annotations
 
 import torch
@@ -16,9 +17,13 @@ def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
 
 
-def depth_condition(depth: torch.Tensor, mask: torch.Tensor | None, size: int,
-                    convention: DepthConvention = "near_bright",
-                    floor: float = 0.1) -> torch.Tensor:
+def depth_condition(
+    depth: torch.Tensor,
+    mask: torch.Tensor | None,
+    size: int,
+    convention: DepthConvention = "near_bright",
+    floor: float = 0.1,
+) -> torch.Tensor:
     """Depth ControlNet condition image from a camera-space depth render, computed on the render's device.
 
     Args:
@@ -53,7 +58,9 @@ def depth_condition(depth: torch.Tensor, mask: torch.Tensor | None, size: int,
         lo = torch.where(has, lo, torch.zeros_like(lo))
         span = hi - lo
         # a foreground at one depth (e.g. a plane facing the camera) is "near": full brightness
-        norm = torch.where(span > 1e-8 * hi.clamp_min(1e-30), (disp - lo) / span.clamp_min(1e-30), torch.ones_like(disp))
+        norm = torch.where(
+            span > 1e-8 * hi.clamp_min(1e-30), (disp - lo) / span.clamp_min(1e-30), torch.ones_like(disp)
+        )
         img = (floor + (1 - floor) * norm.clamp(0, 1)) * m  # antialiased edge blends towards black
     elif convention == "original":
         zmax = torch.where(fg, d, torch.zeros_like(d)).reshape(b, -1).amax(1).view(b, 1, 1, 1)
@@ -79,10 +86,11 @@ def content_shuffle(image: torch.Tensor, generator: torch.Generator | None = Non
     def noise_disk() -> torch.Tensor:
         nh, nw = max(h // f, 1) + 2, max(w // f, 1) + 2
         n = torch.rand((b, 1, nh, nw), device=dev, generator=generator)
-        n = F.interpolate(n, size=(h + 2 * (h // max(nh - 2, 1)), w + 2 * (w // max(nw - 2, 1))), mode="bicubic",
-                          align_corners=False)
+        n = F.interpolate(
+            n, size=(h + 2 * (h // max(nh - 2, 1)), w + 2 * (w // max(nw - 2, 1))), mode="bicubic", align_corners=False
+        )
         top, left = (n.shape[-2] - h) // 2, (n.shape[-1] - w) // 2
-        n = n[..., top:top + h, left:left + w]
+        n = n[..., top : top + h, left : left + w]
         lo = n.amin(dim=(-1, -2), keepdim=True)
         hi = n.amax(dim=(-1, -2), keepdim=True)
         return (n - lo) / (hi - lo).clamp_min(1e-8)
@@ -91,4 +99,3 @@ def content_shuffle(image: torch.Tensor, generator: torch.Generator | None = Non
     gy = noise_disk() * 2 - 1
     grid = torch.cat([gx, gy], 1).permute(0, 2, 3, 1)
     return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-

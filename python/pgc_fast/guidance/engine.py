@@ -3,6 +3,7 @@ per step for all views and both CFG halves, and dispatches to the method files (
 
 See the package docstring (``pgc_fast.guidance``) for the interface the training loop uses.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pgc_kernels import attach_pgc, sds_loss
 
 from pgc_fast.config.schema import CfgForm, GuidanceConfig
 from pgc_fast.guidance import conditions, prompts, schedule
@@ -18,6 +18,7 @@ from pgc_fast.guidance.methods import bgt, csd, sds, ssd, vsd
 from pgc_fast.guidance.methods.vsd import VSDState
 from pgc_fast.guidance.models.builtin import ModelBundle
 from pgc_fast.guidance.text import TextEmbeddings
+from pgc_kernels import attach_pgc, sds_loss
 
 _GRAD_FNS = {"sds": sds.grad, "csd": csd.grad, "ssd": ssd.grad}
 
@@ -96,9 +97,18 @@ class Guidance:
         vae_channels_last: feed the VAE channels_last inputs (its weights were converted).
     """
 
-    def __init__(self, cfg: GuidanceConfig, models: ModelBundle, *, text: TextEmbeddings, generator: torch.Generator,
-                 iters: int, reference: torch.Tensor | None = None, vsd: VSDState | None = None,
-                 vae_channels_last: bool = False):
+    def __init__(
+        self,
+        cfg: GuidanceConfig,
+        models: ModelBundle,
+        *,
+        text: TextEmbeddings,
+        generator: torch.Generator,
+        iters: int,
+        reference: torch.Tensor | None = None,
+        vsd: VSDState | None = None,
+        vae_channels_last: bool = False,
+    ):
         self.cfg = cfg
         self.models = models
         self.unet = models.unet
@@ -162,12 +172,16 @@ class Guidance:
         if not self.cfg.dir_text or azimuth_deg is None:
             return torch.zeros(batch, dtype=torch.long, device=self.device)
         az = torch.as_tensor(azimuth_deg, device=self.device).reshape(-1).expand(batch)
-        po = (torch.as_tensor(polar_deg, device=self.device).reshape(-1).expand(batch) if polar_deg is not None
-              else torch.full((batch,), 90.0, device=self.device))
+        po = (
+            torch.as_tensor(polar_deg, device=self.device).reshape(-1).expand(batch)
+            if polar_deg is not None
+            else torch.full((batch,), 90.0, device=self.device)
+        )
         return 1 + prompts.view_ids(az, po, self.cfg.angle_front, self.cfg.angle_overhead)
 
-    def control_images(self, images: torch.Tensor, depth: torch.Tensor | None, mask: torch.Tensor | None,
-                       normals: torch.Tensor | None) -> list[torch.Tensor]:
+    def control_images(
+        self, images: torch.Tensor, depth: torch.Tensor | None, mask: torch.Tensor | None, normals: torch.Tensor | None
+    ) -> list[torch.Tensor]:
         """Condition image per ControlNet, [B, 3, R, R] float32 in [0, 1] (diffusers' convention)."""
         b = images.shape[0]
         out = []
@@ -175,8 +189,11 @@ class Guidance:
             if kind == "depth":
                 if depth is None:
                     raise ValueError("Guidance.step(): depth must be given when a depth ControlNet is loaded, got None")
-                out.append(conditions.depth_condition(depth, mask, self.resolution, self.cfg.depth_convention,
-                                                  self.cfg.depth_floor))
+                out.append(
+                    conditions.depth_condition(
+                        depth, mask, self.resolution, self.cfg.depth_convention, self.cfg.depth_floor
+                    )
+                )
             elif kind == "normal":
                 if normals is None:
                     raise ValueError("Guidance.step(): normals must be given for the normal ControlNet, got None")
@@ -191,8 +208,9 @@ class Guidance:
                 out.append(self.reference.expand(b, -1, -1, -1))
         return out
 
-    def embeddings(self, ids: torch.Tensor, orig_hw: tuple[int, int], *, cfg: bool = True,
-                   invariant: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    def embeddings(
+        self, ids: torch.Tensor, orig_hw: tuple[int, int], *, cfg: bool = True, invariant: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         """Encoder hidden states ([2B or B, 77, D]: uncond rows first) and SDXL added conditions."""
         tx = self.text
         rows = torch.zeros_like(ids) if invariant else ids
@@ -207,13 +225,21 @@ class Guidance:
         # size: building it from a Python list each step is a host-to-device copy, i.e. a sync.
         key = tuple(orig_hw)
         if key not in self._time_ids:
-            self._time_ids[key] = torch.tensor([*orig_hw, 0, 0, self.resolution, self.resolution],
-                                               dtype=self.dtype).to(self.device)
+            self._time_ids[key] = torch.tensor([*orig_hw, 0, 0, self.resolution, self.resolution], dtype=self.dtype).to(
+                self.device
+            )
         time_ids = self._time_ids[key].expand(hidden.shape[0], 6)
         return hidden, {"text_embeds": pooled, "time_ids": time_ids}
 
-    def unet_eps(self, z_t: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, added: dict | None,
-                 controls: list[torch.Tensor], class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def unet_eps(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        hidden: torch.Tensor,
+        added: dict | None,
+        controls: list[torch.Tensor],
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """One UNet (+ ControlNet) call on the whole batch; returns eps predictions in the UNet dtype."""
         x = z_t.to(self.dtype)
         down = mid = None
@@ -222,17 +248,35 @@ class Guidance:
             cimgs = [c.to(self.dtype).repeat(reps, 1, 1, 1) for c in controls]
             multi = len(cimgs) > 1
             down, mid = self.controlnet(
-                x, t, encoder_hidden_states=hidden, controlnet_cond=cimgs if multi else cimgs[0],
+                x,
+                t,
+                encoder_hidden_states=hidden,
+                controlnet_cond=cimgs if multi else cimgs[0],
                 conditioning_scale=self.control_scales if multi else self.control_scales[0],
-                added_cond_kwargs=added, return_dict=False)
-        out = self.unet(x, t, encoder_hidden_states=hidden, added_cond_kwargs=added, class_labels=class_labels,
-                        down_block_additional_residuals=down, mid_block_additional_residual=mid,
-                        return_dict=False)[0]
+                added_cond_kwargs=added,
+                return_dict=False,
+            )
+        out = self.unet(
+            x,
+            t,
+            encoder_hidden_states=hidden,
+            added_cond_kwargs=added,
+            class_labels=class_labels,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+            return_dict=False,
+        )[0]
         return schedule.eps_from_output(out, x, self.alphas[t], self.prediction_type)
 
     @torch.no_grad()
-    def predict_cfg(self, z_t: torch.Tensor, t: torch.Tensor, ids: torch.Tensor, controls: list[torch.Tensor],
-                    orig_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_cfg(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        ids: torch.Tensor,
+        controls: list[torch.Tensor],
+        orig_hw: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps_cond, eps_uncond) for all samples in ONE UNet call on [z_t; z_t] (uncond half first)."""
         hidden, added = self.embeddings(ids, orig_hw, cfg=True)
         with self._pretrained_unet(), self._no_autocast():
@@ -264,8 +308,9 @@ class Guidance:
         old = self.pgc_hooks.pop(name, None)
         if old is not None:
             old.remove()
-        self.pgc_hooks[name] = attach_pgc(tensor, self.cfg.pgc_tau, scaler, return_stats=True,
-                                          variant=self.cfg.pgc_variant, norm=self.cfg.pgc_norm)
+        self.pgc_hooks[name] = attach_pgc(
+            tensor, self.cfg.pgc_tau, scaler, return_stats=True, variant=self.cfg.pgc_variant, norm=self.cfg.pgc_norm
+        )
 
     @property
     def pgc_stats(self) -> dict[str, Any]:
@@ -286,23 +331,35 @@ class Guidance:
             self.generator.set_state(state["generator"])
         if "vsd" in state:
             if self.vsd is None:
-                raise ValueError("Guidance.load_state_dict(): state holds VSD weights but cfg.loss is "
-                                 f"{self.cfg.loss!r}")
+                raise ValueError(
+                    f"Guidance.load_state_dict(): state holds VSD weights but cfg.loss is {self.cfg.loss!r}"
+                )
             self.vsd.load_state_dict(state["vsd"])
 
     # ------------------------------------------------------------------------------------------ step
-    def step(self, images: torch.Tensor, *, step: int, azimuth_deg: torch.Tensor | None = None,
-             polar_deg: torch.Tensor | None = None, c2w: torch.Tensor | None = None,
-             depth: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-             normals: torch.Tensor | None = None, scaler: Any = None) -> GuidanceOutput:
+    def step(
+        self,
+        images: torch.Tensor,
+        *,
+        step: int,
+        azimuth_deg: torch.Tensor | None = None,
+        polar_deg: torch.Tensor | None = None,
+        c2w: torch.Tensor | None = None,
+        depth: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+        scaler: Any = None,
+    ) -> GuidanceOutput:
         """One guidance evaluation for a batch of views. See the package docstring for the contract."""
         cfg = self.cfg
         if images.dim() != 4:
             raise ValueError(f"Guidance.step(): images must be [B, C, H, W], got shape {tuple(images.shape)}")
         want_c = 4 if cfg.latent else 3
         if images.shape[1] != want_c:
-            raise ValueError(f"Guidance.step(): images must have {want_c} channels "
-                             f"({'latent mode' if cfg.latent else 'RGB in [0, 1]'}), got {images.shape[1]}")
+            raise ValueError(
+                f"Guidance.step(): images must have {want_c} channels "
+                f"({'latent mode' if cfg.latent else 'RGB in [0, 1]'}), got {images.shape[1]}"
+            )
         b = images.shape[0]
         self._attach_pgc("rgb", images, scaler)
         if normals is not None and cfg.pgc_normals:
@@ -328,8 +385,9 @@ class Guidance:
             if normals is not None:
                 zn = self.encode(normals)[0]
                 nb = Batch(z=zn, x=None, ids=ids, controls=controls, orig_hw=orig_hw, step=step, c2w=c2w)
-                (normal_grad,), _, nstats, _ = self._single_call(nb, None, method="sds",
-                                                                 rgb_scale=cfg.normal_guidance_scale, dreamtime=False)
+                (normal_grad,), _, nstats, _ = self._single_call(
+                    nb, None, method="sds", rgb_scale=cfg.normal_guidance_scale, dreamtime=False
+                )
                 stats["normal_grad_norm"] = nstats["grad_norm"]
         loss = sds_loss(z, grad)
         if normal_grad is not None:
@@ -339,8 +397,15 @@ class Guidance:
         stats["grad_norm"] = grad.flatten(1).norm(dim=1)
         return GuidanceOutput(loss=loss, grad=grad, latents=z.detach(), t=t, stats=stats, normal_grad=normal_grad)
 
-    def _single_call(self, batch: Batch, normals: torch.Tensor | None, *, method: str | None = None,
-                     rgb_scale: float | None = None, dreamtime: bool | None = None):
+    def _single_call(
+        self,
+        batch: Batch,
+        normals: torch.Tensor | None,
+        *,
+        method: str | None = None,
+        rgb_scale: float | None = None,
+        dreamtime: bool | None = None,
+    ):
         """SDS/CSD/SSD for the RGB batch and (optionally) the normal batch in one UNet call."""
         cfg = self.cfg
         method = method or cfg.loss
@@ -366,8 +431,9 @@ class Guidance:
         stats = {"weight": w[:b], "t": t}
         if normals is not None:
             fn_n = _GRAD_FNS[method if method in ("sds", "csd", "ssd") else "sds"]
-            g_n = fn_n(eps_c[b:], eps_u[b:], noise[b:], w[b:], t_all[b:], cfg.normal_guidance_scale, cfg,
-                       self.convention)
+            g_n = fn_n(
+                eps_c[b:], eps_u[b:], noise[b:], w[b:], t_all[b:], cfg.normal_guidance_scale, cfg, self.convention
+            )
             grads.append(g_n)
             stats["normal_t"] = t_all[b:]
             stats["normal_grad_norm"] = g_n.flatten(1).norm(dim=1)

@@ -1,4 +1,5 @@
 """View-dependent prompts: the one view-bin function (front/side/back/overhead/bottom) used by prompts and the toy prior alike."""
+
 from __future__ import annotations
 
 import torch
@@ -7,8 +8,9 @@ VIEW_NAMES = ("front", "side", "back", "overhead", "bottom")
 
 
 # ----------------------------------------------------------------------------------------------- views
-def view_ids(azimuth_deg: torch.Tensor, polar_deg: torch.Tensor, angle_front: float = 90.0,
-             angle_overhead: float = 30.0) -> torch.Tensor:
+def view_ids(
+    azimuth_deg: torch.Tensor, polar_deg: torch.Tensor, angle_front: float = 90.0, angle_overhead: float = 30.0
+) -> torch.Tensor:
     """View-direction bin per sample: 0 front, 1 side, 2 back, 3 overhead, 4 bottom (int64, same device).
 
     Azimuth 0 = camera on +Z looking at the object's front; polar from +Y (0 = straight above). Bins are
@@ -37,4 +39,3 @@ def view_negatives(negative: str, suppress_face: bool) -> list[str]:
         else:
             out.append(negative)
     return out
-

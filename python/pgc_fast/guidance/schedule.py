@@ -1,6 +1,7 @@
 """The diffusion noise schedule and its maths: alphas, timestep ranges and sampling, weights w(t), DreamTime,
 BGT+ times, noising, eps/x0 conversion, CFG combination and DDIM steps. Pure torch functions.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,9 @@ def t_bounds(t_range: tuple[float, float], num_train_timesteps: int = 1000) -> t
     return t_min, max(t_min, t_max)
 
 
-def annealed_t_range(step: int, iters: int, start: tuple[float, float],
-                     end: tuple[float, float] | None) -> tuple[float, float]:
+def annealed_t_range(
+    step: int, iters: int, start: tuple[float, float], end: tuple[float, float] | None
+) -> tuple[float, float]:
     """Linear t-range annealing: ``start`` at step 1, ``end`` at step ``iters`` (``end=None``: constant)."""
     if end is None:
         return start
@@ -46,8 +48,9 @@ def annealed_t_range(step: int, iters: int, start: tuple[float, float],
     return (start[0] + (end[0] - start[0]) * r, start[1] + (end[1] - start[1]) * r)
 
 
-def sample_timesteps(batch: int, t_min: int, t_max: int, device: torch.device | str,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_timesteps(
+    batch: int, t_min: int, t_max: int, device: torch.device | str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """t ~ U{t_min..t_max} independently per sample (int64 [B] on ``device``; no host sync)."""
     return torch.randint(t_min, t_max + 1, (batch,), device=device, generator=generator)
 
@@ -81,8 +84,9 @@ def eps_from_output(out: torch.Tensor, z_t: torch.Tensor, abar_t: torch.Tensor, 
     raise ValueError(f"eps_from_output(): prediction_type must be epsilon|v_prediction, got {prediction_type!r}")
 
 
-def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float,
-                convention: CfgForm = "pgc") -> torch.Tensor:
+def cfg_combine(
+    eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float, convention: CfgForm = "pgc"
+) -> torch.Tensor:
     """Classifier-free guidance. ``pgc``: eps_c + s (eps_c - eps_u) (the original SDS/BGT; = diffusers s+1);
     ``diffusers``: eps_u + s (eps_c - eps_u). Same formula as ``pgc_kernels.sds_grad`` (used for non-gradient
     uses such as the BGT+ denoising chain)."""
@@ -170,6 +174,5 @@ def ssd_grad(h: torch.Tensor, eps_cond: torch.Tensor, noise: torch.Tensor, t: to
     r = (ec * n).sum(1, keepdim=True) / (n * n).sum(1, keepdim=True).clamp_min(1e-12)
     eps_t = ec - r * n
     e = eps_t * (hf.norm(dim=1, keepdim=True) / eps_t.norm(dim=1, keepdim=True).clamp_min(1e-12))
-    use_e = (t.view(b, 1) <= ssd_m)
+    use_e = t.view(b, 1) <= ssd_m
     return torch.where(use_e, e, hf).reshape(h.shape)
-

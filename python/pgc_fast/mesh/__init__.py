@@ -21,6 +21,7 @@ Coordinates", HWWS 1997).
 
 May import: numpy, the Rust core, torch (for the torch-side ops). Never render, guidance or train.
 """
+
 from __future__ import annotations
 
 from pgc_fast.mesh.io import load_mesh, save_mesh

@@ -1,4 +1,5 @@
 """Mesh file I/O (OBJ/MTL, PLY, GLB/glTF) through the Rust core: ``load_mesh``, ``save_mesh``."""
+
 from __future__ import annotations
 
 import os
@@ -70,4 +71,3 @@ def save_mesh(mesh: Mesh, path: PathLike) -> None:
         m.colors,
         None if m.material is None else m.material._to_rust(),
     )
-

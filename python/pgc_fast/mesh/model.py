@@ -1,12 +1,13 @@
 """The mesh data model: Mesh, Material, the one Normalization (training frame ↔ input frame) and argument checks.
 Imports numpy and the Rust core only.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -21,9 +22,9 @@ class Material:
     base_color_factor: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     metallic_factor: float = 0.0
     roughness_factor: float = 1.0
-    base_color_texture: Optional[np.ndarray] = None  # [H, W, 3|4] float32
-    metallic_roughness_texture: Optional[np.ndarray] = None  # [H, W, 3] float32, G = roughness, B = metallic
-    normal_texture: Optional[np.ndarray] = None  # [H, W, 3] float32, tangent space
+    base_color_texture: np.ndarray | None = None  # [H, W, 3|4] float32
+    metallic_roughness_texture: np.ndarray | None = None  # [H, W, 3] float32, G = roughness, B = metallic
+    normal_texture: np.ndarray | None = None  # [H, W, 3] float32, tangent space
 
     def _to_rust(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -60,11 +61,11 @@ class Mesh:
 
     vertices: np.ndarray
     faces: np.ndarray
-    uvs: Optional[np.ndarray] = None
-    uv_faces: Optional[np.ndarray] = None
-    normals: Optional[np.ndarray] = None
-    colors: Optional[np.ndarray] = None
-    material: Optional[Material] = None
+    uvs: np.ndarray | None = None
+    uv_faces: np.ndarray | None = None
+    normals: np.ndarray | None = None
+    colors: np.ndarray | None = None
+    material: Material | None = None
 
     @property
     def num_vertices(self) -> int:
@@ -74,7 +75,7 @@ class Mesh:
     def num_faces(self) -> int:
         return int(self.faces.shape[0])
 
-    def copy(self) -> "Mesh":
+    def copy(self) -> Mesh:
         """Deep copy (arrays and material textures)."""
         m = dataclasses.replace(self)
         for f in ("vertices", "faces", "uvs", "uv_faces", "normals", "colors"):
@@ -85,12 +86,14 @@ class Mesh:
             m.material = dataclasses.replace(self.material)
         return m
 
-    def validate(self, op: str = "Mesh") -> "Mesh":
+    def validate(self, op: str = "Mesh") -> Mesh:
         """Returns a copy-free canonical view (float32 / int64, C-contiguous) after checking shapes,
         index ranges and finiteness. Raises ValueError naming ``op`` and the offending field."""
         v = _as_array(self.vertices, np.float32, (None, 3), op, "vertices")
         if not np.isfinite(v).all():
-            raise ValueError(f"{op}(): vertices must be finite, got NaN/inf at rows {np.nonzero(~np.isfinite(v).all(1))[0][:5].tolist()}")
+            raise ValueError(
+                f"{op}(): vertices must be finite, got NaN/inf at rows {np.nonzero(~np.isfinite(v).all(1))[0][:5].tolist()}"
+            )
         f = _as_index(self.faces, v.shape[0], op, "faces")
         uvs = uvf = None
         if (self.uvs is None) != (self.uv_faces is None):
@@ -120,7 +123,7 @@ def _as_array(a: Any, dtype: Any, shape: tuple, op: str, name: str) -> np.ndarra
     arr = np.asarray(a)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{op}(): {name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, arr.shape)):
+    if arr.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, arr.shape, strict=False)):
         raise ValueError(f"{op}(): {name} must have shape {_shape_str(shape)}, got {list(arr.shape)}")
     if np.dtype(dtype).kind == "i" and arr.dtype.kind == "f":
         raise TypeError(f"{op}(): {name} must be an integer array, got dtype {arr.dtype}")
@@ -191,4 +194,3 @@ def normalize(mesh: Mesh, bound: float = 0.8) -> tuple[Mesh, Normalization]:
         raise ValueError(f"normalize(): bound must be > 0, got {bound!r}")
     t = Normalization.fit(m.vertices, bound)
     return dataclasses.replace(m, vertices=t.apply(m.vertices)), t
-

@@ -1,4 +1,5 @@
 """Mesh clean-up and queries on numpy meshes: weld, degenerate/unreferenced/small-component removal, vertex normals."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -118,4 +119,3 @@ def remove_small_components(mesh: Mesh, min_fraction: float = 0.01, min_faces: i
     threshold = max(float(min_faces), min_fraction * float(sizes[0]))
     keep = sizes[labels] >= threshold
     return remove_unreferenced(_filter_faces(mesh.validate("remove_small_components"), keep))
-

@@ -1,7 +1,8 @@
 """CPU rasterisers (numpy/Rust side, nvdiffrast's conventions), UV rasterisation, dilation and vertex-colour baking."""
+
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def rasterize(clip_pos: Any, faces: Any, resolution: Union[int, tuple[int, int]]) -> Any:
+def rasterize(clip_pos: Any, faces: Any, resolution: int | tuple[int, int]) -> Any:
     """CPU rasteriser with exactly nvdiffrast's ``rasterize`` output convention (rayon-parallel).
 
     Args:
@@ -61,7 +62,7 @@ def rasterize(clip_pos: Any, faces: Any, resolution: Union[int, tuple[int, int]]
     return out
 
 
-def rasterize_reference(clip_pos: Any, faces: Any, resolution: Union[int, tuple[int, int]]) -> Any:
+def rasterize_reference(clip_pos: Any, faces: Any, resolution: int | tuple[int, int]) -> Any:
     """Pure-torch (float64, brute force over triangles) twin of :func:`rasterize` for tests.
 
     Same arguments and convention; returns a float32 torch tensor [B, H, W, 4] on the CPU. Memory is
@@ -179,7 +180,7 @@ def rasterize_db(clip_pos: Any, faces: Any, rast: Any) -> Any:
     return out.index_put(idx, vals)
 
 
-def rasterize_uv(uvs: Any, uv_faces: Any, resolution: Union[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+def rasterize_uv(uvs: Any, uv_faces: Any, resolution: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Rasterises UV triangles into texture space (for baking).
 
     Args:
@@ -221,7 +222,7 @@ def dilate(texture: Any, mask: Any, pixels: int) -> tuple[np.ndarray, np.ndarray
     return _rust_mesh.dilate(t, m, int(pixels))
 
 
-def bake_vertex_colors(mesh: Mesh, resolution: Union[int, tuple[int, int]], padding: int = 4) -> np.ndarray:
+def bake_vertex_colors(mesh: Mesh, resolution: int | tuple[int, int], padding: int = 4) -> np.ndarray:
     """Bakes vertex colours into a texture over the mesh's UV layout.
 
     Args:
@@ -242,4 +243,3 @@ def bake_vertex_colors(mesh: Mesh, resolution: Union[int, tuple[int, int]], padd
     tex[valid] = np.einsum("nk,nkc->nc", bary[valid], corners)
     tex, _ = dilate(tex, valid, padding)
     return tex
-

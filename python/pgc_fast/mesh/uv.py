@@ -8,6 +8,7 @@ The work runs in the compiled core (`rust_mesh::uv`, built on the `uvunwrap` cra
 `uv_metrics` measures a layout: exact overlapping triangle pairs, flips, texel utilisation and the L2/L∞
 stretch of Sander et al., "Texture Mapping Progressive Meshes" (SIGGRAPH 2001, https://hhoppe.com/tmpm.pdf).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,7 +41,7 @@ def _to_numpy(op: str, name: str, x: Any) -> np.ndarray:
         x = x.detach().numpy()
     try:
         return np.asarray(x)
-    except Exception as e:  # noqa: BLE001 - report what we got, whatever np.asarray raised
+    except Exception as e:
         raise TypeError(f"{op}(): {name} must be array-like, got {type(x).__name__}") from e
 
 
@@ -199,7 +200,10 @@ def atlas(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> tuple[tor
             last = e
             continue
         if res != resolution:
-            warnings.warn(f"UV atlas packed for {res}² texels: the mesh's charts do not fit a {resolution}² texture "
-                          f"with padding; raise texture.export_resolution / texture.uv_resolution", stacklevel=2)
+            warnings.warn(
+                f"UV atlas packed for {res}² texels: the mesh's charts do not fit a {resolution}² texture "
+                f"with padding; raise texture.export_resolution / texture.uv_resolution",
+                stacklevel=2,
+            )
         return torch.from_numpy(np.asarray(uv2, np.float32)), torch.from_numpy(np.asarray(f2, np.int64))
     raise ValueError(f"atlas(): cannot pack the mesh's UV charts for a {resolution}² texture: {last}")

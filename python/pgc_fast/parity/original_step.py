@@ -19,6 +19,7 @@ weights, one process). It follows the original's nerf/utils.py Trainer (train_on
 The only departure: the hash-grid encoding is ours (:func:`pgc_kernels.hash_grid_encode`), because the
 original's compiled CUDA extension is not available here; both steps use the same one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,8 +78,23 @@ class OriginalStep:
         prompt_embeds, pooled: text conditioning [2, 77, 2048] and [2, 1280] (uncond first).
     """
 
-    def __init__(self, bundle, mesh, backend, field, background, prompt_embeds, pooled, *, resolution=1024,
-                 guidance_scale=100.0, tau=0.1, lr=1e-3, alphas_cumprod=None, amp_dtype=torch.float16):
+    def __init__(
+        self,
+        bundle,
+        mesh,
+        backend,
+        field,
+        background,
+        prompt_embeds,
+        pooled,
+        *,
+        resolution=1024,
+        guidance_scale=100.0,
+        tau=0.1,
+        lr=1e-3,
+        alphas_cumprod=None,
+        amp_dtype=torch.float16,
+    ):
         self.unet, self.vae, self.controlnet = bundle.unet, bundle.vae, bundle.controlnet
         self.mesh, self.backend, self.field = mesh, backend, field
         self.background = background
@@ -93,8 +109,9 @@ class OriginalStep:
         # ground truth), torch.bfloat16 = the same recipe under bf16 autocast (no scaler, as bf16 needs none).
         self.amp_dtype = amp_dtype if amp_dtype is not None else torch.float32
         self.amp = self.dev == "cuda" and amp_dtype is not None
-        self.scaler = torch.amp.GradScaler(self.dev, init_scale=2.0**10,
-                                           enabled=self.amp and self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(
+            self.dev, init_scale=2.0**10, enabled=self.amp and self.amp_dtype == torch.float16
+        )
         self.last_image_grad: torch.Tensor | None = None
         if alphas_cumprod is None:  # scaled_linear β 0.00085 → 0.012, 1000 steps (SD/SDXL)
             betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
@@ -128,8 +145,9 @@ class OriginalStep:
         self.scaler.update()
         return out
 
-    def forward_backward(self, cams, generator: torch.Generator, *, control: torch.Tensor | None = None,
-                         keep_image_grad: bool = False) -> dict:
+    def forward_backward(
+        self, cams, generator: torch.Generator, *, control: torch.Tensor | None = None, keep_image_grad: bool = False
+    ) -> dict:
         """Render, guidance and backward, leaving the unscaled texture gradients in the field's ``.grad`` (the
         state the original's optimiser step sees). Returns {"loss", "z" (latents, detached), "grad" (the SDS
         latent gradient)}; with ``keep_image_grad`` the rendered image's gradient after the PGC hook (unscaled)
@@ -157,15 +175,24 @@ class OriginalStep:
                 if control is None:
                     dmin = depth.amin(dim=(1, 2, 3), keepdim=True)
                     dmax = depth.amax(dim=(1, 2, 3), keepdim=True)
-                    cond = ((depth - dmin) / (dmax - dmin + 1e-8))
-                    cond = F.interpolate(cond, (self.res, self.res), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+                    cond = (depth - dmin) / (dmax - dmin + 1e-8)
+                    cond = F.interpolate(cond, (self.res, self.res), mode="bilinear", align_corners=False).expand(
+                        -1, 3, -1, -1
+                    )
                 else:
                     cond = control
                 cond = torch.cat([cond, cond]).to(zz.dtype)
-                down, mid = self.controlnet(zz, tt, encoder_hidden_states=hid, controlnet_cond=cond,
-                                            added_cond_kwargs=added, return_dict=False)
-                eps = self.unet(zz, tt, encoder_hidden_states=hid, added_cond_kwargs=added,
-                                down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+                down, mid = self.controlnet(
+                    zz, tt, encoder_hidden_states=hid, controlnet_cond=cond, added_cond_kwargs=added, return_dict=False
+                )
+                eps = self.unet(
+                    zz,
+                    tt,
+                    encoder_hidden_states=hid,
+                    added_cond_kwargs=added,
+                    down_block_additional_residuals=down,
+                    mid_block_additional_residual=mid,
+                ).sample
                 eps_u, eps_c = eps.chunk(2)
                 eps_hat = eps_c + self.s * (eps_c - eps_u)
                 grad = torch.nan_to_num((1 - a) * (eps_hat - noise))

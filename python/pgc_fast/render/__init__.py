@@ -32,6 +32,7 @@ Typical use::
     cams = OrbitSampler(height=512).sample(4, generator=torch.Generator().manual_seed(0), device="cuda")
     out = renderer.render(mesh, cams, texture, shading="random", generator=gen)   # out.image [4,3,512,512]
 """
+
 from __future__ import annotations
 
 from pgc_fast.render.backends import (

@@ -36,14 +36,16 @@ all at triangle edges; interpolate/texture agree to 1e-4; antialias agrees to 1e
 gradients; full renders 46 dB apart. The barycentric gradients differ by design: ours is the exact derivative,
 nvdiffrast adds a 1e-6 epsilon to the clip-space triangle area (cosine 0.93 on the panda's small triangles).
 """
+
 from __future__ import annotations
 
 import importlib
 import re
 import sys
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -74,11 +76,13 @@ class RasterBackend(Protocol):
 
     def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tensor) -> torch.Tensor: ...
 
-    def texture(self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",
-                boundary_mode: str = "wrap") -> torch.Tensor: ...
+    def texture(
+        self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
+    ) -> torch.Tensor: ...
 
-    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
-                  faces: torch.Tensor) -> torch.Tensor: ...
+    def antialias(
+        self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+    ) -> torch.Tensor: ...
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -94,8 +98,9 @@ def _check_resolution(op: str, resolution) -> tuple[int, int]:
 
 def _check_clip_faces(op: str, clip_pos: torch.Tensor, faces: torch.Tensor, allow_double: bool = False) -> torch.Tensor:
     if not isinstance(clip_pos, torch.Tensor) or not isinstance(faces, torch.Tensor):
-        raise TypeError(f"{op}: clip_pos and faces must be torch.Tensors, got {type(clip_pos).__name__}, "
-                        f"{type(faces).__name__}")
+        raise TypeError(
+            f"{op}: clip_pos and faces must be torch.Tensors, got {type(clip_pos).__name__}, {type(faces).__name__}"
+        )
     if clip_pos.dim() == 2:
         clip_pos = clip_pos.unsqueeze(0)
     if clip_pos.dim() != 3 or clip_pos.shape[-1] != 4:
@@ -109,8 +114,10 @@ def _check_clip_faces(op: str, clip_pos: torch.Tensor, faces: torch.Tensor, allo
 
 def _check_rast(op: str, rast: torch.Tensor) -> None:
     if not isinstance(rast, torch.Tensor) or rast.dim() != 4 or rast.shape[-1] != 4:
-        raise ValueError(f"{op}: rast must be [B,H,W,4] from rasterize(), got "
-                         f"{list(rast.shape) if isinstance(rast, torch.Tensor) else type(rast).__name__}")
+        raise ValueError(
+            f"{op}: rast must be [B,H,W,4] from rasterize(), got "
+            f"{list(rast.shape) if isinstance(rast, torch.Tensor) else type(rast).__name__}"
+        )
 
 
 # ---------------------------------------------------------------------------------------- torch primitives
@@ -180,12 +187,14 @@ def interpolate_torch(attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tenso
     return out.index_put((bi, yi, xi), (vals * w[..., None]).sum(1))
 
 
-def texture_torch(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",
-                  boundary_mode: str = "wrap") -> torch.Tensor:
+def texture_torch(
+    tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
+) -> torch.Tensor:
     """Bilinear / nearest texture lookup with ``grid_sample`` (the ``texture`` contract; differentiable)."""
     if tex.dim() != 4 or uv.dim() != 4 or uv.shape[-1] != 2:
-        raise ValueError(f"texture(): tex must be [Bt,Ht,Wt,C] and uv [B,H,W,2], got {list(tex.shape)}, "
-                         f"{list(uv.shape)}")
+        raise ValueError(
+            f"texture(): tex must be [Bt,Ht,Wt,C] and uv [B,H,W,2], got {list(tex.shape)}, {list(uv.shape)}"
+        )
     if tex.shape[0] not in (1, uv.shape[0]):
         raise ValueError(f"texture(): tex batch must be 1 or {uv.shape[0]}, got {tex.shape[0]}")
     modes = {"linear": "bilinear", "nearest": "nearest"}
@@ -258,7 +267,9 @@ def edge_neighbors(faces: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def antialias_torch(color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def antialias_torch(
+    color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+) -> torch.Tensor:
     """Differentiable silhouette antialiasing in torch (the ``antialias`` contract).
 
     The rule of nvdiffrast's ``antialias`` (Laine et al. 2020, §4.4), vectorised: for every horizontally or
@@ -329,16 +340,18 @@ class _AAScreen:
         sx = (clip_pos[..., 0] / wsafe + 1) * 0.5 * W - 0.5
         sy = (clip_pos[..., 1] / wsafe + 1) * 0.5 * H - 0.5
         fv = torch.stack([sx, sy], dim=-1)[:, f]  # [B,F,3,2]
-        area = ((fv[:, :, 1, 0] - fv[:, :, 0, 0]) * (fv[:, :, 2, 1] - fv[:, :, 0, 1])
-                - (fv[:, :, 1, 1] - fv[:, :, 0, 1]) * (fv[:, :, 2, 0] - fv[:, :, 0, 0]))
+        area = (fv[:, :, 1, 0] - fv[:, :, 0, 0]) * (fv[:, :, 2, 1] - fv[:, :, 0, 1]) - (
+            fv[:, :, 1, 1] - fv[:, :, 0, 1]
+        ) * (fv[:, :, 2, 0] - fv[:, :, 0, 0])
         orient = torch.sign(area.detach())
         nb = edge_neighbors(faces).to(clip_pos.device)
         sil_edge = (nb < 0)[None] | (orient[:, nb.clamp_min(0)] != orient[:, :, None])
         return cls(f, fv, orient, w > 1e-8, sil_edge, sil_edge.any(-1))
 
 
-def _front_pairs(axis: int, tri: torch.Tensor, zw: torch.Tensor, sil_face: torch.Tensor
-                 ) -> tuple[torch.Tensor, ...] | None:
+def _front_pairs(
+    axis: int, tri: torch.Tensor, zw: torch.Tensor, sil_face: torch.Tensor
+) -> tuple[torch.Tensor, ...] | None:
     """Adjacent pixel pairs along ``axis`` whose triangle ids differ and whose front triangle (the covered one, or
     the nearer by z/w) has a silhouette edge: (b, y, x, y1, x1, front triangle, a_front) or None."""
     n = tri.shape[axis]
@@ -364,8 +377,9 @@ def _front_pairs(axis: int, tri: torch.Tensor, zw: torch.Tensor, sil_face: torch
     return b[sel], y[sel], x[sel], y1[sel], x1[sel], t[sel], a_front[sel]
 
 
-def _silhouette_crossings(axis: int, pairs: tuple[torch.Tensor, ...], scr: _AAScreen
-                          ) -> tuple[torch.Tensor, ...] | None:
+def _silhouette_crossings(
+    axis: int, pairs: tuple[torch.Tensor, ...], scr: _AAScreen
+) -> tuple[torch.Tensor, ...] | None:
     """For each pair, the edge the segment between the pixel centres leaves the front triangle through, kept when
     it is a silhouette edge across ``axis``: (b, inside y, x, outside y, x, crossing fraction s) or None."""
     b, y, x, y1, x1, t, a_front = pairs
@@ -378,8 +392,9 @@ def _silhouette_crossings(axis: int, pairs: tuple[torch.Tensor, ...], scr: _AASc
     d = pv.roll(-1, dims=1) - e0
 
     def edge_fn(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-        return (d[..., 0] * (py.to(pv.dtype)[:, None] - e0[..., 1])
-                - d[..., 1] * (px.to(pv.dtype)[:, None] - e0[..., 0])) * sg[:, None]
+        return (
+            d[..., 0] * (py.to(pv.dtype)[:, None] - e0[..., 1]) - d[..., 1] * (px.to(pv.dtype)[:, None] - e0[..., 0])
+        ) * sg[:, None]
 
     eI, eO = edge_fn(ix, iy), edge_fn(ox, oy)  # [N,3]
     cand = eO.detach() < 0
@@ -404,8 +419,10 @@ def _default_cpu_raster() -> RasterFn:
     try:
         from pgc_fast.mesh import rasterize  # type: ignore[attr-defined]
     except ImportError as e:  # pragma: no cover - depends on the mesh module being built
-        raise ImportError("CpuBackend(): pgc_fast.mesh.rasterize is not available (build the Rust extension with "
-                          "`bash .ci/build_ext`)") from e
+        raise ImportError(
+            "CpuBackend(): pgc_fast.mesh.rasterize is not available (build the Rust extension with "
+            "`bash .ci/build_ext`)"
+        ) from e
     return rasterize
 
 
@@ -437,13 +454,17 @@ class CpuBackend:
         clip_pos = _check_clip_faces("rasterize()", clip_pos, faces)
         res = _check_resolution("rasterize()", resolution)
         if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= clip_pos.shape[1]):
-            raise ValueError(f"rasterize(): faces must index 0..{clip_pos.shape[1] - 1}, got "
-                             f"{int(faces.min())}..{int(faces.max())}")
-        raw = _call_raster(self._fn(), clip_pos.detach().cpu().contiguous(), faces.detach().cpu().long().contiguous(),
-                           res)
+            raise ValueError(
+                f"rasterize(): faces must index 0..{clip_pos.shape[1] - 1}, got {int(faces.min())}..{int(faces.max())}"
+            )
+        raw = _call_raster(
+            self._fn(), clip_pos.detach().cpu().contiguous(), faces.detach().cpu().long().contiguous(), res
+        )
         if tuple(raw.shape) != (clip_pos.shape[0], res[0], res[1], 4):
-            raise RuntimeError(f"rasterize(): the CPU rasteriser returned {list(raw.shape)}, expected "
-                               f"{[clip_pos.shape[0], res[0], res[1], 4]}")
+            raise RuntimeError(
+                f"rasterize(): the CPU rasteriser returned {list(raw.shape)}, expected "
+                f"{[clip_pos.shape[0], res[0], res[1], 4]}"
+            )
         raw = raw.to(clip_pos.device)
         if not clip_pos.requires_grad:
             return raw
@@ -452,12 +473,14 @@ class CpuBackend:
     def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         return interpolate_torch(attr, rast, faces)
 
-    def texture(self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",
-                boundary_mode: str = "wrap") -> torch.Tensor:
+    def texture(
+        self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
+    ) -> torch.Tensor:
         return texture_torch(tex, uv, filter_mode, boundary_mode)
 
-    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
-                  faces: torch.Tensor) -> torch.Tensor:
+    def antialias(
+        self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+    ) -> torch.Tensor:
         return antialias_torch(color, rast, clip_pos, faces)
 
 
@@ -490,8 +513,10 @@ def load_nvdiffrast():
         nvdiffrast = importlib.import_module("nvdiffrast")
         dr = importlib.import_module("nvdiffrast.torch")
     except ImportError as e:
-        raise ImportError("load_nvdiffrast(): nvdiffrast is not installed; `pip install diffrp-nvdiffrast` (or an "
-                          "NVlabs build) — it needs CUDA, nvcc and ninja at first use") from e
+        raise ImportError(
+            "load_nvdiffrast(): nvdiffrast is not installed; `pip install diffrp-nvdiffrast` (or an "
+            "NVlabs build) — it needs CUDA, nvcc and ninja at first use"
+        ) from e
     import torch.utils.cpp_extension as cpp
 
     version = getattr(nvdiffrast, "__version__", "")
@@ -522,8 +547,9 @@ class NvdiffrastBackend:
     def rasterize(self, clip_pos: torch.Tensor, faces: torch.Tensor, resolution: Sequence[int]) -> torch.Tensor:
         clip_pos = _check_clip_faces("rasterize()", clip_pos, faces)
         res = _check_resolution("rasterize()", resolution)
-        rast, _ = self.dr.rasterize(self.ctx, clip_pos.contiguous(), faces.int().contiguous(), resolution=res,
-                                    grad_db=False)
+        rast, _ = self.dr.rasterize(
+            self.ctx, clip_pos.contiguous(), faces.int().contiguous(), resolution=res, grad_db=False
+        )
         return rast
 
     def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -531,17 +557,20 @@ class NvdiffrastBackend:
         out, _ = self.dr.interpolate(attr.float().contiguous(), rast, faces.int().contiguous())
         return out
 
-    def texture(self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",
-                boundary_mode: str = "wrap") -> torch.Tensor:
+    def texture(
+        self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
+    ) -> torch.Tensor:
         if filter_mode not in ("linear", "nearest"):
             raise ValueError(f"texture(): filter_mode must be linear|nearest, got {filter_mode!r}")
         if boundary_mode not in ("wrap", "clamp", "zero"):
             raise ValueError(f"texture(): boundary_mode must be wrap|clamp|zero, got {boundary_mode!r}")
-        return self.dr.texture(tex.float().contiguous(), uv.float().contiguous(), filter_mode=filter_mode,
-                               boundary_mode=boundary_mode)
+        return self.dr.texture(
+            tex.float().contiguous(), uv.float().contiguous(), filter_mode=filter_mode, boundary_mode=boundary_mode
+        )
 
-    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
-                  faces: torch.Tensor) -> torch.Tensor:
+    def antialias(
+        self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+    ) -> torch.Tensor:
         clip_pos = _check_clip_faces("antialias()", clip_pos, faces)
         tri = faces.int().contiguous()
         topo = self._topo.get(faces)
@@ -551,8 +580,9 @@ class NvdiffrastBackend:
         return self.dr.antialias(color.float().contiguous(), rast, clip_pos.contiguous(), tri, topology_hash=topo)
 
 
-def get_backend(name: str = "auto", device: torch.device | str | None = None,
-                rasterize_fn: RasterFn | None = None) -> RasterBackend:
+def get_backend(
+    name: str = "auto", device: torch.device | str | None = None, rasterize_fn: RasterFn | None = None
+) -> RasterBackend:
     """Backend by name: ``"nvdiffrast"``, ``"cpu"``, or ``"auto"`` (nvdiffrast on a CUDA device when it loads,
     else cpu)."""
     dev = torch.device(device) if device is not None else None

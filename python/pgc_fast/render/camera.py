@@ -27,11 +27,12 @@ Conventions (all float32 torch tensors; ``B`` = number of views):
 
 Everything random takes a ``torch.Generator`` (CPU) so a seed reproduces the same cameras on any device.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import torch
 
@@ -89,8 +90,9 @@ def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up: torch.Ten
     return c2w
 
 
-def perspective(focal_x: torch.Tensor, focal_y: torch.Tensor, width: int, height: int,
-                near: float = 0.1, far: float = 1000.0) -> torch.Tensor:
+def perspective(
+    focal_x: torch.Tensor, focal_y: torch.Tensor, width: int, height: int, near: float = 0.1, far: float = 1000.0
+) -> torch.Tensor:
     """The projection matrix P of the module docstring. focal_x/focal_y: float [B] in pixels → float [B,4,4]."""
     if not (far > near > 0):
         raise ValueError(f"perspective(): need far > near > 0, got near={near}, far={far}")
@@ -176,7 +178,9 @@ class Cameras:
         if points.dim() == 2:
             points = points.unsqueeze(0).expand(len(self), -1, -1)
         if points.dim() != 3 or points.shape[-1] != 3 or points.shape[0] != len(self):
-            raise ValueError(f"Cameras.to_clip(): points must be [V,3] or [B={len(self)},V,3], got {list(points.shape)}")
+            raise ValueError(
+                f"Cameras.to_clip(): points must be [V,3] or [B={len(self)},V,3], got {list(points.shape)}"
+            )
         ph = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
         return (ph @ self.mvp().transpose(1, 2).to(ph.dtype)).float().contiguous()
 
@@ -196,22 +200,34 @@ class Cameras:
         y = f * pc[..., 1] / pc[..., 2] + self.height / 2
         return torch.stack([x, y], dim=-1)
 
-    def to(self, device: torch.device | str) -> "Cameras":
+    def to(self, device: torch.device | str) -> Cameras:
         def mv(t):
             return None if t is None else t.to(device)
 
-        return replace(self, c2w=self.c2w.to(device), focal=self.focal.to(device), theta=mv(self.theta),
-                       phi=mv(self.phi), radius=mv(self.radius))
+        return replace(
+            self,
+            c2w=self.c2w.to(device),
+            focal=self.focal.to(device),
+            theta=mv(self.theta),
+            phi=mv(self.phi),
+            radius=mv(self.radius),
+        )
 
-    def __getitem__(self, idx) -> "Cameras":
+    def __getitem__(self, idx) -> Cameras:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
 
         def sel(t):
             return None if t is None else t[idx]
 
-        return replace(self, c2w=self.c2w[idx], focal=self.focal[idx], theta=sel(self.theta), phi=sel(self.phi),
-                       radius=sel(self.radius))
+        return replace(
+            self,
+            c2w=self.c2w[idx],
+            focal=self.focal[idx],
+            theta=sel(self.theta),
+            phi=sel(self.phi),
+            radius=sel(self.radius),
+        )
 
     def relative_angles(self, front_phi_deg: float = 0.0) -> dict[str, torch.Tensor]:
         """Angles for camera-conditioned guidance, float32 [B] each, degrees:
@@ -222,8 +238,12 @@ class Cameras:
         az = torch.remainder(az + 180.0, 360.0) - 180.0
         az = torch.where(az <= -180.0, az + 360.0, az)
         radius = self.radius if self.radius is not None else self.position.norm(dim=-1)
-        return {"azimuth": az, "elevation": 90.0 - torch.rad2deg(theta), "polar": torch.rad2deg(theta),
-                "radius": radius}
+        return {
+            "azimuth": az,
+            "elevation": 90.0 - torch.rad2deg(theta),
+            "polar": torch.rad2deg(theta),
+            "radius": radius,
+        }
 
     def _angles(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.theta is not None and self.phi is not None:
@@ -237,12 +257,27 @@ class Cameras:
 
 def orbit_centers(radius: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
     """c = r·(sinθ sinφ, cosθ, sinθ cosφ); all float [B] (radians) → float [B,3]."""
-    return torch.stack([radius * torch.sin(theta) * torch.sin(phi), radius * torch.cos(theta),
-                        radius * torch.sin(theta) * torch.cos(phi)], dim=-1)
+    return torch.stack(
+        [
+            radius * torch.sin(theta) * torch.sin(phi),
+            radius * torch.cos(theta),
+            radius * torch.sin(theta) * torch.cos(phi),
+        ],
+        dim=-1,
+    )
 
 
-def orbit_cameras(radius, theta_deg, phi_deg, focal_px, height: int, width: int | None = None,
-                  near: float = 0.1, far: float = 1000.0, device: torch.device | str = "cpu") -> Cameras:
+def orbit_cameras(
+    radius,
+    theta_deg,
+    phi_deg,
+    focal_px,
+    height: int,
+    width: int | None = None,
+    near: float = 0.1,
+    far: float = 1000.0,
+    device: torch.device | str = "cpu",
+) -> Cameras:
     """Cameras looking at the origin from given orbit positions (no jitter).
 
     radius, theta_deg (polar from +Y), phi_deg (azimuth, 0 = +Z), focal_px: floats or sequences/tensors of
@@ -256,12 +291,28 @@ def orbit_cameras(radius, theta_deg, phi_deg, focal_px, height: int, width: int 
     r, th, ph, f = (v.expand(B).clone().to(device) for v in vals)
     th, ph = torch.deg2rad(th), torch.deg2rad(ph)
     c2w = look_at(orbit_centers(r, th, ph))
-    return Cameras(c2w=c2w, focal=f, height=height, width=width or height, near=near, far=far,
-                   theta=th, phi=torch.remainder(ph, 2 * math.pi), radius=r)
+    return Cameras(
+        c2w=c2w,
+        focal=f,
+        height=height,
+        width=width or height,
+        near=near,
+        far=far,
+        theta=th,
+        phi=torch.remainder(ph, 2 * math.pi),
+        radius=r,
+    )
 
 
-def turntable(n_views: int = 100, height: int = 512, width: int | None = None, radius: float = 2.25,
-              theta_deg: float = 60.0, focal_ratio: float = 1.025, device: torch.device | str = "cpu") -> Cameras:
+def turntable(
+    n_views: int = 100,
+    height: int = 512,
+    width: int | None = None,
+    radius: float = 2.25,
+    theta_deg: float = 60.0,
+    focal_ratio: float = 1.025,
+    device: torch.device | str = "cpu",
+) -> Cameras:
     """The original's test path: φ = i/n·360°, θ = 60°, r = mean(radius_range) = 2.25, focal = 1.025·H."""
     if n_views < 1:
         raise ValueError(f"turntable(): n_views must be >= 1, got {n_views}")
@@ -305,8 +356,13 @@ class OrbitSampler:
         if not 0.0 <= self.uniform_sphere_rate <= 1.0:
             raise ValueError(f"OrbitSampler(): uniform_sphere_rate must be in [0, 1], got {self.uniform_sphere_rate}")
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", focal_range: Sequence[float] | None = None) -> Cameras:
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        focal_range: Sequence[float] | None = None,
+    ) -> Cameras:
         """Draw ``batch_size`` cameras. Random numbers come from ``generator`` (a CPU generator; the same seed
         gives the same cameras on every device). ``focal_range`` overrides the sampler's (focal schedule)."""
         if batch_size < 1:
@@ -337,6 +393,15 @@ class OrbitSampler:
             target = target + torch.randn(B, 3, generator=g) * self.jitter_target
             up = up + torch.randn(B, 3, generator=g) * self.jitter_up
         c2w = look_at(centers, target, up)
-        cams = Cameras(c2w=c2w, focal=focal, height=self.height, width=self.width or self.height, near=self.near,
-                       far=self.far, theta=theta, phi=phi, radius=radius)
+        cams = Cameras(
+            c2w=c2w,
+            focal=focal,
+            height=self.height,
+            width=self.width or self.height,
+            near=self.near,
+            far=self.far,
+            theta=theta,
+            phi=phi,
+            radius=radius,
+        )
         return cams.to(device)

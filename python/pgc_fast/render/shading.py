@@ -4,6 +4,7 @@ The original's (threestudio-style) set: unlit albedo (the fixed-mesh -O2 path), 
 light at the camera centre jittered by N(0, I₃) per view, and the normal map ``(n+1)/2``. The renderer picks one
 per batch (``shading="random"``: albedo with probability 0.2, else Lambertian). All inputs are [B,H,W,C].
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,15 @@ def albedo(albedo: torch.Tensor) -> torch.Tensor:
     return albedo
 
 
-def lambertian(albedo: torch.Tensor, normal: torch.Tensor, camera_position: torch.Tensor, *, ambient: float = 0.1,
-               light_jitter: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def lambertian(
+    albedo: torch.Tensor,
+    normal: torch.Tensor,
+    camera_position: torch.Tensor,
+    *,
+    ambient: float = 0.1,
+    light_jitter: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """``albedo·(ambient + (1−ambient)·max(0, n·l))`` with ``l = normalize(camera centre + light_jitter·ξ)``,
     ξ ~ N(0, I₃) drawn per view (the original drew one ξ per batch). camera_position float [B,3]."""
     B = normal.shape[0]
@@ -35,12 +43,19 @@ def normal_map(normal: torch.Tensor, channels: int = 3) -> torch.Tensor:
     return (normal + 1) * 0.5
 
 
-def shade(model: str, albedo_: torch.Tensor, normal: torch.Tensor, camera_position: torch.Tensor, *,
-          ambient: float = 0.1, light_jitter: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def shade(
+    model: str,
+    albedo_: torch.Tensor,
+    normal: torch.Tensor,
+    camera_position: torch.Tensor,
+    *,
+    ambient: float = 0.1,
+    light_jitter: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The foreground colour under ``model`` (one of :data:`SHADINGS`)."""
     if model == "albedo":
         return albedo(albedo_)
     if model == "normal":
         return normal_map(normal, albedo_.shape[-1])
-    return lambertian(albedo_, normal, camera_position, ambient=ambient, light_jitter=light_jitter,
-                      generator=generator)
+    return lambertian(albedo_, normal, camera_position, ambient=ambient, light_jitter=light_jitter, generator=generator)

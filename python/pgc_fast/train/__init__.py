@@ -5,6 +5,7 @@ helpers (train.distributed).
 
 May import: config, mesh, fields, render, guidance (lazily, in objectives), export.
 """
+
 from __future__ import annotations
 
 from pgc_fast.train.objectives import (

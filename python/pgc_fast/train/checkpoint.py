@@ -1,4 +1,5 @@
 """Checkpoints: write the full training state atomically, find and check the latest one for --resume."""
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,12 @@ def check_resume_config(saved: dict[str, Any] | None, cfg: C.RunConfig) -> None:
     if saved is None:
         return
     now = C.to_dict(cfg)
-    diff = [f"{sec}.{k}: {saved[sec][k]!r} -> {v!r}" for sec, vals in now.items() for k, v in vals.items()
-            if (sec, k) not in (("output", "resume"), ("output", "force")) and saved.get(sec, {}).get(k) != v]
+    diff = [
+        f"{sec}.{k}: {saved[sec][k]!r} -> {v!r}"
+        for sec, vals in now.items()
+        for k, v in vals.items()
+        if (sec, k) not in (("output", "resume"), ("output", "force")) and saved.get(sec, {}).get(k) != v
+    ]
     if diff:
         raise C.ConfigError([f"--resume with a different configuration than the checkpoint's: {d}" for d in diff])
 
@@ -72,8 +77,12 @@ def load_resume_state(ckpt_dir: Path, cfg: C.RunConfig, device: torch.device, di
     check_resume_config(state.get("config"), cfg)
     saved_world = state.get("world_size", 1)
     if saved_world != dist.world_size:
-        raise C.ConfigError([f"--resume with {dist.world_size} process(es) but the checkpoint was written by "
-                             f"{saved_world}: each rank's random streams are in it; resume with the same count"])
+        raise C.ConfigError(
+            [
+                f"--resume with {dist.world_size} process(es) but the checkpoint was written by "
+                f"{saved_world}: each rank's random streams are in it; resume with the same count"
+            ]
+        )
     return state
 
 
@@ -90,4 +99,3 @@ def load_latest_checkpoint(ckpt_dir: Path, device: torch.device) -> dict[str, An
     if not paths:
         return None
     return torch.load(paths[-1], map_location=device, weights_only=False)
-

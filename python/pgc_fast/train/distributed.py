@@ -23,6 +23,7 @@ camera (or target view) of global view index g at step s is the same whatever th
 uses a per-step generator keyed by rank as well, and the guidance noise a generator seeded ``seed + rank`` (the
 original's ``seed + global_rank``); their states are checkpointed per rank.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -30,8 +31,9 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -118,8 +120,12 @@ def info() -> DistInfo:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)),
-                        int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())))
+        return DistInfo(
+            dist.get_rank(),
+            dist.get_world_size(),
+            int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())),
+        )
     return SINGLE
 
 
@@ -147,7 +153,8 @@ def init(cuda: bool) -> DistInfo:
         if env.local_rank >= torch.cuda.device_count():
             raise RuntimeError(
                 f"init(): LOCAL_RANK {env.local_rank} but only {torch.cuda.device_count()} visible CUDA device(s); "
-                f"start at most that many processes per node or set CUDA_VISIBLE_DEVICES")
+                f"start at most that many processes per node or set CUDA_VISIBLE_DEVICES"
+            )
         torch.cuda.set_device(env.local_rank)
         dist.init_process_group("nccl", device_id=torch.device("cuda", env.local_rank))
     else:
@@ -219,28 +226,27 @@ def all_reduce_grads(params: Iterable[torch.Tensor], d: DistInfo | None = None) 
     if torch.float32 not in groups:
         groups[torch.float32] = []
     for dtype, idx in groups.items():
-        parts = [(ps[i].grad if ps[i].grad is not None else torch.zeros_like(ps[i])).reshape(-1).to(dev)
-                 for i in idx]
+        parts = [(ps[i].grad if ps[i].grad is not None else torch.zeros_like(ps[i])).reshape(-1).to(dev) for i in idx]
         if dtype == torch.float32:
             parts.append(flags)
         flat = torch.cat(parts) if len(parts) > 1 else parts[0].clone()
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         if dtype == torch.float32:
-            flags = flat[-len(ps):]
+            flags = flat[-len(ps) :]
             flat = flat[: flat.numel() - len(ps)]
         flat.div_(d.world_size)
         off = 0
         for i in idx:
             p = ps[i]
             n = p.numel()
-            g = flat[off:off + n].view_as(p).to(p.device)
+            g = flat[off : off + n].view_as(p).to(p.device)
             off += n
             if p.grad is None:
                 p.grad = g.clone()
             else:
                 p.grad.copy_(g)
     keep = flags.cpu().tolist()
-    for p, k in zip(ps, keep):
+    for p, k in zip(ps, keep, strict=False):
         if k == 0:  # unused on every rank
             p.grad = None
 
@@ -270,7 +276,7 @@ def average_floats(stats: dict[str, float], d: DistInfo | None = None) -> dict[s
     keys = sorted(stats)
     t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64, device=_comm_device(d))
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return dict(zip(keys, (t / d.world_size).cpu().tolist()))
+    return dict(zip(keys, (t / d.world_size).cpu().tolist(), strict=False))
 
 
 def gather_object(obj: Any, d: DistInfo | None = None) -> list[Any] | None:
@@ -375,8 +381,16 @@ def relaunch(argv: Sequence[str], gpus: str, *, module: str = "pgc_fast.cli", cu
     if cuda:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
     env.setdefault("NCCL_NVLS_ENABLE", "0")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={len(ids)}",
-           "-m", module, *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={len(ids)}",
+        "-m",
+        module,
+        *argv,
+    ]
     proc = subprocess.Popen(cmd, env=env)
     try:
         return proc.wait()

@@ -9,6 +9,7 @@ Conventions:
 * UV textures follow the renderer's convention while training (row 0 = v = 0, nvdiffrast) and are flipped to
   :mod:`pgc_fast.mesh`'s (PNG row 0 = image top, OBJ/OpenGL v up) on export (export/mesh.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,8 +51,15 @@ class FixedMesh:
     ``pgc_fast.mesh.uv.atlas`` whose faces are the input faces in order (so they serve as ``uv_faces`` next to the
     unchanged positions)."""
 
-    def __init__(self, mesh_in: Mesh, norm: Normalization, device: torch.device, *, with_uvs: bool = False,
-                 uv_resolution: int = 1024) -> None:
+    def __init__(
+        self,
+        mesh_in: Mesh,
+        norm: Normalization,
+        device: torch.device,
+        *,
+        with_uvs: bool = False,
+        uv_resolution: int = 1024,
+    ) -> None:
         self.mesh_in = mesh_in
         self.norm = norm
         verts = torch.from_numpy(norm.apply(np.asarray(mesh_in.vertices)))
@@ -74,8 +82,11 @@ class FixedMesh:
 
     def export_mesh(self) -> Mesh:
         m = self.mesh_in
-        return Mesh(vertices=np.asarray(m.vertices, np.float32), faces=np.asarray(m.faces, np.int64),
-                    normals=None if m.normals is None else np.asarray(m.normals, np.float32))
+        return Mesh(
+            vertices=np.asarray(m.vertices, np.float32),
+            faces=np.asarray(m.faces, np.int64),
+            normals=None if m.normals is None else np.asarray(m.normals, np.float32),
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -88,8 +99,12 @@ def make_texture(t: C.TextureConfig) -> Texture:
     """The texture of ``texture.kind`` (the one place a kind name becomes a class)."""
     if t.kind == "uv":
         return UVTexture(t.uv_resolution, 3, min_resolution=max(4, t.uv_resolution >> (t.uv_levels - 1)))
-    return FieldTexture(bound=1.0, num_levels=t.field_levels, log2_table_size=t.field_log2_table_size,
-                        finest_resolution=t.field_finest_resolution)
+    return FieldTexture(
+        bound=1.0,
+        num_levels=t.field_levels,
+        log2_table_size=t.field_log2_table_size,
+        finest_resolution=t.field_finest_resolution,
+    )
 
 
 class Scene:
@@ -113,8 +128,7 @@ class Scene:
         mesh_in = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
         norm = Normalization.fit(mesh_in.vertices) if cfg.mesh.canonicalize else Normalization.identity()
         texture = make_texture(cfg.texture)
-        geometry = FixedMesh(mesh_in, norm, device, with_uvs=texture.needs_uvs,
-                             uv_resolution=cfg.texture.uv_resolution)
+        geometry = FixedMesh(mesh_in, norm, device, with_uvs=texture.needs_uvs, uv_resolution=cfg.texture.uv_resolution)
         return cls(cfg, device, geometry, texture)
 
     @property
@@ -130,23 +144,26 @@ class Scene:
         """The original's ``--init_texture``: initialise the texture from the mesh's vertex colours."""
         if self.rmesh.colors is None:
             return False
-        return self.texture.init_from_vertex_colors(self.rmesh, self.renderer.backend, steps=iters,
-                                                    generator=torch.Generator().manual_seed(seed))
+        return self.texture.init_from_vertex_colors(
+            self.rmesh, self.renderer.backend, steps=iters, generator=torch.Generator().manual_seed(seed)
+        )
 
     def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
         """Optimiser groups as the original (the original's Trainer): the geometry's, then the texture's."""
         return self.geometry.param_groups(lr, grid_lr_scale) + self.texture.param_groups(lr, grid_lr_scale)
 
-    def render(self, cameras: Any, *, train: bool, step: int = 0, generator: torch.Generator | None = None
-               ) -> RenderOutput:
+    def render(
+        self, cameras: Any, *, train: bool, step: int = 0, generator: torch.Generator | None = None
+    ) -> RenderOutput:
         """Render ``cameras`` (pgc_fast.render.Cameras). Training renders use the configured shading and
         background; evaluation renders are unlit albedo on the constant colour."""
         r = self.cfg.render
         tex = self.texture.jittered(generator) if train and self.cfg.texture.pos_perturb else self.texture
         bg: Any = self.bg_image if train and self.bg_image is not None else r.bg_color
         shading = r.shading if train else "albedo"
-        return self.renderer.render(self.rmesh, cameras, tex, background=bg, shading=shading, generator=generator,
-                                    antialias=r.antialias)
+        return self.renderer.render(
+            self.rmesh, cameras, tex, background=bg, shading=shading, generator=generator, antialias=r.antialias
+        )
 
     @torch.no_grad()
     def baked_texture(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

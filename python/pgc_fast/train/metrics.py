@@ -1,4 +1,5 @@
 """Run metrics: phase timer, memory peaks, batched read-back of step statistics, progress bar, JSON helpers."""
+
 from __future__ import annotations
 
 import contextlib
@@ -59,8 +60,12 @@ def clip_summary(history: dict[str, list]) -> dict[str, Any]:
     vals = [v for v in history["clip_frac"] if v == v]  # drop NaN (PGC off)
     if not vals:
         return {"enabled": False}
-    return {"enabled": True, "mean_clip_frac": float(np.mean(vals)), "last_clip_frac": vals[-1],
-            "max_clip_frac": float(np.max(vals))}
+    return {
+        "enabled": True,
+        "mean_clip_frac": float(np.mean(vals)),
+        "last_clip_frac": vals[-1],
+        "max_clip_frac": float(np.max(vals)),
+    }
 
 
 # Steps between read-backs of the step statistics (one device→host transfer for all of them).
@@ -74,7 +79,9 @@ def steady_s_per_it(history: dict[str, list], steps_run: int) -> float | None:
         return None
     steps, times = history["step"][-steps_run:], history["time"][-steps_run:]
     first = steps[0] + STATS_EVERY - 1
-    i = next((k for k, st in enumerate(steps) if st >= first and (k + 1 == len(steps) or times[k + 1] != times[k])), None)
+    i = next(
+        (k for k, st in enumerate(steps) if st >= first and (k + 1 == len(steps) or times[k + 1] != times[k])), None
+    )
     if i is None or steps[-1] <= steps[i]:
         return None
     return (times[-1] - times[i]) / (steps[-1] - steps[i])
@@ -99,7 +106,7 @@ class Progress:
         self._task = None
         self._t0 = time.perf_counter()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.quiet:
             return self
         from rich.progress import (
@@ -148,4 +155,3 @@ class Progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-

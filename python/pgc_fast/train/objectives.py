@@ -1,6 +1,7 @@
 """Objectives the loop optimises: score distillation (GuidanceObjective) and MSE to known views (MSEObjective),
 behind one Objective protocol, with the RunContext they see. May import guidance (lazily) and render.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,11 +30,11 @@ class Objective(Protocol):
     ``gen`` is the step's camera generator, the same on every rank: draw ``ctx.global_views`` views and keep
     ``ctx.local_views`` of them (see :class:`RunContext`), so a view does not depend on the process count."""
 
-    def setup(self, ctx: "RunContext") -> None: ...
+    def setup(self, ctx: RunContext) -> None: ...
 
-    def cameras(self, step: int, generator: torch.Generator, ctx: "RunContext") -> Any: ...
+    def cameras(self, step: int, generator: torch.Generator, ctx: RunContext) -> Any: ...
 
-    def loss(self, step: int, render: Any, cameras: Any, ctx: "RunContext") -> LossOutput: ...
+    def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -95,7 +96,7 @@ def focal_stage_range(cfg: C.RunConfig, step: int) -> tuple[float, float]:
     if frac < 0.3:
         return r.focal_range
     if frac < 0.6:
-        return tuple((a + b) / 2 for a, b in zip(r.focal_range, r.focal_range_fine))  # type: ignore[return-value]
+        return tuple((a + b) / 2 for a, b in zip(r.focal_range, r.focal_range_fine, strict=False))  # type: ignore[return-value]
     return r.focal_range_fine
 
 
@@ -121,8 +122,13 @@ class GuidanceObjective(_OrbitCameras):
 
         self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
         # The run's guidance section as is; the weights dtype follows optim.precision (auto = bf16 on CUDA).
-        self.guidance = G.load_guidance(ctx.cfg.guidance, device=ctx.device, dtype=ctx.cfg.optim.precision,
-                                        seed=ctx.cfg.optim.seed, iters=ctx.cfg.optim.iters)
+        self.guidance = G.load_guidance(
+            ctx.cfg.guidance,
+            device=ctx.device,
+            dtype=ctx.cfg.optim.precision,
+            seed=ctx.cfg.optim.seed,
+            iters=ctx.cfg.optim.iters,
+        )
         if ctx.dist.rank and getattr(self.guidance, "generator", None) is not None:
             # Same model weights on every rank (seeded init), own noise stream: the original's seed + global_rank.
             self.guidance.generator.manual_seed(ctx.cfg.optim.seed + ctx.dist.rank)
@@ -145,8 +151,16 @@ class GuidanceObjective(_OrbitCameras):
     def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
         phi = torch.rad2deg(cameras.phi) if cameras.phi is not None else None
         theta = torch.rad2deg(cameras.theta) if cameras.theta is not None else None
-        out = self.guidance.step(render.image, step=step + 1, azimuth_deg=phi, polar_deg=theta, c2w=cameras.c2w,
-                                 depth=render.depth, mask=render.mask, scaler=self.scaler)
+        out = self.guidance.step(
+            render.image,
+            step=step + 1,
+            azimuth_deg=phi,
+            polar_deg=theta,
+            c2w=cameras.c2w,
+            depth=render.depth,
+            mask=render.mask,
+            scaler=self.scaler,
+        )
         loss = out.loss
         stats: dict[str, float] = {}
         gn = out.stats.get("grad_norm") if isinstance(out.stats, dict) else None
@@ -233,4 +247,3 @@ class MSEObjective:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1)
-

@@ -1,4 +1,5 @@
 """Device, precision and RNG state of a run (seeding, saving and restoring every generator)."""
+
 from __future__ import annotations
 
 import random
@@ -61,4 +62,3 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda_device") is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda_device"].cpu(), device)
-

@@ -1,16 +1,17 @@
 """One optimisation step (render → objective → backward → PGC → optimiser) and the optimiser it steps."""
+
 from __future__ import annotations
 
 import contextlib
 from typing import Any
 
 import torch
-from pgc_kernels import PGCHook, attach_pgc
 
 from pgc_fast import config as C
 from pgc_fast.train import distributed as D
 from pgc_fast.train.metrics import materialise_stats
 from pgc_fast.train.objectives import Objective, RunContext
+from pgc_kernels import PGCHook, attach_pgc
 
 
 def make_optimizer(cfg: C.RunConfig, scene: Any) -> torch.optim.Optimizer:
@@ -28,31 +29,38 @@ def attach_image_pgc(image: torch.Tensor, g: C.GuidanceConfig, scaler: Any) -> P
     as a device tensor, no host sync), so the clip acts on the unscaled gradient and the output stays scaled."""
     if g.pgc_tau is None or not image.requires_grad:
         return None
-    return attach_pgc(image, g.pgc_tau, scaler, return_stats=True, variant=g.pgc_variant, norm=g.pgc_norm,
-                      channel_dim=1)
+    return attach_pgc(
+        image, g.pgc_tau, scaler, return_stats=True, variant=g.pgc_variant, norm=g.pgc_norm, channel_dim=1
+    )
 
 
 def _pgc_stats(hook: PGCHook | None) -> dict[str, torch.Tensor]:
     if hook is None or hook.stats is None:
         return {}
     st = hook.stats
-    return {"clip_frac": st.fraction_clipped.float(), "grad_max": st.max_norm.float(),
-            "grad_mean": st.mean_norm.float()}
+    return {
+        "clip_frac": st.fraction_clipped.float(),
+        "grad_max": st.max_norm.float(),
+        "grad_mean": st.mean_norm.float(),
+    }
 
 
-def train_step(step: int, ctx: RunContext, objective: Objective, optimizer: torch.optim.Optimizer
-               ) -> dict[str, Any]:
+def train_step(step: int, ctx: RunContext, objective: Objective, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """One step; returns its statistics as 0-d device tensors (read back later: no host sync here)."""
     cfg, scene, scaler = ctx.cfg, ctx.scene, ctx.scaler
     seed = cfg.optim.seed
     optimizer.zero_grad(set_to_none=True)
     cams = objective.cameras(step, D.step_generator(seed, step, D.STREAM_CAMERAS), ctx)
-    ac = (torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype) if ctx.autocast_dtype is not None
-          else contextlib.nullcontext())
+    ac = (
+        torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype)
+        if ctx.autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
     hook = None
     with ac:
-        render = scene.render(cams, train=True, step=step,
-                              generator=D.step_generator(seed, step, D.STREAM_RENDER, ctx.dist.rank))
+        render = scene.render(
+            cams, train=True, step=step, generator=D.step_generator(seed, step, D.STREAM_RENDER, ctx.dist.rank)
+        )
         if not getattr(objective, "handles_pgc", False):
             hook = attach_image_pgc(render.image, cfg.guidance, scaler if scaler.is_enabled() else None)
         out = objective.loss(step, render, cams, ctx)

@@ -22,6 +22,7 @@ Several processes (torchrun, or ``--gpus 0,1`` which relaunches through it): see
 Each rank renders its own ``batch_size`` views of the step's global batch, gradients are averaged after
 backward, rank 0 alone writes files and shows the progress bar.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,8 +97,14 @@ class _Session:
     train_time: float = 0.0
 
 
-def run(cfg: C.RunConfig, *, objective: Objective | None = None, stop_after: int | None = None,
-        quiet: bool = False, validate_files: bool = True) -> RunResult:
+def run(
+    cfg: C.RunConfig,
+    *,
+    objective: Objective | None = None,
+    stop_after: int | None = None,
+    quiet: bool = False,
+    validate_files: bool = True,
+) -> RunResult:
     """Run a generation described by ``cfg`` and write every output into its workspace.
 
     Args:
@@ -208,13 +215,24 @@ def fit(s: _Session, end_step: int) -> None:
                 if val_now:
                     write_validation(ctx.scene, cfg, ctx.workspace / "validation", done)
                 if ckpt_now:
-                    save_checkpoint(ctx.workspace / "checkpoints", done, ctx.scene, s.optimizer, ctx.scaler,
-                                    s.objective, s.history, s.timer, ctx)
+                    save_checkpoint(
+                        ctx.workspace / "checkpoints",
+                        done,
+                        ctx.scene,
+                        s.optimizer,
+                        ctx.scaler,
+                        s.objective,
+                        s.history,
+                        s.timer,
+                        ctx,
+                    )
     except KeyboardInterrupt:
         progress.stop()
         if ctx.dist.is_main:
-            print(f"interrupted: resume with --resume (last checkpoint in {ctx.workspace / 'checkpoints'})",
-                  file=sys.stderr)
+            print(
+                f"interrupted: resume with --resume (last checkpoint in {ctx.workspace / 'checkpoints'})",
+                file=sys.stderr,
+            )
         raise
     s.train_time = time.perf_counter() - train_t0
 
@@ -237,8 +255,15 @@ def finish(s: _Session) -> RunResult:
     result = RunResult(workspace=ctx.workspace, config=cfg, step=final_step, texture=ctx.scene.texture)
     if final_step < cfg.optim.iters:  # stopped early on purpose: checkpoint only
         return result
-    per_rank = D.gather_object({"memory": peak_memory_mib(ctx.device), "device": str(ctx.device),
-                                "train_s": s.train_time, "steps": s.steps_run}, ctx.dist)
+    per_rank = D.gather_object(
+        {
+            "memory": peak_memory_mib(ctx.device),
+            "device": str(ctx.device),
+            "train_s": s.train_time,
+            "steps": s.steps_run,
+        },
+        ctx.dist,
+    )
     if not ctx.dist.is_main:  # rank 0 alone exports; nothing below is collective
         return result
     files = _export(s, final_step)
@@ -303,11 +328,19 @@ def _metrics(s: _Session, final_step: int, per_rank: Any, files: dict[str, Any])
 
 def _print_summary(s: _Session, metrics: dict[str, Any], result: RunResult) -> None:
     mem = metrics["memory"]
-    peak = (f"peak GPU memory {mem['gpu_peak_allocated_mib'] / 1024:.2f} GiB" if "gpu_peak_allocated_mib" in mem
-            else f"peak RSS {mem.get('cpu_peak_rss_mib', 0):.0f} MiB")
+    peak = (
+        f"peak GPU memory {mem['gpu_peak_allocated_mib'] / 1024:.2f} GiB"
+        if "gpu_peak_allocated_mib" in mem
+        else f"peak RSS {mem.get('cpu_peak_rss_mib', 0):.0f} MiB"
+    )
     if s.steps_run:
         steady = metrics["steady_s_per_it"]
-        print(f"{s.steps_run} steps: {metrics['s_per_it']:.3f} s/it ({metrics['it_per_s']:.2f} it/s)"
-              + (f", {steady:.3f} s/it after the first {STATS_EVERY} (compile, JIT)" if steady else "") + f", {peak}")
-    print(f"outputs in {result.workspace}: "
-          + ", ".join(sorted(p.name for p in result.files.values() if isinstance(p, Path))))
+        print(
+            f"{s.steps_run} steps: {metrics['s_per_it']:.3f} s/it ({metrics['it_per_s']:.2f} it/s)"
+            + (f", {steady:.3f} s/it after the first {STATS_EVERY} (compile, JIT)" if steady else "")
+            + f", {peak}"
+        )
+    print(
+        f"outputs in {result.workspace}: "
+        + ", ".join(sorted(p.name for p in result.files.values() if isinstance(p, Path)))
+    )

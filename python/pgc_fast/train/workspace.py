@@ -1,4 +1,5 @@
 """The run directory: the one workspace check, its creation, and config.yaml."""
+
 from __future__ import annotations
 
 import contextlib
@@ -43,10 +44,14 @@ def run_config_yaml(cfg: C.RunConfig) -> str:
     with contextlib.suppress(Exception):
         import subprocess
 
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=os.path.dirname(__file__)).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=os.path.dirname(__file__)
+            ).stdout.strip()
+            or None
+        )
     import pgc_fast
 
-    return yaml.safe_dump({"pgc_fast": pgc_fast.__version__, "commit": commit, "config": C.to_dict(cfg)},
-                          sort_keys=False)
-
+    return yaml.safe_dump(
+        {"pgc_fast": pgc_fast.__version__, "commit": commit, "config": C.to_dict(cfg)}, sort_keys=False
+    )

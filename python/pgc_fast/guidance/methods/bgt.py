@@ -11,6 +11,7 @@ with both terms (the SDXL original overwrote the latent term and used a sum; it 
 The latent term is returned as a gradient, 2 (z - z0) / numel(z), injected like SDS; the RGB term (one VAE
 decode per step, skipped when w_rgb = 0 or in latent mode) is returned as an extra loss on the images.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 
 
 @torch.no_grad()
-def denoise_target(g: Guidance, z: torch.Tensor, ids: torch.Tensor, controls: list[torch.Tensor], orig_hw,
-                   timesteps: list[int]) -> torch.Tensor:
+def denoise_target(
+    g: Guidance, z: torch.Tensor, ids: torch.Tensor, controls: list[torch.Tensor], orig_hw, timesteps: list[int]
+) -> torch.Tensor:
     """Noise ``z`` to timesteps[0] and walk the chain down to 0 with DDIM steps; returns z0 (float32)."""
     b = z.shape[0]
     t0 = timesteps[0]
@@ -57,8 +59,7 @@ def run(g: Guidance, batch: Batch) -> MethodOutput:
     zf = batch.z.detach().float()
     grad = (2.0 / zf.numel()) * (zf - z0) * cfg.grad_scale
     grad = torch.nan_to_num(grad)
-    stats = {"t": torch.full((b,), ts[0], device=g.device, dtype=torch.long),
-             "latent_mse": ((zf - z0) ** 2).mean()}
+    stats = {"t": torch.full((b,), ts[0], device=g.device, dtype=torch.long), "latent_mse": ((zf - z0) ** 2).mean()}
     extra = None
     if cfg.bgt_rgb_weight > 0 and batch.x is not None:
         img0 = g.decode(z0)

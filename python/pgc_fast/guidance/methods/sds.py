@@ -6,18 +6,36 @@ all in one fused pass (``pgc_kernels.sds_grad``). The gradient is injected into 
 ``pgc_kernels.sds_loss`` (sum over the batch, no 1/B: the original's convention, which the PGC threshold was
 tuned for).
 """
+
 from __future__ import annotations
 
 import torch
-from pgc_kernels import sds_grad
 
 from pgc_fast.config.schema import GuidanceConfig
+from pgc_kernels import sds_grad
 
 
-def grad(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor,
-         t: torch.Tensor, scale: float, cfg: GuidanceConfig, convention: str) -> torch.Tensor:
+def grad(
+    eps_cond: torch.Tensor,
+    eps_uncond: torch.Tensor,
+    noise: torch.Tensor,
+    weight: torch.Tensor,
+    t: torch.Tensor,
+    scale: float,
+    cfg: GuidanceConfig,
+    convention: str,
+) -> torch.Tensor:
     """SDS latent gradient. eps_*: [B, 4, h, w] (UNet dtype); noise: same shape; weight: [B] float32 (already
     times grad_scale); t: [B] (unused, uniform signature). Returns float32 [B, 4, h, w]."""
     del t
-    return sds_grad(eps_cond, eps_uncond, noise, weight, scale, convention=convention, cfg_rescale=cfg.cfg_rescale,
-                    clamp=cfg.latent_clamp, clip=cfg.latent_clip)
+    return sds_grad(
+        eps_cond,
+        eps_uncond,
+        noise,
+        weight,
+        scale,
+        convention=convention,
+        cfg_rescale=cfg.cfg_rescale,
+        clamp=cfg.latent_clamp,
+        clip=cfg.latent_clip,
+    )

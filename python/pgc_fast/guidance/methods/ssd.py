@@ -5,17 +5,26 @@ to the noise, eps~ = eps_c - (<eps_c, eps>_b / ||eps||_b^2) eps, rescaled to ||h
 projections are per sample (the original used ||eps|| instead of ||eps||^2, a batch-global dot product, and
 broadcast [B] against the width axis, which crashed for B > 1).
 """
+
 from __future__ import annotations
 
 import torch
-from pgc_kernels import sds_grad
 
 from pgc_fast.config.schema import GuidanceConfig
 from pgc_fast.guidance import schedule
+from pgc_kernels import sds_grad
 
 
-def grad(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor,
-         t: torch.Tensor, scale: float, cfg: GuidanceConfig, convention: str) -> torch.Tensor:
+def grad(
+    eps_cond: torch.Tensor,
+    eps_uncond: torch.Tensor,
+    noise: torch.Tensor,
+    weight: torch.Tensor,
+    t: torch.Tensor,
+    scale: float,
+    cfg: GuidanceConfig,
+    convention: str,
+) -> torch.Tensor:
     """SSD latent gradient, float32 [B, 4, h, w]; any batch size."""
     del scale, convention
     h = sds_grad(eps_cond, eps_uncond, eps_uncond, weight, 0.0, convention="pgc")

@@ -17,6 +17,7 @@ The LoRA update happens inside :meth:`Guidance.step` (its own AdamW, its own bac
 disconnected from the scene), so the training loop needs to know nothing about it. In fp16 the LoRA loss is
 scaled by a GradScaler of its own (which syncs once per step); bf16 (the CUDA default) needs none.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from pgc_kernels import sds_grad
 
 from pgc_fast.config.schema import GuidanceConfig
 from pgc_fast.guidance import schedule
+from pgc_kernels import sds_grad
 
 if TYPE_CHECKING:
     from pgc_fast.guidance.engine import Batch, Guidance, MethodOutput
@@ -50,8 +51,15 @@ class VSDState:
         from diffusers.models.embeddings import TimestepEmbedding
 
         self.unet = unet
-        unet.add_adapter(LoraConfig(r=cfg.vsd_lora_rank, lora_alpha=cfg.vsd_lora_rank, init_lora_weights="gaussian",
-                                    target_modules=["to_k", "to_q", "to_v", "to_out.0"]), adapter_name="vsd")
+        unet.add_adapter(
+            LoraConfig(
+                r=cfg.vsd_lora_rank,
+                lora_alpha=cfg.vsd_lora_rank,
+                init_lora_weights="gaussian",
+                target_modules=["to_k", "to_q", "to_v", "to_out.0"],
+            ),
+            adapter_name="vsd",
+        )
         self.lora_params = []
         for name, p in unet.named_parameters():
             if "lora_" in name:
@@ -68,14 +76,20 @@ class VSDState:
     def state_dict(self) -> dict:
         """LoRA weights, camera MLP and optimiser state (the original never saved them, a bug of the original)."""
         lora = {n: p.detach().clone() for n, p in self.unet.named_parameters() if "lora_" in n}
-        return {"lora": lora, "camera": self.camera.state_dict(), "opt": self.opt.state_dict(),
-                "scaler": self.scaler.state_dict()}
+        return {
+            "lora": lora,
+            "camera": self.camera.state_dict(),
+            "opt": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         params = dict(self.unet.named_parameters())
         missing = [n for n in state["lora"] if n not in params]
         if missing:
-            raise ValueError(f"VSDState.load_state_dict(): state must match this UNet's LoRA, got unknown keys {missing[:3]}")
+            raise ValueError(
+                f"VSDState.load_state_dict(): state must match this UNet's LoRA, got unknown keys {missing[:3]}"
+            )
         with torch.no_grad():
             for n, v in state["lora"].items():
                 params[n].copy_(v)
@@ -123,13 +137,23 @@ def run(g: Guidance, batch: Batch) -> MethodOutput:
     z_det = batch.z.detach().float()
     z_t = schedule.add_noise(z_det, noise, abar)
     eps_c, eps_u = g.predict_cfg(z_t, t, batch.ids, batch.controls, batch.orig_hw)
-    cams = (batch.c2w.reshape(b, 16).float().to(g.device) if batch.c2w is not None
-            else torch.zeros(b, 16, device=g.device))
+    cams = (
+        batch.c2w.reshape(b, 16).float().to(g.device) if batch.c2w is not None else torch.zeros(b, 16, device=g.device)
+    )
     with torch.no_grad(), st.enabled():
         eps_lora = st.lora_eps(g, z_t, t, cams, batch.orig_hw)
     w = schedule.sds_weight(abar, cfg.weighting) * cfg.grad_scale
-    grad = sds_grad(eps_c, eps_u, eps_lora, w, cfg.guidance_scale, convention=g.convention,
-                    cfg_rescale=cfg.cfg_rescale, clamp=cfg.latent_clamp, clip=cfg.latent_clip)
+    grad = sds_grad(
+        eps_c,
+        eps_u,
+        eps_lora,
+        w,
+        cfg.guidance_scale,
+        convention=g.convention,
+        cfg_rescale=cfg.cfg_rescale,
+        clamp=cfg.latent_clamp,
+        clip=cfg.latent_clip,
+    )
     lora_loss = update_lora(g, st, z_det, cams, batch.orig_hw)
     return MethodOutput(grad=grad, stats={"t": t, "weight": w, "lora_loss": lora_loss})
 
@@ -148,8 +172,14 @@ def update_lora(g: Guidance, st: VSDState, z_det: torch.Tensor, cams: torch.Tens
     with torch.enable_grad(), st.enabled():
         ids = torch.zeros(b, dtype=torch.long, device=g.device)
         hidden, added = g.embeddings(ids, orig_hw, cfg=False, invariant=True)
-        out = g.unet(z2.to(g.dtype), t2, encoder_hidden_states=hidden, added_cond_kwargs=added,
-                     class_labels=cams * keep, return_dict=False)[0]
+        out = g.unet(
+            z2.to(g.dtype),
+            t2,
+            encoder_hidden_states=hidden,
+            added_cond_kwargs=added,
+            class_labels=cams * keep,
+            return_dict=False,
+        )[0]
         if g.prediction_type == "v_prediction":
             target = a2.sqrt().view(-1, 1, 1, 1) * noise2 - (1 - a2).sqrt().view(-1, 1, 1, 1) * z_det
         else:

@@ -20,12 +20,21 @@ transformer blocks) instead of the whole UNet, so blocks of one shape share one 
 takes a fraction of a whole-model compile while fusing the same elementwise chains (GroupNorm + SiLU, residual
 adds, GEGLU). Same function; inductor's fused kernels round differently from eager (ulp-level).
 """
+
 from __future__ import annotations
 
 import torch
+
 from pgc_kernels.chunked_attention import chunked_attention
 
-__all__ = ["ChunkedAttnProcessor", "FrozenConv2dFunction", "compile_blocks", "use_chunked_attention", "use_frozen_convs", "use_fused_group_norm"]
+__all__ = [
+    "ChunkedAttnProcessor",
+    "FrozenConv2dFunction",
+    "compile_blocks",
+    "use_chunked_attention",
+    "use_frozen_convs",
+    "use_fused_group_norm",
+]
 
 # PyTorch's flash-attention and cuDNN SDPA kernels take head dims up to 256.
 FLASH_MAX_HEAD_DIM = 256
@@ -39,7 +48,9 @@ class ChunkedAttnProcessor:
     shape and dtype. Masks and cross-attention fall back to the stock SDPA path.
     """
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         if encoder_hidden_states is not None or attention_mask is not None:
             from diffusers.models.attention_processor import AttnProcessor2_0
 
@@ -138,6 +149,7 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
     from diffusers.models.attention_processor import Attention
     from diffusers.models.resnet import ResnetBlock2D
     from diffusers.models.transformers.transformer_2d import Transformer2DModel
+
     from pgc_kernels.group_norm_silu import GroupNormSiLU
 
     def plain_gn(m):
@@ -164,7 +176,9 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
         elif isinstance(module, Transformer2DModel) and plain_gn(getattr(module, "norm", None)):
             module.norm = GroupNormSiLU.from_group_norm(module.norm, False, backend)
             changed += 1
-        if plain_gn(getattr(module, "conv_norm_out", None)) and isinstance(getattr(module, "conv_act", None), torch.nn.SiLU):
+        if plain_gn(getattr(module, "conv_norm_out", None)) and isinstance(
+            getattr(module, "conv_act", None), torch.nn.SiLU
+        ):
             module.conv_norm_out = GroupNormSiLU.from_group_norm(module.conv_norm_out, True, backend)
             module.conv_act = torch.nn.Identity()
             changed += 1
@@ -214,8 +228,17 @@ class FrozenConv2dFunction(torch.autograd.Function):
         fmt = torch.channels_last if cl else torch.contiguous_format
         stand_in = torch.empty(shape, dtype=dtype, device=grad_out.device, memory_format=fmt)
         gx, _, _ = torch.ops.aten.convolution_backward(
-            grad_out.contiguous(memory_format=fmt), stand_in, weight, None, list(stride), list(padding),
-            list(dilation), False, [0, 0], groups, [True, False, False],
+            grad_out.contiguous(memory_format=fmt),
+            stand_in,
+            weight,
+            None,
+            list(stride),
+            list(padding),
+            list(dilation),
+            False,
+            [0, 0],
+            groups,
+            [True, False, False],
         )
         return gx, None, None, None, None, None, None, (grad_out if has_res else None)
 
@@ -223,6 +246,7 @@ class FrozenConv2dFunction(torch.autograd.Function):
 def _frozen_conv_forward(self, x, residual=None):
     """Forward of a frozen ``nn.Conv2d`` (:func:`use_frozen_convs`); ``residual`` (optional, x-shaped output)
     is added in the bias's pass."""
+
     def stock():
         y = torch.nn.Conv2d.forward(self, x)
         return y if residual is None else y + residual
@@ -234,13 +258,14 @@ def _frozen_conv_forward(self, x, residual=None):
         if padding == "valid":
             padding = (0, 0)
         else:
-            padding = tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation))
-            if any(d * (k - 1) % 2 for k, d in zip(self.kernel_size, self.dilation)):
+            padding = tuple(d * (k - 1) // 2 for k, d in zip(self.kernel_size, self.dilation, strict=False))
+            if any(d * (k - 1) % 2 for k, d in zip(self.kernel_size, self.dilation, strict=False)):
                 return stock()  # asymmetric "same"
     if not torch.is_grad_enabled() or not (x.requires_grad or (residual is not None and residual.requires_grad)):
         return _conv_bias_res(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, residual)
-    return FrozenConv2dFunction.apply(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                                      residual)
+    return FrozenConv2dFunction.apply(
+        x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups, residual
+    )
 
 
 class _PadRBFunction(torch.autograd.Function):
@@ -281,9 +306,13 @@ def use_frozen_convs(model: torch.nn.Module) -> int:
             module.forward = types.MethodType(_frozen_conv_forward, module)
             module._pgc_frozen_conv = True  # forward takes residual= (see _fused_resnet_forward)
             n += 1
-        elif (type(module).__name__ == "Downsample2D" and getattr(module, "use_conv", False)
-              and getattr(module, "padding", None) == 0 and getattr(module, "norm", None) is None
-              and type(getattr(module, "conv", None)) is torch.nn.Conv2d):
+        elif (
+            type(module).__name__ == "Downsample2D"
+            and getattr(module, "use_conv", False)
+            and getattr(module, "padding", None) == 0
+            and getattr(module, "norm", None) is None
+            and type(getattr(module, "conv", None)) is torch.nn.Conv2d
+        ):
             module.forward = types.MethodType(_downsample_forward, module)
     return n
 

@@ -18,6 +18,7 @@ The tokenizer of all four is generated at runtime: a byte-level CLIP BPE tokeniz
 byte symbols (with and without the end-of-word suffix) plus the two special tokens, and no merges (every word
 is spelt out byte by byte). It keeps CLIP's 77-token padding and special-token layout.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,34 +45,80 @@ SCHEDULER_CONFIG: dict[str, Any] = {
 }
 
 SDXL_UNET_CONFIG: dict[str, Any] = dict(
-    sample_size=128, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True,
-    freq_shift=0, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    center_input_sample=False,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     mid_block_type="UNetMidBlock2DCrossAttn",
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), only_cross_attention=False,
-    block_out_channels=(320, 640, 1280), layers_per_block=2, downsample_padding=1, act_fn="silu",
-    norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=2048, transformer_layers_per_block=(1, 2, 10),
-    attention_head_dim=(5, 10, 20), use_linear_projection=True, addition_embed_type="text_time",
-    addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816, upcast_attention=False,
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    only_cross_attention=False,
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    downsample_padding=1,
+    act_fn="silu",
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    cross_attention_dim=2048,
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+    upcast_attention=False,
 )
 SD15_UNET_CONFIG: dict[str, Any] = dict(
-    sample_size=64, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True,
-    freq_shift=0, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, block_out_channels=(320, 640, 1280, 1280),
-    layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1, act_fn="silu", norm_num_groups=32,
-    norm_eps=1e-5, cross_attention_dim=768, attention_head_dim=8,
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    center_input_sample=False,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    downsample_padding=1,
+    mid_block_scale_factor=1,
+    act_fn="silu",
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    cross_attention_dim=768,
+    attention_head_dim=8,
 )
 VAE_CONFIG: dict[str, Any] = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-    act_fn="silu", latent_channels=4, norm_num_groups=32,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    act_fn="silu",
+    latent_channels=4,
+    norm_num_groups=32,
 )
 CLIP_L_CONFIG: dict[str, Any] = dict(
-    vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-    max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    projection_dim=768,
 )
 CLIP_BIGG_CONFIG: dict[str, Any] = dict(
-    vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-    max_position_embeddings=77, hidden_act="gelu", projection_dim=1280,
+    vocab_size=49408,
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_hidden_layers=32,
+    num_attention_heads=20,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    projection_dim=1280,
 )
 
 
@@ -141,26 +188,53 @@ def make_tokenizer(max_length: int = 77):
 
 def _tiny_unet_kwargs(sdxl: bool) -> dict[str, Any]:
     kw: dict[str, Any] = dict(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), norm_num_groups=32,
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        norm_num_groups=32,
     )
     if sdxl:
         # cross-attention dim = 32 (CLIP-L tiny) + 32 (bigG tiny); pooled 32 + 6 time ids x 8.
-        kw.update(cross_attention_dim=64, use_linear_projection=True, addition_embed_type="text_time",
-                  addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
-                  transformer_layers_per_block=(1, 1))
+        kw.update(
+            cross_attention_dim=64,
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8,
+            transformer_layers_per_block=(1, 1),
+        )
     else:
         kw.update(cross_attention_dim=32)
     return kw
 
 
 def _controlnet_from_unet_config(unet_config: dict[str, Any], tiny: bool) -> dict[str, Any]:
-    keys = ("in_channels", "flip_sin_to_cos", "freq_shift", "down_block_types", "only_cross_attention",
-            "block_out_channels", "layers_per_block", "downsample_padding", "act_fn", "norm_num_groups",
-            "norm_eps", "cross_attention_dim", "transformer_layers_per_block", "attention_head_dim",
-            "use_linear_projection", "addition_embed_type", "addition_time_embed_dim",
-            "projection_class_embeddings_input_dim", "upcast_attention")
+    keys = (
+        "in_channels",
+        "flip_sin_to_cos",
+        "freq_shift",
+        "down_block_types",
+        "only_cross_attention",
+        "block_out_channels",
+        "layers_per_block",
+        "downsample_padding",
+        "act_fn",
+        "norm_num_groups",
+        "norm_eps",
+        "cross_attention_dim",
+        "transformer_layers_per_block",
+        "attention_head_dim",
+        "use_linear_projection",
+        "addition_embed_type",
+        "addition_time_embed_dim",
+        "projection_class_embeddings_input_dim",
+        "upcast_attention",
+    )
     cfg = {k: unet_config[k] for k in keys if k in unet_config}
     if tiny:
         cfg["conditioning_embedding_out_channels"] = (8, 8, 16, 16)  # 3 stride-2 convs: image / 8
@@ -192,8 +266,14 @@ def _materialise(ctor, device: torch.device, dtype: torch.dtype):
     return module.to(dtype)
 
 
-def build_builtin(name: str, *, control_types: list[str] | tuple[str, ...] = (), device: str | torch.device = "cpu",
-                  dtype: torch.dtype = torch.float32, seed: int = 0) -> ModelBundle:
+def build_builtin(
+    name: str,
+    *,
+    control_types: list[str] | tuple[str, ...] = (),
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> ModelBundle:
     """Build one of :data:`BUILTIN_MODELS` (see the module docstring) on ``device`` in ``dtype``.
 
     Args:
@@ -232,16 +312,26 @@ def build_builtin(name: str, *, control_types: list[str] | tuple[str, ...] = (),
         for i, tc in enumerate(te_cfgs):
             cls = CLIPTextModelWithProjection if (sdxl and i == 1) else CLIPTextModel
             encoders.append(build(lambda tc=tc, cls=cls: cls(CLIPTextConfig(**tc))))
-        nets = [build(lambda: ControlNetModel(**_controlnet_from_unet_config(dict(unet.config), tiny)))
-                for _ in control_types]
+        nets = [
+            build(lambda: ControlNetModel(**_controlnet_from_unet_config(dict(unet.config), tiny)))
+            for _ in control_types
+        ]
     controlnet = nets[0] if len(nets) == 1 else (multi_controlnet(nets) if nets else None)
     for m in [unet, vae, *encoders] + ([controlnet] if controlnet is not None else []):
         m.requires_grad_(False)
         m.eval()
     return ModelBundle(
-        name=name, is_sdxl=sdxl, unet=unet, vae=vae, text_encoders=encoders,
-        tokenizers=[tokenizer] * len(encoders), scheduler_config=dict(SCHEDULER_CONFIG), resolution=resolution,
-        controlnet=controlnet, control_types=list(control_types), sources={"model": f"built-in {name}"},
+        name=name,
+        is_sdxl=sdxl,
+        unet=unet,
+        vae=vae,
+        text_encoders=encoders,
+        tokenizers=[tokenizer] * len(encoders),
+        scheduler_config=dict(SCHEDULER_CONFIG),
+        resolution=resolution,
+        controlnet=controlnet,
+        control_types=list(control_types),
+        sources={"model": f"built-in {name}"},
     )
 
 
@@ -251,10 +341,25 @@ def _builtin_configs(sdxl: bool, tiny: bool, tokenizer) -> tuple[dict, dict, lis
     if tiny:
         unet_cfg = _tiny_unet_kwargs(sdxl)
         vae_cfg: dict[str, Any] = dict(
-            block_out_channels=(16, 16, 32, 32), norm_num_groups=8, layers_per_block=1, latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=64)
-        te_cfgs = [dict(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                        num_attention_heads=4, max_position_embeddings=77, projection_dim=32)]
+            block_out_channels=(16, 16, 32, 32),
+            norm_num_groups=8,
+            layers_per_block=1,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            sample_size=64,
+        )
+        te_cfgs = [
+            dict(
+                vocab_size=vocab,
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                projection_dim=32,
+            )
+        ]
         if sdxl:
             te_cfgs.append(dict(te_cfgs[0]))
         resolution = 64
@@ -264,8 +369,11 @@ def _builtin_configs(sdxl: bool, tiny: bool, tokenizer) -> tuple[dict, dict, lis
         te_cfgs = [dict(CLIP_L_CONFIG)] + ([dict(CLIP_BIGG_CONFIG)] if sdxl else [])
         resolution = 1024 if sdxl else 512
     for tc in te_cfgs:  # the pooled output is read at the end-of-text token: use the generated ids
-        tc.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id)
+        tc.update(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     vae_cfg["scaling_factor"] = 0.13025 if sdxl else 0.18215
     vae_cfg["force_upcast"] = False
     return unet_cfg, vae_cfg, te_cfgs, resolution
@@ -292,7 +400,13 @@ def _build_toy(control_types, device, dtype) -> ModelBundle:
         raise ValueError(f"build_builtin(): toy-sd has no ControlNets, got control_types={list(control_types)}")
     vae, unet, te, tok, meta = load_toy(WEIGHTS_DIR, device=device, dtype=dtype)
     return ModelBundle(
-        name="toy-sd", is_sdxl=False, unet=unet, vae=vae, text_encoders=[te], tokenizers=[tok],
-        scheduler_config=dict(SCHEDULER_CONFIG), resolution=int(meta["data"]["resolution"]),
+        name="toy-sd",
+        is_sdxl=False,
+        unet=unet,
+        vae=vae,
+        text_encoders=[te],
+        tokenizers=[tok],
+        scheduler_config=dict(SCHEDULER_CONFIG),
+        resolution=int(meta["data"]["resolution"]),
         sources={"model": f"built-in toy-sd (trained at {meta.get('commit', '?')[:10]})"},
     )

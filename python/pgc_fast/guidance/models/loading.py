@@ -6,6 +6,7 @@ cache (``$HF_HUB_CACHE`` / ``cache_dir``) or — unless ``HF_HUB_OFFLINE=1`` —
 into one :class:`GuidanceLoadError` that names the repo ids, the cache directory and the command that fetches
 them; the CLI prints it without a traceback.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,7 +77,8 @@ def parse_control(spec: str, family: str) -> tuple[str, str]:
                 raise GuidanceLoadError(
                     f"no default {spec!r} ControlNet for the {family.upper()} family; pass "
                     f"'{spec}=<repo id or local dir>' (defaults exist for: "
-                    f"{', '.join(k for f, k in CONTROLNETS if f == family)})")
+                    f"{', '.join(k for f, k in CONTROLNETS if f == family)})"
+                )
             raise GuidanceLoadError(f"ControlNet {spec!r}: use one of {CONTROL_TYPES} or 'kind=<repo id or dir>'")
     if kind not in CONTROL_TYPES:
         raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_TYPES}, got {kind!r} (in {spec!r})")
@@ -114,8 +116,9 @@ def _check_complete(path: Path, subfolders: list[str]) -> list[str]:
     return missing
 
 
-def _resolve(repo: str, subfolders: list[str], *, cache_dir: str | None, token: str | None, half: bool,
-             problems: list[str]) -> Path | None:
+def _resolve(
+    repo: str, subfolders: list[str], *, cache_dir: str | None, token: str | None, half: bool, problems: list[str]
+) -> Path | None:
     """Local dir, cached snapshot, or (online) a download of just the needed files. Appends to ``problems``."""
     p = Path(repo).expanduser()
     if p.is_dir():
@@ -133,8 +136,10 @@ def _resolve(repo: str, subfolders: list[str], *, cache_dir: str | None, token: 
     except Exception:  # noqa: BLE001 - any failure here just means "not cached"
         path = None
     if is_offline():
-        problems.append(f"{repo}: not in the cache (HF_HUB_OFFLINE=1)" + (
-            f"; incomplete snapshot, missing {', '.join(_check_complete(path, subfolders))}" if path else ""))
+        problems.append(
+            f"{repo}: not in the cache (HF_HUB_OFFLINE=1)"
+            + (f"; incomplete snapshot, missing {', '.join(_check_complete(path, subfolders))}" if path else "")
+        )
         return None
     try:
         from huggingface_hub import list_repo_files
@@ -146,7 +151,7 @@ def _resolve(repo: str, subfolders: list[str], *, cache_dir: str | None, token: 
             if sub.startswith("tokenizer") or sub == "scheduler":
                 patterns.append(f"{prefix}*")
                 continue
-            in_sub = [f for f in files if f.startswith(prefix) and "/" not in f[len(prefix):]]
+            in_sub = [f for f in files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
             fp16 = [f for f in in_sub if f.endswith(".fp16.safetensors")]
             plain = [f for f in in_sub if f.endswith(".safetensors") and ".fp16." not in f]
             patterns += fp16 if (half and fp16) else (plain or fp16 or [f for f in in_sub if f.endswith(".bin")])
@@ -165,11 +170,13 @@ def _raise_missing(problems: list[str], repos: list[str], cache_dir: str | None)
     cache = hub_cache_dir(cache_dir)
     fetch = "\n".join(f"    hf download {r}" for r in repos if not Path(r).expanduser().is_dir())
     msg = (
-        "diffusion model weights are missing:\n  - " + "\n  - ".join(problems)
+        "diffusion model weights are missing:\n  - "
+        + "\n  - ".join(problems)
         + f"\nHugging Face cache directory: {cache}"
         + ("  (HF_HUB_OFFLINE=1: nothing is downloaded)" if is_offline() else "")
         + "\nFetch them on a machine with network access (gated repos such as SDXL 0.9 need a token in $HF_TOKEN "
-        "or ./TOKEN) with\n" + (fetch or "    (fix the local directories listed above)")
+        "or ./TOKEN) with\n"
+        + (fetch or "    (fix the local directories listed above)")
         + "\nthen copy the cache directory here (or set HF_HUB_CACHE), or pass a local diffusers directory as "
         "--model. Without weights, the built-in models tiny-sdxl, tiny-sd, sdxl-random and sd15-random run "
         "anywhere."
@@ -188,9 +195,17 @@ def _variant(d: Path, half: bool) -> str | None:
     return "fp16" if half and any(d.glob("*.fp16.safetensors")) else None
 
 
-def load_models(model: str = "sdxl", *, vae: str = "auto", controlnets: tuple[str, ...] | list[str] = (),
-                device: str | torch.device = "cuda", dtype: torch.dtype = torch.bfloat16,
-                cache_dir: str | None = None, token_file: str | None = "TOKEN", seed: int = 0) -> ModelBundle:
+def load_models(
+    model: str = "sdxl",
+    *,
+    vae: str = "auto",
+    controlnets: tuple[str, ...] | list[str] = (),
+    device: str | torch.device = "cuda",
+    dtype: torch.dtype = torch.bfloat16,
+    cache_dir: str | None = None,
+    token_file: str | None = "TOKEN",
+    seed: int = 0,
+) -> ModelBundle:
     """Locate (first, on the CPU, all at once) and load every module of a guidance model.
 
     Args:
@@ -209,8 +224,14 @@ def load_models(model: str = "sdxl", *, vae: str = "auto", controlnets: tuple[st
             raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_TYPES}, got {bad}")
         return build_builtin(model, control_types=kinds, device=device, dtype=dtype, seed=seed)
     half = dtype in (torch.float16, torch.bfloat16)
-    weights = locate_weights(MODEL_ALIASES.get(model, model), vae=vae, controlnets=controlnets, cache_dir=cache_dir,
-                             token=hf_token(token_file), half=half)
+    weights = locate_weights(
+        MODEL_ALIASES.get(model, model),
+        vae=vae,
+        controlnets=controlnets,
+        cache_dir=cache_dir,
+        token=hf_token(token_file),
+        half=half,
+    )
     return _load_modules(model, weights, device=device, dtype=dtype)
 
 
@@ -230,8 +251,15 @@ class Weights:
     """Prefer the fp16 variant files."""
 
 
-def locate_weights(repo: str, *, vae: str, controlnets: tuple[str, ...] | list[str], cache_dir: str | None,
-                   token: str | None, half: bool) -> Weights:
+def locate_weights(
+    repo: str,
+    *,
+    vae: str,
+    controlnets: tuple[str, ...] | list[str],
+    cache_dir: str | None,
+    token: str | None,
+    half: bool,
+) -> Weights:
     """Find (local dir, HF cache, or unless offline a download) the base model, the VAE override and the
     ControlNets; every problem is gathered into one :class:`GuidanceLoadError`."""
     problems: list[str] = []
@@ -260,7 +288,7 @@ def locate_weights(repo: str, *, vae: str, controlnets: tuple[str, ...] | list[s
     if problems:
         _raise_missing(problems, repos, cache_dir)
     assert base is not None
-    found = [(k, p) for (k, _), p in zip(controls, ctrl_paths) if p is not None]
+    found = [(k, p) for (k, _), p in zip(controls, ctrl_paths, strict=False) if p is not None]
     return Weights(family=family, base=base, vae=vae_path, controls=found, half=half)
 
 
@@ -275,9 +303,10 @@ def _load_modules(name: str, w: Weights, *, device: torch.device, dtype: torch.d
         d = path / sub if sub else path
         try:
             return cls.from_pretrained(str(path), subfolder=sub, torch_dtype=dtype, variant=_variant(d, w.half), **kw)
-        except Exception as e:  # noqa: BLE001 - corrupt/partial snapshots get the same one-line treatment
-            raise GuidanceLoadError(f"loading {cls.__name__} from {d} failed: {type(e).__name__}: "
-                                    f"{str(e).splitlines()[0][:300]}") from e
+        except Exception as e:
+            raise GuidanceLoadError(
+                f"loading {cls.__name__} from {d} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+            ) from e
 
     sdxl = w.family == "sdxl"
     unet = load(UNet2DConditionModel, w.base, "unet")
@@ -296,9 +325,19 @@ def _load_modules(name: str, w: Weights, *, device: torch.device, dtype: torch.d
         m.to(device)
     vae_scale = 2 ** (len(vae_m.config.block_out_channels) - 1)
     return ModelBundle(
-        name=name, is_sdxl=sdxl, unet=unet, vae=vae_m, text_encoders=encoders, tokenizers=tokenizers,
-        scheduler_config=sched_cfg, resolution=int(unet.config.sample_size) * vae_scale, controlnet=controlnet,
+        name=name,
+        is_sdxl=sdxl,
+        unet=unet,
+        vae=vae_m,
+        text_encoders=encoders,
+        tokenizers=tokenizers,
+        scheduler_config=sched_cfg,
+        resolution=int(unet.config.sample_size) * vae_scale,
+        controlnet=controlnet,
         control_types=[k for k, _ in w.controls],
-        sources={"model": str(w.base), **({"vae": str(w.vae)} if w.vae else {}),
-                 **{f"controlnet_{i}": str(p) for i, (_, p) in enumerate(w.controls)}},
+        sources={
+            "model": str(w.base),
+            **({"vae": str(w.vae)} if w.vae else {}),
+            **{f"controlnet_{i}": str(p) for i, (_, p) in enumerate(w.controls)},
+        },
     )

@@ -4,6 +4,7 @@ image with seam dilation (textures.bake).
 
 May import: torch, render.backends, mesh, fields.
 """
+
 from __future__ import annotations
 
 from pgc_fast.render.textures.bake import (

@@ -1,4 +1,5 @@
 """Baking a texture into a UV image: UV rasterisation, seam dilation, field baking and vertex-colour baking."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,9 @@ def dilate_seams(texture: torch.Tensor, mask: torch.Tensor, pixels: int = 16, fi
     so the atlas has no black gaps at any mip level. Covered texels are never changed. Returns float [H,W,C].
     """
     if texture.dim() != 3 or mask.shape != texture.shape[:2]:
-        raise ValueError(f"dilate_seams(): texture must be [H,W,C] and mask [H,W], got {list(texture.shape)}, "
-                         f"{list(mask.shape)}")
+        raise ValueError(
+            f"dilate_seams(): texture must be [H,W,C] and mask [H,W], got {list(texture.shape)}, {list(mask.shape)}"
+        )
     if pixels < 0:
         raise ValueError(f"dilate_seams(): pixels must be >= 0, got {pixels}")
     tex = texture.float().permute(2, 0, 1)[None]
@@ -98,15 +100,26 @@ def _resolve_uvs(vertices, faces, uvs, uv_faces, resolution, padding):
         from pgc_fast.mesh.uv import unwrap
     except ImportError:  # pragma: no cover - older layouts
         from pgc_fast.mesh import unwrap  # type: ignore[attr-defined,no-redef]
-    vmap, f2, uv2 = unwrap(vertices.detach().cpu().float(), faces.detach().cpu().long(), resolution=resolution,
-                           padding=padding)
+    vmap, f2, uv2 = unwrap(
+        vertices.detach().cpu().float(), faces.detach().cpu().long(), resolution=resolution, padding=padding
+    )
     return torch.as_tensor(uv2).float(), torch.as_tensor(f2).long(), torch.as_tensor(vmap).long()
 
 
 @torch.no_grad()
-def bake_field_to_uv(field: nn.Module, vertices: torch.Tensor, faces: torch.Tensor, backend: RasterBackend, *,
-                     uvs: torch.Tensor | None = None, uv_faces: torch.Tensor | None = None, resolution: int = 2048,
-                     padding: int = 4, dilate_pixels: int = 16, chunk: int = 1 << 18) -> BakedTexture:
+def bake_field_to_uv(
+    field: nn.Module,
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    backend: RasterBackend,
+    *,
+    uvs: torch.Tensor | None = None,
+    uv_faces: torch.Tensor | None = None,
+    resolution: int = 2048,
+    padding: int = 4,
+    dilate_pixels: int = 16,
+    chunk: int = 1 << 18,
+) -> BakedTexture:
     """Bake a position field (e.g. :class:`FieldTexture`) into a UV texture.
 
     vertices float [V,3] world (the frame the field was trained in); faces int [F,3]; uvs/uv_faces: an existing
@@ -123,7 +136,7 @@ def bake_field_to_uv(field: nn.Module, vertices: torch.Tensor, faces: torch.Tens
     pos = backend.interpolate(verts.contiguous(), rast, pos_faces)[0]  # [R,R,3]
     mask = rast[0, ..., 3] > 0
     pts = pos[mask]
-    vals = [field(pts[i:i + chunk]).float() for i in range(0, pts.shape[0], chunk)]
+    vals = [field(pts[i : i + chunk]).float() for i in range(0, pts.shape[0], chunk)]
     C = vals[0].shape[-1] if vals else 3
     tex = torch.zeros(resolution, resolution, C, device=dev)
     if vals:
@@ -133,12 +146,12 @@ def bake_field_to_uv(field: nn.Module, vertices: torch.Tensor, faces: torch.Tens
 
 
 @torch.no_grad()
-def bake_vertex_colors_to_uv(mesh: RenderMesh, backend: RasterBackend, resolution: int,
-                             dilate_pixels: int = 16) -> torch.Tensor:
+def bake_vertex_colors_to_uv(
+    mesh: RenderMesh, backend: RasterBackend, resolution: int, dilate_pixels: int = 16
+) -> torch.Tensor:
     """Vertex colours of ``mesh`` (which must have colors and uvs) rasterised into its atlas → float32 [R,R,C]."""
     if mesh.colors is None or mesh.uvs is None:
         raise ValueError("bake_vertex_colors_to_uv(): mesh needs colors and uvs")
     rast = _uv_raster(backend, mesh.uvs, mesh.uv_faces, resolution)
     col = backend.interpolate(mesh.colors.float().contiguous(), rast, mesh.faces)[0]
     return dilate_seams(col, rast[0, ..., 3] > 0, dilate_pixels)
-

@@ -2,9 +2,11 @@
 
 A new texture kind (a PBR material next) implements it; the scene and the exporter call only these members.
 """
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 

@@ -1,7 +1,9 @@
 """FieldTexture: a texture queried at surface points (wraps a fields/ colour field), its vertex-colour pre-fit."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -25,8 +27,9 @@ class FieldTexture(nn.Module):
     domain = "position"
     needs_uvs = False
 
-    def __init__(self, field: nn.Module | None = None, *, bound: float = 1.0, input_range: str = "auto",
-                 **field_kwargs: Any) -> None:
+    def __init__(
+        self, field: nn.Module | None = None, *, bound: float = 1.0, input_range: str = "auto", **field_kwargs: Any
+    ) -> None:
         super().__init__()
         if field is None:
             from pgc_fast.fields import TextureField  # the hash-grid field (issue 6)
@@ -50,7 +53,9 @@ class FieldTexture(nn.Module):
         """The field's groups: hash grid at grid_lr_scale × lr, MLP at lr (the original's)."""
         return self.field.param_groups(lr, grid_lr_scale)
 
-    def jittered(self, generator: torch.Generator | None, amount: float = 1e-3) -> Callable[[torch.Tensor], torch.Tensor]:
+    def jittered(
+        self, generator: torch.Generator | None, amount: float = 1e-3
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """Queries at points + U(−amount, amount)³ (the original's ``--pos_perturb`` drew a biased U[0, 2e-3))."""
 
         def query(points: torch.Tensor) -> torch.Tensor:
@@ -66,14 +71,22 @@ class FieldTexture(nn.Module):
     def bake(self, mesh: RenderMesh, backend: RasterBackend, resolution: int, dilation: int) -> BakedTexture:
         """Unwrap the mesh (``pgc_fast.mesh.uv.atlas``) and bake the field at every covered texel's surface point."""
         uvs, uv_faces = atlas(mesh.vertices.cpu().numpy(), mesh.faces.cpu().numpy(), resolution)
-        return bake_field_to_uv(self, mesh.vertices, mesh.faces, backend, uvs=uvs.to(mesh.device),
-                                uv_faces=uv_faces.to(mesh.device), resolution=resolution,
-                                dilate_pixels=max(dilation, 1))
+        return bake_field_to_uv(
+            self,
+            mesh.vertices,
+            mesh.faces,
+            backend,
+            uvs=uvs.to(mesh.device),
+            uv_faces=uv_faces.to(mesh.device),
+            resolution=resolution,
+            dilate_pixels=max(dilation, 1),
+        )
 
 
 # ------------------------------------------------------------------------------------------- initialisation
-def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, n: int, generator: torch.Generator | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_surface(
+    vertices: torch.Tensor, faces: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Area-uniform surface samples: (points float32 [n,3], face ids int64 [n], barycentrics float32 [n,3])."""
     f = faces.long()
     v0, v1, v2 = vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]]
@@ -90,10 +103,18 @@ def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, n: int, generato
     return pts.float(), fid, bary
 
 
-def fit_field_to_vertex_colors(texture: FieldTexture, mesh: RenderMesh, *, steps: int = 500, n_points: int = 1 << 16,
-                               lr: float = 1e-2, near_std: float = 0.04, far_std: float = 0.4,
-                               clamp: tuple[float, float] = (0.03, 0.97),
-                               generator: torch.Generator | None = None) -> float:
+def fit_field_to_vertex_colors(
+    texture: FieldTexture,
+    mesh: RenderMesh,
+    *,
+    steps: int = 500,
+    n_points: int = 1 << 16,
+    lr: float = 1e-2,
+    near_std: float = 0.04,
+    far_std: float = 0.4,
+    clamp: tuple[float, float] = (0.03, 0.97),
+    generator: torch.Generator | None = None,
+) -> float:
     """Fit a position field to the mesh's vertex colours (the original's ``init_texture``): targets are the
     colours at ``n_points`` random surface points, queried at the points + N(0, near_std²) and at a second copy
     + N(0, far_std²); loss = Σ_channels mean_points (c − target)²; full-batch Adam for ``steps`` steps.
@@ -115,4 +136,3 @@ def fit_field_to_vertex_colors(texture: FieldTexture, mesh: RenderMesh, *, steps
         loss.backward()
         opt.step()
     return float(loss.detach())
-

@@ -1,7 +1,9 @@
 """UVTexture: an explicit multi-resolution UV texture pyramid, and seam dilation of UV images."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -30,8 +32,15 @@ class UVTexture(nn.Module):
     domain = "uv"
     needs_uvs = True
 
-    def __init__(self, resolution: int = 2048, channels: int = 3, *, min_resolution: int = 16,
-                 init: float | Sequence[float] = 0.5, activation: str = "sigmoid") -> None:
+    def __init__(
+        self,
+        resolution: int = 2048,
+        channels: int = 3,
+        *,
+        min_resolution: int = 16,
+        init: float | Sequence[float] = 0.5,
+        activation: str = "sigmoid",
+    ) -> None:
         super().__init__()
         if not 1 <= resolution <= 16384:
             raise ValueError(f"UVTexture(): resolution must be in 1..16384, got {resolution}")

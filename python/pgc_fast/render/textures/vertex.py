@@ -1,4 +1,5 @@
 """Vertex colours as a texture, and initialising any texture from a mesh's vertex colours."""
+
 from __future__ import annotations
 
 from typing import Any
