@@ -1,4 +1,5 @@
-"""Model loading: one clear error for missing weights (offline), local diffusers directories, tokens, ControlNet specs."""
+"""Model loading: one clear error for missing weights (offline), local diffusers directories, tokens, ControlNet
+specs."""
 
 from __future__ import annotations
 
