@@ -249,7 +249,8 @@ def hash_grid_encode_reference(
     Returns:
         [N, L·F] of the table's dtype. Accumulates in float64 if x or table is float64, else float32.
         Differentiable to any order through autograd (w.r.t. x and table); gradients w.r.t. x are
-        one-sided at cell faces (floor), as in the kernel.
+        one-sided at cell faces (floor), as in the kernel. On the CPU the gradients are bitwise repeatable whatever
+        the thread count (rows are gathered by ``index_select``, whose backward ``index_add_`` sums in index order).
     """
     op = "hash_grid_encode_reference"
     _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation,
@@ -289,7 +290,10 @@ def hash_grid_encode_reference(
             wy = s[:, 1] if cy else 1.0 - s[:, 1]
             wz = s[:, 2] if cz else 1.0 - s[:, 2]
             w = wx * wy * wz
-            term = w[:, None] * table_l[idx]  # [N, F]
+            # index_select, not table_l[idx]: its backward is index_add_, which torch runs in a fixed order on the
+            # CPU; the backward of table_l[idx] (index_put_ with accumulate) adds with float atomics from several
+            # threads there, so the table gradient changed from run to run (issue 22).
+            term = w[:, None] * table_l.index_select(0, idx)  # [N, F]
             acc = term if acc is None else acc + term
         outs.append(acc)
     return _torch.cat(outs, dim=1).to(table.dtype)
