@@ -2,6 +2,9 @@
 
 Depends only on torch and triton. ``backend="auto"`` picks Triton for CUDA tensors and the torch
 reference elsewhere; ``backend="triton"`` also runs on CPU tensors under ``TRITON_INTERPRET=1``.
+Where triton cannot be imported (e.g. macOS) the package still imports, ``"auto"`` runs the torch twins
+everywhere, and ``backend="triton"`` raises ``ValueError`` (``op(): backend must be 'auto' or 'torch' when
+triton is not installed, got 'triton'``).
 
 - :func:`pixel_clip`: pixel-wise gradient clipping (all six variants of the original), one pass.
 - :func:`pgc`: autograd identity whose backward applies :func:`pixel_clip`; :func:`attach_pgc`: the hook form.

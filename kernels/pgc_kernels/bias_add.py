@@ -17,10 +17,8 @@ Backward: dx = dy, dresidual = dy, dbias = Σ_{b,p} dy (only when bias requires 
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
 
-from ._backend import use_triton
+from ._backend import HAS_TRITON, tl, triton, use_triton
 
 __all__ = ["bias_add"]
 
@@ -28,17 +26,19 @@ _BLOCK = 4096
 _WARPS = 8
 
 
-@triton.jit
-def _bias_add_kernel(X, BIAS, R, Y, n, C, inner, HAS_RES: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    c = (offs // inner) % C
-    acc = tl.load(X + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-    acc += tl.load(BIAS + c, mask=mask, other=0.0).to(tl.float32)
-    if HAS_RES:
-        acc += tl.load(R + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-    tl.store(Y + offs, acc.to(Y.dtype.element_ty), mask=mask)
+if HAS_TRITON:
+
+    @triton.jit
+    def _bias_add_kernel(X, BIAS, R, Y, n, C, inner, HAS_RES: tl.constexpr, BLOCK: tl.constexpr):
+        pid = tl.program_id(0).to(tl.int64)
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        c = (offs // inner) % C
+        acc = tl.load(X + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        acc += tl.load(BIAS + c, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RES:
+            acc += tl.load(R + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        tl.store(Y + offs, acc.to(Y.dtype.element_ty), mask=mask)
 
 
 def _layout_inner(x: torch.Tensor) -> int | None:

@@ -27,121 +27,123 @@ The tiny [B, splits, C] combinations run as torch ops.
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
+
+from ._backend import HAS_TRITON, tl, triton, use_triton
 
 __all__ = ["group_norm_silu", "GroupNormSiLU"]
 
 
-@triton.jit
-def _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    offs_p = p0 + tl.arange(0, BLOCK_P)
-    offs_c = tl.arange(0, BLOCK_C)
-    mask = (offs_p[:, None] < HW) & (offs_c[None, :] < C)
-    ptrs = X + b * sB + offs_p[:, None] * sP + offs_c[None, :] * sC
-    return ptrs, mask, offs_c
+if HAS_TRITON:
 
-
-@triton.jit
-def _gn_stats_kernel(X, SHIFT, S1, S2, C, HW, sB, sP, sC, PIX_PER_SPLIT, n_splits,
-                     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    split = tl.program_id(1)
-    start = split * PIX_PER_SPLIT
-    offs_c = tl.arange(0, BLOCK_C)
-    cmask = offs_c < C
-    shift = tl.load(X + b * sB + start * sP + offs_c * sC, mask=cmask, other=0.0).to(tl.float32)
-    # Tile-shaped accumulators, reduced once at the end (a cross-warp reduction per tile is slow).
-    acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
-    acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
-    for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
-        ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
-        mask = mask & ((p0 + tl.arange(0, BLOCK_P))[:, None] < start + PIX_PER_SPLIT)
-        x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-        d = tl.where(mask, x - shift[None, :], 0.0)
-        acc1 += d
-        acc2 += d * d
-    out = (b * n_splits + split) * C + offs_c
-    tl.store(SHIFT + out, shift, mask=cmask)
-    tl.store(S1 + out, tl.sum(acc1, axis=0), mask=cmask)
-    tl.store(S2 + out, tl.sum(acc2, axis=0), mask=cmask)
-
-
-@triton.jit
-def _load_bc(V, b, C, offs_c):
-    """Row b of a float32 [B, C] per-(sample, channel) table, over the channel block offs_c."""
-    return tl.load(V + b * C + offs_c, mask=offs_c < C, other=0.0)
-
-
-@triton.jit
-def _gn_apply_kernel(X, Y, A, Bc, C, HW, sB, sP, sC, yB, yP, yC,
-                     SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    p0 = tl.program_id(1) * BLOCK_P
-    ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
-    a_c = _load_bc(A, b, C, offs_c)
-    b_c = _load_bc(Bc, b, C, offs_c)
-    x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-    a = x * a_c[None, :] + b_c[None, :]
-    if SILU:
-        a = a * tl.sigmoid(a)
-    offs_p = p0 + tl.arange(0, BLOCK_P)
-    yptrs = Y + b * yB + offs_p[:, None] * yP + offs_c[None, :] * yC
-    tl.store(yptrs, a.to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _gn_grad_act(x, dy, a_c, b_c, SILU: tl.constexpr):
-    if SILU:
-        a = x * a_c[None, :] + b_c[None, :]
-        s = tl.sigmoid(a)
-        return dy * (s * (1.0 + a * (1.0 - s)))
-    else:
-        return dy
-
-
-@triton.jit
-def _gn_bwd_sums_kernel(X, DY, A, Bc, T1, T2, C, HW, sB, sP, sC, dB, dP, dC, PIX_PER_SPLIT, n_splits,
-                        SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    split = tl.program_id(1)
-    start = split * PIX_PER_SPLIT
-    offs_c = tl.arange(0, BLOCK_C)
-    cmask = offs_c < C
-    a_c = _load_bc(A, b, C, offs_c)
-    b_c = _load_bc(Bc, b, C, offs_c)
-    acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
-    acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
-    for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
-        ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+    @triton.jit
+    def _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
         offs_p = p0 + tl.arange(0, BLOCK_P)
-        mask = mask & (offs_p[:, None] < start + PIX_PER_SPLIT)
+        offs_c = tl.arange(0, BLOCK_C)
+        mask = (offs_p[:, None] < HW) & (offs_c[None, :] < C)
+        ptrs = X + b * sB + offs_p[:, None] * sP + offs_c[None, :] * sC
+        return ptrs, mask, offs_c
+
+
+    @triton.jit
+    def _gn_stats_kernel(X, SHIFT, S1, S2, C, HW, sB, sP, sC, PIX_PER_SPLIT, n_splits,
+                         BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        b = tl.program_id(0).to(tl.int64)
+        split = tl.program_id(1)
+        start = split * PIX_PER_SPLIT
+        offs_c = tl.arange(0, BLOCK_C)
+        cmask = offs_c < C
+        shift = tl.load(X + b * sB + start * sP + offs_c * sC, mask=cmask, other=0.0).to(tl.float32)
+        # Tile-shaped accumulators, reduced once at the end (a cross-warp reduction per tile is slow).
+        acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+        acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+        for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
+            ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+            mask = mask & ((p0 + tl.arange(0, BLOCK_P))[:, None] < start + PIX_PER_SPLIT)
+            x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+            d = tl.where(mask, x - shift[None, :], 0.0)
+            acc1 += d
+            acc2 += d * d
+        out = (b * n_splits + split) * C + offs_c
+        tl.store(SHIFT + out, shift, mask=cmask)
+        tl.store(S1 + out, tl.sum(acc1, axis=0), mask=cmask)
+        tl.store(S2 + out, tl.sum(acc2, axis=0), mask=cmask)
+
+
+    @triton.jit
+    def _load_bc(V, b, C, offs_c):
+        """Row b of a float32 [B, C] per-(sample, channel) table, over the channel block offs_c."""
+        return tl.load(V + b * C + offs_c, mask=offs_c < C, other=0.0)
+
+
+    @triton.jit
+    def _gn_apply_kernel(X, Y, A, Bc, C, HW, sB, sP, sC, yB, yP, yC,
+                         SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        b = tl.program_id(0).to(tl.int64)
+        p0 = tl.program_id(1) * BLOCK_P
+        ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+        a_c = _load_bc(A, b, C, offs_c)
+        b_c = _load_bc(Bc, b, C, offs_c)
+        x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+        a = x * a_c[None, :] + b_c[None, :]
+        if SILU:
+            a = a * tl.sigmoid(a)
+        offs_p = p0 + tl.arange(0, BLOCK_P)
+        yptrs = Y + b * yB + offs_p[:, None] * yP + offs_c[None, :] * yC
+        tl.store(yptrs, a.to(Y.dtype.element_ty), mask=mask)
+
+
+    @triton.jit
+    def _gn_grad_act(x, dy, a_c, b_c, SILU: tl.constexpr):
+        if SILU:
+            a = x * a_c[None, :] + b_c[None, :]
+            s = tl.sigmoid(a)
+            return dy * (s * (1.0 + a * (1.0 - s)))
+        else:
+            return dy
+
+
+    @triton.jit
+    def _gn_bwd_sums_kernel(X, DY, A, Bc, T1, T2, C, HW, sB, sP, sC, dB, dP, dC, PIX_PER_SPLIT, n_splits,
+                            SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        b = tl.program_id(0).to(tl.int64)
+        split = tl.program_id(1)
+        start = split * PIX_PER_SPLIT
+        offs_c = tl.arange(0, BLOCK_C)
+        cmask = offs_c < C
+        a_c = _load_bc(A, b, C, offs_c)
+        b_c = _load_bc(Bc, b, C, offs_c)
+        acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+        acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+        for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
+            ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            mask = mask & (offs_p[:, None] < start + PIX_PER_SPLIT)
+            x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(DY + b * dB + offs_p[:, None] * dP + offs_c[None, :] * dC, mask=mask, other=0.0).to(tl.float32)
+            g = tl.where(mask, _gn_grad_act(x, dy, a_c, b_c, SILU), 0.0)
+            acc1 += g
+            acc2 += g * x
+        out = (b * n_splits + split) * C + offs_c
+        tl.store(T1 + out, tl.sum(acc1, axis=0), mask=cmask)
+        tl.store(T2 + out, tl.sum(acc2, axis=0), mask=cmask)
+
+
+    @triton.jit
+    def _gn_bwd_apply_kernel(X, DY, DX, A, Bc, Pc, Qc, C, HW, sB, sP, sC, dB, dP, dC, oB, oP, oC,
+                             SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+        b = tl.program_id(0).to(tl.int64)
+        p0 = tl.program_id(1) * BLOCK_P
+        ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+        a_c = _load_bc(A, b, C, offs_c)
+        b_c = _load_bc(Bc, b, C, offs_c)
+        p_c = _load_bc(Pc, b, C, offs_c)
+        q_c = _load_bc(Qc, b, C, offs_c)
+        offs_p = p0 + tl.arange(0, BLOCK_P)
         x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(DY + b * dB + offs_p[:, None] * dP + offs_c[None, :] * dC, mask=mask, other=0.0).to(tl.float32)
-        g = tl.where(mask, _gn_grad_act(x, dy, a_c, b_c, SILU), 0.0)
-        acc1 += g
-        acc2 += g * x
-    out = (b * n_splits + split) * C + offs_c
-    tl.store(T1 + out, tl.sum(acc1, axis=0), mask=cmask)
-    tl.store(T2 + out, tl.sum(acc2, axis=0), mask=cmask)
-
-
-@triton.jit
-def _gn_bwd_apply_kernel(X, DY, DX, A, Bc, Pc, Qc, C, HW, sB, sP, sC, dB, dP, dC, oB, oP, oC,
-                         SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    p0 = tl.program_id(1) * BLOCK_P
-    ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
-    a_c = _load_bc(A, b, C, offs_c)
-    b_c = _load_bc(Bc, b, C, offs_c)
-    p_c = _load_bc(Pc, b, C, offs_c)
-    q_c = _load_bc(Qc, b, C, offs_c)
-    offs_p = p0 + tl.arange(0, BLOCK_P)
-    x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-    dy = tl.load(DY + b * dB + offs_p[:, None] * dP + offs_c[None, :] * dC, mask=mask, other=0.0).to(tl.float32)
-    g = _gn_grad_act(x, dy, a_c, b_c, SILU)
-    dx = g * a_c[None, :] + x * p_c[None, :] + q_c[None, :]
-    tl.store(DX + b * oB + offs_p[:, None] * oP + offs_c[None, :] * oC, dx.to(DX.dtype.element_ty), mask=mask)
+        g = _gn_grad_act(x, dy, a_c, b_c, SILU)
+        dx = g * a_c[None, :] + x * p_c[None, :] + q_c[None, :]
+        tl.store(DX + b * oB + offs_p[:, None] * oP + offs_c[None, :] * oC, dx.to(DX.dtype.element_ty), mask=mask)
 
 
 def _flat_strides(t: torch.Tensor) -> tuple[int, int, int]:
@@ -266,8 +268,9 @@ def group_norm_silu(
         weight, bias: optional affine parameters [C] (any float dtype); gradients flow to them.
         eps: added to the variance.
         silu: apply SiLU after the affine transform.
-        backend: ``"triton"`` (CUDA, or CPU under ``TRITON_INTERPRET=1``), ``"torch"`` (the twin
-            :func:`pgc_kernels.reference.group_norm_silu_reference`), ``"auto"`` (Triton for CUDA tensors).
+        backend: ``"triton"`` (CUDA, or CPU under ``TRITON_INTERPRET=1``; ``ValueError`` elsewhere and where triton
+            cannot be imported), ``"torch"`` (the twin :func:`pgc_kernels.reference.group_norm_silu_reference`),
+            ``"auto"`` (Triton for CUDA tensors when triton is installed, the twin otherwise).
     """
     op = "group_norm_silu()"
     if backend not in ("auto", "triton", "torch"):
@@ -282,9 +285,7 @@ def group_norm_silu(
         if t is not None and (not isinstance(t, torch.Tensor) or t.shape != (c,) or t.device != x.device):
             got = f"{list(t.shape)} on {t.device}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{op}: {name} must be None or a [{c}] tensor on {x.device}, got {got}")
-    if backend == "auto":
-        backend = "triton" if x.is_cuda else "torch"
-    if backend == "torch" or x.numel() == 0:
+    if not use_triton("group_norm_silu", backend, x) or x.numel() == 0:
         from pgc_kernels.reference import group_norm_silu_reference
 
         return group_norm_silu_reference(x, num_groups, weight, bias, eps, silu=silu)

@@ -33,13 +33,11 @@ float32 summation order (bitwise the same in deterministic mode, whose int64 qua
 from __future__ import annotations
 
 import math
-import os
 from typing import Literal
 
 import torch
-import triton
-import triton.language as tl
 
+from ._backend import HAS_TRITON, tl, triton, use_triton
 from .reference import _HASH_GRID_INTERPOLATIONS, _hash_grid_check, _hash_grid_levels, hash_grid_encode_reference
 
 __all__ = ["HashGridEncodeFunction", "hash_grid_encode"]
@@ -51,315 +49,317 @@ _INTERP_CODE = {"linear": 0, "smoothstep": 1}
 _FIXED_POINT_BITS = 61
 
 
-@triton.jit
-def _interp_weights(t, INTERP: tl.constexpr):
-    # s(t) and ds/dt: linear (s = t) or smoothstep (s = t^2 (3 - 2t), s' = 6 t (1 - t)).
-    if INTERP == 0:
-        s = t
-        ds = tl.full(t.shape, 1.0, tl.float32)
-    else:
-        s = t * t * (3.0 - 2.0 * t)
-        ds = 6.0 * t * (1.0 - t)
-    return s, ds
+if HAS_TRITON:
+
+    @triton.jit
+    def _interp_weights(t, INTERP: tl.constexpr):
+        # s(t) and ds/dt: linear (s = t) or smoothstep (s = t^2 (3 - 2t), s' = 6 t (1 - t)).
+        if INTERP == 0:
+            s = t
+            ds = tl.full(t.shape, 1.0, tl.float32)
+        else:
+            s = t * t * (3.0 - 2.0 * t)
+            ds = 6.0 * t * (1.0 - t)
+        return s, ds
 
 
-@triton.jit
-def _corner_index(gx, gy, gz, cx: tl.constexpr, cy: tl.constexpr, cz: tl.constexpr, stride, dense, T: tl.constexpr):
-    # Index of grid vertex (gx+cx, gy+cy, gz+cz) inside one level's table of T rows (see the module docstring).
-    vx = (gx + cx).to(tl.uint32)
-    vy = (gy + cy).to(tl.uint32)
-    vz = (gz + cz).to(tl.uint32)
-    if dense:
-        idx = vx + vy * stride + vz * (stride * stride)
-    else:
-        # uint32 products wrap mod 2^32, as in Instant-NGP / torch-ngp's fast_hash.
-        idx = (vx ^ (vy * 2654435761) ^ (vz * 805459861)) % T
-    return idx.to(tl.int32)
+    @triton.jit
+    def _corner_index(gx, gy, gz, cx: tl.constexpr, cy: tl.constexpr, cz: tl.constexpr, stride, dense, T: tl.constexpr):
+        # Index of grid vertex (gx+cx, gy+cy, gz+cz) inside one level's table of T rows (see the module docstring).
+        vx = (gx + cx).to(tl.uint32)
+        vy = (gy + cy).to(tl.uint32)
+        vz = (gz + cz).to(tl.uint32)
+        if dense:
+            idx = vx + vy * stride + vz * (stride * stride)
+        else:
+            # uint32 products wrap mod 2^32, as in Instant-NGP / torch-ngp's fast_hash.
+            idx = (vx ^ (vy * 2654435761) ^ (vz * 805459861)) % T
+        return idx.to(tl.int32)
 
 
-@triton.jit
-def _corner(gx, gy, gz, sx, sy, sz, c: tl.constexpr, stride, dense, T: tl.constexpr):
-    """Row index and trilinear weight of cell corner c (bits: x, y, z) for every point of the block."""
-    cx: tl.constexpr = c & 1
-    cy: tl.constexpr = (c >> 1) & 1
-    cz: tl.constexpr = (c >> 2) & 1
-    idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
-    wx = sx if cx else 1.0 - sx
-    wy = sy if cy else 1.0 - sy
-    wz = sz if cz else 1.0 - sz
-    return idx, wx * wy * wz
+    @triton.jit
+    def _corner(gx, gy, gz, sx, sy, sz, c: tl.constexpr, stride, dense, T: tl.constexpr):
+        """Row index and trilinear weight of cell corner c (bits: x, y, z) for every point of the block."""
+        cx: tl.constexpr = c & 1
+        cy: tl.constexpr = (c >> 1) & 1
+        cz: tl.constexpr = (c >> 2) & 1
+        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+        wx = sx if cx else 1.0 - sx
+        wy = sy if cy else 1.0 - sy
+        wz = sz if cz else 1.0 - sz
+        return idx, wx * wy * wz
 
 
-@triton.jit
-def _feature_mask(mask, f, F: tl.constexpr, F_P2: tl.constexpr):
-    # [BLOCK, F_P2] mask. When F is a power of two the row mask alone is broadcast: its constancy along the
-    # feature axis lets the compiler issue one vector load/store per row (8 B for 4 fp16) instead of F scalar ones.
-    if F == F_P2:
-        return mask[:, None] & tl.full((1, F_P2), 1, tl.int1)
-    else:
-        return mask[:, None] & (f < F)[None, :]
+    @triton.jit
+    def _feature_mask(mask, f, F: tl.constexpr, F_P2: tl.constexpr):
+        # [BLOCK, F_P2] mask. When F is a power of two the row mask alone is broadcast: its constancy along the
+        # feature axis lets the compiler issue one vector load/store per row (8 B for 4 fp16) instead of F scalar ones.
+        if F == F_P2:
+            return mask[:, None] & tl.full((1, F_P2), 1, tl.int1)
+        else:
+            return mask[:, None] & (f < F)[None, :]
 
 
-@triton.jit
-def _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP: tl.constexpr):
-    # Per level: clamped position -> integer cell corner g and interpolation fractions t (and their weights).
-    scale = tl.load(scale_ptr + lvl)
-    res = tl.load(res_ptr + lvl)
-    xs = tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0)
-    ys = tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0)
-    zs = tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0)
-    # NaN propagates (to NaN features), as in the twin, so upstream NaNs stay visible.
-    px = tl.clamp(xs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
-    py = tl.clamp(ys, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
-    pz = tl.clamp(zs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
-    fx = tl.floor(px)
-    fy = tl.floor(py)
-    fz = tl.floor(pz)
-    # The clamp to [0, res-1] only matters for NaN input: it keeps every address inside the table.
-    gx = tl.minimum(tl.maximum(fx.to(tl.int32), 0), res - 1)
-    gy = tl.minimum(tl.maximum(fy.to(tl.int32), 0), res - 1)
-    gz = tl.minimum(tl.maximum(fz.to(tl.int32), 0), res - 1)
-    return xs, ys, zs, scale, res, gx, gy, gz, px - fx, py - fy, pz - fz
+    @triton.jit
+    def _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP: tl.constexpr):
+        # Per level: clamped position -> integer cell corner g and interpolation fractions t (and their weights).
+        scale = tl.load(scale_ptr + lvl)
+        res = tl.load(res_ptr + lvl)
+        xs = tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0)
+        ys = tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0)
+        zs = tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0)
+        # NaN propagates (to NaN features), as in the twin, so upstream NaNs stay visible.
+        px = tl.clamp(xs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+        py = tl.clamp(ys, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+        pz = tl.clamp(zs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+        fx = tl.floor(px)
+        fy = tl.floor(py)
+        fz = tl.floor(pz)
+        # The clamp to [0, res-1] only matters for NaN input: it keeps every address inside the table.
+        gx = tl.minimum(tl.maximum(fx.to(tl.int32), 0), res - 1)
+        gy = tl.minimum(tl.maximum(fy.to(tl.int32), 0), res - 1)
+        gz = tl.minimum(tl.maximum(fz.to(tl.int32), 0), res - 1)
+        return xs, ys, zs, scale, res, gx, gy, gz, px - fx, py - fy, pz - fz
 
 
-@triton.jit
-def _cell_of(x_ptr, offs, mask, scale, res):
-    # Grid cell g (same arithmetic as _level_setup) of the points at offs: used to compare a point's cell with its
-    # neighbours' (the x rows were just loaded by _level_setup, so these loads hit L1).
-    px = tl.clamp(tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
-    py = tl.clamp(tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
-    pz = tl.clamp(tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
-    gx = tl.minimum(tl.maximum(tl.floor(px * scale + 0.5).to(tl.int32), 0), res - 1)
-    gy = tl.minimum(tl.maximum(tl.floor(py * scale + 0.5).to(tl.int32), 0), res - 1)
-    gz = tl.minimum(tl.maximum(tl.floor(pz * scale + 0.5).to(tl.int32), 0), res - 1)
-    return gx, gy, gz
+    @triton.jit
+    def _cell_of(x_ptr, offs, mask, scale, res):
+        # Grid cell g (same arithmetic as _level_setup) of the points at offs: used to compare a point's cell with its
+        # neighbours' (the x rows were just loaded by _level_setup, so these loads hit L1).
+        px = tl.clamp(tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        py = tl.clamp(tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        pz = tl.clamp(tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        gx = tl.minimum(tl.maximum(tl.floor(px * scale + 0.5).to(tl.int32), 0), res - 1)
+        gy = tl.minimum(tl.maximum(tl.floor(py * scale + 0.5).to(tl.int32), 0), res - 1)
+        gz = tl.minimum(tl.maximum(tl.floor(pz * scale + 0.5).to(tl.int32), 0), res - 1)
+        return gx, gy, gz
 
 
-@triton.jit
-def _segmented_add(flag_a, val_a, flag_b, val_b):
-    # Segmented-sum operator on (flag, value) pairs, flag = "a segment starts here", a before b in scan order:
-    #   (fa, va) ⊕ (fb, vb) = (fa | fb, fb ? vb : va + vb)
-    # It is associative (the textbook segmented-scan construction), so the parallel scan is exact: after an
-    # inclusive scan each element holds the sum from its segment's first element up to itself. (A "sum while the
-    # keys are equal" operator is not associative when a key comes back after a different one; flags are.)
-    return flag_a | flag_b, tl.where(flag_b != 0, val_b, val_a + val_b)
+    @triton.jit
+    def _segmented_add(flag_a, val_a, flag_b, val_b):
+        # Segmented-sum operator on (flag, value) pairs, flag = "a segment starts here", a before b in scan order:
+        #   (fa, va) ⊕ (fb, vb) = (fa | fb, fb ? vb : va + vb)
+        # It is associative (the textbook segmented-scan construction), so the parallel scan is exact: after an
+        # inclusive scan each element holds the sum from its segment's first element up to itself. (A "sum while the
+        # keys are equal" operator is not associative when a key comes back after a different one; flags are.)
+        return flag_a | flag_b, tl.where(flag_b != 0, val_b, val_a + val_b)
 
 
-@triton.jit
-def _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
-                         T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                         INTERP: tl.constexpr, IDX64: tl.constexpr):
-    _, _, _, _, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP)
-    sx, _ = _interp_weights(tx, INTERP)
-    sy, _ = _interp_weights(ty, INTERP)
-    sz, _ = _interp_weights(tz, INTERP)
-    dense = lvl < num_dense
-    stride = (res + 1).to(tl.uint32)
-    f = tl.arange(0, F_P2)
-    fmask = _feature_mask(mask, f, F, F_P2)
-    if IDX64:
-        level_base = table_ptr + tl.full((), T * F, tl.int64) * lvl  # lvl may be a Python int (interpreter)
-    else:
-        level_base = table_ptr + lvl * (T * F)
-    acc = tl.zeros((offs.shape[0], F_P2), dtype=tl.float32)
-    for c in tl.static_range(8):
-        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
-        feat = tl.load(level_base + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
-        acc += w[:, None] * feat
-    if IDX64:
-        row = offs.to(tl.int64) * (L * F)
-    else:
-        row = offs * (L * F)
-    tl.store(out_ptr + row[:, None] + lvl * F + f[None, :], acc.to(out_ptr.dtype.element_ty), mask=fmask)
-
-
-@triton.jit
-def _hash_grid_encode_fwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, N, num_dense,
-                                 T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                                 INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
-                                 LEVEL_LOOP: tl.constexpr):
-    # Grid: LEVEL_LOOP -> (cdiv(N, BLOCK),), each program does all levels of BLOCK points;
-    # otherwise (L, cdiv(N, BLOCK)): level on the fastest axis so programs writing one output row run together.
-    if LEVEL_LOOP:
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    @triton.jit
+    def _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
+                             T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                             INTERP: tl.constexpr, IDX64: tl.constexpr):
+        _, _, _, _, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP)
+        sx, _ = _interp_weights(tx, INTERP)
+        sy, _ = _interp_weights(ty, INTERP)
+        sz, _ = _interp_weights(tz, INTERP)
+        dense = lvl < num_dense
+        stride = (res + 1).to(tl.uint32)
+        f = tl.arange(0, F_P2)
+        fmask = _feature_mask(mask, f, F, F_P2)
         if IDX64:
-            offs = offs.to(tl.int64)  # x (3 per point) and out (L·F per point) offsets may pass 2^31
-        mask = offs < N
-        for lvl in range(L):
+            level_base = table_ptr + tl.full((), T * F, tl.int64) * lvl  # lvl may be a Python int (interpreter)
+        else:
+            level_base = table_ptr + lvl * (T * F)
+        acc = tl.zeros((offs.shape[0], F_P2), dtype=tl.float32)
+        for c in tl.static_range(8):
+            idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
+            feat = tl.load(level_base + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
+            acc += w[:, None] * feat
+        if IDX64:
+            row = offs.to(tl.int64) * (L * F)
+        else:
+            row = offs * (L * F)
+        tl.store(out_ptr + row[:, None] + lvl * F + f[None, :], acc.to(out_ptr.dtype.element_ty), mask=fmask)
+
+
+    @triton.jit
+    def _hash_grid_encode_fwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, N, num_dense,
+                                     T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                                     INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
+                                     LEVEL_LOOP: tl.constexpr):
+        # Grid: LEVEL_LOOP -> (cdiv(N, BLOCK),), each program does all levels of BLOCK points;
+        # otherwise (L, cdiv(N, BLOCK)): level on the fastest axis so programs writing one output row run together.
+        if LEVEL_LOOP:
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            if IDX64:
+                offs = offs.to(tl.int64)  # x (3 per point) and out (L·F per point) offsets may pass 2^31
+            mask = offs < N
+            for lvl in range(L):
+                _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
+                                     T, L, F, F_P2, INTERP, IDX64)
+        else:
+            lvl = tl.program_id(0)
+            offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+            if IDX64:
+                offs = offs.to(tl.int64)
+            mask = offs < N
             _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
                                  T, L, F, F_P2, INTERP, IDX64)
-    else:
-        lvl = tl.program_id(0)
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        if IDX64:
-            offs = offs.to(tl.int64)
-        mask = offs < N
-        _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
-                             T, L, F, F_P2, INTERP, IDX64)
 
 
-@triton.jit
-def _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
-                   T: tl.constexpr, F: tl.constexpr, DETERMINISTIC: tl.constexpr):
-    # One atomic per (point, corner) row: d table[l, idx_c(n)] += w_c(n) · dout[n, l].
-    for c in tl.static_range(8):
-        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
-        contrib = w[:, None] * g
-        ent = lvl_off + idx[:, None] * F + f[None, :]
-        if DETERMINISTIC:
-            # Integer addition is associative: the sum is the same in any order (bitwise repeatable).
-            q = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
-            tl.atomic_add(gtab_ptr + ent, q, mask=fmask, sem="relaxed")
-        else:
-            tl.atomic_add(gtab_ptr + ent, contrib, mask=fmask, sem="relaxed")
-
-
-@triton.jit
-def _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy, sz, g, f,
-                       stride, dense, qscale_a, qscale_b, T: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                       BLOCK: tl.constexpr, DETERMINISTIC: tl.constexpr):
-    # Coherent points (rasterised surface points in pixel order): runs of consecutive points share one cell at the
-    # coarse levels, hence the same 8 corner rows, and their atomics would serialise on those rows. A segment is a
-    # maximal run of consecutive points of this block with equal cell; for each corner c and feature f
-    #   S_c[seg, f] = sum_{n in seg} w_c(n) · dout[n, l·F + f]
-    # is formed by an inclusive segmented scan over the block (flags = segment starts, _segmented_add), which
-    # leaves S_c at the segment's last point; only that point issues the 8 atomics. Same sum as _scatter_plain up
-    # to float32 summation order (bitwise the same in deterministic mode, where the scan adds the int64 quanta).
-    lane = tl.arange(0, BLOCK)
-    next_ok = mask & (lane < BLOCK - 1) & (offs + 1 < N)
-    nx, ny, nz = _cell_of(x_ptr, offs + 1, next_ok, scale, res)
-    last = mask & ((next_ok == 0) | (nx != gx) | (ny != gy) | (nz != gz))  # segment ends here
-    flags = tl.broadcast_to(start.to(tl.int32)[:, None], g.shape)
-    if F == F_P2:
-        amask = tl.broadcast_to(last[:, None], g.shape)  # constant along F: vector atomics
-    else:
-        amask = last[:, None] & (f < F)[None, :]
-    # One [BLOCK, F] scan per corner (a single [BLOCK, 8, F] scan needs 4x the registers and shared memory).
-    for c in tl.static_range(8):
-        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
-        contrib = w[:, None] * g
-        if DETERMINISTIC:
-            contrib = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
-        _, seg_sum = tl.associative_scan((flags, contrib), 0, _segmented_add)
-        tl.atomic_add(gtab_ptr + lvl_off + idx[:, None] * F + f[None, :], seg_sum, mask=amask, sem="relaxed")
-
-
-@triton.jit
-def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_acc_ptr, offs, mask, lvl,
-                         num_dense, qscale_a, qscale_b, N,
-                         T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                         INTERP: tl.constexpr, IDX64: tl.constexpr, NEED_TABLE: tl.constexpr,
-                         NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK: tl.constexpr,
-                         SEGMENTED: tl.constexpr, seg_max):
-    xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl,
-                                                                  INTERP)
-    sx, dsx = _interp_weights(tx, INTERP)
-    sy, dsy = _interp_weights(ty, INTERP)
-    sz, dsz = _interp_weights(tz, INTERP)
-    dense = lvl < num_dense
-    stride = (res + 1).to(tl.uint32)
-    f = tl.arange(0, F_P2)
-    fmask = _feature_mask(mask, f, F, F_P2)
-    if IDX64:
-        row = offs.to(tl.int64) * (L * F)
-        lvl_off = tl.full((), T * F, tl.int64) * lvl
-    else:
-        row = offs * (L * F)
-        lvl_off = lvl * (T * F)
-    gptr = gout_ptr + row[:, None] + lvl * F + f[None, :]  # dL/dout[n, l*F:(l+1)*F], loaded where needed
-    if NEED_TABLE:
-        g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
-        if SEGMENTED:
-            # Segment starts: first valid lane of the block, or a cell different from the previous point's. A
-            # scalar branch per (program, level) picks the segmented scatter when the block has few segments
-            # (coherent points at this level's resolution), else one atomic per point and corner; random points
-            # pay only the count (a few L1 loads and one block reduction). Measured on an H100 (benches/RESULTS.md):
-            # one kernel with both paths beats two launches with one path each (segmented and per-point programs
-            # then share the SMs: scans and atomics overlap).
-            lane = tl.arange(0, BLOCK)
-            prev_ok = mask & (lane > 0)
-            qx, qy, qz = _cell_of(x_ptr, offs - 1, prev_ok, scale, res)
-            start = (prev_ok == 0) | (qx != gx) | (qy != gy) | (qz != gz)
-            nseg = tl.sum((start & mask).to(tl.int32), axis=0)
-            if nseg <= seg_max:
-                _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy,
-                                   sz, g, f, stride, dense, qscale_a, qscale_b, T, F, F_P2, BLOCK, DETERMINISTIC)
-            else:
-                _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a,
-                               qscale_b, T, F, DETERMINISTIC)
-        else:
-            _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
-                           T, F, DETERMINISTIC)
-    # dL/dt_d for this level (only used when NEED_X).
-    dtx = tl.zeros(offs.shape, dtype=tl.float32)
-    dty = tl.zeros(offs.shape, dtype=tl.float32)
-    dtz = tl.zeros(offs.shape, dtype=tl.float32)
-    if NEED_X:
-        if not NEED_TABLE:
-            g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+    @triton.jit
+    def _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
+                       T: tl.constexpr, F: tl.constexpr, DETERMINISTIC: tl.constexpr):
+        # One atomic per (point, corner) row: d table[l, idx_c(n)] += w_c(n) · dout[n, l].
         for c in tl.static_range(8):
-            cx = c & 1
-            cy = (c >> 1) & 1
-            cz = (c >> 2) & 1
-            idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
-            wx = sx if cx else 1.0 - sx
-            wy = sy if cy else 1.0 - sy
-            wz = sz if cz else 1.0 - sz
-            feat = tl.load(table_ptr + lvl_off + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
-            gf = tl.sum(g * feat, axis=1)
-            dwx = dsx if cx else -dsx
-            dwy = dsy if cy else -dsy
-            dwz = dsz if cz else -dsz
-            dtx += gf * (dwx * wy * wz)
-            dty += gf * (wx * dwy * wz)
-            dtz += gf * (wx * wy * dwz)
-        # dp/dx = scale inside [0, 1]; clamp passes no gradient outside (torch.clamp convention: ends included).
-        inx = ((xs >= 0.0) & (xs <= 1.0)).to(tl.float32)
-        iny = ((ys >= 0.0) & (ys <= 1.0)).to(tl.float32)
-        inz = ((zs >= 0.0) & (zs <= 1.0)).to(tl.float32)
-        return dtx * scale * inx, dty * scale * iny, dtz * scale * inz
-    else:
-        return dtx, dty, dtz
+            idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
+            contrib = w[:, None] * g
+            ent = lvl_off + idx[:, None] * F + f[None, :]
+            if DETERMINISTIC:
+                # Integer addition is associative: the sum is the same in any order (bitwise repeatable).
+                q = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
+                tl.atomic_add(gtab_ptr + ent, q, mask=fmask, sem="relaxed")
+            else:
+                tl.atomic_add(gtab_ptr + ent, contrib, mask=fmask, sem="relaxed")
 
 
-@triton.jit
-def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, N, num_dense,
-                                 qscale_a, qscale_b, seg_max,
-                                 T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                                 INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
-                                 NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr,
-                                 LEVEL_LOOP: tl.constexpr, SEGMENTED: tl.constexpr):
-    # With NEED_X the level loop runs inside the program so dL/dx sums over levels in registers (no atomics);
-    # LEVEL_LOOP=False (table gradient only) spreads levels over the grid as the forward does.
-    if LEVEL_LOOP:
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    @triton.jit
+    def _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy, sz, g, f,
+                           stride, dense, qscale_a, qscale_b, T: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                           BLOCK: tl.constexpr, DETERMINISTIC: tl.constexpr):
+        # Coherent points (rasterised surface points in pixel order): runs of consecutive points share one cell at the
+        # coarse levels, hence the same 8 corner rows, and their atomics would serialise on those rows. A segment is a
+        # maximal run of consecutive points of this block with equal cell; for each corner c and feature f
+        #   S_c[seg, f] = sum_{n in seg} w_c(n) · dout[n, l·F + f]
+        # is formed by an inclusive segmented scan over the block (flags = segment starts, _segmented_add), which
+        # leaves S_c at the segment's last point; only that point issues the 8 atomics. Same sum as _scatter_plain up
+        # to float32 summation order (bitwise the same in deterministic mode, where the scan adds the int64 quanta).
+        lane = tl.arange(0, BLOCK)
+        next_ok = mask & (lane < BLOCK - 1) & (offs + 1 < N)
+        nx, ny, nz = _cell_of(x_ptr, offs + 1, next_ok, scale, res)
+        last = mask & ((next_ok == 0) | (nx != gx) | (ny != gy) | (nz != gz))  # segment ends here
+        flags = tl.broadcast_to(start.to(tl.int32)[:, None], g.shape)
+        if F == F_P2:
+            amask = tl.broadcast_to(last[:, None], g.shape)  # constant along F: vector atomics
+        else:
+            amask = last[:, None] & (f < F)[None, :]
+        # One [BLOCK, F] scan per corner (a single [BLOCK, 8, F] scan needs 4x the registers and shared memory).
+        for c in tl.static_range(8):
+            idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
+            contrib = w[:, None] * g
+            if DETERMINISTIC:
+                contrib = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
+            _, seg_sum = tl.associative_scan((flags, contrib), 0, _segmented_add)
+            tl.atomic_add(gtab_ptr + lvl_off + idx[:, None] * F + f[None, :], seg_sum, mask=amask, sem="relaxed")
+
+
+    @triton.jit
+    def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_acc_ptr, offs, mask, lvl,
+                             num_dense, qscale_a, qscale_b, N,
+                             T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                             INTERP: tl.constexpr, IDX64: tl.constexpr, NEED_TABLE: tl.constexpr,
+                             NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK: tl.constexpr,
+                             SEGMENTED: tl.constexpr, seg_max):
+        xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl,
+                                                                      INTERP)
+        sx, dsx = _interp_weights(tx, INTERP)
+        sy, dsy = _interp_weights(ty, INTERP)
+        sz, dsz = _interp_weights(tz, INTERP)
+        dense = lvl < num_dense
+        stride = (res + 1).to(tl.uint32)
+        f = tl.arange(0, F_P2)
+        fmask = _feature_mask(mask, f, F, F_P2)
         if IDX64:
-            offs = offs.to(tl.int64)
-        mask = offs < N
-        ax = tl.zeros(offs.shape, dtype=tl.float32)
-        ay = tl.zeros(offs.shape, dtype=tl.float32)
-        az = tl.zeros(offs.shape, dtype=tl.float32)
-        for lvl in range(L):
-            dx, dy, dz = _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs,
-                                              mask, lvl, num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP,
-                                              IDX64, NEED_TABLE, NEED_X, DETERMINISTIC, BLOCK, SEGMENTED,
-                                              seg_max)
-            ax += dx
-            ay += dy
-            az += dz
+            row = offs.to(tl.int64) * (L * F)
+            lvl_off = tl.full((), T * F, tl.int64) * lvl
+        else:
+            row = offs * (L * F)
+            lvl_off = lvl * (T * F)
+        gptr = gout_ptr + row[:, None] + lvl * F + f[None, :]  # dL/dout[n, l*F:(l+1)*F], loaded where needed
+        if NEED_TABLE:
+            g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+            if SEGMENTED:
+                # Segment starts: first valid lane of the block, or a cell different from the previous point's. A
+                # scalar branch per (program, level) picks the segmented scatter when the block has few segments
+                # (coherent points at this level's resolution), else one atomic per point and corner; random points
+                # pay only the count (a few L1 loads and one block reduction). Measured on an H100 (benches/RESULTS.md):
+                # one kernel with both paths beats two launches with one path each (segmented and per-point programs
+                # then share the SMs: scans and atomics overlap).
+                lane = tl.arange(0, BLOCK)
+                prev_ok = mask & (lane > 0)
+                qx, qy, qz = _cell_of(x_ptr, offs - 1, prev_ok, scale, res)
+                start = (prev_ok == 0) | (qx != gx) | (qy != gy) | (qz != gz)
+                nseg = tl.sum((start & mask).to(tl.int32), axis=0)
+                if nseg <= seg_max:
+                    _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy,
+                                       sz, g, f, stride, dense, qscale_a, qscale_b, T, F, F_P2, BLOCK, DETERMINISTIC)
+                else:
+                    _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a,
+                                   qscale_b, T, F, DETERMINISTIC)
+            else:
+                _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
+                               T, F, DETERMINISTIC)
+        # dL/dt_d for this level (only used when NEED_X).
+        dtx = tl.zeros(offs.shape, dtype=tl.float32)
+        dty = tl.zeros(offs.shape, dtype=tl.float32)
+        dtz = tl.zeros(offs.shape, dtype=tl.float32)
         if NEED_X:
-            tl.store(gx_ptr + offs * 3 + 0, ax, mask=mask)
-            tl.store(gx_ptr + offs * 3 + 1, ay, mask=mask)
-            tl.store(gx_ptr + offs * 3 + 2, az, mask=mask)
-    else:
-        lvl = tl.program_id(0)
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        if IDX64:
-            offs = offs.to(tl.int64)
-        mask = offs < N
-        _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs, mask, lvl,
-                             num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP, IDX64, NEED_TABLE, False,
-                             DETERMINISTIC, BLOCK, SEGMENTED, seg_max)
+            if not NEED_TABLE:
+                g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+            for c in tl.static_range(8):
+                cx = c & 1
+                cy = (c >> 1) & 1
+                cz = (c >> 2) & 1
+                idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+                wx = sx if cx else 1.0 - sx
+                wy = sy if cy else 1.0 - sy
+                wz = sz if cz else 1.0 - sz
+                feat = tl.load(table_ptr + lvl_off + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
+                gf = tl.sum(g * feat, axis=1)
+                dwx = dsx if cx else -dsx
+                dwy = dsy if cy else -dsy
+                dwz = dsz if cz else -dsz
+                dtx += gf * (dwx * wy * wz)
+                dty += gf * (wx * dwy * wz)
+                dtz += gf * (wx * wy * dwz)
+            # dp/dx = scale inside [0, 1]; clamp passes no gradient outside (torch.clamp convention: ends included).
+            inx = ((xs >= 0.0) & (xs <= 1.0)).to(tl.float32)
+            iny = ((ys >= 0.0) & (ys <= 1.0)).to(tl.float32)
+            inz = ((zs >= 0.0) & (zs <= 1.0)).to(tl.float32)
+            return dtx * scale * inx, dty * scale * iny, dtz * scale * inz
+        else:
+            return dtx, dty, dtz
+
+
+    @triton.jit
+    def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, N, num_dense,
+                                     qscale_a, qscale_b, seg_max,
+                                     T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
+                                     INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
+                                     NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr,
+                                     LEVEL_LOOP: tl.constexpr, SEGMENTED: tl.constexpr):
+        # With NEED_X the level loop runs inside the program so dL/dx sums over levels in registers (no atomics);
+        # LEVEL_LOOP=False (table gradient only) spreads levels over the grid as the forward does.
+        if LEVEL_LOOP:
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            if IDX64:
+                offs = offs.to(tl.int64)
+            mask = offs < N
+            ax = tl.zeros(offs.shape, dtype=tl.float32)
+            ay = tl.zeros(offs.shape, dtype=tl.float32)
+            az = tl.zeros(offs.shape, dtype=tl.float32)
+            for lvl in range(L):
+                dx, dy, dz = _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs,
+                                                  mask, lvl, num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP,
+                                                  IDX64, NEED_TABLE, NEED_X, DETERMINISTIC, BLOCK, SEGMENTED,
+                                                  seg_max)
+                ax += dx
+                ay += dy
+                az += dz
+            if NEED_X:
+                tl.store(gx_ptr + offs * 3 + 0, ax, mask=mask)
+                tl.store(gx_ptr + offs * 3 + 1, ay, mask=mask)
+                tl.store(gx_ptr + offs * 3 + 2, az, mask=mask)
+        else:
+            lvl = tl.program_id(0)
+            offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+            if IDX64:
+                offs = offs.to(tl.int64)
+            mask = offs < N
+            _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs, mask, lvl,
+                                 num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP, IDX64, NEED_TABLE, False,
+                                 DETERMINISTIC, BLOCK, SEGMENTED, seg_max)
 
 
 # Launch settings: best of the sweep in benches/gpu_hash_grid.py on an H100 (1M random + 1M surface points, fp16
@@ -521,8 +521,9 @@ def hash_grid_encode(
             nothing: 64k points, L=16, T=2^16, F=2, one thread of a 2-core x86 VM, forward 651 → 536 ms and
             backward 754 → 693 ms (best of 9, old vs new interleaved in one process). On CUDA ``index_add_`` is
             atomic unless torch's deterministic mode is on.
-        backend: "triton" (CUDA tensors, or CPU under TRITON_INTERPRET=1), "torch" (the twin
-            :func:`pgc_kernels.reference.hash_grid_encode_reference`), or "auto" (Triton on CUDA, twin elsewhere).
+        backend: "triton" (CUDA tensors, or CPU under TRITON_INTERPRET=1; ``ValueError`` elsewhere and where triton
+            cannot be imported), "torch" (the twin :func:`pgc_kernels.reference.hash_grid_encode_reference`), or
+            "auto" (Triton on CUDA when triton is installed, the twin elsewhere).
 
     Performance: pass points in raster (pixel) order where you can. The backward merges the table-gradient atomics
     of consecutive points that share a grid cell (a segmented sum per block of points and level), which halves its
@@ -547,20 +548,15 @@ def hash_grid_encode(
         raise TypeError(f"{op}(): deterministic must be a bool or None, got {type(deterministic).__name__}")
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
-    if backend == "auto":
-        backend = "triton" if isinstance(x, torch.Tensor) and x.is_cuda else "torch"
     # One contract for both backends (the twin itself also takes float64, for gradcheck).
     _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation,
                      x_dtypes=(torch.float32,), table_dtypes=(torch.float32, torch.float16, torch.bfloat16))
-    if backend == "torch":
+    if not use_triton(op, backend, x):
         return hash_grid_encode_reference(x, table, base_resolution=base_resolution,
                                           finest_resolution=finest_resolution, interpolation=interpolation)
     if x.shape[0] >= 2**31 // 2:
         # Program ids × BLOCK stay int32 in the kernels.
         raise RuntimeError(f"{op}(): the Triton backend takes fewer than 2^30 points per call, got {x.shape[0]}")
-    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError(f"{op}(): backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU), "
-                         f"got {x.device.type} tensors")
     return HashGridEncodeFunction.apply(x.contiguous(), table.contiguous(), float(base_resolution),
                                         float(finest_resolution), _INTERP_CODE[interpolation], deterministic)
 

@@ -9,13 +9,7 @@ from typing import Any
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover
-    triton = tl = None
-
-from ._backend import HAS_TRITON, interpret_mode, use_triton
+from ._backend import HAS_TRITON, interpret_mode, tl, triton, use_triton
 from ._checks import check_pixel_clip_args
 from ._layout import three_axis
 from ._types import PixelClipStats
@@ -710,6 +704,7 @@ def _check_opts(op: str, x: torch.Tensor, tau: float, opts: dict) -> dict:
     probe = {k: v for k, v in opts.items() if k != "scale"}
     check_pixel_clip_args(op, x, tau, probe.get("variant", "clip"), probe.get("norm", "linf"), probe.get("channel_dim", 1),
                           scale if not isinstance(scale, torch.Tensor) else None, probe.get("backend", "auto"), False)
+    use_triton(op, probe.get("backend", "auto"), x)  # backend="triton" without triton / on plain CPU: fail here
     return opts
 
 

@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover
-    triton = tl = None
-
-from ._backend import HAS_TRITON, use_triton
+from ._backend import HAS_TRITON, tl, triton, use_triton
 from ._checks import check_sds_grad_args, check_tensor
 from .reference import sds_grad_reference
 

@@ -339,6 +339,9 @@ def test_bad_input_triton_on_cpu_without_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match=r"pixel_clip\(\): backend='triton' needs CUDA tensors"):
         pk.pixel_clip(torch.ones(2, 3, 4, 4), 1.0, backend="triton")
+    # pgc / attach_pgc check the backend when called, not deep inside the backward.
+    with pytest.raises(ValueError, match=r"pgc\(\): backend='triton' needs CUDA tensors"):
+        pk.pgc(torch.ones(2, 3, 4, 4, requires_grad=True), 1.0, backend="triton")
 
 
 def test_bad_input_pgc_and_attach():
