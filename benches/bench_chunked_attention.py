@@ -11,6 +11,8 @@ benches/gpu_attention.py compares against PyTorch's default SDPA kernels and the
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -72,13 +74,14 @@ def main():
             ms = {}
             for impl, fn in IMPLS.items():
                 try:
-                    ms[impl] = do_bench(lambda fn=fn: _step(fn, q, k, v, go, mode), warmup=5, rep=50,
-                                        return_mode="median")
+                    ms[impl] = do_bench(partial(_step, fn, q, k, v, go, mode), warmup=5, rep=50, return_mode="median")
                 except torch.OutOfMemoryError:
                     ms[impl] = float("nan")
                 torch.cuda.empty_cache()
-            print(f"| {list(shape)} fp16 {mode} | {ms['ours']:.2f} | {ms['twin']:.2f} | "
-                  f"{ms['twin'] / ms['ours']:.2f}× |", flush=True)
+            print(
+                f"| {list(shape)} fp16 {mode} | {ms['ours']:.2f} | {ms['twin']:.2f} | {ms['twin'] / ms['ours']:.2f}× |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ CPU-only torch build). Each op module defines its ``@triton.jit`` kernels inside
 from __future__ import annotations
 
 import os
+
 import torch
 
 try:

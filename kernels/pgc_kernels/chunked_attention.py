@@ -25,7 +25,10 @@ dk/dv accumulate in fp32 when the inputs are fp16/bf16 (cast back at the end).
 
 The reference twin is :func:`pgc_kernels.reference.chunked_attention_reference` (PyTorch SDPA, math).
 """
+
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -57,7 +60,6 @@ if HAS_TRITON:
             x = tl.load(S + base + start + offs, mask=mask, other=0.0) * scale
             tl.store(P + base + start + offs, tl.exp(x - lse).to(P.dtype.element_ty), mask=mask)
         tl.store(LSE + row, lse)
-
 
     @triton.jit
     def _softmax_rows_bwd_kernel(S, DP, LSE, D, P, DS, M, scale, BLOCK: tl.constexpr):
@@ -96,13 +98,16 @@ def _scores_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a.float(), b.float()) if a.dtype != torch.float64 else torch.bmm(a, b)
 
 
+Grads3 = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None, None]
+
+
 class ChunkedAttentionFunction(torch.autograd.Function):
     """Autograd Function for :func:`chunked_attention` on [G, N, D] tensors (G = B·H); formulas in the
     module docstring. Scores and probabilities are float32 (float64 for float64 inputs); the GEMM operands
     that multiply them are cast back to the input dtype (as flash attention does with P)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, scale: float, chunk: int):
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk: int) -> torch.Tensor:
         n = q.shape[1]
         out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
         kt = k.transpose(1, 2)
@@ -118,7 +123,7 @@ class ChunkedAttentionFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx: Any, grad_out: torch.Tensor) -> Grads3:
         q, k, v = ctx.saved_tensors
         scale, chunk = ctx.scale, ctx.chunk
         n = q.shape[1]
@@ -161,7 +166,7 @@ class ChunkedAttentionTritonFunction(torch.autograd.Function):
     D = rowsum(dO ⊙ O). Bytes per score element: forward 4 (S) + 4 + 2, backward 4 + 4 (S, dP) + 8 + 4."""
 
     @staticmethod
-    def forward(ctx, q, k, v, scale: float, chunk: int):
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk: int) -> torch.Tensor:
         g, n, _ = q.shape
         m = k.shape[1]
         out = torch.empty((g, n, v.shape[-1]), dtype=q.dtype, device=q.device)
@@ -184,7 +189,7 @@ class ChunkedAttentionTritonFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx: Any, grad_out: torch.Tensor) -> Grads3:
         q, k, v, out, lse = ctx.saved_tensors
         scale, chunk = ctx.scale, ctx.chunk
         g, n, _ = q.shape
@@ -206,8 +211,16 @@ class ChunkedAttentionTritonFunction(torch.autograd.Function):
             p = torch.empty(s.shape, dtype=q.dtype, device=q.device)
             ds = torch.empty(s.shape, dtype=q.dtype, device=q.device)
             _softmax_rows_bwd_kernel[(g * c, triton.cdiv(m, block))](
-                s, dp, lse[:, i : i + c].contiguous(), d_all[:, i : i + c].contiguous(), p, ds, m, scale,
-                BLOCK=block, num_warps=4,
+                s,
+                dp,
+                lse[:, i : i + c].contiguous(),
+                d_all[:, i : i + c].contiguous(),
+                p,
+                ds,
+                m,
+                scale,
+                BLOCK=block,
+                num_warps=4,
             )
             del s, dp
             dv += _mm_acc(p.transpose(1, 2), doc)

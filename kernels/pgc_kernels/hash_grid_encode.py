@@ -30,10 +30,11 @@ by an inclusive segmented scan (associative operator on (start flag, value) pair
 each segment issue the 8 atomics; otherwise one atomic per point and corner as before. The sum is the same up to
 float32 summation order (bitwise the same in deterministic mode, whose int64 quanta the scan adds exactly).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -62,7 +63,6 @@ if HAS_TRITON:
             ds = 6.0 * t * (1.0 - t)
         return s, ds
 
-
     @triton.jit
     def _corner_index(gx, gy, gz, cx: tl.constexpr, cy: tl.constexpr, cz: tl.constexpr, stride, dense, T: tl.constexpr):
         # Index of grid vertex (gx+cx, gy+cy, gz+cz) inside one level's table of T rows (see the module docstring).
@@ -76,7 +76,6 @@ if HAS_TRITON:
             idx = (vx ^ (vy * 2654435761) ^ (vz * 805459861)) % T
         return idx.to(tl.int32)
 
-
     @triton.jit
     def _corner(gx, gy, gz, sx, sy, sz, c: tl.constexpr, stride, dense, T: tl.constexpr):
         """Row index and trilinear weight of cell corner c (bits: x, y, z) for every point of the block."""
@@ -89,7 +88,6 @@ if HAS_TRITON:
         wz = sz if cz else 1.0 - sz
         return idx, wx * wy * wz
 
-
     @triton.jit
     def _feature_mask(mask, f, F: tl.constexpr, F_P2: tl.constexpr):
         # [BLOCK, F_P2] mask. When F is a power of two the row mask alone is broadcast: its constancy along the
@@ -98,7 +96,6 @@ if HAS_TRITON:
             return mask[:, None] & tl.full((1, F_P2), 1, tl.int1)
         else:
             return mask[:, None] & (f < F)[None, :]
-
 
     @triton.jit
     def _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP: tl.constexpr):
@@ -121,7 +118,6 @@ if HAS_TRITON:
         gz = tl.minimum(tl.maximum(fz.to(tl.int32), 0), res - 1)
         return xs, ys, zs, scale, res, gx, gy, gz, px - fx, py - fy, pz - fz
 
-
     @triton.jit
     def _cell_of(x_ptr, offs, mask, scale, res):
         # Grid cell g (same arithmetic as _level_setup) of the points at offs: used to compare a point's cell with its
@@ -134,7 +130,6 @@ if HAS_TRITON:
         gz = tl.minimum(tl.maximum(tl.floor(pz * scale + 0.5).to(tl.int32), 0), res - 1)
         return gx, gy, gz
 
-
     @triton.jit
     def _segmented_add(flag_a, val_a, flag_b, val_b):
         # Segmented-sum operator on (flag, value) pairs, flag = "a segment starts here", a before b in scan order:
@@ -144,11 +139,24 @@ if HAS_TRITON:
         # keys are equal" operator is not associative when a key comes back after a different one; flags are.)
         return flag_a | flag_b, tl.where(flag_b != 0, val_b, val_a + val_b)
 
-
     @triton.jit
-    def _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
-                             T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                             INTERP: tl.constexpr, IDX64: tl.constexpr):
+    def _hash_grid_fwd_level(
+        x_ptr,
+        table_ptr,
+        scale_ptr,
+        res_ptr,
+        out_ptr,
+        offs,
+        mask,
+        lvl,
+        num_dense,
+        T: tl.constexpr,
+        L: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        INTERP: tl.constexpr,
+        IDX64: tl.constexpr,
+    ):
         _, _, _, _, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP)
         sx, _ = _interp_weights(tx, INTERP)
         sy, _ = _interp_weights(ty, INTERP)
@@ -172,12 +180,24 @@ if HAS_TRITON:
             row = offs * (L * F)
         tl.store(out_ptr + row[:, None] + lvl * F + f[None, :], acc.to(out_ptr.dtype.element_ty), mask=fmask)
 
-
     @triton.jit
-    def _hash_grid_encode_fwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, N, num_dense,
-                                     T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                                     INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
-                                     LEVEL_LOOP: tl.constexpr):
+    def _hash_grid_encode_fwd_kernel(
+        x_ptr,
+        table_ptr,
+        scale_ptr,
+        res_ptr,
+        out_ptr,
+        N,
+        num_dense,
+        T: tl.constexpr,
+        L: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        INTERP: tl.constexpr,
+        IDX64: tl.constexpr,
+        BLOCK: tl.constexpr,
+        LEVEL_LOOP: tl.constexpr,
+    ):
         # Grid: LEVEL_LOOP -> (cdiv(N, BLOCK),), each program does all levels of BLOCK points;
         # otherwise (L, cdiv(N, BLOCK)): level on the fastest axis so programs writing one output row run together.
         if LEVEL_LOOP:
@@ -186,21 +206,54 @@ if HAS_TRITON:
                 offs = offs.to(tl.int64)  # x (3 per point) and out (L·F per point) offsets may pass 2^31
             mask = offs < N
             for lvl in range(L):
-                _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
-                                     T, L, F, F_P2, INTERP, IDX64)
+                _hash_grid_fwd_level(
+                    x_ptr,
+                    table_ptr,
+                    scale_ptr,
+                    res_ptr,
+                    out_ptr,
+                    offs,
+                    mask,
+                    lvl,
+                    num_dense,
+                    T,
+                    L,
+                    F,
+                    F_P2,
+                    INTERP,
+                    IDX64,
+                )
         else:
             lvl = tl.program_id(0)
             offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
             if IDX64:
                 offs = offs.to(tl.int64)
             mask = offs < N
-            _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
-                                 T, L, F, F_P2, INTERP, IDX64)
-
+            _hash_grid_fwd_level(
+                x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense, T, L, F, F_P2, INTERP, IDX64
+            )
 
     @triton.jit
-    def _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
-                       T: tl.constexpr, F: tl.constexpr, DETERMINISTIC: tl.constexpr):
+    def _scatter_plain(
+        gtab_ptr,
+        lvl_off,
+        gx,
+        gy,
+        gz,
+        sx,
+        sy,
+        sz,
+        g,
+        f,
+        fmask,
+        stride,
+        dense,
+        qscale_a,
+        qscale_b,
+        T: tl.constexpr,
+        F: tl.constexpr,
+        DETERMINISTIC: tl.constexpr,
+    ):
         # One atomic per (point, corner) row: d table[l, idx_c(n)] += w_c(n) · dout[n, l].
         for c in tl.static_range(8):
             idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
@@ -213,11 +266,35 @@ if HAS_TRITON:
             else:
                 tl.atomic_add(gtab_ptr + ent, contrib, mask=fmask, sem="relaxed")
 
-
     @triton.jit
-    def _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy, sz, g, f,
-                           stride, dense, qscale_a, qscale_b, T: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                           BLOCK: tl.constexpr, DETERMINISTIC: tl.constexpr):
+    def _scatter_segmented(
+        x_ptr,
+        gtab_ptr,
+        offs,
+        mask,
+        N,
+        start,
+        scale,
+        res,
+        lvl_off,
+        gx,
+        gy,
+        gz,
+        sx,
+        sy,
+        sz,
+        g,
+        f,
+        stride,
+        dense,
+        qscale_a,
+        qscale_b,
+        T: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        BLOCK: tl.constexpr,
+        DETERMINISTIC: tl.constexpr,
+    ):
         # Coherent points (rasterised surface points in pixel order): runs of consecutive points share one cell at the
         # coarse levels, hence the same 8 corner rows, and their atomics would serialise on those rows. A segment is a
         # maximal run of consecutive points of this block with equal cell; for each corner c and feature f
@@ -243,16 +320,38 @@ if HAS_TRITON:
             _, seg_sum = tl.associative_scan((flags, contrib), 0, _segmented_add)
             tl.atomic_add(gtab_ptr + lvl_off + idx[:, None] * F + f[None, :], seg_sum, mask=amask, sem="relaxed")
 
-
     @triton.jit
-    def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_acc_ptr, offs, mask, lvl,
-                             num_dense, qscale_a, qscale_b, N,
-                             T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                             INTERP: tl.constexpr, IDX64: tl.constexpr, NEED_TABLE: tl.constexpr,
-                             NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK: tl.constexpr,
-                             SEGMENTED: tl.constexpr, seg_max):
-        xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl,
-                                                                      INTERP)
+    def _hash_grid_bwd_level(
+        x_ptr,
+        table_ptr,
+        scale_ptr,
+        res_ptr,
+        gout_ptr,
+        gtab_ptr,
+        gx_acc_ptr,
+        offs,
+        mask,
+        lvl,
+        num_dense,
+        qscale_a,
+        qscale_b,
+        N,
+        T: tl.constexpr,
+        L: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        INTERP: tl.constexpr,
+        IDX64: tl.constexpr,
+        NEED_TABLE: tl.constexpr,
+        NEED_X: tl.constexpr,
+        DETERMINISTIC: tl.constexpr,
+        BLOCK: tl.constexpr,
+        SEGMENTED: tl.constexpr,
+        seg_max,
+    ):
+        xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(
+            x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP
+        )
         sx, dsx = _interp_weights(tx, INTERP)
         sy, dsy = _interp_weights(ty, INTERP)
         sz, dsz = _interp_weights(tz, INTERP)
@@ -282,14 +381,76 @@ if HAS_TRITON:
                 start = (prev_ok == 0) | (qx != gx) | (qy != gy) | (qz != gz)
                 nseg = tl.sum((start & mask).to(tl.int32), axis=0)
                 if nseg <= seg_max:
-                    _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy,
-                                       sz, g, f, stride, dense, qscale_a, qscale_b, T, F, F_P2, BLOCK, DETERMINISTIC)
+                    _scatter_segmented(
+                        x_ptr,
+                        gtab_ptr,
+                        offs,
+                        mask,
+                        N,
+                        start,
+                        scale,
+                        res,
+                        lvl_off,
+                        gx,
+                        gy,
+                        gz,
+                        sx,
+                        sy,
+                        sz,
+                        g,
+                        f,
+                        stride,
+                        dense,
+                        qscale_a,
+                        qscale_b,
+                        T,
+                        F,
+                        F_P2,
+                        BLOCK,
+                        DETERMINISTIC,
+                    )
                 else:
-                    _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a,
-                                   qscale_b, T, F, DETERMINISTIC)
+                    _scatter_plain(
+                        gtab_ptr,
+                        lvl_off,
+                        gx,
+                        gy,
+                        gz,
+                        sx,
+                        sy,
+                        sz,
+                        g,
+                        f,
+                        fmask,
+                        stride,
+                        dense,
+                        qscale_a,
+                        qscale_b,
+                        T,
+                        F,
+                        DETERMINISTIC,
+                    )
             else:
-                _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
-                               T, F, DETERMINISTIC)
+                _scatter_plain(
+                    gtab_ptr,
+                    lvl_off,
+                    gx,
+                    gy,
+                    gz,
+                    sx,
+                    sy,
+                    sz,
+                    g,
+                    f,
+                    fmask,
+                    stride,
+                    dense,
+                    qscale_a,
+                    qscale_b,
+                    T,
+                    F,
+                    DETERMINISTIC,
+                )
         # dL/dt_d for this level (only used when NEED_X).
         dtx = tl.zeros(offs.shape, dtype=tl.float32)
         dty = tl.zeros(offs.shape, dtype=tl.float32)
@@ -305,7 +466,9 @@ if HAS_TRITON:
                 wx = sx if cx else 1.0 - sx
                 wy = sy if cy else 1.0 - sy
                 wz = sz if cz else 1.0 - sz
-                feat = tl.load(table_ptr + lvl_off + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
+                feat = tl.load(table_ptr + lvl_off + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(
+                    tl.float32
+                )
                 gf = tl.sum(g * feat, axis=1)
                 dwx = dsx if cx else -dsx
                 dwy = dsy if cy else -dsy
@@ -321,14 +484,33 @@ if HAS_TRITON:
         else:
             return dtx, dty, dtz
 
-
     @triton.jit
-    def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, N, num_dense,
-                                     qscale_a, qscale_b, seg_max,
-                                     T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                                     INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
-                                     NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr,
-                                     LEVEL_LOOP: tl.constexpr, SEGMENTED: tl.constexpr):
+    def _hash_grid_encode_bwd_kernel(
+        x_ptr,
+        table_ptr,
+        scale_ptr,
+        res_ptr,
+        gout_ptr,
+        gtab_ptr,
+        gx_ptr,
+        N,
+        num_dense,
+        qscale_a,
+        qscale_b,
+        seg_max,
+        T: tl.constexpr,
+        L: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        INTERP: tl.constexpr,
+        IDX64: tl.constexpr,
+        BLOCK: tl.constexpr,
+        NEED_TABLE: tl.constexpr,
+        NEED_X: tl.constexpr,
+        DETERMINISTIC: tl.constexpr,
+        LEVEL_LOOP: tl.constexpr,
+        SEGMENTED: tl.constexpr,
+    ):
         # With NEED_X the level loop runs inside the program so dL/dx sums over levels in registers (no atomics);
         # LEVEL_LOOP=False (table gradient only) spreads levels over the grid as the forward does.
         if LEVEL_LOOP:
@@ -340,10 +522,34 @@ if HAS_TRITON:
             ay = tl.zeros(offs.shape, dtype=tl.float32)
             az = tl.zeros(offs.shape, dtype=tl.float32)
             for lvl in range(L):
-                dx, dy, dz = _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs,
-                                                  mask, lvl, num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP,
-                                                  IDX64, NEED_TABLE, NEED_X, DETERMINISTIC, BLOCK, SEGMENTED,
-                                                  seg_max)
+                dx, dy, dz = _hash_grid_bwd_level(
+                    x_ptr,
+                    table_ptr,
+                    scale_ptr,
+                    res_ptr,
+                    gout_ptr,
+                    gtab_ptr,
+                    gx_ptr,
+                    offs,
+                    mask,
+                    lvl,
+                    num_dense,
+                    qscale_a,
+                    qscale_b,
+                    N,
+                    T,
+                    L,
+                    F,
+                    F_P2,
+                    INTERP,
+                    IDX64,
+                    NEED_TABLE,
+                    NEED_X,
+                    DETERMINISTIC,
+                    BLOCK,
+                    SEGMENTED,
+                    seg_max,
+                )
                 ax += dx
                 ay += dy
                 az += dz
@@ -357,9 +563,34 @@ if HAS_TRITON:
             if IDX64:
                 offs = offs.to(tl.int64)
             mask = offs < N
-            _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs, mask, lvl,
-                                 num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP, IDX64, NEED_TABLE, False,
-                                 DETERMINISTIC, BLOCK, SEGMENTED, seg_max)
+            _hash_grid_bwd_level(
+                x_ptr,
+                table_ptr,
+                scale_ptr,
+                res_ptr,
+                gout_ptr,
+                gtab_ptr,
+                gx_ptr,
+                offs,
+                mask,
+                lvl,
+                num_dense,
+                qscale_a,
+                qscale_b,
+                N,
+                T,
+                L,
+                F,
+                F_P2,
+                INTERP,
+                IDX64,
+                NEED_TABLE,
+                False,
+                DETERMINISTIC,
+                BLOCK,
+                SEGMENTED,
+                seg_max,
+            )
 
 
 # Launch settings: best of the sweep in benches/gpu_hash_grid.py on an H100 (1M random + 1M surface points, fp16
@@ -369,14 +600,27 @@ if HAS_TRITON:
 # on surface points, random points are unaffected). bwd_dx_separate: with dL/dx wanted too, compute it in its own
 # level-looping kernel and scatter the table gradient with the per-level kernel (surface points 2.13 ms vs 2.43 ms
 # for one fused level-looping kernel doing both).
-_LAUNCH = {"fwd_block": 256, "fwd_warps": 8, "fwd_level_loop": False, "bwd_block": 256, "bwd_warps": 4,
-           "bwd_segmented": True, "bwd_seg_frac": 0.5, "bwd_dx_separate": True}
+_LAUNCH: dict[str, Any] = {
+    "fwd_block": 256,
+    "fwd_warps": 8,
+    "fwd_level_loop": False,
+    "bwd_block": 256,
+    "bwd_warps": 4,
+    "bwd_segmented": True,
+    "bwd_seg_frac": 0.5,
+    "bwd_dx_separate": True,
+}
 
 
-def _level_tensors(num_levels: int, table_size: int, base: float, finest: float, device: torch.device):
+def _level_tensors(
+    num_levels: int, table_size: int, base: float, finest: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     scales, res, num_dense = _hash_grid_levels(num_levels, table_size, base, finest)
-    return (torch.tensor(scales, dtype=torch.float32, device=device),
-            torch.tensor(res, dtype=torch.int32, device=device), num_dense)
+    return (
+        torch.tensor(scales, dtype=torch.float32, device=device),
+        torch.tensor(res, dtype=torch.int32, device=device),
+        num_dense,
+    )
 
 
 def _needs_idx64(n: int, num_levels: int, table_size: int, feat: int) -> bool:
@@ -395,20 +639,43 @@ def hash_grid_encode_fwd(x: torch.Tensor, table: torch.Tensor, base: float, fine
     loop = _LAUNCH["fwd_level_loop"]
     grid = (triton.cdiv(n, block),) if loop else (num_levels, triton.cdiv(n, block))
     _hash_grid_encode_fwd_kernel[grid](
-        x, table, scales, res, out, n, num_dense,
-        T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
-        IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, LEVEL_LOOP=loop,
-        num_warps=_LAUNCH["fwd_warps"], enable_fp_fusion=False,
+        x,
+        table,
+        scales,
+        res,
+        out,
+        n,
+        num_dense,
+        T=table_size,
+        L=num_levels,
+        F=feat,
+        F_P2=triton.next_power_of_2(feat),
+        INTERP=interp,
+        IDX64=_needs_idx64(n, num_levels, table_size, feat),
+        BLOCK=block,
+        LEVEL_LOOP=loop,
+        num_warps=_LAUNCH["fwd_warps"],
+        enable_fp_fusion=False,
     )
     return out
 
 
-def hash_grid_encode_bwd(grad_out: torch.Tensor, x: torch.Tensor, table: torch.Tensor, base: float, finest: float,
-                         interp: int, need_table: bool, need_x: bool, deterministic: bool):
+def hash_grid_encode_bwd(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    table: torch.Tensor,
+    base: float,
+    finest: float,
+    interp: int,
+    need_table: bool,
+    need_x: bool,
+    deterministic: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Launch the backward kernel → (grad_table [L,T,F] table dtype or None, grad_x [N,3] float32 or None)."""
     n = x.shape[0]
     num_levels, table_size, feat = table.shape
-    grad_table = grad_x = None
+    grad_table: torch.Tensor | None = None
+    grad_x: torch.Tensor | None = None
     if not (need_table or need_x):
         return None, None
     if n == 0:
@@ -436,21 +703,45 @@ def hash_grid_encode_bwd(grad_out: torch.Tensor, x: torch.Tensor, table: torch.T
     segmented = bool(_LAUNCH["bwd_segmented"])
     seg_max = int(_LAUNCH["bwd_seg_frac"] * block)
     dummy = x  # never dereferenced when the matching flag is off
-    common = dict(T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
-                  IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, DETERMINISTIC=deterministic,
-                  SEGMENTED=segmented, num_warps=_LAUNCH["bwd_warps"], enable_fp_fusion=False)
-    args = (x, table, scales, res, grad_out, gtab if gtab is not None else dummy,
-            grad_x if grad_x is not None else dummy, n, num_dense, qscale[0], qscale[1], seg_max)
+    common = dict(
+        T=table_size,
+        L=num_levels,
+        F=feat,
+        F_P2=triton.next_power_of_2(feat),
+        INTERP=interp,
+        IDX64=_needs_idx64(n, num_levels, table_size, feat),
+        BLOCK=block,
+        DETERMINISTIC=deterministic,
+        SEGMENTED=segmented,
+        num_warps=_LAUNCH["bwd_warps"],
+        enable_fp_fusion=False,
+    )
+    args = (
+        x,
+        table,
+        scales,
+        res,
+        grad_out,
+        gtab if gtab is not None else dummy,
+        grad_x if grad_x is not None else dummy,
+        n,
+        num_dense,
+        qscale[0],
+        qscale[1],
+        seg_max,
+    )
     fused = need_x and need_table and not _LAUNCH["bwd_dx_separate"]
     if need_x:
         # dL/dx sums over levels in registers: one program loops over all levels of its points.
-        _hash_grid_encode_bwd_kernel[(triton.cdiv(n, block),)](*args, NEED_TABLE=fused, NEED_X=True, LEVEL_LOOP=True,
-                                                               **common)
+        _hash_grid_encode_bwd_kernel[(triton.cdiv(n, block),)](
+            *args, NEED_TABLE=fused, NEED_X=True, LEVEL_LOOP=True, **common
+        )
     if need_table and not fused:
         # Table gradient alone: levels spread over the grid, as in the forward.
-        _hash_grid_encode_bwd_kernel[(num_levels, triton.cdiv(n, block))](*args, NEED_TABLE=True, NEED_X=False,
-                                                                          LEVEL_LOOP=False, **common)
-    if need_table:
+        _hash_grid_encode_bwd_kernel[(num_levels, triton.cdiv(n, block))](
+            *args, NEED_TABLE=True, NEED_X=False, LEVEL_LOOP=False, **common
+        )
+    if gtab is not None:
         if deterministic:
             grad_table = (gtab.to(torch.float64) * 2.0**-exp).to(table.dtype)
         else:
@@ -462,19 +753,30 @@ class HashGridEncodeFunction(torch.autograd.Function):
     """Autograd wrapper of the Triton kernels. Backward is not itself differentiable (no double backward)."""
 
     @staticmethod
-    def forward(ctx, x, table, base, finest, interp, deterministic):
+    def forward(
+        ctx: Any, x: torch.Tensor, table: torch.Tensor, base: float, finest: float, interp: int, deterministic: bool
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, table)
         ctx.cfg = (base, finest, interp, deterministic)
         return hash_grid_encode_fwd(x, table, base, finest, interp)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
+    def backward(
+        ctx: Any, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None, None]:
         x, table = ctx.saved_tensors
         base, finest, interp, deterministic = ctx.cfg
         grad_table, grad_x = hash_grid_encode_bwd(
-            grad_out.contiguous(), x, table, base, finest, interp,
-            need_table=ctx.needs_input_grad[1], need_x=ctx.needs_input_grad[0], deterministic=deterministic,
+            grad_out.contiguous(),
+            x,
+            table,
+            base,
+            finest,
+            interp,
+            need_table=ctx.needs_input_grad[1],
+            need_x=ctx.needs_input_grad[0],
+            deterministic=deterministic,
         )
         return (
             grad_x,
@@ -549,16 +851,31 @@ def hash_grid_encode(
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
     # One contract for both backends (the twin itself also takes float64, for gradcheck).
-    _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation,
-                     x_dtypes=(torch.float32,), table_dtypes=(torch.float32, torch.float16, torch.bfloat16))
+    _hash_grid_check(
+        op,
+        x,
+        table,
+        base_resolution,
+        finest_resolution,
+        interpolation,
+        x_dtypes=(torch.float32,),
+        table_dtypes=(torch.float32, torch.float16, torch.bfloat16),
+    )
     if not use_triton(op, backend, x):
-        return hash_grid_encode_reference(x, table, base_resolution=base_resolution,
-                                          finest_resolution=finest_resolution, interpolation=interpolation)
+        return hash_grid_encode_reference(
+            x, table, base_resolution=base_resolution, finest_resolution=finest_resolution, interpolation=interpolation
+        )
     if x.shape[0] >= 2**31 // 2:
         # Program ids × BLOCK stay int32 in the kernels.
         raise RuntimeError(f"{op}(): the Triton backend takes fewer than 2^30 points per call, got {x.shape[0]}")
-    return HashGridEncodeFunction.apply(x.contiguous(), table.contiguous(), float(base_resolution),
-                                        float(finest_resolution), _INTERP_CODE[interpolation], deterministic)
+    return HashGridEncodeFunction.apply(
+        x.contiguous(),
+        table.contiguous(),
+        float(base_resolution),
+        float(finest_resolution),
+        _INTERP_CODE[interpolation],
+        deterministic,
+    )
 
 
 assert set(_INTERP_CODE) == set(_HASH_GRID_INTERPOLATIONS)

@@ -121,8 +121,11 @@ def _check_chunked_attention() -> None:
     from pgc_kernels.reference import chunked_attention_reference
 
     gen = torch.Generator().manual_seed(2)
-    qkv = [torch.randn(1, 2, 7, 8, generator=gen), torch.randn(1, 2, 5, 8, generator=gen),
-           torch.randn(1, 2, 5, 3, generator=gen)]
+    qkv = [
+        torch.randn(1, 2, 7, 8, generator=gen),
+        torch.randn(1, 2, 5, 8, generator=gen),
+        torch.randn(1, 2, 5, 3, generator=gen),
+    ]
     ref = _grads(lambda q, k, v: chunked_attention_reference(q, k, v), qkv, seed=3)
     for backend in ("auto", "chunked", "torch"):
         got = _grads(lambda q, k, v, b=backend: chunked_attention(q, k, v, chunk_size=3, backend=b), qkv, seed=3)
@@ -155,7 +158,11 @@ def _check_bias_add() -> None:
     from pgc_kernels.reference import bias_add_reference
 
     gen = torch.Generator().manual_seed(6)
-    args = [torch.randn(2, 3, 4, 4, generator=gen), torch.randn(3, generator=gen), torch.randn(2, 3, 4, 4, generator=gen)]
+    args = [
+        torch.randn(2, 3, 4, 4, generator=gen),
+        torch.randn(3, generator=gen),
+        torch.randn(2, 3, 4, 4, generator=gen),
+    ]
     ref = _grads(lambda x, b, r: bias_add_reference(x, b, r), args, seed=7)
     for backend in ("auto", "torch"):
         got = _grads(lambda x, b, r, be=backend: bias_add(x, b, r, backend=be), args, seed=7)
