@@ -258,10 +258,101 @@ def test_attach_pgc_with_gradscaler(backend):
     torch.testing.assert_close(x.grad, expect, rtol=1e-5, atol=1e-3)
     assert hook.stats is not None and 0 < hook.stats.fraction_clipped.item() <= 1
     torch.testing.assert_close(hook.stats.max_norm / 2.0**10, true_grad.abs().amax(1).max(), rtol=1e-5, atol=0)
+    popped = hook.pop_stats()  # unscaled, 0-d like the per-pass stats
+    assert popped is not None and all(t.dim() == 0 for t in popped)
+    torch.testing.assert_close(popped.max_norm, true_grad.abs().amax(1).max(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(popped.mean_norm, true_grad.abs().amax(1).mean(), rtol=1e-5, atol=1e-6)
     hook.remove()
     x.grad = None
     ((x - target) ** 2).sum().backward()
     torch.testing.assert_close(x.grad, true_grad)  # removed: no clipping any more
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+def test_pgc_hook_reused_across_steps(backend):
+    """One PGCHook for a whole run (the trainer's use): attached to each step's image, switched off and on, τ changed
+    between steps; ``stats`` is the latest pass (scaled units), ``pop_stats`` the summary since the last pop
+    (unscaled: per-pass norms divided by that pass's scale), ``on_stats`` sees every pass."""
+    seen: list[pk.PixelClipStats] = []
+    scales = [4.0, 4.0, 16.0]
+    hook = pk.PGCHook(TAU, torch.tensor(scales[0], device=DEV), return_stats=True, on_stats=seen.append,
+                      backend=backend)
+    expect = []
+    for step, s in enumerate(scales):
+        hook.scaler = torch.tensor(s, device=DEV) if step else torch.tensor([s], device=DEV)  # 0-d or 1-element
+        x = torch.zeros(2, 3, 5, 7, device=DEV, requires_grad=True)
+        img = x * 1.0  # a non-leaf "rendered image", new every step
+        assert hook.attach(img) is hook
+        up = make("nchw", seed=30 + step)[0] * s  # the scaled upstream gradient
+        img.backward(up)
+        torch.testing.assert_close(x.grad, s * pixel_clip_reference(up / s, TAU), rtol=1e-5, atol=1e-5)
+        n = (up / s).abs().amax(1)
+        expect.append(((n > TAU).float().mean(), n.max(), n.mean()))
+        assert hook.stats is seen[-1]
+        torch.testing.assert_close(hook.stats.max_norm, n.max() * s)  # latest pass: as pixel_clip returns it
+    assert len(seen) == 3
+    popped = hook.pop_stats()
+    assert popped is not None and hook.pop_stats() is None and all(t.dim() == 0 for t in popped)
+    torch.testing.assert_close(popped.fraction_clipped, torch.stack([e[0] for e in expect]).mean())
+    torch.testing.assert_close(popped.max_norm, torch.stack([e[1] for e in expect]).max())
+    torch.testing.assert_close(popped.mean_norm, torch.stack([e[2] for e in expect]).mean())
+
+    # Disabled: gradient unchanged, nothing recorded.
+    hook.enabled = False
+    x = torch.zeros(2, 3, 5, 7, device=DEV, requires_grad=True)
+    up = make("nchw", seed=40)[0]
+    hook.attach(x)
+    x.backward(up)
+    torch.testing.assert_close(x.grad, up)
+    assert len(seen) == 3 and hook.pop_stats() is None
+    # Re-enabled with a new τ and no scaler: takes effect on the tensor already attached.
+    hook.enabled, hook.tau, hook.scaler = True, 0.25, None
+    x.grad = None
+    x.backward(up)
+    torch.testing.assert_close(x.grad, pixel_clip_reference(up, 0.25))
+    # τ = None: no clipping.
+    hook.tau = None
+    x.grad = None
+    x.backward(up)
+    torch.testing.assert_close(x.grad, up)
+
+
+def test_pgc_hook_remove_detaches_every_tensor_and_drops_dead_ones():
+    hook = pk.PGCHook(TAU)
+    xs = [torch.zeros(2, 3, 4, 4, requires_grad=True) for _ in range(2)]
+    for x in xs:
+        hook.attach(x)
+    hook.remove()
+    up = make("nchw", seed=41)[0][:, :, :4, :4]
+    for x in xs:
+        x.backward(up)
+        torch.testing.assert_close(x.grad, up)  # removed from both
+    # Attached to a new image each step: registrations on freed images are dropped, so they do not pile up.
+    for _ in range(20):
+        x = torch.zeros(2, 3, 4, 4, requires_grad=True)
+        img = x * 1.0
+        hook.attach(img)
+        img.backward(up)
+        del img
+    assert len(hook._handles) <= 1
+
+
+def test_pgc_hook_bad_input():
+    with pytest.raises(ValueError, match=r"PGCHook\(\): tau must be a finite number > 0, got -1.0"):
+        pk.PGCHook(-1.0)
+    with pytest.raises(ValueError, match=r"PGCHook\(\): on_stats needs return_stats=True"):
+        pk.PGCHook(TAU, on_stats=print)
+    with pytest.raises(TypeError, match=r"PGCHook\(\): enabled must be a bool"):
+        pk.PGCHook(TAU, enabled=1)
+    with pytest.raises(TypeError, match=r"PGCHook\(\): unexpected keyword argument\(s\) \['tua'\]"):
+        pk.PGCHook(TAU, tua=1)
+    with pytest.raises(ValueError, match=r"PGCHook\(\): pass either scaler or scale, got both"):
+        pk.PGCHook(TAU, 2.0, scale=2.0)
+    hook = pk.PGCHook(TAU, variant="nope")
+    with pytest.raises(ValueError, match=r"PGCHook.attach\(\): variant must be one of"):
+        hook.attach(torch.ones(2, 3, requires_grad=True))
+    with pytest.raises(ValueError, match=r"PGCHook.attach\(\): tensor must require grad"):
+        pk.PGCHook(TAU).attach(torch.ones(2, 3))
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
@@ -339,6 +430,9 @@ def test_bad_input_triton_on_cpu_without_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match=r"pixel_clip\(\): backend='triton' needs CUDA tensors"):
         pk.pixel_clip(torch.ones(2, 3, 4, 4), 1.0, backend="triton")
+    # pgc / attach_pgc check the backend when called, not deep inside the backward.
+    with pytest.raises(ValueError, match=r"pgc\(\): backend='triton' needs CUDA tensors"):
+        pk.pgc(torch.ones(2, 3, 4, 4, requires_grad=True), 1.0, backend="triton")
 
 
 def test_bad_input_pgc_and_attach():
