@@ -2,7 +2,8 @@
 mid-block attention), forward and backward, at GEMM speed and bounded memory.
 
 Why: PyTorch's flash and cuDNN SDPA kernels stop at head dim 256, so head dim 512 falls to the CUTLASS
-"memory-efficient" kernel, whose backward takes ~160 ms for 4 × 16384 tokens on an H100 (the floors in benches/RESULTS.md),
+"memory-efficient" kernel, whose backward takes ~160 ms for 4 × 16384 tokens on an H100 (the floors in
+benches/RESULTS.md),
 while the FLOPs are ~8 TFLOP (~10-15 ms at cuBLAS speed). The math backend is fast but materialises the
 whole [N, N] probability matrix for backward (+17 GB).
 

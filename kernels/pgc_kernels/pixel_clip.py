@@ -556,18 +556,9 @@ _PLANS: dict[tuple, Plan] = {}
 _PLANS_MAX = 256
 
 
-def _make_plan(
-    x: torch.Tensor,
-    d: int,
-    variant: str,
-    norm: str,
-    return_stats: bool,
-    has_scale_ptr: bool,
-    cfg: dict[tuple[str, int], tuple[int, ...]],
-    packed_kernel: str | None,
-) -> Plan:
-    """The launches for ``x`` (metadata only): (copy x to contiguous?, y like x?, launches, npix), each launch a
-    (kernel name, grid, region, int args, constexpr kwargs) tuple; region says which view of x/y it gets."""
+def _plan_views(x: torch.Tensor, d: int) -> tuple[torch.Tensor, bool, bool, tuple[int, ...], tuple[int, ...]]:
+    """(x or its contiguous copy, copied?, output laid out like x?, x's and y's [outer, C, inner] views with
+    strides). y is only metadata here: the op allocates it like x when x is dense, else contiguous."""
     vx = _view3(x, d)
     x_contig = vx is None  # strides that no single [outer, C, inner] view describes: copy once
     if x_contig:
@@ -583,6 +574,22 @@ def _make_plan(
         y = torch.empty(x.shape, dtype=x.dtype, device="meta")
         vx, vy = _view3(x, d), _view3(y, d)
     assert vx is not None and vy is not None
+    return x, x_contig, y_like, vx, vy
+
+
+def _make_plan(
+    x: torch.Tensor,
+    d: int,
+    variant: str,
+    norm: str,
+    return_stats: bool,
+    has_scale_ptr: bool,
+    cfg: dict[tuple[str, int], tuple[int, ...]],
+    packed_kernel: str | None,
+) -> Plan:
+    """The launches for ``x`` (metadata only): (copy x to contiguous?, y like x?, launches, npix), each launch a
+    (kernel name, grid, region, int args, constexpr kwargs) tuple; region says which view of x/y it gets."""
+    x, x_contig, y_like, vx, vy = _plan_views(x, d)
     outer, C, inner, sxo, sxc, sxi = vx
     _, _, _, syo, syc, syi = vy
     npix = outer * inner

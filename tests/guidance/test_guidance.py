@@ -213,7 +213,8 @@ def test_vsd_camera_conditioned_lora_and_update(make_inputs):
     g2.load_state_dict(state)
     for (n, p), (n2, p2) in zip(
         ((n, p) for n, p in g.unet.named_parameters() if "lora_" in n),
-        ((n, p) for n, p in g2.unet.named_parameters() if "lora_" in n), strict=False,
+        ((n, p) for n, p in g2.unet.named_parameters() if "lora_" in n),
+        strict=False,
     ):
         assert n == n2 and torch.equal(p, p2)
 

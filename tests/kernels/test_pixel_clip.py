@@ -2,6 +2,7 @@
 
 Runs on the CPU under TRITON_INTERPRET=1 (CI) and on CUDA when present. Shapes are small and odd on purpose.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
 def make(layout: str, dtype: torch.dtype = torch.float32, c: int = 3, seed: int = 0) -> tuple[torch.Tensor, int]:
-    """A gradient-like tensor in ``layout`` with a mix of small, clipped and all-zero pixels; returns (g, channel_dim)."""
+    """A gradient-like tensor in ``layout`` with a mix of small, clipped and all-zero pixels; returns (g,
+    channel_dim)."""
     gen = torch.Generator().manual_seed(seed)
     b, h, w = 2, 5, 7
 
@@ -69,7 +71,8 @@ def assert_close(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_reference_equals_original_hook_arithmetic(layout):
-    """The original's hook (the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook), written out, equals variant="clip", norm="linf"."""
+    """The original's hook (the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook), written out, equals
+    variant="clip", norm="linf"."""
     g, cd = make(layout)
     tau = TAU
     ratio = tau / torch.abs(g)
@@ -82,7 +85,8 @@ def test_reference_equals_original_hook_arithmetic(layout):
 
 
 def test_reference_other_variants_match_the_original_formulas():
-    """Types 1–5 of the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook on finite input with no zero tensor."""
+    """Types 1–5 of the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook on finite input with no zero
+    tensor."""
     g, cd = make("nchw")
     t = TAU
     expect = {
@@ -165,7 +169,7 @@ def test_low_precision_error_within_twice_reference_error(variant, dtype):
             exact = pixel_clip_reference(g32, TAU, variant=variant, norm=norm, channel_dim=cd)
             ref = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=cd).float()
             ours = pk.pixel_clip(g, TAU, variant=variant, norm=norm, channel_dim=cd, backend="triton").float()
-            for err in (lambda o: (o - exact).abs().max(), lambda o: (o - exact).norm() / exact.norm()):
+            for err in (lambda o, e=exact: (o - e).abs().max(), lambda o, e=exact: (o - e).norm() / e.norm()):
                 assert err(ours) <= 2 * err(ref) + 1e-6, (layout, norm, err(ours), err(ref))
 
 
@@ -241,7 +245,9 @@ def test_gradscaler_scale_float_and_tensor(variant, backend):
     by_tensor = pk.pixel_clip(g * s, TAU, variant=variant, scale=torch.tensor(s, device=g.device), backend=backend)
     torch.testing.assert_close(by_tensor, by_float, rtol=1e-6, atol=0)
     if variant != "sigmoid":  # sigmoid of the scaled grad is not equivariant (as in the original)
-        torch.testing.assert_close(by_float, s * pk.pixel_clip(g, TAU, variant=variant, backend="torch"), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(
+            by_float, s * pk.pixel_clip(g, TAU, variant=variant, backend="torch"), rtol=1e-5, atol=1e-4
+        )
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
@@ -275,8 +281,9 @@ def test_pgc_hook_reused_across_steps(backend):
     (unscaled: per-pass norms divided by that pass's scale), ``on_stats`` sees every pass."""
     seen: list[pk.PixelClipStats] = []
     scales = [4.0, 4.0, 16.0]
-    hook = pk.PGCHook(TAU, torch.tensor(scales[0], device=DEV), return_stats=True, on_stats=seen.append,
-                      backend=backend)
+    hook = pk.PGCHook(
+        TAU, torch.tensor(scales[0], device=DEV), return_stats=True, on_stats=seen.append, backend=backend
+    )
     expect = []
     for step, s in enumerate(scales):
         hook.scaler = torch.tensor(s, device=DEV) if step else torch.tensor([s], device=DEV)  # 0-d or 1-element
@@ -400,13 +407,21 @@ def test_auto_backend_on_cpu_is_reference():
     "kwargs, exc, msg",
     [
         (dict(grad=[1.0, 2.0]), TypeError, "pixel_clip(): grad must be a torch.Tensor, got list"),
-        (dict(grad=torch.ones(2, 3, dtype=torch.int32)), TypeError, "grad must have dtype float32/float16/bfloat16, got torch.int32"),
+        (
+            dict(grad=torch.ones(2, 3, dtype=torch.int32)),
+            TypeError,
+            "grad must have dtype float32/float16/bfloat16, got torch.int32",
+        ),
         (dict(grad=torch.ones(3)), ValueError, "grad must have rank >= 2, got shape (3,)"),
         (dict(grad=torch.ones(1, 17, 2, 2)), ValueError, "grad must have 1..16 channels at channel_dim=1, got 17"),
         (dict(tau=0.0), ValueError, "tau must be a finite number > 0, got 0.0"),
         (dict(tau=float("nan")), ValueError, "tau must be a finite number > 0"),
         (dict(tau="1"), TypeError, "tau must be a float, got str"),
-        (dict(variant="hard"), ValueError, "variant must be one of 'clip', 'value', 'global', 'sigmoid', 'soft', 'soft_pixel', got 'hard'"),
+        (
+            dict(variant="hard"),
+            ValueError,
+            "variant must be one of 'clip', 'value', 'global', 'sigmoid', 'soft', 'soft_pixel', got 'hard'",
+        ),
         (dict(norm="l1"), ValueError, "norm must be one of 'linf', 'l2', got 'l1'"),
         (dict(channel_dim=4), ValueError, "channel_dim must be in [-4, 3] for a rank-4 tensor, got 4"),
         (dict(channel_dim=1.0), TypeError, "channel_dim must be an int, got float"),
@@ -484,7 +499,8 @@ def _nhwc(c: int, dtype: torch.dtype, npix_w: int, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("c", [2, 3, 4, 5, 8])
 def test_packed_channel_last_kernels_match_reference(c, dtype, kernel):
     """Every kernel the NHWC dispatch can pick (word-packed in 32/64-bit words, staged through a coalesced tile
-    or not; per-element gathers; channel tile), for every dtype and C (C=5 has no word plan: the fallback), with a pixel count that leaves a tail for
+    or not; per-element gathers; channel tile), for every dtype and C (C=5 has no word plan: the fallback), with a
+    pixel count that leaves a tail for
     the word kernel (3·2·7 = 42 pixels), zeros, NaN/±inf; forward, stats, and backward through pgc."""
     g = _nhwc(c, dtype, 7, seed=c)
     esize = 4 if dtype == torch.float32 else 2
@@ -493,12 +509,17 @@ def test_packed_channel_last_kernels_match_reference(c, dtype, kernel):
     if kernel[-2:] in ("32", "64"):
         name = kernel[:-2]
         cfg[(name, esize)] = (8, 4, int(kernel[-2:]))
-    for variant, norm, stats in (("clip", "linf", False), ("clip", "l2", True), ("soft_pixel", "linf", True), ("value", "l2", True)):
+    for variant, norm, stats in (
+        ("clip", "linf", False),
+        ("clip", "l2", True),
+        ("soft_pixel", "linf", True),
+        ("value", "l2", True),
+    ):
         out = pk_pc._pixel_clip_triton(g, TAU, variant, norm, 3, None, stats, config=cfg, packed_kernel=name)
         ref = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=-1, return_stats=stats)
         if stats:
             (out, so), (ref, sr) = out, ref
-            for a, b in zip(so, sr):
+            for a, b in zip(so, sr, strict=False):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=0, equal_nan=True)
         assert out.stride() == g.stride()
         assert_close(out, ref, dtype)
@@ -534,4 +555,6 @@ def test_plan_cache_distinguishes_layouts():
     nhwc = _nhwc(3, torch.bfloat16, 8, seed=4)
     pk.pixel_clip(nhwc, TAU, channel_dim=-1, backend="triton")
     (plan,) = pk_pc._PLANS.values()
-    assert [lc[0] for lc in plan[2]] == [{"strided": "tile"}.get(pk_pc.PACKED_PIXEL_KERNEL[2], pk_pc.PACKED_PIXEL_KERNEL[2])]
+    assert [lc[0] for lc in plan[2]] == [
+        {"strided": "tile"}.get(pk_pc.PACKED_PIXEL_KERNEL[2], pk_pc.PACKED_PIXEL_KERNEL[2])
+    ]
