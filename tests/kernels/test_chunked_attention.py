@@ -108,10 +108,12 @@ def test_triton_backend_matches_reference(shape, chunk, dtype, monkeypatch):
 
         if os.environ.get("TRITON_INTERPRET") != "1":
             pytest.skip("Triton on CPU needs TRITON_INTERPRET=1")
-    q64, k64, v64 = _inputs(*shape, torch.float64, seed=5)
+    # CUDA tensors where there is a GPU (backend="triton" refuses CPU tensors outside the interpreter)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    q64, k64, v64 = (t.detach().to(dev).requires_grad_(True) for t in _inputs(*shape, torch.float64, seed=5))
     go64 = torch.randn(
         shape[0], shape[1], shape[2], shape[5], dtype=torch.float64, generator=torch.Generator().manual_seed(6)
-    )
+    ).to(dev)
     exact = _fwd_bwd(chunked_attention_reference, q64, k64, v64, go64)
     q, k, v = (t.detach().to(dtype).requires_grad_(True) for t in (q64, k64, v64))
     ours = _fwd_bwd(chunked_attention, q, k, v, go64.to(dtype), chunk_size=chunk, backend="triton")
