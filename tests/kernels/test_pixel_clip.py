@@ -326,17 +326,17 @@ def test_pgc_hook_reused_across_steps(backend):
 
 def test_pgc_hook_remove_detaches_every_tensor_and_drops_dead_ones():
     hook = pk.PGCHook(TAU)
-    xs = [torch.zeros(2, 3, 4, 4, requires_grad=True) for _ in range(2)]
+    up = make("nchw", seed=41)[0][:, :, :4, :4]
+    xs = [torch.zeros(2, 3, 4, 4, device=up.device, requires_grad=True) for _ in range(2)]
     for x in xs:
         hook.attach(x)
     hook.remove()
-    up = make("nchw", seed=41)[0][:, :, :4, :4]
     for x in xs:
         x.backward(up)
         torch.testing.assert_close(x.grad, up)  # removed from both
     # Attached to a new image each step: registrations on freed images are dropped, so they do not pile up.
     for _ in range(20):
-        x = torch.zeros(2, 3, 4, 4, requires_grad=True)
+        x = torch.zeros(2, 3, 4, 4, device=up.device, requires_grad=True)
         img = x * 1.0
         hook.attach(img)
         img.backward(up)
