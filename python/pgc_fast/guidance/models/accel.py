@@ -95,7 +95,8 @@ def use_chunked_attention(model: torch.nn.Module, min_head_dim: int = FLASH_MAX_
         if isinstance(module, Attention) and not module.is_cross_attention:
             head_dim = module.inner_dim // module.heads
             if head_dim >= min_head_dim:
-                module.set_processor(ChunkedAttnProcessor())
+                # diffusers annotates `processor` as AttnProcessor, yet takes any callable with its signature.
+                module.set_processor(ChunkedAttnProcessor())  # type: ignore[arg-type]
                 changed += 1
     return changed
 
@@ -168,7 +169,7 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
             module.norm2 = GroupNormSiLU.from_group_norm(module.norm2, True, backend)
             if module.time_emb_proj is None:
                 module.nonlinearity = torch.nn.Identity()
-            module.forward = types.MethodType(_fused_resnet_forward, module)
+            module.forward = types.MethodType(_fused_resnet_forward, module)  # type: ignore[method-assign]
             changed += 2
         elif isinstance(module, Attention) and plain_gn(getattr(module, "group_norm", None)):
             module.group_norm = GroupNormSiLU.from_group_norm(module.group_norm, False, backend)
@@ -303,8 +304,9 @@ def use_frozen_convs(model: torch.nn.Module) -> int:
     n = 0
     for module in model.modules():
         if type(module) is torch.nn.Conv2d:
-            module.forward = types.MethodType(_frozen_conv_forward, module)
-            module._pgc_frozen_conv = True  # forward takes residual= (see _fused_resnet_forward)
+            module.forward = types.MethodType(_frozen_conv_forward, module)  # type: ignore[method-assign]
+            # forward takes residual= (see _fused_resnet_forward); torch types module attributes as Tensor | Module.
+            module._pgc_frozen_conv = True  # type: ignore[assignment]
             n += 1
         elif (
             type(module).__name__ == "Downsample2D"
