@@ -163,7 +163,7 @@ pub fn index_triples(
     op: &str,
     arg: &str,
 ) -> crate::Result<Vec<[u32; 3]>> {
-    if data.len() % 3 != 0 {
+    if !data.len().is_multiple_of(3) {
         return Err(crate::MeshError::Invalid(format!(
             "{op}(): {arg} must be [N,3], got {} values",
             data.len()

@@ -170,11 +170,11 @@ fn row_span(a: [f64; 3], r: [f64; 3], x0: i32, x1: i32, w: usize) -> Option<(usi
             return None;
         }
     }
-    if !(lo <= hi) {
-        // NaN or empty: fall back to the bbox (never drop pixels on numerical trouble)
-        if lo.is_nan() || hi.is_nan() {
-            return Some((x0 as usize, x1 as usize));
-        }
+    // NaN: fall back to the bbox (never drop pixels on numerical trouble); empty span: nothing to draw.
+    if lo.is_nan() || hi.is_nan() {
+        return Some((x0 as usize, x1 as usize));
+    }
+    if lo > hi {
         return None;
     }
     let px = |v: f64| (v + 1.0) * w as f64 * 0.5 - 0.5;
@@ -222,8 +222,8 @@ pub fn rasterize(
             let nbands = h.div_ceil(BAND);
             let mut counts = vec![0u32; nbands + 1];
             for (_, s) in &setups {
-                for band in (s.y0 as usize / BAND)..=(s.y1 as usize / BAND) {
-                    counts[band] += 1;
+                for c in &mut counts[s.y0 as usize / BAND..=s.y1 as usize / BAND] {
+                    *c += 1;
                 }
             }
             let mut offs = vec![0usize; nbands + 1];
@@ -280,8 +280,7 @@ pub fn rasterize(
                                     & (l1 >= 0.0)
                                     & (l2 >= 0.0)
                                     & (sum > 0.0)
-                                    & (z >= -1.0)
-                                    & (z <= 1.0)
+                                    & (z.abs() <= 1.0) // −1 ≤ z ≤ 1 in one compare (false for NaN)
                                     & (z < zrow[x]);
                                 // Branch-free select: coverage inside a small triangle's bbox is close to a coin
                                 // flip, so a data-dependent branch here mispredicts constantly.

@@ -94,7 +94,7 @@ pub fn kuhn_grid(n: usize) -> Result<(Vec<f32>, Vec<i64>)> {
 }
 
 fn check_tets(tets: &[i64], nv: usize, op: &str) -> Result<()> {
-    if tets.len() % 4 != 0 {
+    if !tets.len().is_multiple_of(4) {
         return Err(MeshError::Invalid(format!(
             "{op}(): tets must be [T,4], got {} values",
             tets.len()
