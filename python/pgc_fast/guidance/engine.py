@@ -392,6 +392,7 @@ class Guidance:
                 stats["normal_grad_norm"] = nstats["grad_norm"]
         loss = sds_loss(z, grad)
         if normal_grad is not None:
+            assert zn is not None  # the normal batch's latents come with its gradient (both branches above)
             loss = loss + sds_loss(zn, normal_grad)
         if extra is not None:
             loss = loss + extra

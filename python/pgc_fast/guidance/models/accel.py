@@ -23,6 +23,8 @@ adds, GEGLU). Same function; inductor's fused kernels round differently from eag
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import torch
 
 from pgc_kernels.chunked_attention import chunked_attention
@@ -153,7 +155,7 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
 
     from pgc_kernels.group_norm_silu import GroupNormSiLU
 
-    def plain_gn(m):
+    def plain_gn(m: object) -> TypeGuard[torch.nn.GroupNorm]:
         return type(m) is torch.nn.GroupNorm
 
     changed = 0
@@ -177,10 +179,10 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
         elif isinstance(module, Transformer2DModel) and plain_gn(getattr(module, "norm", None)):
             module.norm = GroupNormSiLU.from_group_norm(module.norm, False, backend)
             changed += 1
-        if plain_gn(getattr(module, "conv_norm_out", None)) and isinstance(
+        if plain_gn(gn := getattr(module, "conv_norm_out", None)) and isinstance(
             getattr(module, "conv_act", None), torch.nn.SiLU
         ):
-            module.conv_norm_out = GroupNormSiLU.from_group_norm(module.conv_norm_out, True, backend)
+            module.conv_norm_out = GroupNormSiLU.from_group_norm(gn, True, backend)
             module.conv_act = torch.nn.Identity()
             changed += 1
     return changed
