@@ -12,13 +12,17 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pgc_fast.mesh import Mesh
 
 __all__ = ["make_demo_mesh", "run_demo", "kernel_demo"]
 
 
-def make_demo_mesh(segments: int = 48, rings: int = 32) -> object:
+def make_demo_mesh(segments: int = 48, rings: int = 32) -> Mesh:
     """A closed vase (surface of revolution about +Y, height 2, radius ≤ 0.65) with vertex colours.
 
     Returns a :class:`pgc_fast.mesh.Mesh`: float32 vertices [V,3], int64 faces [F,3] (counter-clockwise seen

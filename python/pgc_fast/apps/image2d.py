@@ -190,6 +190,7 @@ def _stats_row(g: Any, var: torch.Tensor, out: Any, scaler: Any, tau: float) -> 
         s = scaler._get_scale_async() if scaler.is_enabled() else 1.0  # device tensor: no host sync
         row = torch.stack([st.fraction_clipped, st.max_norm / s, st.mean_norm / s])
     else:  # PGC off: the same statistics from the (unclipped) gradient
+        assert var.grad is not None  # the step's backward filled it
         n = var.grad.abs().amax(dim=1)
         row = torch.stack(
             [(n > tau).float().mean() if tau >= 0 else torch.zeros((), device=var.device), n.max(), n.mean()]
@@ -204,7 +205,7 @@ def _write_stats(ws: Path, rows: list[torch.Tensor], tau: float) -> None:
         w.writerow(["step", "fraction_clipped", "max_pixel_grad_norm", "mean_pixel_grad_norm", "latent_grad_norm", "t"])
         for i, r in enumerate(table, 1):
             w.writerow([i, *[f"{v:.6g}" for v in r]])
-    cols = list(zip(*table, strict=False)) if table else [[]] * 5
+    cols = list(zip(*table, strict=False)) if table else [()] * 5
     plot_series(
         ws / "clip_stats.png",
         [

@@ -315,8 +315,10 @@ def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int
         print(f"pgc-fast generate: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        n = max(1, cfg.n_gpus)
-        per = f"{n * cfg.views_per_step} views/step" + (f" ({n} processes × {cfg.views_per_step})" if n > 1 else "")
+        procs = max(1, cfg.n_gpus)
+        per = f"{procs * cfg.views_per_step} views/step" + (
+            f" ({procs} processes × {cfg.views_per_step})" if procs > 1 else ""
+        )
         print(f"# ok: valid configuration; workspace {cfg.workspace_path}; {per}", file=sys.stderr)
         return 0
     from pgc_fast.train import distributed as D

@@ -51,7 +51,7 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
         focal_ratio=sum(r.focal_range) / 2,
         device=scene.device,
     )
-    frames = []
+    frames: list[Any] = []
     for i in range(0, len(cams), 8):
         frames.extend(to_uint8(x) for x in scene.render(cams[i : i + 8], train=False).image)
     files: dict[str, Any] = {}

@@ -23,7 +23,7 @@ Typical use in a training step (the renderer gives world positions and coverage 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -182,6 +182,7 @@ class Field(nn.Module):
         dt = self.mlp_dtype
         h = h.to(dt)
         for i, layer in enumerate(self.layers):
+            layer = cast(nn.Linear, layer)  # __init__ fills the list with nn.Linear only
             h = F.linear(h, layer.weight.to(dt), layer.bias.to(dt))
             if i < len(self.layers) - 1:
                 h = F.relu(h)

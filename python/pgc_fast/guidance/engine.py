@@ -133,7 +133,7 @@ class Guidance:
         self.control_types = list(models.control_types)
         self.control_scales = [float(s) for s in cfg.control_scales] or [1.0] * len(self.control_types)
         self.pgc_hooks: dict[str, Any] = {}
-        self._time_ids: dict[tuple[int, int], torch.Tensor] = {}
+        self._time_ids: dict[tuple[int, ...], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------ helpers
     def timestep_range(self, step: int) -> tuple[int, int]:
@@ -220,6 +220,7 @@ class Guidance:
             hidden = tx.cond[rows]
         if not self.is_sdxl:
             return hidden, None
+        assert tx.pooled is not None and tx.uncond_pooled is not None  # SDXL's second text encoder pools
         pooled = torch.cat([tx.uncond_pooled[rows], tx.pooled[rows]]) if cfg else tx.pooled[rows]
         # SDXL micro-conditioning: (original size, crop top-left, target size) of the real input. Cached per
         # size: building it from a Python list each step is a host-to-device copy, i.e. a sync.
@@ -391,6 +392,7 @@ class Guidance:
                 stats["normal_grad_norm"] = nstats["grad_norm"]
         loss = sds_loss(z, grad)
         if normal_grad is not None:
+            assert zn is not None  # the normal batch's latents come with its gradient (both branches above)
             loss = loss + sds_loss(zn, normal_grad)
         if extra is not None:
             loss = loss + extra

@@ -81,4 +81,4 @@ def build_text_embeddings(
         if device.type == "cuda":
             torch.cuda.empty_cache()
     cast = lambda t: t.to(dtype) if t is not None else None
-    return TextEmbeddings(cast(cond), cast(uncond), cast(pooled), cast(upooled))
+    return TextEmbeddings(cond.to(dtype), uncond.to(dtype), cast(pooled), cast(upooled))

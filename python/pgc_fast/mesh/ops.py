@@ -58,7 +58,7 @@ def remove_unreferenced(mesh: Mesh) -> Mesh:
         out.normals = m.normals[keep]
     if m.colors is not None:
         out.colors = m.colors[keep]
-    if m.uvs is not None:
+    if m.uvs is not None and m.uv_faces is not None:  # validate() guarantees they come together
         tmap, _ = _rust_mesh.compact_map(m.uvs.shape[0], m.uv_faces)
         out.uvs = m.uvs[tmap >= 0]
         out.uv_faces = tmap[m.uv_faces]

@@ -95,7 +95,7 @@ class OriginalStep:
         lr=1e-3,
         alphas_cumprod=None,
         amp_dtype=torch.float16,
-    ):
+    ) -> None:
         self.unet, self.vae, self.controlnet = bundle.unet, bundle.vae, bundle.controlnet
         self.mesh, self.backend, self.field = mesh, backend, field
         self.background = background

@@ -45,7 +45,7 @@ import sys
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -227,9 +227,9 @@ class _OneTensorCache:
     (a data pointer alone can be reused by a new tensor after the old one is freed)."""
 
     def __init__(self) -> None:
-        self._ref = None
+        self._ref: weakref.ReferenceType[torch.Tensor] | None = None
         self._version = -1
-        self._value = None
+        self._value: Any = None
 
     def get(self, t: torch.Tensor):
         if self._ref is not None and self._ref() is t and t._version == self._version:
@@ -417,7 +417,7 @@ def _silhouette_crossings(
 # --------------------------------------------------------------------------------------------- backends
 def _default_cpu_raster() -> RasterFn:
     try:
-        from pgc_fast.mesh import rasterize  # type: ignore[attr-defined]
+        from pgc_fast.mesh import rasterize
     except ImportError as e:  # pragma: no cover - depends on the mesh module being built
         raise ImportError(
             "CpuBackend(): pgc_fast.mesh.rasterize is not available (build the Rust extension with "

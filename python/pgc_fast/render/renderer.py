@@ -237,6 +237,7 @@ class MeshRenderer:
             rast = be.rasterize(clip, mesh.faces, (H, W))
         covered = rast[..., 3:] > 0  # [B,H,W,1]
         cov_f = covered.float()
+        assert mesh.normals is not None  # RenderMesh.__post_init__ computes them when not given
         geo = torch.cat([mesh.vertices.expand(B, -1, -1), mesh.normals.expand(B, -1, -1), clip[..., 3:4]], dim=-1)
         g = be.interpolate(geo.contiguous(), rast, mesh.faces)
         pos, nrm, depth = g[..., 0:3], g[..., 3:6], g[..., 6:7]
@@ -313,7 +314,7 @@ class MeshRenderer:
         if domain == "vertex":
             return be.interpolate(texture.colors().float().contiguous(), rast, mesh.faces)
         if domain == "uv":
-            if mesh.uvs is None:
+            if mesh.uvs is None or mesh.uv_faces is None:  # RenderMesh sets uv_faces whenever uvs are set
                 raise ValueError("render(): a UV texture needs mesh.uvs (unwrap the mesh first)")
             uv = be.interpolate(mesh.uvs.contiguous(), rast, mesh.uv_faces)
             return texture.sample(be, uv) * covered.to(uv.dtype)

@@ -204,6 +204,11 @@ def _comm_device(d: DistInfo) -> torch.device:
 # --------------------------------------------------------------------------------------------- collectives
 
 
+def _grad_or_zeros(p: torch.Tensor) -> torch.Tensor:
+    g = p.grad
+    return g if g is not None else torch.zeros_like(p)
+
+
 def all_reduce_grads(params: Iterable[torch.Tensor], d: DistInfo | None = None) -> None:
     """Average ``p.grad`` over all ranks, in place, for every parameter that requires grad.
 
@@ -227,7 +232,7 @@ def all_reduce_grads(params: Iterable[torch.Tensor], d: DistInfo | None = None) 
     if torch.float32 not in groups:
         groups[torch.float32] = []
     for dtype, idx in groups.items():
-        parts = [(ps[i].grad if ps[i].grad is not None else torch.zeros_like(ps[i])).reshape(-1).to(dev) for i in idx]
+        parts = [_grad_or_zeros(ps[i]).reshape(-1).to(dev) for i in idx]
         if dtype == torch.float32:
             parts.append(flags)
         flat = torch.cat(parts) if len(parts) > 1 else parts[0].clone()

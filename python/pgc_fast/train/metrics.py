@@ -6,10 +6,13 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import rich.progress
 
 
 class Timer:
@@ -102,8 +105,8 @@ class Progress:
 
     def __init__(self, total: int, start: int, device: torch.device, quiet: bool) -> None:
         self.total, self.start, self.device, self.quiet = total, start, device, quiet
-        self._bar = None
-        self._task = None
+        self._bar: rich.progress.Progress | None = None
+        self._task: rich.progress.TaskID | None = None
         self._t0 = time.perf_counter()
 
     def __enter__(self) -> Progress:
@@ -134,7 +137,7 @@ class Progress:
         return self
 
     def update(self, done: int, stats: dict[str, float]) -> None:
-        if self._bar is None:
+        if self._bar is None or self._task is None:  # quiet, or stopped (both are set together in __enter__)
             return
         n = done - self.start
         el = time.perf_counter() - self._t0

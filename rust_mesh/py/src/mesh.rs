@@ -10,7 +10,8 @@ use rust_mesh::io::LoadOptions;
 use rust_mesh::mesh::{index_triples, Material, Mesh, Texture};
 
 /// Two numpy arrays returned together.
-type ArrayPair<'py, A, B> = PyResult<(Bound<'py, PyArrayDyn<A>>, Bound<'py, PyArrayDyn<B>>)>;
+pub(crate) type ArrayPair<'py, A, B> =
+    PyResult<(Bound<'py, PyArrayDyn<A>>, Bound<'py, PyArrayDyn<B>>)>;
 
 pub(crate) fn slice<'a, T: numpy::Element>(
     a: &'a PyReadonlyArrayDyn<'_, T>,

@@ -23,6 +23,8 @@ adds, GEGLU). Same function; inductor's fused kernels round differently from eag
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import torch
 
 from pgc_kernels.chunked_attention import chunked_attention
@@ -95,7 +97,8 @@ def use_chunked_attention(model: torch.nn.Module, min_head_dim: int = FLASH_MAX_
         if isinstance(module, Attention) and not module.is_cross_attention:
             head_dim = module.inner_dim // module.heads
             if head_dim >= min_head_dim:
-                module.set_processor(ChunkedAttnProcessor())
+                # diffusers annotates `processor` as AttnProcessor, yet takes any callable with its signature.
+                module.set_processor(ChunkedAttnProcessor())  # type: ignore[arg-type]
                 changed += 1
     return changed
 
@@ -152,7 +155,7 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
 
     from pgc_kernels.group_norm_silu import GroupNormSiLU
 
-    def plain_gn(m):
+    def plain_gn(m: object) -> TypeGuard[torch.nn.GroupNorm]:
         return type(m) is torch.nn.GroupNorm
 
     changed = 0
@@ -168,7 +171,7 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
             module.norm2 = GroupNormSiLU.from_group_norm(module.norm2, True, backend)
             if module.time_emb_proj is None:
                 module.nonlinearity = torch.nn.Identity()
-            module.forward = types.MethodType(_fused_resnet_forward, module)
+            module.forward = types.MethodType(_fused_resnet_forward, module)  # type: ignore[method-assign]
             changed += 2
         elif isinstance(module, Attention) and plain_gn(getattr(module, "group_norm", None)):
             module.group_norm = GroupNormSiLU.from_group_norm(module.group_norm, False, backend)
@@ -176,10 +179,10 @@ def use_fused_group_norm(model: torch.nn.Module, backend: str = "auto") -> int:
         elif isinstance(module, Transformer2DModel) and plain_gn(getattr(module, "norm", None)):
             module.norm = GroupNormSiLU.from_group_norm(module.norm, False, backend)
             changed += 1
-        if plain_gn(getattr(module, "conv_norm_out", None)) and isinstance(
+        if plain_gn(gn := getattr(module, "conv_norm_out", None)) and isinstance(
             getattr(module, "conv_act", None), torch.nn.SiLU
         ):
-            module.conv_norm_out = GroupNormSiLU.from_group_norm(module.conv_norm_out, True, backend)
+            module.conv_norm_out = GroupNormSiLU.from_group_norm(gn, True, backend)
             module.conv_act = torch.nn.Identity()
             changed += 1
     return changed
@@ -303,8 +306,9 @@ def use_frozen_convs(model: torch.nn.Module) -> int:
     n = 0
     for module in model.modules():
         if type(module) is torch.nn.Conv2d:
-            module.forward = types.MethodType(_frozen_conv_forward, module)
-            module._pgc_frozen_conv = True  # forward takes residual= (see _fused_resnet_forward)
+            module.forward = types.MethodType(_frozen_conv_forward, module)  # type: ignore[method-assign]
+            # forward takes residual= (see _fused_resnet_forward); torch types module attributes as Tensor | Module.
+            module._pgc_frozen_conv = True  # type: ignore[assignment]
             n += 1
         elif (
             type(module).__name__ == "Downsample2D"

@@ -155,7 +155,8 @@ def multi_controlnet(nets: list):
     try:
         from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
     except ImportError:  # diffusers < 0.31
-        from diffusers.pipelines.controlnet.multicontrolnet import MultiControlNetModel
+        # mypy sees both branches as definitions of one name; only one runs.
+        from diffusers.pipelines.controlnet.multicontrolnet import MultiControlNetModel  # type: ignore[no-redef]
     return MultiControlNetModel(nets)
 
 

@@ -96,10 +96,8 @@ def _resolve_uvs(vertices, faces, uvs, uv_faces, resolution, padding):
         if uv_faces is None:
             uv_faces = faces
         return torch.as_tensor(uvs).float(), torch.as_tensor(uv_faces).long(), None
-    try:
-        from pgc_fast.mesh.uv import unwrap
-    except ImportError:  # pragma: no cover - older layouts
-        from pgc_fast.mesh import unwrap  # type: ignore[attr-defined,no-redef]
+    from pgc_fast.mesh.uv import unwrap
+
     vmap, f2, uv2 = unwrap(
         vertices.detach().cpu().float(), faces.detach().cpu().long(), resolution=resolution, padding=padding
     )
@@ -150,7 +148,7 @@ def bake_vertex_colors_to_uv(
     mesh: RenderMesh, backend: RasterBackend, resolution: int, dilate_pixels: int = 16
 ) -> torch.Tensor:
     """Vertex colours of ``mesh`` (which must have colors and uvs) rasterised into its atlas → float32 [R,R,C]."""
-    if mesh.colors is None or mesh.uvs is None:
+    if mesh.colors is None or mesh.uvs is None or mesh.uv_faces is None:  # uv_faces is set whenever uvs are
         raise ValueError("bake_vertex_colors_to_uv(): mesh needs colors and uvs")
     rast = _uv_raster(backend, mesh.uvs, mesh.uv_faces, resolution)
     col = backend.interpolate(mesh.colors.float().contiguous(), rast, mesh.faces)[0]

@@ -51,7 +51,12 @@ class FieldTexture(nn.Module):
 
     def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
         """The field's groups: hash grid at grid_lr_scale × lr, MLP at lr (the original's)."""
-        return self.field.param_groups(lr, grid_lr_scale)
+        groups = getattr(self.field, "param_groups", None)
+        if groups is None:
+            raise TypeError(
+                f"FieldTexture.param_groups(): field {type(self.field).__name__} has no param_groups(lr, grid_lr_scale)"
+            )
+        return groups(lr, grid_lr_scale)
 
     def jittered(
         self, generator: torch.Generator | None, amount: float = 1e-3

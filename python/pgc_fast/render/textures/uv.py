@@ -81,6 +81,7 @@ class UVTexture(nn.Module):
             if x.shape[-1] != R:
                 x = F.interpolate(x, size=(R, R), mode="bilinear", align_corners=False)
             total = x if total is None else total + x
+        assert total is not None  # __init__ makes at least one level
         return total.permute(0, 2, 3, 1)
 
     def sample(self, backend: RasterBackend, uv: torch.Tensor) -> torch.Tensor:
@@ -90,6 +91,7 @@ class UVTexture(nn.Module):
         for p in self.levels:
             s = backend.texture(p, uv, filter_mode="linear", boundary_mode="clamp")
             total = s if total is None else total + s
+        assert total is not None  # __init__ makes at least one level
         return self._act(total)
 
     @torch.no_grad()

@@ -15,6 +15,8 @@ class VertexColorTexture(nn.Module):
     """Per-vertex colours float32 [V,C] in [0,1]; learnable (through a logit) when ``learnable``."""
 
     domain = "vertex"
+    logits: nn.Parameter  # when learnable
+    fixed: torch.Tensor  # a buffer otherwise
 
     def __init__(self, colors: torch.Tensor, learnable: bool = False) -> None:
         super().__init__()
@@ -26,6 +28,8 @@ class VertexColorTexture(nn.Module):
 
     def init_from_vertex_colors(self, mesh: RenderMesh, backend: RasterBackend, **kwargs: Any) -> bool:
         """Copy the mesh's colours."""
+        if mesh.colors is None:
+            raise ValueError("VertexColorTexture.init_from_vertex_colors(): the mesh has no vertex colours")
         with torch.no_grad():
             c = mesh.colors.float()
             if hasattr(self, "logits"):
