@@ -319,6 +319,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int
         print(f"# ok: valid configuration; workspace {cfg.workspace_path}; {per}", file=sys.stderr)
         return 0
     from pgc_fast.train import distributed as D
+    from pgc_fast.train.checkpoint import CheckpointError
     from pgc_fast.train.trainer import run
     from pgc_fast.train.workspace import WorkspaceExistsError, check_workspace
 
@@ -340,6 +341,7 @@ def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int
         WorkspaceExistsError,
         C.ConfigError,
         FileNotFoundError,
+        CheckpointError,
         D.RankZeroError,
     )
     try:
