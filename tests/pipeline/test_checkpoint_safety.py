@@ -220,3 +220,20 @@ def test_a_run_stopped_before_its_first_checkpoint_restarts_without_force(tmp_pa
     with pytest.raises(WorkspaceExistsError, match="--force"):
         run(C.override(cfg, **{"output.workspace": str(other)}), objective=mse_objective(), quiet=True)
     assert (other / "thesis.tex").read_text() == "x"
+
+
+def test_user_images_are_plain_raster_formats(tmp_path, tiny_config):
+    """A reference or background image in a format whose Pillow reader runs another program (EPS: Ghostscript)
+    is refused by validation, before anything loads it."""
+    from PIL import Image
+
+    eps = tmp_path / "ref.png"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    with Image.open(eps) as im:
+        assert im.format == "EPS"  # what Pillow would do with it unrestricted
+    png = tmp_path / "ok.png"
+    Image.new("RGB", (8, 8)).save(png)
+    for key, extra in (("guidance.ref_path", {}), ("render.bg_image", {"render.background": "scenery"})):
+        C.validate(tiny_config(tmp_path, "ws", "uv", **{key: str(png), **extra}))
+        with pytest.raises(C.ConfigError, match=f"{key}: .* is not a PNG, JPEG, WEBP, BMP image"):
+            C.validate(tiny_config(tmp_path, "ws", "uv", **{key: str(eps), **extra}))

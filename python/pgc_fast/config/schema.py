@@ -88,6 +88,9 @@ DEFAULT_MODELS = {
 
 # ControlNet condition kinds (pgc_fast.guidance.conditions builds one image per kind).
 CONTROL_TYPES = ("depth", "normal", "tile", "shuffle")
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+"""Pillow formats a user's image (guidance.ref_path, render.bg_image) may be in: plain raster decoders. Other
+formats are refused, not tried: Pillow's EPS reader, for one, runs Ghostscript on the file."""
 
 
 class ConfigError(ValueError):

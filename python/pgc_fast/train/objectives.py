@@ -154,7 +154,7 @@ class GuidanceObjective(_OrbitCameras):
         if os.path.isdir(path):
             path = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[0]
         res = ctx.cfg.render.resolution
-        im = Image.open(path).convert("RGBA").resize((res, res), Image.BICUBIC)
+        im = Image.open(path, formats=C.IMAGE_FORMATS).convert("RGBA").resize((res, res), Image.BICUBIC)
         a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
         self.ref = a[:3].to(ctx.device)
         self.ref_mask = (a[3:] > 0.5).float().to(ctx.device)
