@@ -1,4 +1,5 @@
-"""Model loading: one clear error for missing weights (offline), local diffusers directories, tokens, ControlNet specs."""
+"""Model loading: one clear error for missing weights (offline), local diffusers directories, tokens, ControlNet
+specs; a pickle in a model directory runs no code."""
 
 from __future__ import annotations
 

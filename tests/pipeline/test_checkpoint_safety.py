@@ -51,6 +51,7 @@ def test_state_file_round_trips_a_training_state_exactly():
         "gen": gen.get_state(),
         "tensors": [torch.zeros(0), torch.tensor(True), torch.arange(5, dtype=torch.int64)[1:4], torch.ones(2).half()],
         "bf16": torch.randn(2, 3).bfloat16().t(),  # non-contiguous view
+        "shared": [gen.get_state(), (x := torch.arange(6.0)), x, x[2:]],  # one storage, several entries
         "floats": [float("nan"), float("inf"), -0.0, 0.1 + 0.2, 1e-310],
         "tagged_keys": {"__tensor__": "not a reference", "x": None},
         "nested": ({"a": (1, "b")}, [2**62, False]),

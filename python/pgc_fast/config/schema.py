@@ -350,9 +350,10 @@ class OutputConfig:
     root: str = "exp"
     """Directory the workspace lives under ('' = use workspace as given)."""
     force: bool = False
-    """Overwrite an existing workspace."""
+    """Overwrite an existing workspace (not needed for one without a checkpoint: it holds nothing to lose)."""
     resume: bool = False
-    """Continue from the workspace's last checkpoint exactly as if never stopped."""
+    """Continue from the workspace's last intact checkpoint exactly as if never stopped (the workspace may have
+    been moved; a larger optim.iters extends the run; no checkpoint yet: start the run)."""
     val_every: int = 200
     """Write a validation image every N steps (0 = only at the end)."""
     ckpt_every: int = 200

@@ -43,7 +43,12 @@ def encode(obj: Any, tensors: dict[str, torch.Tensor], where: str = "state") -> 
         return obj
     if isinstance(obj, torch.Tensor):
         name = f"t{len(tensors)}"
-        tensors[name] = obj.detach().to("cpu", copy=True).contiguous()
+        t = obj.detach().cpu().contiguous()
+        # safetensors refuses tensors that share memory (a state may hold one tensor twice): copy those only
+        shared = t.numel() and any(
+            u.untyped_storage().data_ptr() == t.untyped_storage().data_ptr() for u in tensors.values()
+        )
+        tensors[name] = t.clone() if shared else t
         return {"__tensor__": name}
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.ravel().tolist(), "dtype": obj.dtype.str, "shape": list(obj.shape)}
@@ -105,8 +110,10 @@ def dumps(state: Any) -> bytes:
     header = data[8 : 8 + n]
     if header.count(_digest_field(_ZERO_DIGEST)) != 1:
         raise RuntimeError("checkpoint: the digest field is not unique in the safetensors header")
-    digest = hashlib.sha256(data).hexdigest()
-    return data[:8] + header.replace(_digest_field(_ZERO_DIGEST), _digest_field(digest)) + data[8 + n :]
+    digest = hashlib.sha256(data).hexdigest()  # the digest has the placeholder's length: offsets stay valid
+    return b"".join(
+        (data[:8], header.replace(_digest_field(_ZERO_DIGEST), _digest_field(digest)), memoryview(data)[8 + n :])
+    )
 
 
 def _looks_like_pickle(data: bytes) -> bool:
@@ -141,8 +148,10 @@ def loads(data: bytes) -> Any:
     digest = str(meta.get("sha256", ""))
     if len(digest) != 64:
         raise DamagedCheckpointError("no checksum in the header")
-    header = data[8 : 8 + n].replace(_digest_field(digest), _digest_field(_ZERO_DIGEST), 1)
-    if hashlib.sha256(data[:8] + header + data[8 + n :]).hexdigest() != digest:
+    h = hashlib.sha256(data[:8])
+    h.update(data[8 : 8 + n].replace(_digest_field(digest), _digest_field(_ZERO_DIGEST), 1))
+    h.update(memoryview(data)[8 + n :])  # no copy of the tensor data
+    if h.hexdigest() != digest:
         raise DamagedCheckpointError("checksum mismatch (the file changed after it was written)")
     try:
         tensors = load(data)

@@ -16,7 +16,10 @@ Determinism and resume: cameras and render randomness come from per-step CPU gen
 (seed, step, stream) (:func:`pgc_fast.train.distributed.step_generator`), the rest from the torch / numpy / python
 global RNGs and the objective's own generators; a checkpoint stores those states (every rank's, under torchrun)
 with the step, the texture, the optimiser, the scaler, the objective's state and the metric history, so
-``--resume`` continues exactly as if the run had never stopped (tests/pipeline/test_resume.py checks bit equality).
+``--resume`` continues exactly as if the run had never stopped (tests/pipeline/test_resume.py checks bit equality;
+tests/pipeline/test_kill_resume.py kills runs at any moment, inside checkpoint writes and exports included).
+Checkpoints are safetensors + JSON, checksummed, no pickle (:mod:`pgc_fast.train.state_file`); every file a run
+writes goes through :mod:`pgc_fast.export.files` (temporary file, fsync, rename), so a kill leaves no cut file.
 
 Several processes (torchrun, or ``--gpus 0,1`` which relaunches through it): see :mod:`pgc_fast.train.distributed`.
 Each rank renders its own ``batch_size`` views of the step's global batch, gradients are averaged after
