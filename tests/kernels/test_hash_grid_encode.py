@@ -232,33 +232,6 @@ def test_int64_indexing_path(monkeypatch):
         torch.testing.assert_close(a, b, **tol)
 
 
-@pytest.mark.parametrize("backend", ["torch", "auto"])
-def test_cpu_twin_backward_is_bitwise_repeatable(backend):
-    """Issue 22: the CPU path's table (and x) gradients are bit-identical run to run and across thread counts.
-    Many points per row (the dense levels have 125 and 1728 rows) and > 32768 scattered elements per gather: the
-    sizes at which a multi-threaded scatter with float atomics (torch's CPU ``index_put_(accumulate=True)``)
-    changes its summation order from run to run."""
-    n = 40_000
-    x = torch.rand(n, 3, generator=torch.Generator().manual_seed(18)).requires_grad_(True)
-    table = _table(torch.float32, 2, seed=19).requires_grad_(True)
-    g = torch.randn(n, L * 2, generator=torch.Generator().manual_seed(20))
-
-    def grads(threads: int) -> tuple[torch.Tensor, torch.Tensor]:
-        torch.set_num_threads(threads)
-        out = hash_grid_encode(x, table, backend=backend, **CFG)
-        gx, gt = torch.autograd.grad(out, (x, table), g)
-        return gx, gt
-
-    prev = torch.get_num_threads()
-    try:
-        first = grads(2)
-        runs = [grads(t) for t in (2, 2, 2, 1, 2)]
-    finally:
-        torch.set_num_threads(prev)
-    for gx, gt in runs:
-        assert torch.equal(gt, first[1]) and torch.equal(gx, first[0])
-
-
 def test_auto_backend_on_cpu_uses_twin():
     x = torch.rand(10, 3)
     table = _table(torch.float32, 2, seed=15)

@@ -210,7 +210,7 @@ def test_rank0_alone_writes(job):
     ws = job / "full_uv"
     assert sorted(p.name for p in (ws / "validation").iterdir()) == [f"step{s:07d}_rgb.png" for s in (2, 4, 6)]
     assert (ws / "metrics.json").exists() and (ws / "config.yaml").exists()
-    assert len(list((ws / "checkpoints").glob("*.pth"))) == 1
+    assert len(list((ws / "checkpoints").glob("*.safetensors"))) == 1
 
 
 def test_seed_streams():
