@@ -16,7 +16,7 @@ def commit() -> str:
         return subprocess.check_output(
             ["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL
         ).strip()
-    except Exception:
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout
         return "unknown"
 
 

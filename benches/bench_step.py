@@ -1,4 +1,5 @@
-"""GPU benchmark of one SDS texture step: the original PGC-3D pipeline (``pgc_fast.parity.original_step.OriginalStep``) vs
+"""GPU benchmark of one SDS texture step: the original PGC-3D pipeline (``pgc_fast.parity.original_step.OriginalStep``)
+vs
 ours (``pgc_fast.train.step.train_step``), in one process, on the same mesh, views, resolution and random
 full-size SDXL + depth-ControlNet weights (``sdxl-random``).
 
@@ -24,7 +25,8 @@ import time
 import torch
 from triton.testing import do_bench
 
-# FLOP floors per view at 1024² (the floors in benches/RESULTS.md): UNet CFG pair 13.5 TFLOP + ControlNet pair ~5 TFLOP; VAE encoder
+# FLOP floors per view at 1024² (the floors in benches/RESULTS.md): UNet CFG pair 13.5 TFLOP + ControlNet pair ~5
+# TFLOP; VAE encoder
 # forward ≈ 4.6 TFLOP, forward + input-backward ≈ 10.6 TFLOP.
 PEAK_TFLOPS = 800.0
 COPY_TBPS = 2.99

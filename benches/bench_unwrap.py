@@ -138,8 +138,10 @@ def print_row(r):
     speed = f"{r['t_x'] / r['t_ours']:.1f}x" if r["t_x"] else "—"
     print(
         f"{r['name']:<30} F={r['faces']:>8}  ours {r['t_ours']:7.2f}s  xatlas {fmt(r['t_x'], 2):>7}s  {speed:>6}  "
-        f"ovl {mo['overlapping_pairs']}/{fmt(mx.get('overlapping_pairs'))}  flip {mo['flipped']}/{fmt(mx.get('flipped'))}  "
-        f"util {mo['utilisation']:.3f}/{fmt(mx.get('utilisation'))}  L2 {mo['l2_stretch']:.3f}/{fmt(mx.get('l2_stretch'))}  "
+        f"ovl {mo['overlapping_pairs']}/{fmt(mx.get('overlapping_pairs'))}  flip "
+        f"{mo['flipped']}/{fmt(mx.get('flipped'))}  "
+        f"util {mo['utilisation']:.3f}/{fmt(mx.get('utilisation'))}  L2 "
+        f"{mo['l2_stretch']:.3f}/{fmt(mx.get('l2_stretch'))}  "
         f"charts {mo['chart_count']}/{fmt(mx.get('chart_count'))}  "
         + " ".join(f"{k}:{'ok' if v else 'FAIL'}" for k, v in r["ok"].items())
     )
@@ -159,9 +161,12 @@ def render(rows) -> str:
         bar = "met" if not failed else "**not met: " + ", ".join(failed) + "**"
         lines.append(
             f"| {r['name']} | {r['faces']:,} | {r['t_ours']:.2f} | {fmt(r['t_x'], 2)} | {speed} | "
-            f"{mo['overlapping_pairs']} / {fmt(mx.get('overlapping_pairs'))} | {mo['flipped']} / {fmt(mx.get('flipped'))} | "
-            f"{mo['utilisation']:.3f} / {fmt(mx.get('utilisation'))} | {mo['l2_stretch']:.3f} / {fmt(mx.get('l2_stretch'))} | "
-            f"{mo['linf_stretch']:.2f} / {fmt(mx.get('linf_stretch'), 2)} | {mo['chart_count']} / {fmt(mx.get('chart_count'))} | "
+            f"{mo['overlapping_pairs']} / {fmt(mx.get('overlapping_pairs'))} | {mo['flipped']} / "
+            f"{fmt(mx.get('flipped'))} | "
+            f"{mo['utilisation']:.3f} / {fmt(mx.get('utilisation'))} | {mo['l2_stretch']:.3f} / "
+            f"{fmt(mx.get('l2_stretch'))} | "
+            f"{mo['linf_stretch']:.2f} / {fmt(mx.get('linf_stretch'), 2)} | {mo['chart_count']} / "
+            f"{fmt(mx.get('chart_count'))} | "
             f"{mo['seam_edge_count']} / {fmt(mx.get('seam_edge_count'))} | {bar} |"
         )
     return head + "\n".join(lines) + "\n"
@@ -197,8 +202,10 @@ def write_results(table: str) -> None:
         f"`benches/bench_unwrap.py`, commit `{commit}`, {datetime.date.today().isoformat()}, machine: {machine()}, "
         f"xatlas {version('xatlas')}. Both at resolution {RES}, padding {PAD}, in one process; xatlas with "
         "default chart options (as `xatlas.parametrize`). xatlas leaves whole charts mirrored (its flip count "
-        "includes them; `fix_winding=True` does not remove them either). Times are the best of 3 runs for ours (1 above 300k faces) and of 2 "
-        "for xatlas (1 above 100k faces). Metrics of both layouts by `uv_metrics` at the same resolution (overlaps: exact "
+        "includes them; `fix_winding=True` does not remove them either). Times are the best of 3 runs for ours (1 "
+        "above 300k faces) and of 2 "
+        "for xatlas (1 above 100k faces). Metrics of both layouts by `uv_metrics` at the same resolution (overlaps: "
+        "exact "
         "interior-intersecting UV triangle pairs; utilisation: covered texel centres / all texels). "
         "Bar per row: 0 overlaps, 0 flips, utilisation ≥ xatlas − 0.03, L2 ≤ 1.1 × xatlas, ≥ 3× faster "
         "(the 1M row: < 60 s; xatlas is not run there, it takes hours).\n\n"

@@ -180,15 +180,18 @@ def main(argv: list[str] | None = None) -> int:
         g = None  # free the guidance (and VSD's LoRA state) before the next configuration
         torch.cuda.empty_cache()
     print(
-        f"\nmodel={a.model} views={a.views} size={a.size} dtype={a.dtype} (median of {a.iters} after {a.warmup} warm-up)"
+        f"\nmodel={a.model} views={a.views} size={a.size} dtype={a.dtype} (median of {a.iters} after {a.warmup} "
+        f"warm-up)"
     )
     print(
-        "| method | controlnet | step ms | VAE enc fwd+bwd ms | UNet(+CN) fwd ms | peak GiB | load s | host syncs/step | grad finite | PGC frac clipped |"
+        "| method | controlnet | step ms | VAE enc fwd+bwd ms | UNet(+CN) fwd ms | peak GiB | load s | host "
+        "syncs/step | grad finite | PGC frac clipped |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.1f} | {r[7]} | {r[8]} | {r[9]:.3f} |"
+            f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.1f} | {r[7]} | {r[8]} | "
+            f"{r[9]:.3f} |"
         )
     return 0
 

@@ -249,7 +249,7 @@ def main():
         for sep in (True, False):
             hge._LAUNCH.update(bwd_dx_separate=sep)
             ms = bench_ms(
-                lambda: hash_grid_encode(xg, tg, backend="triton", **CFG).backward(g),  # noqa: B023
+                lambda: hash_grid_encode(xg, tg, backend="triton", **CFG).backward(g),
                 grad_to_none=[xg, tg],
             )
             dx_ms[sep] += ms
@@ -345,7 +345,7 @@ def main():
             table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-4).half()
             add("torch.compile(twin)", n, "random", torch.float16, *time_provider(compiled, x, table, g))
         res["compile_s"] = time.time() - t0
-    except Exception as e:  # report, do not lose the other numbers
+    except Exception as e:  # noqa: BLE001 - report, do not lose the other numbers
         log("torch.compile failed:", repr(e)[:300])
         res["compile_error"] = repr(e)[:300]
 

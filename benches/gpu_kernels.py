@@ -9,7 +9,8 @@ GB/s (the fewest bytes the op must move: each input read once, the output writte
 bandwidth, and appends the table to benches/RESULTS.md (and $OUT/RESULTS.md when $OUT is set) with device,
 commit and date.
 
-    PYTHONPATH=kernels python benches/gpu_kernels.py [--sweep] [--sweep-only] [--quick-check] [--commit SHA] [--no-compile]
+    PYTHONPATH=kernels python benches/gpu_kernels.py [--sweep] [--sweep-only] [--quick-check] [--commit SHA]
+    [--no-compile]
 
 --sweep-only: correctness check, then the full sweep (candidate kernels and launch configurations for the NHWC
 pixel_clip cases and sds_grad, plus size-matched copies and host time per call), no table.
@@ -153,7 +154,10 @@ def check_all(quick: bool = False) -> int:
                     r = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=-1, return_stats=stats)
                     if stats:
                         (o, so), (r, sr) = o, r
-                        if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True) for a, b in zip(so, sr, strict=False)):
+                        if not all(
+                            torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True)
+                            for a, b in zip(so, sr, strict=False)
+                        ):
                             fails += 1
                             print(f"FAIL stats nhwc C={c} {dtype} {kern} {variant} {norm}: {so} vs {sr}")
                     ok = torch.isnan(o) == torch.isnan(r)
@@ -171,7 +175,9 @@ def check_all(quick: bool = False) -> int:
             r = pixel_clip_reference(g, TAU, variant=variant, norm=norm, return_stats=stats)
             if stats:
                 (o, so), (r, sr) = o, r
-                if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True) for a, b in zip(so, sr, strict=False)):
+                if not all(
+                    torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True) for a, b in zip(so, sr, strict=False)
+                ):
                     fails += 1
                     print(f"FAIL stats nchw {dtype} {variant} {norm}: {so} vs {sr}")
             ok = torch.isnan(o) == torch.isnan(r)
@@ -244,7 +250,9 @@ def check_all(quick: bool = False) -> int:
                         )
                         if stats:
                             (o, so), (r, sr) = o, r
-                            if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(so, sr, strict=False)):
+                            if not all(
+                                torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(so, sr, strict=False)
+                            ):
                                 fails += 1
                                 print(f"FAIL stats {lname} {dtype} {variant} {norm}: {so} vs {sr}")
                         err = ((o.float() - r.float()).abs() - (atol + rtol * r.float().abs())).max().item()
@@ -377,7 +385,6 @@ def sweep(copy_gbs: float) -> dict:
     """Time every candidate kernel and launch configuration (device µs, CUDA graph) and set the best ones in
     pc_mod.CONFIG / pc_mod.PACKED_PIXEL_KERNEL / sd_mod.CONFIG for the rest of the run; returns what changed."""
     print("\n## sweep (device µs per call, CUDA graph over input sets larger than L2)")
-    cands = [(e, w) for e in (2048, 4096, 8192, 16384) for w in (4, 8, 16) if e // (32 * w) >= 4]
     tuned = {}
 
     def run_pc(gs, d, cfg, kern, variant="clip"):
@@ -451,7 +458,7 @@ def sweep(copy_gbs: float) -> dict:
             best_kernel[esize] = res[0]
         del gs
         torch.cuda.empty_cache()
-    for esize, (t, k, cfg) in best_kernel.items():
+    for esize, (_t, k, cfg) in best_kernel.items():
         if k != pc_mod.PACKED_PIXEL_KERNEL[esize]:
             tuned[("packed_pixel_kernel", esize)] = k
         key = ({"words": "words", "packed": "packed", "strided": "strided"})[k], esize
@@ -527,9 +534,11 @@ def sweep(copy_gbs: float) -> dict:
         "host µs per call: "
         f"sds_grad ours (tensor w) {host_us(lambda: pk.sds_grad(*a, w8, 100.0)):.1f}, "
         f"(float w) {host_us(lambda: pk.sds_grad(*a, 0.5, 100.0)):.1f}, "
-        f"torch.compile(reference) {host_us(lambda: comp(*a, w8)):.1f}, eager reference {host_us(lambda: sds_grad_reference(*a, w8, 100.0)):.1f}; "
+        f"torch.compile(reference) {host_us(lambda: comp(*a, w8)):.1f}, eager reference "
+        f"{host_us(lambda: sds_grad_reference(*a, w8, 100.0)):.1f}; "
         f"pixel_clip NCHW fp32 [4,3,256,256] ours {host_us(lambda: pk.pixel_clip(g2, TAU)):.1f}, "
-        f"torch.compile {host_us(lambda: pcomp(g2)):.1f}, ours return_stats {host_us(lambda: pk.pixel_clip(g2, TAU, return_stats=True)):.1f}; "
+        f"torch.compile {host_us(lambda: pcomp(g2)):.1f}, ours return_stats "
+        f"{host_us(lambda: pk.pixel_clip(g2, TAU, return_stats=True)):.1f}; "
         f"empty Triton-free baseline torch.empty_like {host_us(lambda: torch.empty_like(g2)):.1f}"
     )
     del g
@@ -601,7 +610,8 @@ def main() -> int:
                 torch.cuda.synchronize()
                 dev_t[impl] = call_t[impl]
             print(
-                f"  {case:42s} {impl:26s} device {dev_t[impl]:8.1f} µs, per call {call_t[impl]:8.1f} µs   (setup {time.time() - t0:.1f} s)",
+                f"  {case:42s} {impl:26s} device {dev_t[impl]:8.1f} µs, per call {call_t[impl]:8.1f} µs   (setup "
+                f"{time.time() - t0:.1f} s)",
                 flush=True,
             )
         eager = dev_t.get("eager reference")
@@ -711,11 +721,14 @@ def main() -> int:
         f"### pgc_kernels on {name} — commit `{commit}`, {date}",
         "",
         f"torch {torch.__version__}, triton {triton.__version__}; measured device-to-device copy {copy_gbs:.0f} GB/s "
-        f"(bytes read + written); GB/s counts the fewest bytes each op must move. Device correctness check: {'passed' if fails == 0 else f'{fails} FAILED'}. "
-        f"Command: `python benches/gpu_kernels.py{' --sweep' if args.sweep else ''}{' --quick-check' if args.quick_check else ''}`"
+        f"(bytes read + written); GB/s counts the fewest bytes each op must move. Device correctness check: "
+        f"{'passed' if fails == 0 else f'{fails} FAILED'}. "
+        f"Command: `python "
+        f"benches/gpu_kernels.py{' --sweep' if args.sweep else ''}{' --quick-check' if args.quick_check else ''}`"
         f"{f'; launch configurations tuned in this run: {tuned}' if tuned else ''}.",
         "",
-        "*device µs*: CUDA-graph replay of back-to-back calls rotating over input sets larger than L2 (no host overhead); "
+        "*device µs*: CUDA-graph replay of back-to-back calls rotating over input sets larger than L2 (no host "
+        "overhead); "
         "GB/s, % and × are from it. *% of copy BW*: against the large (1 GiB) copy above. *% of size-matched copy*: "
         "device µs of `dst.copy_(src)` moving the same number of bytes (half read, half written), timed the same way, "
         "over ours — the ceiling for an op of this size, launch gaps and ramp included. *µs per call*: "
@@ -723,12 +736,14 @@ def main() -> int:
         "exceeds the flush. *host µs*: CPU wall time per call of 50 back-to-back calls, no synchronisation (the "
         "Python + launch cost a training loop pays).",
         "",
-        "| case | implementation | device µs | GB/s | % of copy BW | % of size-matched copy | × vs eager reference | µs per call | host µs |",
+        "| case | implementation | device µs | GB/s | % of copy BW | % of size-matched copy | × vs eager reference | "
+        "µs per call | host µs |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case, impl, t, gbs, pct, pct_same, sp, ct, ht in rows:
         lines.append(
-            f"| {case} | {impl} | {t:.1f} | {gbs:.0f} | {pct:.0f} % | {pct_same:.0f} % | {sp:.1f} | {ct:.1f} | {ht:.1f} |"
+            f"| {case} | {impl} | {t:.1f} | {gbs:.0f} | {pct:.0f} % | {pct_same:.0f} % | {sp:.1f} | {ct:.1f} | "
+            f"{ht:.1f} |"
         )
     table = "\n".join(lines) + "\n"
     print(table)
@@ -741,7 +756,8 @@ def main() -> int:
             continue
         if not path.exists():
             path.write_text(
-                "# Benchmark results\n\nGPU figures, each table produced by a committed command (named in the table's note).\n"
+                "# Benchmark results\n\nGPU figures, each table produced by a committed command (named in the table's "
+                "note).\n"
             )
         with path.open("a") as f:
             f.write(table)

@@ -1,4 +1,5 @@
-"""Same numbers (issue 8, item 5): our SDS step and the original's step (``pgc_fast.parity.original_step.OriginalStep``) on
+"""Same numbers (issue 8, item 5): our SDS step and the original's step
+(``pgc_fast.parity.original_step.OriginalStep``) on
 identical inputs give the same latents, latent (SDS) gradient, rendered-image gradient after PGC, and texture
 (hash grid + MLP) gradient, within what the original's own low precision allows.
 

@@ -104,7 +104,8 @@ def gn_rows():
                 2 * x.numel() * 2 * 4 / 1e9
             )  # fwd: read x twice, write y; bwd: read x, dy twice, write dx (min ≈ 4 passes)
             rows.append(
-                f"| GN+SiLU fwd+bwd [4,128,1024²] fp16 {'channels_last' if cl else 'NCHW'}: {name} | {ms:.2f} | | ≥{gbytes:.1f} GB moved |"
+                f"| GN+SiLU fwd+bwd [4,128,1024²] fp16 {'channels_last' if cl else 'NCHW'}: {name} | {ms:.2f} | | "
+                f"≥{gbytes:.1f} GB moved |"
             )
         del x, dy
         torch.cuda.empty_cache()
@@ -146,7 +147,8 @@ def main():
     ]
     lines = [
         f"### SDXL VAE encoder fwd+bwd levers, 4 × 1024² — {torch.cuda.get_device_name()}, torch {torch.__version__}, "
-        f"commit {os.environ.get('PGC_COMMIT', 'unknown')}, {datetime.date.today()} (`python benches/gpu_vae_levers.py`)",
+        f"commit {os.environ.get('PGC_COMMIT', 'unknown')}, {datetime.date.today()} (`python "
+        f"benches/gpu_vae_levers.py`)",
         "",
         "| variant | ms (median) | peak GiB | first call s |",
         "|---|---|---|---|",
@@ -163,7 +165,7 @@ def main():
             vae = make_vae(dtype, **kw)
             ms, peak, first = measure(vae, dtype, channels_last=cl)
             lines.append(f"| {name} | {ms:.1f} | {peak:.1f} | {first:.1f} |")
-        except Exception as e:  # report and go on: one failing lever must not hide the others
+        except Exception as e:  # noqa: BLE001 - report and go on: one failing lever must not hide the others
             lines.append(f"| {name} | failed: {type(e).__name__}: {str(e)[:80]} | | |")
         print(lines[-1], flush=True)
         del vae

@@ -1,4 +1,5 @@
 """The chunked-attention processor gives the stock diffusers VAE's outputs and gradients."""
+
 import pytest
 import torch
 
@@ -78,7 +79,7 @@ def test_frozen_convs_same_gradients_and_no_saved_input():
     xin = torch.randn(1, 4, 9, 7, dtype=torch.float64, requires_grad=True)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
-        y = conv(xin)
+        conv(xin)
     assert list(xin.shape) not in [list(s) for s in saved]  # only the weight is kept
     assert torch.autograd.gradcheck(lambda t: conv(t), (xin,))
     conv.weight.requires_grad_(True)  # unfrozen: stock path, weight gets a gradient
@@ -98,14 +99,22 @@ def test_fused_group_norm_matches_stock_unet_and_controlnet():
     z = torch.randn(2, 4, 8, 8, generator=g, dtype=torch.float32)
     t = torch.tensor([10, 400])
     hid = torch.randn(2, 77, unet.config.cross_attention_dim, generator=g, dtype=torch.float32)
-    add = {"text_embeds": torch.randn(2, unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim, generator=g, dtype=torch.float32),
-           "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2, dtype=torch.float32)}
+    add = {
+        "text_embeds": torch.randn(
+            2,
+            unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim,
+            generator=g,
+            dtype=torch.float32,
+        ),
+        "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2, dtype=torch.float32),
+    }
     cond = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float32)
 
     def run():
         down, mid = cn(z, t, hid, controlnet_cond=cond, added_cond_kwargs=add, return_dict=False)
-        return unet(z, t, hid, added_cond_kwargs=add, down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid).sample
+        return unet(
+            z, t, hid, added_cond_kwargs=add, down_block_additional_residuals=down, mid_block_additional_residual=mid
+        ).sample
 
     ref = run()
     backend = "triton" if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available() else "torch"

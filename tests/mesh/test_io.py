@@ -357,7 +357,7 @@ def test_fuzzed_files_never_panic_or_hang(tmp_path, ext):
             outcomes["ok"] += 1
         except (ValueError, OSError):
             outcomes["error"] += 1
-        except BaseException as e:  # a Rust panic surfaces as pyo3 PanicException (BaseException)
+        except BaseException as e:  # noqa: BLE001 - a Rust panic surfaces as pyo3 PanicException (BaseException)
             pytest.fail(f"mutation {i}: {type(e).__name__}: {e}")
         assert time.perf_counter() - start < 2.0, f"mutation {i} took too long"
     assert outcomes["error"] > 100, outcomes
@@ -754,7 +754,8 @@ NO_FACES = {
     "points.obj": "v 0 0 0\nv 1 0 0\nv 0 1 0\n",
     "lines.obj": "v 0 0 0\nv 1 0 0\nv 0 1 0\nl 1 2 3\n",
     "collinear.obj": "v 0 0 0\nv 1 0 0\nv 2 0 0\nv 0 1 0\nf 1 2 3\nf 1 1 4\n",
-    "points.ply": "ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n",
+    "points.ply": "ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float "
+    "z\nend_header\n0 0 0\n",
 }
 
 

@@ -83,7 +83,7 @@ def test_coarse_packing_keeps_padding_and_utilisation(padding):
     res = 2048
     fine = _check_valid(v, f, res=res, padding=padding, coarse_packing=False)
     coarse = _check_valid(v, f, res=res, padding=padding, coarse_packing=True)
-    for _, _, uv, m in (fine, coarse):
+    for _, _, uv, _m in (fine, coarse):
         texel = uv * [res, res]
         assert texel.min() >= padding - 1e-3
     assert coarse[3]["utilisation"] >= fine[3]["utilisation"] - 0.02, (coarse[3], fine[3])
@@ -115,7 +115,8 @@ def test_deterministic_across_calls_and_thread_counts():
     code = (
         "import sys, hashlib, numpy as np; sys.path.insert(0, 'benches'); import uv_meshes as M;"
         "from pgc_fast.mesh.uv import unwrap; v, f = M.noisy_sphere(3, 0.01);"
-        f"print(hashlib.sha256(b''.join(np.ascontiguousarray(a).tobytes() for a in unwrap(v, f, resolution={RES}))).hexdigest())"
+        f"print(hashlib.sha256(b''.join(np.ascontiguousarray(a).tobytes() for a in unwrap(v, f, "
+        f"resolution={RES}))).hexdigest())"
     )
     env = {**os.environ, "RAYON_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)

@@ -1,4 +1,5 @@
-"""The original PGC-3D commands parse with the same meaning (the original's main.py, its argparse flags and -O preset block); unsupported features
+"""The original PGC-3D commands parse with the same meaning (the original's main.py, its argparse flags and -O preset
+block); unsupported features
 fail with a clear message; generated --section.field flags; validate() collects every problem."""
 
 from __future__ import annotations

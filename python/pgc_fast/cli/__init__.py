@@ -8,19 +8,17 @@ import argparse
 import sys
 
 from pgc_fast.cli.bench import BENCH_SUITES, cmd_bench
+from pgc_fast.cli.demo import add_demo_parser, cmd_demo
 from pgc_fast.cli.generate import add_generate_parser, cmd_generate
+from pgc_fast.cli.image import add_image_parser, cmd_image
+from pgc_fast.cli.train_prior import add_train_prior_parser, cmd_train_prior
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgc-fast", description="PGC-3D text-to-texture, fast.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
-    d = sub.add_parser("demo", help="texture the built-in demo mesh with the built-in tiny model (CPU, < 3 min)")
-    d.add_argument("--kernels", action="store_true", help="instead print what PGC does to a synthetic gradient")
-    d.add_argument("--workspace", default="exp/demo", help="output directory")
-    d.add_argument("--iters", type=int, default=None, help="override the demo's iteration count")
-    d.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
-    d.add_argument("--texture", choices=("field", "uv"), default=None)
+    add_demo_parser(sub)
     sub.add_parser("version", help="print versions")
     b = sub.add_parser("bench", help="run the kernel / step benchmarks on this machine (needs a source checkout)")
     b.add_argument(
@@ -33,32 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--results", default=None, help="append the tables to this markdown file")
     b.epilog = "Arguments after `--` go to the benchmark script (e.g. pgc-fast bench step -- --views 2)."
-    _add_image_parser(sub)
-    sub.add_parser(
-        "train-prior", help="train the built-in toy-sd prior from a seed (pgc-fast train-prior --help)", add_help=False
-    )
+    add_image_parser(sub)
+    add_train_prior_parser(sub)
     return parser
-
-
-def _add_image_parser(sub: argparse._SubParsersAction) -> None:
-    """``pgc-fast image``: the guidance module's 2D mode (pgc_fast.apps.image2d parses its own flags)."""
-    sub.add_parser("image", help="2D mode: optimise one image with SDS + PGC (pgc-fast image --help)", add_help=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["image"]:  # 2D mode owns its flags (pgc_fast.apps.image2d); GuidanceLoadError printed there
-        from pgc_fast.apps.image2d import main as image_main
-
-        return image_main(argv[1:])
+    if argv[:1] == ["image"]:  # these two parse their own flags
+        return cmd_image(argv[1:])
+    if argv[:1] == ["train-prior"]:
+        return cmd_train_prior(argv[1:])
     extra: list[str] = []
     if argv[:1] == ["bench"] and "--" in argv:  # everything after `--` belongs to the benchmark script
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    if argv[:1] == ["train-prior"]:  # trains toy-sd (pgc_fast.apps.toy_prior parses its own flags)
-        from pgc_fast.apps.toy_prior import main as train_prior_main
-
-        return train_prior_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     args.extra = extra
@@ -76,9 +63,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         return cmd_bench(args)
     if args.command == "demo":
-        from pgc_fast.apps import demo
-
-        if args.kernels:
-            return demo.kernel_demo()
-        return demo.run_demo(workspace=args.workspace, iters=args.iters, device=args.device, texture=args.texture)
+        return cmd_demo(args)
     return 2

@@ -2,7 +2,8 @@
 
 ``pgc-fast generate`` is derived from :class:`pgc_fast.config.RunConfig`: every config field is a flag
 ``--<section>.<field>`` whose help is the field's docstring, and ``--preset NAME`` starts from a named preset.
-It also accepts the original PGC-3D's ``main.py`` flags as written (the original's main.py, its argparse flags and -O preset block), so the README's
+It also accepts the original PGC-3D's ``main.py`` flags as written (the original's main.py, its argparse flags and -O
+preset block), so the README's
 sample commands run unchanged::
 
     pgc-fast generate -O0 -O2 -O4 --guidance controlnet --text "A panda ..." --workspace panda/sdxl \

@@ -1,5 +1,6 @@
 """The original PGC-3D ``main.py`` options: flags and defaults, presets ``-O0 … -O4`` with the knock-on rules in
-the original's code order (the original's main.py, its argparse flags and -O preset block), and the mapping of the result onto a
+the original's code order (the original's main.py, its argparse flags and -O preset block), and the mapping of the
+result onto a
 :class:`pgc_fast.config.RunConfig`. Used by the CLI (to accept the original's commands as written) and by
 :data:`pgc_fast.config.PRESETS` (so the named presets mean exactly what the flag combinations meant).
 """
@@ -137,7 +138,8 @@ def default_original_options() -> argparse.Namespace:
 
 
 def apply_original_presets(opt: argparse.Namespace) -> argparse.Namespace:
-    """The original's ``-O0 … -O4`` presets and knock-on rules, in its code order (the original's main.py, its argparse flags and -O preset block).
+    """The original's ``-O0 … -O4`` presets and knock-on rules, in its code order (the original's main.py, its argparse
+    flags and -O preset block).
 
     Mutates and returns ``opt``. Kept line by line so that a combination means exactly what it meant there
     (including the elif chain: ``-O1 -O4`` does not enable SDXL; ``-O2`` forces ``--guidance controlnet``
@@ -279,7 +281,8 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
 
 
 def config_from_flags(*flags: str, **values: Any) -> C.RunConfig:
-    """RunConfig for an original command line given as flags (``"O0", "O2"``) and option values (``guidance="controlnet"``).
+    """RunConfig for an original command line given as flags (``"O0", "O2"``) and option values
+    (``guidance="controlnet"``).
 
     >>> config_from_flags("O0", "O2", "O4", guidance="controlnet").guidance.family
     'sdxl'

@@ -104,7 +104,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    """Diffusion guidance: model, prompt and score-distillation loss (the original's guidance classes (StableDiffusion, StableDiffusionXL, SDXLControlNet)). What
+    """Diffusion guidance: model, prompt and score-distillation loss (the original's guidance classes (StableDiffusion,
+    StableDiffusionXL, SDXLControlNet)). What
     :func:`pgc_fast.guidance.load_guidance` takes, as is."""
 
     text: str = ""
@@ -114,9 +115,11 @@ class GuidanceConfig:
     family: GuidanceFamily = "sd"
     """Diffusion model family: sd (SD 1.5 / 2.1) or sdxl."""
     model: str | None = None
-    """Hub id, alias (sdxl, sdxl-0.9, sdxl-turbo, sd15, sd21, sd21-base), local directory or built-in name (tiny-sd, tiny-sdxl, sd15-random, sdxl-random, toy-sd); None = family default."""
+    """Hub id, alias (sdxl, sdxl-0.9, sdxl-turbo, sd15, sd21, sd21-base), local directory or built-in name (tiny-sd,
+    tiny-sdxl, sd15-random, sdxl-random, toy-sd); None = family default."""
     vae: str | None = None
-    """VAE override (hub id or path); None = the family default (SDXL: madebyollin/sdxl-vae-fp16-fix); 'none' = the model's own."""
+    """VAE override (hub id or path); None = the family default (SDXL: madebyollin/sdxl-vae-fp16-fix); 'none' = the
+    model's own."""
     controlnets: tuple[str, ...] = ()
     """ControlNet condition types (depth, normal, tile, shuffle, or a hub id); empty = no ControlNet."""
     control_scales: tuple[float, ...] = ()
@@ -134,7 +137,8 @@ class GuidanceConfig:
     normal_guidance_scale: float = 50.0
     """CFG scale for normal-map SDS (shape optimisation only)."""
     cfg_convention: CfgConvention = "auto"
-    """CFG form: pgc = eps_c + s(eps_c - eps_u) (the original's SDS/BGT), diffusers = eps_u + s(...); auto = per loss as the original."""
+    """CFG form: pgc = eps_c + s(eps_c - eps_u) (the original's SDS/BGT), diffusers = eps_u + s(...); auto = per loss
+    as the original."""
     cfg_rescale: float = 0.0
     """CFG rescale factor phi (0 = off; the original's --cfg_rescale uses 0.5)."""
     weighting: Weighting = "one_minus_alpha"
@@ -168,7 +172,8 @@ class GuidanceConfig:
     suppress_face: bool = False
     """Append 'face' to the negative prompt for non-front views."""
     zero_empty_negative: bool | None = None
-    """Zero embeddings for an empty negative prompt (SDXL's force_zeros_for_empty_prompt); None = yes for SDXL, no for SD (the original always encoded the empty string, a bug of the original)."""
+    """Zero embeddings for an empty negative prompt (SDXL's force_zeros_for_empty_prompt); None = yes for SDXL, no for
+    SD (the original always encoded the empty string, a bug of the original)."""
     pgc_tau: float | None = None
     """Pixel-wise gradient clipping threshold on the rendered image's gradient (None = off; -O0 sets 0.1)."""
     pgc_variant: PgcVariant = "clip"
@@ -198,7 +203,8 @@ class GuidanceConfig:
     vsd_t_range: tuple[float, float] = (0.0, 1.0)
     """VSD: timestep range (fractions) of the LoRA's own denoising loss."""
     depth_convention: DepthConvention = "near_bright"
-    """Depth ControlNet condition: near_bright (MiDaS-like, what the depth ControlNets were trained on) or original (PGC-3D's inverted map)."""
+    """Depth ControlNet condition: near_bright (MiDaS-like, what the depth ControlNets were trained on) or original
+    (PGC-3D's inverted map)."""
     depth_floor: float = 0.1
     """near_bright depth condition: the farthest foreground point maps to this value (background = 0)."""
     ref_path: str | None = None
@@ -216,7 +222,8 @@ class GuidanceConfig:
     channels_last: bool = False
     """Run the UNet, VAE and ControlNets in channels_last (NHWC) memory format (CUDA only)."""
     compile: bool = True
-    """torch.compile the UNet and ControlNets on CUDA (ignored on the CPU and with loss=vsd). With the default blocks scope the first
+    """torch.compile the UNet and ControlNets on CUDA (ignored on the CPU and with loss=vsd). With the default blocks
+    scope the first
     run on a machine pays ~55 s of compile for SDXL (6 s once inductor's cache is warm) and every step is ~12 %
     faster (H100: 385 → 338 ms per 4-view step); --no-guidance.compile turns it off."""
     compile_scope: CompileScope = "blocks"
@@ -230,7 +237,8 @@ class RenderConfig:
     """Rasteriser, cameras, shading and background (the original's nerf/provider.py, rand_poses / circle_poses)."""
 
     backend: RenderBackend = "auto"
-    """Rasteriser: nvdiffrast (CUDA), cpu (pgc_fast.mesh.rasterize), or auto (nvdiffrast when on CUDA and importable)."""
+    """Rasteriser: nvdiffrast (CUDA), cpu (pgc_fast.mesh.rasterize), or auto (nvdiffrast when on CUDA and
+    importable)."""
     resolution: int = 512
     """Training and validation render resolution H = W (--res_fine)."""
     radius_range: tuple[float, float] = (2.0, 2.5)
@@ -284,7 +292,8 @@ class TextureConfig:
     """What is optimised: a hash-grid field (the original) or an explicit UV texture."""
 
     kind: TextureKind = "field"
-    """field = hash-grid + MLP queried at surface points (baked at export); uv = explicit multi-resolution UV texture."""
+    """field = hash-grid + MLP queried at surface points (baked at export); uv = explicit multi-resolution UV
+    texture."""
     material: Material = "albedo"
     """albedo = base colour only; pbr = nvdiffrec material (kd, roughness, metallic, normal)."""
     field_levels: int = 16

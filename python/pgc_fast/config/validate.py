@@ -41,7 +41,8 @@ def unsupported_features(cfg: RunConfig) -> list[str]:
         out.append(f"guidance.lambda_saturation (saturation penalty) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.normal_sds and cfg.mesh.shape == "fixed":
         out.append(
-            f"guidance.normal_sds (normal-map SDS) only makes sense with shape optimisation, which is {UNSUPPORTED_MESSAGE}"
+            f"guidance.normal_sds (normal-map SDS) only makes sense with shape optimisation, which is "
+            f"{UNSUPPORTED_MESSAGE}"
         )
     return out
 

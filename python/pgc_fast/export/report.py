@@ -46,8 +46,8 @@ def svg_line_chart(
     )
     if not pts:
         return (
-            head
-            + f'<text x="{pad_l}" y="{pad_t + h / 2}" font-family="sans-serif" font-size="12" fill="#888">no data</text></svg>'
+            head + f'<text x="{pad_l}" y="{pad_t + h / 2}" font-family="sans-serif" font-size="12" fill="#888">no '
+            f"data</text></svg>"
         )
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
     y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
@@ -71,10 +71,13 @@ def svg_line_chart(
     axes = (
         f'<line x1="{pad_l}" y1="{pad_t + h}" x2="{pad_l + w}" y2="{pad_t + h}" stroke="#999"/>'
         f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{pad_t + h}" stroke="#999"/>'
-        f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end" font-family="sans-serif" font-size="10">{fmt(y1)}</text>'
-        f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end" font-family="sans-serif" font-size="10">{fmt(y0)}</text>'
+        f'<text x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end" font-family="sans-serif" '
+        f'font-size="10">{fmt(y1)}</text>'
+        f'<text x="{pad_l - 4}" y="{pad_t + h}" text-anchor="end" font-family="sans-serif" '
+        f'font-size="10">{fmt(y0)}</text>'
         f'<text x="{pad_l}" y="{height - 8}" font-family="sans-serif" font-size="10">step {x0:g}</text>'
-        f'<text x="{pad_l + w}" y="{height - 8}" text-anchor="end" font-family="sans-serif" font-size="10">{x1:g}</text>'
+        f'<text x="{pad_l + w}" y="{height - 8}" text-anchor="end" font-family="sans-serif" '
+        f'font-size="10">{x1:g}</text>'
     )
     return head + axes + f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.5"/></svg>'
 
@@ -88,7 +91,7 @@ def _thumb_b64(path: Path, size: int = 512) -> str | None:
         buf = io.BytesIO()
         im.save(buf, format="PNG")
         return base64.b64encode(buf.getvalue()).decode()
-    except Exception:
+    except (OSError, ValueError):  # unreadable image: the report links the file instead
         return None
 
 

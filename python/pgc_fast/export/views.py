@@ -67,7 +67,7 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
             imageio.mimsave(tmp, frames, fps=o.fps, quality=8, macro_block_size=1)
         files["turntable_mp4"] = mp4
         files["_video_note"] = "turntable.mp4 written with imageio-ffmpeg"
-    except Exception as e:  # no ffmpeg backend: the gif is the turntable
+    except Exception as e:  # noqa: BLE001 - no ffmpeg backend (imageio raises several types): the gif is the turntable
         with contextlib.suppress(FileNotFoundError):
             mp4.unlink()
         files["_video_note"] = (

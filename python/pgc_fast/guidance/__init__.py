@@ -1,6 +1,7 @@
 """Diffusion guidance for PGC-3D: SDXL / SD 1.5 / SD 2.1 (+ ControlNets) score distillation with every loss of
 the original (SDS, VSD, BGT+, CSD, SSD, DreamTime, latent mode, normal-SDS, CFG rescale) and pixel-wise
-gradient clipping (PGC) on the image input. Spec: the original's guidance classes (StableDiffusion, StableDiffusionXL, SDXLControlNet) (PGC-3D, arXiv 2310.12474,
+gradient clipping (PGC) on the image input. Spec: the original's guidance classes (StableDiffusion, StableDiffusionXL,
+SDXLControlNet) (PGC-3D, arXiv 2310.12474,
 https://github.com/fudan-zvg/PGC-3D @14b9653), with its bugs fixed (each noted where it is fixed).
 
 Interface (what the training loop calls)::

@@ -1,4 +1,5 @@
-"""View-dependent prompts: the one view-bin function (front/side/back/overhead/bottom) used by prompts and the toy prior alike."""
+"""View-dependent prompts: the one view-bin function (front/side/back/overhead/bottom) used by prompts and the toy
+prior alike."""
 
 from __future__ import annotations
 

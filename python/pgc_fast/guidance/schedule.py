@@ -150,7 +150,8 @@ def bgt_timesteps(t_frac: float, r: float = 0.25, num_train_timesteps: int = 100
     """Timesteps of the BGT+ denoising chain from T = int(t 1000) to 0 in n = ceil(t / r) steps of r 1000.
 
     E.g. t = 0.681 -> [681, 431, 181, 0] (the original's list). The chain is walked with explicit
-    DDIM steps between consecutive entries (the original's schedulers stepped to other timesteps, a bug of the original)."""
+    DDIM steps between consecutive entries (the original's schedulers stepped to other timesteps, a bug of the
+    original)."""
     T = min(int(t_frac * num_train_timesteps), num_train_timesteps - 1)
     n = max(1, math.ceil(t_frac / r))
     stride = int(round(r * num_train_timesteps))

@@ -92,7 +92,8 @@ class Mesh:
         v = _as_array(self.vertices, np.float32, (None, 3), op, "vertices")
         if not np.isfinite(v).all():
             raise ValueError(
-                f"{op}(): vertices must be finite, got NaN/inf at rows {np.nonzero(~np.isfinite(v).all(1))[0][:5].tolist()}"
+                f"{op}(): vertices must be finite, got NaN/inf at rows "
+                f"{np.nonzero(~np.isfinite(v).all(1))[0][:5].tolist()}"
             )
         f = _as_index(self.faces, v.shape[0], op, "faces")
         uvs = uvf = None

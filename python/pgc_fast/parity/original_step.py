@@ -1,7 +1,8 @@
 """The original PGC-3D SDXL + depth-ControlNet texture step, reproduced the way the original computes it.
 
 This is the baseline ``benches/bench_step.py`` times our step against (same mesh, views, resolution and
-weights, one process). It follows the original's nerf/utils.py Trainer (train_one_epoch, train_step) for ``-O0 -O2 -O4 --guidance controlnet``:
+weights, one process). It follows the original's nerf/utils.py Trainer (train_one_epoch, train_step) for ``-O0 -O2 -O4
+--guidance controlnet``:
 
 * fp16 autocast around render + guidance, ``GradScaler(init_scale=2**10)``;
 * the hash-grid texture field queried at the rasterised world position of **every** pixel (the original
@@ -151,7 +152,8 @@ class OriginalStep:
         """Render, guidance and backward, leaving the unscaled texture gradients in the field's ``.grad`` (the
         state the original's optimiser step sees). Returns {"loss", "z" (latents, detached), "grad" (the SDS
         latent gradient)}; with ``keep_image_grad`` the rendered image's gradient after the PGC hook (unscaled)
-        is kept in ``last_image_grad`` (off in timed steps: the original does no such copy). ``control``: [B, 3, R, R] condition image replacing the depth map computed here
+        is kept in ``last_image_grad`` (off in timed steps: the original does no such copy). ``control``: [B, 3, R, R]
+        condition image replacing the depth map computed here
         (the parity check feeds both pipelines one condition; our default depth convention differs on purpose)."""
         self.opt.zero_grad(set_to_none=True)
         b = cams.c2w.shape[0]

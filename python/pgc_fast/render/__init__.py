@@ -20,7 +20,8 @@ Renderer (:mod:`pgc_fast.render.renderer`):
     "random", generator=, antialias=True, ssaa=1)`` → ``RenderOutput`` (image [B,C,H,W], mask, depth = camera z,
     position, normal, albedo; channels-first, row 0 = top); normals are ``pgc_fast.mesh.vertex_normals``.
 Textures (:mod:`pgc_fast.render.textures`):
-    ``Texture`` (the protocol every kind implements), ``FieldTexture`` (hash-grid ``TextureField`` at surface points), ``UVTexture`` (multi-resolution pyramid,
+    ``Texture`` (the protocol every kind implements), ``FieldTexture`` (hash-grid ``TextureField`` at surface points),
+    ``UVTexture`` (multi-resolution pyramid,
     ``export()`` / ``set_image()``), ``VertexColorTexture``; ``init_texture`` (from vertex colours),
     ``bake_field_to_uv`` (unwrap + UV rasterisation + ``dilate_seams``) → ``BakedTexture``.
 

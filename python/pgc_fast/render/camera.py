@@ -3,13 +3,15 @@
 Conventions (all float32 torch tensors; ``B`` = number of views):
 
 * World: Y up, the object at the origin (the mesh is normalised to max-abs 0.8 by the pipeline).
-* Spherical coordinates as in the original (the original's nerf/provider.py, rand_poses / circle_poses): ``theta`` is the polar angle from +Y
+* Spherical coordinates as in the original (the original's nerf/provider.py, rand_poses / circle_poses): ``theta`` is
+the polar angle from +Y
   (0 = straight above, 90° = on the equator), ``phi`` the azimuth with ``phi = 0`` on +Z and ``phi = 90°``
   on +X; the camera centre is ``c = r·(sinθ sinφ, cosθ, sinθ cosφ)``.
 * Camera frame = OpenCV: camera-to-world rotation ``R = [right | down | forward]`` (columns),
   ``forward = normalize(target − c)``, ``right = normalize(forward × up)``, ``down = forward × right``.
   This frame is RIGHT-HANDED (``det R = +1``; right × down = forward). The original built
-  ``right = forward × (0,−1,0)``, which gives ``det R = −1`` and mirrors every render (a bug of the original); here, seen from
+  ``right = forward × (0,−1,0)``, which gives ``det R = −1`` and mirrors every render (a bug of the original); here,
+  seen from
   ``phi = 0`` (camera on +Z), world +X appears on the image's right, as in any viewer.
 * ``c2w`` = [[R, c], [0, 0, 0, 1]]; world → camera is ``x_cam = Rᵀ (x − c)``; the camera looks along +z_cam.
 * Projection (the original's D3D-style matrix), pinhole with the principal point at the image centre::

@@ -44,7 +44,8 @@ __all__ = ["RenderMesh", "RenderOutput", "MeshRenderer"]
 class RenderMesh:
     """A triangle mesh as torch tensors on one device.
 
-    vertices float32 [V,3]; faces int64 [F,3]; normals float32 [V,3] (``pgc_fast.mesh.vertex_normals``, area-weighted, if not given);
+    vertices float32 [V,3]; faces int64 [F,3]; normals float32 [V,3] (``pgc_fast.mesh.vertex_normals``, area-weighted,
+    if not given);
     uvs float32 [T,2] with uv_faces int64 [F,3] (uv_faces = faces when omitted and T == V);
     colors float32 [V,C] in [0,1] (vertex colours) or None.
     """

@@ -10,7 +10,8 @@ How a run becomes distributed::
             NCCL on CUDA (device cuda:LOCAL_RANK) or gloo on the CPU, NCCL_NVLS_ENABLE=0 unless set;
             run(cfg) on every rank; finish() (barrier + destroy) at a clean end.
 
-Semantics (the original's DDP, the original's nerf/utils.py, Trainer (DDP)): effective batch = world_size × batch_size views per step;
+Semantics (the original's DDP, the original's nerf/utils.py, Trainer (DDP)): effective batch = world_size × batch_size
+views per step;
 gradients of every optimised parameter are averaged (so a loss that is a mean over a rank's views gives the
 gradient of the mean over all views). The average is an explicit bucketed ``all_reduce`` after
 ``scaler.scale(loss).backward()`` and before ``scaler.unscale_``: an inf/NaN on any rank becomes inf/NaN on all,

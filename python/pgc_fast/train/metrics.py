@@ -41,7 +41,7 @@ def peak_memory_mib(device: torch.device) -> dict[str, float]:
         import resource
 
         out["cpu_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    except Exception:  # pragma: no cover - non-POSIX
+    except ImportError:  # pragma: no cover - non-POSIX (no resource module)
         pass
     return out
 

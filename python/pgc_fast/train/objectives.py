@@ -117,7 +117,8 @@ class GuidanceObjective(_OrbitCameras):
     The guidance attaches the (GradScaler-aware) PGC hook to the image itself, so the loop does not
     (``handles_pgc``). With ``guidance.ref_path`` the reference view (the original's pose_0: r = 2.5, θ = 60°,
     φ = 0, focal 1.025·H) is rendered too and matched to the reference image by a masked MSE weighted by
-    ``lambda_ref`` — a mean over the masked pixels rather than the original's resolution-dependent sum (a bug of the original);
+    ``lambda_ref`` — a mean over the masked pixels rather than the original's resolution-dependent sum (a bug of the
+    original);
     its gradient is not clipped, as in the original.
     """
 

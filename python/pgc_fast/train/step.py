@@ -15,7 +15,8 @@ from pgc_kernels import PGCHook, attach_pgc
 
 
 def make_optimizer(cfg: C.RunConfig, scene: Any) -> torch.optim.Optimizer:
-    """Adam per parameter group as the original (the original's Trainer): grids / UV pyramids at grid_lr_scale × lr, MLPs at lr."""
+    """Adam per parameter group as the original (the original's Trainer): grids / UV pyramids at grid_lr_scale × lr,
+    MLPs at lr."""
     o = cfg.optim
     groups = scene.param_groups(o.lr_texture, o.grid_lr_scale)
     if o.optimizer == "adam":

@@ -7,7 +7,8 @@ Data flow (one process, one device)::
               ──► Adam per parameter group (grids ×10 lr)     ──► optimiser step (AMP, GradScaler)
               ──► exporter (mesh.obj/mtl/png + glb in the input's frame, turntable, report)
 
-The loop follows the original's per-step order (the original's main.py training loop, fudan-zvg/PGC-3D): zero_grad → autocast forward → PGC hook
+The loop follows the original's per-step order (the original's main.py training loop, fudan-zvg/PGC-3D): zero_grad →
+autocast forward → PGC hook
 on the rendered image → ``scaler.scale(loss).backward()`` → ``unscale_`` → optional ``clip_grad_value_`` →
 ``scaler.step`` → ``update``. The PGC threshold is scale-aware under fp16: the hook clips with τ·S where S is
 the GradScaler's current scale, read without a host sync.

@@ -11,7 +11,8 @@
   default ``reset_parameters`` init, so no CPU-side init of billions of parameters happens. For cost
   benchmarks only.
 * ``toy-sd``: a small SD-style prior *trained by the project* on renders of coloured, patterned shapes
-  (:mod:`pgc_fast.guidance.models.toy`, :mod:`pgc_fast.apps.toy_prior`); weights ship in the package. Its outputs follow prompts like
+  (:mod:`pgc_fast.guidance.models.toy`, :mod:`pgc_fast.apps.toy_prior`); weights ship in the package. Its outputs
+  follow prompts like
   "a red striped object".
 
 The tokenizer of all four is generated at runtime: a byte-level CLIP BPE tokenizer whose vocabulary is the 256
