@@ -43,11 +43,11 @@ INSIDE_WRITES = [
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def kill_config(root: Path, ws: str) -> C.RunConfig:
+def kill_config(root: Path, ws: str, kind: str = "uv") -> C.RunConfig:
     return S.tiny_config(
         root,
         ws,
-        "uv",
+        kind,
         **{
             "output.ckpt_every": 2,
             "output.save_mesh": True,
@@ -97,21 +97,21 @@ def instrumented(log: Path | None = None, kill_in: str | None = None):
             events.close()
 
 
-def child(root: str, ws: str, log: str, kill_in: str) -> None:
+def child(root: str, ws: str, log: str, kill_in: str, kind: str) -> None:
     import torch
 
     from pgc_fast.train.trainer import run
 
     torch.set_num_threads(1)
     with instrumented(Path(log), kill_in or None):
-        run(kill_config(Path(root), ws), objective=S.mse_objective(), quiet=True)
+        run(kill_config(Path(root), ws, kind), objective=S.mse_objective(), quiet=True)
 
 
-def spawn(root: Path, ws: str, kill_in: str = "") -> tuple[subprocess.Popen, Path]:
+def spawn(root: Path, ws: str, kill_in: str = "", kind: str = "uv") -> tuple[subprocess.Popen, Path]:
     log = root / f"{ws}.log"
     tests = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, __file__, "child", str(root), ws, str(log), kill_in]
+    cmd = [sys.executable, __file__, "child", str(root), ws, str(log), kill_in, kind]
     with open(root / f"{ws}.err", "w") as err:  # a file, not a pipe: a full pipe would stall the child
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env), log
 
@@ -150,14 +150,16 @@ def reference(tmp_path_factory, one_thread):
     return root, files, seconds
 
 
-def check_and_resume(root: Path, ws: str, files: dict[str, bytes], resume: bool = True, moved: bool = False) -> None:
+def check_and_resume(
+    root: Path, ws: str, files: dict[str, bytes], resume: bool = True, moved: bool = False, kind: str = "uv"
+) -> None:
     from pgc_fast.train.trainer import run
 
     path = root / ws
     for n in EXPORTS:  # a file the kill left is complete: the only export written is the final one
         if (path / n).exists():
             assert (path / n).read_bytes() == files[n], f"{n} left cut short or wrong"
-    cfg = kill_config(root, ws)
+    cfg = kill_config(root, ws, kind)
     if moved and path.exists():
         shutil.move(path, root / f"{ws}-moved")
         cfg, path = C.override(cfg, **{"output.workspace": str(root / f"{ws}-moved")}), root / f"{ws}-moved"
@@ -197,5 +199,18 @@ def test_kill_at_seeded_moments_then_resume_is_exact(reference, capsys):
         print("\nkills: " + "; ".join(where))
 
 
+def test_field_texture_kill_then_resume_is_exact(tmp_path):
+    """The hash-grid field texture too: its CPU backward is bitwise repeatable (pgc_kernels.hash_grid_encode's
+    twin gathers instead of scattering with float atomics), so a resumed CPU run matches to the byte."""
+    from pgc_fast.train.trainer import run
+
+    run(kill_config(tmp_path, "reference", "field"), objective=S.mse_objective(), quiet=True)
+    files = {n: (tmp_path / "reference" / n).read_bytes() for n in EXPORTS}
+    p, log = spawn(tmp_path, "killed", "step0000004.safetensors", "field")
+    p.wait(timeout=300)
+    assert landed(log) == "inside the write of step0000004.safetensors", (tmp_path / "killed.err").read_text()[-3000:]
+    check_and_resume(tmp_path, "killed", files, kind="field")
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
-    child(*sys.argv[2:6])
+    child(*sys.argv[2:7])
