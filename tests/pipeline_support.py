@@ -73,3 +73,26 @@ def mse_objective(views: int = 4) -> MSEObjective:
     cams = orbit_cameras(2.2, theta, phi, 18.0, 16)
     g = torch.Generator().manual_seed(1)
     return MSEObjective(torch.rand(views, 3, 16, 16, generator=g), cams)
+
+
+class _Payload:
+    """Unpickling this runs ``code`` (what a crafted checkpoint or model file would do)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (exec, (self.code,))
+
+
+def malicious_pickle(marker: Path, zip_format: bool = True) -> bytes:
+    """A pickle that creates ``marker`` when loaded: torch.save's zip format (``zip_format``) or a bare pickle."""
+    import io
+    import pickle
+
+    payload = {"step": 99, "texture": _Payload(f"open({str(marker)!r}, 'w').write('code ran')")}
+    if not zip_format:
+        return pickle.dumps(payload, protocol=2)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()

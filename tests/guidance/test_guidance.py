@@ -207,8 +207,10 @@ def test_vsd_camera_conditioned_lora_and_update(make_inputs):
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, st.params, strict=False))
     assert not any(p.requires_grad for n, p in g.unet.named_parameters() if "lora_" not in n)
     assert torch.isfinite(out.stats["lora_loss"])
-    # checkpointing the LoRA state round-trips
-    state = g.state_dict()
+    # checkpointing the LoRA state round-trips, through the checkpoint file format (safetensors + JSON)
+    from pgc_fast.train.state_file import dumps, loads
+
+    state = loads(dumps(g.state_dict()))
     g2 = _guidance(build_builtin("tiny-sdxl"), loss="vsd", guidance_scale=7.5)
     g2.load_state_dict(state)
     for (n, p), (n2, p2) in zip(
@@ -217,6 +219,11 @@ def test_vsd_camera_conditioned_lora_and_update(make_inputs):
         strict=False,
     ):
         assert n == n2 and torch.equal(p, p2)
+    for a, b in zip(g.vsd.camera.parameters(), g2.vsd.camera.parameters(), strict=True):
+        assert torch.equal(a, b)
+    s1, s2 = g.vsd.opt.state_dict()["state"], g2.vsd.opt.state_dict()["state"]
+    assert s1.keys() == s2.keys() and all(torch.equal(s1[i]["exp_avg"], s2[i]["exp_avg"]) for i in s1)
+    assert torch.equal(g.generator.get_state(), g2.generator.get_state())
 
 
 def test_one_unet_call_per_step_for_all_views_and_both_halves(tiny_sdxl, make_inputs):

@@ -1,5 +1,5 @@
 """Model loading: one clear error for missing weights (offline), local diffusers directories, tokens, ControlNet
-specs."""
+specs; a pickle in a model directory runs no code."""
 
 from __future__ import annotations
 
@@ -87,6 +87,27 @@ def test_local_directory_loads_and_steps(tiny_sd, tmp_path, make_inputs):
         f.unlink()
     with pytest.raises(GuidanceLoadError, match="unet/"):
         load_models(str(root), device="cpu", dtype=torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("sub", "weights"), [("unet", "diffusion_pytorch_model.bin"), ("text_encoder", "pytorch_model.bin")]
+)
+def test_a_pickle_in_a_local_model_directory_runs_no_code(tiny_sd, tmp_path, sub, weights):
+    """Models from local directories: .bin weights are pickles; diffusers and transformers load them with
+    torch.load(weights_only=True) (no code runs), and the refusal is one GuidanceLoadError naming the file."""
+    import pipeline_support as S
+
+    root = tmp_path / "tiny-sd-local"
+    _save_tiny_sd(tiny_sd, root)
+    marker = tmp_path / "pwned"
+    for f in (root / sub).glob("*.safetensors"):
+        f.unlink()
+    (root / sub / weights).write_bytes(S.malicious_pickle(marker))
+    with pytest.raises(GuidanceLoadError, match=f"from {root / sub} refused: its .bin weights are a pickle"):
+        load_models(str(root), device="cpu", dtype=torch.float32)
+    assert not marker.exists()
+    torch.load(root / sub / weights, weights_only=False)  # the payload is live: the old way runs it
+    assert marker.exists()
 
 
 def test_token_sources(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ from pgc_fast import config as C
 from pgc_fast.apps.demo import make_demo_mesh
 from pgc_fast.mesh import save_mesh
 from pgc_fast.train import distributed as D
+from pgc_fast.train.checkpoint import read_latest_checkpoint
 from pgc_fast.train.objectives import MSEObjective
 from pgc_fast.train.trainer import run
 from tolerances import DIST_TOLERANCES
@@ -174,7 +175,8 @@ def test_resume_is_exact_across_processes(job):
             assert torch.equal(v, r0[key_res][k]), (key_res, k)  # bit for bit
     assert r0["sds_loss"]["loss"].numel() == 4
     assert torch.equal(r0["sds_loss"]["loss"], r0["sds_loss_resumed"]["loss"])
-    ckpt = torch.load(next((job / "part_sds" / "checkpoints").glob("*.pth")), weights_only=False)
+    ckpt, _ = read_latest_checkpoint(job / "part_sds" / "checkpoints")
+    assert ckpt is not None
     assert ckpt["world_size"] == WORLD and len(ckpt["ranks"]) == WORLD
     g0, g1 = (r["objective"]["guidance"]["generator"] for r in ckpt["ranks"])
     assert not torch.equal(g0, g1)  # each rank its own noise stream
@@ -208,7 +210,7 @@ def test_rank0_alone_writes(job):
     ws = job / "full_uv"
     assert sorted(p.name for p in (ws / "validation").iterdir()) == [f"step{s:07d}_rgb.png" for s in (2, 4, 6)]
     assert (ws / "metrics.json").exists() and (ws / "config.yaml").exists()
-    assert len(list((ws / "checkpoints").glob("*.pth"))) == 1
+    assert len(list((ws / "checkpoints").glob("*.safetensors"))) == 1
 
 
 def test_seed_streams():

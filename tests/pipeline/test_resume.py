@@ -18,7 +18,7 @@ def test_resume_equals_uninterrupted(tmp_path, kind, tiny_config, mse_objective)
     part_cfg = tiny_config(tmp_path, "part", kind)
     first = run(part_cfg, objective=mse_objective(), quiet=True, stop_after=3)
     assert first.step == 3 and not (first.workspace / "metrics.json").exists()
-    assert len(list((first.workspace / "checkpoints").glob("*.pth"))) == 1
+    assert len(list((first.workspace / "checkpoints").glob("*.safetensors"))) == 1
     resumed = run(C.override(part_cfg, **{"output.resume": True}), objective=mse_objective(), quiet=True)
     assert resumed.step == full.step == 6
     a, b = full.texture.state_dict(), resumed.texture.state_dict()
@@ -66,12 +66,15 @@ def test_workspace_overwrite_protection(tmp_path, capsys, tiny_config, mse_objec
     assert open(marker).read() == "x"  # nothing was touched
     run(C.override(cfg, **{"output.force": True}), objective=mse_objective(), quiet=True)
     assert not (tmp_path / "ws" / "keep.txt").exists()
-    with pytest.raises(FileNotFoundError, match="checkpoint"):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")  # not a run's file: --resume does not take it over
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run(
-            C.override(cfg, **{"output.resume": True, "output.workspace": str(tmp_path / "empty")}),
+            C.override(cfg, **{"output.resume": True, "output.workspace": str(tmp_path / "other")}),
             objective=mse_objective(),
             quiet=True,
         )
+    assert (tmp_path / "other" / "notes.txt").read_text() == "x"
     # the CLI says so too, with exit status 2
     from pgc_fast import cli
 

@@ -299,6 +299,28 @@ def config_yaml(cfg: C.RunConfig) -> str:
     return yaml.safe_dump(C.to_dict(cfg), sort_keys=False)
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a run that are the user's to fix: one line on stderr and exit status 2, no traceback."""
+    from pgc_fast.train import distributed as D
+    from pgc_fast.train.checkpoint import CheckpointError
+    from pgc_fast.train.workspace import WorkspaceExistsError
+
+    expected: tuple[type[BaseException], ...] = (
+        WorkspaceExistsError,
+        C.ConfigError,
+        FileNotFoundError,
+        CheckpointError,
+        D.RankZeroError,
+    )
+    try:
+        from pgc_fast.guidance import GuidanceLoadError  # missing weights: one clear message, no traceback
+
+        expected += (GuidanceLoadError,)
+    except ImportError:  # pragma: no cover
+        pass
+    return expected
+
+
 def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     try:
         cfg, notes = resolve_generate(args)
@@ -339,21 +361,9 @@ def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int
         )
         return D.relaunch(argv, cfg.runtime.gpus, cuda=cfg.runtime.device != "cpu")
     rank0 = D.env_info().is_main
-    expected: tuple[type[BaseException], ...] = (
-        WorkspaceExistsError,
-        C.ConfigError,
-        FileNotFoundError,
-        D.RankZeroError,
-    )
-    try:
-        from pgc_fast.guidance import GuidanceLoadError  # missing weights: one clear message, no traceback
-
-        expected += (GuidanceLoadError,)
-    except ImportError:  # pragma: no cover
-        pass
     try:
         result = run(cfg)
-    except expected as e:
+    except _expected_errors() as e:
         if rank0:  # every rank raises the same error; say it once
             print(f"pgc-fast generate: {e}", file=sys.stderr)
         return 2

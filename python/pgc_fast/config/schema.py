@@ -88,6 +88,9 @@ DEFAULT_MODELS = {
 
 # ControlNet condition kinds (pgc_fast.guidance.conditions builds one image per kind).
 CONTROL_TYPES = ("depth", "normal", "tile", "shuffle")
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+"""Pillow formats a user's image (guidance.ref_path, render.bg_image) may be in: plain raster decoders. Other
+formats are refused, not tried: Pillow's EPS reader, for one, runs Ghostscript on the file."""
 
 
 class ConfigError(ValueError):
@@ -356,9 +359,10 @@ class OutputConfig:
     root: str = "exp"
     """Directory the workspace lives under ('' = use workspace as given)."""
     force: bool = False
-    """Overwrite an existing workspace."""
+    """Overwrite an existing workspace (not needed for one without a checkpoint: it holds nothing to lose)."""
     resume: bool = False
-    """Continue from the workspace's last checkpoint exactly as if never stopped."""
+    """Continue from the workspace's last intact checkpoint exactly as if never stopped (the workspace may have
+    been moved; a larger optim.iters extends the run; no checkpoint yet: start the run)."""
     val_every: int = 200
     """Write a validation image every N steps (0 = only at the end)."""
     ckpt_every: int = 200

@@ -7,7 +7,14 @@ import os
 import typing
 from typing import Any, Literal
 
-from pgc_fast.config.schema import CONTROL_TYPES, SECTIONS, UNSUPPORTED_MESSAGE, ConfigError, RunConfig
+from pgc_fast.config.schema import (
+    CONTROL_TYPES,
+    IMAGE_FORMATS,
+    SECTIONS,
+    UNSUPPORTED_MESSAGE,
+    ConfigError,
+    RunConfig,
+)
 
 
 def _check_literal(problems: list[str], where: str, value: Any, hint: Any) -> None:
@@ -135,6 +142,20 @@ def _check_files(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append(f"guidance.ref_path: no such file or directory {g.ref_path!r}")
     if check_files and r.background == "scenery" and not os.path.isfile(r.bg_image):
         p.append(f"render.bg_image: no such file {r.bg_image!r} (needed by render.background=scenery)")
+    for name, path in (("guidance.ref_path", g.ref_path), ("render.bg_image", r.bg_image)):
+        if check_files and path and os.path.isfile(path) and (name == "guidance.ref_path" or r.background == "scenery"):
+            _check_image_format(name, path, p)
+
+
+def _check_image_format(name: str, path: str, p: list[str]) -> None:
+    """A user's image must be one of IMAGE_FORMATS (its header is read, not the pixels)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS):
+            pass
+    except Exception as e:  # noqa: BLE001 - any refusal of the file becomes one line
+        p.append(f"{name}: {path!r} is not a {', '.join(IMAGE_FORMATS)} image ({type(e).__name__})")
 
 
 def _check_texture(cfg: RunConfig, p: list[str], check_files: bool) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from pgc_fast.export.files import commit, temp_name
 from pgc_fast.mesh import Material, Mesh, save_mesh
 
 if TYPE_CHECKING:
@@ -20,17 +22,29 @@ def export_textured_mesh(
     ws: Path, mesh: Mesh, image: np.ndarray, uvs: np.ndarray, uv_faces: np.ndarray
 ) -> dict[str, Path]:
     """Write ``mesh.glb`` and ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` of ``mesh`` (input frame) with the base
-    colour ``image`` float32 [R,R,3] (row 0 = top) on ``uvs`` / ``uv_faces``."""
+    colour ``image`` float32 [R,R,3] (row 0 = top) on ``uvs`` / ``uv_faces``.
+
+    Atomically, file by file: everything is written into a hidden staging directory beside them, then each file is
+    flushed and renamed into place (texture, material, OBJ, GLB), so a kill at any moment leaves each file either
+    complete and old or complete and new, never cut short."""
     out = dataclasses.replace(
         mesh,
         uvs=uvs,
         uv_faces=uv_faces,
         material=Material(name="pgc_fast", base_color_texture=image.astype(np.float32)),
     )
-    save_mesh(out, ws / "mesh.glb")
-    save_mesh(out, ws / "mesh.obj")
-    files = {"mesh_glb": ws / "mesh.glb", "mesh_obj": ws / "mesh.obj", "mesh_mtl": ws / "mesh.mtl"}
-    files["texture"] = _rename_obj_texture(ws / "mesh.mtl", ws / "texture.png")
+    stage = temp_name(ws / "export")
+    if stage.exists():  # left by a kill during an earlier export
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    save_mesh(out, stage / "mesh.glb")
+    save_mesh(out, stage / "mesh.obj")
+    _rename_obj_texture(stage / "mesh.mtl", stage / "texture.png")
+    files = {"texture": ws / "texture.png", "mesh_mtl": ws / "mesh.mtl", "mesh_obj": ws / "mesh.obj"}
+    files["mesh_glb"] = ws / "mesh.glb"
+    for path in files.values():
+        commit(stage / path.name, path)
+    shutil.rmtree(stage)
     return files
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pgc_fast import config as C
+from pgc_fast.export.files import write_text_atomic
 
 __all__ = ["write_report", "svg_line_chart"]
 
@@ -119,7 +120,7 @@ def write_report(ws: Path, cfg: C.RunConfig, metrics: dict[str, Any], files: dic
     parts += _curves(metrics.get("history", {}))
     parts += _validation_and_config(ws, cfg, metrics)
     out = ws / "report.html"
-    out.write_text("".join(parts), encoding="utf-8")
+    write_text_atomic(out, "".join(parts))
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from pgc_fast import config as C
+from pgc_fast.export.files import atomic_path
 
 
 def to_uint8(img_chw: torch.Tensor) -> np.ndarray:
@@ -33,7 +34,8 @@ def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> 
         img = scene.render(cams, train=False).image[0]
     scene.texture.train(was_training)
     path = val_dir / f"step{step:07d}_rgb.png"
-    Image.fromarray(to_uint8(img)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8(img)).save(tmp)
     return {"validation_last": path}
 
 
@@ -56,11 +58,13 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
         frames.extend(to_uint8(x) for x in scene.render(cams[i : i + 8], train=False).image)
     files: dict[str, Any] = {}
     gif = ws / "turntable.gif"
-    imageio.mimsave(gif, frames, duration=1000 / o.fps, loop=0)
+    with atomic_path(gif) as tmp:
+        imageio.mimsave(tmp, frames, duration=1000 / o.fps, loop=0)
     files["turntable_gif"] = gif
     mp4 = ws / "turntable.mp4"
     try:
-        imageio.mimsave(mp4, frames, fps=o.fps, quality=8, macro_block_size=1)
+        with atomic_path(mp4) as tmp:
+            imageio.mimsave(tmp, frames, fps=o.fps, quality=8, macro_block_size=1)
         files["turntable_mp4"] = mp4
         files["_video_note"] = "turntable.mp4 written with imageio-ffmpeg"
     except Exception as e:  # noqa: BLE001 - no ffmpeg backend (imageio raises several types): the gif is the turntable

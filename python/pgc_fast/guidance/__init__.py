@@ -32,7 +32,8 @@ Interface (what the training loop calls)::
   normal maps), the fused ``pgc_kernels.sds_grad`` kernel, no VAE decode (except BGT+'s RGB target), no host
   synchronisation (VSD in fp16 syncs once in its LoRA GradScaler). Text encoders are run once and offloaded.
 * Checkpoints: ``guidance.state_dict()`` / ``load_state_dict()`` hold the trainable guidance state (VSD's
-  LoRA, camera MLP and optimiser; the noise RNG) — the original never saved its LoRA.
+  LoRA, camera MLP and optimiser; the noise RNG) — the original never saved its LoRA. Tensors, numbers, strings
+  and containers only: checkpoints store them as safetensors + JSON (``pgc_fast.train.state_file``), no pickle.
 * Inputs should already live on the guidance device (a CPU tensor for the angles costs a copy per step).
 * Assembly (:mod:`.build`): ``load_guidance`` = ``load_models`` + ``build_guidance``; the latter composes
   ``check_models``, ``encode_text``, ``load_reference``, ``apply_speed_levers``, ``compile_models`` (CUDA

@@ -13,7 +13,7 @@ import typing
 
 import torch
 
-from pgc_fast.config.schema import GuidanceConfig, GuidanceLoss, Precision, resolved_model
+from pgc_fast.config.schema import IMAGE_FORMATS, GuidanceConfig, GuidanceLoss, Precision, resolved_model
 from pgc_fast.guidance import conditions
 from pgc_fast.guidance.engine import Guidance
 from pgc_fast.guidance.methods import vsd
@@ -123,7 +123,7 @@ def load_reference(cfg: GuidanceConfig, resolution: int, device: torch.device, s
     import numpy as np
     from PIL import Image
 
-    img: Image.Image = Image.open(cfg.ref_path)
+    img: Image.Image = Image.open(cfg.ref_path, formats=IMAGE_FORMATS)
     if img.mode == "RGBA":  # composite on white, as a render on a white background
         bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, img)

@@ -120,7 +120,10 @@ class Scene:
         if cfg.render.background == "scenery":
             from PIL import Image
 
-            img = np.asarray(Image.open(cfg.render.bg_image).convert("RGB"), dtype=np.float32) / 255.0
+            img = (
+                np.asarray(Image.open(cfg.render.bg_image, formats=C.IMAGE_FORMATS).convert("RGB"), dtype=np.float32)
+                / 255.0
+            )
             self.bg_image = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
 
     @classmethod

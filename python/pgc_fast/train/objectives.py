@@ -53,6 +53,14 @@ class RunContext:
     workspace: Path
     dist: D.DistInfo = D.SINGLE
     """This process's place in a torchrun job (SINGLE in one process)."""
+    schedule_iters: int | None = None
+    """The run length the schedules use (zoom stages, DreamTime/BGT+ timesteps, t-range annealing): the
+    optim.iters the run was started with, kept when ``--resume`` extends it (None = ``cfg.optim.iters``)."""
+
+    @property
+    def run_length(self) -> int:
+        """:attr:`schedule_iters`, or ``cfg.optim.iters`` when unset."""
+        return self.schedule_iters if self.schedule_iters is not None else self.cfg.optim.iters
 
     @property
     def global_views(self) -> int:
@@ -82,18 +90,20 @@ class _OrbitCameras:
             uniform_sphere_rate=r.uniform_sphere_rate,
             jitter=r.jitter_pose,
         )
-        cams = sampler.sample(ctx.global_views, generator=generator, focal_range=focal_stage_range(ctx.cfg, step))
+        cams = sampler.sample(
+            ctx.global_views, generator=generator, focal_range=focal_stage_range(ctx.cfg, step, ctx.run_length)
+        )
         return cams[ctx.local_views].to(ctx.device)
 
 
-def focal_stage_range(cfg: C.RunConfig, step: int) -> tuple[float, float]:
-    """The original's zoom-in schedule: stages s0/s1/s2 take 30/30/40 % of the steps (the original's Trainer), focal
-    ranges
-    focal_range → midpoint → focal_range_fine. Without ``render.zoom_stages`` every step is s0."""
+def focal_stage_range(cfg: C.RunConfig, step: int, iters: int | None = None) -> tuple[float, float]:
+    """The original's zoom-in schedule: stages s0/s1/s2 take 30/30/40 % of the ``iters`` steps (default
+    ``cfg.optim.iters``; the original's Trainer), focal ranges focal_range → midpoint → focal_range_fine; steps
+    past ``iters`` (an extended run) stay in s2. Without ``render.zoom_stages`` every step is s0."""
     r = cfg.render
     if not r.zoom_stages:
         return r.focal_range
-    frac = step / max(1, cfg.optim.iters)
+    frac = step / max(1, cfg.optim.iters if iters is None else iters)
     if frac < 0.3:
         return r.focal_range
     if frac < 0.6:
@@ -129,7 +139,7 @@ class GuidanceObjective(_OrbitCameras):
             device=ctx.device,
             dtype=ctx.cfg.optim.precision,
             seed=ctx.cfg.optim.seed,
-            iters=ctx.cfg.optim.iters,
+            iters=ctx.run_length,
         )
         if ctx.dist.rank and getattr(self.guidance, "generator", None) is not None:
             # Same model weights on every rank (seeded init), own noise stream: the original's seed + global_rank.
@@ -146,7 +156,7 @@ class GuidanceObjective(_OrbitCameras):
         if os.path.isdir(path):
             path = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[0]
         res = ctx.cfg.render.resolution
-        im = Image.open(path).convert("RGBA").resize((res, res), Image.Resampling.BICUBIC)
+        im = Image.open(path, formats=C.IMAGE_FORMATS).convert("RGBA").resize((res, res), Image.Resampling.BICUBIC)
         a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
         self.ref = a[:3].to(ctx.device)
         self.ref_mask = (a[3:] > 0.5).float().to(ctx.device)

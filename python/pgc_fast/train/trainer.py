@@ -17,7 +17,10 @@ Determinism and resume: cameras and render randomness come from per-step CPU gen
 (seed, step, stream) (:func:`pgc_fast.train.distributed.step_generator`), the rest from the torch / numpy / python
 global RNGs and the objective's own generators; a checkpoint stores those states (every rank's, under torchrun)
 with the step, the texture, the optimiser, the scaler, the objective's state and the metric history, so
-``--resume`` continues exactly as if the run had never stopped (tests/pipeline/test_resume.py checks bit equality).
+``--resume`` continues exactly as if the run had never stopped (tests/pipeline/test_resume.py checks bit equality;
+tests/pipeline/test_kill_resume.py kills runs at any moment, inside checkpoint writes and exports included).
+Checkpoints are safetensors + JSON, checksummed, no pickle (:mod:`pgc_fast.train.state_file`); every file a run
+writes goes through :mod:`pgc_fast.export.files` (temporary file, fsync, rename), so a kill leaves no cut file.
 
 Several processes (torchrun, or ``--gpus 0,1`` which relaunches through it): see :mod:`pgc_fast.train.distributed`.
 Each rank renders its own ``batch_size`` views of the step's global batch, gradients are averaged after
@@ -37,9 +40,11 @@ import torch
 
 from pgc_fast import config as C
 from pgc_fast.export import report as R
+from pgc_fast.export.files import write_text_atomic
 from pgc_fast.export.views import write_turntable, write_validation
 from pgc_fast.train import distributed as D
 from pgc_fast.train.checkpoint import (
+    CheckpointError,
     load_resume_state,
     save_checkpoint,
     this_rank_state,
@@ -63,7 +68,7 @@ from pgc_fast.train.runtime import (
     set_rng_state,
 )
 from pgc_fast.train.step import make_optimizer, train_step
-from pgc_fast.train.workspace import prepare_workspace, run_config_yaml
+from pgc_fast.train.workspace import prepare_workspace, write_config_yaml
 
 __all__ = ["RunResult", "run"]
 
@@ -145,10 +150,12 @@ def _start(cfg: C.RunConfig, objective: Objective, quiet: bool) -> tuple[_Sessio
     autocast_dtype, use_scaler = resolve_precision(cfg, device)
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=use_scaler)
     state = None
-    if cfg.output.resume:
-        state = D.rank0_call(lambda: load_resume_state(ws / "checkpoints", cfg, device, dist), dist)
+    if cfg.output.resume:  # None when the workspace has no checkpoint yet (prepare_workspace said so)
+        state = D.rank0_call(lambda: load_resume_state(ws / "checkpoints", cfg, dist), dist)
+    if state is not None:
         state = this_rank_state(state, dist)
-    ctx = RunContext(cfg, device, autocast_dtype, scaler, None, ws, dist)
+    schedule_iters = state["schedule_iters"] if state is not None else cfg.optim.iters
+    ctx = RunContext(cfg, device, autocast_dtype, scaler, None, ws, dist, schedule_iters=schedule_iters)
     return _Session(ctx, objective, Timer(device), t_start, quiet or not dist.is_main), state
 
 
@@ -163,21 +170,36 @@ def restore_or_init(cfg: C.RunConfig, objective: Objective, quiet: bool) -> _Ses
         objective.setup(ctx)
     if state is None:
         _init_texture(s)
+        s.optimizer = make_optimizer(cfg, ctx.scene)
     else:
+        _restore(s, state)
+    if ctx.dist.is_main:
+        write_config_yaml(ctx.workspace, cfg)
+    return s
+
+
+def _restore(s: _Session, state: dict[str, Any]) -> None:
+    """Load a checkpoint's state into the session. A state that does not fit this run (a checkpoint edited by
+    hand, or written for another texture) is one CheckpointError, not a traceback from deep in torch."""
+    ctx = s.ctx
+    try:
         ctx.scene.texture.load_state_dict(state["texture"])
         s.start_step = s.resumed_from = state["step"]
         s.history = state["history"]
-    s.optimizer = make_optimizer(cfg, ctx.scene)
-    if state is not None:
+        s.optimizer = make_optimizer(ctx.cfg, ctx.scene)
         s.optimizer.load_state_dict(state["optimizer"])
         ctx.scaler.load_state_dict(state["scaler"])
-        objective.load_state_dict(state.get("objective", {}))
+        s.objective.load_state_dict(state.get("objective") or {})
         set_rng_state(state["rng"], ctx.device)
-        if "train" in state.get("phases", {}):
-            s.timer.phases["train"] = state["phases"]["train"]
-    if ctx.dist.is_main:
-        (ctx.workspace / "config.yaml").write_text(run_config_yaml(cfg))
-    return s
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise CheckpointError(
+            f"the checkpoint of step {state.get('step')} does not fit this run ({type(e).__name__}: {msg}); "
+            f"start again with --force"
+        ) from None
+    phases = state.get("phases")
+    if isinstance(phases, dict) and isinstance(phases.get("train"), float):
+        s.timer.phases["train"] = phases["train"]
 
 
 def _init_texture(s: _Session) -> None:
@@ -277,7 +299,7 @@ def finish(s: _Session) -> RunResult:
             files["report"] = R.write_report(ws, cfg, metrics, files)
     metrics["phases_s"] = {k: round(v, 4) for k, v in s.timer.phases.items()}
     metrics["total_s"] = time.perf_counter() - s.t_start
-    (ws / "metrics.json").write_text(json.dumps(metrics, indent=1, default=json_default))
+    write_text_atomic(ws / "metrics.json", json.dumps(metrics, indent=1, default=json_default))
     result.files = {k: Path(v) for k, v in files.items() if not k.startswith("_")}
     result.metrics = metrics
     if not s.quiet:

@@ -292,6 +292,20 @@ def locate_weights(
     return Weights(family=family, base=base, vae=vae_path, controls=found, half=half)
 
 
+def _refused_pickle(e: BaseException | None) -> bool:
+    """Whether ``e`` (or an exception it was raised from) is torch.load(weights_only=True) refusing a pickle:
+    diffusers and transformers load .bin weights that way, so a crafted .bin file runs no code."""
+    import pickle
+
+    for _ in range(8):
+        if e is None:
+            return False
+        if isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def _load_modules(name: str, w: Weights, *, device: torch.device, dtype: torch.dtype) -> ModelBundle:
     """Build every module from located weights, frozen, in eval mode, on ``device``."""
     import json
@@ -304,6 +318,12 @@ def _load_modules(name: str, w: Weights, *, device: torch.device, dtype: torch.d
         try:
             return cls.from_pretrained(str(path), subfolder=sub, torch_dtype=dtype, variant=_variant(d, w.half), **kw)
         except Exception as e:
+            if _refused_pickle(e):
+                raise GuidanceLoadError(
+                    f"loading {cls.__name__} from {d} refused: its .bin weights are a pickle holding more than "
+                    f"tensors, which could run code when loaded (torch.load(weights_only=True) stopped it); use "
+                    f".safetensors weights"
+                ) from e
             raise GuidanceLoadError(
                 f"loading {cls.__name__} from {d} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
             ) from e
