@@ -10,10 +10,12 @@ dots of random frequency and orientation, evaluated at the surface point) in a 0
 Lambertian light (random direction in the camera's hemisphere, ambient 0.35) and a random grey-ish vertical
 gradient background.
 
-Output (``--out``): ``vae.safetensors``, ``unet.safetensors`` (EMA), ``text_encoder.safetensors`` and
-``meta.json`` (configs, seed, command, commit, data settings, per-phase losses and wall times, the colour
-references of the quality test). Checkpoints are written as training goes, so the newest files are always a
-usable model.
+Output (``--out``): ``vae.safetensors``, ``unet.safetensors`` and ``text_encoder.safetensors`` (both EMA),
+``meta.json`` (configs, seed, command, commit, device, data settings, per-phase losses and wall times, one record
+per run segment, the colour references of the quality test and, with ``--eval-per-caption``, the sampled quality).
+Checkpoints are written as training goes, so the newest files are always a usable model; ``train_state.pt`` and
+``optim_state.pt`` beside them (raw weights, optimiser, data stream) let ``--resume DIR`` continue the UNet phase
+in a later process. ``--device cuda`` trains the networks on a GPU (data is still rendered and shaded on the CPU).
 """
 from __future__ import annotations
 
@@ -80,14 +82,14 @@ def _rotation(rng: np.random.Generator) -> np.ndarray:
 
 
 @torch.no_grad()
-def render_geometry(n: int, seed: int, views_per_pose: int = 8) -> dict[str, torch.Tensor]:
+def render_geometry(n: int, seed: int, views_per_pose: int = 8, n_blobs: int = 4) -> dict[str, torch.Tensor]:
     """Render n geometry buffers: position [n,3,64,64] (object frame), normal [n,3,64,64] (camera frame,
     +z towards the camera), mask [n,1,64,64] and view ids [n] (0 front … 5 bottom)."""
     from pgc_fast.render import MeshRenderer, RenderMesh, VertexColorTexture, orbit_cameras
     from pgc_fast.render.camera import view_direction_ids
 
     rng = np.random.default_rng(seed)
-    shapes = make_shapes(rng)
+    shapes = make_shapes(rng, n_blobs)
     renderer = MeshRenderer("cpu")
     pos, nrm, msk, vid = [], [], [], []
     done = 0
@@ -234,13 +236,14 @@ def finetune_decoder(vae, geo, steps: int, batch: int, lr: float, seed: int, log
     for q in dec:
         q.requires_grad_(True)
     vae.decoder.train()
+    dev = next(vae.parameters()).device
     t0 = time.perf_counter()
     run = 0.0
     for step in range(1, steps + 1):
         for g in opt.param_groups:
             g["lr"] = lr * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
         idx, c, p = sample_captions(geo, batch, gen)
-        x = shade(geo, idx, c, p, gen) * 2 - 1
+        x = shade(geo, idx, c, p, gen).to(dev) * 2 - 1
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample(generator=gen)
         rec = vae.decode(z).sample
@@ -265,165 +268,312 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
 def _save(out: Path, meta: dict, **mods) -> None:
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     for name, m in mods.items():
-        sd = {k: v.detach().contiguous().clone() for k, v in m.state_dict().items() if not k.endswith("position_ids")}
+        sd = {k: v.detach().cpu().contiguous().clone() for k, v in m.state_dict().items()
+              if not k.endswith("position_ids")}
         save_file(sd, str(out / f"{name}.safetensors.tmp"))
         os.replace(out / f"{name}.safetensors.tmp", out / f"{name}.safetensors")
     (out / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
     os.replace(out / "meta.json.tmp", out / "meta.json")
 
 
-def train(args) -> dict:
-    torch.set_num_threads(args.threads)
-    gen = torch.Generator().manual_seed(args.seed)
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    geo = render_geometry(args.geometry, args.seed)
-    t_render = time.perf_counter() - t0
-    print(f"rendered {args.geometry} geometry buffers in {t_render:.1f} s", flush=True)
-    ref = fit_references(geo, torch.Generator().manual_seed(args.seed + 1))
-    print(f"references: real-render colour acc {ref['real_colour_acc']:.3f}, pattern acc "
-          f"{ref['real_pattern_acc']:.3f}", flush=True)
-    vae, unet, te, tok = toy.build_modules(args.seed)
-    meta = {
-        "model": "toy-sd", "seed": args.seed, "commit": _git_commit(),
-        "command": "python -m pgc_fast.guidance.train_prior " + " ".join(sys.argv[1:]),
-        "configs": {"vae": toy.VAE_CONFIG, "unet": toy.UNET_CONFIG, "text": toy.TEXT_CONFIG},
-        "vocab": list(toy.VOCAB), "scaling_factor": 1.0,
-        "data": {"resolution": RES, "geometry_buffers": args.geometry, "render_s": round(t_render, 1),
-                 "shapes": [s[0] for s in make_shapes(np.random.default_rng(args.seed))],
-                 "captions": "a <colour> <pattern> object[, <view> view]", "caption_dropout": 0.1,
-                 "view_suffix_prob": 0.5},
-        "settings": vars(args), "quality_refs": ref, "losses": {"vae": [], "unet": []}, "time_s": {},
-        "threads": torch.get_num_threads(), "device": "cpu",
-    }
-    # ---- VAE
-    t1 = time.perf_counter()
-    if args.vae_from:  # resume after the VAE phase of an earlier run of this command (same seed and settings)
-        from safetensors.torch import load_file
+def _lr(base: float, step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then a cosine decay to 0.1× over ``total`` steps."""
+    return base * min(1.0, step / warmup) * (0.5 * (1 + math.cos(math.pi * min(step, total) / total)) * 0.9 + 0.1)
 
-        vae.load_state_dict(load_file(str(Path(args.vae_from) / "vae.safetensors")))
-        meta["losses"]["vae"] = json.loads((Path(args.vae_from) / "meta.json").read_text())["losses"]["vae"]
-        meta["vae_from"] = str(args.vae_from)
-        for _ in range(args.vae_steps):  # advance the data generator exactly as the VAE phase did
-            sample_captions(geo, args.vae_batch, gen)
-            shade(geo, torch.zeros(args.vae_batch, dtype=torch.long), torch.zeros(args.vae_batch, dtype=torch.long),
-                  torch.zeros(args.vae_batch, dtype=torch.long), gen)
-    else:
-        opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-        vae.train()
-        t1 = time.perf_counter()
-        run = 0.0
-        for step in range(1, args.vae_steps + 1):
-            idx, c, p = sample_captions(geo, args.vae_batch, gen)
-            x = shade(geo, idx, c, p, gen) * 2 - 1
-            post = vae.encode(x).latent_dist
-            z = post.sample(generator=None)
-            rec = vae.decode(z).sample
-            kl = post.kl().mean() / (16 * 16 * 4)
-            loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x) + args.kl_weight * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
-            if step % 25 == 0 or step == args.vae_steps:
-                meta["losses"]["vae"].append([step, round(run, 5)])
-                print(f"vae {step}/{args.vae_steps} loss {run:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
-        vae.eval()
-        vae.requires_grad_(False)
-    meta["time_s"]["vae"] = round(time.perf_counter() - t1, 1)
-    # latents of a fixed data set (posterior mean + std; sampled per step)
-    t2 = time.perf_counter()
-    idx, c, p = sample_captions(geo, args.latents, gen)
+
+def train_vae(vae, geo, gen: torch.Generator, args, log: list) -> None:
+    """The VAE phase: reconstruction (MSE + 0.05 L1) + a small KL term on freshly shaded batches."""
+    dev = next(vae.parameters()).device
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0, fused=dev.type == "cuda")
+    vae.train()
+    t1 = time.perf_counter()
+    run = 0.0
+    for step in range(1, args.vae_steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = _lr(args.vae_lr, step, args.vae_steps, 100)
+        idx, c, p = sample_captions(geo, args.vae_batch, gen)
+        x = shade(geo, idx, c, p, gen).to(dev) * 2 - 1
+        post = vae.encode(x).latent_dist
+        z = post.sample(generator=None)
+        rec = vae.decode(z).sample
+        kl = post.kl().mean() / (16 * 16 * 4)
+        loss = F.mse_loss(rec, x) + 0.05 * F.l1_loss(rec, x) + args.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run = loss.item() if step == 1 else 0.95 * run + 0.05 * loss.item()
+        if step % 25 == 0 or step == args.vae_steps:
+            log.append([step, round(run, 5)])
+            print(f"vae {step}/{args.vae_steps} loss {run:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+    vae.eval()
+    vae.requires_grad_(False)
+
+
+def _skip_vae_phase(geo, gen: torch.Generator, args) -> None:
+    """Advance the data generator exactly as the VAE phase did (for --vae-from / --resume)."""
+    z = torch.zeros(args.vae_batch, dtype=torch.long)
+    for _ in range(args.vae_steps):
+        sample_captions(geo, args.vae_batch, gen)
+        shade(geo, z, z, z, gen)
+
+
+@torch.no_grad()
+def encode_latents(vae, geo, gen: torch.Generator, n: int) -> dict[str, torch.Tensor]:
+    """Posterior mean/std of n freshly shaded images (on the VAE's device) and their colour, pattern, view ids."""
+    dev = next(vae.parameters()).device
+    idx, c, p = sample_captions(geo, n, gen)
     mus, sds = [], []
-    with torch.no_grad():
-        for i in range(0, args.latents, 256):
-            d = vae.encode(shade(geo, idx[i:i + 256], c[i:i + 256], p[i:i + 256], gen) * 2 - 1).latent_dist
-            mus.append(d.mean)
-            sds.append(d.std)
-    mu, sd = torch.cat(mus), torch.cat(sds)
-    scale = float(1.0 / mu.std())
-    vae.register_to_config(scaling_factor=scale)
-    meta["scaling_factor"] = scale
-    meta["data"]["latent_images"] = args.latents
-    views = geo["view"][idx]
-    meta["time_s"]["encode"] = round(time.perf_counter() - t2, 1)
-    print(f"encoded {args.latents} images, scaling factor {scale:.4f}", flush=True)
-    t4 = time.perf_counter()
-    meta["losses"]["decoder"] = []
-    finetune_decoder(vae, geo, args.decoder_steps, args.vae_batch, args.vae_lr * 0.5, args.seed + 2,
-                     meta["losses"]["decoder"])
-    meta["time_s"]["decoder"] = round(time.perf_counter() - t4, 1)
-    _save(out, meta, vae=vae)
-    # captions as token ids
+    for i in range(0, n, 256):
+        d = vae.encode(shade(geo, idx[i:i + 256], c[i:i + 256], p[i:i + 256], gen).to(dev) * 2 - 1).latent_dist
+        mus.append(d.mean)
+        sds.append(d.std)
+    return {"mu": torch.cat(mus), "sd": torch.cat(sds), "colour": c, "pattern": p, "view": geo["view"][idx]}
+
+
+def caption_ids(tok, colour: torch.Tensor, pattern: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    """Token ids [N, 3, MAX_LENGTH] of each image's captions: "a <colour> <pattern> object", the same with
+    ", <view> view", and "" (the unconditional caption)."""
+    vnames = ("front", "side", "back", "side", "overhead", "bottom")
+    colours = list(toy.COLOURS)
+    plain = [toy.caption(colours[a], toy.PATTERNS[b]) for a, b in zip(colour.tolist(), pattern.tolist())]
+    viewed = [f"{s}, {vnames[v]} view" for s, v in zip(plain, view.tolist())]
+
+    def enc(caps: list[str]) -> torch.Tensor:
+        return tok(caps, padding="max_length", max_length=toy.MAX_LENGTH, truncation=True,
+                   return_tensors="pt").input_ids
+
+    return torch.stack([enc(plain), enc(viewed), enc([""] * len(plain))], 1)
+
+
+def _load_train_state(src: Path, unet, te, ema_unet, ema_te, opt, gen: torch.Generator) -> dict:
+    """Restore a UNet-phase checkpoint written by :func:`_save_train_state` (EMA weights from the safetensors)."""
+    from safetensors.torch import load_file
+
+    dev = next(unet.parameters()).device
+    st = torch.load(src / "train_state.pt", map_location=dev, weights_only=False)
+    unet.load_state_dict(st["unet"])
+    te.load_state_dict(st["text_encoder"])
+    ema_unet.load_state_dict(load_file(str(src / "unet.safetensors"), device=str(dev)))
+    ema_te.load_state_dict(load_file(str(src / "text_encoder.safetensors"), device=str(dev)), strict=False)
+    opt.load_state_dict(torch.load(src / "optim_state.pt", map_location=dev, weights_only=False))
+    gen.set_state(st["gen"].cpu())
+    return st
+
+
+def _save_train_state(out: Path, step: int, unet, te, opt, gen: torch.Generator) -> None:
+    """Raw (non-EMA) weights, optimiser moments and the data generator, so --resume continues this run
+    (two files, each under 16 MiB)."""
+    for name, obj in (("train_state.pt", {"step": step, "unet": unet.state_dict(), "text_encoder": te.state_dict(),
+                                          "gen": gen.get_state()}),
+                      ("optim_state.pt", opt.state_dict())):
+        torch.save(obj, out / f"{name}.tmp")
+        os.replace(out / f"{name}.tmp", out / name)
+
+
+def train_unet(unet, te, tok, lat: dict, args, meta: dict, out: Path, resume: Path | None) -> None:
+    """The UNet + text encoder phase (ε-prediction, DDPM noise schedule, 10 % empty captions for CFG), EMA of
+    both; the EMA weights are what is saved."""
+    import copy
+
     from diffusers import DDPMScheduler
 
     from .builtin import SCHEDULER_CONFIG
 
+    dev = next(unet.parameters()).device
     sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "timestep_spacing"})
-    vnames = ["front", "side", "back", "side", "overhead", "bottom"]
-    colours, patterns = list(toy.COLOURS), toy.PATTERNS
-
-    def captions(ii: torch.Tensor) -> list[str]:
-        caps = []
-        r = torch.rand(len(ii), 2, generator=gen)
-        for k, i in enumerate(ii.tolist()):
-            if r[k, 0] < 0.1:
-                caps.append("")
-                continue
-            s = toy.caption(colours[int(c[i])], patterns[int(p[i])])
-            if r[k, 1] < 0.5:
-                s += f", {vnames[int(views[i])]} view"
-            caps.append(s)
-        return caps
-
+    ids = caption_ids(tok, lat["colour"], lat["pattern"], lat["view"]).to(dev)
+    mu, sd, scale = lat["mu"], lat["sd"], meta["scaling_factor"]
     params = list(unet.parameters()) + list(te.parameters())
-    opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=0.01)
-    ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+    opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=0.01, fused=dev.type == "cuda")
+    ema_unet, ema_te = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
+    ema = list(ema_unet.parameters()) + list(ema_te.parameters())
+    gen = torch.Generator(dev).manual_seed(args.seed + 3)  # the UNet phase's own data stream
+    first = 1
+    if resume is not None:
+        first = _load_train_state(resume, unet, te, ema_unet, ema_te, opt, gen)["step"] + 1
+        print(f"resumed the UNet phase at step {first} from {resume}", flush=True)
     unet.train()
     te.train()
-    t3 = time.perf_counter()
-    run = 0.0
+    t3, t_before = time.perf_counter(), meta["time_s"].get("unet", 0.0)
+    acc, cnt = torch.zeros((), device=dev), 0  # loss summed on the device: no host sync per step
     last = min(args.unet_steps, args.stop_after or args.unet_steps)
-    for step in range(1, last + 1):
-        lr = args.unet_lr * min(1.0, step / 200) * (0.5 * (1 + math.cos(math.pi * step / args.unet_steps)) * 0.9 + 0.1)
+    n, B = mu.shape[0], args.unet_batch
+    for step in range(first, last + 1):
+        lr = _lr(args.unet_lr, step, args.unet_steps, 200)
         for g in opt.param_groups:
             g["lr"] = lr
-        ii = torch.randint(0, args.latents, (args.unet_batch,), generator=gen)
-        z0 = (mu[ii] + sd[ii] * torch.randn(mu[ii].shape, generator=gen)) * scale
-        noise = torch.randn(z0.shape, generator=gen)
-        t = torch.randint(0, 1000, (len(ii),), generator=gen)
-        zt = sched.add_noise(z0, noise, t)
-        ids = tok(captions(ii), padding="max_length", max_length=toy.MAX_LENGTH, truncation=True,
-                  return_tensors="pt").input_ids
-        hid = te(ids)[0]
-        pred = unet(zt, t, encoder_hidden_states=hid).sample
-        loss = F.mse_loss(pred, noise)
+        ii = torch.randint(0, n, (B,), generator=gen, device=dev)
+        z0 = (mu[ii] + sd[ii] * torch.randn(mu[ii].shape, generator=gen, device=dev)) * scale
+        noise = torch.randn(z0.shape, generator=gen, device=dev)
+        t = torch.randint(0, 1000, (B,), generator=gen, device=dev)
+        r = torch.rand(B, 2, generator=gen, device=dev)
+        variant = torch.where(r[:, 0] < 0.1, 2, torch.where(r[:, 1] < args.view_prob, 1, 0))
+        hid = te(ids[ii, variant])[0]
+        loss = F.mse_loss(unet(sched.add_noise(z0, noise, t), t, encoder_hidden_states=hid).sample, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         with torch.no_grad():
-            d = min(args.ema, (1 + step) / (10 + step))
-            for k, v in unet.state_dict().items():
-                if v.dtype.is_floating_point:
-                    ema[k].mul_(d).add_(v, alpha=1 - d)
-        run = loss.item() if step == 1 else 0.98 * run + 0.02 * loss.item()
+            torch._foreach_lerp_(ema, [q.detach() for q in params], 1 - min(args.ema, (1 + step) / (10 + step)))
+            acc += loss.detach()
+            cnt += 1
         if step % 50 == 0 or step == last:
+            run = acc.item() / cnt  # mean loss of the last (up to) 50 steps
+            acc.zero_()
+            cnt = 0
             meta["losses"]["unet"].append([step, round(run, 5)])
             el = time.perf_counter() - t3
-            print(f"unet {step}/{args.unet_steps} loss {run:.4f} lr {lr:.2e} ({el:.0f} s)", flush=True)
+            print(f"unet {step}/{args.unet_steps} loss {run:.4f} lr {lr:.2e} ({el:.0f} s, "
+                  f"{1e3 * el / (step - first + 1):.1f} ms/step)", flush=True)
         if step % args.ckpt_every == 0 or step == last:
-            meta["time_s"]["unet"] = round(time.perf_counter() - t3, 1)
+            meta["time_s"]["unet"] = round(t_before + time.perf_counter() - t3, 1)
             meta["unet_steps_done"] = step
-            ema_unet = toy.build_modules(args.seed)[1]
-            ema_unet.load_state_dict(ema)
-            _save(out, meta, unet=ema_unet, text_encoder=te)
-    meta["time_s"]["total"] = round(time.perf_counter() - t0, 1)
+            _save(out, meta, unet=ema_unet, text_encoder=ema_te)
+            _save_train_state(out, step, unet, te, opt, gen)
+
+
+@torch.no_grad()
+def sample_quality(directory: str | Path, device: str | torch.device = "cpu", per_caption: int = 2,
+                   seed: int = 0) -> dict:
+    """The quality bars' measurement (tests/guidance/test_toy_prior.py): every caption "a <colour> <pattern>
+    object" × ``per_caption``, sampled with the diffusers pipeline (DDIM, 30 steps, CFG 7.5, seed ``seed``),
+    classified by :func:`classify` against the references in the weights' meta.json."""
+    torch.manual_seed(seed)
+    pipe = toy.pipeline(directory, device)
+    pipe.set_progress_bar_config(disable=True)
+    caps, cidx, pidx = [], [], []
+    for ci, c in enumerate(toy.COLOURS):
+        for pi, p in enumerate(toy.PATTERNS):
+            for _ in range(per_caption):
+                caps.append(toy.caption(c, p))
+                cidx.append(ci)
+                pidx.append(pi)
+    gen = torch.Generator().manual_seed(seed)
+    imgs = pipe(caps, num_inference_steps=30, guidance_scale=7.5, generator=gen, output_type="pt",
+                height=64, width=64).images
+    ci, pi = classify(imgs.float().cpu(), toy.read_meta(directory)["quality_refs"])
+    return {"colour": float((ci == torch.tensor(cidx)).float().mean()),
+            "pattern": float((pi == torch.tensor(pidx)).float().mean()), "n": len(caps)}
+
+
+@torch.no_grad()
+def recon_quality(vae, geo, ref: dict, gen: torch.Generator, n: int = 1024) -> dict:
+    """The same classification on VAE reconstructions of real renders: the ceiling a UNet trained on these
+    latents can reach."""
+    dev = next(vae.parameters()).device
+    idx, c, p = sample_captions(geo, n, gen)
+    imgs = shade(geo, idx, c, p, gen)
+    rec = torch.cat([vae.decode(vae.encode(imgs[i:i + 256].to(dev) * 2 - 1).latent_dist.mean).sample
+                     for i in range(0, n, 256)]).float().cpu()
+    ci, pi = classify(((rec + 1) / 2).clamp(0, 1), ref)
+    return {"colour": float((ci == c).float().mean()), "pattern": float((pi == p).float().mean()), "n": n}
+
+
+def _start_meta(args, geo_s: float, ref: dict, dev: torch.device) -> dict:
+    return {
+        "model": "toy-sd", "seed": args.seed, "commit": args.commit or _git_commit(),
+        "command": "python -m pgc_fast.guidance.train_prior " + " ".join(sys.argv[1:]),
+        "configs": {"vae": toy.VAE_CONFIG, "unet": toy.UNET_CONFIG, "text": toy.TEXT_CONFIG},
+        "vocab": list(toy.VOCAB), "scaling_factor": 1.0,
+        "data": {"resolution": RES, "geometry_buffers": args.geometry, "render_s": round(geo_s, 1),
+                 "shapes": [s[0] for s in make_shapes(np.random.default_rng(args.seed), args.blobs)],
+                 "captions": "a <colour> <pattern> object[, <view> view]", "caption_dropout": 0.1,
+                 "view_suffix_prob": args.view_prob},
+        "settings": vars(args), "quality_refs": ref, "losses": {"vae": [], "decoder": [], "unet": []}, "time_s": {},
+        "threads": torch.get_num_threads(), "device": _device_name(dev), "runs": [],
+    }
+
+
+def _vae_phase(vae, geo, gen: torch.Generator, args, meta: dict, src: Path | None) -> None:
+    """Train the VAE, or load it from ``src`` (an earlier run's --out) and replay the data generator."""
+    t1 = time.perf_counter()
+    if src is not None:
+        from safetensors.torch import load_file
+
+        vae.load_state_dict(load_file(str(src / "vae.safetensors")))
+        old = json.loads((src / "meta.json").read_text())
+        for k in ("vae", "decoder"):
+            meta["losses"][k] = old["losses"].get(k, [])
+        meta["vae_from"] = str(src)
+        vae.requires_grad_(False)
+        vae.eval()
+        _skip_vae_phase(geo, gen, args)
+        meta["time_s"].setdefault("vae", round(time.perf_counter() - t1, 1))  # a resumed run keeps the real time
+    else:
+        train_vae(vae, geo, gen, args, meta["losses"]["vae"])
+        meta["time_s"]["vae"] = round(time.perf_counter() - t1, 1)
+
+
+def train(args) -> dict:
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    if dev.type == "cuda":  # TF32 matmuls/convolutions, tuned conv algorithms (fixed shapes)
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.benchmark = True
+    resume = Path(args.resume) if args.resume else None
+    gen = torch.Generator().manual_seed(args.seed)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    geo = render_geometry(args.geometry, args.seed, n_blobs=args.blobs)
+    t_render = time.perf_counter() - t0
+    print(f"rendered {args.geometry} geometry buffers in {t_render:.1f} s", flush=True)
+    ref = fit_references(geo, torch.Generator().manual_seed(args.seed + 1))
+    print(f"references: real-render colour acc {ref['real_colour_acc']:.3f}, pattern acc "
+          f"{ref['real_pattern_acc']:.3f}", flush=True)
+    vae, unet, te, tok = (m.to(dev) if isinstance(m, torch.nn.Module) else m for m in toy.build_modules(args.seed))
+    meta = _start_meta(args, t_render, ref, dev)
+    if resume is not None:  # carry the earlier segments' record (losses, times, runs) on
+        old = json.loads((resume / "meta.json").read_text())
+        for k in ("losses", "time_s", "runs", "quality"):
+            meta[k] = old.get(k, meta.get(k))
+        meta["losses"]["unet"] = [r for r in meta["losses"]["unet"] if r[0] <= old.get("unet_steps_done", 0)]
+    src = resume or (Path(args.vae_from) if args.vae_from else None)
+    _vae_phase(vae, geo, gen, args, meta, src)
+    t2 = time.perf_counter()
+    lat = encode_latents(vae, geo, gen, args.latents)
+    scale = float(1.0 / lat["mu"].std())
+    vae.register_to_config(scaling_factor=scale)
+    meta["scaling_factor"] = scale
+    meta["data"]["latent_images"] = args.latents
+    meta["time_s"]["encode"] = round(time.perf_counter() - t2, 1)
+    print(f"encoded {args.latents} images, scaling factor {scale:.4f}", flush=True)
+    if resume is None:
+        t4 = time.perf_counter()
+        finetune_decoder(vae, geo, args.decoder_steps, args.vae_batch, args.vae_lr * 0.5, args.seed + 2,
+                         meta["losses"]["decoder"])
+        meta["time_s"]["decoder"] = round(time.perf_counter() - t4, 1)
+        meta["quality"] = {"vae_recon": recon_quality(vae, geo, ref, torch.Generator().manual_seed(args.seed + 4))}
+        print(f"VAE reconstructions: {meta['quality']['vae_recon']}", flush=True)
+    _save(out, meta, vae=vae)
+    s0 = int(json.loads((resume / "meta.json").read_text()).get("unet_steps_done", 0)) if resume else 0
+    train_unet(unet, te, tok, lat, args, meta, out, resume)
+    return _finish(args, meta, out, dev, t0, s0)
+
+
+def _finish(args, meta: dict, out: Path, dev: torch.device, t0: float, s0: int) -> dict:
+    """Record this run segment (command, commit, device, wall time, UNet steps) and the sampled quality."""
+    if args.eval_per_caption > 0:
+        t5 = time.perf_counter()
+        q = sample_quality(out, dev, args.eval_per_caption, seed=0)
+        meta.setdefault("quality", {})["samples"] = {**q, "device": _device_name(dev), "seed": 0,
+                                                     "s": round(time.perf_counter() - t5, 1)}
+        print(f"sampled quality ({q['n']} samples on {_device_name(dev)}): colour {q['colour']:.3f}, "
+              f"pattern {q['pattern']:.3f}", flush=True)
+    wall = round(time.perf_counter() - t0, 1)
+    meta["runs"].append({"command": meta["command"], "commit": meta["commit"], "device": _device_name(dev),
+                         "threads": torch.get_num_threads(), "wall_s": wall,
+                         "unet_steps": [s0, meta.get("unet_steps_done", 0)]})
+    meta["time_s"]["total"] = round(sum(r["wall_s"] for r in meta["runs"]), 1)
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta
 
@@ -432,8 +582,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pgc-fast train-prior", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(toy.WEIGHTS_DIR))
+    ap.add_argument("--device", default="cpu", help="torch device for the networks (data is shaded on the CPU)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--geometry", type=int, default=768, help="geometry buffers rendered (shape × view)")
+    ap.add_argument("--blobs", type=int, default=4, help="random blob shapes besides the 7 fixed ones")
     ap.add_argument("--vae-steps", type=int, default=600)
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
@@ -441,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoder-steps", type=int, default=300, help="decoder-only fine-tuning after encoding")
     ap.add_argument("--kl-weight", type=float, default=1e-4)
     ap.add_argument("--latents", type=int, default=8192, help="images encoded for UNet training")
+    ap.add_argument("--view-prob", type=float, default=0.5, help="probability of a ', <view> view' caption suffix")
     ap.add_argument("--unet-steps", type=int, default=3500)
     ap.add_argument("--unet-batch", type=int, default=32)
     ap.add_argument("--unet-lr", type=float, default=1e-3)
@@ -449,6 +602,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop the UNet phase after this many steps (the LR schedule still spans --unet-steps); "
                          "reproduces a run that was stopped at a checkpoint")
+    ap.add_argument("--resume", default="",
+                    help="continue the UNet phase from the checkpoint in this --out of an earlier run (same "
+                         "settings): its VAE, EMA and raw weights, optimiser and data stream")
+    ap.add_argument("--eval-per-caption", type=int, default=0,
+                    help="after training, sample every caption this many times and record the quality bars")
+    ap.add_argument("--commit", default="", help="record this commit (sources run from a copy without git)")
     args = ap.parse_args(argv)
     meta = train(args)
     print(json.dumps({k: meta[k] for k in ("time_s", "scaling_factor")}))
