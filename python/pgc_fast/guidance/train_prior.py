@@ -379,9 +379,11 @@ def _save_train_state(out: Path, step: int, unet, te, opt, gen: torch.Generator)
         os.replace(out / f"{name}.tmp", out / name)
 
 
-def train_unet(unet, te, tok, lat: dict, args, meta: dict, out: Path, resume: Path | None) -> None:
+def train_unet(unet, te, tok, lat: dict, args, meta: dict, out: Path, resume: Path | None,
+               deadline: float = math.inf) -> None:
     """The UNet + text encoder phase (ε-prediction, DDPM noise schedule, 10 % empty captions for CFG), EMA of
-    both; the EMA weights are what is saved."""
+    both; the EMA weights are what is saved. Stops at the last checkpoint that ends before ``deadline``
+    (a ``time.perf_counter()`` value), so a time-limited run ends resumable."""
     import copy
 
     from diffusers import DDPMScheduler
@@ -440,6 +442,11 @@ def train_unet(unet, te, tok, lat: dict, args, meta: dict, out: Path, resume: Pa
             meta["unet_steps_done"] = step
             _save(out, meta, unet=ema_unet, text_encoder=ema_te)
             _save_train_state(out, step, unet, te, opt, gen)
+            per_step = (time.perf_counter() - t3) / (step - first + 1)
+            if step < last and time.perf_counter() + per_step * args.ckpt_every > deadline:
+                print(f"stopping at step {step}: the next checkpoint would end past --time-limit", flush=True)
+                meta["stopped_by_time_limit"] = step
+                break
 
 
 @torch.no_grad()
@@ -556,7 +563,8 @@ def train(args) -> dict:
         print(f"VAE reconstructions: {meta['quality']['vae_recon']}", flush=True)
     _save(out, meta, vae=vae)
     s0 = int(json.loads((resume / "meta.json").read_text()).get("unet_steps_done", 0)) if resume else 0
-    train_unet(unet, te, tok, lat, args, meta, out, resume)
+    deadline = t0 + args.time_limit if args.time_limit > 0 else math.inf
+    train_unet(unet, te, tok, lat, args, meta, out, resume, deadline)
     return _finish(args, meta, out, dev, t0, s0)
 
 
@@ -607,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
                          "settings): its VAE, EMA and raw weights, optimiser and data stream")
     ap.add_argument("--eval-per-caption", type=int, default=0,
                     help="after training, sample every caption this many times and record the quality bars")
+    ap.add_argument("--time-limit", type=float, default=0,
+                    help="seconds: end the UNet phase at the last checkpoint that fits (then --resume continues)")
     ap.add_argument("--commit", default="", help="record this commit (sources run from a copy without git)")
     args = ap.parse_args(argv)
     meta = train(args)
