@@ -121,34 +121,38 @@ def render_geometry(n: int, seed: int, views_per_pose: int = 8, n_blobs: int = 4
 
 def shade(geo: dict[str, torch.Tensor], idx: torch.Tensor, colour_ids: torch.Tensor, pattern_ids: torch.Tensor,
           gen: torch.Generator) -> torch.Tensor:
-    """Images [B,3,64,64] in [0,1] for geometry rows ``idx`` with the given colour / pattern indices."""
+    """Images [B,3,64,64] in [0,1] for geometry rows ``idx`` with the given colour / pattern indices, on the
+    device of ``geo``. The random draws come from ``gen`` (a CPU generator) in a fixed order wherever the
+    images are shaded, so a GPU run sees the same data stream as a CPU one."""
     B = idx.numel()
     p, n, m = geo["position"][idx], geo["normal"][idx], geo["mask"][idx]
-    pal = torch.tensor(list(toy.COLOURS.values()))
+    dev = p.device
+    colour_ids, pattern_ids = colour_ids.to(dev), pattern_ids.to(dev)
+    pal = torch.tensor(list(toy.COLOURS.values()), device=dev)
     base = pal[colour_ids][:, :, None, None]
     # pattern coordinates: random rotation and frequency (cycles per object unit)
-    rot = torch.linalg.qr(torch.randn(B, 3, 3, generator=gen))[0]
+    rot = torch.linalg.qr(torch.randn(B, 3, 3, generator=gen))[0].to(dev)
     q = torch.einsum("bij,bjhw->bihw", rot, p)
-    freq = (2.2 + 1.3 * torch.rand(B, 1, 1, 1, generator=gen)) * 2 * math.pi
-    phase = torch.rand(B, 3, 1, 1, generator=gen) * 2 * math.pi
+    freq = ((2.2 + 1.3 * torch.rand(B, 1, 1, 1, generator=gen)) * 2 * math.pi).to(dev)
+    phase = (torch.rand(B, 3, 1, 1, generator=gen) * 2 * math.pi).to(dev)
     s = torch.sin(q * freq + phase)
     stripes = (s[:, :1] > 0).float()
     checker = ((s[:, :1] > 0) ^ (s[:, 1:2] > 0) ^ (s[:, 2:3] > 0)).float()
     cell = torch.remainder(q * freq / (2 * math.pi) + phase / (2 * math.pi), 1.0) - 0.5
     dots = (cell.norm(dim=1, keepdim=True) < 0.33).float()
     sec = torch.stack([torch.zeros_like(stripes), stripes, checker, dots], 1)  # [B,4,1,H,W]
-    secondary = sec[torch.arange(B), pattern_ids]
+    secondary = sec[torch.arange(B, device=dev), pattern_ids]
     dark = torch.where(colour_ids[:, None, None, None] == list(toy.COLOURS).index("black"),
                        torch.full_like(base, 0.42), base * 0.55)
     albedo = base * (1 - secondary) + dark * secondary
     light = F.normalize(torch.randn(B, 3, generator=gen) * torch.tensor([0.6, 0.6, 0.3]) + torch.tensor([0.0, 0.0, -1.0]),
-                        dim=1)
+                        dim=1).to(dev)
     lam = (n * light[:, :, None, None]).sum(1, keepdim=True).clamp_min(0)
     img = albedo * (0.35 + 0.65 * lam)
     g = 0.3 + 0.45 * torch.rand(B, 1, 1, 1, generator=gen)
     tint = (torch.rand(B, 3, 1, 1, generator=gen) - 0.5) * 0.1
     ramp = torch.linspace(-1, 1, RES).view(1, 1, RES, 1) * (torch.rand(B, 1, 1, 1, generator=gen) - 0.5) * 0.3
-    bg = (g + tint + ramp).clamp(0, 1).expand(B, 3, RES, RES)
+    bg = (g + tint + ramp).clamp(0, 1).to(dev).expand(B, 3, RES, RES)
     return (img * m + bg * (1 - m)).clamp(0, 1)
 
 
@@ -537,6 +541,8 @@ def train(args) -> dict:
     ref = fit_references(geo, torch.Generator().manual_seed(args.seed + 1))
     print(f"references: real-render colour acc {ref['real_colour_acc']:.3f}, pattern acc "
           f"{ref['real_pattern_acc']:.3f}", flush=True)
+    if dev.type != "cpu":  # shade on the GPU too (the references above were fitted on the CPU copy)
+        geo = {k: v.to(dev) for k, v in geo.items()}
     vae, unet, te, tok = (m.to(dev) if isinstance(m, torch.nn.Module) else m for m in toy.build_modules(args.seed))
     meta = _start_meta(args, t_render, ref, dev)
     if resume is not None:  # carry the earlier segments' record (losses, times, runs) on
