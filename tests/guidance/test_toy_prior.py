@@ -68,16 +68,16 @@ def samples():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="shipped toy-sd (UNet stopped after 1400 of 3500 steps on a shared 2-core CPU) measured "
-                          "0.672 colour accuracy over 64 samples, below the issue's 0.90 bar", strict=False)
 def test_samples_have_the_captioned_colour(samples):
     print(f"toy-sd colour accuracy {samples['colour']:.3f} over {samples['n']} samples")
     assert samples["colour"] >= 0.90
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="shipped toy-sd measured 0.406 pattern accuracy over 64 samples, below the issue's 0.75 "
-                          "bar (the frequency test itself scores 0.79 on real renders)", strict=False)
+@pytest.mark.xfail(reason="borderline: the shipped toy-sd (H100, UNet 8000 steps) scores exactly 0.750 here (48/64, "
+                          "same on the H100 host's CPU) but 0.749 over 2048 samples and 0.734 with seed 1; its VAE "
+                          "reconstructions of real renders score 0.707 (real renders 0.80), so one flipped sample on "
+                          "another CPU fails the bar", strict=False)
 def test_samples_have_the_captioned_pattern(samples):
     print(f"toy-sd pattern accuracy {samples['pattern']:.3f} over {samples['n']} samples")
     assert samples["pattern"] >= 0.75
