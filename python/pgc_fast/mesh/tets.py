@@ -10,6 +10,7 @@
 Convention (Kaolin's): occupancy is ``sdf > 0``; with positively oriented tets, an SDF that is negative
 inside gives outward-facing (counter-clockwise) triangles.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -145,10 +146,19 @@ def marching_tets_torch(
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{op}(): {name} must be a torch.Tensor, got {type(x).__name__}")
     if vertices.ndim != 2 or vertices.shape[1] != 3 or sdf.shape != (vertices.shape[0],):
-        raise ValueError(f"{op}(): vertices must be [N,3] and sdf [N], got {list(vertices.shape)} and {list(sdf.shape)}")
-    if tets.ndim != 2 or tets.shape[1] != 4 or tet_edges.shape != (tets.shape[0], 6) or edges.ndim != 2 or edges.shape[1] != 2:
         raise ValueError(
-            f"{op}(): tets must be [T,4], tet_edges [T,6], edges [E,2], got {list(tets.shape)}, {list(tet_edges.shape)}, {list(edges.shape)}"
+            f"{op}(): vertices must be [N,3] and sdf [N], got {list(vertices.shape)} and {list(sdf.shape)}"
+        )
+    if (
+        tets.ndim != 2
+        or tets.shape[1] != 4
+        or tet_edges.shape != (tets.shape[0], 6)
+        or edges.ndim != 2
+        or edges.shape[1] != 2
+    ):
+        raise ValueError(
+            f"{op}(): tets must be [T,4], tet_edges [T,6], edges [E,2], got {list(tets.shape)}, "
+            f"{list(tet_edges.shape)}, {list(edges.shape)}"
         )
     dev = vertices.device
     key = dev

@@ -10,6 +10,7 @@ Unlike ``tiny-sd`` its outputs mean something: a "red striped object" prompt sam
 SDS with it moves a texture towards the named colour — which makes end-to-end tests of the guidance maths
 (CFG sign, weighting, PGC) able to fail.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,14 @@ WEIGHTS_DIR = Path(__file__).with_name("toy_sd")
 
 # Albedo of each colour word (linear [0,1] RGB, used for training textures and for the tests' nearest-colour check).
 COLOURS: dict[str, tuple[float, float, float]] = {
-    "red": (0.85, 0.10, 0.10), "green": (0.12, 0.68, 0.15), "blue": (0.10, 0.22, 0.88),
-    "yellow": (0.95, 0.88, 0.10), "orange": (0.97, 0.50, 0.05), "purple": (0.52, 0.14, 0.70),
-    "white": (0.95, 0.95, 0.95), "black": (0.07, 0.07, 0.07),
+    "red": (0.85, 0.10, 0.10),
+    "green": (0.12, 0.68, 0.15),
+    "blue": (0.10, 0.22, 0.88),
+    "yellow": (0.95, 0.88, 0.10),
+    "orange": (0.97, 0.50, 0.05),
+    "purple": (0.52, 0.14, 0.70),
+    "white": (0.95, 0.95, 0.95),
+    "black": (0.07, 0.07, 0.07),
 }
 PATTERNS = ("plain", "striped", "checkered", "dotted")
 VIEW_WORDS = ("front", "side", "back", "overhead", "bottom", "view")
@@ -33,20 +39,43 @@ VOCAB: tuple[str, ...] = SPECIALS + ("a", "object", ",") + tuple(COLOURS) + PATT
 MAX_LENGTH = 16  # "a <colour> <pattern> object, <view> view" is 9 tokens with BOS/EOS
 
 TEXT_CONFIG: dict[str, Any] = dict(
-    vocab_size=len(VOCAB), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    max_position_embeddings=MAX_LENGTH, projection_dim=64, hidden_act="quick_gelu",
-    pad_token_id=0, bos_token_id=2, eos_token_id=3,
+    vocab_size=len(VOCAB),
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=MAX_LENGTH,
+    projection_dim=64,
+    hidden_act="quick_gelu",
+    pad_token_id=0,
+    bos_token_id=2,
+    eos_token_id=3,
 )
 VAE_CONFIG: dict[str, Any] = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(32, 64, 64), layers_per_block=1,
-    act_fn="silu", latent_channels=4, norm_num_groups=16, sample_size=64, scaling_factor=1.0, force_upcast=False,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(32, 64, 64),
+    layers_per_block=1,
+    act_fn="silu",
+    latent_channels=4,
+    norm_num_groups=16,
+    sample_size=64,
+    scaling_factor=1.0,
+    force_upcast=False,
 )
 UNET_CONFIG: dict[str, Any] = dict(
-    sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64, 64), layers_per_block=1,
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64, 64),
+    layers_per_block=1,
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=8,
-    norm_num_groups=16, cross_attention_dim=64,
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    attention_head_dim=8,
+    norm_num_groups=16,
+    cross_attention_dim=64,
 )
 
 
@@ -66,9 +95,16 @@ def make_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.Whitespace()  # splits "object," into "object" ","
     tok.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A <|endoftext|>",
-        special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])])
-    t = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=MAX_LENGTH, pad_token="<|pad|>",
-                                unk_token="<|unk|>", bos_token="<|startoftext|>", eos_token="<|endoftext|>")
+        special_tokens=[("<|startoftext|>", vocab["<|startoftext|>"]), ("<|endoftext|>", vocab["<|endoftext|>"])],
+    )
+    t = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        model_max_length=MAX_LENGTH,
+        pad_token="<|pad|>",
+        unk_token="<|unk|>",
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+    )
     return t
 
 
@@ -87,13 +123,15 @@ def build_modules(seed: int = 0):
 def read_meta(directory: str | Path = WEIGHTS_DIR) -> dict[str, Any]:
     p = Path(directory) / "meta.json"
     if not p.is_file():
-        raise FileNotFoundError(f"toy-sd: no trained weights at {p} (run `pgc-fast train-prior "
-                                f"--seed 0 --out {Path(directory)}`)")
+        raise FileNotFoundError(
+            f"toy-sd: no trained weights at {p} (run `pgc-fast train-prior --seed 0 --out {Path(directory)}`)"
+        )
     return json.loads(p.read_text())
 
 
-def load_toy(directory: str | Path = WEIGHTS_DIR, device: str | torch.device = "cpu",
-             dtype: torch.dtype = torch.float32):
+def load_toy(
+    directory: str | Path = WEIGHTS_DIR, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+):
     """Load the trained toy-sd: (vae, unet, text_encoder, tokenizer, meta), eval mode, no grad."""
     from safetensors.torch import load_file
 
@@ -109,8 +147,9 @@ def load_toy(directory: str | Path = WEIGHTS_DIR, device: str | torch.device = "
         missing, unexpected = m.load_state_dict(sd, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
-            raise ValueError(f"toy-sd: {f.name} does not match the config: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"toy-sd: {f.name} does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
     mods = []
     for m in (vae, unet, te):
         m.requires_grad_(False)
@@ -126,6 +165,13 @@ def pipeline(directory: str | Path = WEIGHTS_DIR, device: str | torch.device = "
     from pgc_fast.guidance.models.builtin import SCHEDULER_CONFIG
 
     vae, unet, te, tok, _ = load_toy(directory, device)
-    return StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,
-                                   scheduler=DDIMScheduler(**SCHEDULER_CONFIG), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=te,
+        tokenizer=tok,
+        unet=unet,
+        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
