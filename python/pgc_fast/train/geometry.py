@@ -23,6 +23,7 @@ from pgc_fast.export.mesh import export_textured_mesh
 from pgc_fast.mesh import Mesh, Normalization, load_mesh
 from pgc_fast.mesh.uv import atlas
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
+from pgc_fast.render.scenery import load_background_image
 from pgc_fast.render.textures import FieldTexture, UVTexture
 from pgc_fast.render.textures.base import Texture
 
@@ -118,10 +119,7 @@ class Scene:
         self.texture: Any = texture.to(device)  # type: ignore[attr-defined]
         self.bg_image: torch.Tensor | None = None
         if cfg.render.background == "scenery":
-            from PIL import Image
-
-            img = np.asarray(Image.open(cfg.render.bg_image).convert("RGB"), dtype=np.float32) / 255.0
-            self.bg_image = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
+            self.bg_image = load_background_image(cfg.render.bg_image, device)
 
     @classmethod
     def from_config(cls, cfg: C.RunConfig, device: torch.device) -> Scene:

@@ -16,27 +16,17 @@ from typing import Any
 
 import torch
 
-from pgc_fast.config.schema import BUILTIN_MODELS, CONTROL_TYPES, DEFAULT_MODELS, Precision
+from pgc_fast.config.schema import (
+    BUILTIN_MODELS,
+    CONTROL_TYPES,
+    DEFAULT_CONTROLNETS,
+    MODEL_ALIASES,
+    Precision,
+)
 from pgc_fast.guidance.models.builtin import ModelBundle, build_builtin, multi_controlnet
 
-MODEL_ALIASES: dict[str, str] = {
-    "sdxl": DEFAULT_MODELS["sdxl"],
-    "sdxl-1.0": DEFAULT_MODELS["sdxl"],
-    "sdxl-0.9": "stabilityai/stable-diffusion-xl-base-0.9",
-    "sdxl-turbo": "stabilityai/sdxl-turbo",
-    "sd15": DEFAULT_MODELS["sd-controlnet"],
-    "sd21": "stabilityai/stable-diffusion-2-1",
-    "sd21-base": DEFAULT_MODELS["sd"],
-}
 SDXL_VAE_FP16_FIX = "madebyollin/sdxl-vae-fp16-fix"
-# Default ControlNet repos per (family, kind); the SD 1.5 depth/normal ones are the original's choices.
-CONTROLNETS: dict[tuple[str, str], str] = {
-    ("sdxl", "depth"): "diffusers/controlnet-depth-sdxl-1.0",
-    ("sd", "depth"): "fusing/stable-diffusion-v1-5-controlnet-depth",
-    ("sd", "normal"): "fusing/stable-diffusion-v1-5-controlnet-normal",
-    ("sd", "shuffle"): "lllyasviel/control_v11e_sd15_shuffle",
-    ("sd", "tile"): "lllyasviel/control_v11f1e_sd15_tile",
-}
+CONTROLNETS = DEFAULT_CONTROLNETS  # the one table lives in config.schema (validation reads it too)
 
 
 class GuidanceLoadError(RuntimeError):
