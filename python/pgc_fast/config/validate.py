@@ -94,6 +94,9 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
         _check_output,
     ):
         check(cfg, p, check_files)
+    # A non-finite field fails its range check too; say it once.
+    nan_fields = {msg.split(" ")[0] for msg in not_finite}
+    p = [msg for msg in p if msg in not_finite or msg.split(" ")[0] not in nan_fields]
     if p:
         raise ConfigError(p)
     return cfg
