@@ -189,7 +189,7 @@ def _init_texture(s: _Session) -> None:
     cfg, ctx = s.ctx.cfg, s.ctx
     if cfg.texture.init_from_vertex_colors and ctx.scene.mesh_has_vertex_colors:
         with s.timer.phase("init_texture"):
-            ctx.scene.fit_vertex_colors(cfg.texture.init_iters, seed=cfg.optim.seed)
+            ctx.scene.fit_vertex_colors(cfg.texture.init_iters, seed=cfg.optim.seed, show_progress=not s.quiet)
     D.broadcast_module(ctx.scene.texture, ctx.dist)  # GPU pre-fits may differ in the last bit between ranks
     # Re-seed after the (optional) pre-fit so the training draws do not depend on it; one stream per rank
     # (the original's seed + global_rank).
