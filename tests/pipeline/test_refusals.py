@@ -60,6 +60,19 @@ def test_readme_preset_example_and_command_a_from_a_fresh_directory(fresh_dir, c
 
 
 # ------------------------------------------------------------------- item 6: refusals before anything, one line
+@pytest.mark.parametrize(
+    "text",
+    ["", "v 0 0 0\nv 1 0 0\nv 0 1 0\n", "v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n"],
+    ids=["empty", "no-faces", "degenerate"],
+)
+def test_mesh_without_usable_faces_refused_before_the_workspace(fresh_dir, capsys, text):
+    (fresh_dir / "e.obj").write_text(text)
+    argv = ["generate", "-O2", *PROMPT, "--mesh_path", "e.obj", "--model", "tiny-sd", "--device", "cpu"]
+    code, _, err = _main(argv, capsys)
+    _one_line_refusal(code, err, "e.obj")
+    assert not (fresh_dir / "exp").exists()
+
+
 def test_mesh_extension_and_malformed_mesh_refused_in_one_line_without_workspace(fresh_dir, capsys):
     (fresh_dir / "m.stl").write_text("solid x\nendsolid x\n")
     code, _, err = _main(["generate", "-O2", *PROMPT, "--mesh_path", "m.stl", "--model", "tiny-sd"], capsys)
