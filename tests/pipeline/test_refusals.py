@@ -182,6 +182,20 @@ def test_numbers_and_names_refused_at_validation(fresh_dir, capsys, argv, needle
     _one_line_refusal(code, err, needle)
 
 
+def test_bad_config_files_are_one_line(fresh_dir, capsys):
+    (fresh_dir / "list.yaml").write_text("- 1\n- 2\n")
+    (fresh_dir / "bad.yaml").write_text("config: {optim: [\n")
+    (fresh_dir / "types.yaml").write_text("config:\n  optim:\n    iters: many\n  guidance:\n    text: x\n")
+    for name, needle in (
+        ("list.yaml", "expected a config.yaml"),
+        ("bad.yaml", "not valid YAML"),
+        ("missing.yaml", "cannot read it"),
+        ("types.yaml", "optim.iters must be of type int, got 'many'"),
+    ):
+        code, _, err = _main(["generate", "--config", name, "--mesh.path", "my.glb", "--dry-run"], capsys)
+        assert code == 2 and needle in err and "Traceback" not in err, err
+
+
 def test_every_float_field_is_checked_for_finiteness():
     """Not a list kept by hand: each float (or tuple-of-float) field set to nan is refused by name."""
     for sec in C.SECTIONS:

@@ -206,11 +206,19 @@ def _presets_given(given_orig: dict[str, Any]) -> list[str]:
 def _from_config_file(path: str, given_orig: dict[str, Any]) -> C.RunConfig:
     import yaml
 
-    with open(path) as fh:
-        data = yaml.safe_load(fh)
     if given_orig:
         raise CliError("--config cannot be combined with the original's flags; use --section.field overrides")
-    return C.from_dict(data.get("config", data))
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except OSError as e:
+        raise CliError(f"--config {path}: cannot read it ({e.strerror or e})") from e
+    except yaml.YAMLError as e:
+        raise CliError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    data = data.get("config", data) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not all(isinstance(v, (dict, type(None))) for v in data.values()):
+        raise CliError(f"--config {path}: expected a config.yaml written by pgc-fast (sections of settings)")
+    return C.from_dict(data)
 
 
 def _from_preset(name: str, given_orig: dict[str, Any]) -> C.RunConfig:
