@@ -167,7 +167,7 @@ class Harness:
                 torch.stack([tx.uncond[0], tx.cond[0]]).float(),
                 torch.stack([tx.uncond_pooled[0], tx.pooled[0]]).float() if gd.is_sdxl else None,
             )
-        gd.control_images = lambda images, depth, mask, normals: [self.control]
+        gd.control_images = lambda images, depth, mask, normals, **kw: [self.control]
         gd.sample_t = lambda batch, step, dreamtime: self.t.clone()
         keep = {}
         actx = torch.autocast(self.device.type, dtype=ac) if ac is not None else contextlib.nullcontext()

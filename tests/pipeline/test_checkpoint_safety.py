@@ -236,5 +236,5 @@ def test_user_images_are_plain_raster_formats(tmp_path, tiny_config):
     Image.new("RGB", (8, 8)).save(png)
     for key, extra in (("guidance.ref_path", {}), ("render.bg_image", {"render.background": "scenery"})):
         C.validate(tiny_config(tmp_path, "ws", "uv", **{key: str(png), **extra}))
-        with pytest.raises(C.ConfigError, match=f"{key}: .* is not a PNG, JPEG, WEBP, BMP image"):
+        with pytest.raises(C.ConfigError, match=f"{key} .*: .* is not a PNG, JPEG, WEBP, BMP image"):
             C.validate(tiny_config(tmp_path, "ws", "uv", **{key: str(eps), **extra}))

@@ -5,7 +5,10 @@ parse → config → call. Only this package reads argv; everything below takes 
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
+import typing
 
 from pgc_fast.cli.bench import BENCH_SUITES, cmd_bench
 from pgc_fast.cli.demo import add_demo_parser, cmd_demo
@@ -14,8 +17,53 @@ from pgc_fast.cli.image import add_image_parser, cmd_image
 from pgc_fast.cli.train_prior import add_train_prior_parser, cmd_train_prior
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with "did you mean …" for a mistyped flag or choice, shown with the subcommand's own usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        super().error(message + _choice_hint(message))
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            sub = _subparser(self, getattr(ns, "command", None)) or self
+            sub.error(f"unrecognized arguments: {' '.join(extra)}" + _flag_hint(sub, extra))
+        return ns
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return None
+
+
+def _flag_hint(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """'; did you mean --x?' for each unknown flag close to a known one ('-' and '_' count as the same)."""
+    known = {s.replace("-", "_"): s for a in parser._actions for s in a.option_strings}
+    hints = []
+    for tok in extra:
+        if tok.startswith("-"):
+            name = tok.split("=", 1)[0].replace("-", "_")
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+            if close:
+                hints.append((tok.split("=", 1)[0], known[close[0]]))
+    if len(hints) == 1:
+        return f"; did you mean {hints[0][1]}?"
+    return "; did you mean " + ", ".join(f"{b} (for {a})" for a, b in hints) + "?" if hints else ""
+
+
+def _choice_hint(message: str) -> str:
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if not m:
+        return ""
+    choices = re.findall(r"'([^']*)'", m.group(2))
+    close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pgc-fast", description="PGC-3D text-to-texture, fast.", allow_abbrev=False)
+    parser = Parser(prog="pgc-fast", description="PGC-3D text-to-texture, fast.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate_parser(sub)
     add_demo_parser(sub)

@@ -1,35 +1,25 @@
-"""The ``pgc-fast`` command line: ``generate`` (text-to-texture), ``demo``, ``image`` and ``version``.
+"""pgc-fast generate: text-to-texture on a mesh; argv → RunConfig → train.run.
 
-``pgc-fast generate`` is derived from :class:`pgc_fast.config.RunConfig`: every config field is a flag
-``--<section>.<field>`` whose help is the field's docstring, and ``--preset NAME`` starts from a named preset.
-It also accepts the original PGC-3D's ``main.py`` flags as written (the original's main.py, its argparse flags and -O
-preset block), so the README's
-sample commands run unchanged::
-
-    pgc-fast generate -O0 -O2 -O4 --guidance controlnet --text "A panda ..." --workspace panda/sdxl \
-        --gpus 0,1 --mesh_path data/panda_spear_shield.obj
-
-Resolution order: (1) the original's flags with its defaults, presets ``-O0 … -O4`` and knock-on rules applied
-exactly in the original's code order (:func:`apply_original_presets`), mapped onto a ``RunConfig``
-(:func:`original_to_config`) — or ``--preset`` when given; (2) the new convenience flags (``--model``,
-``--device``, ``--texture``, ``--force``, ``--resume``); (3) explicit ``--section.field`` flags. Then
-:func:`pgc_fast.config.validate` runs once. ``--dry-run`` prints the resolved config and loads no model.
-
-Two deliberate departures from the original, both printed as notes: an explicit ``--bs``/``--iters``/``--res_fine``
-wins over the SDXL knock-on rule that silently overwrote it (a bug of the original), and without any ``-O`` flag
-``generate`` textures the fixed mesh (the original's bare default was DMTet shape optimisation, which must be
-asked for with ``-O1``).
+Every config field is a flag --<section>.<field> whose help is the field's docstring; --preset NAME starts from a
+named preset; the original PGC-3D main.py flags are accepted as written (config/original_flags.py applies its
+presets and knock-on rules in its code order), so the README's sample commands run unchanged. An explicit value
+that the original's presets overwrote is kept (or, where the preset defines the command, overridden) with a note;
+flags that have no effect are named; features not implemented yet are refused before anything is loaded.
+Errors print one line (--debug shows the traceback) and leave no workspace behind. Help: cli/generate_help.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 from pgc_fast import config as C
+from pgc_fast.cli.generate_help import DESCRIPTION, ORIGINAL_HELP, FullHelp, PlainFormatter, ShortHelp, plain
 from pgc_fast.config.original_flags import (
     DEAD_FLAGS,
     ORIGINAL_FLAGS,
@@ -59,32 +49,41 @@ def _none_or(conv):
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for sec in C.SECTIONS:
         cls = type(getattr(C.RunConfig(), sec))
-        grp = parser.add_argument_group(f"{sec} ({(cls.__doc__ or '').strip()})")
+        title = plain(cls.__doc__ or "").split(". ")[0].rstrip(".")
+        grp = parser.add_argument_group(f"--{sec}.* ({title})")
         hints = typing.get_type_hints(cls)
         docs = C.field_docs(cls)
         for f in dataclasses.fields(cls):
             hint, optional = _unwrap_optional(hints[f.name])
-            dest = f"cfg__{sec}__{f.name}"
-            flag = f"--{sec}.{f.name}"
-            default = getattr(C.RunConfig(), sec).__getattribute__(f.name)
-            help_ = f"{docs.get(f.name, '')} (default: {default!r})".replace("%", "%%")
-            kw: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help_}
+            default = getattr(getattr(C.RunConfig(), sec), f.name)
+            help_ = f"{plain(docs.get(f.name, ''))} (default: {default!r})".replace("%", "%%")
+            kw: dict[str, Any] = {"dest": f"cfg__{sec}__{f.name}", "default": argparse.SUPPRESS, "help": help_}
             origin = typing.get_origin(hint)
             if hint is bool:
-                grp.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+                grp.add_argument(f"--{sec}.{f.name}", action=argparse.BooleanOptionalAction, **kw)
                 continue
             if origin is Literal:
                 kw["choices"] = typing.get_args(hint)
             elif origin is tuple:
                 args = typing.get_args(hint)
-                elem = args[0]
-                kw["type"] = elem
+                kw["type"] = args[0]
                 kw["nargs"] = "*" if (len(args) == 2 and args[1] is Ellipsis) else len(args)
-                kw["metavar"] = elem.__name__.upper()
+                kw["metavar"] = args[0].__name__.upper()
             else:
                 kw["type"] = _none_or(hint) if optional else hint
                 kw["metavar"] = f"{hint.__name__.upper()}{'|none' if optional else ''}"
-            grp.add_argument(flag, **kw)
+            grp.add_argument(f"--{sec}.{f.name}", **kw)
+
+
+_KINDS: dict[str, dict[str, Any]] = {
+    "bool": {"action": "store_true"},
+    "str": {"type": str},
+    "int": {"type": int},
+    "float": {"type": float},
+    "floats": {"type": float, "nargs": "+"},
+    "strs": {"type": str, "nargs": "+"},
+    "float2": {"type": float, "nargs": 2},
+}
 
 
 def _add_original_flags(parser: argparse.ArgumentParser) -> None:
@@ -92,79 +91,33 @@ def _add_original_flags(parser: argparse.ArgumentParser) -> None:
 
     def add(name: str, kind: str, help_: str) -> None:
         flags = [f"-{name}"] if name.startswith("O") and name[1:].isdigit() else [f"--{name}"]
-        kw: dict[str, Any] = {"dest": f"orig__{name}", "default": argparse.SUPPRESS, "help": help_}
+        kw: dict[str, Any] = {"dest": f"orig__{name}", "default": argparse.SUPPRESS, "help": help_, **_KINDS[kind]}
         if kind != "bool":
             kw["metavar"] = name.upper()
-        if kind == "bool":
-            grp.add_argument(*flags, action="store_true", **kw)
-        elif kind in ("str", "int", "float"):
-            grp.add_argument(*flags, type={"str": str, "int": int, "float": float}[kind], **kw)
-        elif kind == "floats":
-            grp.add_argument(*flags, type=float, nargs="+", **kw)
-        elif kind == "strs":
-            grp.add_argument(*flags, type=str, nargs="+", **kw)
-        elif kind == "float2":
-            grp.add_argument(*flags, type=float, nargs=2, **kw)
+        grp.add_argument(*flags, **kw)
 
     for name, (default, kind) in ORIGINAL_FLAGS.items():
-        meaning = ORIGINAL_HELP.get(name, "")
-        add(name, kind, (f"{meaning} " if meaning else "") + f"(original default {default!r})".replace("%", "%%"))
+        text = ORIGINAL_HELP[name] + ("" if kind == "bool" else f" (original default {default!r})")
+        add(name, kind, text.replace("%", "%%"))
     for name, kind in DEAD_FLAGS.items():
         add(name, kind, argparse.SUPPRESS)
-    for name, (kind, _) in UNSUPPORTED_FLAGS.items():
-        add(name, kind, f"{UNSUPPORTED_FLAGS[name][1]}: {C.UNSUPPORTED_MESSAGE}")
-
-
-ORIGINAL_HELP: dict[str, str] = {
-    "text": "prompt → guidance.text",
-    "negative": "negative prompt → guidance.negative",
-    "O0": "preset: PGC (tau 0.1) + mixed precision",
-    "O1": "preset: DMTet shape + texture (not supported yet)",
-    "O2": "preset: fixed-mesh text-to-texture (forces --guidance controlnet unless -O4)",
-    "O3": "preset: Zero123 image-to-3D (not supported yet)",
-    "O4": "preset: SDXL (appends 'xl' to --guidance)",
-    "workspace": "run directory, under exp/ → output.workspace",
-    "guidance": "model family by substring: 'xl' → SDXL, 'controlnet' → ControlNet",
-    "guidance_scale": "CFG scale → guidance.guidance_scale",
-    "control_type": "ControlNet types → guidance.controlnets",
-    "control_scale": "ControlNet scales → guidance.control_scales",
-    "sd_version": "SDXL variant: xl-1.0 (our default), xl-0.9, *turbo*",
-    "mesh_path": "input mesh → mesh.path",
-    "fp16": "mixed precision → optim.precision=auto",
-    "no_normal": "no normal-map SDS",
-    "only_normal": "only normal-map SDS (shape work, not supported yet)",
-    "ref_path": "reference image → guidance.ref_path (ref-view MSE, shuffle ControlNet)",
-    "pbr": "PBR material (not supported yet)",
-    "vsd": "VSD loss (SDXL only)",
-    "bgt": "BGT+ loss",
-    "csd": "CSD loss",
-    "ssd": "SSD loss",
-    "dreamtime": "DreamTime timestep schedule",
-    "latent": "Latent-NeRF mode (not supported yet)",
-    "cfg_rescale": "CFG rescale 0.5",
-    "init_texture": "initialise the texture from vertex colours",
-    "bs": "views per step per GPU → optim.batch_size",
-    "iters": "steps → optim.iters",
-    "seed": "→ optim.seed",
-    "gpus": "GPU ids; n > 1 ids: n processes through torchrun, bs views each (n × bs per step)",
-    "grad_clip_rgb": "PGC threshold (>= 0 enables) → guidance.pgc_tau",
-    "grad_suppress_type": "PGC variant 0..5 → guidance.pgc_variant",
-    "res_fine": "render resolution → render.resolution",
-    "lr_fine": "[geometry lr, texture lr]",
-}
+    for name, (kind, what) in UNSUPPORTED_FLAGS.items():
+        add(name, kind, f"{what.removeprefix(f'--{name} ')} (not supported yet)")
 
 
 def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
         help="text-to-texture on a mesh (accepts the original main.py flags)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION,
+        formatter_class=PlainFormatter,
         allow_abbrev=False,
-        usage="pgc-fast generate [--preset NAME | -O0 … -O4 and the original's flags] [--section.field VALUE …] "
-        "[--model M] [--device D] [--texture T] [--dry-run] [--force] [--resume]",
+        add_help=False,
+        usage="pgc-fast generate [--preset NAME | -O0 ... -O4] --text PROMPT --mesh_path FILE [options]",
     )
     new = p.add_argument_group("pgc-fast")
+    new.add_argument("-h", "--help", action=ShortHelp)
+    new.add_argument("--help-all", action=FullHelp)
     new.add_argument("--preset", choices=sorted(C.PRESETS), default=None, help="start from a named preset")
     new.add_argument(
         "--model",
@@ -179,6 +132,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
         "--resume", action="store_true", default=argparse.SUPPRESS, help="continue from the last checkpoint"
     )
     new.add_argument("--config", default=None, help="start from a config.yaml written by an earlier run")
+    new.add_argument("--debug", action="store_true", help="show the traceback of an error")
     _add_original_flags(p)
     _add_config_flags(p)
     return p
@@ -192,22 +146,57 @@ def resolve_generate(args: argparse.Namespace) -> tuple[C.RunConfig, list[str]]:
     """Turn parsed ``generate`` arguments into a RunConfig (not yet validated) plus notes for the user."""
     ns = vars(args)
     given_orig = {k[len("orig__") :]: v for k, v in ns.items() if k.startswith("orig__")}
-    notes: list[str] = []
-    unsupported = [UNSUPPORTED_FLAGS[k][1] for k in given_orig if k in UNSUPPORTED_FLAGS]
-    if unsupported:
-        raise C.ConfigError([f"{u} is {C.UNSUPPORTED_MESSAGE}" for u in unsupported])
-    for k in given_orig:
-        if k in DEAD_FLAGS:
-            notes.append(f"--{k} is ignored (it had no effect in the original either)")
-    if given_orig.get("n_targets", 0) > 0:
-        raise C.ConfigError([f"--n_targets > 0 (GMM local-part cameras) is {C.UNSUPPORTED_MESSAGE}"])
+    notes = _check_original_flags(given_orig)
     if args.config:
         cfg = _from_config_file(args.config, given_orig)
     elif args.preset:
         cfg = _from_preset(args.preset, given_orig)
     else:
         cfg = _from_original_flags(given_orig, notes)
+    for k in ("control_type", "control_scale"):
+        if k in given_orig and not cfg.guidance.controlnets:
+            notes.append(f"--{k} is ignored: no ControlNet is used (--guidance controlnet, or -O2 without -O4)")
     return _apply_overrides(cfg, ns), notes
+
+
+def _check_original_flags(given: dict[str, Any]) -> list[str]:
+    """Refuse the original's flags for features not implemented yet; name those that have no effect here."""
+    refused = [f"{UNSUPPORTED_FLAGS[k][1]} is {C.UNSUPPORTED_MESSAGE}" for k in given if k in UNSUPPORTED_FLAGS]
+    if given.get("O3"):  # refused even where the elif chain would skip it (-O2 -O3): -O3 is Zero123
+        refused.append(f"-O3 (zero123 image-to-3D) is {C.UNSUPPORTED_MESSAGE}")
+    if "clip" in str(given.get("guidance_o", "")):
+        refused.append(f"--guidance_o clip (CLIP ViT-B/16 reference-image loss) is {C.UNSUPPORTED_MESSAGE}")
+    for k, v in given.items():  # before the mapping: nan >= 0 is False, so a nan threshold would read as "off"
+        if ORIGINAL_FLAGS.get(k, (None, ""))[1] in ("float", "floats", "float2"):
+            if not all(math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
+                refused.append(f"--{k} must be a finite number, got {_fmt(v)}")
+    if given.get("n_targets", 0) > 0:
+        refused.append(f"--n_targets > 0 (GMM local-part cameras) is {C.UNSUPPORTED_MESSAGE}")
+    if refused:
+        raise C.ConfigError(refused)
+    notes = [f"--{k} is ignored (it had no effect in the original either)" for k in given if k in DEAD_FLAGS]
+    if "guidance_o" in given:
+        notes.append(f"--guidance_o {given['guidance_o']} is ignored (only a value containing 'clip' did anything)")
+    guidance = str(given.get("guidance", ""))
+    if "sd_version" in given and "xl" not in guidance and not given.get("O4"):
+        notes.append("--sd_version is ignored: only the SDXL family (-O4 or an 'xl' --guidance) reads it")
+    if "albedo_iters" in given and not given.get("albedo"):
+        notes.append("--albedo_iters is ignored: the fixed mesh renders albedo throughout (as in the original)")
+    return notes + _ignored_presets(given)
+
+
+def _ignored_presets(given: dict[str, Any]) -> list[str]:
+    """The original's -O1 … -O4 are an elif chain (only -O2 -O4 combine): say which ones it skips."""
+    chain = [o for o in ("O1", "O2", "O3", "O4") if given.get(o)]
+    if len(chain) < 2:
+        return []
+    first = chain[0]
+    skipped = [o for o in chain[1:] if not (first == "O2" and o == "O4")]
+    return [
+        f"-{o} is ignored: the original's presets -O1, -O2, -O3, -O4 exclude each other and -{first} comes first "
+        "(only -O2 -O4 combine)"
+        for o in skipped
+    ]
 
 
 def _presets_given(given_orig: dict[str, Any]) -> list[str]:
@@ -217,11 +206,19 @@ def _presets_given(given_orig: dict[str, Any]) -> list[str]:
 def _from_config_file(path: str, given_orig: dict[str, Any]) -> C.RunConfig:
     import yaml
 
-    with open(path) as fh:
-        data = yaml.safe_load(fh)
     if given_orig:
         raise CliError("--config cannot be combined with the original's flags; use --section.field overrides")
-    return C.from_dict(data.get("config", data))
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except OSError as e:
+        raise CliError(f"--config {path}: cannot read it ({e.strerror or e})") from e
+    except yaml.YAMLError as e:
+        raise CliError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    data = data.get("config", data) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not all(isinstance(v, (dict, type(None))) for v in data.values()):
+        raise CliError(f"--config {path}: expected a config.yaml written by pgc-fast (sections of settings)")
+    return C.from_dict(data)
 
 
 def _from_preset(name: str, given_orig: dict[str, Any]) -> C.RunConfig:
@@ -238,7 +235,52 @@ def _from_preset(name: str, given_orig: dict[str, Any]) -> C.RunConfig:
         full = original_to_config(opt)
         mapped = _changed_fields(original_to_config(default_original_options()), full)
         cfg = C.override(cfg, **{k: v for k, v in mapped.items() if k not in ("mesh.shape",)})
+        if cfg.guidance.controlnets and "control_type" in direct:  # the preset's ControlNets, retyped
+            cfg = C.override(cfg, **{"guidance.controlnets": tuple(direct["control_type"])})
+        if cfg.guidance.controlnets and "control_scale" in direct:
+            scales = tuple(float(x) for x in direct["control_scale"])
+            n = len(cfg.guidance.controlnets)
+            cfg = C.override(cfg, **{"guidance.control_scales": scales * n if len(scales) == 1 else scales})
     return cfg
+
+
+# Values the original's presets and knock-on rules overwrite although the user gave them: an explicit value is
+# kept (a bug of the original: the SDXL rule replaced --bs/--iters/--res_fine, -O0 replaced --grad_suppress_type).
+# Other overwritten flags (-O2's --guidance) define what the preset means: they are overridden with a note.
+KEEP_EXPLICIT = (
+    "bs",
+    "iters",
+    "res_fine",
+    "grad_clip_rgb",
+    "grad_suppress_type",
+    "optimizer",
+    "scheduler",
+    "smooth_iters",
+    "focal_range",
+    "focal_range_fine",
+)
+
+
+def _explicit_values_win(given: dict[str, Any], opt: argparse.Namespace, notes: list[str]) -> None:
+    for k, v in given.items():
+        if k not in ORIGINAL_FLAGS or (k.startswith("O") and k[1:].isdigit()):
+            continue
+        now = getattr(opt, k)
+        if now == v or (k == "guidance" and now == v + "xl"):  # -O4 appends 'xl': the original's composition
+            continue
+        if k in KEEP_EXPLICIT:
+            notes.append(f"--{k} {_fmt(v)} kept (the original's presets would have set {_fmt(now)})")
+            setattr(opt, k, v)
+            if k == "iters" and opt.albedo:
+                opt.albedo_iters = opt.iters
+        elif k == "lr_fine":
+            notes.append(f"--lr_fine {_fmt(v)}: geometry rate divided by 20 for --no_normal, as the original did")
+        else:
+            notes.append(f"--{k} {_fmt(v)} overridden: the original's presets set it to {_fmt(now)}")
+
+
+def _fmt(v: Any) -> str:
+    return " ".join(map(str, v)) if isinstance(v, list) else str(v)
 
 
 def _from_original_flags(given_orig: dict[str, Any], notes: list[str]) -> C.RunConfig:
@@ -252,12 +294,7 @@ def _from_original_flags(given_orig: dict[str, Any], notes: list[str]) -> C.RunC
         opt.fix_mesh = True
         notes.append("no -O preset given: texturing the fixed mesh (the original's default was DMTet; use -O1)")
     apply_original_presets(opt)
-    for k in ("bs", "iters", "res_fine"):  # an explicit value is no longer silently overwritten (original's bug)
-        if k in given_orig and getattr(opt, k) != given_orig[k]:
-            notes.append(f"--{k} {given_orig[k]} kept (the original's SDXL rule would have set {getattr(opt, k)})")
-            setattr(opt, k, given_orig[k])
-            if k == "iters" and opt.albedo:
-                opt.albedo_iters = opt.iters
+    _explicit_values_win(given_orig, opt, notes)
     return original_to_config(opt)
 
 
@@ -299,75 +336,110 @@ def config_yaml(cfg: C.RunConfig) -> str:
     return yaml.safe_dump(C.to_dict(cfg), sort_keys=False)
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors of a run that are the user's to fix: one line on stderr and exit status 2, no traceback."""
+def _say(e: BaseException) -> str:
+    """An error as the user reads it: one line per problem, the single-problem ConfigError on one line."""
+    if isinstance(e, C.ConfigError) and len(e.problems) == 1:
+        return e.problems[0]
+    return str(e)
+
+
+def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Resolve, validate (--dry-run stops there), check the machine and the mesh, then launch or run.
+
+    Exit status: 0 done, 2 refused before anything was created (command line, configuration, machine, mesh,
+    workspace, model weights), 1 a run that failed (non-finite training) or an internal error."""
+    try:
+        return _generate(args, argv)
+    except Exception as e:  # the user's terminal gets one line; --debug re-raises
+        if args.debug:
+            raise
+        code, text = _classify(e)
+        if code == 1 and not text.startswith("training stopped"):
+            text = f"internal error: {type(e).__name__}: {text} (--debug shows the traceback)"
+        from pgc_fast.train import distributed as D
+
+        if D.env_info().is_main:  # every rank raises the same error; say it once
+            print(f"pgc-fast generate: {text}", file=sys.stderr)
+        return code
+
+
+def _classify(e: Exception) -> tuple[int, str]:
+    """(exit status, message) of an error raised by a generate run."""
     from pgc_fast.train import distributed as D
     from pgc_fast.train.checkpoint import CheckpointError
+    from pgc_fast.train.metrics import NonFiniteError
+    from pgc_fast.train.preflight import PreflightError
     from pgc_fast.train.workspace import WorkspaceExistsError
 
-    expected: tuple[type[BaseException], ...] = (
-        WorkspaceExistsError,
+    refused: tuple[type[Exception], ...] = (
         C.ConfigError,
-        FileNotFoundError,
+        CliError,
+        PreflightError,
+        WorkspaceExistsError,
         CheckpointError,
+        FileNotFoundError,
         D.RankZeroError,
     )
     try:
         from pgc_fast.guidance import GuidanceLoadError  # missing weights: one clear message, no traceback
 
-        expected += (GuidanceLoadError,)
-    except ImportError:  # pragma: no cover
+        refused += (GuidanceLoadError,)
+    except ImportError:  # pragma: no cover - guidance dependencies not installed
         pass
-    return expected
+    if isinstance(e, refused):
+        return 2, _say(e)
+    if isinstance(e, NonFiniteError):
+        return 1, str(e)
+    return 1, str(e).strip().splitlines()[0] if str(e).strip() else ""
 
 
-def cmd_generate(args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    try:
-        cfg, notes = resolve_generate(args)
-    except (C.ConfigError, CliError) as e:
-        print(f"pgc-fast generate: {e}", file=sys.stderr)
-        return 2
+def _generate(args: argparse.Namespace, argv: list[str] | None) -> int:
+    cfg, notes = resolve_generate(args)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     if args.dry_run:
         print(config_yaml(cfg), end="")
-    try:
-        C.validate(cfg)
-    except C.ConfigError as e:
-        print(f"pgc-fast generate: {e}", file=sys.stderr)
-        return 2
+    C.validate(cfg)
+    from pgc_fast.train.preflight import check_mesh, machine_notes, preflight
+
     if args.dry_run:
-        procs = max(1, cfg.n_gpus)
-        per = f"{procs * cfg.views_per_step} views/step" + (
-            f" ({procs} processes × {cfg.views_per_step})" if procs > 1 else ""
-        )
+        check_mesh(cfg)
+        for n in machine_notes(cfg):  # the configuration may be meant for another machine: say, do not refuse
+            print(f"note: on this machine the run would be refused: {n}", file=sys.stderr)
+        n = max(1, cfg.n_gpus)
+        per = f"{n * cfg.views_per_step} views/step" + (f" ({n} processes × {cfg.views_per_step})" if n > 1 else "")
         print(f"# ok: valid configuration; workspace {cfg.workspace_path}; {per}", file=sys.stderr)
         return 0
+    preflight(cfg)
+    return _launch_or_run(cfg, argv)
+
+
+def _launch_or_run(cfg: C.RunConfig, argv: list[str] | None) -> int:
     from pgc_fast.train import distributed as D
     from pgc_fast.train.trainer import run
-    from pgc_fast.train.workspace import WorkspaceExistsError, check_workspace
+    from pgc_fast.train.workspace import check_workspace
 
     if cfg.n_gpus > 1 and not D.launched_by_torchrun() and argv is not None:
         # The original's --gpus: one process per listed GPU, now through torchrun (pgc_fast.train.distributed).
-        try:
-            check_workspace(cfg)  # fail here, once, rather than in every worker
-        except (WorkspaceExistsError, FileNotFoundError) as e:
-            print(f"pgc-fast generate: {e}", file=sys.stderr)
-            return 2
+        check_workspace(cfg)  # fail here, once, rather than in every worker
+        kind = "CPU processes (gloo: --device cpu)" if cfg.runtime.device == "cpu" else "processes, one per GPU"
         print(
-            f"note: --gpus {cfg.runtime.gpus}: launching {cfg.n_gpus} processes with torchrun "
+            f"note: --gpus {cfg.runtime.gpus}: launching {cfg.n_gpus} {kind} with torchrun "
             f"({cfg.optim.batch_size} views each, {cfg.n_gpus * cfg.optim.batch_size} per step)",
             file=sys.stderr,
         )
         return D.relaunch(argv, cfg.runtime.gpus, cuda=cfg.runtime.device != "cpu")
-    rank0 = D.env_info().is_main
+    ws = Path(cfg.workspace_path)
+    existed = ws.exists()
     try:
         result = run(cfg)
-    except _expected_errors() as e:
-        if rank0:  # every rank raises the same error; say it once
-            print(f"pgc-fast generate: {e}", file=sys.stderr)
-        return 2
-    if rank0:
+    except Exception:
+        if not existed and D.env_info().is_main and ws.is_dir() and not any(p.is_file() for p in ws.rglob("*")):
+            import shutil
+
+            shutil.rmtree(ws, ignore_errors=True)  # created by this run, nothing written: leave nothing behind
+        raise
+    if D.env_info().is_main:
         print(f"done: {result.workspace}")
     D.finish(exit_code=0)  # every rank: wait for rank 0's exports, then leave together (gloo: exits here)
     return 0

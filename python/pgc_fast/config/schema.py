@@ -86,11 +86,34 @@ DEFAULT_MODELS = {
 }
 
 
+# Short names for hub models (guidance.model), resolved by pgc_fast.guidance.models.loading.
+MODEL_ALIASES: dict[str, str] = {
+    "sdxl": DEFAULT_MODELS["sdxl"],
+    "sdxl-1.0": DEFAULT_MODELS["sdxl"],
+    "sdxl-0.9": "stabilityai/stable-diffusion-xl-base-0.9",
+    "sdxl-turbo": "stabilityai/sdxl-turbo",
+    "sd15": DEFAULT_MODELS["sd-controlnet"],
+    "sd21": "stabilityai/stable-diffusion-2-1",
+    "sd21-base": DEFAULT_MODELS["sd"],
+}
+
+
 # ControlNet condition kinds (pgc_fast.guidance.conditions builds one image per kind).
 CONTROL_TYPES = ("depth", "normal", "tile", "shuffle")
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 """Pillow formats a user's image (guidance.ref_path, render.bg_image) may be in: plain raster decoders. Other
 formats are refused, not tried: Pillow's EPS reader, for one, runs Ghostscript on the file."""
+
+
+# Default ControlNet repos per (family, kind); the SD 1.5 depth/normal ones are the original's choices. A kind
+# without a default for a family needs 'kind=<repo id or dir>' (built-in models make their own ControlNets).
+DEFAULT_CONTROLNETS: dict[tuple[str, str], str] = {
+    ("sdxl", "depth"): "diffusers/controlnet-depth-sdxl-1.0",
+    ("sd", "depth"): "fusing/stable-diffusion-v1-5-controlnet-depth",
+    ("sd", "normal"): "fusing/stable-diffusion-v1-5-controlnet-normal",
+    ("sd", "shuffle"): "lllyasviel/control_v11e_sd15_shuffle",
+    ("sd", "tile"): "lllyasviel/control_v11f1e_sd15_tile",
+}
 
 
 class ConfigError(ValueError):
@@ -259,8 +282,9 @@ class RenderConfig:
     """Training background: a constant colour or the scenery image (validation/turntable always use the colour)."""
     bg_color: float = 1.0
     """Constant background grey level in [0, 1] (--bg_color)."""
-    bg_image: str = "data/background.png"
-    """Scenery image used when background = scenery."""
+    bg_image: str | None = None
+    """Scenery image used when background = scenery; None = the one shipped with pgc-fast
+    (render/assets/scenery.png), so runs work from any directory (the original read data/background.png)."""
     shading: Shading = "albedo"
     """Shading during training: albedo (unlit, the fixed-mesh original), lambertian, or random (20% albedo)."""
     antialias: bool = True

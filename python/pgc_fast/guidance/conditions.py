@@ -73,6 +73,35 @@ def depth_condition(
     return resize(img, size).clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
 
 
+def normal_condition(normals: torch.Tensor, c2w: torch.Tensor, mask: torch.Tensor | None, size: int) -> torch.Tensor:
+    """Normal ControlNet condition image from a render's world-space normals, on the render's device.
+
+    The SD 1.5 normal ControlNets (fusing/stable-diffusion-v1-5-controlnet-normal, lllyasviel/sd-controlnet-normal)
+    were trained on normal maps made from MiDaS depth: camera space, red = towards the image's left, green =
+    up, blue = towards the viewer, each (n + 1) / 2, background (0.5, 0.5, 1). The original fed world-space
+    normals rescaled to [-1, 1] instead (its trainer's condition list).
+
+    Args:
+        normals: [B, 3, H, W] unit world-space normals (anything where the mask is 0).
+        c2w: [B, 4, 4] camera-to-world with rotation columns (right, down, forward), as pgc_fast renders.
+        mask: [B, 1, H, W] coverage in [0, 1], or None (then pixels with a zero normal are background).
+        size: output resolution.
+    Returns:
+        [B, 3, size, size] float32 in [0, 1], detached.
+    """
+    n = normals.detach().float()
+    if n.dim() != 4 or n.shape[1] != 3 or c2w.shape != (n.shape[0], 4, 4):
+        raise ValueError(
+            f"normal_condition(): normals must be [B,3,H,W] and c2w [B,4,4], got {list(n.shape)}, {list(c2w.shape)}"
+        )
+    rot = c2w.detach().float()[:, :3, :3]  # world from camera; its transpose takes world vectors to camera
+    cam = torch.einsum("bji,bjhw->bihw", rot, n)  # (right, down, forward) components
+    img = (torch.stack([-cam[:, 0], -cam[:, 1], -cam[:, 2]], 1) + 1) / 2
+    m = (n.abs().sum(1, keepdim=True) > 0).float() if mask is None else mask.detach().float().clamp(0, 1)
+    bg = torch.tensor([0.5, 0.5, 1.0], device=n.device).view(1, 3, 1, 1)
+    return resize(img * m + bg * (1 - m), size).clamp(0, 1).contiguous()
+
+
 def content_shuffle(image: torch.Tensor, generator: torch.Generator | None = None, f: int = 256) -> torch.Tensor:
     """Content shuffle for the SD 1.5 shuffle ControlNet (lllyasviel/control_v11e_sd15_shuffle), on the GPU.
 

@@ -180,9 +180,17 @@ class Guidance:
         return 1 + prompts.view_ids(az, po, self.cfg.angle_front, self.cfg.angle_overhead)
 
     def control_images(
-        self, images: torch.Tensor, depth: torch.Tensor | None, mask: torch.Tensor | None, normals: torch.Tensor | None
+        self,
+        images: torch.Tensor,
+        depth: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        normals: torch.Tensor | None,
+        c2w: torch.Tensor | None = None,
+        surface_normals: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        """Condition image per ControlNet, [B, 3, R, R] float32 in [0, 1] (diffusers' convention)."""
+        """Condition image per ControlNet, [B, 3, R, R] float32 in [0, 1] (diffusers' convention). The normal
+        ControlNet's is built from ``surface_normals`` and ``c2w`` (conditions.normal_condition) when given, else
+        ``normals`` (the normal-SDS map) is used as is."""
         b = images.shape[0]
         out = []
         for kind in self.control_types:
@@ -195,9 +203,14 @@ class Guidance:
                     )
                 )
             elif kind == "normal":
-                if normals is None:
-                    raise ValueError("Guidance.step(): normals must be given for the normal ControlNet, got None")
-                out.append(conditions.resize(normals.detach().float(), self.resolution))
+                if surface_normals is not None and c2w is not None:
+                    out.append(conditions.normal_condition(surface_normals, c2w, mask, self.resolution))
+                elif normals is not None:
+                    out.append(conditions.resize(normals.detach().float(), self.resolution))
+                else:
+                    raise ValueError(
+                        "Guidance.step(): the normal ControlNet needs surface_normals and c2w (or normals), got None"
+                    )
             elif kind == "tile":
                 src = images.detach().float()
                 if self.cfg.latent:
@@ -350,6 +363,7 @@ class Guidance:
         mask: torch.Tensor | None = None,
         normals: torch.Tensor | None = None,
         scaler: Any = None,
+        surface_normals: torch.Tensor | None = None,
     ) -> GuidanceOutput:
         """One guidance evaluation for a batch of views. See the package docstring for the contract."""
         cfg = self.cfg
@@ -367,7 +381,7 @@ class Guidance:
             self._attach_pgc("normal", normals, scaler)
         orig_hw = (self.resolution, self.resolution) if cfg.latent else (int(images.shape[-2]), int(images.shape[-1]))
         ids = self.prompt_rows(b, azimuth_deg, polar_deg)
-        controls = self.control_images(images, depth, mask, normals)
+        controls = self.control_images(images, depth, mask, normals, c2w=c2w, surface_normals=surface_normals)
         z, x = self.encode(images)
         batch = Batch(z=z, x=x, ids=ids, controls=controls, orig_hw=orig_hw, step=step, c2w=c2w)
         stats: dict[str, torch.Tensor] = {"view_id": ids - 1}

@@ -23,6 +23,7 @@ from pgc_fast.export.mesh import export_textured_mesh
 from pgc_fast.mesh import Mesh, Normalization, load_mesh
 from pgc_fast.mesh.uv import atlas
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
+from pgc_fast.render.scenery import load_background_image
 from pgc_fast.render.textures import FieldTexture, UVTexture
 from pgc_fast.render.textures.base import Texture
 
@@ -107,6 +108,24 @@ def make_texture(t: C.TextureConfig) -> Texture:
     )
 
 
+def _progress_printer(what: str, lines: int = 10) -> Any:
+    """``progress(step, total, loss)`` printing about ``lines`` lines to stderr (each reads the loss: one sync)."""
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+
+    def progress(step: int, total: int, loss: torch.Tensor) -> None:
+        if step == total or step % max(1, total // lines) == 0:
+            print(
+                f"{what}: {step}/{total} steps, loss {float(loss):.4f}, {time.perf_counter() - t0:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return progress
+
+
 class Scene:
     """Geometry + texture + renderer on one device. Build with :meth:`from_config`."""
 
@@ -118,13 +137,7 @@ class Scene:
         self.texture: Any = texture.to(device)  # type: ignore[attr-defined]
         self.bg_image: torch.Tensor | None = None
         if cfg.render.background == "scenery":
-            from PIL import Image
-
-            img = (
-                np.asarray(Image.open(cfg.render.bg_image, formats=C.IMAGE_FORMATS).convert("RGB"), dtype=np.float32)
-                / 255.0
-            )
-            self.bg_image = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
+            self.bg_image = load_background_image(cfg.render.bg_image, device, formats=C.IMAGE_FORMATS)
 
     @classmethod
     def from_config(cls, cfg: C.RunConfig, device: torch.device) -> Scene:
@@ -143,13 +156,16 @@ class Scene:
     def mesh_has_vertex_colors(self) -> bool:
         return self.rmesh.colors is not None
 
-    def fit_vertex_colors(self, iters: int, seed: int = 0) -> bool:
-        """The original's ``--init_texture``: initialise the texture from the mesh's vertex colours."""
+    def fit_vertex_colors(self, iters: int, seed: int = 0, show_progress: bool = False) -> bool:
+        """The original's ``--init_texture``: initialise the texture from the mesh's vertex colours (a field fits
+        for ``iters`` configured steps, fewer on the CPU: render/textures/field.py fit_schedule), with progress
+        lines on stderr when ``show_progress``."""
         if self.rmesh.colors is None:
             return False
-        return self.texture.init_from_vertex_colors(
-            self.rmesh, self.renderer.backend, steps=iters, generator=torch.Generator().manual_seed(seed)
-        )
+        kw: dict[str, Any] = {"steps": iters, "generator": torch.Generator().manual_seed(seed)}
+        if show_progress:
+            kw["progress"] = _progress_printer("init texture from vertex colours")
+        return self.texture.init_from_vertex_colors(self.rmesh, self.renderer.backend, **kw)
 
     def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
         """Optimiser groups as the original (the original's Trainer): the geometry's, then the texture's."""

@@ -100,6 +100,42 @@ def materialise_stats(entries: list[tuple[int, dict[str, Any]]]) -> list[tuple[i
     return [(k, {n: (next(vals) if torch.is_tensor(v) else float(v)) for n, v in st.items()}) for k, st in entries]
 
 
+PARAMS_FINITE = "_params_finite"
+"""Stats key of the 0-d flag 'every trained parameter is finite', read back with the step statistics."""
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the parameters stopped being finite; the run stops before writing anything made of them."""
+
+
+def params_finite(params: Any) -> torch.Tensor:
+    """0-d bool tensor on the parameters' device: all of them finite. No host sync (one reduction per tensor)."""
+    flags = [torch.isfinite(p.detach()).all() for p in params]
+    return torch.stack(flags).all() if flags else torch.tensor(True)
+
+
+def raise_if_non_finite(entries: list[tuple[int, dict[str, float]]], *, grad_scaler: bool, checkpoints: Path) -> None:
+    """Stop the run (NonFiniteError naming the step) when a read-back window shows a non-finite loss or parameter.
+
+    With a GradScaler a non-finite loss makes the scaler skip that step (the parameters stay as they were), so
+    only a window of nothing but non-finite losses stops the run; without one the first such loss does."""
+    bad = [(k, st["loss"]) for k, st in entries if "loss" in st and not math.isfinite(st["loss"])]
+    params_bad = next((k for k, st in entries if st.get(PARAMS_FINITE, 1.0) == 0.0), None)
+    if params_bad is None and (not bad or (grad_scaler and len(bad) < len(entries))):
+        return
+    have = sorted(checkpoints.glob("*")) if checkpoints.is_dir() else []
+    kept = f"the last good checkpoint is kept in {checkpoints}" if have else "no checkpoint had been written yet"
+    what = (
+        f"the loss became {bad[0][1]} at step {bad[0][0]}"
+        if bad
+        else f"the parameters became non-finite by step {params_bad}"
+    )
+    raise NonFiniteError(
+        f"training stopped: {what} (not a finite number); nothing was exported and {kept}. "
+        "Check the learning rates and guidance scale, or clip gradients (-O0 turns PGC on)"
+    )
+
+
 class Progress:
     """A rich progress bar: step, it/s, ETA, GPU memory, loss and fraction of pixels clipped."""
 

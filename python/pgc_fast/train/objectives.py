@@ -133,6 +133,7 @@ class GuidanceObjective(_OrbitCameras):
         from pgc_fast import guidance as G
 
         self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
+        self.normal_control = any(c.split("=", 1)[0] == "normal" for c in ctx.cfg.guidance.controlnets)
         # The run's guidance section as is; the weights dtype follows optim.precision (auto = bf16 on CUDA).
         self.guidance = G.load_guidance(
             ctx.cfg.guidance,
@@ -148,18 +149,9 @@ class GuidanceObjective(_OrbitCameras):
             self._load_reference(ctx)
 
     def _load_reference(self, ctx: RunContext) -> None:
-        from PIL import Image
-
-        ref = ctx.cfg.guidance.ref_path
-        assert ref is not None
-        path: str | Path = ref
-        if os.path.isdir(path):
-            path = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[0]
-        res = ctx.cfg.render.resolution
-        im = Image.open(path, formats=C.IMAGE_FORMATS).convert("RGBA").resize((res, res), Image.Resampling.BICUBIC)
-        a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        self.ref = a[:3].to(ctx.device)
-        self.ref_mask = (a[3:] > 0.5).float().to(ctx.device)
+        path = ctx.cfg.guidance.ref_path
+        assert path is not None
+        self.ref, self.ref_mask = load_reference(path, ctx.cfg.render.resolution, ctx.device)
 
     def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
         phi = torch.rad2deg(cameras.phi) if cameras.phi is not None else None
@@ -173,6 +165,7 @@ class GuidanceObjective(_OrbitCameras):
             depth=render.depth,
             mask=render.mask,
             scaler=self.scaler,
+            surface_normals=render.normal if self.normal_control else None,
         )
         loss = out.loss
         stats: dict[str, float] = {}
@@ -183,7 +176,7 @@ class GuidanceObjective(_OrbitCameras):
             from pgc_fast.render import orbit_cameras
 
             r = ctx.cfg.render.resolution
-            cam = orbit_cameras(2.5, 60.0, 0.0, 1.025 * r, r, device=ctx.device)
+            cam = orbit_cameras(*REFERENCE_POSE, REFERENCE_FOCAL * r, r, device=ctx.device)
             ref_render = ctx.scene.render(cam, train=False)
             m = self.ref_mask * ref_render.mask
             ref_loss = ((ref_render.image - self.ref) ** 2 * m).sum() / (3 * m.sum()).clamp_min(1.0)
@@ -210,6 +203,31 @@ class GuidanceObjective(_OrbitCameras):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if "guidance" in state and hasattr(self.guidance, "load_state_dict"):
             self.guidance.load_state_dict(state["guidance"])
+
+
+REFERENCE_POSE = (2.5, 60.0, 0.0)
+"""The original's reference camera pose_0: radius, polar angle and azimuth in degrees (its nerf/provider.py)."""
+REFERENCE_FOCAL = 1.025
+"""Its focal length, times the render height."""
+
+
+def load_reference(path: str, resolution: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference image as the reference-view loss compares it with our render at :data:`REFERENCE_POSE`:
+    (rgb float32 [3, R, R], mask float32 [1, R, R]), bicubically resized to ``resolution``; the mask is the
+    alpha channel (> 0.5), all ones for an image without one. A directory means its first .png/.jpg by name.
+
+    The image is mirrored left-right. The original's cameras are mirrored (det R = -1, render/camera.py), ours
+    are not: at pose_0 its render is the mirror image of ours, and its reference-view loss matched the reference
+    to that mirror image. Mirroring the reference gives our render the same target, so a reference shows the
+    spear where the original put it (tests/pipeline/test_reference_view.py checks it on the seed's panda)."""
+    from PIL import Image, ImageOps
+
+    if os.path.isdir(path):
+        path = str(sorted(p for p in Path(path).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[0])
+    with Image.open(path, formats=C.IMAGE_FORMATS) as im:  # plain raster decoders only (EPS runs Ghostscript)
+        rgba = ImageOps.mirror(im.convert("RGBA")).resize((resolution, resolution), Image.Resampling.BICUBIC)
+    a = torch.from_numpy(np.asarray(rgba, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return a[:3].contiguous().to(device), (a[3:] > 0.5).float().to(device)
 
 
 class MSEObjective:

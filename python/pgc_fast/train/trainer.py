@@ -51,16 +51,20 @@ from pgc_fast.train.checkpoint import (
 )
 from pgc_fast.train.geometry import Scene
 from pgc_fast.train.metrics import (
+    PARAMS_FINITE,
     STATS_EVERY,
     Progress,
     Timer,
     clip_summary,
     json_default,
     materialise_stats,
+    params_finite,
     peak_memory_mib,
+    raise_if_non_finite,
     steady_s_per_it,
 )
 from pgc_fast.train.objectives import GuidanceObjective, Objective, RunContext
+from pgc_fast.train.preflight import preflight
 from pgc_fast.train.runtime import (
     resolve_device,
     resolve_precision,
@@ -128,6 +132,7 @@ def run(
         this; rank 0 writes the files, the other ranks return the trained texture with ``files`` empty.
     """
     C.validate(cfg, check_files=validate_files)
+    preflight(cfg)  # device, GPU ids and a mesh that loads: refused before the workspace is created
     if objective is None:
         if cfg.optim.objective != "guidance":
             raise ValueError("run(): optim.objective=mse needs objective=MSEObjective(targets, cameras)")
@@ -206,7 +211,7 @@ def _init_texture(s: _Session) -> None:
     cfg, ctx = s.ctx.cfg, s.ctx
     if cfg.texture.init_from_vertex_colors and ctx.scene.mesh_has_vertex_colors:
         with s.timer.phase("init_texture"):
-            ctx.scene.fit_vertex_colors(cfg.texture.init_iters, seed=cfg.optim.seed)
+            ctx.scene.fit_vertex_colors(cfg.texture.init_iters, seed=cfg.optim.seed, show_progress=not s.quiet)
     D.broadcast_module(ctx.scene.texture, ctx.dist)  # GPU pre-fits may differ in the last bit between ranks
     # Re-seed after the (optional) pre-fit so the training draws do not depend on it; one stream per rank
     # (the original's seed + global_rank).
@@ -261,8 +266,14 @@ def fit(s: _Session, end_step: int) -> None:
 
 
 def _flush_stats(s: _Session, pending: list[tuple[int, dict[str, Any]]], progress: Progress) -> None:
-    """Read the pending step statistics back (one transfer) into the history and the progress bar."""
-    for done_k, st in materialise_stats(pending):
+    """Read the pending step statistics back (one transfer) into the history and the progress bar; stop the run on
+    a non-finite loss or parameter (the parameters' finiteness flag rides in the same transfer: no extra sync)."""
+    if pending and s.optimizer is not None:
+        params = (p for g in s.optimizer.param_groups for p in g["params"])
+        pending[-1][1][PARAMS_FINITE] = params_finite(params)
+    entries = materialise_stats(pending)
+    raise_if_non_finite(entries, grad_scaler=s.ctx.scaler.is_enabled(), checkpoints=s.ctx.workspace / "checkpoints")
+    for done_k, st in entries:
         s.history["step"].append(done_k)
         s.history["loss"].append(st.get("loss", float("nan")))
         s.history["clip_frac"].append(st.get("clip_frac", float("nan")))

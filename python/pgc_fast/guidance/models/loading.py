@@ -16,27 +16,17 @@ from typing import Any
 
 import torch
 
-from pgc_fast.config.schema import BUILTIN_MODELS, CONTROL_TYPES, DEFAULT_MODELS, Precision
+from pgc_fast.config.schema import (
+    BUILTIN_MODELS,
+    CONTROL_TYPES,
+    DEFAULT_CONTROLNETS,
+    MODEL_ALIASES,
+    Precision,
+)
 from pgc_fast.guidance.models.builtin import ModelBundle, build_builtin, multi_controlnet
 
-MODEL_ALIASES: dict[str, str] = {
-    "sdxl": DEFAULT_MODELS["sdxl"],
-    "sdxl-1.0": DEFAULT_MODELS["sdxl"],
-    "sdxl-0.9": "stabilityai/stable-diffusion-xl-base-0.9",
-    "sdxl-turbo": "stabilityai/sdxl-turbo",
-    "sd15": DEFAULT_MODELS["sd-controlnet"],
-    "sd21": "stabilityai/stable-diffusion-2-1",
-    "sd21-base": DEFAULT_MODELS["sd"],
-}
 SDXL_VAE_FP16_FIX = "madebyollin/sdxl-vae-fp16-fix"
-# Default ControlNet repos per (family, kind); the SD 1.5 depth/normal ones are the original's choices.
-CONTROLNETS: dict[tuple[str, str], str] = {
-    ("sdxl", "depth"): "diffusers/controlnet-depth-sdxl-1.0",
-    ("sd", "depth"): "fusing/stable-diffusion-v1-5-controlnet-depth",
-    ("sd", "normal"): "fusing/stable-diffusion-v1-5-controlnet-normal",
-    ("sd", "shuffle"): "lllyasviel/control_v11e_sd15_shuffle",
-    ("sd", "tile"): "lllyasviel/control_v11f1e_sd15_tile",
-}
+CONTROLNETS = DEFAULT_CONTROLNETS  # the one table lives in config.schema (validation reads it too)
 
 
 class GuidanceLoadError(RuntimeError):
@@ -64,6 +54,64 @@ def hub_cache_dir(cache_dir: str | None) -> str:
 
 def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+"""How long to wait for a TCP connection to the hub (or its proxy) before calling it unreachable."""
+
+
+_PROBES: dict[tuple[str, int], tuple[float, str | None]] = {}
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None when a TCP connection to it (or to the
+    https proxy the environment names) opens within ``timeout`` seconds. The answer is kept for 30 s, so a run
+    that needs several repos (model, VAE, ControlNets) probes once.
+
+    huggingface_hub retries a failed request with back-off (an unknown or offline model spent 70-90 s before the
+    error); one bounded probe first lets an offline machine fail in seconds."""
+    import time
+    import urllib.request
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    proxy = urllib.request.getproxies().get("https")
+    url = urlparse(proxy or constants.ENDPOINT)
+    key = (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
+    cached = _PROBES.get(key)
+    if cached is None or time.monotonic() - cached[0] > 30.0:
+        why = _probe(*key, timeout)
+        cached = _PROBES[key] = (
+            time.monotonic(),
+            None if why is None else why + (" (the https proxy)" if proxy else ""),
+        )
+    return cached[1]
+
+
+def _probe(host: str, port: int, timeout: float) -> str | None:
+    """Open and close one TCP connection, in a daemon thread so that a name lookup that hangs (getaddrinfo has no
+    timeout of its own) cannot hold the caller past ``timeout``."""
+    import socket
+    import threading
+
+    result: dict[str, str] = {}
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result["ok"] = "yes"
+        except OSError as e:
+            result["error"] = f"{type(e).__name__}: {e}"
+
+    t = threading.Thread(target=probe, daemon=True, name="pgc-fast-hub-probe")
+    t.start()
+    t.join(timeout)
+    if "ok" in result:
+        return None
+    return f"cannot connect to {host}:{port} within {timeout:g} s" + (
+        f": {result['error']}" if "error" in result else ""
+    )
 
 
 def parse_control(spec: str, family: str) -> tuple[str, str]:
@@ -135,10 +183,14 @@ def _resolve(
             return path
     except Exception:  # noqa: BLE001 - any failure here just means "not cached"
         path = None
+    incomplete = f"; incomplete snapshot, missing {', '.join(_check_complete(path, subfolders))}" if path else ""
     if is_offline():
+        problems.append(f"{repo}: not in the cache (HF_HUB_OFFLINE=1){incomplete}")
+        return None
+    unreachable = hub_unreachable()
+    if unreachable:
         problems.append(
-            f"{repo}: not in the cache (HF_HUB_OFFLINE=1)"
-            + (f"; incomplete snapshot, missing {', '.join(_check_complete(path, subfolders))}" if path else "")
+            f"{repo}: not in the cache, and the Hugging Face hub is unreachable ({unreachable}){incomplete}"
         )
         return None
     try:
@@ -223,6 +275,7 @@ def load_models(
         if bad:
             raise GuidanceLoadError(f"ControlNet kind must be one of {CONTROL_TYPES}, got {bad}")
         return build_builtin(model, control_types=kinds, device=device, dtype=dtype, seed=seed)
+    _check_name(model)
     half = dtype in (torch.float16, torch.bfloat16)
     weights = locate_weights(
         MODEL_ALIASES.get(model, model),
@@ -233,6 +286,21 @@ def load_models(
         half=half,
     )
     return _load_modules(model, weights, device=device, dtype=dtype)
+
+
+def _check_name(model: str) -> None:
+    """A name that is no alias, no local directory and no hub id ('org/name') is a typo, not a download."""
+    if model in MODEL_ALIASES or "/" in model or Path(model).expanduser().is_dir():
+        return
+    import difflib
+
+    known = [*BUILTIN_MODELS, *MODEL_ALIASES]
+    close = difflib.get_close_matches(model, known, n=1, cutoff=0.75)
+    raise GuidanceLoadError(
+        f"model {model!r} is not a built-in model ({', '.join(BUILTIN_MODELS)}), an alias "
+        f"({', '.join(MODEL_ALIASES)}), a local directory or a hub id 'org/name'"
+        + (f"; did you mean {close[0]!r}?" if close else "")
+    )
 
 
 @dataclass
