@@ -415,6 +415,12 @@ def _save_train_state(out: Path, step: int, unet, te, opt, gen: torch.Generator)
         os.replace(out / f"{name}.tmp", out / name)
 
 
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
+    for g in opt.param_groups:
+        g["lr"] = lr
+    return lr
+
+
 def train_unet(
     unet, te, tok, lat: dict, args, meta: dict, out: Path, resume: Path | None, deadline: float = math.inf
 ) -> None:
@@ -447,9 +453,7 @@ def train_unet(
     last = min(args.unet_steps, args.stop_after or args.unet_steps)
     n, B = mu.shape[0], args.unet_batch
     for step in range(first, last + 1):
-        lr = _lr(args.unet_lr, step, args.unet_steps, 200)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = _set_lr(opt, _lr(args.unet_lr, step, args.unet_steps, 200))
         ii = torch.randint(0, n, (B,), generator=gen, device=dev)
         z0 = (mu[ii] + sd[ii] * torch.randn(mu[ii].shape, generator=gen, device=dev)) * scale
         noise = torch.randn(z0.shape, generator=gen, device=dev)

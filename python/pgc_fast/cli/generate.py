@@ -406,8 +406,10 @@ def _generate(args: argparse.Namespace, argv: list[str] | None) -> int:
         check_mesh(cfg)
         for n in machine_notes(cfg):  # the configuration may be meant for another machine: say, do not refuse
             print(f"note: on this machine the run would be refused: {n}", file=sys.stderr)
-        n = max(1, cfg.n_gpus)
-        per = f"{n * cfg.views_per_step} views/step" + (f" ({n} processes × {cfg.views_per_step})" if n > 1 else "")
+        procs = max(1, cfg.n_gpus)
+        per = f"{procs * cfg.views_per_step} views/step" + (
+            f" ({procs} processes × {cfg.views_per_step})" if procs > 1 else ""
+        )
         print(f"# ok: valid configuration; workspace {cfg.workspace_path}; {per}", file=sys.stderr)
         return 0
     preflight(cfg)
