@@ -22,6 +22,8 @@ __all__ = [
     "marching_tets",
     "uv_unwrap",
     "uv_metrics",
+    "signed_distance",
+    "winding_number",
 ]
 
 def version() -> str:
@@ -104,3 +106,24 @@ def uv_metrics(
     resolution: int,
 ) -> dict[str, int | float]:
     """UV layout metrics (see pgc_fast.mesh.uv.uv_metrics)."""
+
+# --- rust_mesh::sdf (rust_mesh/py/src/sdf.rs); validated wrappers live in pgc_fast.mesh.sdf ---
+
+def signed_distance(
+    vertices: npt.NDArray[np.float64],
+    faces: _I64,
+    points: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    beta: float,
+    signed: bool,
+    closest: bool,
+) -> tuple[npt.NDArray[Any], _I64, npt.NDArray[Any] | None]:
+    """→ (distance [N] (negative inside), closest face int64 [N], closest point [N,3] or None), floats in the
+    points' dtype."""
+
+def winding_number(
+    vertices: npt.NDArray[np.float64],
+    faces: _I64,
+    points: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    beta: float,
+) -> npt.NDArray[Any]:
+    """→ generalised winding number [N] in the points' dtype."""

@@ -5,6 +5,7 @@ pub mod io;
 pub mod mesh;
 pub mod ops;
 pub mod raster;
+pub mod sdf;
 pub mod tet;
 pub mod uv;
 

@@ -1,5 +1,7 @@
 """Triangle meshes on the CPU: the data model (mesh.model), file I/O (mesh.io), clean-up operations (mesh.ops),
-CPU rasterisers (mesh.raster), UV unwrapping (mesh.uv) and tetrahedral grids / marching tets (mesh.tets).
+CPU rasterisers (mesh.raster), UV unwrapping (mesh.uv), tetrahedral grids / marching tets (mesh.tets) and signed
+distance / winding numbers
+(mesh.sdf).
 
 Everything heavy runs in the Rust core (``pgc_fast._rust_mesh``, rust_mesh/src/) with the GIL released; these
 modules validate arguments, convert dtypes and document the conventions:
@@ -43,6 +45,7 @@ from pgc_fast.mesh.raster import (
     rasterize_reference,
     rasterize_uv,
 )
+from pgc_fast.mesh.sdf import signed_distance, winding_number
 from pgc_fast.mesh.uv import unwrap, uv_metrics
 
 __all__ = [
@@ -67,4 +70,6 @@ __all__ = [
     "normalize",
     "unwrap",
     "uv_metrics",
+    "signed_distance",
+    "winding_number",
 ]

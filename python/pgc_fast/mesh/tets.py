@@ -9,6 +9,13 @@
 
 Convention (Kaolin's): occupancy is ``sdf > 0``; with positively oriented tets, an SDF that is negative
 inside gives outward-facing (counter-clockwise) triangles.
+
+* :func:`signed_distance` (Rust, CPU, parallel) gives the distance from points to a triangle mesh, negative
+  inside, with the sign from the generalised winding number (Jacobson et al. 2013,
+  https://doi.org/10.1145/2461912.2461916), evaluated hierarchically (Barill et al. 2018,
+  https://www.dgp.toronto.edu/projects/fast-winding-numbers/), so meshes with holes still get a sensible
+  inside; :func:`winding_number` exposes w itself. :func:`signed_distance_reference` and
+  :func:`winding_number_reference` are brute-force numpy twins (every triangle, exact solid angles).
 """
 
 from __future__ import annotations
@@ -244,3 +251,6 @@ def marching_tets_reference(vertices: np.ndarray, sdf: np.ndarray, tets: np.ndar
         tid = np.arange(tets.shape[0])[valid]
         return verts, faces, np.concatenate((tid[nt == 1], np.repeat(tid[nt == 2], 2)))
     return verts, faces
+
+
+# ------------------------------------------------------------------------------------------ signed distance
