@@ -47,7 +47,10 @@ struct Aabb {
 }
 
 impl Aabb {
-    const EMPTY: Aabb = Aabb { lo: [f64::INFINITY; 3], hi: [f64::NEG_INFINITY; 3] };
+    const EMPTY: Aabb = Aabb {
+        lo: [f64::INFINITY; 3],
+        hi: [f64::NEG_INFINITY; 3],
+    };
     // Plain comparisons compile to one min/max instruction (f64::min adds NaN handling; all finite here).
     #[inline(always)]
     fn grow(&mut self, p: V3) {
@@ -59,8 +62,16 @@ impl Aabb {
     #[inline(always)]
     fn merge(&mut self, o: &Aabb) {
         for k in 0..3 {
-            self.lo[k] = if o.lo[k] < self.lo[k] { o.lo[k] } else { self.lo[k] };
-            self.hi[k] = if o.hi[k] > self.hi[k] { o.hi[k] } else { self.hi[k] };
+            self.lo[k] = if o.lo[k] < self.lo[k] {
+                o.lo[k]
+            } else {
+                self.lo[k]
+            };
+            self.hi[k] = if o.hi[k] > self.hi[k] {
+                o.hi[k]
+            } else {
+                self.hi[k]
+            };
         }
     }
     fn half_area(&self) -> f64 {
@@ -139,8 +150,18 @@ impl Bvh {
         let nodes4 = pack4(&tmp_nodes.0);
         let spheres = tris.iter().map(sphere).collect();
         let bb = tmp_nodes.0[0].bb;
-        let scale = (0..3).map(|k| bb.lo[k].abs().max(bb.hi[k].abs())).fold(0.0, f64::max);
-        Bvh { nodes, nodes4, scale, tris, order, span, spheres }
+        let scale = (0..3)
+            .map(|k| bb.lo[k].abs().max(bb.hi[k].abs()))
+            .fold(0.0, f64::max);
+        Bvh {
+            nodes,
+            nodes4,
+            scale,
+            tris,
+            order,
+            span,
+            spheres,
+        }
     }
 
     /// Nearest triangle to `q`: updates `(best_d2, best_slot, best_point)` when something closer than
@@ -234,10 +255,18 @@ fn lane_dist2(n: &Node4, q: [f32; 3], slack: f32) -> [f64; 4] {
 fn sphere(t: &Tri) -> [f32; 4] {
     let c = [0, 1, 2].map(|k| ((t.p[0][k] + t.p[1][k] + t.p[2][k]) / 3.0) as f32);
     let cf = c.map(|x| x as f64);
-    let r = t.p.iter().map(|&p| norm2(sub(p, cf)).sqrt()).fold(0.0, f64::max);
+    let r =
+        t.p.iter()
+            .map(|&p| norm2(sub(p, cf)).sqrt())
+            .fold(0.0, f64::max);
     // Round up twice: the f32 conversion and the f64 sqrt may each lose an ulp.
     let r32 = (r * (1.0 + 1e-12)) as f32;
-    [c[0], c[1], c[2], if (r32 as f64) < r { r32.next_up() } else { r32 }.next_up()]
+    [
+        c[0],
+        c[1],
+        c[2],
+        if (r32 as f64) < r { r32.next_up() } else { r32 }.next_up(),
+    ]
 }
 
 fn tri_box(t: &Tri) -> Aabb {
@@ -249,9 +278,17 @@ fn tri_box(t: &Tri) -> Aabb {
 /// Binary SAH tree (node 0 = root) and the triangle order. Children come after their parent.
 fn build_tmp(tris: &[Tri]) -> (Vec<Tmp>, Vec<u32>) {
     let boxes: Vec<Aabb> = tris.iter().map(tri_box).collect();
-    let cent: Vec<V3> = boxes.iter().map(|b| [0, 1, 2].map(|k| 0.5 * (b.lo[k] + b.hi[k]))).collect();
+    let cent: Vec<V3> = boxes
+        .iter()
+        .map(|b| [0, 1, 2].map(|k| 0.5 * (b.lo[k] + b.hi[k])))
+        .collect();
     let mut order: Vec<u32> = (0..tris.len() as u32).collect();
-    let mut nodes = vec![Tmp { bb: Aabb::EMPTY, s: 0, e: tris.len(), kids: None }];
+    let mut nodes = vec![Tmp {
+        bb: Aabb::EMPTY,
+        s: 0,
+        e: tris.len(),
+        kids: None,
+    }];
     // An explicit stack: a degenerate input can make the tree deep.
     let mut stack = vec![0usize];
     while let Some(ni) = stack.pop() {
@@ -262,8 +299,18 @@ fn build_tmp(tris: &[Tri]) -> (Vec<Tmp>, Vec<u32>) {
         nodes[ni].bb = bb;
         if let Some(mid) = split(ids, &boxes, &cent, bb.half_area()) {
             let l = nodes.len();
-            nodes.push(Tmp { bb: Aabb::EMPTY, s, e: s + mid, kids: None });
-            nodes.push(Tmp { bb: Aabb::EMPTY, s: s + mid, e, kids: None });
+            nodes.push(Tmp {
+                bb: Aabb::EMPTY,
+                s,
+                e: s + mid,
+                kids: None,
+            });
+            nodes.push(Tmp {
+                bb: Aabb::EMPTY,
+                s: s + mid,
+                e,
+                kids: None,
+            });
             nodes[ni].kids = Some((l, l + 1));
             stack.push(l + 1);
             stack.push(l);
@@ -274,7 +321,12 @@ fn build_tmp(tris: &[Tri]) -> (Vec<Tmp>, Vec<u32>) {
 
 /// Packs the binary tree into cache-line nodes (depth-first order) under a virtual parent.
 fn pack(tmp: &[Tmp]) -> (Vec<Node>, Vec<(u32, u32)>) {
-    let empty = Node { lo: [[f32::INFINITY; 3]; 2], hi: [[f32::NEG_INFINITY; 3]; 2], child: [LEAF; 2], count: [0; 2] };
+    let empty = Node {
+        lo: [[f32::INFINITY; 3]; 2],
+        hi: [[f32::NEG_INFINITY; 3]; 2],
+        child: [LEAF; 2],
+        count: [0; 2],
+    };
     let mut nodes = vec![empty];
     let mut span = vec![(tmp[0].s as u32, tmp[0].e as u32)];
     // (packed node, child slot, tmp node) to fill.
@@ -304,7 +356,12 @@ fn pack(tmp: &[Tmp]) -> (Vec<Node>, Vec<(u32, u32)>) {
 /// Collapses the binary tree into 4-wide nodes (depth-first order): each node takes its binary node's two
 /// children and keeps opening the internal child with the largest surface area until it has four.
 fn pack4(tmp: &[Tmp]) -> Vec<Node4> {
-    let empty = Node4 { lo: [[f32::INFINITY; 4]; 3], hi: [[f32::NEG_INFINITY; 4]; 3], child: [LEAF; 4], count: [0; 4] };
+    let empty = Node4 {
+        lo: [[f32::INFINITY; 4]; 3],
+        hi: [[f32::NEG_INFINITY; 4]; 3],
+        child: [LEAF; 4],
+        count: [0; 4],
+    };
     let mut nodes = vec![empty];
     let mut stack = vec![(0usize, 0usize)]; // (Node4 to fill, binary node whose subtree it covers)
     while let Some((pi, ti)) = stack.pop() {
@@ -317,7 +374,12 @@ fn pack4(tmp: &[Tmp]) -> Vec<Node4> {
                 .iter()
                 .enumerate()
                 .filter(|(_, &k)| tmp[k].kids.is_some())
-                .max_by(|a, b| tmp[*a.1].bb.half_area().total_cmp(&tmp[*b.1].bb.half_area()));
+                .max_by(|a, b| {
+                    tmp[*a.1]
+                        .bb
+                        .half_area()
+                        .total_cmp(&tmp[*b.1].bb.half_area())
+                });
             let Some((i, &k)) = open else { break };
             let (l, r) = tmp[k].kids.unwrap_or((k, k));
             kids[i] = l;
@@ -383,12 +445,20 @@ fn split(ids: &mut [u32], boxes: &[Aabb], cent: &[V3], parent_area: f64) -> Opti
     } else {
         2
     };
-    ids.select_nth_unstable_by(n / 2, |&x, &y| cent[x as usize][axis].total_cmp(&cent[y as usize][axis]));
+    ids.select_nth_unstable_by(n / 2, |&x, &y| {
+        cent[x as usize][axis].total_cmp(&cent[y as usize][axis])
+    });
     Some(n / 2)
 }
 
 /// Best binned-SAH plane on one axis: (cost, plane), or `None` if the centroids do not spread on it.
-fn sah_axis(ids: &[u32], boxes: &[Aabb], cent: &[V3], cb: &Aabb, axis: usize) -> Option<(f64, f64)> {
+fn sah_axis(
+    ids: &[u32],
+    boxes: &[Aabb],
+    cent: &[V3],
+    cb: &Aabb,
+    axis: usize,
+) -> Option<(f64, f64)> {
     let (lo, hi) = (cb.lo[axis], cb.hi[axis]);
     if hi <= lo {
         return None;
