@@ -1,6 +1,6 @@
 """The field texture's vertex-colour pre-fit: the original's schedule (fixed 2^16 surface points, every configured
-step) against pgc-fast's CPU schedule (render/textures/field.py fit_schedule: 2^12 fresh points per step, half the
-steps, lr 3e-2), timed in the same process, with the quality of each (surface PSNR against the vertex colours,
+step) against pgc-fast's CPU schedule (render/textures/field.py fit_schedule: 2^12 fresh points per step, 30 % of
+the steps, lr 3e-2), timed in the same process, with the quality of each (surface PSNR against the vertex colours,
 vertex_color_psnr) and the ratio.
 
     python benches/cpu_field_fit.py                  # demo vase, the demo's 100 steps; the original's timed on 3 steps
