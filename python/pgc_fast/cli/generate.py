@@ -395,8 +395,8 @@ def _classify(e: Exception) -> tuple[int, str]:
 
 def _generate(args: argparse.Namespace, argv: list[str] | None) -> int:
     cfg, notes = resolve_generate(args)
-    for n in notes:
-        print(f"note: {n}", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.dry_run:
         print(config_yaml(cfg), end="")
     C.validate(cfg)
@@ -404,8 +404,8 @@ def _generate(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     if args.dry_run:
         check_mesh(cfg)
-        for n in machine_notes(cfg):  # the configuration may be meant for another machine: say, do not refuse
-            print(f"note: on this machine the run would be refused: {n}", file=sys.stderr)
+        for why in machine_notes(cfg):  # the configuration may be meant for another machine: say, do not refuse
+            print(f"note: on this machine the run would be refused: {why}", file=sys.stderr)
         procs = max(1, cfg.n_gpus)
         per = f"{procs * cfg.views_per_step} views/step" + (
             f" ({procs} processes × {cfg.views_per_step})" if procs > 1 else ""
