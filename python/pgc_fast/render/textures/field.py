@@ -139,13 +139,12 @@ def fit_schedule(device: torch.device | str, iters: int) -> FitPlan:
     """The vertex-colour pre-fit's plan for ``iters`` configured steps (``texture.init_iters``) on ``device``.
 
     CUDA keeps the original's schedule: ``iters`` Adam steps (lr 1e-2) over one batch of 2^16 surface points
-    (500 steps by default; about a second on an H100). On the CPU a step over 2^16 points (2^17 queries of the
-    hash grid's torch twin: 16 levels x 8 corners of gathers and scatter-adds) takes 5-40 s on the shared 2-core
-    test machine; over 2^12 points it costs 5-8x less. Fresh points every step also fit better: the one fixed
-    batch lets the fine levels memorise its points (on the demo vase the fit's loss falls to 0.001 while the
-    surface PSNR at other points stays at 22-23 dB), fresh batches reach 23.5 dB in 25 steps and 26 dB in 50
-    (lr 3e-2). So the CPU runs 30 % of the steps: at least the original's quality at 15-25x less work
-    (benches/cpu_field_fit.py measures both)."""
+    (500 steps by default; about a second on an H100), so GPU runs start where the original's did. On the CPU a
+    step over 2^16 points (2^17 queries of the hash grid's torch twin: 16 levels x 8 corners of gathers and
+    scatter-adds) takes seconds; over 2^12 points ~8x less. Fresh points every step also fit better: the fine
+    levels memorise a fixed batch (on the demo vase the original's schedule ends at 22.2 dB surface PSNR after
+    100 steps, its loss near 0), fresh batches at lr 3e-2 reach 23.5 dB in 25 steps and 26 dB in 50. So the CPU
+    runs 30 % of the steps: better quality at ~26x less time (benches/RESULTS.md, benches/cpu_field_fit.py)."""
     if torch.device(device).type == "cuda" or iters == 0:
         return FitPlan(iters, GPU_FIT_POINTS, False, 1e-2)
     return FitPlan(max(1, math.ceil(iters * CPU_STEP_FRACTION)), CPU_FIT_POINTS, True, CPU_FIT_LR)
