@@ -90,6 +90,15 @@ def test_mesh_extension_and_malformed_mesh_refused_in_one_line_without_workspace
     assert isinstance(e.value.__cause__, ValueError)
 
 
+def test_missing_model_weights_leave_no_workspace(fresh_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(fresh_dir / "cache"))
+    argv = ["generate", "-O2", *PROMPT, "--mesh_path", "my.glb", "--model", "no-org/no-model", "--device", "cpu"]
+    code, _, err = _main([*argv, "--res_fine", "32", "--iters", "1"], capsys)
+    assert code == 2 and "diffusion model weights are missing" in err and "Traceback" not in err, err
+    assert not (fresh_dir / "exp").exists()  # the run had created exp/workspace; nothing was written into it
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_and_gpu_count_refused_without_cuda(fresh_dir, capsys):
     base = ["generate", "-O2", *PROMPT, "--mesh_path", "my.glb", "--model", "tiny-sd"]

@@ -431,15 +431,22 @@ def _launch_or_run(cfg: C.RunConfig, argv: list[str] | None) -> int:
             file=sys.stderr,
         )
         return D.relaunch(argv, cfg.runtime.gpus, cuda=cfg.runtime.device != "cpu")
-    ws = Path(cfg.workspace_path)
-    existed = ws.exists()
+    created = Path(cfg.workspace_path).absolute()  # the outermost folder this run will create, if any
+    while not created.parent.exists():
+        created = created.parent
+    existed = created.exists()
     try:
         result = run(cfg)
     except Exception:
-        if not existed and D.env_info().is_main and ws.is_dir() and not any(p.is_file() for p in ws.rglob("*")):
+        if (
+            not existed
+            and D.env_info().is_main
+            and created.is_dir()
+            and not any(p.is_file() for p in created.rglob("*"))
+        ):
             import shutil
 
-            shutil.rmtree(ws, ignore_errors=True)  # created by this run, nothing written: leave nothing behind
+            shutil.rmtree(created, ignore_errors=True)  # created by this run, nothing written: leave nothing behind
         raise
     if D.env_info().is_main:
         print(f"done: {result.workspace}")
