@@ -83,9 +83,9 @@ def test_fresh_points_every_step_and_progress(monkeypatch):
     before = vertex_color_psnr(tex, mesh, generator=torch.Generator().manual_seed(1))
     monkeypatch.setattr(field, "sample_surface", spy)
     tex.init_from_vertex_colors(
-        mesh, None, steps=40, generator=torch.Generator().manual_seed(0), progress=lambda *a: seen.append(a)
+        mesh, None, steps=80, generator=torch.Generator().manual_seed(0), progress=lambda *a: seen.append(a)
     )
-    steps = fit_schedule("cpu", 40).steps
+    steps = fit_schedule("cpu", 80).steps
     assert calls[:steps] == [CPU_FIT_POINTS] * steps  # one fresh batch per step (then the PSNR's)
     assert [s for s, _, _ in seen] == list(range(1, steps + 1)) and all(t == steps for _, t, _ in seen)
     assert all(torch.is_tensor(v) and v.dim() == 0 for _, _, v in seen)
