@@ -181,12 +181,12 @@ impl MeshSdf {
         });
         let face = &self.bvh.order;
         let mut out = SdfResult {
-            distance: hits.iter().map(|h| O::from_f64(h.d)).collect(),
-            face: hits.iter().map(|h| face[h.slot as usize] as i64).collect(),
+            distance: hits.par_iter().map(|h| O::from_f64(h.d)).collect(),
+            face: hits.par_iter().map(|h| face[h.slot as usize] as i64).collect(),
             closest: Vec::new(),
         };
         if opts.closest {
-            out.closest = hits.iter().flat_map(|h| h.p).map(O::from_f64).collect();
+            out.closest = hits.par_iter().flat_map_iter(|h| h.p.map(O::from_f64)).collect();
         }
         Ok(out)
     }
@@ -320,13 +320,13 @@ fn for_each_point<R: Real, T: Copy + Default + Send + Sync>(
     let n = points.len() / 3;
     let at = |i: u32| [0, 1, 2].map(|k| points[3 * i as usize + k].to_f64());
     let order = morton_order(points);
-    let sorted: Vec<T> = order
-        .par_chunks(CHUNK)
-        .flat_map_iter(|ch| {
-            let mut st = Scratch::default();
-            ch.iter().map(|&i| f(at(i), &mut st)).collect::<Vec<T>>()
-        })
-        .collect();
+    let mut sorted = vec![T::default(); n];
+    sorted.par_chunks_mut(CHUNK).zip(order.par_chunks(CHUNK)).for_each(|(out, ch)| {
+        let mut st = Scratch::default();
+        for (o, &i) in out.iter_mut().zip(ch) {
+            *o = f(at(i), &mut st);
+        }
+    });
     let mut out = vec![T::default(); n];
     for (&i, r) in order.iter().zip(sorted) {
         out[i as usize] = r;
