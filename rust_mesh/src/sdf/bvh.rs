@@ -151,9 +151,9 @@ impl Bvh {
         if self.tris.is_empty() {
             return;
         }
-        // f32 box distances: every operand is within `scale`/|q| of the origin, so rounding (the query's
+        // f32 box gaps: every operand is within `scale`/|q| of the origin, so rounding (the query's
         // conversion and each subtraction) moves a per-axis gap by less than 2⁻²² of that; subtracting
-        // this slack and shrinking the sum keeps every value a lower bound of the f64 distance.
+        // this slack keeps every gap, hence the f64 sum of squares, a lower bound of the true distance.
         let s = self.scale.max(q[0].abs()).max(q[1].abs()).max(q[2].abs());
         let slack = (s * (1.0 / (1u64 << 22) as f64)) as f32;
         let qf = q.map(|x| x as f32);
@@ -215,17 +215,17 @@ fn sort4(d: &[f64; 4]) -> [usize; 4] {
 /// Lower bounds of the squared distances from `q` to the four lane boxes (∞ for empty lanes).
 #[inline(always)]
 fn lane_dist2(n: &Node4, q: [f32; 3], slack: f32) -> [f64; 4] {
-    let mut d2 = [0f32; 4];
+    let mut d2 = [0f64; 4];
     for a in 0..3 {
         for l in 0..4 {
             let (below, above) = (n.lo[a][l] - q[a], q[a] - n.hi[a][l]);
             let e = if below > above { below } else { above } - slack;
-            let e = if e > 0.0 { e } else { 0.0 };
+            let e = if e > 0.0 { e } else { 0.0 } as f64;
+            // Squares in f64: in f32 they would overflow beyond ~1e19 (and prune wrongly).
             d2[l] += e * e;
         }
     }
-    // f32 rounding of the squares and sums: relative 2⁻²² is far more than enough.
-    d2.map(|x| x as f64 * (1.0 - 1.0 / (1u64 << 20) as f64))
+    d2
 }
 
 fn sphere(t: &Tri) -> [f32; 4] {
@@ -234,6 +234,9 @@ fn sphere(t: &Tri) -> [f32; 4] {
     let r = t.p.iter().map(|&p| norm2(sub(p, cf)).sqrt()).fold(0.0, f64::max);
     // Round up twice: the f32 conversion and the f64 sqrt may each lose an ulp.
     let r32 = (r * (1.0 + 1e-12)) as f32;
+    if !(c.iter().all(|x| x.is_finite()) && r32.is_finite()) {
+        return [0.0, 0.0, 0.0, f32::INFINITY]; // beyond f32 range: never reject
+    }
     [c[0], c[1], c[2], if (r32 as f64) < r { r32.next_up() } else { r32 }.next_up()]
 }
 

@@ -141,6 +141,10 @@ impl MeshSdf {
         if f.is_empty() {
             return Err(MeshError::Invalid(format!("{op}(): faces must hold at least one triangle, got 0")));
         }
+        // BVH child codes keep one bit for the leaf flag.
+        if f.len() >= bvh::LEAF as usize {
+            return Err(MeshError::Invalid(format!("{op}(): at most 2^31-1 faces are supported, got {}", f.len())));
+        }
         let v: Vec<V3> = vertices.chunks_exact(3).map(|c| [c[0].to_f64(), c[1].to_f64(), c[2].to_f64()]).collect();
         let bvh = Bvh::new(f.par_iter().map(|t| Tri::new(t.map(|i| v[i as usize]))).collect());
         let fwn = Fwn::new(&bvh);

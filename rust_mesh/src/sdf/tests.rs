@@ -336,3 +336,23 @@ fn far_field_expansion_converges_at_third_order() {
     let (e2, e4, e8) = (err(2.0), err(4.0), err(8.0));
     assert!(e2 / e4 > 24.0 && e4 / e8 > 24.0, "errors {e2:.3e} {e4:.3e} {e8:.3e}");
 }
+
+#[test]
+fn extreme_coordinates_stay_exact() {
+    // Beyond f32 range the f32 boxes and spheres only stop pruning; tiny coordinates keep their precision.
+    for s in [1e-30, 1e-3, 1e3, 1e36] {
+        let (mut v, f) = uv_sphere(6, 12);
+        v.iter_mut().for_each(|x| *x *= s);
+        let q: Vec<f64> = points(21, 50, 1.5 * s);
+        let r: SdfResult<f64> = signed_distance("t", &v, &f, &q, &SdfOptions::default()).unwrap();
+        for i in 0..50 {
+            let p = [q[3 * i], q[3 * i + 1], q[3 * i + 2]];
+            let want = twin_dist(&v, &f, p);
+            assert!((r.distance[i].abs() - want).abs() <= 1e-12 * s, "scale {s}: {} vs {want}", r.distance[i]);
+            let w = twin_winding(&v, &f, p);
+            if (w - 0.5).abs() > 0.06 {
+                assert_eq!(r.distance[i] < 0.0, w > 0.5);
+            }
+        }
+    }
+}
