@@ -1,4 +1,5 @@
 """Helpers shared by the GPU exploration scripts in benches/ (not a benchmark itself)."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,10 @@ def commit() -> str:
     if os.environ.get("PGC_COMMIT"):
         return os.environ["PGC_COMMIT"]
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL).strip()
-    except Exception:
+        return subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], text=True, stderr=subprocess.DEVNULL
+        ).strip()
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout
         return "unknown"
 
 

@@ -1,10 +1,12 @@
 """Benchmark of bias_add: ours vs PyTorch's own bias add (what ``F.conv2d(..., bias)`` + a residual add do) and vs
-the float32 torch twin (``pgc_kernels.reference.bias_add_reference``), in one process. On a CPU machine the pytest-benchmark cases time the torch path (backend="auto"); on CUDA the
+the float32 torch twin (``pgc_kernels.reference.bias_add_reference``), in one process. On a CPU machine the
+pytest-benchmark cases time the torch path (backend="auto"); on CUDA the
 Triton kernel. The GPU table (µs, GB/s, ratio) comes from running this file as a script:
 
     PYTHONPATH=kernels python -m pytest benches/bench_bias_add.py --benchmark-enable
     PYTHONPATH=kernels python benches/bench_bias_add.py          # GPU: the SDXL VAE encoder's 1024² activations
 """
+
 from __future__ import annotations
 
 import pytest
@@ -57,8 +59,11 @@ def main():
             eager = do_bench(lambda: _eager(x, b, r), warmup=10, rep=100, return_mode="median") * 1e3
             twin = do_bench(lambda: bias_add_reference(x, b, r), warmup=10, rep=100, return_mode="median") * 1e3
             nbytes = x.numel() * x.element_size() * (3 if residual else 2)
-            print(f"| {list(shape)} bf16 channels-last{' + residual' if residual else ''} | {ours:.0f} | {eager:.0f} | "
-                  f"{twin:.0f} | {nbytes / ours / 1e3:.0f} | {eager / ours:.2f}× |", flush=True)
+            print(
+                f"| {list(shape)} bf16 channels-last{' + residual' if residual else ''} | {ours:.0f} | {eager:.0f} | "
+                f"{twin:.0f} | {nbytes / ours / 1e3:.0f} | {eager / ours:.2f}× |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ kernel too when a CUDA device is present. The original's configuration (L=16, F=
 
     PYTHONPATH=kernels python -m pytest benches/bench_hash_grid_encode.py --benchmark-enable
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,6 +27,7 @@ def _setup(device: str, n: int, dtype: torch.dtype):
 
 def _run(benchmark, encode, x, table, g, mode, sync):
     if mode == "fwd":
+
         def fn():
             with torch.no_grad():
                 encode(x, table)
@@ -37,6 +39,7 @@ def _run(benchmark, encode, x, table, g, mode, sync):
             table.grad = None
             encode(x, table).backward(g)
             sync()
+
     benchmark(fn)
 
 
@@ -55,5 +58,12 @@ def test_bench_twin_cpu(benchmark, mode, dtype):
 def test_bench_cuda(benchmark, provider, mode):
     x, table, g = _setup("cuda", 2**20, torch.float16)
     benchmark.group = f"hash_grid_encode cuda 1M {mode}"
-    _run(benchmark, lambda a, b: hash_grid_encode(a, b, backend=provider, **CFG), x, table, g, mode,
-         torch.cuda.synchronize)
+    _run(
+        benchmark,
+        lambda a, b: hash_grid_encode(a, b, backend=provider, **CFG),
+        x,
+        table,
+        g,
+        mode,
+        torch.cuda.synchronize,
+    )

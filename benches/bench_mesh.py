@@ -7,6 +7,7 @@ Targets: panda load ≥ 10× faster than ``trimesh.load(process=False)``; raster
 < 100 ms on 2 cores; CPU marching tets on the 128 grid ≥ 5× faster than the numpy (Kaolin) reference;
 ``tet_grid(256)`` in < 5 s.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgc_fast.geometry import marching_tets, marching_tets_reference, tet_edges, tet_grid
 from pgc_fast.mesh import load_mesh, rasterize
+from pgc_fast.mesh.tets import marching_tets, marching_tets_reference, tet_edges, tet_grid
 
 PANDA = Path(__file__).resolve().parents[2] / "shared" / "data" / "panda_spear_shield.obj"
 if not PANDA.exists():

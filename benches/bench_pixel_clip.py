@@ -3,6 +3,7 @@ on CUDA it times the Triton kernel. GPU tables with µs/GB/s come from benches/g
 
     PYTHONPATH=kernels python -m pytest benches/bench_pixel_clip.py --benchmark-enable
 """
+
 from __future__ import annotations
 
 import pytest

@@ -7,7 +7,7 @@
 Target: 1M points on the seed's 62k-face panda in ≤ 3 s on the 2-core machine. Baseline:
 ``trimesh.proximity.signed_distance`` (needs ``rtree``; its sign is positive inside, ours negative), timed
 on a subset because it is slow; the ratio compares per-point times. The brute-force numpy twin
-(:func:`pgc_fast.geometry.signed_distance_reference`) is timed on a smaller subset.
+(:func:`pgc_fast.mesh.sdf.signed_distance_reference`) is timed on a smaller subset.
 
 Query points follow the original's SDF initialisation (surface samples + N(0, 0.04²) jitter, and a second
 copy + N(0, 0.4²), the mesh canonicalised to max |coordinate| 0.8); a second set is uniform in [−1, 1]³
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgc_fast.geometry import signed_distance, signed_distance_reference, winding_number
 from pgc_fast.mesh import load_mesh, normalize
+from pgc_fast.mesh.sdf import signed_distance, signed_distance_reference, winding_number
 
 PANDA = Path(__file__).resolve().parents[2] / "shared" / "data" / "panda_spear_shield.obj"
 if not PANDA.exists():
@@ -153,9 +153,8 @@ def main() -> None:
         print(f"open panda ({label}): {np.mean(d < 0) * 100:.1f} % of the points inside")
     t, cpu, _ = _timed(winding_number, v, f, p, repeat=2)
     rows.append(("winding_number alone (every point evaluated), original points", n, t, cpu, nan, nan))
-    print(
-        f"cores: {os.cpu_count()}, load average: {os.getloadavg()}, RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}"
-    )
+    threads = os.environ.get("RAYON_NUM_THREADS", "unset")
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()}, RAYON_NUM_THREADS={threads}")
     print("| case | points | wall (s) | CPU (s) | µs/point (wall) | baseline/ours per point: wall, CPU |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, k, t, cpu, rw, rc in rows:

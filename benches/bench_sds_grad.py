@@ -3,6 +3,7 @@ on CUDA it times the Triton kernel. GPU tables with µs/GB/s come from benches/g
 
     PYTHONPATH=kernels python -m pytest benches/bench_sds_grad.py --benchmark-enable
 """
+
 from __future__ import annotations
 
 import pytest
@@ -14,7 +15,9 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SHAPE = (8, 4, 128, 128) if DEV == "cuda" else (4, 4, 64, 64)
 
 
-@pytest.mark.parametrize("opts", [{}, {"cfg_rescale": 0.5, "clamp": 1.0, "clip": 0.5}], ids=["plain", "rescale_clamp_clip"])
+@pytest.mark.parametrize(
+    "opts", [{}, {"cfg_rescale": 0.5, "clamp": 1.0, "clip": 0.5}], ids=["plain", "rescale_clamp_clip"]
+)
 def test_bench_sds_grad(benchmark, opts):
     ec, eu, noise = (torch.randn(SHAPE, device=DEV) for _ in range(3))
     w = torch.rand(SHAPE[0], device=DEV)

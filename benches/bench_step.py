@@ -1,15 +1,17 @@
-"""GPU benchmark of one SDS texture step: the original PGC-3D pipeline (``pgc_fast.reference.OriginalStep``) vs
-ours (``pgc_fast.run``'s training step), in one process, on the same mesh, views, resolution and random
+"""GPU benchmark of one SDS texture step: the original PGC-3D pipeline (``pgc_fast.parity.original_step.OriginalStep``)
+vs
+ours (``pgc_fast.train.step.train_step``), in one process, on the same mesh, views, resolution and random
 full-size SDXL + depth-ControlNet weights (``sdxl-random``).
 
 Prints ms per step and per view, peak GPU memory and the ratios, then a per-component table (render fwd+bwd,
 VAE encode forward, UNet + ControlNet, VAE encode backward, PGC, optimiser) of both pipelines beside each
-component's floor (gpu_floors.md: 800 TFLOP/s, 2.99 TB/s). With ``--results FILE`` the tables are appended.
+component's floor (benches/RESULTS.md: 800 TFLOP/s, 2.99 TB/s). With ``--results FILE`` the tables are appended.
 
     python benches/bench_step.py --mesh /path/to/panda_spear_shield.obj --views 4 --results benches/RESULTS.md
 
 Not a pytest file (it needs a GPU and several GB of weights); ``tests/pipeline`` covers the same code on the CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +25,8 @@ import time
 import torch
 from triton.testing import do_bench
 
-# FLOP floors per view at 1024² (gpu_floors.md): UNet CFG pair 13.5 TFLOP + ControlNet pair ~5 TFLOP; VAE encoder
+# FLOP floors per view at 1024² (the floors in benches/RESULTS.md): UNet CFG pair 13.5 TFLOP + ControlNet pair ~5
+# TFLOP; VAE encoder
 # forward ≈ 4.6 TFLOP, forward + input-backward ≈ 10.6 TFLOP.
 PEAK_TFLOPS = 800.0
 COPY_TBPS = 2.99
@@ -61,15 +64,41 @@ def _pipelined_ms(fn, iters: int) -> float:
     return (time.perf_counter() - t0) * 1e3 / iters
 
 
-def build_config(mesh: str, views: int, res: int, iters: int, workspace: str, bg: str | None = None,
-                 model: str = "sdxl-random", device: str = "cuda"):
+def build_config(
+    mesh: str,
+    views: int,
+    res: int,
+    iters: int,
+    workspace: str,
+    bg: str | None = None,
+    model: str = "sdxl-random",
+    device: str = "cuda",
+):
     from pgc_fast import config as C
-    from pgc_fast.cli import build_parser, resolve_generate
+    from pgc_fast.cli import build_parser
+    from pgc_fast.cli.generate import resolve_generate
 
-    argv = ["generate", "-O0", "-O2", "-O4", "--guidance", "controlnet", "--text",
-            "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic",
-            "--mesh_path", mesh, "--model", model, "--device", device, "--workspace", workspace, "--force",
-            "--iters", str(iters)]
+    argv = [
+        "generate",
+        "-O0",
+        "-O2",
+        "-O4",
+        "--guidance",
+        "controlnet",
+        "--text",
+        "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic",
+        "--mesh_path",
+        mesh,
+        "--model",
+        model,
+        "--device",
+        device,
+        "--workspace",
+        workspace,
+        "--force",
+        "--iters",
+        str(iters),
+    ]
     args = build_parser().parse_args(argv)
     cfg, _notes = resolve_generate(args)
     over = {"optim.batch_size": views, "render.resolution": res}
@@ -79,34 +108,36 @@ def build_config(mesh: str, views: int, res: int, iters: int, workspace: str, bg
 
 
 def ours_session(cfg, device_name="cuda"):
-    """Everything run() sets up before its loop, for stepping ``_train_step`` directly."""
-    from pgc_fast import run as R
-    from pgc_fast import scene as S
+    """Everything run() sets up before its loop, for stepping ``train_step`` directly."""
+    from pgc_fast.train.geometry import Scene
+    from pgc_fast.train.objectives import GuidanceObjective, RunContext
+    from pgc_fast.train.runtime import resolve_precision, seed_everything
+    from pgc_fast.train.step import make_optimizer, train_step
+    from pgc_fast.train.workspace import prepare_workspace
 
     device = torch.device(device_name)
-    R.seed_everything(cfg.optim.seed)
-    autocast_dtype, use_scaler = R.resolve_precision(cfg, device)
+    seed_everything(cfg.optim.seed)
+    autocast_dtype, use_scaler = resolve_precision(cfg, device)
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=use_scaler)
-    scene = S.Scene.from_config(cfg, device)
-    ws = R.prepare_workspace(cfg)
-    ctx = R.RunContext(cfg, device, autocast_dtype, scaler, scene, ws)
-    objective = R.GuidanceObjective()
+    scene = Scene.from_config(cfg, device)
+    ws = prepare_workspace(cfg)
+    ctx = RunContext(cfg, device, autocast_dtype, scaler, scene, ws)
+    objective = GuidanceObjective()
     objective.setup(ctx)
-    optimizer = R._make_optimizer(cfg, scene)
-    pgc = R._PGCHook(cfg.guidance, scaler if use_scaler else None)
+    optimizer = make_optimizer(cfg, scene)
     state = {"step": 0}
 
     def step():
-        R._train_step(state["step"], cfg, ctx, scene, objective, optimizer, scaler, pgc)
+        train_step(state["step"], ctx, objective, optimizer)
         state["step"] += 1
 
     return step, scene, objective, optimizer, autocast_dtype
 
 
 def reference_session(cfg, scene, views: int, res: int, model: str = "sdxl-random", device: str = "cuda"):
-    from pgc_fast.field import TextureField
+    from pgc_fast.fields import TextureField
     from pgc_fast.guidance import load_models
-    from pgc_fast.reference import OriginalStep
+    from pgc_fast.parity.original_step import OriginalStep
     from pgc_fast.render import OrbitSampler
 
     dtype = torch.float16 if device == "cuda" else torch.float32
@@ -131,7 +162,7 @@ def reference_session(cfg, scene, views: int, res: int, model: str = "sdxl-rando
 
 def components_reference(step_fn, views: int, res: int) -> dict[str, float]:
     """Each stage of OriginalStep timed alone (ms, median), on the same shapes."""
-    from pgc_fast.reference import original_pgc_hook
+    from pgc_fast.parity.original_step import original_pgc_hook
     from pgc_fast.render import OrbitSampler
 
     cams = OrbitSampler(height=res).sample(views, generator=torch.Generator().manual_seed(1), device="cuda")
@@ -165,8 +196,8 @@ def components_reference(step_fn, views: int, res: int) -> dict[str, float]:
 
 
 def components_ours(scene, objective, optimizer, views: int, res: int, autocast_dtype) -> dict[str, float]:
-    from pgc_kernels import pixel_clip
     from pgc_fast.render import OrbitSampler
+    from pgc_kernels import pixel_clip
 
     cams = OrbitSampler(height=res).sample(views, generator=torch.Generator().manual_seed(1), device="cuda")
     gd = objective.guidance
@@ -203,8 +234,10 @@ def _unet_cn_ms(unet, cn, views, dtype) -> float:
     z = torch.randn(b, 4, 128, 128, device="cuda", dtype=dtype, generator=g)
     t = torch.randint(20, 500, (b,), device="cuda", generator=g)
     hid = torch.randn(b, 77, 2048, device="cuda", dtype=dtype, generator=g)
-    add = {"text_embeds": torch.randn(b, 1280, device="cuda", dtype=dtype, generator=g),
-           "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * b, device="cuda", dtype=dtype)}
+    add = {
+        "text_embeds": torch.randn(b, 1280, device="cuda", dtype=dtype, generator=g),
+        "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * b, device="cuda", dtype=dtype),
+    }
     cond = torch.rand(b, 3, 1024, 1024, device="cuda", dtype=dtype, generator=g)
 
     @torch.no_grad()
@@ -251,8 +284,11 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--skip-components", action="store_true")
     ap.add_argument("--skip-reference", action="store_true", help="time ours only")
-    ap.add_argument("--compile", action="store_true",
-                    help="ours with guidance.compile (torch.compile of UNet + ControlNet; else eager)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours with guidance.compile (torch.compile of UNet + ControlNet; else eager)",
+    )
     ap.add_argument("--compile-scope", default="blocks", choices=["blocks", "full"], help="with --compile")
     a = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -287,16 +323,20 @@ def main(argv=None):
     gc.collect()
     torch.cuda.empty_cache()
 
-    ours_label = (f"pgc-fast (`run._train_step`, {str(ac_dtype).replace('torch.', '')}"
-                  f"{f', compiled UNet+CN ({a.compile_scope})' if a.compile else ''})")
+    ours_label = (
+        f"pgc-fast (`train.step.train_step`, {str(ac_dtype).replace('torch.', '')}"
+        f"{f', compiled UNet+CN ({a.compile_scope})' if a.compile else ''})"
+    )
     flags = f"--views {a.views}{f' --compile --compile-scope {a.compile_scope}' if a.compile else ''}"
     if a.skip_reference:
         o = statistics.median(ours_ms)
-        text = (f"### SDS step, ours only (`{a.model}`), {a.views} views at {a.res}² — {dev}, commit {_commit()}, "
-                f"{datetime.date.today()} (`python benches/bench_step.py --skip-reference {flags}`)\n\n"
-                f"| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s |\n"
-                f"|---|---|---|---|---|---|\n"
-                f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | {ours_peak:.1f} | {first_s:.1f} |\n")
+        text = (
+            f"### SDS step, ours only (`{a.model}`), {a.views} views at {a.res}² — {dev}, commit {_commit()}, "
+            f"{datetime.date.today()} (`python benches/bench_step.py --skip-reference {flags}`)\n\n"
+            f"| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s |\n"
+            f"|---|---|---|---|---|---|\n"
+            f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | {ours_peak:.1f} | {first_s:.1f} |\n"
+        )
         print(text, flush=True)
         if a.results:
             with open(a.results, "a") as f:
@@ -313,19 +353,25 @@ def main(argv=None):
     comp_ref = None if a.skip_components else components_reference(ref_fn, a.views, a.res)
 
     o, r = statistics.median(ours_ms), statistics.median(ref_ms)
-    lines = [f"### SDS step, SDXL + depth ControlNet (`{a.model}`), {a.views} views at {a.res}² — {dev}, torch "
-             f"{torch.__version__}, commit {_commit()}, {datetime.date.today()} (`python benches/bench_step.py "
-             f"{flags}`)", "",
-             "| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s | "
-             "1200 × 4-view recipe (steps only) |", "|---|---|---|---|---|---|---|",
-             f"| original (pgc_fast.reference, fp16 autocast) | {r:.1f} | {ref_pipe:.1f} | {r / a.views:.1f} | "
-             f"{ref_peak:.1f} | | {1200 * r * 4 / a.views / 6e4:.1f} min |",
-             f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | "
-             f"{ours_peak:.1f} | {first_s:.1f} | {1200 * o * 4 / a.views / 6e4:.1f} min |",
-             "", f"speed-up {r / o:.2f}× synced, {ref_pipe / ours_pipe:.2f}× pipelined; memory "
-             f"{ref_peak / ours_peak:.2f}× less (synced: median of {a.iters} steps after {a.warmup} warm-up, a device "
-             f"sync after each; pipelined: {a.iters} back-to-back steps, one sync; the peak includes each pipeline's "
-             "weights)", ""]
+    lines = [
+        f"### SDS step, SDXL + depth ControlNet (`{a.model}`), {a.views} views at {a.res}² — {dev}, torch "
+        f"{torch.__version__}, commit {_commit()}, {datetime.date.today()} (`python benches/bench_step.py "
+        f"{flags}`)",
+        "",
+        "| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s | "
+        "1200 × 4-view recipe (steps only) |",
+        "|---|---|---|---|---|---|---|",
+        f"| original (pgc_fast.parity.original_step, fp16 autocast) | {r:.1f} | {ref_pipe:.1f} | {r / a.views:.1f} | "
+        f"{ref_peak:.1f} | | {1200 * r * 4 / a.views / 6e4:.1f} min |",
+        f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | "
+        f"{ours_peak:.1f} | {first_s:.1f} | {1200 * o * 4 / a.views / 6e4:.1f} min |",
+        "",
+        f"speed-up {r / o:.2f}× synced, {ref_pipe / ours_pipe:.2f}× pipelined; memory "
+        f"{ref_peak / ours_peak:.2f}× less (synced: median of {a.iters} steps after {a.warmup} warm-up, a device "
+        f"sync after each; pipelined: {a.iters} back-to-back steps, one sync; the peak includes each pipeline's "
+        "weights)",
+        "",
+    ]
     if comp_ours and comp_ref:
         fl = floors(a.views, a.res, field_bytes)
         lines += ["| component | original ms | ours ms | floor ms |", "|---|---|---|---|"]

@@ -1,4 +1,4 @@
-"""Benchmark and acceptance table: pgc_fast.uv.unwrap against PyPI xatlas, same process, same machine.
+"""Benchmark and acceptance table: pgc_fast.mesh.uv.unwrap against PyPI xatlas, same process, same machine.
 
 For every acceptance mesh (benches/uv_meshes.py) both unwrappers run at the same target resolution and
 padding, and both layouts are measured by the same `uv_metrics` (exact overlaps, flips, utilisation at the
@@ -9,13 +9,13 @@ xatlas - 0.03, L2 stretch <= 1.1 x xatlas, >= 3x faster than xatlas, and a 1M-fa
 
 Prints the table and replaces the `bench_unwrap` section of benches/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
 import datetime
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -26,8 +26,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import uv_meshes as M  # noqa: E402
-
-from pgc_fast.uv import unwrap, uv_metrics  # noqa: E402
+from pgc_fast.mesh.uv import unwrap, uv_metrics  # noqa: E402
 
 RES, PAD = 2048, 2
 NOTES = (
@@ -139,8 +138,10 @@ def print_row(r):
     speed = f"{r['t_x'] / r['t_ours']:.1f}x" if r["t_x"] else "—"
     print(
         f"{r['name']:<30} F={r['faces']:>8}  ours {r['t_ours']:7.2f}s  xatlas {fmt(r['t_x'], 2):>7}s  {speed:>6}  "
-        f"ovl {mo['overlapping_pairs']}/{fmt(mx.get('overlapping_pairs'))}  flip {mo['flipped']}/{fmt(mx.get('flipped'))}  "
-        f"util {mo['utilisation']:.3f}/{fmt(mx.get('utilisation'))}  L2 {mo['l2_stretch']:.3f}/{fmt(mx.get('l2_stretch'))}  "
+        f"ovl {mo['overlapping_pairs']}/{fmt(mx.get('overlapping_pairs'))}  flip "
+        f"{mo['flipped']}/{fmt(mx.get('flipped'))}  "
+        f"util {mo['utilisation']:.3f}/{fmt(mx.get('utilisation'))}  L2 "
+        f"{mo['l2_stretch']:.3f}/{fmt(mx.get('l2_stretch'))}  "
         f"charts {mo['chart_count']}/{fmt(mx.get('chart_count'))}  "
         + " ".join(f"{k}:{'ok' if v else 'FAIL'}" for k, v in r["ok"].items())
     )
@@ -160,9 +161,12 @@ def render(rows) -> str:
         bar = "met" if not failed else "**not met: " + ", ".join(failed) + "**"
         lines.append(
             f"| {r['name']} | {r['faces']:,} | {r['t_ours']:.2f} | {fmt(r['t_x'], 2)} | {speed} | "
-            f"{mo['overlapping_pairs']} / {fmt(mx.get('overlapping_pairs'))} | {mo['flipped']} / {fmt(mx.get('flipped'))} | "
-            f"{mo['utilisation']:.3f} / {fmt(mx.get('utilisation'))} | {mo['l2_stretch']:.3f} / {fmt(mx.get('l2_stretch'))} | "
-            f"{mo['linf_stretch']:.2f} / {fmt(mx.get('linf_stretch'), 2)} | {mo['chart_count']} / {fmt(mx.get('chart_count'))} | "
+            f"{mo['overlapping_pairs']} / {fmt(mx.get('overlapping_pairs'))} | {mo['flipped']} / "
+            f"{fmt(mx.get('flipped'))} | "
+            f"{mo['utilisation']:.3f} / {fmt(mx.get('utilisation'))} | {mo['l2_stretch']:.3f} / "
+            f"{fmt(mx.get('l2_stretch'))} | "
+            f"{mo['linf_stretch']:.2f} / {fmt(mx.get('linf_stretch'), 2)} | {mo['chart_count']} / "
+            f"{fmt(mx.get('chart_count'))} | "
             f"{mo['seam_edge_count']} / {fmt(mx.get('seam_edge_count'))} | {bar} |"
         )
     return head + "\n".join(lines) + "\n"
@@ -185,22 +189,29 @@ def write_results(table: str) -> None:
     import xatlas  # noqa: F401
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "unknown"
     from importlib.metadata import version
 
     section = (
         "<!-- bench_unwrap:start -->\n"
-        "## UV unwrapping: `pgc_fast.uv.unwrap` vs PyPI `xatlas` (CPU)\n\n"
+        "## UV unwrapping: `pgc_fast.mesh.uv.unwrap` vs PyPI `xatlas` (CPU)\n\n"
         f"`benches/bench_unwrap.py`, commit `{commit}`, {datetime.date.today().isoformat()}, machine: {machine()}, "
         f"xatlas {version('xatlas')}. Both at resolution {RES}, padding {PAD}, in one process; xatlas with "
         "default chart options (as `xatlas.parametrize`). xatlas leaves whole charts mirrored (its flip count "
-        "includes them; `fix_winding=True` does not remove them either). Times are the best of 3 runs for ours (1 above 300k faces) and of 2 "
-        "for xatlas (1 above 100k faces). Metrics of both layouts by `uv_metrics` at the same resolution (overlaps: exact "
+        "includes them; `fix_winding=True` does not remove them either). Times are the best of 3 runs for ours (1 "
+        "above 300k faces) and of 2 "
+        "for xatlas (1 above 100k faces). Metrics of both layouts by `uv_metrics` at the same resolution (overlaps: "
+        "exact "
         "interior-intersecting UV triangle pairs; utilisation: covered texel centres / all texels). "
         "Bar per row: 0 overlaps, 0 flips, utilisation ≥ xatlas − 0.03, L2 ≤ 1.1 × xatlas, ≥ 3× faster "
-        "(the 1M row: < 60 s; xatlas is not run there, it takes hours).\n\n" + table + NOTES + "<!-- bench_unwrap:end -->\n"
+        "(the 1M row: < 60 s; xatlas is not run there, it takes hours).\n\n"
+        + table
+        + NOTES
+        + "<!-- bench_unwrap:end -->\n"
     )
     path = HERE / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n\n"

@@ -8,6 +8,7 @@ Prints a table and, with --results FILE, appends it (device, commit, date) to th
 
     python benches/gpu_attention.py --results benches/RESULTS.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from triton.testing import do_bench
 
-from pgc_kernels.chunked_attention import chunked_attention
-
 from _gpu_common import commit, emit, vae_encode_step, vae_input
+from pgc_kernels.chunked_attention import chunked_attention
 
 
 def timed(fn, reps=20):
@@ -65,9 +65,14 @@ def attention_rows():
         with torch.no_grad():
             F.scaled_dot_product_attention(q, k, v)
 
-    for name, fn in [("SDPA default (efficient) fwd+bwd", sdpa_default), ("SDPA math fwd+bwd", sdpa_math),
-                     ("chunked_attention fwd+bwd", ours), ("chunked_attention (PyTorch-op softmax) fwd+bwd", ours_torch_ops),
-                     ("SDPA default fwd", sdpa_fwd), ("chunked_attention fwd", ours_fwd)]:
+    for name, fn in [
+        ("SDPA default (efficient) fwd+bwd", sdpa_default),
+        ("SDPA math fwd+bwd", sdpa_math),
+        ("chunked_attention fwd+bwd", ours),
+        ("chunked_attention (PyTorch-op softmax) fwd+bwd", ours_torch_ops),
+        ("SDPA default fwd", sdpa_fwd),
+        ("chunked_attention fwd", ours_fwd),
+    ]:
         try:
             ms, peak = timed(fn)
             rows.append((name, ms, peak))
@@ -92,7 +97,7 @@ def accuracy_rows():
         qh, kh, vh = (t.half().requires_grad_() for t in (q, k, v))
         o = fn(qh, kh, vh)
         got = [o, *torch.autograd.grad(o, (qh, kh, vh), go.half())]
-        errs = [((g.double() - e).norm() / e.norm()).item() for g, e in zip(got, ex)]
+        errs = [((g.double() - e).norm() / e.norm()).item() for g, e in zip(got, ex, strict=False)]
         rows.append((name, errs))
     return rows
 
@@ -100,9 +105,8 @@ def accuracy_rows():
 def vae_rows():
     from diffusers import AutoencoderKL
 
-    from pgc_fast.accel import use_chunked_attention
-
-    from pgc_fast.guidance.builtin import VAE_CONFIG  # SDXL VAE (= madebyollin/sdxl-vae-fp16-fix's architecture)
+    from pgc_fast.guidance.models.accel import use_chunked_attention
+    from pgc_fast.guidance.models.builtin import VAE_CONFIG  # SDXL VAE (= madebyollin/sdxl-vae-fp16-fix's architecture)
 
     torch.manual_seed(0)
     vae = AutoencoderKL(**VAE_CONFIG, sample_size=1024, scaling_factor=0.13025).to("cuda", torch.float16)
@@ -124,15 +128,23 @@ def main():
     ap.add_argument("--skip-vae", action="store_true")
     args = ap.parse_args()
     dev = torch.cuda.get_device_name()
-    lines = [f"### head-dim-512 attention — {dev}, torch {torch.__version__}, commit {commit()}, "
-             f"{datetime.date.today().isoformat()} (`python benches/gpu_attention.py`)", "",
-             "| what | ms (median) | peak extra GiB |", "|---|---|---|"]
+    lines = [
+        f"### head-dim-512 attention — {dev}, torch {torch.__version__}, commit {commit()}, "
+        f"{datetime.date.today().isoformat()} (`python benches/gpu_attention.py`)",
+        "",
+        "| what | ms (median) | peak extra GiB |",
+        "|---|---|---|",
+    ]
     att = attention_rows()
     lines += [f"| [4,1,16384,512] fp16 {n} | {ms:.2f} | {pk:.2f} |" for n, ms, pk in att]
     if not args.skip_vae:
         lines += [f"| 4×1024² {n} | {ms:.1f} | {pk:.2f} |" for n, ms, pk in vae_rows()]
     acc = accuracy_rows()
-    lines += ["", "| accuracy at [1,1,4096,512] fp16, ‖err‖/‖ref‖ vs float64 | out | dq | dk | dv |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| accuracy at [1,1,4096,512] fp16, ‖err‖/‖ref‖ vs float64 | out | dq | dk | dv |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {n} | " + " | ".join(f"{e:.2e}" for e in errs) + " |" for n, errs in acc]
     fast = {n: ms for n, ms, _ in att}
     ratio = fast["SDPA default (efficient) fwd+bwd"] / fast["chunked_attention fwd+bwd"]

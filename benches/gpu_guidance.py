@@ -7,6 +7,7 @@ fused SDS gradient, PGC hook on the image gradient. Prints ms/step, a breakdown 
 the real model; the images are meaningless. Also checks the "no host sync inside a step" rule with
 ``torch.cuda.set_sync_debug_mode`` and reports the attention processor in use (SDPA).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,8 @@ def cuda_ms(fn, iters: int, warmup: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pgc_fast.guidance import Guidance, GuidanceConfig, load_models
-    from pgc_fast.guidance.loading import resolve_dtype
+    from pgc_fast.config import GuidanceConfig
+    from pgc_fast.guidance import build_guidance, load_models, resolve_dtype
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="sdxl-random")
@@ -54,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--compile-vae", action="store_true", help="torch.compile the VAE encoder")
     p.add_argument("--channels-last", nargs="*", default=["0"], help="0 and/or 1: run each method in each format")
-    p.add_argument("--fast-vae", nargs="*", default=["1"], help="0 and/or 1: stock VAE and/or pgc_fast.accel levers")
+    p.add_argument(
+        "--fast-vae",
+        nargs="*",
+        default=["1"],
+        help="0 and/or 1: stock VAE and/or pgc_fast.guidance.models.accel levers",
+    )
     a = p.parse_args(argv)
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"
@@ -68,25 +74,44 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(m, cl == "1", fv == "1") for m in a.methods for cl in a.channels_last for fv in a.fast_vae]
     for method, channels_last, fast_vae in runs:
         cn = tuple(a.controlnet) if method != "vsd" else ()
-        cfg = GuidanceConfig(model=a.model, controlnets=cn, device=a.device, dtype=a.dtype, method=method,
-                             channels_last=channels_last, compile_vae=a.compile_vae, fast_vae=fast_vae,
-                             text="a panda holding a spear and a shield", negative="", pgc_tau=0.1, iters=1000,
-                             guidance_scale=7.5 if method == "vsd" else 100.0)
+        cfg = GuidanceConfig(
+            model=a.model,
+            controlnets=cn,
+            loss=method,
+            channels_last=channels_last,
+            compile=False,
+            compile_vae=a.compile_vae,
+            fast_vae=fast_vae,
+            dir_text=True,
+            text="a panda holding a spear and a shield",
+            negative="",
+            pgc_tau=0.1,
+            guidance_scale=7.5 if method == "vsd" else 100.0,
+        )
         t0 = time.perf_counter()
-        if (models is None or method == "vsd" or cn != tuple(models.control_types) or not channels_last
-                or a.compile_vae or fast_vae or len(a.fast_vae) > 1):  # the levers patch the VAE in place: reload
+        if (
+            models is None
+            or method == "vsd"
+            or cn != tuple(models.control_types)
+            or not channels_last
+            or a.compile_vae
+            or fast_vae
+            or len(a.fast_vae) > 1
+        ):  # the levers patch the VAE in place: reload
             models = None
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(dev)
             models = load_models(a.model, controlnets=cn, device=dev, dtype=resolve_dtype(a.dtype, dev))
-        g = Guidance(cfg, models)
+        g = build_guidance(cfg, models, seed=0, iters=1000)
         torch.cuda.synchronize()
         t_load = time.perf_counter() - t0
         attn = {type(m.processor).__name__ for m in g.unet.modules() if hasattr(m, "processor")}
         b, s = a.views, a.size
         gen = torch.Generator(dev).manual_seed(0)
         img = torch.rand(b, 3, s, s, device=dev, generator=gen).requires_grad_(True)
-        yy, xx = torch.meshgrid(torch.linspace(-1, 1, s, device=dev), torch.linspace(-1, 1, s, device=dev), indexing="ij")
+        yy, xx = torch.meshgrid(
+            torch.linspace(-1, 1, s, device=dev), torch.linspace(-1, 1, s, device=dev), indexing="ij"
+        )
         mask = ((xx**2 + yy**2) < 0.5).float()[None, None].expand(b, 1, s, s).contiguous()
         depth = (2.5 - (0.5 - xx**2 - yy**2).clamp_min(0))[None, None].expand(b, 1, s, s).contiguous()
         az = torch.linspace(0, 360, b + 1, device=dev)[:b]
@@ -114,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.set_sync_debug_mode(0)
         syncs = [str(w.message).splitlines()[0] for w in caught if "called a synchronizing" in str(w.message)]
         torch.cuda.synchronize()
+
         # breakdown (same shapes): VAE encode fwd+bwd alone; UNet(+ControlNet) forward on 2B alone
         def vae_only():
             img.grad = None
@@ -130,17 +156,43 @@ def main(argv: list[str] | None = None) -> int:
         fin = bool(torch.isfinite(img.grad).all()) if img.grad is not None else False
         stats = g.pgc_stats.get("rgb")
         frac = float(stats.fraction_clipped) if stats is not None else float("nan")
-        rows.append((method + (" NHWC" if channels_last else "") + (" compiled-VAE" if a.compile_vae else "")
-                     + (" fast-VAE" if fast_vae else " stock-VAE"), "+".join(cn) or "-", ms, ms_vae, ms_unet, peak, t_load, len(syncs), fin, frac))
-        print(f"[{method}] attention processors: {sorted(attn)}; sync warnings in one step: {len(syncs)} "
-              f"{syncs[:3]}", flush=True)
+        rows.append(
+            (
+                method
+                + (" NHWC" if channels_last else "")
+                + (" compiled-VAE" if a.compile_vae else "")
+                + (" fast-VAE" if fast_vae else " stock-VAE"),
+                "+".join(cn) or "-",
+                ms,
+                ms_vae,
+                ms_unet,
+                peak,
+                t_load,
+                len(syncs),
+                fin,
+                frac,
+            )
+        )
+        print(
+            f"[{method}] attention processors: {sorted(attn)}; sync warnings in one step: {len(syncs)} {syncs[:3]}",
+            flush=True,
+        )
         g = None  # free the guidance (and VSD's LoRA state) before the next configuration
         torch.cuda.empty_cache()
-    print(f"\nmodel={a.model} views={a.views} size={a.size} dtype={a.dtype} (median of {a.iters} after {a.warmup} warm-up)")
-    print("| method | controlnet | step ms | VAE enc fwd+bwd ms | UNet(+CN) fwd ms | peak GiB | load s | host syncs/step | grad finite | PGC frac clipped |")
+    print(
+        f"\nmodel={a.model} views={a.views} size={a.size} dtype={a.dtype} (median of {a.iters} after {a.warmup} "
+        f"warm-up)"
+    )
+    print(
+        "| method | controlnet | step ms | VAE enc fwd+bwd ms | UNet(+CN) fwd ms | peak GiB | load s | host "
+        "syncs/step | grad finite | PGC frac clipped |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.1f} | {r[7]} | {r[8]} | {r[9]:.3f} |")
+        print(
+            f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.1f} | {r[7]} | {r[8]} | "
+            f"{r[9]:.3f} |"
+        )
     return 0
 
 

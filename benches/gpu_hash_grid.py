@@ -11,6 +11,7 @@ probe (the ceiling the encoding's gathers are held to) → torch.compile last (s
 skips it). --twin-max-n skips the eager twin above that many points. Writes ``<out>/hash_grid_results.md`` (a table
 ready for benches/RESULTS.md) and ``<out>/hash_grid.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,10 @@ import triton.language as tl
 from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "kernels"))
-from pgc_kernels import hash_grid_encode  # noqa: E402
-from pgc_kernels.reference import hash_grid_encode_reference  # noqa: E402
+import importlib
 
-import importlib  # noqa: E402
+from pgc_kernels import hash_grid_encode
+from pgc_kernels.reference import hash_grid_encode_reference
 
 hge = importlib.import_module("pgc_kernels.hash_grid_encode")
 
@@ -76,9 +77,14 @@ def check(gen):
     ok = True
     for dtype in (torch.float16, torch.float32, torch.bfloat16):
         table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-1).to(dtype)
-        x = torch.cat([points(SIZES[0], "random", gen), points(SIZES[0], "surface", gen),
-                       points(SIZES[0] // 4, "runs", gen), torch.tensor([[0.0, 0, 0], [1, 1, 1], [-1, 2, 0.5]],
-                                                                        device=DEV)])
+        x = torch.cat(
+            [
+                points(SIZES[0], "random", gen),
+                points(SIZES[0], "surface", gen),
+                points(SIZES[0] // 4, "runs", gen),
+                torch.tensor([[0.0, 0, 0], [1, 1, 1], [-1, 2, 0.5]], device=DEV),
+            ]
+        )
         # Poison the allocator's block the output will reuse: unwritten elements would read NaN.
         poison = torch.full((x.shape[0], L * FEAT), float("nan"), device=DEV, dtype=dtype)
         del poison
@@ -117,8 +123,10 @@ def check(gen):
         bound = 2e-2 if dtype == torch.bfloat16 else (2e-3 if dtype == torch.float16 else 2e-5)
         good = written and nan_row and det_equal and max(e_out, e_gt, e_det) < bound and e_gx < 1e-3
         ok &= good
-        log(f"  {str(dtype):15s} rel err out {e_out:.2e}  dtable {e_gt:.2e}  dx {e_gx:.2e}  det {e_det:.2e}  "
-            f"det bitwise {det_equal}  nan row {nan_row}  -> {'OK' if good else 'FAIL'}")
+        log(
+            f"  {str(dtype):15s} rel err out {e_out:.2e}  dtable {e_gt:.2e}  dx {e_gx:.2e}  det {e_det:.2e}  "
+            f"det bitwise {det_equal}  nan row {nan_row}  -> {'OK' if good else 'FAIL'}"
+        )
     return ok
 
 
@@ -183,8 +191,15 @@ def main():
     gen = torch.Generator(device=DEV).manual_seed(0)
     dev = torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)"
     log(dev, "torch", torch.__version__, "triton", triton.__version__)
-    res = {"device": dev, "torch": torch.__version__, "triton": triton.__version__, "commit": args.commit,
-           "date": datetime.date.today().isoformat(), "rows": [], "sweep": {}}
+    res = {
+        "device": dev,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "commit": args.commit,
+        "date": datetime.date.today().isoformat(),
+        "rows": [],
+        "sweep": {},
+    }
     res["correct"] = check(gen)
 
     # Launch-setting sweep at 1M random points, fp16 table.
@@ -204,9 +219,18 @@ def main():
     # Backward: scatter variants × block/warps, on random and on surface points (fwd + bwd w.r.t. the table);
     # the best by the sum of the two.
     xs = {"random": x, "surface": points(SIZES[0], "surface", gen)}
-    for seg, frac, blk, warps in [(False, 0.25, 256, 4), (True, 0.25, 256, 4), (True, 0.5, 256, 4),
-                                  (True, 1.0, 256, 4), (True, 0.25, 128, 4), (True, 0.5, 128, 4), (True, 1.0, 128, 4),
-                                  (True, 0.5, 256, 8), (True, 0.5, 512, 4), (True, 1.0, 512, 8)]:
+    for seg, frac, blk, warps in [
+        (False, 0.25, 256, 4),
+        (True, 0.25, 256, 4),
+        (True, 0.5, 256, 4),
+        (True, 1.0, 256, 4),
+        (True, 0.25, 128, 4),
+        (True, 0.5, 128, 4),
+        (True, 1.0, 128, 4),
+        (True, 0.5, 256, 8),
+        (True, 0.5, 512, 4),
+        (True, 1.0, 512, 8),
+    ]:
         hge._LAUNCH.update(bwd_block=blk, bwd_warps=warps, bwd_segmented=seg, bwd_seg_frac=frac)
         tots = {}
         for kind, xk in xs.items():
@@ -224,8 +248,10 @@ def main():
         tg = table.clone().requires_grad_(True)
         for sep in (True, False):
             hge._LAUNCH.update(bwd_dx_separate=sep)
-            ms = bench_ms(lambda: hash_grid_encode(xg, tg, backend="triton", **CFG).backward(g),  # noqa: B023
-                          grad_to_none=[xg, tg])
+            ms = bench_ms(
+                lambda: hash_grid_encode(xg, tg, backend="triton", **CFG).backward(g),
+                grad_to_none=[xg, tg],
+            )
             dx_ms[sep] += ms
             res["sweep"][f"full with dx, {kind}, dx_separate {sep}"] = ms
             log(f"  sweep fwd+bwd incl. dL/dx ({kind}) dx_separate {sep}: {ms * 1e3:.0f} us")
@@ -242,8 +268,8 @@ def main():
     res["launch"] = dict(hge._LAUNCH)
     log("best launch", hge._LAUNCH)
 
-    ours = lambda a, b: hash_grid_encode(a, b, backend="triton", **CFG)  # noqa: E731
-    ours_det = lambda a, b: hash_grid_encode(a, b, backend="triton", deterministic=True, **CFG)  # noqa: E731
+    ours = lambda a, b: hash_grid_encode(a, b, backend="triton", **CFG)
+    ours_det = lambda a, b: hash_grid_encode(a, b, backend="triton", deterministic=True, **CFG)
 
     def time_plain(x, table, g):  # the backward without segmentation (the scatter before it), for comparison
         saved = hge._LAUNCH["bwd_segmented"]
@@ -253,15 +279,25 @@ def main():
         finally:
             hge._LAUNCH["bwd_segmented"] = saved
 
-    twin = lambda a, b: hash_grid_encode_reference(a, b, **CFG)  # noqa: E731
+    twin = lambda a, b: hash_grid_encode_reference(a, b, **CFG)
 
     def add(provider, n, kind, dtype, fwd, tot):
-        row = dict(provider=provider, n=n, points=kind, table=str(dtype).replace("torch.", ""), fwd_us=fwd * 1e3,
-                   bwd_us=(tot - fwd) * 1e3, full_us=tot * 1e3, full_us_per_M=tot * 1e3 / (n / 2**20),
-                   fwd_gathers_per_s=n * L * 8 / (fwd * 1e-3))
+        row = dict(
+            provider=provider,
+            n=n,
+            points=kind,
+            table=str(dtype).replace("torch.", ""),
+            fwd_us=fwd * 1e3,
+            bwd_us=(tot - fwd) * 1e3,
+            full_us=tot * 1e3,
+            full_us_per_M=tot * 1e3 / (n / 2**20),
+            fwd_gathers_per_s=n * L * 8 / (fwd * 1e-3),
+        )
         res["rows"].append(row)
-        log(f"  {provider:22s} N={n:>8d} {kind:8s} {row['table']:8s} fwd {row['fwd_us']:9.0f} us  bwd "
-            f"{row['bwd_us']:9.0f} us  full {row['full_us']:9.0f} us  ({row['full_us_per_M']:.0f} us/M)")
+        log(
+            f"  {provider:22s} N={n:>8d} {kind:8s} {row['table']:8s} fwd {row['fwd_us']:9.0f} us  bwd "
+            f"{row['bwd_us']:9.0f} us  full {row['full_us']:9.0f} us  ({row['full_us_per_M']:.0f} us/M)"
+        )
 
     for n in SIZES:
         for kind in ("random", "surface"):
@@ -299,7 +335,7 @@ def main():
     try:
         t0 = time.time()
         comp = torch.compile(hash_grid_encode_reference, dynamic=False)
-        compiled = lambda a, b: comp(a, b, **CFG)  # noqa: E731
+        compiled = lambda a, b: comp(a, b, **CFG)
         for n in SIZES if not SMOKE else ():
             if time.time() - t0 > args.compile_budget_s:
                 log("  compile budget spent; skipping larger N")
@@ -309,7 +345,7 @@ def main():
             table = ((torch.rand(L, T, FEAT, device=DEV, generator=gen) * 2 - 1) * 1e-4).half()
             add("torch.compile(twin)", n, "random", torch.float16, *time_provider(compiled, x, table, g))
         res["compile_s"] = time.time() - t0
-    except Exception as e:  # report, do not lose the other numbers
+    except Exception as e:  # noqa: BLE001 - report, do not lose the other numbers
         log("torch.compile failed:", repr(e)[:300])
         res["compile_error"] = repr(e)[:300]
 
@@ -335,16 +371,21 @@ def write(res, out_dir):
     for r in res["rows"]:
         base = by.get(("twin (eager)", r["n"], "random", r["table"]))
         sp = f"{base['full_us'] / r['full_us']:.1f}×" if base else "—"
-        lines.append(f"| {r['provider']} | {r['n'] / 2**20:.0f}M | {r['points']} | {r['table']} | {r['fwd_us']:.0f} | "
-                     f"{r['bwd_us']:.0f} | {r['full_us']:.0f} | {r['full_us_per_M']:.0f} | {sp} |")
+        lines.append(
+            f"| {r['provider']} | {r['n'] / 2**20:.0f}M | {r['points']} | {r['table']} | {r['fwd_us']:.0f} | "
+            f"{r['bwd_us']:.0f} | {r['full_us']:.0f} | {r['full_us_per_M']:.0f} | {sp} |"
+        )
     gps = res.get("l2_gathers_per_s")
     if gps:
         ours = by.get(("ours", SIZES[1], "random", "float16"))
         if ours:
             achieved = ours["fwd_gathers_per_s"]
-            lines += ["", f"L2 gathers: the forward makes N·L·8 random 8-byte row gathers (fp16, F=4). An L2 "
-                          f"random-gather probe reaches {gps / 1e9:.1f} G/s; ours (4M random, fp16) reaches "
-                          f"{achieved / 1e9:.1f} G/s = {100 * achieved / gps:.0f}% of it."]
+            lines += [
+                "",
+                f"L2 gathers: the forward makes N·L·8 random 8-byte row gathers (fp16, F=4). An L2 "
+                f"random-gather probe reaches {gps / 1e9:.1f} G/s; ours (4M random, fp16) reaches "
+                f"{achieved / 1e9:.1f} G/s = {100 * achieved / gps:.0f}% of it.",
+            ]
     for kind in ("random", "surface"):
         if f"full_with_dx_us_1M_fp16_{kind}" in res:
             lines.append(f"fwd + bwd incl. dL/dx (1M {kind}, fp16): {res[f'full_with_dx_us_1M_fp16_{kind}']:.0f} µs.")

@@ -9,12 +9,14 @@ GB/s (the fewest bytes the op must move: each input read once, the output writte
 bandwidth, and appends the table to benches/RESULTS.md (and $OUT/RESULTS.md when $OUT is set) with device,
 commit and date.
 
-    PYTHONPATH=kernels python benches/gpu_kernels.py [--sweep] [--sweep-only] [--quick-check] [--commit SHA] [--no-compile]
+    PYTHONPATH=kernels python benches/gpu_kernels.py [--sweep] [--sweep-only] [--quick-check] [--commit SHA]
+    [--no-compile]
 
 --sweep-only: correctness check, then the full sweep (candidate kernels and launch configurations for the NHWC
 pixel_clip cases and sds_grad, plus size-matched copies and host time per call), no table.
 --sweep: time the NHWC pixel_clip kernel candidates on [4,1024,1024,3] per dtype, use the fastest for the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,12 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "kernels"))
 
+import importlib  # noqa: E402
+
 import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.testing import do_bench  # noqa: E402
 
 import pgc_kernels as pk  # noqa: E402
-import importlib  # noqa: E402
 
 # The package re-exports the functions under the submodules' names: fetch the modules themselves.
 pc_mod = importlib.import_module("pgc_kernels.pixel_clip")
@@ -129,9 +132,13 @@ def check_all(quick: bool = False) -> int:
     combos = (("clip", "linf", False), ("clip", "l2", True), ("soft_pixel", "linf", False), ("value", "linf", True))
     for dtype, (atol, rtol) in tol0.items():
         esize = 4 if dtype == torch.float32 else 2
-        for c, kernels in ((3, (None, "words64", "staged32", "staged64", "packed", "strided")),
-                           (4, (None, "staged64", "words64")), (1, (None,)), (5, (None,))):
-            g = (torch.randn(2, 67, 131, c, device=DEV) * 0.15)
+        for c, kernels in (
+            (3, (None, "words64", "staged32", "staged64", "packed", "strided")),
+            (4, (None, "staged64", "words64")),
+            (1, (None,)),
+            (5, (None,)),
+        ):
+            g = torch.randn(2, 67, 131, c, device=DEV) * 0.15
             g[0, 0, 0] = 0
             g[1, 3, 4, 0] = float("nan")
             g[1, 5, 6, c - 1] = float("inf")
@@ -147,7 +154,10 @@ def check_all(quick: bool = False) -> int:
                     r = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=-1, return_stats=stats)
                     if stats:
                         (o, so), (r, sr) = o, r
-                        if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True) for a, b in zip(so, sr)):
+                        if not all(
+                            torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True)
+                            for a, b in zip(so, sr, strict=False)
+                        ):
                             fails += 1
                             print(f"FAIL stats nhwc C={c} {dtype} {kern} {variant} {norm}: {so} vs {sr}")
                     ok = torch.isnan(o) == torch.isnan(r)
@@ -165,7 +175,9 @@ def check_all(quick: bool = False) -> int:
             r = pixel_clip_reference(g, TAU, variant=variant, norm=norm, return_stats=stats)
             if stats:
                 (o, so), (r, sr) = o, r
-                if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True) for a, b in zip(so, sr)):
+                if not all(
+                    torch.allclose(a, b, rtol=1e-4, atol=1e-6, equal_nan=True) for a, b in zip(so, sr, strict=False)
+                ):
                     fails += 1
                     print(f"FAIL stats nchw {dtype} {variant} {norm}: {so} vs {sr}")
             ok = torch.isnan(o) == torch.isnan(r)
@@ -223,11 +235,24 @@ def check_all(quick: bool = False) -> int:
                     for stats in (False, True) if variant == "clip" else (False,):
                         scale = torch.tensor(4.0, device=DEV) if stats else None
                         gg = g * 4 if stats else g
-                        o = pk.pixel_clip(gg, TAU, variant=variant, norm=norm, channel_dim=cd, scale=scale, backend="triton", return_stats=stats)
-                        r = pixel_clip_reference(gg, TAU, variant=variant, norm=norm, channel_dim=cd, scale=scale, return_stats=stats)
+                        o = pk.pixel_clip(
+                            gg,
+                            TAU,
+                            variant=variant,
+                            norm=norm,
+                            channel_dim=cd,
+                            scale=scale,
+                            backend="triton",
+                            return_stats=stats,
+                        )
+                        r = pixel_clip_reference(
+                            gg, TAU, variant=variant, norm=norm, channel_dim=cd, scale=scale, return_stats=stats
+                        )
                         if stats:
                             (o, so), (r, sr) = o, r
-                            if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(so, sr)):
+                            if not all(
+                                torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(so, sr, strict=False)
+                            ):
                                 fails += 1
                                 print(f"FAIL stats {lname} {dtype} {variant} {norm}: {so} vs {sr}")
                         err = ((o.float() - r.float()).abs() - (atol + rtol * r.float().abs())).max().item()
@@ -244,12 +269,18 @@ def check_all(quick: bool = False) -> int:
             for conv in ("pgc", "diffusers"):
                 for phi in (0.0, 0.7):
                     for clamp, clip in ((None, None), (0.5, 0.3)):
-                        o = pk.sds_grad(*args, w, 100.0, convention=conv, cfg_rescale=phi, clamp=clamp, clip=clip, backend="triton")
-                        r = sds_grad_reference(*args, w, 100.0, convention=conv, cfg_rescale=phi, clamp=clamp, clip=clip)
+                        o = pk.sds_grad(
+                            *args, w, 100.0, convention=conv, cfg_rescale=phi, clamp=clamp, clip=clip, backend="triton"
+                        )
+                        r = sds_grad_reference(
+                            *args, w, 100.0, convention=conv, cfg_rescale=phi, clamp=clamp, clip=clip
+                        )
                         rel = ((o - r).norm() / r.norm()).item()
                         if not rel < 1e-5:
                             fails += 1
-                            print(f"FAIL sds_grad {shape} {dtype} {conv} phi={phi} clamp={clamp} clip={clip}: rel {rel}")
+                            print(
+                                f"FAIL sds_grad {shape} {dtype} {conv} phi={phi} clamp={clamp} clip={clip}: rel {rel}"
+                            )
     torch.cuda.synchronize()
     print(f"correctness on device: {'all passed' if fails == 0 else f'{fails} FAILED'}")
     return fails
@@ -281,7 +312,7 @@ def pixel_cases():
 
 
 def original_hook(g, tau, cd):
-    """The original's hook arithmetic (reference_spec.md §2.3 type 0), eager."""
+    """The original's hook arithmetic (the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook), eager."""
     ratio = tau / torch.abs(g)
     ratio[ratio > 1] = 1
     return g * torch.amin(ratio, dim=cd, keepdim=True)
@@ -293,25 +324,47 @@ def sweep_nhwc(copy_gbs: float) -> dict:
     on [4,1024,1024,3]; sets the fastest per element size as the dispatch default for the rest of the run."""
     print("\n## NHWC kernel sweep (device µs per call, CUDA graph over input sets larger than L2)")
     tuned = {}
-    cands16 = [("words", (512, 4, 64)), ("staged", (512, 4, 64)), ("staged", (1024, 4, 64)), ("staged", (256, 2, 64)),
-               ("staged", (512, 4, 32)), ("staged", (1024, 8, 32))]
-    cands32 = [("packed", (4096, 16)), ("strided", (2048, 4)), ("staged", (512, 4, 64)), ("staged", (1024, 4, 64)),
-               ("staged", (512, 4, 32)), ("words", (512, 4, 64))]
+    cands16 = [
+        ("words", (512, 4, 64)),
+        ("staged", (512, 4, 64)),
+        ("staged", (1024, 4, 64)),
+        ("staged", (256, 2, 64)),
+        ("staged", (512, 4, 32)),
+        ("staged", (1024, 8, 32)),
+    ]
+    cands32 = [
+        ("packed", (4096, 16)),
+        ("strided", (2048, 4)),
+        ("staged", (512, 4, 64)),
+        ("staged", (1024, 4, 64)),
+        ("staged", (512, 4, 32)),
+        ("words", (512, 4, 64)),
+    ]
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         esize = 4 if dtype == torch.float32 else 2
         shape = (4, 1024, 1024, 3)
         gs = [(torch.randn(shape, device=DEV) * 0.1).to(dtype) for _ in range(n_sets(2 * 4 * 2**20 * 3 * esize))]
         floor = 2 * gs[0].nbytes / (copy_gbs * 1e3)
         res = []
-        for kern, kcfg in (cands32 if esize == 4 else cands16):
+        for kern, kcfg in cands32 if esize == 4 else cands16:
             cfg = {**pc_mod.CONFIG, (kern, esize): kcfg}
             try:
-                t = graph_us([lambda g=g, cfg=cfg, kern=kern: pc_mod._pixel_clip_triton(g, TAU, "clip", "linf", 3, None, False, config=cfg, packed_kernel=kern) for g in gs])
+                t = graph_us(
+                    [
+                        lambda g=g, cfg=cfg, kern=kern: pc_mod._pixel_clip_triton(
+                            g, TAU, "clip", "linf", 3, None, False, config=cfg, packed_kernel=kern
+                        )
+                        for g in gs
+                    ]
+                )
             except Exception as e:  # noqa: BLE001 - report, keep sweeping
                 print(f"  {kern} {kcfg}: failed {type(e).__name__}: {str(e)[:300]}")
                 continue
             res.append((t, kern, kcfg))
-            print(f"  NHWC {shape} {dtype} {kern:8s} {str(kcfg):16s} {t:6.1f} µs = {100 * floor / t:.0f} % of copy", flush=True)
+            print(
+                f"  NHWC {shape} {dtype} {kern:8s} {str(kcfg):16s} {t:6.1f} µs = {100 * floor / t:.0f} % of copy",
+                flush=True,
+            )
         res.sort(key=lambda r: r[0])
         t, kern, kcfg = res[0]
         print(f"NHWC {shape} {dtype}: best {kern} {kcfg} {t:.1f} µs ({100 * floor / t:.0f} % of copy)")
@@ -332,22 +385,36 @@ def sweep(copy_gbs: float) -> dict:
     """Time every candidate kernel and launch configuration (device µs, CUDA graph) and set the best ones in
     pc_mod.CONFIG / pc_mod.PACKED_PIXEL_KERNEL / sd_mod.CONFIG for the rest of the run; returns what changed."""
     print("\n## sweep (device µs per call, CUDA graph over input sets larger than L2)")
-    cands = [(e, w) for e in (2048, 4096, 8192, 16384) for w in (4, 8, 16) if e // (32 * w) >= 4]
     tuned = {}
 
     def run_pc(gs, d, cfg, kern, variant="clip"):
         pc_mod._PLANS.clear()
-        return graph_us([lambda g=g: pc_mod._pixel_clip_triton(g, TAU, variant, "linf", d, None, False, config=cfg, packed_kernel=kern) for g in gs])
+        return graph_us(
+            [
+                lambda g=g: pc_mod._pixel_clip_triton(
+                    g, TAU, variant, "linf", d, None, False, config=cfg, packed_kernel=kern
+                )
+                for g in gs
+            ]
+        )
 
     # NCHW (pixel_major tile): unchanged kernel, re-check its configuration.
-    for key, (shape, dtype) in {("pixel_major", 4): ((4, 3, 1024, 1024), torch.float32),
-                                ("pixel_major", 2): ((4, 3, 1024, 1024), torch.bfloat16)}.items():
+    for key, (shape, dtype) in {
+        ("pixel_major", 4): ((4, 3, 1024, 1024), torch.float32),
+        ("pixel_major", 2): ((4, 3, 1024, 1024), torch.bfloat16),
+    }.items():
         gs = [(torch.randn(shape, device=DEV) * 0.1).to(dtype) for _ in range(n_sets(2 * 4 * 2**22))]
-        res = sorted((run_pc(gs, 1, {**pc_mod.CONFIG, key: (e, w)}, None), e, w) for e, w in ((2048, 4), (4096, 4), (4096, 8), (8192, 8)))
+        res = sorted(
+            (run_pc(gs, 1, {**pc_mod.CONFIG, key: (e, w)}, None), e, w)
+            for e, w in ((2048, 4), (4096, 4), (4096, 8), (8192, 8))
+        )
         default_t = run_pc(gs, 1, pc_mod.CONFIG, None)
         floor = 2 * gs[0].nbytes / (copy_gbs * 1e3)
-        print(f"{key} {shape} {dtype}: default {pc_mod.CONFIG[key]} {default_t:.1f} µs; best "
-              + ", ".join(f"({e},{w}) {t:.1f}" for t, e, w in res[:3]) + f"; floor {floor:.1f} µs")
+        print(
+            f"{key} {shape} {dtype}: default {pc_mod.CONFIG[key]} {default_t:.1f} µs; best "
+            + ", ".join(f"({e},{w}) {t:.1f}" for t, e, w in res[:3])
+            + f"; floor {floor:.1f} µs"
+        )
         if res[0][0] < 0.97 * default_t:
             tuned[key] = (res[0][1], res[0][2])
         del gs
@@ -355,10 +422,19 @@ def sweep(copy_gbs: float) -> dict:
     # NHWC: every kernel that can run the pixel-wise clip on a packed channel-last tensor.
     word_cands = [(gb, w, bits) for bits in (32, 64) for gb, w in ((512, 2), (512, 4), (1024, 4), (2048, 8))]
     best_kernel = {}
-    for dtype, c in ((torch.float32, 3), (torch.float16, 3), (torch.bfloat16, 3), (torch.bfloat16, 4), (torch.float32, 4)):
+    for dtype, c in (
+        (torch.float32, 3),
+        (torch.float16, 3),
+        (torch.bfloat16, 3),
+        (torch.bfloat16, 4),
+        (torch.float32, 4),
+    ):
         esize = 4 if dtype == torch.float32 else 2
         shape = (4, 1024, 1024, c)
-        gs = [(torch.randn(shape, device=DEV) * 0.1).to(dtype) for _ in range(n_sets(2 * 4 * 2**20 * c * (esize // 2) * 2))]
+        gs = [
+            (torch.randn(shape, device=DEV) * 0.1).to(dtype)
+            for _ in range(n_sets(2 * 4 * 2**20 * c * (esize // 2) * 2))
+        ]
         floor = 2 * gs[0].nbytes / (copy_gbs * 1e3)
         res = [(run_pc(gs, 3, pc_mod.CONFIG, "packed"), "packed", pc_mod.CONFIG[("packed", esize)])]
         for e, w in [(2048, 4), (4096, 4)] if c == 3 else []:
@@ -368,8 +444,11 @@ def sweep(copy_gbs: float) -> dict:
         default_t = run_pc(gs, 3, pc_mod.CONFIG, None)
         elementwise_t = run_pc(gs, 3, pc_mod.CONFIG, None, variant="value")
         res.sort(key=lambda r: r[0])
-        print(f"NHWC {shape} {dtype}: floor {floor:.1f} µs; library default {default_t:.1f} µs; element-wise variant "
-              f"(packed, no gathers) {elementwise_t:.1f} µs; best: " + ", ".join(f"{k} {cfg} {t:.1f}" for t, k, cfg in res[:5]))
+        print(
+            f"NHWC {shape} {dtype}: floor {floor:.1f} µs; library default {default_t:.1f} µs; element-wise variant "
+            f"(packed, no gathers) {elementwise_t:.1f} µs; best: "
+            + ", ".join(f"{k} {cfg} {t:.1f}" for t, k, cfg in res[:5])
+        )
         for k in ("packed", "strided", "words"):
             if not any(r[1] == k for r in res):
                 continue
@@ -379,7 +458,7 @@ def sweep(copy_gbs: float) -> dict:
             best_kernel[esize] = res[0]
         del gs
         torch.cuda.empty_cache()
-    for esize, (t, k, cfg) in best_kernel.items():
+    for esize, (_t, k, cfg) in best_kernel.items():
         if k != pc_mod.PACKED_PIXEL_KERNEL[esize]:
             tuned[("packed_pixel_kernel", esize)] = k
         key = ({"words": "words", "packed": "packed", "strided": "strided"})[k], esize
@@ -394,30 +473,46 @@ def sweep(copy_gbs: float) -> dict:
     ew_sets = [(a, b, c, torch.empty_like(a)) for a, b, c in sets]
     addcmul_t = graph_us([lambda a=a, b=b, c=c, o=o: torch.addcmul(a, b, c, out=o) for a, b, c, o in ew_sets])
     del ew_sets
-    print(f"sds_grad [8,4,128,128] fp32, 8 MiB moved: size-matched copy (4 MiB → 4 MiB) {copy_t:.2f} µs; "
-          f"torch.addcmul (3 in, 1 out, 8 MiB) {addcmul_t:.2f} µs; large-copy floor {nbytes / (copy_gbs * 1e3):.2f} µs")
+    print(
+        f"sds_grad [8,4,128,128] fp32, 8 MiB moved: size-matched copy (4 MiB → 4 MiB) {copy_t:.2f} µs; "
+        f"torch.addcmul (3 in, 1 out, 8 MiB) {addcmul_t:.2f} µs; large-copy floor {nbytes / (copy_gbs * 1e3):.2f} µs"
+    )
     res = []
     flat_cands = [(512, 4), (512, 2), (1024, 8), (1024, 4), (2048, 8), (2048, 4), (4096, 16), (4096, 8)]
     for blk, wp in flat_cands:
         for evict in (False, True):
             for persist in (0, 1, 2, 4):
                 cfg = dict(sd_mod.CONFIG, flat=(blk, wp, evict, persist))
-                t = graph_us([lambda a=a, cfg=cfg: sd_mod._sds_grad_triton(*a, w8, 100.0, "pgc", 0.0, None, None, config=cfg) for a in sets])
+                t = graph_us(
+                    [
+                        lambda a=a, cfg=cfg: sd_mod._sds_grad_triton(*a, w8, 100.0, "pgc", 0.0, None, None, config=cfg)
+                        for a in sets
+                    ]
+                )
                 res.append((t, "flat", (blk, wp, evict, persist)))
     for e, wp in [(4096, 16), (2048, 4), (1024, 4)]:
         cfg = dict(sd_mod.CONFIG, sds=(e, wp), flat=(2**30, 1, False, 0))  # flat block > C·N: the tiled kernel runs
-        t = graph_us([lambda a=a, cfg=cfg: sd_mod._sds_grad_triton(*a, w8, 100.0, "pgc", 0.0, None, None, config=cfg) for a in sets])
+        t = graph_us(
+            [
+                lambda a=a, cfg=cfg: sd_mod._sds_grad_triton(*a, w8, 100.0, "pgc", 0.0, None, None, config=cfg)
+                for a in sets
+            ]
+        )
         res.append((t, "tiled", (e, wp)))
     default_t = graph_us([lambda a=a: sd_mod._sds_grad_triton(*a, w8, 100.0, "pgc", 0.0, None, None) for a in sets])
     comp = torch.compile(lambda a, b, c, d: sds_grad_reference(a, b, c, d, 100.0))
     comp_t = graph_us([lambda a=a: comp(*a, w8) for a in sets])
     res.sort(key=lambda r: r[0])
-    print(f"sds_grad: library default {default_t:.2f} µs, torch.compile {comp_t:.2f} µs; best: "
-          + ", ".join(f"{k} {cfg} {t:.2f}" for t, k, cfg in res[:8]))
+    print(
+        f"sds_grad: library default {default_t:.2f} µs, torch.compile {comp_t:.2f} µs; best: "
+        + ", ".join(f"{k} {cfg} {t:.2f}" for t, k, cfg in res[:8])
+    )
     for k in ("flat", "tiled"):
         t, _, cfg = min((r for r in res if r[1] == k), key=lambda r: r[0])
-        print(f"    best {k:6s} {str(cfg):24s} {t:.2f} µs = {100 * copy_t / t:.0f} % of size-matched copy, "
-              f"{100 * nbytes / (copy_gbs * 1e3) / t:.0f} % of large-copy bandwidth")
+        print(
+            f"    best {k:6s} {str(cfg):24s} {t:.2f} µs = {100 * copy_t / t:.0f} % of size-matched copy, "
+            f"{100 * nbytes / (copy_gbs * 1e3) / t:.0f} % of large-copy bandwidth"
+        )
     by_persist = {}
     for t, k, cfg in res:
         if k == "flat":
@@ -435,13 +530,17 @@ def sweep(copy_gbs: float) -> dict:
     g = (torch.randn(4, 1024, 1024, 3, device=DEV) * 0.1).to(torch.bfloat16)
     g2 = torch.randn(4, 3, 256, 256, device=DEV) * 0.1
     pcomp = torch.compile(lambda x: pixel_clip_reference(x, TAU, channel_dim=1))
-    print("host µs per call: "
-          f"sds_grad ours (tensor w) {host_us(lambda: pk.sds_grad(*a, w8, 100.0)):.1f}, "
-          f"(float w) {host_us(lambda: pk.sds_grad(*a, 0.5, 100.0)):.1f}, "
-          f"torch.compile(reference) {host_us(lambda: comp(*a, w8)):.1f}, eager reference {host_us(lambda: sds_grad_reference(*a, w8, 100.0)):.1f}; "
-          f"pixel_clip NCHW fp32 [4,3,256,256] ours {host_us(lambda: pk.pixel_clip(g2, TAU)):.1f}, "
-          f"torch.compile {host_us(lambda: pcomp(g2)):.1f}, ours return_stats {host_us(lambda: pk.pixel_clip(g2, TAU, return_stats=True)):.1f}; "
-          f"empty Triton-free baseline torch.empty_like {host_us(lambda: torch.empty_like(g2)):.1f}")
+    print(
+        "host µs per call: "
+        f"sds_grad ours (tensor w) {host_us(lambda: pk.sds_grad(*a, w8, 100.0)):.1f}, "
+        f"(float w) {host_us(lambda: pk.sds_grad(*a, 0.5, 100.0)):.1f}, "
+        f"torch.compile(reference) {host_us(lambda: comp(*a, w8)):.1f}, eager reference "
+        f"{host_us(lambda: sds_grad_reference(*a, w8, 100.0)):.1f}; "
+        f"pixel_clip NCHW fp32 [4,3,256,256] ours {host_us(lambda: pk.pixel_clip(g2, TAU)):.1f}, "
+        f"torch.compile {host_us(lambda: pcomp(g2)):.1f}, ours return_stats "
+        f"{host_us(lambda: pk.pixel_clip(g2, TAU, return_stats=True)):.1f}; "
+        f"empty Triton-free baseline torch.empty_like {host_us(lambda: torch.empty_like(g2)):.1f}"
+    )
     del g
 
     for key, v in tuned.items():
@@ -461,14 +560,22 @@ def main() -> int:
     ap.add_argument("--sweep", action="store_true", help="NHWC kernel sweep; the fastest is used for the table")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-check", action="store_true")
-    ap.add_argument("--quick-check", action="store_true", help="check only the NHWC kernel candidates and sds_grad's flat kernel")
+    ap.add_argument(
+        "--quick-check", action="store_true", help="check only the NHWC kernel candidates and sds_grad's flat kernel"
+    )
     ap.add_argument("--sweep-only", action="store_true", help="check, sweep, print; no table")
     ap.add_argument("--commit", default=os.environ.get("PGC_COMMIT", ""))
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("gpu_kernels.py needs a CUDA device")
         return 2
-    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip() or "unknown"
+    commit = (
+        args.commit
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+        or "unknown"
+    )
     name = torch.cuda.get_device_name()
     print(f"device {name}, torch {torch.__version__}, triton {triton.__version__}, commit {commit}")
     copy_gbs = copy_bandwidth()
@@ -502,19 +609,37 @@ def main() -> int:
                 print(f"{case} {impl}: not capturable in a CUDA graph ({type(e).__name__}); device µs = per-call µs")
                 torch.cuda.synchronize()
                 dev_t[impl] = call_t[impl]
-            print(f"  {case:42s} {impl:26s} device {dev_t[impl]:8.1f} µs, per call {call_t[impl]:8.1f} µs   (setup {time.time() - t0:.1f} s)", flush=True)
+            print(
+                f"  {case:42s} {impl:26s} device {dev_t[impl]:8.1f} µs, per call {call_t[impl]:8.1f} µs   (setup "
+                f"{time.time() - t0:.1f} s)",
+                flush=True,
+            )
         eager = dev_t.get("eager reference")
         for impl, t in dev_t.items():
             gbs = nbytes / (t * 1e-6) / 1e9
-            rows.append((case, impl, t, gbs, 100 * gbs / copy_gbs, 100 * same_copy / t, (eager / t) if eager else float("nan"),
-                         call_t[impl], host_t[impl]))
+            rows.append(
+                (
+                    case,
+                    impl,
+                    t,
+                    gbs,
+                    100 * gbs / copy_gbs,
+                    100 * same_copy / t,
+                    (eager / t) if eager else float("nan"),
+                    call_t[impl],
+                    host_t[impl],
+                )
+            )
 
     print("\n## timings")
     for case, g0, cd, which in pixel_cases():
         lite = which == "lite"
         gs = [g0] + [torch.randn_like(g0) * 0.1 for _ in range(n_sets(2 * g0.nbytes) - 1)]
         impls = [
-            ("ours (Triton)", lambda k, cd=cd, gs=gs: lambda: pk.pixel_clip(gs[k], TAU, channel_dim=cd, backend="triton")),
+            (
+                "ours (Triton)",
+                lambda k, cd=cd, gs=gs: lambda: pk.pixel_clip(gs[k], TAU, channel_dim=cd, backend="triton"),
+            ),
             ("eager reference", lambda k, cd=cd, gs=gs: lambda: pixel_clip_reference(gs[k], TAU, channel_dim=cd)),
         ]
         if not lite:
@@ -523,11 +648,45 @@ def main() -> int:
             comp = torch.compile(lambda x, cd=cd: pixel_clip_reference(x, TAU, channel_dim=cd))
             impls.append(("torch.compile(reference)", lambda k, gs=gs, comp=comp: lambda: comp(gs[k])))
         if "bf16 NHWC" in case and "x3" not in case and ",3]" in case:
-            impls.insert(1, ("ours, previous kernel (packed, gathers)", lambda k, gs=gs: lambda: pc_mod._pixel_clip_triton(gs[k], TAU, "clip", "linf", 3, None, False, packed_kernel="packed")))
+            impls.insert(
+                1,
+                (
+                    "ours, previous kernel (packed, gathers)",
+                    lambda k, gs=gs: (
+                        lambda: pc_mod._pixel_clip_triton(
+                            gs[k], TAU, "clip", "linf", 3, None, False, packed_kernel="packed"
+                        )
+                    ),
+                ),
+            )
         if not lite and ("fp32 NCHW" in case and "1024" in case or "fp32 NHWC" in case):
-            impls.insert(1, ("ours, return_stats", lambda k, cd=cd, gs=gs: lambda: pk.pixel_clip(gs[k], TAU, channel_dim=cd, backend="triton", return_stats=True)))
-            impls.insert(2, ("ours, variant=global (2 passes)", lambda k, cd=cd, gs=gs: lambda: pk.pixel_clip(gs[k], TAU, variant="global", channel_dim=cd, backend="triton")))
-            impls.insert(3, ("ours, norm=l2", lambda k, cd=cd, gs=gs: lambda: pk.pixel_clip(gs[k], TAU, norm="l2", channel_dim=cd, backend="triton")))
+            impls.insert(
+                1,
+                (
+                    "ours, return_stats",
+                    lambda k, cd=cd, gs=gs: (
+                        lambda: pk.pixel_clip(gs[k], TAU, channel_dim=cd, backend="triton", return_stats=True)
+                    ),
+                ),
+            )
+            impls.insert(
+                2,
+                (
+                    "ours, variant=global (2 passes)",
+                    lambda k, cd=cd, gs=gs: (
+                        lambda: pk.pixel_clip(gs[k], TAU, variant="global", channel_dim=cd, backend="triton")
+                    ),
+                ),
+            )
+            impls.insert(
+                3,
+                (
+                    "ours, norm=l2",
+                    lambda k, cd=cd, gs=gs: (
+                        lambda: pk.pixel_clip(gs[k], TAU, norm="l2", channel_dim=cd, backend="triton")
+                    ),
+                ),
+            )
         add(case, 2 * g0.nbytes, impls)
         del gs, g0
         torch.cuda.empty_cache()
@@ -562,11 +721,14 @@ def main() -> int:
         f"### pgc_kernels on {name} — commit `{commit}`, {date}",
         "",
         f"torch {torch.__version__}, triton {triton.__version__}; measured device-to-device copy {copy_gbs:.0f} GB/s "
-        f"(bytes read + written); GB/s counts the fewest bytes each op must move. Device correctness check: {'passed' if fails == 0 else f'{fails} FAILED'}. "
-        f"Command: `python benches/gpu_kernels.py{' --sweep' if args.sweep else ''}{' --quick-check' if args.quick_check else ''}`"
+        f"(bytes read + written); GB/s counts the fewest bytes each op must move. Device correctness check: "
+        f"{'passed' if fails == 0 else f'{fails} FAILED'}. "
+        f"Command: `python "
+        f"benches/gpu_kernels.py{' --sweep' if args.sweep else ''}{' --quick-check' if args.quick_check else ''}`"
         f"{f'; launch configurations tuned in this run: {tuned}' if tuned else ''}.",
         "",
-        "*device µs*: CUDA-graph replay of back-to-back calls rotating over input sets larger than L2 (no host overhead); "
+        "*device µs*: CUDA-graph replay of back-to-back calls rotating over input sets larger than L2 (no host "
+        "overhead); "
         "GB/s, % and × are from it. *% of copy BW*: against the large (1 GiB) copy above. *% of size-matched copy*: "
         "device µs of `dst.copy_(src)` moving the same number of bytes (half read, half written), timed the same way, "
         "over ours — the ceiling for an op of this size, launch gaps and ramp included. *µs per call*: "
@@ -574,19 +736,29 @@ def main() -> int:
         "exceeds the flush. *host µs*: CPU wall time per call of 50 back-to-back calls, no synchronisation (the "
         "Python + launch cost a training loop pays).",
         "",
-        "| case | implementation | device µs | GB/s | % of copy BW | % of size-matched copy | × vs eager reference | µs per call | host µs |",
+        "| case | implementation | device µs | GB/s | % of copy BW | % of size-matched copy | × vs eager reference | "
+        "µs per call | host µs |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case, impl, t, gbs, pct, pct_same, sp, ct, ht in rows:
-        lines.append(f"| {case} | {impl} | {t:.1f} | {gbs:.0f} | {pct:.0f} % | {pct_same:.0f} % | {sp:.1f} | {ct:.1f} | {ht:.1f} |")
+        lines.append(
+            f"| {case} | {impl} | {t:.1f} | {gbs:.0f} | {pct:.0f} % | {pct_same:.0f} % | {sp:.1f} | {ct:.1f} | "
+            f"{ht:.1f} |"
+        )
     table = "\n".join(lines) + "\n"
     print(table)
-    targets = ROOT / "benches" / "RESULTS.md", (Path(os.environ["OUT"]) / "RESULTS.md" if os.environ.get("OUT") else None)
+    targets = (
+        ROOT / "benches" / "RESULTS.md",
+        (Path(os.environ["OUT"]) / "RESULTS.md" if os.environ.get("OUT") else None),
+    )
     for path in targets:
         if path is None:
             continue
         if not path.exists():
-            path.write_text("# Benchmark results\n\nGPU figures, each table produced by a committed command (named in the table's note).\n")
+            path.write_text(
+                "# Benchmark results\n\nGPU figures, each table produced by a committed command (named in the table's "
+                "note).\n"
+            )
         with path.open("a") as f:
             f.write(table)
     return 1 if fails else 0

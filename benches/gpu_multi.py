@@ -13,6 +13,7 @@ peak memory of every GPU. Exports are skipped (rank 0 alone would do them; they 
 ``--smoke`` runs the same path on the CPU with gloo, ``tiny-sd`` and the demo mesh at 32² (checks the script; its
 timings mean nothing). Not a pytest file: tests/pipeline/test_distributed.py covers the code on the CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,56 @@ WARMUP_STEPS = 10
 
 
 def generate_argv(a: argparse.Namespace, ws: str) -> list[str]:
-    common = ["--output.root", "", "--workspace", ws, "--force", "--output.turntable_frames", "0",
-              "--no-output.save_mesh", "--no-output.report", "--output.val_every", "0", "--output.ckpt_every", "0"]
+    common = [
+        "--output.root",
+        "",
+        "--workspace",
+        ws,
+        "--force",
+        "--output.turntable_frames",
+        "0",
+        "--no-output.save_mesh",
+        "--no-output.report",
+        "--output.val_every",
+        "0",
+        "--output.ckpt_every",
+        "0",
+    ]
     if a.smoke:
-        return ["generate", "--preset", "demo", "--mesh.path", a.mesh, "--device", "cpu", "--optim.iters",
-                str(a.iters), "--render.resolution", "32", "--no-texture.init_from_vertex_colors", *common]
-    return ["generate", "-O0", "-O2", "-O4", "--guidance", "controlnet", "--text", PROMPT, "--mesh_path", a.mesh,
-            "--model", a.model, "--device", "cuda", "--iters", str(a.iters), *common]
+        return [
+            "generate",
+            "--preset",
+            "demo",
+            "--mesh.path",
+            a.mesh,
+            "--device",
+            "cpu",
+            "--optim.iters",
+            str(a.iters),
+            "--render.resolution",
+            "32",
+            "--no-texture.init_from_vertex_colors",
+            *common,
+        ]
+    return [
+        "generate",
+        "-O0",
+        "-O2",
+        "-O4",
+        "--guidance",
+        "controlnet",
+        "--text",
+        PROMPT,
+        "--mesh_path",
+        a.mesh,
+        "--model",
+        a.model,
+        "--device",
+        "cuda",
+        "--iters",
+        str(a.iters),
+        *common,
+    ]
 
 
 def run_one(a: argparse.Namespace, n: int, root: Path) -> dict:
@@ -49,8 +93,16 @@ def run_one(a: argparse.Namespace, n: int, root: Path) -> dict:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n))
     else:
         env.setdefault("OMP_NUM_THREADS", "1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-           "-m", "pgc_fast.cli", *generate_argv(a, ws)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={n}",
+        "-m",
+        "pgc_fast.cli",
+        *generate_argv(a, ws),
+    ]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -68,9 +120,16 @@ def summarise(n: int, m: dict) -> dict:
     steady = (t[-1] - t[k - 1]) / (len(t) - k) if k >= 1 else m["s_per_it"]
     ranks = m.get("ranks") or [{"memory": m["memory"], "device": m["device"]}]
     peaks = [r["memory"].get("gpu_peak_allocated_mib", float("nan")) / 1024 for r in ranks]
-    return {"n": n, "s_it": steady, "s_it_all": m["s_per_it"], "views": m["views_per_step"],
-            "views_s": m["views_per_step"] / steady, "peaks": peaks, "load_s": m["phases_s"].get("load_model"),
-            "wall": m["_wall_s"]}
+    return {
+        "n": n,
+        "s_it": steady,
+        "s_it_all": m["s_per_it"],
+        "views": m["views_per_step"],
+        "views_s": m["views_per_step"] / steady,
+        "peaks": peaks,
+        "load_s": m["phases_s"].get("load_model"),
+        "wall": m["_wall_s"],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
     root = Path(tempfile.mkdtemp(prefix="gpu_multi_"))
     if a.smoke:
-        from pgc_fast.demo import make_demo_mesh
+        from pgc_fast.apps.demo import make_demo_mesh
         from pgc_fast.mesh import save_mesh
 
         a.mesh = str(root / "vase.ply")
@@ -108,21 +167,32 @@ def main(argv: list[str] | None = None) -> None:
     for n in counts:
         s = summarise(n, run_one(a, n, root))
         rows.append(s)
-        print(f"{n} GPU(s): {s['s_it']:.3f} s/it steady, peaks {', '.join(f'{p:.1f}' for p in s['peaks'])} GiB",
-              flush=True)
+        print(
+            f"{n} GPU(s): {s['s_it']:.3f} s/it steady, peaks {', '.join(f'{p:.1f}' for p in s['peaks'])} GiB",
+            flush=True,
+        )
     base = next((r for r in rows if r["n"] == 1), None)
-    lines = [f"### Multi-GPU `pgc-fast generate` (seed recipe, `{a.model if not a.smoke else 'tiny-sd'}`, {a.iters} "
-             f"iterations) — {dev}, torch {torch.__version__}, commit {os.environ.get('PGC_COMMIT', 'unknown')}, "
-             f"{datetime.date.today()} (`python benches/gpu_multi.py --gpus {a.gpus}`)", "",
-             f"| GPUs | views / step | s / iteration (steps {WARMUP_STEPS + 1}-{a.iters}) | s / it (all) | views / s | "
-             "scaling efficiency | peak GiB per GPU | model load s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### Multi-GPU `pgc-fast generate` (seed recipe, `{a.model if not a.smoke else 'tiny-sd'}`, {a.iters} "
+        f"iterations) — {dev}, torch {torch.__version__}, commit {os.environ.get('PGC_COMMIT', 'unknown')}, "
+        f"{datetime.date.today()} (`python benches/gpu_multi.py --gpus {a.gpus}`)",
+        "",
+        f"| GPUs | views / step | s / iteration (steps {WARMUP_STEPS + 1}-{a.iters}) | s / it (all) | views / s | "
+        "scaling efficiency | peak GiB per GPU | model load s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         eff = f"{100 * base['s_it'] / r['s_it']:.0f} %" if base else "n/a"
-        lines.append(f"| {r['n']} | {r['views']} | {r['s_it']:.3f} | {r['s_it_all']:.3f} | {r['views_s']:.2f} | "
-                     f"{eff} | {' / '.join(f'{p:.1f}' for p in r['peaks'])} | {r['load_s'] or float('nan'):.1f} |")
-    lines += ["", "Scaling efficiency = s/it on 1 GPU ÷ s/it on N GPUs (each GPU renders the same 2 views; "
-              "ideal 100 %)." + (f" Skipped (not enough devices): {skipped}." if skipped else ""), ""]
+        lines.append(
+            f"| {r['n']} | {r['views']} | {r['s_it']:.3f} | {r['s_it_all']:.3f} | {r['views_s']:.2f} | "
+            f"{eff} | {' / '.join(f'{p:.1f}' for p in r['peaks'])} | {r['load_s'] or float('nan'):.1f} |"
+        )
+    lines += [
+        "",
+        "Scaling efficiency = s/it on 1 GPU ÷ s/it on N GPUs (each GPU renders the same 2 views; "
+        "ideal 100 %)." + (f" Skipped (not enough devices): {skipped}." if skipped else ""),
+        "",
+    ]
     text = "\n".join(lines)
     print(text, flush=True)
     if a.results:

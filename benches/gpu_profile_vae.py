@@ -5,6 +5,7 @@
 ``--fast`` = exactly what ``GuidanceConfig.fast_vae`` runs on CUDA (chunked attention, Triton GroupNorm+SiLU,
 frozen convolutions, channels_last, bf16).
 """
+
 from __future__ import annotations
 
 import sys
@@ -12,9 +13,10 @@ import sys
 import torch
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _gpu_common import vae_encode_step, vae_input  # noqa: E402
-from gpu_unet_levers import profile  # noqa: E402
-from gpu_vae_levers import make_vae  # noqa: E402
+from gpu_unet_levers import profile
+from gpu_vae_levers import make_vae
+
+from _gpu_common import vae_encode_step, vae_input
 
 
 def main():
@@ -27,13 +29,17 @@ def main():
     print(f"channels_last={cl} fused_gn={fused} frozen_convs={fast} dtype={dtype}")
     print(profile(step))
     if "--ops" in sys.argv:  # which aten ops (and shapes) launch the time: the elementwise/copy kernels' callers
-        from torch.profiler import ProfilerActivity, profile as tprofile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as tprofile
 
         with tprofile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
             step()
             torch.cuda.synchronize()
-        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=45,
-                                                                 max_name_column_width=40, max_shapes_column_width=70))
+        print(
+            prof.key_averages(group_by_input_shape=True).table(
+                sort_by="self_cuda_time_total", row_limit=45, max_name_column_width=40, max_shapes_column_width=70
+            )
+        )
 
 
 if __name__ == "__main__":

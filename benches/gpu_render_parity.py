@@ -16,6 +16,7 @@ Usage (on a CUDA machine): ``python benches/gpu_render_parity.py [--mesh PATH] [
 With ``--device cpu`` only the CPU backend's timings run (no parity). Writes ``$OUT/render_parity.json`` when
 ``OUT`` is set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,7 @@ def load_panda(path: str, device: torch.device):
     m = load_mesh(path)
     v = torch.as_tensor(m.vertices, dtype=torch.float32)
     c = (v.max(0).values + v.min(0).values) / 2
-    v = (v - c) * (0.8 / (v - c).abs().max())  # the original's canonicalisation (spec §4.1)
+    v = (v - c) * (0.8 / (v - c).abs().max())  # the original's canonicalisation
     f = torch.as_tensor(m.faces, dtype=torch.int64)
     return v.to(device), f.to(device)
 
@@ -84,20 +85,27 @@ def main() -> int:
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--self-check", action="store_true",
-                    help="CPU only: run the parity code with a second CpuBackend standing in for nvdiffrast")
+    ap.add_argument(
+        "--self-check",
+        action="store_true",
+        help="CPU only: run the parity code with a second CpuBackend standing in for nvdiffrast",
+    )
     args = ap.parse_args()
     dev = torch.device(args.device)
     from pgc_fast.render import CpuBackend, MeshRenderer, OrbitSampler, RenderMesh
-    from pgc_fast.render.texture import FieldTexture, UVTexture
+    from pgc_fast.render.textures import FieldTexture, UVTexture
 
     res = (args.res, args.res)
     V, Fc = load_panda(args.mesh, dev)
     cams = OrbitSampler(height=args.res).sample(args.views, generator=torch.Generator().manual_seed(0), device=dev)
     clip = cams.to_clip(V)
-    results: dict[str, object] = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                                  "faces": int(Fc.shape[0]), "res": args.res, "views": args.views,
-                                  "torch": torch.__version__}
+    results: dict[str, object] = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "faces": int(Fc.shape[0]),
+        "res": args.res,
+        "views": args.views,
+        "torch": torch.__version__,
+    }
     cpu = CpuBackend()
     backends = {"cpu": cpu}
     if dev.type == "cuda":
@@ -204,21 +212,31 @@ def main() -> int:
                 cols = colors.clone().requires_grad_(True)
                 tx = cols if texture is None else texture
                 r = MeshRenderer(be)
-                out = r.render(mesh, cams, tx, background=1.0, shading="lambertian",
-                               generator=torch.Generator().manual_seed(1))
+                out = r.render(
+                    mesh, cams, tx, background=1.0, shading="lambertian", generator=torch.Generator().manual_seed(1)
+                )
                 loss = ((out.image - target) ** 2).mean()
                 if texture is not None:
                     texture.zero_grad(set_to_none=True)
                 loss.backward()
-                pg = cols.grad if texture is None else torch.cat([p.grad.flatten() for p in texture.parameters()
-                                                                   if p.grad is not None])
+                pg = (
+                    cols.grad
+                    if texture is None
+                    else torch.cat([p.grad.flatten() for p in texture.parameters() if p.grad is not None])
+                )
                 outs[(tname, name)] = out.image.detach()
                 grads[(tname, name)] = (pg.detach().clone(), Vg.grad.detach().clone())
 
                 def step():
                     Vs = V.clone().requires_grad_(True)
-                    o = r.render(RenderMesh(Vs, Fc), cams, tx, background=1.0, shading="lambertian",
-                                 generator=torch.Generator().manual_seed(1))
+                    o = r.render(
+                        RenderMesh(Vs, Fc),
+                        cams,
+                        tx,
+                        background=1.0,
+                        shading="lambertian",
+                        generator=torch.Generator().manual_seed(1),
+                    )
                     ((o.image - target) ** 2).mean().backward()
 
                 rows.append((name, f"render fwd+bwd, {tname}", timed(step, dev, max(3, args.reps // 2), 1)))
@@ -243,14 +261,23 @@ def main() -> int:
                 p.normal_(0, 0.5)
         mesh = RenderMesh(V, Fc, uvs=uvs)
         im = {n: MeshRenderer(be).render(mesh, cams, uvt, antialias=False).image for n, be in backends.items()}
-        results["render_psnr_uv pyramid 2048 (no AA)"] = float(10 * torch.log10(1 / ((im["nvdiffrast"] - im["cpu"]) ** 2).mean()))
+        results["render_psnr_uv pyramid 2048 (no AA)"] = float(
+            10 * torch.log10(1 / ((im["nvdiffrast"] - im["cpu"]) ** 2).mean())
+        )
         for name, be in backends.items():
-            rows.append((name, "render fwd, uv pyramid 2048 (8 levels)",
-                         timed(lambda: MeshRenderer(be).render(mesh, cams, uvt), dev, args.reps)))
+            rows.append(
+                (
+                    name,
+                    "render fwd, uv pyramid 2048 (8 levels)",
+                    timed(lambda: MeshRenderer(be).render(mesh, cams, uvt), dev, args.reps),
+                )
+            )
 
     print()
-    print(f"device: {results['device']}, torch {torch.__version__}, panda {results['faces']} faces, "
-          f"{args.views} views × {args.res}²")
+    print(
+        f"device: {results['device']}, torch {torch.__version__}, panda {results['faces']} faces, "
+        f"{args.views} views × {args.res}²"
+    )
     print(f"{'backend':<11} {'op':<40} {'median ms':>10}")
     for name, op, ms in rows:
         print(f"{name:<11} {op:<40} {ms:>10.2f}")

@@ -10,12 +10,13 @@ Variants (bf16 unless --dtype fp16):
   cudnn_benchmark  same, torch.backends.cudnn.benchmark = True
   graph            eager call captured once in a CUDA graph and replayed (no host launch cost)
   fused_gn_cl      Triton GroupNorm+SiLU (pgc_kernels.group_norm_silu), channels_last
-  blocks           pgc_fast.accel.compile_blocks (regional torch.compile); 'first call s' is the compile
+  blocks           pgc_fast.guidance.models.accel.compile_blocks (regional torch.compile); 'first call s' is the compile
   blocks_graph     blocks, captured in a CUDA graph
   blocks_cl        blocks, channels_last
   full             torch.compile of the whole UNet and ControlNet (minutes of compile)
 --profile prints where the eager call's GPU time goes (kernel categories, top kernels).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,10 @@ CATEGORIES = [  # first match wins; patterns are matched against CUDA kernel nam
     ("layout (NCHW<->NHWC, copies)", r"nchwToNhwc|nhwcToNchw|copy_|CatArray|transpose|permute|contiguous"),
     ("convolution", r"conv|cudnn|xmma_fprop|implicit|dgrad|wgrad|fprop|nhwc|winograd"),
     ("GEMM (linear)", r"gemm|cutlass|nvjet|xmma_gemm|sm90_xmma|cublas|ampere_|hopper_|s16816|wgmma"),
-    ("GroupNorm / LayerNorm", r"group_norm|layer_norm|GroupNorm|LayerNorm|batch_norm|welford|RowwiseMoments|ComputeFused"),
+    (
+        "GroupNorm / LayerNorm",
+        r"group_norm|layer_norm|GroupNorm|LayerNorm|batch_norm|welford|RowwiseMoments|ComputeFused",
+    ),
     ("triton (inductor fused)", r"^triton_"),
 ]
 
@@ -46,7 +50,8 @@ def categorise(name: str) -> str:
 
 
 def profile(fn, iters: int = 3) -> str:
-    from torch.profiler import ProfilerActivity, profile as tprofile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
 
     fn()
     torch.cuda.synchronize()
@@ -92,8 +97,8 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--results", default=None)
     a = ap.parse_args(argv)
-    from pgc_fast.accel import compile_blocks, use_fused_group_norm
-    from pgc_fast.guidance.builtin import build_builtin
+    from pgc_fast.guidance.models.accel import compile_blocks, use_fused_group_norm
+    from pgc_fast.guidance.models.builtin import build_builtin
 
     dev = "cuda"
     dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float16
@@ -121,8 +126,14 @@ def main(argv=None):
         @torch.no_grad()
         def step():
             down, mid = cn(z, inp["t"], inp["hid"], controlnet_cond=cond, added_cond_kwargs=add, return_dict=False)
-            return unet(z, inp["t"], inp["hid"], added_cond_kwargs=add, down_block_additional_residuals=down,
-                        mid_block_additional_residual=mid).sample
+            return unet(
+                z,
+                inp["t"],
+                inp["hid"],
+                added_cond_kwargs=add,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
+            ).sample
 
         return step
 
@@ -150,10 +161,23 @@ def main(argv=None):
 
             @torch.no_grad()
             def step():
-                down, mid = cn_c(inp["z"], inp["t"], inp["hid"], controlnet_cond=inp["cond"], added_cond_kwargs=add,
-                                 return_dict=False)
-                return unet_c(inp["z"], inp["t"], inp["hid"], added_cond_kwargs=add,
-                              down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+                down, mid = cn_c(
+                    inp["z"],
+                    inp["t"],
+                    inp["hid"],
+                    controlnet_cond=inp["cond"],
+                    added_cond_kwargs=add,
+                    return_dict=False,
+                )
+                return unet_c(
+                    inp["z"],
+                    inp["t"],
+                    inp["hid"],
+                    added_cond_kwargs=add,
+                    down_block_additional_residuals=down,
+                    mid_block_additional_residual=mid,
+                ).sample
+
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         out = step()
@@ -175,16 +199,26 @@ def main(argv=None):
         rows.append(f"| {v} | {ms:.1f} | {peak:.1f} | {first_s:.1f} | {err:.1e} |")
         print(rows[-1], flush=True)
         if a.profile and v in ("eager", "blocks"):
-            extra.append(f"**Where the `{v}` call's GPU time goes** (torch.profiler, CUDA kernels, mean of 3 calls):\n\n"
-                         + profile(fn))
+            extra.append(
+                f"**Where the `{v}` call's GPU time goes** (torch.profiler, CUDA kernels, mean of 3 calls):\n\n"
+                + profile(fn)
+            )
             print(extra[-1], flush=True)
         del fn, out
-    text = "\n".join([f"### SDXL UNet + depth ControlNet, batch {b} ({a.views} views × CFG), 128² latents, no grad, "
-                      f"{a.dtype} — {torch.cuda.get_device_name()}, torch {torch.__version__}, commit {commit()}, "
-                      f"{datetime.date.today()} (`python benches/gpu_unet_levers.py --variants {a.variants}"
-                      f"{' --profile' if a.profile else ''}`)", "",
-                      "| variant | ms (median) | peak GiB | first call s | ‖out − eager‖/‖eager‖ |", "|---|---|---|---|---|",
-                      *rows, "", *extra])
+    text = "\n".join(
+        [
+            f"### SDXL UNet + depth ControlNet, batch {b} ({a.views} views × CFG), 128² latents, no grad, "
+            f"{a.dtype} — {torch.cuda.get_device_name()}, torch {torch.__version__}, commit {commit()}, "
+            f"{datetime.date.today()} (`python benches/gpu_unet_levers.py --variants {a.variants}"
+            f"{' --profile' if a.profile else ''}`)",
+            "",
+            "| variant | ms (median) | peak GiB | first call s | ‖out − eager‖/‖eager‖ |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            *extra,
+        ]
+    )
     emit(text, a.results)
 
 

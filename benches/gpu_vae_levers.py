@@ -4,6 +4,7 @@ block checkpointing for memory). Real SDXL VAE architecture, random weights, 4 �
 
     python benches/gpu_vae_levers.py [--results benches/RESULTS.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,10 +16,9 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from triton.testing import do_bench
 
-from pgc_fast.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
-
-from _gpu_common import emit, vae_encode_step, vae_input  # noqa: E402
-from pgc_fast.guidance.builtin import VAE_CONFIG  # noqa: E402
+from _gpu_common import emit, vae_encode_step, vae_input
+from pgc_fast.guidance.models.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
+from pgc_fast.guidance.models.builtin import VAE_CONFIG
 
 SDXL_VAE = dict(VAE_CONFIG, sample_size=1024, scaling_factor=0.13025)  # = madebyollin/sdxl-vae-fp16-fix's architecture
 
@@ -34,7 +34,9 @@ class _Ckpt(torch.nn.Module):
         return checkpoint(self.block, x, *a, use_reentrant=False, **k)
 
 
-def make_vae(dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_last=False, fused_gn=False, frozen_convs=False):
+def make_vae(
+    dtype, chunked=True, compile_blocks=False, ckpt_blocks=0, channels_last=False, fused_gn=False, frozen_convs=False
+):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
@@ -89,13 +91,22 @@ def gn_rows():
             x = x.to(memory_format=torch.channels_last)
         x.requires_grad_(True)
         dy = torch.randn_like(x)
-        for name, fn in (("torch F.group_norm + F.silu", lambda: F.silu(F.group_norm(x, 32, w, b))),
-                         ("pgc_kernels.group_norm_silu", lambda: group_norm_silu(x, 32, w, b))):
+        for name, fn in (
+            ("torch F.group_norm + F.silu", lambda: F.silu(F.group_norm(x, 32, w, b))),
+            ("pgc_kernels.group_norm_silu", lambda: group_norm_silu(x, 32, w, b)),
+        ):
+
             def step(fn=fn):
                 torch.autograd.grad(fn(), x, dy)
+
             ms = do_bench(step, warmup=50, rep=300, return_mode="median")
-            gbytes = 2 * x.numel() * 2 * 4 / 1e9  # fwd: read x twice, write y; bwd: read x, dy twice, write dx (min ≈ 4 passes)
-            rows.append(f"| GN+SiLU fwd+bwd [4,128,1024²] fp16 {'channels_last' if cl else 'NCHW'}: {name} | {ms:.2f} | | ≥{gbytes:.1f} GB moved |")
+            gbytes = (
+                2 * x.numel() * 2 * 4 / 1e9
+            )  # fwd: read x twice, write y; bwd: read x, dy twice, write dx (min ≈ 4 passes)
+            rows.append(
+                f"| GN+SiLU fwd+bwd [4,128,1024²] fp16 {'channels_last' if cl else 'NCHW'}: {name} | {ms:.2f} | | "
+                f"≥{gbytes:.1f} GB moved |"
+            )
         del x, dy
         torch.cuda.empty_cache()
     return rows
@@ -112,16 +123,36 @@ def main():
         ("fp16 channels_last, chunked attention", dict(dtype=torch.float16, channels_last=True)),
         ("fp16 eager, chunked, checkpoint blocks 0-1", dict(dtype=torch.float16, ckpt_blocks=2)),
         ("fp16 eager, chunked, fused GroupNorm+SiLU", dict(dtype=torch.float16, fused_gn=True)),
-        ("fp16 channels_last, chunked, fused GroupNorm+SiLU", dict(dtype=torch.float16, fused_gn=True, channels_last=True)),
-        ("bf16 channels_last, chunked, fused GroupNorm+SiLU", dict(dtype=torch.bfloat16, fused_gn=True, channels_last=True)),
-        ("fp16 channels_last, chunked, fused GN, frozen convs", dict(dtype=torch.float16, fused_gn=True, channels_last=True, frozen_convs=True)),
-        ("fp16 channels_last, chunked, fused GN, checkpoint blocks 0-1", dict(dtype=torch.float16, fused_gn=True, channels_last=True, ckpt_blocks=2)),
+        (
+            "fp16 channels_last, chunked, fused GroupNorm+SiLU",
+            dict(dtype=torch.float16, fused_gn=True, channels_last=True),
+        ),
+        (
+            "bf16 channels_last, chunked, fused GroupNorm+SiLU",
+            dict(dtype=torch.bfloat16, fused_gn=True, channels_last=True),
+        ),
+        (
+            "fp16 channels_last, chunked, fused GN, frozen convs",
+            dict(dtype=torch.float16, fused_gn=True, channels_last=True, frozen_convs=True),
+        ),
+        (
+            "fp16 channels_last, chunked, fused GN, checkpoint blocks 0-1",
+            dict(dtype=torch.float16, fused_gn=True, channels_last=True, ckpt_blocks=2),
+        ),
         ("fp16 compiled blocks, chunked attention", dict(dtype=torch.float16, compile_blocks=True)),
-        ("fp16 compiled blocks, chunked, checkpoint blocks 0-1", dict(dtype=torch.float16, compile_blocks=True, ckpt_blocks=2)),
+        (
+            "fp16 compiled blocks, chunked, checkpoint blocks 0-1",
+            dict(dtype=torch.float16, compile_blocks=True, ckpt_blocks=2),
+        ),
     ]
-    lines = [f"### SDXL VAE encoder fwd+bwd levers, 4 × 1024² — {torch.cuda.get_device_name()}, torch {torch.__version__}, "
-             f"commit {os.environ.get('PGC_COMMIT', 'unknown')}, {datetime.date.today()} (`python benches/gpu_vae_levers.py`)", "",
-             "| variant | ms (median) | peak GiB | first call s |", "|---|---|---|---|"]
+    lines = [
+        f"### SDXL VAE encoder fwd+bwd levers, 4 × 1024² — {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+        f"commit {os.environ.get('PGC_COMMIT', 'unknown')}, {datetime.date.today()} (`python "
+        f"benches/gpu_vae_levers.py`)",
+        "",
+        "| variant | ms (median) | peak GiB | first call s |",
+        "|---|---|---|---|",
+    ]
     only = os.environ.get("VARIANTS")
     if only:
         variants = [v for v in variants if any(k in v[0] for k in only.split(";"))]
@@ -134,7 +165,7 @@ def main():
             vae = make_vae(dtype, **kw)
             ms, peak, first = measure(vae, dtype, channels_last=cl)
             lines.append(f"| {name} | {ms:.1f} | {peak:.1f} | {first:.1f} |")
-        except Exception as e:  # report and go on: one failing lever must not hide the others
+        except Exception as e:  # noqa: BLE001 - report and go on: one failing lever must not hide the others
             lines.append(f"| {name} | failed: {type(e).__name__}: {str(e)[:80]} | | |")
         print(lines[-1], flush=True)
         del vae

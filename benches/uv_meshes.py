@@ -5,6 +5,7 @@ needs no downloads: a UV sphere, a torus, a noisy icosphere, a marching-tetrahed
 Kuhn-split cube grid (the kind of mesh DMTet produces: many slivers), and the seed panda with optional
 midpoint subdivisions (x4 faces each).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,7 @@ def uv_sphere(rings: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
     ).reshape(-1, 3)
     v = np.concatenate([[[0, 0, 1]], ring, [[0, 0, -1]]]).astype(np.float32)
     south = len(v) - 1
-    idx = lambda i, j: 1 + (i - 1) * segments + (j % segments)  # noqa: E731
+    idx = lambda i, j: 1 + (i - 1) * segments + (j % segments)
     j = np.arange(segments)
     f = [np.stack([np.zeros_like(j), idx(1, j), idx(1, j + 1)], 1)]
     f.append(np.stack([np.full_like(j, south), idx(rings - 1, j + 1), idx(rings - 1, j)], 1))
@@ -90,13 +91,11 @@ def subdivide(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = inv.reshape(3, -1).T + len(v)  # midpoint ids of edges 01, 12, 20
     a, b, c = f[:, 0], f[:, 1], f[:, 2]
     m01, m12, m20 = m[:, 0], m[:, 1], m[:, 2]
-    nf = np.concatenate(
-        [np.stack(x, 1) for x in ([a, m01, m20], [b, m12, m01], [c, m20, m12], [m01, m12, m20])]
-    )
+    nf = np.concatenate([np.stack(x, 1) for x in ([a, m01, m20], [b, m12, m01], [c, m20, m12], [m01, m12, m20])])
     return np.concatenate([v, mid]).astype(v.dtype), nf.astype(np.int64)
 
 
-# Marching-tetrahedra tables (kaolin / nvdiffrec; see shared/docs/mesh_algorithms.md §3.1).
+# Marching-tetrahedra tables (kaolin / nvdiffrec; kaolin / nvdiffrec).
 _TET_EDGES = np.array([[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]])
 _NUM_TRIS = np.array([0, 1, 1, 2, 1, 2, 2, 1, 1, 2, 2, 1, 2, 1, 1, 0])
 _TRI_TABLE = np.array(
@@ -111,7 +110,7 @@ def kuhn_tet_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
     ax = np.linspace(-1, 1, n + 1)
     pos = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
     i, j, k = (x.ravel() for x in np.meshgrid(*[np.arange(n)] * 3, indexing="ij"))
-    vid = lambda di, dj, dk: ((i + di) * (n + 1) + (j + dj)) * (n + 1) + (k + dk)  # noqa: E731
+    vid = lambda di, dj, dk: ((i + di) * (n + 1) + (j + dj)) * (n + 1) + (k + dk)
     tets = []
     for perm in ([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]):
         step = np.zeros(3, int)

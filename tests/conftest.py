@@ -1,4 +1,5 @@
 """Shared pytest hooks. Shared constants live in tests/tolerances.py."""
+
 from __future__ import annotations
 
 import pytest

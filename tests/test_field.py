@@ -1,5 +1,6 @@
-"""pgc_fast.field: hash-grid fields (TextureField, Field) — shapes, the original's ranges and init, bound mapping,
+"""pgc_fast.fields: hash-grid fields (TextureField, Field) — shapes, the original's ranges and init, bound mapping,
 masked queries, MLP precision, optimiser groups, and a fit to a known colour function."""
+
 from __future__ import annotations
 
 import math
@@ -7,9 +8,9 @@ import math
 import pytest
 import torch
 
-from tolerances import HAS_CUDA, TRITON_INTERPRET
-from pgc_fast.field import Field, HashGridEncoding, TextureField
+from pgc_fast.fields import Field, HashGridEncoding, TextureField
 from pgc_kernels import hash_grid_encode
+from tolerances import HAS_CUDA, TRITON_INTERPRET
 
 SMALL = dict(num_levels=4, level_dim=2, log2_table_size=10, base_resolution=4, finest_resolution=64)
 
@@ -131,7 +132,9 @@ def test_bad_construction(make, match):
 
 def test_bad_positions():
     f = TextureField(**SMALL)
-    with pytest.raises(ValueError, match=r"TextureField\(\): positions must be a float32 tensor \[\.\.\., 3\], got float64"):
+    with pytest.raises(
+        ValueError, match=r"TextureField\(\): positions must be a float32 tensor \[\.\.\., 3\], got float64"
+    ):
         f(torch.rand(4, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"positions must be a float32 tensor \[\.\.\., 3\], got float32 \[4, 2\]"):
         f(torch.rand(4, 2))

@@ -3,6 +3,7 @@
 Import as ``from tolerances import TOLERANCES`` (``tests/`` is on the path via ``pythonpath`` in
 pyproject.toml); conftest.py files hold only fixtures and hooks, so several of them never collide.
 """
+
 from __future__ import annotations
 
 import os

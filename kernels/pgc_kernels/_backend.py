@@ -1,16 +1,23 @@
-"""Backend choice shared by every op: "triton", "torch" (the reference) or "auto"."""
+"""Backend choice shared by every op: "triton", "torch" (the reference) or "auto"; the one guarded triton import.
+
+pgc_kernels imports, and every op runs through its torch twin, where triton cannot be imported (e.g. macOS, or a
+CPU-only torch build). Each op module defines its ``@triton.jit`` kernels inside ``if HAS_TRITON:`` with the
+``triton``/``tl`` names imported from here, and launches them only where :func:`use_triton` says so.
+"""
+
 from __future__ import annotations
 
 import os
 
 import torch
 
-try:  # pgc_kernels must import (and fall back to the reference) where triton is missing, e.g. macOS.
-    import triton  # noqa: F401
+try:
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = tl = None
 
-    HAS_TRITON = True
-except ImportError:  # pragma: no cover - triton ships with Linux torch wheels
-    HAS_TRITON = False
+HAS_TRITON: bool = triton is not None
 
 
 def interpret_mode() -> bool:
@@ -21,15 +28,17 @@ def interpret_mode() -> bool:
 def use_triton(op: str, backend: str, t: torch.Tensor) -> bool:
     """Whether ``op`` should launch its Triton kernel on tensor ``t`` under ``backend``.
 
-    "auto": Triton for CUDA tensors, the reference elsewhere. "triton": CUDA tensors, or CPU tensors under
-    ``TRITON_INTERPRET=1``; anything else is a ``ValueError``. "torch": never.
+    "auto": Triton for CUDA tensors when triton is importable, the reference otherwise. "triton": CUDA tensors,
+    or CPU tensors under ``TRITON_INTERPRET=1``; a ``ValueError`` for anything else, and always when triton
+    cannot be imported (``op(): backend must be 'auto' or 'torch' when triton is not installed, got 'triton'``).
+    "torch": never.
     """
     if backend == "torch":
         return False
     if backend == "auto":
         return HAS_TRITON and t.is_cuda
     if not HAS_TRITON:
-        raise ValueError(f"{op}(): backend must be 'torch' or 'auto' when triton is not installed, got 'triton'")
+        raise ValueError(f"{op}(): backend must be 'auto' or 'torch' when triton is not installed, got 'triton'")
     if t.is_cuda or (t.device.type == "cpu" and interpret_mode()):
         return True
     raise ValueError(

@@ -2,10 +2,12 @@
 
 Every error reads ``op(): arg must be …, got …`` so a user sees which call and which argument was wrong.
 """
+
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Literal, overload
 
 import torch
 
@@ -56,7 +58,21 @@ def check_choice(op: str, name: str, value: object, choices: tuple[str, ...]) ->
     return value
 
 
-def check_positive_float(op: str, name: str, value: object, *, allow_none: bool = False, allow_zero: bool = False) -> float | None:
+@overload
+def check_positive_float(
+    op: str, name: str, value: object, *, allow_none: Literal[False] = False, allow_zero: bool = False
+) -> float: ...
+
+
+@overload
+def check_positive_float(
+    op: str, name: str, value: object, *, allow_none: bool, allow_zero: bool = False
+) -> float | None: ...
+
+
+def check_positive_float(
+    op: str, name: str, value: object, *, allow_none: bool = False, allow_zero: bool = False
+) -> float | None:
     """A finite python number > 0 (>= 0 with ``allow_zero``), returned as float."""
     if value is None and allow_none:
         return None
@@ -77,16 +93,22 @@ def check_channel_dim(op: str, channel_dim: object, t: torch.Tensor) -> int:
         raise TypeError(f"{op}(): channel_dim must be an int, got {type(channel_dim).__name__}")
     rank = t.dim()
     if not -rank <= channel_dim < rank:
-        raise ValueError(f"{op}(): channel_dim must be in [{-rank}, {rank - 1}] for a rank-{rank} tensor, got {channel_dim}")
+        raise ValueError(
+            f"{op}(): channel_dim must be in [{-rank}, {rank - 1}] for a rank-{rank} tensor, got {channel_dim}"
+        )
     d = channel_dim % rank
     c = t.shape[d]
     if not 1 <= c <= MAX_CHANNELS:
-        raise ValueError(f"{op}(): grad must have 1..{MAX_CHANNELS} channels at channel_dim={channel_dim}, got {c} (shape {tuple(t.shape)})")
+        raise ValueError(
+            f"{op}(): grad must have 1..{MAX_CHANNELS} channels at channel_dim={channel_dim}, "
+            f"got {c} (shape {tuple(t.shape)})"
+        )
     return d
 
 
 def check_scale(op: str, scale: object, t: torch.Tensor) -> float | torch.Tensor | None:
-    """``scale`` is None, a finite float > 0, or a 1-element floating tensor on ``t``'s device (never read on the host)."""
+    """``scale`` is None, a finite float > 0, or a 1-element floating tensor on ``t``'s device (never read on the
+    host)."""
     if scale is None:
         return None
     if isinstance(scale, torch.Tensor):
@@ -104,34 +126,59 @@ def check_backend(op: str, backend: object) -> str:
     return check_choice(op, "backend", backend, BACKENDS)
 
 
-def check_pixel_clip_args(op, grad, tau, variant, norm, channel_dim, scale, backend, return_stats):
+def check_pixel_clip_args(
+    op: str,
+    grad: object,
+    tau: object,
+    variant: object,
+    norm: object,
+    channel_dim: object,
+    scale: object,
+    backend: object,
+    return_stats: object,
+) -> tuple[float, int, float | torch.Tensor | None]:
     """Validate :func:`pgc_kernels.pixel_clip`'s arguments; return ``(tau, channel_dim, scale)`` normalised."""
-    check_tensor(op, "grad", grad, min_rank=2)
-    tau = check_positive_float(op, "tau", tau)
+    g = check_tensor(op, "grad", grad, min_rank=2)
+    t = check_positive_float(op, "tau", tau)
     check_choice(op, "variant", variant, VARIANTS)
     check_choice(op, "norm", norm, NORMS)
-    d = check_channel_dim(op, channel_dim, grad)
-    scale = check_scale(op, scale, grad)
+    d = check_channel_dim(op, channel_dim, g)
+    s = check_scale(op, scale, g)
     check_backend(op, backend)
     if not isinstance(return_stats, bool):
         raise TypeError(f"{op}(): return_stats must be a bool, got {type(return_stats).__name__}")
-    return tau, d, scale
+    return t, d, s
 
 
-def check_sds_grad_args(op, eps_cond, eps_uncond, target, weight, guidance_scale, convention, cfg_rescale, clamp, clip, backend,
-                        *, weight_tensor: bool = True):
+def check_sds_grad_args(
+    op: str,
+    eps_cond: object,
+    eps_uncond: object,
+    target: object,
+    weight: object,
+    guidance_scale: object,
+    convention: object,
+    cfg_rescale: object,
+    clamp: object,
+    clip: object,
+    backend: object,
+    *,
+    weight_tensor: bool = True,
+) -> tuple[torch.Tensor | float, float, float, float | None, float | None]:
     """Validate :func:`pgc_kernels.sds_grad`'s arguments; return ``(weight, guidance_scale, cfg_rescale, clamp, clip)``.
 
     ``weight`` comes back as a float32 tensor of shape [B] on the inputs' device; a python number stays a float
     when ``weight_tensor`` is False (the Triton path passes it as a kernel scalar: no device tensor to build).
     """
-    check_tensor(op, "eps_cond", eps_cond, min_rank=2)
+    eps_cond = check_tensor(op, "eps_cond", eps_cond, min_rank=2)
     dev = eps_cond.device
     check_tensor(op, "eps_uncond", eps_uncond, shape=eps_cond.shape, device=dev)
     check_tensor(op, "target", target, shape=eps_cond.shape, device=dev)
     b, c = eps_cond.shape[0], eps_cond.shape[1]
     if not 1 <= c <= MAX_CHANNELS:
-        raise ValueError(f"{op}(): eps_cond must have 1..{MAX_CHANNELS} channels at dim 1, got {c} (shape {tuple(eps_cond.shape)})")
+        raise ValueError(
+            f"{op}(): eps_cond must have 1..{MAX_CHANNELS} channels at dim 1, got {c} (shape {tuple(eps_cond.shape)})"
+        )
     if isinstance(weight, torch.Tensor):
         check_tensor(op, "weight", weight, dtypes=FLOAT_DTYPES + (torch.float64,), device=dev)
         if weight.numel() == 1:
@@ -146,13 +193,17 @@ def check_sds_grad_args(op, eps_cond, eps_uncond, target, weight, guidance_scale
         weight = torch.full((b,), float(weight), dtype=torch.float32, device=dev) if weight_tensor else float(weight)
     else:
         raise TypeError(f"{op}(): weight must be a tensor of shape [B] or a float, got {type(weight).__name__}")
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not math.isfinite(float(guidance_scale)):
+    if (
+        isinstance(guidance_scale, bool)
+        or not isinstance(guidance_scale, (int, float))
+        or not math.isfinite(float(guidance_scale))
+    ):
         raise TypeError(f"{op}(): guidance_scale must be a finite float, got {guidance_scale!r}")
     check_choice(op, "convention", convention, CONVENTIONS)
     phi = check_positive_float(op, "cfg_rescale", cfg_rescale, allow_zero=True)
     if phi > 1.0:
         raise ValueError(f"{op}(): cfg_rescale must be in [0, 1], got {cfg_rescale!r}")
-    clamp = check_positive_float(op, "clamp", clamp, allow_none=True)
-    clip = check_positive_float(op, "clip", clip, allow_none=True)
+    clamp_v = check_positive_float(op, "clamp", clamp, allow_none=True)
+    clip_v = check_positive_float(op, "clip", clip, allow_none=True)
     check_backend(op, backend)
-    return weight, float(guidance_scale), phi, clamp, clip
+    return weight, float(guidance_scale), phi, clamp_v, clip_v

@@ -1,4 +1,5 @@
 """Express a strided tensor as [outer, C, inner] with one stride per axis, without copying."""
+
 from __future__ import annotations
 
 import torch
@@ -10,7 +11,7 @@ def _merge(sizes: list[int], strides: list[int]) -> tuple[int, int] | None:
     Dims of size 1 carry no stride information and are skipped; consecutive dims a, b merge when
     stride_a == stride_b · size_b (row-major order among themselves).
     """
-    pairs = [(s, st) for s, st in zip(sizes, strides) if s != 1]
+    pairs = [(s, st) for s, st in zip(sizes, strides, strict=True) if s != 1]
     if not pairs:
         return 1, 0
     size, stride = pairs[-1]
@@ -27,7 +28,7 @@ def three_axis(t: torch.Tensor, d: int) -> tuple[int, int, int, int, int, int] |
     strides do not allow it (then the caller copies to contiguous)."""
     shape, strides = list(t.shape), list(t.stride())
     lo = _merge(shape[:d], strides[:d])
-    hi = _merge(shape[d + 1:], strides[d + 1:])
+    hi = _merge(shape[d + 1 :], strides[d + 1 :])
     if lo is None or hi is None:
         return None
     return lo[0], shape[d], hi[0], lo[1], strides[d], hi[1]

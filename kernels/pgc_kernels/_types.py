@@ -1,4 +1,5 @@
 """Small result types shared by the Triton ops and their torch twins."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -14,13 +14,14 @@ The kernel walks the storage in order (any dense layout whose channel index is (
 has inner = H·W, channels-last inner = 1) and gathers bias[c] (C floats, L1-resident).
 Backward: dx = dy, dresidual = dy, dbias = Σ_{b,p} dy (only when bias requires grad).
 """
+
 from __future__ import annotations
 
-import torch
-import triton
-import triton.language as tl
+from typing import Any
 
-from ._backend import use_triton
+import torch
+
+from ._backend import HAS_TRITON, tl, triton, use_triton
 
 __all__ = ["bias_add"]
 
@@ -28,17 +29,19 @@ _BLOCK = 4096
 _WARPS = 8
 
 
-@triton.jit
-def _bias_add_kernel(X, BIAS, R, Y, n, C, inner, HAS_RES: tl.constexpr, BLOCK: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    c = (offs // inner) % C
-    acc = tl.load(X + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-    acc += tl.load(BIAS + c, mask=mask, other=0.0).to(tl.float32)
-    if HAS_RES:
-        acc += tl.load(R + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
-    tl.store(Y + offs, acc.to(Y.dtype.element_ty), mask=mask)
+if HAS_TRITON:
+
+    @triton.jit
+    def _bias_add_kernel(X, BIAS, R, Y, n, C, inner, HAS_RES: tl.constexpr, BLOCK: tl.constexpr):
+        pid = tl.program_id(0).to(tl.int64)
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        c = (offs // inner) % C
+        acc = tl.load(X + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        acc += tl.load(BIAS + c, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RES:
+            acc += tl.load(R + offs, mask=mask, other=0.0, eviction_policy="evict_first").to(tl.float32)
+        tl.store(Y + offs, acc.to(Y.dtype.element_ty), mask=mask)
 
 
 def _layout_inner(x: torch.Tensor) -> int | None:
@@ -60,17 +63,23 @@ def _layout_inner(x: torch.Tensor) -> int | None:
 
 def _check(x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None) -> None:
     if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() < 2:
-        raise TypeError(f"bias_add(): x must be a floating tensor [B, C, ...], got "
-                        f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        raise TypeError(
+            f"bias_add(): x must be a floating tensor [B, C, ...], got "
+            f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+        )
     if not torch.is_tensor(bias) or bias.dim() != 1 or bias.shape[0] != x.shape[1]:
-        raise ValueError(f"bias_add(): bias must be a 1-D tensor of C={x.shape[1]} values, got "
-                         f"{tuple(bias.shape) if torch.is_tensor(bias) else type(bias).__name__}")
+        raise ValueError(
+            f"bias_add(): bias must be a 1-D tensor of C={x.shape[1]} values, got "
+            f"{tuple(bias.shape) if torch.is_tensor(bias) else type(bias).__name__}"
+        )
     if bias.device != x.device:
         raise ValueError(f"bias_add(): bias must be on {x.device}, got {bias.device}")
     if residual is not None:
         if not torch.is_tensor(residual) or residual.shape != x.shape:
-            raise ValueError(f"bias_add(): residual must have x's shape {tuple(x.shape)}, got "
-                             f"{tuple(residual.shape) if torch.is_tensor(residual) else type(residual).__name__}")
+            raise ValueError(
+                f"bias_add(): residual must have x's shape {tuple(x.shape)}, got "
+                f"{tuple(residual.shape) if torch.is_tensor(residual) else type(residual).__name__}"
+            )
         if residual.device != x.device:
             raise ValueError(f"bias_add(): residual must be on {x.device}, got {residual.device}")
 
@@ -78,19 +87,31 @@ def _check(x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None) -
 def _launch(x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor | None:
     """The Triton pass, or None when the layouts do not allow the flat walk (then the caller uses torch)."""
     inner = _layout_inner(x)
-    if inner is None or x.numel() == 0 or (residual is not None and (residual.stride() != x.stride()
-                                                                   or residual.dtype != x.dtype)):
+    if (
+        inner is None
+        or x.numel() == 0
+        or (residual is not None and (residual.stride() != x.stride() or residual.dtype != x.dtype))
+    ):
         return None
     y = torch.empty_like(x)  # preserve_format: same strides as x
     n = x.numel()
     b = bias.contiguous()
-    _bias_add_kernel[((n + _BLOCK - 1) // _BLOCK,)](x, b, residual if residual is not None else x, y, n,
-                                                     x.shape[1], inner, HAS_RES=residual is not None,
-                                                     BLOCK=_BLOCK, num_warps=_WARPS)
+    _bias_add_kernel[((n + _BLOCK - 1) // _BLOCK,)](
+        x,
+        b,
+        residual if residual is not None else x,
+        y,
+        n,
+        x.shape[1],
+        inner,
+        HAS_RES=residual is not None,
+        BLOCK=_BLOCK,
+        num_warps=_WARPS,
+    )
     return y
 
 
-def _torch(x, bias, residual):
+def _torch(x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
     from .reference import bias_add_reference
 
     return bias_add_reference(x, bias, residual, backend="torch")
@@ -98,22 +119,23 @@ def _torch(x, bias, residual):
 
 class _BiasAddFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, bias, residual):
+    def forward(ctx: Any, x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         ctx.has_res = residual is not None
         ctx.bias_reduce = (0, *range(2, x.dim()))
         y = _launch(x, bias, residual)
         return y if y is not None else _torch(x, bias, residual)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         gx = g if ctx.needs_input_grad[0] else None
         gb = g.float().sum(ctx.bias_reduce) if ctx.needs_input_grad[1] else None
         gr = g if ctx.has_res and ctx.needs_input_grad[2] else None
         return gx, gb, gr
 
 
-def bias_add(x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None = None, *,
-             backend: str = "auto") -> torch.Tensor:
+def bias_add(
+    x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None = None, *, backend: str = "auto"
+) -> torch.Tensor:
     """``x + bias[None, :, None, …] (+ residual)`` in one pass (module docstring), differentiable.
 
     Args:

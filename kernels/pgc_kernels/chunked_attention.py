@@ -2,7 +2,8 @@
 mid-block attention), forward and backward, at GEMM speed and bounded memory.
 
 Why: PyTorch's flash and cuDNN SDPA kernels stop at head dim 256, so head dim 512 falls to the CUTLASS
-"memory-efficient" kernel, whose backward takes ~160 ms for 4 × 16384 tokens on an H100 (gpu_floors.md),
+"memory-efficient" kernel, whose backward takes ~160 ms for 4 × 16384 tokens on an H100 (the floors in
+benches/RESULTS.md),
 while the FLOPs are ~8 TFLOP (~10-15 ms at cuBLAS speed). The math backend is fast but materialises the
 whole [N, N] probability matrix for backward (+17 GB).
 
@@ -25,52 +26,57 @@ dk/dv accumulate in fp32 when the inputs are fp16/bf16 (cast back at the end).
 
 The reference twin is :func:`pgc_kernels.reference.chunked_attention_reference` (PyTorch SDPA, math).
 """
+
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import triton
-import triton.language as tl
+
+from ._backend import HAS_TRITON, tl, triton, use_triton
 
 __all__ = ["chunked_attention"]
 
 
-@triton.jit
-def _softmax_rows_fwd_kernel(S, P, LSE, M, scale, BLOCK: tl.constexpr):
-    """Row softmax of raw float32 scores: lse = log Σ_j exp(scale·S_j) (online, pass 1);
-    P_j = exp(scale·S_j − lse) stored in P's dtype (pass 2). One program per row."""
-    row = tl.program_id(0).to(tl.int64)
-    base = row * M
-    offs = tl.arange(0, BLOCK)
-    m_i = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), axis=0)
-    l_i = tl.sum(tl.zeros([BLOCK], tl.float32), axis=0)
-    for start in range(0, M, BLOCK):
-        mask = start + offs < M
-        x = tl.load(S + base + start + offs, mask=mask, other=float("-inf")) * scale
-        m_new = tl.maximum(m_i, tl.max(x, axis=0))
-        l_i = l_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
-        m_i = m_new
-    lse = m_i + tl.log(l_i)
-    for start in range(0, M, BLOCK):
-        mask = start + offs < M
-        x = tl.load(S + base + start + offs, mask=mask, other=0.0) * scale
-        tl.store(P + base + start + offs, tl.exp(x - lse).to(P.dtype.element_ty), mask=mask)
-    tl.store(LSE + row, lse)
+if HAS_TRITON:
 
+    @triton.jit
+    def _softmax_rows_fwd_kernel(S, P, LSE, M, scale, BLOCK: tl.constexpr):
+        """Row softmax of raw float32 scores: lse = log Σ_j exp(scale·S_j) (online, pass 1);
+        P_j = exp(scale·S_j − lse) stored in P's dtype (pass 2). One program per row."""
+        row = tl.program_id(0).to(tl.int64)
+        base = row * M
+        offs = tl.arange(0, BLOCK)
+        m_i = tl.max(tl.full([BLOCK], float("-inf"), tl.float32), axis=0)
+        l_i = tl.sum(tl.zeros([BLOCK], tl.float32), axis=0)
+        for start in range(0, M, BLOCK):
+            mask = start + offs < M
+            x = tl.load(S + base + start + offs, mask=mask, other=float("-inf")) * scale
+            m_new = tl.maximum(m_i, tl.max(x, axis=0))
+            l_i = l_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
+            m_i = m_new
+        lse = m_i + tl.log(l_i)
+        for start in range(0, M, BLOCK):
+            mask = start + offs < M
+            x = tl.load(S + base + start + offs, mask=mask, other=0.0) * scale
+            tl.store(P + base + start + offs, tl.exp(x - lse).to(P.dtype.element_ty), mask=mask)
+        tl.store(LSE + row, lse)
 
-@triton.jit
-def _softmax_rows_bwd_kernel(S, DP, LSE, D, P, DS, M, scale, BLOCK: tl.constexpr):
-    """Elementwise, per row r:  P = exp(scale·S − lse_r),  dS = scale · P ⊙ (dP − D_r)  with
-    D_r = Σ_j dO_rj O_rj (= Σ_j dP_rj P_rj). Both stored in P's/DS's dtype. Grid (rows, ⌈M/BLOCK⌉)."""
-    row = tl.program_id(0).to(tl.int64)
-    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < M
-    lse = tl.load(LSE + row)
-    d = tl.load(D + row)
-    s = tl.load(S + row * M + offs, mask=mask, other=0.0)
-    dp = tl.load(DP + row * M + offs, mask=mask, other=0.0)
-    p = tl.exp(s * scale - lse)
-    tl.store(P + row * M + offs, p.to(P.dtype.element_ty), mask=mask)
-    tl.store(DS + row * M + offs, (p * (dp - d) * scale).to(DS.dtype.element_ty), mask=mask)
+    @triton.jit
+    def _softmax_rows_bwd_kernel(S, DP, LSE, D, P, DS, M, scale, BLOCK: tl.constexpr):
+        """Elementwise, per row r:  P = exp(scale·S − lse_r),  dS = scale · P ⊙ (dP − D_r)  with
+        D_r = Σ_j dO_rj O_rj (= Σ_j dP_rj P_rj). Both stored in P's/DS's dtype. Grid (rows, ⌈M/BLOCK⌉)."""
+        row = tl.program_id(0).to(tl.int64)
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < M
+        lse = tl.load(LSE + row)
+        d = tl.load(D + row)
+        s = tl.load(S + row * M + offs, mask=mask, other=0.0)
+        dp = tl.load(DP + row * M + offs, mask=mask, other=0.0)
+        p = tl.exp(s * scale - lse)
+        tl.store(P + row * M + offs, p.to(P.dtype.element_ty), mask=mask)
+        tl.store(DS + row * M + offs, (p * (dp - d) * scale).to(DS.dtype.element_ty), mask=mask)
+
 
 # Elements of one [B·H, C, M] slab. Scores are float32: 2^27 elements = 512 MiB per slab and backward
 # holds ~3 slabs at once. Large enough that each GEMM fills an H100.
@@ -93,13 +99,16 @@ def _scores_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a.float(), b.float()) if a.dtype != torch.float64 else torch.bmm(a, b)
 
 
+Grads3 = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None, None]
+
+
 class ChunkedAttentionFunction(torch.autograd.Function):
     """Autograd Function for :func:`chunked_attention` on [G, N, D] tensors (G = B·H); formulas in the
     module docstring. Scores and probabilities are float32 (float64 for float64 inputs); the GEMM operands
     that multiply them are cast back to the input dtype (as flash attention does with P)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, scale: float, chunk: int):
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk: int) -> torch.Tensor:
         n = q.shape[1]
         out = torch.empty(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype, device=q.device)
         kt = k.transpose(1, 2)
@@ -115,7 +124,7 @@ class ChunkedAttentionFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx: Any, grad_out: torch.Tensor) -> Grads3:
         q, k, v = ctx.saved_tensors
         scale, chunk = ctx.scale, ctx.chunk
         n = q.shape[1]
@@ -158,7 +167,7 @@ class ChunkedAttentionTritonFunction(torch.autograd.Function):
     D = rowsum(dO ⊙ O). Bytes per score element: forward 4 (S) + 4 + 2, backward 4 + 4 (S, dP) + 8 + 4."""
 
     @staticmethod
-    def forward(ctx, q, k, v, scale: float, chunk: int):
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk: int) -> torch.Tensor:
         g, n, _ = q.shape
         m = k.shape[1]
         out = torch.empty((g, n, v.shape[-1]), dtype=q.dtype, device=q.device)
@@ -181,7 +190,7 @@ class ChunkedAttentionTritonFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx: Any, grad_out: torch.Tensor) -> Grads3:
         q, k, v, out, lse = ctx.saved_tensors
         scale, chunk = ctx.scale, ctx.chunk
         g, n, _ = q.shape
@@ -203,8 +212,16 @@ class ChunkedAttentionTritonFunction(torch.autograd.Function):
             p = torch.empty(s.shape, dtype=q.dtype, device=q.device)
             ds = torch.empty(s.shape, dtype=q.dtype, device=q.device)
             _softmax_rows_bwd_kernel[(g * c, triton.cdiv(m, block))](
-                s, dp, lse[:, i : i + c].contiguous(), d_all[:, i : i + c].contiguous(), p, ds, m, scale,
-                BLOCK=block, num_warps=4,
+                s,
+                dp,
+                lse[:, i : i + c].contiguous(),
+                d_all[:, i : i + c].contiguous(),
+                p,
+                ds,
+                m,
+                scale,
+                BLOCK=block,
+                num_warps=4,
             )
             del s, dp
             dv += _mm_acc(p.transpose(1, 2), doc)
@@ -241,7 +258,8 @@ def chunked_attention(
         backend: ``"triton"`` (chunked, softmax passes fused in Triton: CUDA, or CPU under
             ``TRITON_INTERPRET=1``), ``"chunked"`` (chunked, softmax passes as PyTorch ops), ``"torch"`` (the
             reference: SDPA, math backend), or ``"auto"`` (``"triton"`` for CUDA float16/bfloat16/float32
-            inputs, ``"chunked"`` otherwise).
+            inputs when triton is installed, ``"chunked"`` otherwise). ``"triton"`` raises ``ValueError`` on CPU
+            tensors without the interpreter and where triton cannot be imported.
 
     Returns:
         [B, H, N, Dv] tensor in the input dtype. Differentiable w.r.t. q, k and v.
@@ -272,6 +290,8 @@ def chunked_attention(
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"{op}: chunk_size must be a positive int or None, got {chunk_size!r}")
     s = float(scale) if scale is not None else q.shape[-1] ** -0.5
+    if backend == "triton":
+        use_triton("chunked_attention", backend, q)  # ValueError without triton, or on CPU without the interpreter
     if backend == "torch":
         from pgc_kernels.reference import chunked_attention_reference
 
@@ -282,7 +302,7 @@ def chunked_attention(
     chunk = _chunk_rows(b, h, n, k.shape[2], chunk_size)
     flat = [t.reshape(b * h, t.shape[2], t.shape[3]).contiguous() for t in (q, k, v)]
     if backend == "auto":
-        backend = "triton" if q.is_cuda and q.dtype != torch.float64 else "chunked"
+        backend = "triton" if use_triton("chunked_attention", "auto", q) and q.dtype != torch.float64 else "chunked"
     fn = ChunkedAttentionTritonFunction if backend == "triton" else ChunkedAttentionFunction
     out = fn.apply(*flat, s, chunk)
     return out.view(b, h, n, v.shape[-1])

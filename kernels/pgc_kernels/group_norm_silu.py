@@ -24,124 +24,165 @@ Kernels (each reads a [BLOCK_P, all C] tile per program, coalesced in both layou
   _gn_bwd_apply_kernel dx = A·ĝ + x·P + Q.
 The tiny [B, splits, C] combinations run as torch ops.
 """
+
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import triton
-import triton.language as tl
+
+from ._backend import HAS_TRITON, tl, triton, use_triton
 
 __all__ = ["group_norm_silu", "GroupNormSiLU"]
 
 
-@triton.jit
-def _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    offs_p = p0 + tl.arange(0, BLOCK_P)
-    offs_c = tl.arange(0, BLOCK_C)
-    mask = (offs_p[:, None] < HW) & (offs_c[None, :] < C)
-    ptrs = X + b * sB + offs_p[:, None] * sP + offs_c[None, :] * sC
-    return ptrs, mask, offs_c
+if HAS_TRITON:
 
-
-@triton.jit
-def _gn_stats_kernel(X, SHIFT, S1, S2, C, HW, sB, sP, sC, PIX_PER_SPLIT, n_splits,
-                     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    split = tl.program_id(1)
-    start = split * PIX_PER_SPLIT
-    offs_c = tl.arange(0, BLOCK_C)
-    cmask = offs_c < C
-    shift = tl.load(X + b * sB + start * sP + offs_c * sC, mask=cmask, other=0.0).to(tl.float32)
-    # Tile-shaped accumulators, reduced once at the end (a cross-warp reduction per tile is slow).
-    acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
-    acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
-    for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
-        ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
-        mask = mask & ((p0 + tl.arange(0, BLOCK_P))[:, None] < start + PIX_PER_SPLIT)
-        x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-        d = tl.where(mask, x - shift[None, :], 0.0)
-        acc1 += d
-        acc2 += d * d
-    out = (b * n_splits + split) * C + offs_c
-    tl.store(SHIFT + out, shift, mask=cmask)
-    tl.store(S1 + out, tl.sum(acc1, axis=0), mask=cmask)
-    tl.store(S2 + out, tl.sum(acc2, axis=0), mask=cmask)
-
-
-@triton.jit
-def _load_bc(V, b, C, offs_c):
-    """Row b of a float32 [B, C] per-(sample, channel) table, over the channel block offs_c."""
-    return tl.load(V + b * C + offs_c, mask=offs_c < C, other=0.0)
-
-
-@triton.jit
-def _gn_apply_kernel(X, Y, A, Bc, C, HW, sB, sP, sC, yB, yP, yC,
-                     SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    p0 = tl.program_id(1) * BLOCK_P
-    ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
-    a_c = _load_bc(A, b, C, offs_c)
-    b_c = _load_bc(Bc, b, C, offs_c)
-    x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-    a = x * a_c[None, :] + b_c[None, :]
-    if SILU:
-        a = a * tl.sigmoid(a)
-    offs_p = p0 + tl.arange(0, BLOCK_P)
-    yptrs = Y + b * yB + offs_p[:, None] * yP + offs_c[None, :] * yC
-    tl.store(yptrs, a.to(Y.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _gn_grad_act(x, dy, a_c, b_c, SILU: tl.constexpr):
-    if SILU:
-        a = x * a_c[None, :] + b_c[None, :]
-        s = tl.sigmoid(a)
-        return dy * (s * (1.0 + a * (1.0 - s)))
-    else:
-        return dy
-
-
-@triton.jit
-def _gn_bwd_sums_kernel(X, DY, A, Bc, T1, T2, C, HW, sB, sP, sC, dB, dP, dC, PIX_PER_SPLIT, n_splits,
-                        SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    split = tl.program_id(1)
-    start = split * PIX_PER_SPLIT
-    offs_c = tl.arange(0, BLOCK_C)
-    cmask = offs_c < C
-    a_c = _load_bc(A, b, C, offs_c)
-    b_c = _load_bc(Bc, b, C, offs_c)
-    acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
-    acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
-    for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
-        ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+    @triton.jit
+    def _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
         offs_p = p0 + tl.arange(0, BLOCK_P)
-        mask = mask & (offs_p[:, None] < start + PIX_PER_SPLIT)
+        offs_c = tl.arange(0, BLOCK_C)
+        mask = (offs_p[:, None] < HW) & (offs_c[None, :] < C)
+        ptrs = X + b * sB + offs_p[:, None] * sP + offs_c[None, :] * sC
+        return ptrs, mask, offs_c
+
+    @triton.jit
+    def _gn_stats_kernel(
+        X, SHIFT, S1, S2, C, HW, sB, sP, sC, PIX_PER_SPLIT, n_splits, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr
+    ):
+        b = tl.program_id(0).to(tl.int64)
+        split = tl.program_id(1)
+        start = split * PIX_PER_SPLIT
+        offs_c = tl.arange(0, BLOCK_C)
+        cmask = offs_c < C
+        shift = tl.load(X + b * sB + start * sP + offs_c * sC, mask=cmask, other=0.0).to(tl.float32)
+        # Tile-shaped accumulators, reduced once at the end (a cross-warp reduction per tile is slow).
+        acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+        acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+        for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
+            ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+            mask = mask & ((p0 + tl.arange(0, BLOCK_P))[:, None] < start + PIX_PER_SPLIT)
+            x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+            d = tl.where(mask, x - shift[None, :], 0.0)
+            acc1 += d
+            acc2 += d * d
+        out = (b * n_splits + split) * C + offs_c
+        tl.store(SHIFT + out, shift, mask=cmask)
+        tl.store(S1 + out, tl.sum(acc1, axis=0), mask=cmask)
+        tl.store(S2 + out, tl.sum(acc2, axis=0), mask=cmask)
+
+    @triton.jit
+    def _load_bc(V, b, C, offs_c):
+        """Row b of a float32 [B, C] per-(sample, channel) table, over the channel block offs_c."""
+        return tl.load(V + b * C + offs_c, mask=offs_c < C, other=0.0)
+
+    @triton.jit
+    def _gn_apply_kernel(
+        X, Y, A, Bc, C, HW, sB, sP, sC, yB, yP, yC, SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr
+    ):
+        b = tl.program_id(0).to(tl.int64)
+        p0 = tl.program_id(1) * BLOCK_P
+        ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+        a_c = _load_bc(A, b, C, offs_c)
+        b_c = _load_bc(Bc, b, C, offs_c)
+        x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+        a = x * a_c[None, :] + b_c[None, :]
+        if SILU:
+            a = a * tl.sigmoid(a)
+        offs_p = p0 + tl.arange(0, BLOCK_P)
+        yptrs = Y + b * yB + offs_p[:, None] * yP + offs_c[None, :] * yC
+        tl.store(yptrs, a.to(Y.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _gn_grad_act(x, dy, a_c, b_c, SILU: tl.constexpr):
+        if SILU:
+            a = x * a_c[None, :] + b_c[None, :]
+            s = tl.sigmoid(a)
+            return dy * (s * (1.0 + a * (1.0 - s)))
+        else:
+            return dy
+
+    @triton.jit
+    def _gn_bwd_sums_kernel(
+        X,
+        DY,
+        A,
+        Bc,
+        T1,
+        T2,
+        C,
+        HW,
+        sB,
+        sP,
+        sC,
+        dB,
+        dP,
+        dC,
+        PIX_PER_SPLIT,
+        n_splits,
+        SILU: tl.constexpr,
+        BLOCK_P: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+    ):
+        b = tl.program_id(0).to(tl.int64)
+        split = tl.program_id(1)
+        start = split * PIX_PER_SPLIT
+        offs_c = tl.arange(0, BLOCK_C)
+        cmask = offs_c < C
+        a_c = _load_bc(A, b, C, offs_c)
+        b_c = _load_bc(Bc, b, C, offs_c)
+        acc1 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+        acc2 = tl.zeros([BLOCK_P, BLOCK_C], tl.float32)
+        for p0 in range(start, start + PIX_PER_SPLIT, BLOCK_P):
+            ptrs, mask, _ = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+            offs_p = p0 + tl.arange(0, BLOCK_P)
+            mask = mask & (offs_p[:, None] < start + PIX_PER_SPLIT)
+            x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(DY + b * dB + offs_p[:, None] * dP + offs_c[None, :] * dC, mask=mask, other=0.0).to(tl.float32)
+            g = tl.where(mask, _gn_grad_act(x, dy, a_c, b_c, SILU), 0.0)
+            acc1 += g
+            acc2 += g * x
+        out = (b * n_splits + split) * C + offs_c
+        tl.store(T1 + out, tl.sum(acc1, axis=0), mask=cmask)
+        tl.store(T2 + out, tl.sum(acc2, axis=0), mask=cmask)
+
+    @triton.jit
+    def _gn_bwd_apply_kernel(
+        X,
+        DY,
+        DX,
+        A,
+        Bc,
+        Pc,
+        Qc,
+        C,
+        HW,
+        sB,
+        sP,
+        sC,
+        dB,
+        dP,
+        dC,
+        oB,
+        oP,
+        oC,
+        SILU: tl.constexpr,
+        BLOCK_P: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+    ):
+        b = tl.program_id(0).to(tl.int64)
+        p0 = tl.program_id(1) * BLOCK_P
+        ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
+        a_c = _load_bc(A, b, C, offs_c)
+        b_c = _load_bc(Bc, b, C, offs_c)
+        p_c = _load_bc(Pc, b, C, offs_c)
+        q_c = _load_bc(Qc, b, C, offs_c)
+        offs_p = p0 + tl.arange(0, BLOCK_P)
         x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(DY + b * dB + offs_p[:, None] * dP + offs_c[None, :] * dC, mask=mask, other=0.0).to(tl.float32)
-        g = tl.where(mask, _gn_grad_act(x, dy, a_c, b_c, SILU), 0.0)
-        acc1 += g
-        acc2 += g * x
-    out = (b * n_splits + split) * C + offs_c
-    tl.store(T1 + out, tl.sum(acc1, axis=0), mask=cmask)
-    tl.store(T2 + out, tl.sum(acc2, axis=0), mask=cmask)
-
-
-@triton.jit
-def _gn_bwd_apply_kernel(X, DY, DX, A, Bc, Pc, Qc, C, HW, sB, sP, sC, dB, dP, dC, oB, oP, oC,
-                         SILU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    p0 = tl.program_id(1) * BLOCK_P
-    ptrs, mask, offs_c = _load_tile(X, b, p0, C, HW, sB, sP, sC, BLOCK_P, BLOCK_C)
-    a_c = _load_bc(A, b, C, offs_c)
-    b_c = _load_bc(Bc, b, C, offs_c)
-    p_c = _load_bc(Pc, b, C, offs_c)
-    q_c = _load_bc(Qc, b, C, offs_c)
-    offs_p = p0 + tl.arange(0, BLOCK_P)
-    x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-    dy = tl.load(DY + b * dB + offs_p[:, None] * dP + offs_c[None, :] * dC, mask=mask, other=0.0).to(tl.float32)
-    g = _gn_grad_act(x, dy, a_c, b_c, SILU)
-    dx = g * a_c[None, :] + x * p_c[None, :] + q_c[None, :]
-    tl.store(DX + b * oB + offs_p[:, None] * oP + offs_c[None, :] * oC, dx.to(DX.dtype.element_ty), mask=mask)
+        g = _gn_grad_act(x, dy, a_c, b_c, SILU)
+        dx = g * a_c[None, :] + x * p_c[None, :] + q_c[None, :]
+        tl.store(DX + b * oB + offs_p[:, None] * oP + offs_c[None, :] * oC, dx.to(DX.dtype.element_ty), mask=mask)
 
 
 def _flat_strides(t: torch.Tensor) -> tuple[int, int, int]:
@@ -172,7 +213,15 @@ def _per_channel(t: torch.Tensor, cpg: int) -> torch.Tensor:
 
 class GroupNormSiLUFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, groups: int, eps: float, silu: bool):
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        groups: int,
+        eps: float,
+        silu: bool,
+    ) -> torch.Tensor:
         b, c = x.shape[:2]
         hw = x[0, 0].numel()
         block_c, block_p, pps = _launch_cfg(c, hw)
@@ -181,7 +230,9 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         shift = torch.empty((b, n_splits, c), dtype=torch.float32, device=x.device)
         s1 = torch.empty_like(shift)
         s2 = torch.empty_like(shift)
-        _gn_stats_kernel[(b, n_splits)](x, shift, s1, s2, c, hw, *sx, pps, n_splits, BLOCK_P=block_p, BLOCK_C=block_c, num_warps=8)
+        _gn_stats_kernel[(b, n_splits)](
+            x, shift, s1, s2, c, hw, *sx, pps, n_splits, BLOCK_P=block_p, BLOCK_C=block_c, num_warps=8
+        )
         # Combine per-split, per-channel shifted sums into per-group mean/var in float64 (tiny tensors):
         # Σ(x − m)² = Σ_k [S2_k + 2(s_k − m)·S1_k + n_k(s_k − m)²] over the (split, channel) pieces k.
         cpg = c // groups
@@ -201,18 +252,23 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         bb = beta[None, :] - _per_channel(mean, cpg) * a
         a32, b32 = a.float().contiguous(), bb.float().contiguous()
         y = torch.empty_like(x)  # same memory format as x
-        _gn_apply_kernel[(b, triton.cdiv(hw, block_p))](x, y, a32, b32, c, hw, *sx, *_flat_strides(y), SILU=silu,
-                                                         BLOCK_P=block_p, BLOCK_C=block_c, num_warps=8)
+        _gn_apply_kernel[(b, triton.cdiv(hw, block_p))](
+            x, y, a32, b32, c, hw, *sx, *_flat_strides(y), SILU=silu, BLOCK_P=block_p, BLOCK_C=block_c, num_warps=8
+        )
         ctx.save_for_backward(x, weight, a32, b32, mean, rstd)
         ctx.cfg = (groups, silu, block_c, block_p, pps, n_splits)
         return y
 
     @staticmethod
-    def backward(ctx, dy):
+    def backward(
+        ctx: Any, dy: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, None, None, None]:
         x, weight, a32, b32, mean, rstd = ctx.saved_tensors
         groups, silu, block_c, block_p, pps, n_splits = ctx.cfg
         if not _layout_ok(dy):  # e.g. an expanded (zero-stride) gradient: gather it once
-            dy = dy.contiguous(memory_format=torch.channels_last if x.stride(1) == 1 and x.ndim == 4 else torch.contiguous_format)
+            dy = dy.contiguous(
+                memory_format=torch.channels_last if x.stride(1) == 1 and x.ndim == 4 else torch.contiguous_format
+            )
         b, c = x.shape[:2]
         hw = x[0, 0].numel()
         cpg = c // groups
@@ -220,8 +276,24 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         sd = _flat_strides(dy)
         t1 = torch.empty((b, n_splits, c), dtype=torch.float32, device=x.device)
         t2 = torch.empty_like(t1)
-        _gn_bwd_sums_kernel[(b, n_splits)](x, dy, a32, b32, t1, t2, c, hw, *sx, *sd, pps, n_splits, SILU=silu,
-                                           BLOCK_P=block_p, BLOCK_C=block_c, num_warps=8)
+        _gn_bwd_sums_kernel[(b, n_splits)](
+            x,
+            dy,
+            a32,
+            b32,
+            t1,
+            t2,
+            c,
+            hw,
+            *sx,
+            *sd,
+            pps,
+            n_splits,
+            SILU=silu,
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+            num_warps=8,
+        )
         sum_g = t1.double().sum(1)  # [B, C]: Σ ĝ
         sum_gx = t2.double().sum(1)  # [B, C]: Σ ĝ·x
         gamma = weight.double() if weight is not None else torch.ones(c, dtype=torch.float64, device=x.device)
@@ -235,8 +307,22 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         q = mean_c * rstd_c**2 * s2 / n - rstd_c * s1 / n
         dx = torch.empty_like(x)
         _gn_bwd_apply_kernel[(b, triton.cdiv(hw, block_p))](
-            x, dy, dx, a32, b32, p.float().contiguous(), q.float().contiguous(), c, hw, *sx, *sd, *_flat_strides(dx),
-            SILU=silu, BLOCK_P=block_p, BLOCK_C=block_c, num_warps=8,
+            x,
+            dy,
+            dx,
+            a32,
+            b32,
+            p.float().contiguous(),
+            q.float().contiguous(),
+            c,
+            hw,
+            *sx,
+            *sd,
+            *_flat_strides(dx),
+            SILU=silu,
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+            num_warps=8,
         )
         dw = sum_gxhat.sum(0).to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
         db = sum_g.sum(0).to(weight.dtype if weight is not None else x.dtype) if ctx.needs_input_grad[2] else None
@@ -266,8 +352,9 @@ def group_norm_silu(
         weight, bias: optional affine parameters [C] (any float dtype); gradients flow to them.
         eps: added to the variance.
         silu: apply SiLU after the affine transform.
-        backend: ``"triton"`` (CUDA, or CPU under ``TRITON_INTERPRET=1``), ``"torch"`` (the twin
-            :func:`pgc_kernels.reference.group_norm_silu_reference`), ``"auto"`` (Triton for CUDA tensors).
+        backend: ``"triton"`` (CUDA, or CPU under ``TRITON_INTERPRET=1``; ``ValueError`` elsewhere and where triton
+            cannot be imported), ``"torch"`` (the twin :func:`pgc_kernels.reference.group_norm_silu_reference`),
+            ``"auto"`` (Triton for CUDA tensors when triton is installed, the twin otherwise).
     """
     op = "group_norm_silu()"
     if backend not in ("auto", "triton", "torch"):
@@ -282,9 +369,7 @@ def group_norm_silu(
         if t is not None and (not isinstance(t, torch.Tensor) or t.shape != (c,) or t.device != x.device):
             got = f"{list(t.shape)} on {t.device}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{op}: {name} must be None or a [{c}] tensor on {x.device}, got {got}")
-    if backend == "auto":
-        backend = "triton" if x.is_cuda else "torch"
-    if backend == "torch" or x.numel() == 0:
+    if not use_triton("group_norm_silu", backend, x) or x.numel() == 0:
         from pgc_kernels.reference import group_norm_silu_reference
 
         return group_norm_silu_reference(x, num_groups, weight, bias, eps, silu=silu)
@@ -301,22 +386,42 @@ class GroupNormSiLU(torch.nn.GroupNorm):
     """Drop-in ``nn.GroupNorm`` (same parameters and state dict) that optionally fuses the following SiLU
     and runs :func:`group_norm_silu`. Build one from an existing module with :meth:`from_group_norm`."""
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, silu=True, device=None, dtype=None, backend="auto"):
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        silu: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        backend: str = "auto",
+    ) -> None:
         super().__init__(num_groups, num_channels, eps, affine, device=device, dtype=dtype)
         self.silu = silu
         self.backend = backend
 
     @classmethod
-    def from_group_norm(cls, gn: torch.nn.GroupNorm, silu: bool, backend: str = "auto") -> "GroupNormSiLU":
-        new = cls(gn.num_groups, gn.num_channels, gn.eps, gn.affine, silu=silu, backend=backend,
-                  device=gn.weight.device if gn.affine else None, dtype=gn.weight.dtype if gn.affine else None)
+    def from_group_norm(cls, gn: torch.nn.GroupNorm, silu: bool, backend: str = "auto") -> GroupNormSiLU:
+        new = cls(
+            gn.num_groups,
+            gn.num_channels,
+            gn.eps,
+            gn.affine,
+            silu=silu,
+            backend=backend,
+            device=gn.weight.device if gn.affine else None,
+            dtype=gn.weight.dtype if gn.affine else None,
+        )
         if gn.affine:
             new.weight = gn.weight
             new.bias = gn.bias
         return new
 
-    def forward(self, x):
-        return group_norm_silu(x, self.num_groups, self.weight, self.bias, self.eps, silu=self.silu, backend=self.backend)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return group_norm_silu(
+            x, self.num_groups, self.weight, self.bias, self.eps, silu=self.silu, backend=self.backend
+        )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return super().extra_repr() + f", silu={self.silu}"

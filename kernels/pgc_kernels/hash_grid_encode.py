@@ -1,6 +1,6 @@
 """Multi-resolution hash-grid encoding (Instant-NGP, Müller et al. 2022, https://arxiv.org/abs/2201.05989) in Triton.
 
-PGC-3D's texture, SDF and material fields (reference_spec.md §4.2–4.4) query torch-ngp's ``gridencoder``
+PGC-3D's texture, SDF and material fields (the original's Rasterizer_mesh) query torch-ngp's ``gridencoder``
 (a compiled CUDA extension) at the rasterised surface point. This is the same encoding in Triton: no compile
 step, one code path for every GPU Triton supports, and a pure-torch twin
 (:func:`pgc_kernels.reference.hash_grid_encode_reference`) for the CPU.
@@ -30,16 +30,15 @@ by an inclusive segmented scan (associative operator on (start flag, value) pair
 each segment issue the 8 atomics; otherwise one atomic per point and corner as before. The sum is the same up to
 float32 summation order (bitwise the same in deterministic mode, whose int64 quanta the scan adds exactly).
 """
+
 from __future__ import annotations
 
 import math
-import os
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-import triton
-import triton.language as tl
 
+from ._backend import HAS_TRITON, tl, triton, use_triton
 from .reference import _HASH_GRID_INTERPOLATIONS, _hash_grid_check, _hash_grid_levels, hash_grid_encode_reference
 
 __all__ = ["HashGridEncodeFunction", "hash_grid_encode"]
@@ -51,315 +50,547 @@ _INTERP_CODE = {"linear": 0, "smoothstep": 1}
 _FIXED_POINT_BITS = 61
 
 
-@triton.jit
-def _interp_weights(t, INTERP: tl.constexpr):
-    # s(t) and ds/dt: linear (s = t) or smoothstep (s = t^2 (3 - 2t), s' = 6 t (1 - t)).
-    if INTERP == 0:
-        s = t
-        ds = tl.full(t.shape, 1.0, tl.float32)
-    else:
-        s = t * t * (3.0 - 2.0 * t)
-        ds = 6.0 * t * (1.0 - t)
-    return s, ds
+if HAS_TRITON:
 
-
-@triton.jit
-def _corner_index(gx, gy, gz, cx: tl.constexpr, cy: tl.constexpr, cz: tl.constexpr, stride, dense, T: tl.constexpr):
-    # Index of grid vertex (gx+cx, gy+cy, gz+cz) inside one level's table of T rows (see the module docstring).
-    vx = (gx + cx).to(tl.uint32)
-    vy = (gy + cy).to(tl.uint32)
-    vz = (gz + cz).to(tl.uint32)
-    if dense:
-        idx = vx + vy * stride + vz * (stride * stride)
-    else:
-        # uint32 products wrap mod 2^32, as in Instant-NGP / torch-ngp's fast_hash.
-        idx = (vx ^ (vy * 2654435761) ^ (vz * 805459861)) % T
-    return idx.to(tl.int32)
-
-
-@triton.jit
-def _corner(gx, gy, gz, sx, sy, sz, c: tl.constexpr, stride, dense, T: tl.constexpr):
-    """Row index and trilinear weight of cell corner c (bits: x, y, z) for every point of the block."""
-    cx: tl.constexpr = c & 1
-    cy: tl.constexpr = (c >> 1) & 1
-    cz: tl.constexpr = (c >> 2) & 1
-    idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
-    wx = sx if cx else 1.0 - sx
-    wy = sy if cy else 1.0 - sy
-    wz = sz if cz else 1.0 - sz
-    return idx, wx * wy * wz
-
-
-@triton.jit
-def _feature_mask(mask, f, F: tl.constexpr, F_P2: tl.constexpr):
-    # [BLOCK, F_P2] mask. When F is a power of two the row mask alone is broadcast: its constancy along the
-    # feature axis lets the compiler issue one vector load/store per row (8 B for 4 fp16) instead of F scalar ones.
-    if F == F_P2:
-        return mask[:, None] & tl.full((1, F_P2), 1, tl.int1)
-    else:
-        return mask[:, None] & (f < F)[None, :]
-
-
-@triton.jit
-def _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP: tl.constexpr):
-    # Per level: clamped position -> integer cell corner g and interpolation fractions t (and their weights).
-    scale = tl.load(scale_ptr + lvl)
-    res = tl.load(res_ptr + lvl)
-    xs = tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0)
-    ys = tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0)
-    zs = tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0)
-    # NaN propagates (to NaN features), as in the twin, so upstream NaNs stay visible.
-    px = tl.clamp(xs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
-    py = tl.clamp(ys, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
-    pz = tl.clamp(zs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
-    fx = tl.floor(px)
-    fy = tl.floor(py)
-    fz = tl.floor(pz)
-    # The clamp to [0, res-1] only matters for NaN input: it keeps every address inside the table.
-    gx = tl.minimum(tl.maximum(fx.to(tl.int32), 0), res - 1)
-    gy = tl.minimum(tl.maximum(fy.to(tl.int32), 0), res - 1)
-    gz = tl.minimum(tl.maximum(fz.to(tl.int32), 0), res - 1)
-    return xs, ys, zs, scale, res, gx, gy, gz, px - fx, py - fy, pz - fz
-
-
-@triton.jit
-def _cell_of(x_ptr, offs, mask, scale, res):
-    # Grid cell g (same arithmetic as _level_setup) of the points at offs: used to compare a point's cell with its
-    # neighbours' (the x rows were just loaded by _level_setup, so these loads hit L1).
-    px = tl.clamp(tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
-    py = tl.clamp(tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
-    pz = tl.clamp(tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
-    gx = tl.minimum(tl.maximum(tl.floor(px * scale + 0.5).to(tl.int32), 0), res - 1)
-    gy = tl.minimum(tl.maximum(tl.floor(py * scale + 0.5).to(tl.int32), 0), res - 1)
-    gz = tl.minimum(tl.maximum(tl.floor(pz * scale + 0.5).to(tl.int32), 0), res - 1)
-    return gx, gy, gz
-
-
-@triton.jit
-def _segmented_add(flag_a, val_a, flag_b, val_b):
-    # Segmented-sum operator on (flag, value) pairs, flag = "a segment starts here", a before b in scan order:
-    #   (fa, va) ⊕ (fb, vb) = (fa | fb, fb ? vb : va + vb)
-    # It is associative (the textbook segmented-scan construction), so the parallel scan is exact: after an
-    # inclusive scan each element holds the sum from its segment's first element up to itself. (A "sum while the
-    # keys are equal" operator is not associative when a key comes back after a different one; flags are.)
-    return flag_a | flag_b, tl.where(flag_b != 0, val_b, val_a + val_b)
-
-
-@triton.jit
-def _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
-                         T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                         INTERP: tl.constexpr, IDX64: tl.constexpr):
-    _, _, _, _, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP)
-    sx, _ = _interp_weights(tx, INTERP)
-    sy, _ = _interp_weights(ty, INTERP)
-    sz, _ = _interp_weights(tz, INTERP)
-    dense = lvl < num_dense
-    stride = (res + 1).to(tl.uint32)
-    f = tl.arange(0, F_P2)
-    fmask = _feature_mask(mask, f, F, F_P2)
-    if IDX64:
-        level_base = table_ptr + tl.full((), T * F, tl.int64) * lvl  # lvl may be a Python int (interpreter)
-    else:
-        level_base = table_ptr + lvl * (T * F)
-    acc = tl.zeros((offs.shape[0], F_P2), dtype=tl.float32)
-    for c in tl.static_range(8):
-        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
-        feat = tl.load(level_base + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
-        acc += w[:, None] * feat
-    if IDX64:
-        row = offs.to(tl.int64) * (L * F)
-    else:
-        row = offs * (L * F)
-    tl.store(out_ptr + row[:, None] + lvl * F + f[None, :], acc.to(out_ptr.dtype.element_ty), mask=fmask)
-
-
-@triton.jit
-def _hash_grid_encode_fwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, N, num_dense,
-                                 T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                                 INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
-                                 LEVEL_LOOP: tl.constexpr):
-    # Grid: LEVEL_LOOP -> (cdiv(N, BLOCK),), each program does all levels of BLOCK points;
-    # otherwise (L, cdiv(N, BLOCK)): level on the fastest axis so programs writing one output row run together.
-    if LEVEL_LOOP:
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        if IDX64:
-            offs = offs.to(tl.int64)  # x (3 per point) and out (L·F per point) offsets may pass 2^31
-        mask = offs < N
-        for lvl in range(L):
-            _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
-                                 T, L, F, F_P2, INTERP, IDX64)
-    else:
-        lvl = tl.program_id(0)
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        if IDX64:
-            offs = offs.to(tl.int64)
-        mask = offs < N
-        _hash_grid_fwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense,
-                             T, L, F, F_P2, INTERP, IDX64)
-
-
-@triton.jit
-def _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
-                   T: tl.constexpr, F: tl.constexpr, DETERMINISTIC: tl.constexpr):
-    # One atomic per (point, corner) row: d table[l, idx_c(n)] += w_c(n) · dout[n, l].
-    for c in tl.static_range(8):
-        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
-        contrib = w[:, None] * g
-        ent = lvl_off + idx[:, None] * F + f[None, :]
-        if DETERMINISTIC:
-            # Integer addition is associative: the sum is the same in any order (bitwise repeatable).
-            q = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
-            tl.atomic_add(gtab_ptr + ent, q, mask=fmask, sem="relaxed")
+    @triton.jit
+    def _interp_weights(t, INTERP: tl.constexpr):
+        # s(t) and ds/dt: linear (s = t) or smoothstep (s = t^2 (3 - 2t), s' = 6 t (1 - t)).
+        if INTERP == 0:
+            s = t
+            ds = tl.full(t.shape, 1.0, tl.float32)
         else:
-            tl.atomic_add(gtab_ptr + ent, contrib, mask=fmask, sem="relaxed")
+            s = t * t * (3.0 - 2.0 * t)
+            ds = 6.0 * t * (1.0 - t)
+        return s, ds
 
-
-@triton.jit
-def _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy, sz, g, f,
-                       stride, dense, qscale_a, qscale_b, T: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                       BLOCK: tl.constexpr, DETERMINISTIC: tl.constexpr):
-    # Coherent points (rasterised surface points in pixel order): runs of consecutive points share one cell at the
-    # coarse levels, hence the same 8 corner rows, and their atomics would serialise on those rows. A segment is a
-    # maximal run of consecutive points of this block with equal cell; for each corner c and feature f
-    #   S_c[seg, f] = sum_{n in seg} w_c(n) · dout[n, l·F + f]
-    # is formed by an inclusive segmented scan over the block (flags = segment starts, _segmented_add), which
-    # leaves S_c at the segment's last point; only that point issues the 8 atomics. Same sum as _scatter_plain up
-    # to float32 summation order (bitwise the same in deterministic mode, where the scan adds the int64 quanta).
-    lane = tl.arange(0, BLOCK)
-    next_ok = mask & (lane < BLOCK - 1) & (offs + 1 < N)
-    nx, ny, nz = _cell_of(x_ptr, offs + 1, next_ok, scale, res)
-    last = mask & ((next_ok == 0) | (nx != gx) | (ny != gy) | (nz != gz))  # segment ends here
-    flags = tl.broadcast_to(start.to(tl.int32)[:, None], g.shape)
-    if F == F_P2:
-        amask = tl.broadcast_to(last[:, None], g.shape)  # constant along F: vector atomics
-    else:
-        amask = last[:, None] & (f < F)[None, :]
-    # One [BLOCK, F] scan per corner (a single [BLOCK, 8, F] scan needs 4x the registers and shared memory).
-    for c in tl.static_range(8):
-        idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
-        contrib = w[:, None] * g
-        if DETERMINISTIC:
-            contrib = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
-        _, seg_sum = tl.associative_scan((flags, contrib), 0, _segmented_add)
-        tl.atomic_add(gtab_ptr + lvl_off + idx[:, None] * F + f[None, :], seg_sum, mask=amask, sem="relaxed")
-
-
-@triton.jit
-def _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_acc_ptr, offs, mask, lvl,
-                         num_dense, qscale_a, qscale_b, N,
-                         T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                         INTERP: tl.constexpr, IDX64: tl.constexpr, NEED_TABLE: tl.constexpr,
-                         NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK: tl.constexpr,
-                         SEGMENTED: tl.constexpr, seg_max):
-    xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl,
-                                                                  INTERP)
-    sx, dsx = _interp_weights(tx, INTERP)
-    sy, dsy = _interp_weights(ty, INTERP)
-    sz, dsz = _interp_weights(tz, INTERP)
-    dense = lvl < num_dense
-    stride = (res + 1).to(tl.uint32)
-    f = tl.arange(0, F_P2)
-    fmask = _feature_mask(mask, f, F, F_P2)
-    if IDX64:
-        row = offs.to(tl.int64) * (L * F)
-        lvl_off = tl.full((), T * F, tl.int64) * lvl
-    else:
-        row = offs * (L * F)
-        lvl_off = lvl * (T * F)
-    gptr = gout_ptr + row[:, None] + lvl * F + f[None, :]  # dL/dout[n, l*F:(l+1)*F], loaded where needed
-    if NEED_TABLE:
-        g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
-        if SEGMENTED:
-            # Segment starts: first valid lane of the block, or a cell different from the previous point's. A
-            # scalar branch per (program, level) picks the segmented scatter when the block has few segments
-            # (coherent points at this level's resolution), else one atomic per point and corner; random points
-            # pay only the count (a few L1 loads and one block reduction). Measured on an H100 (benches/RESULTS.md):
-            # one kernel with both paths beats two launches with one path each (segmented and per-point programs
-            # then share the SMs: scans and atomics overlap).
-            lane = tl.arange(0, BLOCK)
-            prev_ok = mask & (lane > 0)
-            qx, qy, qz = _cell_of(x_ptr, offs - 1, prev_ok, scale, res)
-            start = (prev_ok == 0) | (qx != gx) | (qy != gy) | (qz != gz)
-            nseg = tl.sum((start & mask).to(tl.int32), axis=0)
-            if nseg <= seg_max:
-                _scatter_segmented(x_ptr, gtab_ptr, offs, mask, N, start, scale, res, lvl_off, gx, gy, gz, sx, sy,
-                                   sz, g, f, stride, dense, qscale_a, qscale_b, T, F, F_P2, BLOCK, DETERMINISTIC)
-            else:
-                _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a,
-                               qscale_b, T, F, DETERMINISTIC)
+    @triton.jit
+    def _corner_index(gx, gy, gz, cx: tl.constexpr, cy: tl.constexpr, cz: tl.constexpr, stride, dense, T: tl.constexpr):
+        # Index of grid vertex (gx+cx, gy+cy, gz+cz) inside one level's table of T rows (see the module docstring).
+        vx = (gx + cx).to(tl.uint32)
+        vy = (gy + cy).to(tl.uint32)
+        vz = (gz + cz).to(tl.uint32)
+        if dense:
+            idx = vx + vy * stride + vz * (stride * stride)
         else:
-            _scatter_plain(gtab_ptr, lvl_off, gx, gy, gz, sx, sy, sz, g, f, fmask, stride, dense, qscale_a, qscale_b,
-                           T, F, DETERMINISTIC)
-    # dL/dt_d for this level (only used when NEED_X).
-    dtx = tl.zeros(offs.shape, dtype=tl.float32)
-    dty = tl.zeros(offs.shape, dtype=tl.float32)
-    dtz = tl.zeros(offs.shape, dtype=tl.float32)
-    if NEED_X:
-        if not NEED_TABLE:
-            g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+            # uint32 products wrap mod 2^32, as in Instant-NGP / torch-ngp's fast_hash.
+            idx = (vx ^ (vy * 2654435761) ^ (vz * 805459861)) % T
+        return idx.to(tl.int32)
+
+    @triton.jit
+    def _corner(gx, gy, gz, sx, sy, sz, c: tl.constexpr, stride, dense, T: tl.constexpr):
+        """Row index and trilinear weight of cell corner c (bits: x, y, z) for every point of the block."""
+        cx: tl.constexpr = c & 1
+        cy: tl.constexpr = (c >> 1) & 1
+        cz: tl.constexpr = (c >> 2) & 1
+        idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+        wx = sx if cx else 1.0 - sx
+        wy = sy if cy else 1.0 - sy
+        wz = sz if cz else 1.0 - sz
+        return idx, wx * wy * wz
+
+    @triton.jit
+    def _feature_mask(mask, f, F: tl.constexpr, F_P2: tl.constexpr):
+        # [BLOCK, F_P2] mask. When F is a power of two the row mask alone is broadcast: its constancy along the
+        # feature axis lets the compiler issue one vector load/store per row (8 B for 4 fp16) instead of F scalar ones.
+        if F == F_P2:
+            return mask[:, None] & tl.full((1, F_P2), 1, tl.int1)
+        else:
+            return mask[:, None] & (f < F)[None, :]
+
+    @triton.jit
+    def _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP: tl.constexpr):
+        # Per level: clamped position -> integer cell corner g and interpolation fractions t (and their weights).
+        scale = tl.load(scale_ptr + lvl)
+        res = tl.load(res_ptr + lvl)
+        xs = tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0)
+        ys = tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0)
+        zs = tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0)
+        # NaN propagates (to NaN features), as in the twin, so upstream NaNs stay visible.
+        px = tl.clamp(xs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+        py = tl.clamp(ys, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+        pz = tl.clamp(zs, 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL) * scale + 0.5
+        fx = tl.floor(px)
+        fy = tl.floor(py)
+        fz = tl.floor(pz)
+        # The clamp to [0, res-1] only matters for NaN input: it keeps every address inside the table.
+        gx = tl.minimum(tl.maximum(fx.to(tl.int32), 0), res - 1)
+        gy = tl.minimum(tl.maximum(fy.to(tl.int32), 0), res - 1)
+        gz = tl.minimum(tl.maximum(fz.to(tl.int32), 0), res - 1)
+        return xs, ys, zs, scale, res, gx, gy, gz, px - fx, py - fy, pz - fz
+
+    @triton.jit
+    def _cell_of(x_ptr, offs, mask, scale, res):
+        # Grid cell g (same arithmetic as _level_setup) of the points at offs: used to compare a point's cell with its
+        # neighbours' (the x rows were just loaded by _level_setup, so these loads hit L1).
+        px = tl.clamp(tl.load(x_ptr + offs * 3 + 0, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        py = tl.clamp(tl.load(x_ptr + offs * 3 + 1, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        pz = tl.clamp(tl.load(x_ptr + offs * 3 + 2, mask=mask, other=0.0), 0.0, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        gx = tl.minimum(tl.maximum(tl.floor(px * scale + 0.5).to(tl.int32), 0), res - 1)
+        gy = tl.minimum(tl.maximum(tl.floor(py * scale + 0.5).to(tl.int32), 0), res - 1)
+        gz = tl.minimum(tl.maximum(tl.floor(pz * scale + 0.5).to(tl.int32), 0), res - 1)
+        return gx, gy, gz
+
+    @triton.jit
+    def _segmented_add(flag_a, val_a, flag_b, val_b):
+        # Segmented-sum operator on (flag, value) pairs, flag = "a segment starts here", a before b in scan order:
+        #   (fa, va) ⊕ (fb, vb) = (fa | fb, fb ? vb : va + vb)
+        # It is associative (the textbook segmented-scan construction), so the parallel scan is exact: after an
+        # inclusive scan each element holds the sum from its segment's first element up to itself. (A "sum while the
+        # keys are equal" operator is not associative when a key comes back after a different one; flags are.)
+        return flag_a | flag_b, tl.where(flag_b != 0, val_b, val_a + val_b)
+
+    @triton.jit
+    def _hash_grid_fwd_level(
+        x_ptr,
+        table_ptr,
+        scale_ptr,
+        res_ptr,
+        out_ptr,
+        offs,
+        mask,
+        lvl,
+        num_dense,
+        T: tl.constexpr,
+        L: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        INTERP: tl.constexpr,
+        IDX64: tl.constexpr,
+    ):
+        _, _, _, _, res, gx, gy, gz, tx, ty, tz = _level_setup(x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP)
+        sx, _ = _interp_weights(tx, INTERP)
+        sy, _ = _interp_weights(ty, INTERP)
+        sz, _ = _interp_weights(tz, INTERP)
+        dense = lvl < num_dense
+        stride = (res + 1).to(tl.uint32)
+        f = tl.arange(0, F_P2)
+        fmask = _feature_mask(mask, f, F, F_P2)
+        if IDX64:
+            level_base = table_ptr + tl.full((), T * F, tl.int64) * lvl  # lvl may be a Python int (interpreter)
+        else:
+            level_base = table_ptr + lvl * (T * F)
+        acc = tl.zeros((offs.shape[0], F_P2), dtype=tl.float32)
         for c in tl.static_range(8):
-            cx = c & 1
-            cy = (c >> 1) & 1
-            cz = (c >> 2) & 1
-            idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
-            wx = sx if cx else 1.0 - sx
-            wy = sy if cy else 1.0 - sy
-            wz = sz if cz else 1.0 - sz
-            feat = tl.load(table_ptr + lvl_off + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
-            gf = tl.sum(g * feat, axis=1)
-            dwx = dsx if cx else -dsx
-            dwy = dsy if cy else -dsy
-            dwz = dsz if cz else -dsz
-            dtx += gf * (dwx * wy * wz)
-            dty += gf * (wx * dwy * wz)
-            dtz += gf * (wx * wy * dwz)
-        # dp/dx = scale inside [0, 1]; clamp passes no gradient outside (torch.clamp convention: ends included).
-        inx = ((xs >= 0.0) & (xs <= 1.0)).to(tl.float32)
-        iny = ((ys >= 0.0) & (ys <= 1.0)).to(tl.float32)
-        inz = ((zs >= 0.0) & (zs <= 1.0)).to(tl.float32)
-        return dtx * scale * inx, dty * scale * iny, dtz * scale * inz
-    else:
-        return dtx, dty, dtz
-
-
-@triton.jit
-def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, N, num_dense,
-                                 qscale_a, qscale_b, seg_max,
-                                 T: tl.constexpr, L: tl.constexpr, F: tl.constexpr, F_P2: tl.constexpr,
-                                 INTERP: tl.constexpr, IDX64: tl.constexpr, BLOCK: tl.constexpr,
-                                 NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, DETERMINISTIC: tl.constexpr,
-                                 LEVEL_LOOP: tl.constexpr, SEGMENTED: tl.constexpr):
-    # With NEED_X the level loop runs inside the program so dL/dx sums over levels in registers (no atomics);
-    # LEVEL_LOOP=False (table gradient only) spreads levels over the grid as the forward does.
-    if LEVEL_LOOP:
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
+            feat = tl.load(level_base + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(tl.float32)
+            acc += w[:, None] * feat
         if IDX64:
-            offs = offs.to(tl.int64)
-        mask = offs < N
-        ax = tl.zeros(offs.shape, dtype=tl.float32)
-        ay = tl.zeros(offs.shape, dtype=tl.float32)
-        az = tl.zeros(offs.shape, dtype=tl.float32)
-        for lvl in range(L):
-            dx, dy, dz = _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs,
-                                              mask, lvl, num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP,
-                                              IDX64, NEED_TABLE, NEED_X, DETERMINISTIC, BLOCK, SEGMENTED,
-                                              seg_max)
-            ax += dx
-            ay += dy
-            az += dz
+            row = offs.to(tl.int64) * (L * F)
+        else:
+            row = offs * (L * F)
+        tl.store(out_ptr + row[:, None] + lvl * F + f[None, :], acc.to(out_ptr.dtype.element_ty), mask=fmask)
+
+    @triton.jit
+    def _hash_grid_encode_fwd_kernel(
+        x_ptr,
+        table_ptr,
+        scale_ptr,
+        res_ptr,
+        out_ptr,
+        N,
+        num_dense,
+        T: tl.constexpr,
+        L: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        INTERP: tl.constexpr,
+        IDX64: tl.constexpr,
+        BLOCK: tl.constexpr,
+        LEVEL_LOOP: tl.constexpr,
+    ):
+        # Grid: LEVEL_LOOP -> (cdiv(N, BLOCK),), each program does all levels of BLOCK points;
+        # otherwise (L, cdiv(N, BLOCK)): level on the fastest axis so programs writing one output row run together.
+        if LEVEL_LOOP:
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            if IDX64:
+                offs = offs.to(tl.int64)  # x (3 per point) and out (L·F per point) offsets may pass 2^31
+            mask = offs < N
+            for lvl in range(L):
+                _hash_grid_fwd_level(
+                    x_ptr,
+                    table_ptr,
+                    scale_ptr,
+                    res_ptr,
+                    out_ptr,
+                    offs,
+                    mask,
+                    lvl,
+                    num_dense,
+                    T,
+                    L,
+                    F,
+                    F_P2,
+                    INTERP,
+                    IDX64,
+                )
+        else:
+            lvl = tl.program_id(0)
+            offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+            if IDX64:
+                offs = offs.to(tl.int64)
+            mask = offs < N
+            _hash_grid_fwd_level(
+                x_ptr, table_ptr, scale_ptr, res_ptr, out_ptr, offs, mask, lvl, num_dense, T, L, F, F_P2, INTERP, IDX64
+            )
+
+    @triton.jit
+    def _scatter_plain(
+        gtab_ptr,
+        lvl_off,
+        gx,
+        gy,
+        gz,
+        sx,
+        sy,
+        sz,
+        g,
+        f,
+        fmask,
+        stride,
+        dense,
+        qscale_a,
+        qscale_b,
+        T: tl.constexpr,
+        F: tl.constexpr,
+        DETERMINISTIC: tl.constexpr,
+    ):
+        # One atomic per (point, corner) row: d table[l, idx_c(n)] += w_c(n) · dout[n, l].
+        for c in tl.static_range(8):
+            idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
+            contrib = w[:, None] * g
+            ent = lvl_off + idx[:, None] * F + f[None, :]
+            if DETERMINISTIC:
+                # Integer addition is associative: the sum is the same in any order (bitwise repeatable).
+                q = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
+                tl.atomic_add(gtab_ptr + ent, q, mask=fmask, sem="relaxed")
+            else:
+                tl.atomic_add(gtab_ptr + ent, contrib, mask=fmask, sem="relaxed")
+
+    @triton.jit
+    def _scatter_segmented(
+        x_ptr,
+        gtab_ptr,
+        offs,
+        mask,
+        N,
+        start,
+        scale,
+        res,
+        lvl_off,
+        gx,
+        gy,
+        gz,
+        sx,
+        sy,
+        sz,
+        g,
+        f,
+        stride,
+        dense,
+        qscale_a,
+        qscale_b,
+        T: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        BLOCK: tl.constexpr,
+        DETERMINISTIC: tl.constexpr,
+    ):
+        # Coherent points (rasterised surface points in pixel order): runs of consecutive points share one cell at the
+        # coarse levels, hence the same 8 corner rows, and their atomics would serialise on those rows. A segment is a
+        # maximal run of consecutive points of this block with equal cell; for each corner c and feature f
+        #   S_c[seg, f] = sum_{n in seg} w_c(n) · dout[n, l·F + f]
+        # is formed by an inclusive segmented scan over the block (flags = segment starts, _segmented_add), which
+        # leaves S_c at the segment's last point; only that point issues the 8 atomics. Same sum as _scatter_plain up
+        # to float32 summation order (bitwise the same in deterministic mode, where the scan adds the int64 quanta).
+        lane = tl.arange(0, BLOCK)
+        next_ok = mask & (lane < BLOCK - 1) & (offs + 1 < N)
+        nx, ny, nz = _cell_of(x_ptr, offs + 1, next_ok, scale, res)
+        last = mask & ((next_ok == 0) | (nx != gx) | (ny != gy) | (nz != gz))  # segment ends here
+        flags = tl.broadcast_to(start.to(tl.int32)[:, None], g.shape)
+        if F == F_P2:
+            amask = tl.broadcast_to(last[:, None], g.shape)  # constant along F: vector atomics
+        else:
+            amask = last[:, None] & (f < F)[None, :]
+        # One [BLOCK, F] scan per corner (a single [BLOCK, 8, F] scan needs 4x the registers and shared memory).
+        for c in tl.static_range(8):
+            idx, w = _corner(gx, gy, gz, sx, sy, sz, c, stride, dense, T)
+            contrib = w[:, None] * g
+            if DETERMINISTIC:
+                contrib = tl.floor((contrib * qscale_a) * qscale_b + 0.5).to(tl.int64)
+            _, seg_sum = tl.associative_scan((flags, contrib), 0, _segmented_add)
+            tl.atomic_add(gtab_ptr + lvl_off + idx[:, None] * F + f[None, :], seg_sum, mask=amask, sem="relaxed")
+
+    @triton.jit
+    def _hash_grid_bwd_level(
+        x_ptr,
+        table_ptr,
+        scale_ptr,
+        res_ptr,
+        gout_ptr,
+        gtab_ptr,
+        gx_acc_ptr,
+        offs,
+        mask,
+        lvl,
+        num_dense,
+        qscale_a,
+        qscale_b,
+        N,
+        T: tl.constexpr,
+        L: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        INTERP: tl.constexpr,
+        IDX64: tl.constexpr,
+        NEED_TABLE: tl.constexpr,
+        NEED_X: tl.constexpr,
+        DETERMINISTIC: tl.constexpr,
+        BLOCK: tl.constexpr,
+        SEGMENTED: tl.constexpr,
+        seg_max,
+    ):
+        xs, ys, zs, scale, res, gx, gy, gz, tx, ty, tz = _level_setup(
+            x_ptr, offs, mask, scale_ptr, res_ptr, lvl, INTERP
+        )
+        sx, dsx = _interp_weights(tx, INTERP)
+        sy, dsy = _interp_weights(ty, INTERP)
+        sz, dsz = _interp_weights(tz, INTERP)
+        dense = lvl < num_dense
+        stride = (res + 1).to(tl.uint32)
+        f = tl.arange(0, F_P2)
+        fmask = _feature_mask(mask, f, F, F_P2)
+        if IDX64:
+            row = offs.to(tl.int64) * (L * F)
+            lvl_off = tl.full((), T * F, tl.int64) * lvl
+        else:
+            row = offs * (L * F)
+            lvl_off = lvl * (T * F)
+        gptr = gout_ptr + row[:, None] + lvl * F + f[None, :]  # dL/dout[n, l*F:(l+1)*F], loaded where needed
+        if NEED_TABLE:
+            g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+            if SEGMENTED:
+                # Segment starts: first valid lane of the block, or a cell different from the previous point's. A
+                # scalar branch per (program, level) picks the segmented scatter when the block has few segments
+                # (coherent points at this level's resolution), else one atomic per point and corner; random points
+                # pay only the count (a few L1 loads and one block reduction). Measured on an H100 (benches/RESULTS.md):
+                # one kernel with both paths beats two launches with one path each (segmented and per-point programs
+                # then share the SMs: scans and atomics overlap).
+                lane = tl.arange(0, BLOCK)
+                prev_ok = mask & (lane > 0)
+                qx, qy, qz = _cell_of(x_ptr, offs - 1, prev_ok, scale, res)
+                start = (prev_ok == 0) | (qx != gx) | (qy != gy) | (qz != gz)
+                nseg = tl.sum((start & mask).to(tl.int32), axis=0)
+                if nseg <= seg_max:
+                    _scatter_segmented(
+                        x_ptr,
+                        gtab_ptr,
+                        offs,
+                        mask,
+                        N,
+                        start,
+                        scale,
+                        res,
+                        lvl_off,
+                        gx,
+                        gy,
+                        gz,
+                        sx,
+                        sy,
+                        sz,
+                        g,
+                        f,
+                        stride,
+                        dense,
+                        qscale_a,
+                        qscale_b,
+                        T,
+                        F,
+                        F_P2,
+                        BLOCK,
+                        DETERMINISTIC,
+                    )
+                else:
+                    _scatter_plain(
+                        gtab_ptr,
+                        lvl_off,
+                        gx,
+                        gy,
+                        gz,
+                        sx,
+                        sy,
+                        sz,
+                        g,
+                        f,
+                        fmask,
+                        stride,
+                        dense,
+                        qscale_a,
+                        qscale_b,
+                        T,
+                        F,
+                        DETERMINISTIC,
+                    )
+            else:
+                _scatter_plain(
+                    gtab_ptr,
+                    lvl_off,
+                    gx,
+                    gy,
+                    gz,
+                    sx,
+                    sy,
+                    sz,
+                    g,
+                    f,
+                    fmask,
+                    stride,
+                    dense,
+                    qscale_a,
+                    qscale_b,
+                    T,
+                    F,
+                    DETERMINISTIC,
+                )
+        # dL/dt_d for this level (only used when NEED_X).
+        dtx = tl.zeros(offs.shape, dtype=tl.float32)
+        dty = tl.zeros(offs.shape, dtype=tl.float32)
+        dtz = tl.zeros(offs.shape, dtype=tl.float32)
         if NEED_X:
-            tl.store(gx_ptr + offs * 3 + 0, ax, mask=mask)
-            tl.store(gx_ptr + offs * 3 + 1, ay, mask=mask)
-            tl.store(gx_ptr + offs * 3 + 2, az, mask=mask)
-    else:
-        lvl = tl.program_id(0)
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        if IDX64:
-            offs = offs.to(tl.int64)
-        mask = offs < N
-        _hash_grid_bwd_level(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr, gtab_ptr, gx_ptr, offs, mask, lvl,
-                             num_dense, qscale_a, qscale_b, N, T, L, F, F_P2, INTERP, IDX64, NEED_TABLE, False,
-                             DETERMINISTIC, BLOCK, SEGMENTED, seg_max)
+            if not NEED_TABLE:
+                g = tl.load(gptr, mask=fmask, other=0.0).to(tl.float32)
+            for c in tl.static_range(8):
+                cx = c & 1
+                cy = (c >> 1) & 1
+                cz = (c >> 2) & 1
+                idx = _corner_index(gx, gy, gz, cx, cy, cz, stride, dense, T)
+                wx = sx if cx else 1.0 - sx
+                wy = sy if cy else 1.0 - sy
+                wz = sz if cz else 1.0 - sz
+                feat = tl.load(table_ptr + lvl_off + idx[:, None] * F + f[None, :], mask=fmask, other=0.0).to(
+                    tl.float32
+                )
+                gf = tl.sum(g * feat, axis=1)
+                dwx = dsx if cx else -dsx
+                dwy = dsy if cy else -dsy
+                dwz = dsz if cz else -dsz
+                dtx += gf * (dwx * wy * wz)
+                dty += gf * (wx * dwy * wz)
+                dtz += gf * (wx * wy * dwz)
+            # dp/dx = scale inside [0, 1]; clamp passes no gradient outside (torch.clamp convention: ends included).
+            inx = ((xs >= 0.0) & (xs <= 1.0)).to(tl.float32)
+            iny = ((ys >= 0.0) & (ys <= 1.0)).to(tl.float32)
+            inz = ((zs >= 0.0) & (zs <= 1.0)).to(tl.float32)
+            return dtx * scale * inx, dty * scale * iny, dtz * scale * inz
+        else:
+            return dtx, dty, dtz
+
+    @triton.jit
+    def _hash_grid_encode_bwd_kernel(
+        x_ptr,
+        table_ptr,
+        scale_ptr,
+        res_ptr,
+        gout_ptr,
+        gtab_ptr,
+        gx_ptr,
+        N,
+        num_dense,
+        qscale_a,
+        qscale_b,
+        seg_max,
+        T: tl.constexpr,
+        L: tl.constexpr,
+        F: tl.constexpr,
+        F_P2: tl.constexpr,
+        INTERP: tl.constexpr,
+        IDX64: tl.constexpr,
+        BLOCK: tl.constexpr,
+        NEED_TABLE: tl.constexpr,
+        NEED_X: tl.constexpr,
+        DETERMINISTIC: tl.constexpr,
+        LEVEL_LOOP: tl.constexpr,
+        SEGMENTED: tl.constexpr,
+    ):
+        # With NEED_X the level loop runs inside the program so dL/dx sums over levels in registers (no atomics);
+        # LEVEL_LOOP=False (table gradient only) spreads levels over the grid as the forward does.
+        if LEVEL_LOOP:
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            if IDX64:
+                offs = offs.to(tl.int64)
+            mask = offs < N
+            ax = tl.zeros(offs.shape, dtype=tl.float32)
+            ay = tl.zeros(offs.shape, dtype=tl.float32)
+            az = tl.zeros(offs.shape, dtype=tl.float32)
+            for lvl in range(L):
+                dx, dy, dz = _hash_grid_bwd_level(
+                    x_ptr,
+                    table_ptr,
+                    scale_ptr,
+                    res_ptr,
+                    gout_ptr,
+                    gtab_ptr,
+                    gx_ptr,
+                    offs,
+                    mask,
+                    lvl,
+                    num_dense,
+                    qscale_a,
+                    qscale_b,
+                    N,
+                    T,
+                    L,
+                    F,
+                    F_P2,
+                    INTERP,
+                    IDX64,
+                    NEED_TABLE,
+                    NEED_X,
+                    DETERMINISTIC,
+                    BLOCK,
+                    SEGMENTED,
+                    seg_max,
+                )
+                ax += dx
+                ay += dy
+                az += dz
+            if NEED_X:
+                tl.store(gx_ptr + offs * 3 + 0, ax, mask=mask)
+                tl.store(gx_ptr + offs * 3 + 1, ay, mask=mask)
+                tl.store(gx_ptr + offs * 3 + 2, az, mask=mask)
+        else:
+            lvl = tl.program_id(0)
+            offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+            if IDX64:
+                offs = offs.to(tl.int64)
+            mask = offs < N
+            _hash_grid_bwd_level(
+                x_ptr,
+                table_ptr,
+                scale_ptr,
+                res_ptr,
+                gout_ptr,
+                gtab_ptr,
+                gx_ptr,
+                offs,
+                mask,
+                lvl,
+                num_dense,
+                qscale_a,
+                qscale_b,
+                N,
+                T,
+                L,
+                F,
+                F_P2,
+                INTERP,
+                IDX64,
+                NEED_TABLE,
+                False,
+                DETERMINISTIC,
+                BLOCK,
+                SEGMENTED,
+                seg_max,
+            )
 
 
 # Launch settings: best of the sweep in benches/gpu_hash_grid.py on an H100 (1M random + 1M surface points, fp16
@@ -369,14 +600,27 @@ def _hash_grid_encode_bwd_kernel(x_ptr, table_ptr, scale_ptr, res_ptr, gout_ptr,
 # on surface points, random points are unaffected). bwd_dx_separate: with dL/dx wanted too, compute it in its own
 # level-looping kernel and scatter the table gradient with the per-level kernel (surface points 2.13 ms vs 2.43 ms
 # for one fused level-looping kernel doing both).
-_LAUNCH = {"fwd_block": 256, "fwd_warps": 8, "fwd_level_loop": False, "bwd_block": 256, "bwd_warps": 4,
-           "bwd_segmented": True, "bwd_seg_frac": 0.5, "bwd_dx_separate": True}
+_LAUNCH: dict[str, Any] = {
+    "fwd_block": 256,
+    "fwd_warps": 8,
+    "fwd_level_loop": False,
+    "bwd_block": 256,
+    "bwd_warps": 4,
+    "bwd_segmented": True,
+    "bwd_seg_frac": 0.5,
+    "bwd_dx_separate": True,
+}
 
 
-def _level_tensors(num_levels: int, table_size: int, base: float, finest: float, device: torch.device):
+def _level_tensors(
+    num_levels: int, table_size: int, base: float, finest: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     scales, res, num_dense = _hash_grid_levels(num_levels, table_size, base, finest)
-    return (torch.tensor(scales, dtype=torch.float32, device=device),
-            torch.tensor(res, dtype=torch.int32, device=device), num_dense)
+    return (
+        torch.tensor(scales, dtype=torch.float32, device=device),
+        torch.tensor(res, dtype=torch.int32, device=device),
+        num_dense,
+    )
 
 
 def _needs_idx64(n: int, num_levels: int, table_size: int, feat: int) -> bool:
@@ -395,20 +639,43 @@ def hash_grid_encode_fwd(x: torch.Tensor, table: torch.Tensor, base: float, fine
     loop = _LAUNCH["fwd_level_loop"]
     grid = (triton.cdiv(n, block),) if loop else (num_levels, triton.cdiv(n, block))
     _hash_grid_encode_fwd_kernel[grid](
-        x, table, scales, res, out, n, num_dense,
-        T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
-        IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, LEVEL_LOOP=loop,
-        num_warps=_LAUNCH["fwd_warps"], enable_fp_fusion=False,
+        x,
+        table,
+        scales,
+        res,
+        out,
+        n,
+        num_dense,
+        T=table_size,
+        L=num_levels,
+        F=feat,
+        F_P2=triton.next_power_of_2(feat),
+        INTERP=interp,
+        IDX64=_needs_idx64(n, num_levels, table_size, feat),
+        BLOCK=block,
+        LEVEL_LOOP=loop,
+        num_warps=_LAUNCH["fwd_warps"],
+        enable_fp_fusion=False,
     )
     return out
 
 
-def hash_grid_encode_bwd(grad_out: torch.Tensor, x: torch.Tensor, table: torch.Tensor, base: float, finest: float,
-                         interp: int, need_table: bool, need_x: bool, deterministic: bool):
+def hash_grid_encode_bwd(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    table: torch.Tensor,
+    base: float,
+    finest: float,
+    interp: int,
+    need_table: bool,
+    need_x: bool,
+    deterministic: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Launch the backward kernel → (grad_table [L,T,F] table dtype or None, grad_x [N,3] float32 or None)."""
     n = x.shape[0]
     num_levels, table_size, feat = table.shape
-    grad_table = grad_x = None
+    grad_table: torch.Tensor | None = None
+    grad_x: torch.Tensor | None = None
     if not (need_table or need_x):
         return None, None
     if n == 0:
@@ -436,21 +703,45 @@ def hash_grid_encode_bwd(grad_out: torch.Tensor, x: torch.Tensor, table: torch.T
     segmented = bool(_LAUNCH["bwd_segmented"])
     seg_max = int(_LAUNCH["bwd_seg_frac"] * block)
     dummy = x  # never dereferenced when the matching flag is off
-    common = dict(T=table_size, L=num_levels, F=feat, F_P2=triton.next_power_of_2(feat), INTERP=interp,
-                  IDX64=_needs_idx64(n, num_levels, table_size, feat), BLOCK=block, DETERMINISTIC=deterministic,
-                  SEGMENTED=segmented, num_warps=_LAUNCH["bwd_warps"], enable_fp_fusion=False)
-    args = (x, table, scales, res, grad_out, gtab if gtab is not None else dummy,
-            grad_x if grad_x is not None else dummy, n, num_dense, qscale[0], qscale[1], seg_max)
+    common = dict(
+        T=table_size,
+        L=num_levels,
+        F=feat,
+        F_P2=triton.next_power_of_2(feat),
+        INTERP=interp,
+        IDX64=_needs_idx64(n, num_levels, table_size, feat),
+        BLOCK=block,
+        DETERMINISTIC=deterministic,
+        SEGMENTED=segmented,
+        num_warps=_LAUNCH["bwd_warps"],
+        enable_fp_fusion=False,
+    )
+    args = (
+        x,
+        table,
+        scales,
+        res,
+        grad_out,
+        gtab if gtab is not None else dummy,
+        grad_x if grad_x is not None else dummy,
+        n,
+        num_dense,
+        qscale[0],
+        qscale[1],
+        seg_max,
+    )
     fused = need_x and need_table and not _LAUNCH["bwd_dx_separate"]
     if need_x:
         # dL/dx sums over levels in registers: one program loops over all levels of its points.
-        _hash_grid_encode_bwd_kernel[(triton.cdiv(n, block),)](*args, NEED_TABLE=fused, NEED_X=True, LEVEL_LOOP=True,
-                                                               **common)
+        _hash_grid_encode_bwd_kernel[(triton.cdiv(n, block),)](
+            *args, NEED_TABLE=fused, NEED_X=True, LEVEL_LOOP=True, **common
+        )
     if need_table and not fused:
         # Table gradient alone: levels spread over the grid, as in the forward.
-        _hash_grid_encode_bwd_kernel[(num_levels, triton.cdiv(n, block))](*args, NEED_TABLE=True, NEED_X=False,
-                                                                          LEVEL_LOOP=False, **common)
-    if need_table:
+        _hash_grid_encode_bwd_kernel[(num_levels, triton.cdiv(n, block))](
+            *args, NEED_TABLE=True, NEED_X=False, LEVEL_LOOP=False, **common
+        )
+    if gtab is not None:
         if deterministic:
             grad_table = (gtab.to(torch.float64) * 2.0**-exp).to(table.dtype)
         else:
@@ -462,19 +753,30 @@ class HashGridEncodeFunction(torch.autograd.Function):
     """Autograd wrapper of the Triton kernels. Backward is not itself differentiable (no double backward)."""
 
     @staticmethod
-    def forward(ctx, x, table, base, finest, interp, deterministic):
+    def forward(
+        ctx: Any, x: torch.Tensor, table: torch.Tensor, base: float, finest: float, interp: int, deterministic: bool
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, table)
         ctx.cfg = (base, finest, interp, deterministic)
         return hash_grid_encode_fwd(x, table, base, finest, interp)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
+    def backward(
+        ctx: Any, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None, None]:
         x, table = ctx.saved_tensors
         base, finest, interp, deterministic = ctx.cfg
         grad_table, grad_x = hash_grid_encode_bwd(
-            grad_out.contiguous(), x, table, base, finest, interp,
-            need_table=ctx.needs_input_grad[1], need_x=ctx.needs_input_grad[0], deterministic=deterministic,
+            grad_out.contiguous(),
+            x,
+            table,
+            base,
+            finest,
+            interp,
+            need_table=ctx.needs_input_grad[1],
+            need_x=ctx.needs_input_grad[0],
+            deterministic=deterministic,
         )
         return (
             grad_x,
@@ -515,10 +817,15 @@ def hash_grid_encode(
             hence the last bits, may change from run to run on GPU). True: int64 fixed-point atomics, bitwise
             repeatable (each contribution keeps its float32 precision; values smaller than 2^-61 of the total
             gradient mass are rounded away). None (default): follow ``torch.are_deterministic_algorithms_enabled()``.
-            The torch backend is deterministic on CPU; on CUDA it uses ``index_put_`` (atomic) unless torch's
-            deterministic mode is on.
-        backend: "triton" (CUDA tensors, or CPU under TRITON_INTERPRET=1), "torch" (the twin
-            :func:`pgc_kernels.reference.hash_grid_encode_reference`), or "auto" (Triton on CUDA, twin elsewhere).
+            The torch backend ignores this flag. On the CPU it is always bitwise repeatable, whatever the thread
+            count: its table gradient is an ``index_add_``, which torch sums in index order there (issue 22: the
+            earlier ``index_put_(accumulate=True)`` added with float atomics from several threads). That costs
+            nothing: 64k points, L=16, T=2^16, F=2, one thread of a 2-core x86 VM, forward 651 → 536 ms and
+            backward 754 → 693 ms (best of 9, old vs new interleaved in one process). On CUDA ``index_add_`` is
+            atomic unless torch's deterministic mode is on.
+        backend: "triton" (CUDA tensors, or CPU under TRITON_INTERPRET=1; ``ValueError`` elsewhere and where triton
+            cannot be imported), "torch" (the twin :func:`pgc_kernels.reference.hash_grid_encode_reference`), or
+            "auto" (Triton on CUDA when triton is installed, the twin elsewhere).
 
     Performance: pass points in raster (pixel) order where you can. The backward merges the table-gradient atomics
     of consecutive points that share a grid cell (a segmented sum per block of points and level), which halves its
@@ -543,22 +850,32 @@ def hash_grid_encode(
         raise TypeError(f"{op}(): deterministic must be a bool or None, got {type(deterministic).__name__}")
     if deterministic is None:
         deterministic = torch.are_deterministic_algorithms_enabled()
-    if backend == "auto":
-        backend = "triton" if isinstance(x, torch.Tensor) and x.is_cuda else "torch"
     # One contract for both backends (the twin itself also takes float64, for gradcheck).
-    _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation,
-                     x_dtypes=(torch.float32,), table_dtypes=(torch.float32, torch.float16, torch.bfloat16))
-    if backend == "torch":
-        return hash_grid_encode_reference(x, table, base_resolution=base_resolution,
-                                          finest_resolution=finest_resolution, interpolation=interpolation)
+    _hash_grid_check(
+        op,
+        x,
+        table,
+        base_resolution,
+        finest_resolution,
+        interpolation,
+        x_dtypes=(torch.float32,),
+        table_dtypes=(torch.float32, torch.float16, torch.bfloat16),
+    )
+    if not use_triton(op, backend, x):
+        return hash_grid_encode_reference(
+            x, table, base_resolution=base_resolution, finest_resolution=finest_resolution, interpolation=interpolation
+        )
     if x.shape[0] >= 2**31 // 2:
         # Program ids × BLOCK stay int32 in the kernels.
         raise RuntimeError(f"{op}(): the Triton backend takes fewer than 2^30 points per call, got {x.shape[0]}")
-    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError(f"{op}(): backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU), "
-                         f"got {x.device.type} tensors")
-    return HashGridEncodeFunction.apply(x.contiguous(), table.contiguous(), float(base_resolution),
-                                        float(finest_resolution), _INTERP_CODE[interpolation], deterministic)
+    return HashGridEncodeFunction.apply(
+        x.contiguous(),
+        table.contiguous(),
+        float(base_resolution),
+        float(finest_resolution),
+        _INTERP_CODE[interpolation],
+        deterministic,
+    )
 
 
 assert set(_INTERP_CODE) == set(_HASH_GRID_INTERPOLATIONS)

@@ -1,26 +1,23 @@
 """Pixel-wise gradient clipping (PGC): fused single-pass Triton kernel, autograd identity and hook.
 
-Public: :func:`pixel_clip`, :func:`pgc`, :func:`attach_pgc`. Torch twin: :func:`pgc_kernels.reference.pixel_clip_reference`.
+Public: :func:`pixel_clip`, :func:`pgc`, :class:`PGCHook` / :func:`attach_pgc`.
+Torch twin: :func:`pgc_kernels.reference.pixel_clip_reference`.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, overload
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover
-    triton = tl = None
-
-from ._backend import HAS_TRITON, interpret_mode, use_triton
-from ._checks import check_pixel_clip_args
+from ._backend import HAS_TRITON, interpret_mode, tl, triton, use_triton
+from ._checks import check_pixel_clip_args, check_positive_float
 from ._layout import three_axis
 from ._types import PixelClipStats
 from .reference import pixel_clip_reference
-
 
 _VARIANT_ID = {"clip": 0, "value": 1, "global": 2, "sigmoid": 3, "soft": 4, "soft_pixel": 5}
 
@@ -40,12 +37,17 @@ _VARIANT_ID = {"clip": 0, "value": 1, "global": 2, "sigmoid": 3, "soft": 4, "sof
 # "strided": anything else the [outer, C, inner] view describes (channel stride 1 with gaps between pixels).
 # Tuned on an H100 with benches/gpu_kernels.py --sweep / --sweep-only (see benches/RESULTS.md).
 CONFIG = {
-    ("pixel_major", 4): (4096, 4), ("pixel_major", 2): (4096, 4),
-    ("packed", 4): (4096, 16), ("packed", 2): (2048, 4),
-    ("strided", 4): (4096, 4), ("strided", 2): (4096, 4),
+    ("pixel_major", 4): (4096, 4),
+    ("pixel_major", 2): (4096, 4),
+    ("packed", 4): (4096, 16),
+    ("packed", 2): (2048, 4),
+    ("strided", 4): (4096, 4),
+    ("strided", 2): (4096, 4),
     # "words" / "staged": (pixel groups per program, warps, word bits)
-    ("words", 4): (512, 4, 64), ("words", 2): (512, 4, 64),
-    ("staged", 4): (512, 4, 64), ("staged", 2): (256, 2, 64),
+    ("words", 4): (512, 4, 64),
+    ("words", 2): (512, 4, 64),
+    ("staged", 4): (512, 4, 64),
+    ("staged", 2): (256, 2, 64),
 }
 # Which kernel runs the pixel-wise variants ("clip", "soft_pixel") and stats on a packed channel-last tensor, per
 # element size: "staged" or "words" (both fall back to "packed" where C has no plan of ≤ 4 words per group, or on
@@ -90,11 +92,29 @@ if HAS_TRITON:
 
     @triton.jit
     def _pixel_clip_kernel(
-        x_ptr, y_ptr, scale_ptr, gmax_ptr, part_ptr,
-        tau, inner, n_inner_blocks, C,
-        sxo, sxc, sxi, syo, syc, syi,
-        VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr, STATS: tl.constexpr,
-        USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+        x_ptr,
+        y_ptr,
+        scale_ptr,
+        gmax_ptr,
+        part_ptr,
+        tau,
+        inner,
+        n_inner_blocks,
+        C,
+        sxo,
+        sxc,
+        sxi,
+        syo,
+        syc,
+        syi,
+        VARIANT: tl.constexpr,
+        NORM_L2: tl.constexpr,
+        HAS_SCALE_PTR: tl.constexpr,
+        STATS: tl.constexpr,
+        USE_I64: tl.constexpr,
+        ROUND_BF16: tl.constexpr,
+        C_PAD: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         """One pass: y = PGC(x) over a tile of BLOCK pixels × C channels of the [outer, C, inner] view.
 
@@ -145,9 +165,21 @@ if HAS_TRITON:
 
     @triton.jit
     def _pixel_clip_packed_kernel(
-        x_ptr, y_ptr, scale_ptr, gmax_ptr, part_ptr, tau, total,
-        C: tl.constexpr, VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr,
-        STATS: tl.constexpr, USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, BLOCK: tl.constexpr,
+        x_ptr,
+        y_ptr,
+        scale_ptr,
+        gmax_ptr,
+        part_ptr,
+        tau,
+        total,
+        C: tl.constexpr,
+        VARIANT: tl.constexpr,
+        NORM_L2: tl.constexpr,
+        HAS_SCALE_PTR: tl.constexpr,
+        STATS: tl.constexpr,
+        USE_I64: tl.constexpr,
+        ROUND_BF16: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         """Same maths as _pixel_clip_kernel on a packed channel-last tensor (element e = pixel·C + channel),
         processed as a flat run of BLOCK elements: vectorised load/store of x, and for the pixel-wise variants
@@ -276,10 +308,26 @@ if HAS_TRITON:
 
     @triton.jit
     def _pixel_clip_words_kernel(
-        xw_ptr, yw_ptr, scale_ptr, gmax_ptr, part_ptr, tau, ngroups,
-        C: tl.constexpr, EPW: tl.constexpr, G: tl.constexpr, W: tl.constexpr, ELEM: tl.constexpr,
-        VARIANT: tl.constexpr, NORM_L2: tl.constexpr, HAS_SCALE_PTR: tl.constexpr, STATS: tl.constexpr,
-        USE_I64: tl.constexpr, ROUND_BF16: tl.constexpr, BLOCK: tl.constexpr, STAGED: tl.constexpr = False,
+        xw_ptr,
+        yw_ptr,
+        scale_ptr,
+        gmax_ptr,
+        part_ptr,
+        tau,
+        ngroups,
+        C: tl.constexpr,
+        EPW: tl.constexpr,
+        G: tl.constexpr,
+        W: tl.constexpr,
+        ELEM: tl.constexpr,
+        VARIANT: tl.constexpr,
+        NORM_L2: tl.constexpr,
+        HAS_SCALE_PTR: tl.constexpr,
+        STATS: tl.constexpr,
+        USE_I64: tl.constexpr,
+        ROUND_BF16: tl.constexpr,
+        BLOCK: tl.constexpr,
+        STAGED: tl.constexpr = False,
     ):
         """Same maths as _pixel_clip_kernel on a packed channel-last tensor read as 32/64-bit words: a group of
         G pixels (G·C elements) fills exactly W ≤ 4 words of EPW elements each, so every element is loaded and
@@ -420,8 +468,17 @@ if HAS_TRITON:
 
     @triton.jit
     def _absmax_kernel(
-        x_ptr, gmax_ptr, inner, n_inner_blocks, C, sxo, sxc, sxi,
-        USE_I64: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+        x_ptr,
+        gmax_ptr,
+        inner,
+        n_inner_blocks,
+        C,
+        sxo,
+        sxc,
+        sxi,
+        USE_I64: tl.constexpr,
+        C_PAD: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         """gmax = max(gmax, max |x| over the tile), with NaN/±inf counted as +inf ("global" variant, pass 1)."""
         pid = tl.program_id(0)
@@ -456,7 +513,13 @@ if HAS_TRITON:
         tl.store(out_ptr + 2, tl.sum(acc_s, axis=0) * inv_npix)
 
 
-def _view3(t: torch.Tensor, d: int):
+View3 = tuple[int, int, int, int, int, int]  # outer, C, inner, stride_outer, stride_c, stride_inner
+# (kernel name, grid, region of x/y it gets, int args, constexpr/launch kwargs)
+Launch = tuple[str, int, Any, tuple[int, ...], dict[str, Any]]
+Plan = tuple[bool, bool, tuple[Launch, ...], int]  # (copy x to contiguous?, y like x?, launches, pixels)
+
+
+def _view3(t: torch.Tensor, d: int) -> View3 | None:
     """[outer, C, inner] strides of ``t`` with the pixel axis ("inner") the one the tile runs along."""
     v = three_axis(t, d)
     if v is None:
@@ -467,7 +530,7 @@ def _view3(t: torch.Tensor, d: int):
     return outer, c, inner, so, sc, si
 
 
-def _word_plan(c: int, esize: int, word_bits: int):
+def _word_plan(c: int, esize: int, word_bits: int) -> tuple[int, int, int] | None:
     """(elements per word, pixels per group, words per group) for reading a packed C-channel tensor of
     ``esize``-byte elements as ``word_bits``-bit words, or None when a group would need more than 4 words."""
     epw = word_bits // (8 * esize)
@@ -489,18 +552,19 @@ def _next_pow2(n: int) -> int:
 # Launch plans by (shape, strides, dtype, device, data_ptr % 16, options): everything pixel_clip derives from a
 # tensor's metadata, so a training loop's repeated calls skip the layout analysis (host time per call). Cleared
 # when it grows past _PLANS_MAX, and by benches that change CONFIG / PACKED_PIXEL_KERNEL (call _PLANS.clear()).
-_PLANS: dict = {}
+_PLANS: dict[tuple, Plan] = {}
 _PLANS_MAX = 256
 
 
-def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_kernel):
-    """The launches for ``x`` (metadata only): (copy x to contiguous?, y like x?, launches, npix), each launch a
-    (kernel name, grid, region, int args, constexpr kwargs) tuple; region says which view of x/y it gets."""
+def _plan_views(x: torch.Tensor, d: int) -> tuple[torch.Tensor, bool, bool, tuple[int, ...], tuple[int, ...]]:
+    """(x or its contiguous copy, copied?, output laid out like x?, x's and y's [outer, C, inner] views with
+    strides). y is only metadata here: the op allocates it like x when x is dense, else contiguous."""
     vx = _view3(x, d)
     x_contig = vx is None  # strides that no single [outer, C, inner] view describes: copy once
     if x_contig:
         x = x.contiguous()
         vx = _view3(x, d)
+    assert vx is not None  # a contiguous tensor always has the 3-axis view
     y = torch.empty_like(x, device="meta")  # same strides as x when x is dense, else contiguous
     vy = _view3(y, d)
     y_like = not (vy is None or vy[0] != vx[0] or vy[2] != vx[2])
@@ -509,12 +573,36 @@ def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_ker
         x = x.contiguous()
         y = torch.empty(x.shape, dtype=x.dtype, device="meta")
         vx, vy = _view3(x, d), _view3(y, d)
+    assert vx is not None and vy is not None
+    return x, x_contig, y_like, vx, vy
+
+
+def _make_plan(
+    x: torch.Tensor,
+    d: int,
+    variant: str,
+    norm: str,
+    return_stats: bool,
+    has_scale_ptr: bool,
+    cfg: dict[tuple[str, int], tuple[int, ...]],
+    packed_kernel: str | None,
+) -> Plan:
+    """The launches for ``x`` (metadata only): (copy x to contiguous?, y like x?, launches, npix), each launch a
+    (kernel name, grid, region, int args, constexpr kwargs) tuple; region says which view of x/y it gets."""
+    x, x_contig, y_like, vx, vy = _plan_views(x, d)
     outer, C, inner, sxo, sxc, sxi = vx
     _, _, _, syo, syc, syi = vy
     npix = outer * inner
     esize = 4 if x.element_size() >= 4 else 2
-    packed = (C > 1 and sxc == 1 and sxi == C and (outer == 1 or sxo == inner * C)
-              and syc == 1 and syi == C and (outer == 1 or syo == inner * C))
+    packed = (
+        C > 1
+        and sxc == 1
+        and sxi == C
+        and (outer == 1 or sxo == inner * C)
+        and syc == 1
+        and syi == C
+        and (outer == 1 or syo == inner * C)
+    )
     need_pixel = variant in ("clip", "soft_pixel") or return_stats
     kernel = "tile"
     if packed:
@@ -535,38 +623,91 @@ def _make_plan(x, d, variant, norm, return_stats, has_scale_ptr, cfg, packed_ker
     span = max(abs(sxo) * (outer - 1) + abs(sxc) * (C - 1) + abs(sxi) * (inner + block), 1)
     span = max(span, abs(syo) * (outer - 1) + abs(syc) * (C - 1) + abs(syi) * (inner + block), elems + npix * C)
     use_i64 = span >= 2**31 - 1
-    common = dict(VARIANT=_VARIANT_ID[variant], NORM_L2=norm == "l2", HAS_SCALE_PTR=has_scale_ptr,
-                  STATS=return_stats, ROUND_BF16=interpret_mode() and x.dtype == torch.bfloat16)
-    launches = []
+    common = dict(
+        VARIANT=_VARIANT_ID[variant],
+        NORM_L2=norm == "l2",
+        HAS_SCALE_PTR=has_scale_ptr,
+        STATS=return_stats,
+        ROUND_BF16=interpret_mode() and x.dtype == torch.bfloat16,
+    )
+    launches: list[Launch] = []
     if variant == "global" and nprog_tile:
-        launches.append(("absmax", nprog_tile, "xy", (inner, n_inner_blocks, C, sxo, sxc, sxi),
-                         dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps)))
+        launches.append(
+            (
+                "absmax",
+                nprog_tile,
+                "xy",
+                (inner, n_inner_blocks, C, sxo, sxc, sxi),
+                dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps),
+            )
+        )
     if kernel in ("words", "staged"):
+        assert plan is not None  # kernel falls back to "packed" where there is no word plan
         epw, g, w = plan
         gblock, wwarps, wbits = cfg[(kernel, esize)]
         ngroups = npix // g
         ne = ngroups * g * C  # elements the word kernel covers; the < g tail pixels go to the packed kernel
         wdt = torch.int32 if wbits == 32 else torch.int64
         nprog_w = _cdiv(ngroups, gblock)
-        kw = dict(C=C, EPW=epw, G=g, W=w, ELEM=0 if esize == 4 else (2 if x.dtype == torch.bfloat16 else 1),
-                  USE_I64=(ngroups + gblock) * w >= 2**31 - 1, BLOCK=gblock, num_warps=wwarps, **common)
+        kw = dict(
+            C=C,
+            EPW=epw,
+            G=g,
+            W=w,
+            ELEM=0 if esize == 4 else (2 if x.dtype == torch.bfloat16 else 1),
+            USE_I64=(ngroups + gblock) * w >= 2**31 - 1,
+            BLOCK=gblock,
+            num_warps=wwarps,
+            **common,
+        )
         if kernel == "staged":
             kw["STAGED"] = True
         launches.append((kernel, nprog_w, ("words", ne, wdt), (ngroups,), kw))
         if npix * C > ne:
-            launches.append(("packed", _cdiv(npix * C - ne, elems), ("tail", ne, npix * C), (npix * C - ne,),
-                             dict(C=C, USE_I64=False, BLOCK=elems, num_warps=warps, **common)))
+            launches.append(
+                (
+                    "packed",
+                    _cdiv(npix * C - ne, elems),
+                    ("tail", ne, npix * C),
+                    (npix * C - ne,),
+                    dict(C=C, USE_I64=False, BLOCK=elems, num_warps=warps, **common),
+                )
+            )
     elif kernel == "packed":
         if npix * C:
-            launches.append(("packed", _cdiv(npix * C, elems), ("flat", npix * C), (npix * C,),
-                             dict(C=C, USE_I64=use_i64, BLOCK=elems, num_warps=warps, **common)))
+            launches.append(
+                (
+                    "packed",
+                    _cdiv(npix * C, elems),
+                    ("flat", npix * C),
+                    (npix * C,),
+                    dict(C=C, USE_I64=use_i64, BLOCK=elems, num_warps=warps, **common),
+                )
+            )
     elif nprog_tile:
-        launches.append(("tile", nprog_tile, "xy", (inner, n_inner_blocks, C, sxo, sxc, sxi, syo, syc, syi),
-                         dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps, **common)))
+        launches.append(
+            (
+                "tile",
+                nprog_tile,
+                "xy",
+                (inner, n_inner_blocks, C, sxo, sxc, sxi, syo, syc, syi),
+                dict(USE_I64=use_i64, C_PAD=c_pad, BLOCK=block, num_warps=warps, **common),
+            )
+        )
     return x_contig, y_like, tuple(launches), npix
 
 
-def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=None, packed_kernel=None):
+def _pixel_clip_triton(
+    grad: torch.Tensor,
+    tau: float,
+    variant: str,
+    norm: str,
+    d: int,
+    scale: float | torch.Tensor | None,
+    return_stats: bool,
+    config: dict[tuple[str, int], tuple[int, ...]] | None = None,
+    packed_kernel: str | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, PixelClipStats]:
     x = grad.detach()
     has_scale_ptr = isinstance(scale, torch.Tensor)
     key = None
@@ -585,7 +726,7 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
     if x_contig:
         x = x.contiguous()
     y = torch.empty_like(x) if y_like else torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if has_scale_ptr:
+    if isinstance(scale, torch.Tensor):
         scale_arg, tau_arg = scale.detach().reshape(1), float(tau)
     else:
         scale_arg, tau_arg = x, float(tau) * (1.0 if scale is None else float(scale))
@@ -608,8 +749,9 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
         y_flat = y.as_strided((n_all,), (1,))
         if name in ("words", "staged"):
             _, ne, wdt = region
-            _pixel_clip_words_kernel[(grid,)](x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, prt,
-                                              tau_arg, *ints, **kw)
+            _pixel_clip_words_kernel[(grid,)](
+                x_flat[:ne].view(wdt), y_flat[:ne].view(wdt), scale_arg, gmax, prt, tau_arg, *ints, **kw
+            )
         else:
             lo = region[1] if region[0] == "tail" else 0
             _pixel_clip_packed_kernel[(grid,)](x_flat[lo:], y_flat[lo:], scale_arg, gmax, prt, tau_arg, *ints, **kw)
@@ -623,6 +765,34 @@ def _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats, config=
     return y, PixelClipStats(stats[0], stats[1], stats[2])
 
 
+@overload
+def pixel_clip(
+    grad: torch.Tensor,
+    tau: float,
+    *,
+    variant: str = ...,
+    norm: str = ...,
+    channel_dim: int = ...,
+    scale: float | torch.Tensor | None = ...,
+    backend: str = ...,
+    return_stats: Literal[False] = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def pixel_clip(
+    grad: torch.Tensor,
+    tau: float,
+    *,
+    variant: str = ...,
+    norm: str = ...,
+    channel_dim: int = ...,
+    scale: float | torch.Tensor | None = ...,
+    backend: str = ...,
+    return_stats: Literal[True],
+) -> tuple[torch.Tensor, PixelClipStats]: ...
+
+
 def pixel_clip(
     grad: torch.Tensor,
     tau: float,
@@ -633,7 +803,7 @@ def pixel_clip(
     scale: float | torch.Tensor | None = None,
     backend: str = "auto",
     return_stats: bool = False,
-):
+) -> torch.Tensor | tuple[torch.Tensor, PixelClipStats]:
     """Clip a gradient pixel by pixel (PGC-3D's pixel-wise gradient clipping), in one pass over memory.
 
     Args:
@@ -664,10 +834,12 @@ def pixel_clip(
     tau, d, scale = check_pixel_clip_args(op, grad, tau, variant, norm, channel_dim, scale, backend, return_stats)
     if use_triton(op, backend, grad):
         return _pixel_clip_triton(grad, tau, variant, norm, d, scale, return_stats)
-    return pixel_clip_reference(grad, tau, variant=variant, norm=norm, channel_dim=d, scale=scale, return_stats=return_stats)
+    return pixel_clip_reference(
+        grad, tau, variant=variant, norm=norm, channel_dim=d, scale=scale, return_stats=return_stats
+    )
 
 
-def _resolve_scale(op: str, scaler: Any, scale: Any):
+def _resolve_scale(op: str, scaler: Any, scale: Any) -> Any:
     """The scale to clip with: from a GradScaler (its device tensor, no sync), or ``scale`` as given."""
     if scaler is None:
         return scale
@@ -676,7 +848,9 @@ def _resolve_scale(op: str, scaler: Any, scale: Any):
     if isinstance(scaler, (float, int, torch.Tensor)) and not isinstance(scaler, bool):
         return scaler
     if not (hasattr(scaler, "is_enabled") and hasattr(scaler, "_get_scale_async")):
-        raise TypeError(f"{op}(): scaler must be a torch.amp.GradScaler, a float or a tensor, got {type(scaler).__name__}")
+        raise TypeError(
+            f"{op}(): scaler must be a torch.amp.GradScaler, a float or a tensor, got {type(scaler).__name__}"
+        )
     if not scaler.is_enabled():
         return None
     # The scaler's scale tensor exists once scaler.scale(loss) ran, i.e. before any backward it drives.
@@ -687,33 +861,52 @@ class _PGCFunction(torch.autograd.Function):
     """Identity forward; the backward clips the incoming gradient with :func:`pixel_clip`."""
 
     @staticmethod
-    def forward(ctx, x, tau, scaler, opts):
+    def forward(ctx: Any, x: torch.Tensor, tau: float, scaler: Any, opts: dict[str, Any]) -> torch.Tensor:
         ctx.tau, ctx.scaler, ctx.opts = tau, scaler, opts
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         opts = dict(ctx.opts)
         opts["scale"] = _resolve_scale("pgc", ctx.scaler, opts.get("scale"))
         return pixel_clip(g, ctx.tau, **opts), None, None, None
 
 
-def _check_opts(op: str, x: torch.Tensor, tau: float, opts: dict) -> dict:
-    allowed = {"variant", "norm", "channel_dim", "scale", "backend"}
-    bad = set(opts) - allowed
+_OPTS = ("backend", "channel_dim", "norm", "scale", "variant")
+
+
+def _check_opt_names(op: str, opts: dict[str, Any]) -> None:
+    bad = set(opts) - set(_OPTS)
     if "return_stats" in bad:
-        raise ValueError(f"{op}(): return_stats is not available here, got return_stats; use attach_pgc(..., return_stats=True) and read hook.stats")
+        raise ValueError(
+            f"{op}(): return_stats is not available here, got return_stats; "
+            "use attach_pgc(..., return_stats=True) and read hook.stats"
+        )
     if bad:
-        raise TypeError(f"{op}(): unexpected keyword argument(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+        raise TypeError(f"{op}(): unexpected keyword argument(s) {sorted(bad)}; allowed: {sorted(_OPTS)}")
+
+
+def _check_opts(op: str, x: torch.Tensor, tau: float, opts: dict[str, Any]) -> dict[str, Any]:
+    _check_opt_names(op, opts)
     # Validate now, so a bad option fails at the call and not deep inside backward.
     scale = opts.get("scale")
     probe = {k: v for k, v in opts.items() if k != "scale"}
-    check_pixel_clip_args(op, x, tau, probe.get("variant", "clip"), probe.get("norm", "linf"), probe.get("channel_dim", 1),
-                          scale if not isinstance(scale, torch.Tensor) else None, probe.get("backend", "auto"), False)
+    check_pixel_clip_args(
+        op,
+        x,
+        tau,
+        probe.get("variant", "clip"),
+        probe.get("norm", "linf"),
+        probe.get("channel_dim", 1),
+        scale if not isinstance(scale, torch.Tensor) else None,
+        probe.get("backend", "auto"),
+        False,
+    )
+    use_triton(op, probe.get("backend", "auto"), x)  # backend="triton" without triton / on plain CPU: fail here
     return opts
 
 
-def pgc(x: torch.Tensor, tau: float, *, scaler: Any = None, **opts) -> torch.Tensor:
+def pgc(x: torch.Tensor, tau: float, *, scaler: Any = None, **opts: Any) -> torch.Tensor:
     """Autograd identity whose backward applies :func:`pixel_clip` to the incoming gradient (PGC as an op).
 
     ``y = pgc(rendered_rgb, 0.1)``: forward returns ``x`` (a view, same dtype/device/shape); in backward the
@@ -726,43 +919,156 @@ def pgc(x: torch.Tensor, tau: float, *, scaler: Any = None, **opts) -> torch.Ten
 
 
 class PGCHook:
-    """Handle returned by :func:`attach_pgc`: ``.remove()`` detaches the hook; ``.stats`` holds the
-    :class:`PixelClipStats` of the latest backward when ``return_stats=True`` (else None)."""
+    """Pixel-wise gradient clipping as a tensor hook (the original's ``img.register_hook``), reusable across steps.
 
-    def __init__(self) -> None:
+    ``hook = PGCHook(tau, scaler, return_stats=True)`` once, then ``hook.attach(image)`` on each step's rendered
+    image (or use :func:`attach_pgc`, which builds the hook and attaches it). In backward the gradient reaching an
+    attached tensor becomes ``pixel_clip(g, tau, scale=<scaler's scale>, **opts)``.
+
+    Attributes, read at backward time (change them between steps freely):
+
+    - ``tau``: the threshold τ > 0, in unscaled gradient units; ``None`` turns clipping off (``attach`` still
+      registers, so setting ``tau`` later takes effect on the tensors already attached).
+    - ``enabled``: False passes gradients through unchanged and records no statistics.
+    - ``scaler``: a ``torch.amp.GradScaler`` (its scale read as a device tensor, no sync; ignored when disabled),
+      a float, a tensor, or None.
+    - ``stats``: the :class:`PixelClipStats` of the latest backward (``return_stats=True``; else None), as
+      :func:`pixel_clip` returns them (norms multiplied by the scaler's scale).
+
+    With ``return_stats`` the hook also keeps running sums on the device: :meth:`pop_stats` returns their summary
+    since the previous pop, in unscaled units; ``on_stats``, if given, is called with each backward's stats.
+    Nothing here reads a device value on the host.
+    """
+
+    def __init__(
+        self,
+        tau: float | None,
+        scaler: Any = None,
+        *,
+        return_stats: bool = False,
+        on_stats: Callable[[PixelClipStats], None] | None = None,
+        enabled: bool = True,
+        **opts: Any,
+    ) -> None:
+        op = "PGCHook"
+        if tau is not None:
+            check_positive_float(op, "tau", tau)
+        if not isinstance(return_stats, bool):
+            raise TypeError(f"{op}(): return_stats must be a bool, got {type(return_stats).__name__}")
+        if not isinstance(enabled, bool):
+            raise TypeError(f"{op}(): enabled must be a bool, got {type(enabled).__name__}")
+        if on_stats is not None and not callable(on_stats):
+            raise TypeError(f"{op}(): on_stats must be callable or None, got {type(on_stats).__name__}")
+        if on_stats is not None and not return_stats:
+            raise ValueError(f"{op}(): on_stats needs return_stats=True, got return_stats=False")
+        _check_opt_names(op, opts)
+        if scaler is not None and opts.get("scale") is not None:
+            raise ValueError(f"{op}(): pass either scaler or scale, got both")
+        self.tau = tau
+        self.scaler = scaler
+        self.enabled = enabled
+        self.return_stats = return_stats
+        self.on_stats = on_stats
+        self.opts = opts
         self.stats: PixelClipStats | None = None
-        self._handle = None
+        self._handles: list[RemovableHandle] = []
+        self._acc: list[torch.Tensor] | None = None  # running [Σ fraction, max norm, Σ mean norm] since pop_stats
+        self._count = 0
+
+    def attach(self, tensor: torch.Tensor) -> PGCHook:
+        """Clip ``tensor``'s gradient from now on (in addition to the tensors attached before); returns self.
+
+        ``tensor`` must require grad. Its options are validated here, so a bad one fails at the call."""
+        op = "PGCHook.attach"
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{op}(): tensor must be a torch.Tensor, got {type(tensor).__name__}")
+        if not tensor.requires_grad:
+            raise ValueError(
+                f"{op}(): tensor must require grad (a hook on it would never run), got requires_grad=False"
+            )
+        _check_opts(op, tensor, self.tau if self.tau is not None else 1.0, self.opts)
+        # Registrations on tensors that are gone (their autograd graph freed) are dropped, so a hook attached to
+        # every step's image holds only the live ones.
+        self._handles = [h for h in self._handles if h.hooks_dict_ref() is not None]
+        self._handles.append(tensor.register_hook(self._hook))
+        return self
 
     def remove(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        """Detach from every tensor attached so far (statistics are kept)."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def pop_stats(self) -> PixelClipStats | None:
+        """Summary of the backward passes since the previous call (None if there was none), then reset.
+
+        ``fraction_clipped`` and ``mean_norm`` are means over the passes (each pass weighted equally), ``max_norm``
+        the maximum; the norms are divided by each pass's scale (unscaled gradient units), unlike :attr:`stats`.
+        0-d float32 device tensors; call ``.item()`` when logging."""
+        if self._acc is None:
+            return None
+        frac, mx, mean = self._acc
+        n = self._count
+        self._acc, self._count = None, 0
+        return PixelClipStats(frac / n, mx, mean / n)
+
+    def _record(self, st: PixelClipStats, scale: float | torch.Tensor | None) -> None:
+        self.stats = st
+        mx, mean = st.max_norm, st.mean_norm
+        if isinstance(scale, torch.Tensor):
+            scale = scale.detach().reshape(())  # GradScaler's scale has shape [1]; the stats stay 0-d
+        if scale is not None:
+            mx, mean = mx / scale, mean / scale
+        if self._acc is None:
+            self._acc = [st.fraction_clipped.clone(), mx.clone(), mean.clone()]
+        else:
+            self._acc = [self._acc[0] + st.fraction_clipped, torch.maximum(self._acc[1], mx), self._acc[2] + mean]
+        self._count += 1
+        if self.on_stats is not None:
+            self.on_stats(st)
+
+    def _hook(self, g: torch.Tensor) -> torch.Tensor | None:
+        if not self.enabled or self.tau is None:
+            return None  # gradient unchanged
+        o = dict(self.opts)
+        o["scale"] = _resolve_scale("PGCHook", self.scaler, o.get("scale"))
+        if not self.return_stats:
+            return pixel_clip(g, self.tau, **o)
+        out, st = pixel_clip(g, self.tau, return_stats=True, **o)
+        self._record(st, o["scale"])
+        return out
 
 
-def attach_pgc(tensor: torch.Tensor, tau: float, scaler: Any = None, *, return_stats: bool = False, **opts) -> PGCHook:
+def attach_pgc(
+    tensor: torch.Tensor,
+    tau: float | None,
+    scaler: Any = None,
+    *,
+    return_stats: bool = False,
+    on_stats: Callable[[PixelClipStats], None] | None = None,
+    enabled: bool = True,
+    **opts: Any,
+) -> PGCHook:
     """Register a backward hook on ``tensor`` that clips its gradient with :func:`pixel_clip` (the original's hook).
 
     ``tensor`` must require grad (e.g. the rendered image). ``scaler``: a ``torch.amp.GradScaler`` (its scale
     is read as a device tensor at backward time, no sync; ignored when disabled), a float, a tensor, or None.
-    ``opts``: pixel_clip's keywords (variant, norm, channel_dim, scale, backend). Returns a :class:`PGCHook`.
+    ``opts``: pixel_clip's keywords (variant, norm, channel_dim, scale, backend). Same as
+    ``PGCHook(tau, scaler, return_stats=…, on_stats=…, enabled=…, **opts).attach(tensor)``: the returned
+    :class:`PGCHook` can be re-attached to later tensors, switched off (``enabled``), re-tuned (``tau``) and
+    removed (``remove()``); ``stats`` / ``pop_stats()`` give its statistics.
     """
     op = "attach_pgc"
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{op}(): tensor must be a torch.Tensor, got {type(tensor).__name__}")
     if not tensor.requires_grad:
         raise ValueError(f"{op}(): tensor must require grad (a hook on it would never run), got requires_grad=False")
+    if tau is not None:
+        check_positive_float(op, "tau", tau)
     if not isinstance(return_stats, bool):
         raise TypeError(f"{op}(): return_stats must be a bool, got {type(return_stats).__name__}")
-    opts = _check_opts(op, tensor, tau, opts)
-    hook = PGCHook()
-
-    def _hook(g: torch.Tensor) -> torch.Tensor:
-        o = dict(opts)
-        o["scale"] = _resolve_scale(op, scaler, o.get("scale"))
-        if return_stats:
-            out, hook.stats = pixel_clip(g, tau, return_stats=True, **o)
-            return out
-        return pixel_clip(g, tau, **o)
-
-    hook._handle = tensor.register_hook(_hook)
-    return hook
+    _check_opts(op, tensor, tau if tau is not None else 1.0, opts)
+    if scaler is not None and opts.get("scale") is not None:
+        raise ValueError(f"{op}(): pass either scaler or scale, got both")
+    hook = PGCHook(tau, scaler, return_stats=return_stats, on_stats=on_stats, enabled=enabled, **opts)
+    return hook.attach(tensor)

@@ -5,7 +5,10 @@ against, and the baseline the benchmarks time. They compute in float32 whatever 
 cast the result back, exactly like the kernels. ``backend`` is accepted (and ignored) so the twins
 keep the public functions' signatures.
 """
+
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -41,7 +44,7 @@ def pixel_clip_reference(
     scale: float | torch.Tensor | None = None,
     backend: str = "torch",
     return_stats: bool = False,
-):
+) -> torch.Tensor | tuple[torch.Tensor, PixelClipStats]:
     """Pixel-wise gradient clipping (PGC) in plain torch. See :func:`pgc_kernels.pixel_clip` for the contract.
 
     ``grad``: float32/float16/bfloat16, any device, rank ≥ 2, 1..16 channels at ``channel_dim``.
@@ -137,8 +140,11 @@ def sds_grad_reference(
         std_c = ec.flatten(1).std(dim=1)
         std_h = eh.flatten(1).std(dim=1)
         ok = std_h > 0
-        f = torch.where(ok, phi * std_c / torch.where(ok, std_h, torch.ones_like(std_h)) + (1.0 - phi), torch.ones_like(std_h))
+        f = torch.where(
+            ok, phi * std_c / torch.where(ok, std_h, torch.ones_like(std_h)) + (1.0 - phi), torch.ones_like(std_h)
+        )
         eh = eh * f.reshape(bshape)
+    assert isinstance(w, torch.Tensor)  # check_sds_grad_args(weight_tensor=True) returns a tensor
     g = w.reshape(bshape) * (eh - tg)
     g = torch.nan_to_num(g, nan=0.0, posinf=_FLT_MAX, neginf=-_FLT_MAX)
     if clamp is not None:
@@ -148,8 +154,17 @@ def sds_grad_reference(
         g = g * torch.where(n > clip, clip / torch.where(n > clip, n, torch.ones_like(n)), torch.ones_like(n))
     return g.contiguous()
 
+
 # --- chunked_attention -------------------------------------------------------------------------------
-def chunked_attention_reference(q, k, v, *, scale=None, chunk_size=None, backend="torch"):
+def chunked_attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float | None = None,
+    chunk_size: int | None = None,
+    backend: str = "torch",
+) -> torch.Tensor:
     """Twin of :func:`pgc_kernels.chunked_attention`: ``softmax(scale · q kᵀ) v`` by PyTorch SDPA with the
     math backend (materialises the full [B,H,N,M] matrix). q [B,H,N,D], k [B,H,M,D], v [B,H,M,Dv], any
     device/dtype; returns [B,H,N,Dv]. ``chunk_size``/``backend`` are accepted for signature parity and ignored."""
@@ -162,7 +177,16 @@ def chunked_attention_reference(q, k, v, *, scale=None, chunk_size=None, backend
 
 
 # --- group_norm_silu ---------------------------------------------------------------------------------
-def group_norm_silu_reference(x, num_groups, weight=None, bias=None, eps=1e-5, *, silu=True, backend="torch"):
+def group_norm_silu_reference(
+    x: torch.Tensor,
+    num_groups: int,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    *,
+    silu: bool = True,
+    backend: str = "torch",
+) -> torch.Tensor:
     """Twin of :func:`pgc_kernels.group_norm_silu`: ``F.silu(F.group_norm(x, …))`` (``silu=False``: GroupNorm
     alone), as diffusers' ResnetBlock2D computes it. x [B,C,*spatial] any float dtype/device; weight/bias
     [C] cast to x's dtype; returns x's shape and dtype. ``backend`` is accepted for signature parity."""
@@ -173,57 +197,71 @@ def group_norm_silu_reference(x, num_groups, weight=None, bias=None, eps=1e-5, *
     y = F.group_norm(x, num_groups, w, b, eps)
     return F.silu(y) if silu else y
 
+
 # ------------------------------------------------------------------------------------------------------------------
 # hash_grid_encode (owner: hashgrid; keep this block contiguous). Formula: see pgc_kernels/hash_grid_encode.py.
 # ------------------------------------------------------------------------------------------------------------------
-import math as _math  # noqa: E402
-
-import torch as _torch  # noqa: E402
-
 _HASH_GRID_INTERPOLATIONS = ("linear", "smoothstep")
 # Instant-NGP's spatial-hash primes for x, y, z (torch-ngp gridencoder's fast_hash).
 _HASH_GRID_PRIMES = (1, 2654435761, 805459861)
 
 
-def _hash_grid_levels(num_levels: int, table_size: int, base: float, finest: float):
+def _hash_grid_levels(
+    num_levels: int, table_size: int, base: float, finest: float
+) -> tuple[list[float], list[int], int]:
     """Per-level (scale: list[float32 value], res: list[int], num_dense: int), shared by the kernel and the twin.
 
     scale_l = fp32(base · 2^(l·b) − 1), b = log2(finest/base)/(L−1); res_l = ceil(scale_l) + 1 (torch-ngp,
     align_corners=False: a level has res_l + 1 vertices per axis). Resolutions grow with l, so the densely indexed
     levels ((res_l+1)^3 <= T) are a prefix of length num_dense.
     """
-    b = _math.log2(finest / base) / (num_levels - 1) if num_levels > 1 else 0.0
-    scales = _torch.tensor([base * 2.0 ** (lvl * b) - 1.0 for lvl in range(num_levels)], dtype=_torch.float32)
-    scales = scales.tolist()  # the float32-rounded values, as Python floats
-    res = [int(_math.ceil(s)) + 1 for s in scales]
+    b = math.log2(finest / base) / (num_levels - 1) if num_levels > 1 else 0.0
+    raw = [base * 2.0 ** (lvl * b) - 1.0 for lvl in range(num_levels)]
+    scales: list[float] = torch.tensor(raw, dtype=torch.float32).tolist()  # the float32-rounded values, as floats
+    res = [int(math.ceil(s)) + 1 for s in scales]
     num_dense = sum(1 for r in res if (r + 1) ** 3 <= table_size)
     return scales, res, num_dense
 
 
-def _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation, *, x_dtypes, table_dtypes):
-    def names(dtypes):
+def _hash_grid_check(
+    op: str,
+    x: object,
+    table: object,
+    base_resolution: float,
+    finest_resolution: float,
+    interpolation: str,
+    *,
+    x_dtypes: tuple[torch.dtype, ...],
+    table_dtypes: tuple[torch.dtype, ...],
+) -> None:
+    def names(dtypes: tuple[torch.dtype, ...]) -> str:
         return "|".join(str(d).replace("torch.", "") for d in dtypes)
 
-    if not isinstance(x, _torch.Tensor):
+    if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}(): x must be a torch.Tensor, got {type(x).__name__}")
-    if not isinstance(table, _torch.Tensor):
+    if not isinstance(table, torch.Tensor):
         raise TypeError(f"{op}(): table must be a torch.Tensor, got {type(table).__name__}")
     if x.dtype not in x_dtypes or x.dim() != 2 or x.shape[1] != 3:
-        raise ValueError(f"{op}(): x must be a {names(x_dtypes)} tensor [N, 3], "
-                         f"got {str(x.dtype).replace('torch.', '')} {list(x.shape)}")
+        raise ValueError(
+            f"{op}(): x must be a {names(x_dtypes)} tensor [N, 3], "
+            f"got {str(x.dtype).replace('torch.', '')} {list(x.shape)}"
+        )
     if table.dtype not in table_dtypes or table.dim() != 3 or min(table.shape) < 1:
-        raise ValueError(f"{op}(): table must be a {names(table_dtypes)} tensor [L, T, F] with L, T, F >= 1, "
-                         f"got {str(table.dtype).replace('torch.', '')} {list(table.shape)}")
+        raise ValueError(
+            f"{op}(): table must be a {names(table_dtypes)} tensor [L, T, F] with L, T, F >= 1, "
+            f"got {str(table.dtype).replace('torch.', '')} {list(table.shape)}"
+        )
     if table.shape[1] >= 2**31:
         raise ValueError(f"{op}(): table must have T < 2^31 rows per level, got T={table.shape[1]}")
     if x.device != table.device:
         raise ValueError(f"{op}(): x and table must be on one device, got x on {x.device}, table on {table.device}")
     for name, v in (("base_resolution", base_resolution), ("finest_resolution", finest_resolution)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not _math.isfinite(v) or v < 1:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 1:
             raise ValueError(f"{op}(): {name} must be a finite number >= 1, got {v!r}")
     if finest_resolution < base_resolution:
-        raise ValueError(f"{op}(): finest_resolution must be >= base_resolution ({base_resolution}), "
-                         f"got {finest_resolution}")
+        raise ValueError(
+            f"{op}(): finest_resolution must be >= base_resolution ({base_resolution}), got {finest_resolution}"
+        )
     if finest_resolution > 2**24:
         # Grid coordinates must stay exact in float32 and in the int32 vertex arithmetic.
         raise ValueError(f"{op}(): finest_resolution must be <= 2^24, got {finest_resolution}")
@@ -232,13 +270,13 @@ def _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpola
 
 
 def hash_grid_encode_reference(
-    x: _torch.Tensor,  # [N, 3]
-    table: _torch.Tensor,  # [L, T, F]
+    x: torch.Tensor,  # [N, 3]
+    table: torch.Tensor,  # [L, T, F]
     *,
     base_resolution: float = 16,
     finest_resolution: float = 4096,
     interpolation: str = "linear",
-) -> _torch.Tensor:
+) -> torch.Tensor:
     """Pure-torch twin of :func:`pgc_kernels.hash_grid_encode` (same maths, same float32 rounding steps).
 
     Args:
@@ -249,33 +287,40 @@ def hash_grid_encode_reference(
     Returns:
         [N, L·F] of the table's dtype. Accumulates in float64 if x or table is float64, else float32.
         Differentiable to any order through autograd (w.r.t. x and table); gradients w.r.t. x are
-        one-sided at cell faces (floor), as in the kernel.
+        one-sided at cell faces (floor), as in the kernel. On the CPU the gradients are bitwise repeatable whatever
+        the thread count (rows are gathered by ``index_select``, whose backward ``index_add_`` sums in index order).
     """
     op = "hash_grid_encode_reference"
-    _hash_grid_check(op, x, table, base_resolution, finest_resolution, interpolation,
-                     x_dtypes=(_torch.float32, _torch.float64),
-                     table_dtypes=(_torch.float16, _torch.bfloat16, _torch.float32, _torch.float64))
+    _hash_grid_check(
+        op,
+        x,
+        table,
+        base_resolution,
+        finest_resolution,
+        interpolation,
+        x_dtypes=(torch.float32, torch.float64),
+        table_dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64),
+    )
     num_levels, table_size, feat = table.shape
-    cdt = _torch.float64 if _torch.float64 in (x.dtype, table.dtype) else _torch.float32
-    scales, res, num_dense = _hash_grid_levels(num_levels, table_size, float(base_resolution),
-                                               float(finest_resolution))
+    cdt = torch.float64 if torch.float64 in (x.dtype, table.dtype) else torch.float32
+    scales, res, num_dense = _hash_grid_levels(num_levels, table_size, float(base_resolution), float(finest_resolution))
     xd = x.to(cdt)
     # Clamp with an explicit gradient convention (torch.clamp's differs between versions): the gradient passes
     # where 0 <= x <= 1, ends included, and is zero where the coordinate was clamped.
-    xc = _torch.where((xd >= 0.0) & (xd <= 1.0), xd, xd.detach().clamp(0.0, 1.0))
+    xc = torch.where((xd >= 0.0) & (xd <= 1.0), xd, xd.detach().clamp(0.0, 1.0))
     mask32 = 0xFFFFFFFF
     outs = []
     for lvl in range(num_levels):
         pos = xc * scales[lvl] + 0.5  # [N, 3]; scales[lvl] is float32-exact, two roundings as in the kernel
-        fl = _torch.floor(pos)
+        fl = torch.floor(pos)
         t = pos - fl  # gradient w.r.t. x flows through t only (floor is piecewise constant)
-        g = fl.detach().to(_torch.int64).clamp(0, res[lvl] - 1)  # the clamp only matters for NaN input
+        g = fl.detach().to(torch.int64).clamp(0, res[lvl] - 1)  # the clamp only matters for NaN input
         s = t if interpolation == "linear" else t * t * (3.0 - 2.0 * t)
         stride = res[lvl] + 1
         # Cast the level before gathering, so autograd accumulates the table gradient in cdt (as the kernel does
         # in float32) and rounds it to the table dtype once.
         table_l = table[lvl].to(cdt)  # [T, F]
-        acc = None
+        acc: torch.Tensor | None = None
         for c in range(8):
             cx, cy, cz = c & 1, (c >> 1) & 1, (c >> 2) & 1
             vx, vy, vz = g[:, 0] + cx, g[:, 1] + cy, g[:, 2] + cz
@@ -289,13 +334,19 @@ def hash_grid_encode_reference(
             wy = s[:, 1] if cy else 1.0 - s[:, 1]
             wz = s[:, 2] if cz else 1.0 - s[:, 2]
             w = wx * wy * wz
-            term = w[:, None] * table_l[idx]  # [N, F]
+            # index_select, not table_l[idx]: its backward is index_add_, which torch runs in a fixed order on the
+            # CPU; the backward of table_l[idx] (index_put_ with accumulate) adds with float atomics from several
+            # threads there, so the table gradient changed from run to run (issue 22).
+            term = w[:, None] * table_l.index_select(0, idx)  # [N, F]
             acc = term if acc is None else acc + term
+        assert acc is not None
         outs.append(acc)
-    return _torch.cat(outs, dim=1).to(table.dtype)
+    return torch.cat(outs, dim=1).to(table.dtype)
 
 
-def bias_add_reference(x, bias, residual=None, *, backend="torch"):
+def bias_add_reference(
+    x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor | None = None, *, backend: str = "torch"
+) -> torch.Tensor:
     """Twin of :func:`pgc_kernels.bias_add`: ``x + bias[c] (+ residual)`` in float32, rounded once to x.dtype
     (x's memory layout is kept)."""
     shape = (1, -1, *([1] * (x.dim() - 2)))

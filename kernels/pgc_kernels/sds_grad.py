@@ -3,20 +3,16 @@ and the :func:`sds_loss` surrogate that injects it.
 
 Public: :func:`sds_grad`, :func:`sds_loss`. Torch twin: :func:`pgc_kernels.reference.sds_grad_reference`.
 """
+
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover
-    triton = tl = None
-
-from ._backend import HAS_TRITON, use_triton
+from ._backend import HAS_TRITON, tl, triton, use_triton
 from ._checks import check_sds_grad_args, check_tensor
 from .reference import sds_grad_reference
-
 
 _FLT_MAX = 3.4028234663852886e38
 
@@ -28,7 +24,7 @@ _FLT_MAX = 3.4028234663852886e38
 #   evict-first loads, persistent programs per SM or 0 for one program per block).
 CONFIG = {"sds": (4096, 16), "flat": (1024, 8, True, 2)}
 _FLAT_MIN_BLOCK = 512  # below this the flat kernel's blocks get too small: use the tiled kernel
-_SM_COUNT: dict = {}
+_SM_COUNT: dict[int | None, int] = {}
 
 
 def _sm_count(dev: torch.device) -> int:
@@ -43,6 +39,7 @@ def _sm_count(dev: torch.device) -> int:
 def _next_pow2(n: int) -> int:
     return 1 << (n - 1).bit_length() if n > 1 else 1
 
+
 if HAS_TRITON:
 
     @triton.jit
@@ -53,9 +50,24 @@ if HAS_TRITON:
 
     @triton.jit
     def _sds_flat_kernel(
-        ec_ptr, eu_ptr, tg_ptr, w_ptr, out_ptr, s, w_scalar, clamp, total, CN, n_blocks,
-        DIFFUSERS: tl.constexpr, CLAMP: tl.constexpr, W_PTR: tl.constexpr, EVICT: tl.constexpr,
-        PERSIST: tl.constexpr, USE_I64: tl.constexpr, BLOCK: tl.constexpr,
+        ec_ptr,
+        eu_ptr,
+        tg_ptr,
+        w_ptr,
+        out_ptr,
+        s,
+        w_scalar,
+        clamp,
+        total,
+        CN,
+        n_blocks,
+        DIFFUSERS: tl.constexpr,
+        CLAMP: tl.constexpr,
+        W_PTR: tl.constexpr,
+        EVICT: tl.constexpr,
+        PERSIST: tl.constexpr,
+        USE_I64: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         """g = clamp(nan_to_num(w_b·(ε̂ − target))) over flat runs of BLOCK elements (no CFG rescale, no pixel clip:
         purely element-wise, so fully vectorised and free of the channel tiling). CN = C·N elements per sample is a
@@ -68,7 +80,7 @@ if HAS_TRITON:
             step = n_blocks
         for blk in range(pid, n_blocks, step):
             if USE_I64:
-                start = blk.to(tl.int64) * BLOCK
+                start = tl.cast(blk, tl.int64) * BLOCK
             else:
                 start = blk * BLOCK
             e = start + tl.arange(0, BLOCK)
@@ -94,8 +106,16 @@ if HAS_TRITON:
 
     @triton.jit
     def _sds_stats_kernel(
-        ec_ptr, eu_ptr, part_ptr, s, N, n_blocks, C,
-        DIFFUSERS: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr,
+        ec_ptr,
+        eu_ptr,
+        part_ptr,
+        s,
+        N,
+        n_blocks,
+        C,
+        DIFFUSERS: tl.constexpr,
+        C_PAD: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         """Phase 1 of CFG rescale: per tile of one sample, (k, mean ε_c, M2 ε_c, mean ε̂, M2 ε̂) with
         M2 = Σ (x − mean)² over the tile's k elements (centred per tile, so the later combination is
@@ -123,10 +143,28 @@ if HAS_TRITON:
 
     @triton.jit
     def _sds_grad_kernel(
-        ec_ptr, eu_ptr, tg_ptr, w_ptr, part_ptr, out_ptr,
-        s, w_scalar, phi, clamp, clip, N, n_blocks, C,
-        DIFFUSERS: tl.constexpr, RESCALE: tl.constexpr, CLAMP: tl.constexpr, CLIP: tl.constexpr, W_PTR: tl.constexpr,
-        C_PAD: tl.constexpr, BLOCK: tl.constexpr, RB: tl.constexpr,
+        ec_ptr,
+        eu_ptr,
+        tg_ptr,
+        w_ptr,
+        part_ptr,
+        out_ptr,
+        s,
+        w_scalar,
+        phi,
+        clamp,
+        clip,
+        N,
+        n_blocks,
+        C,
+        DIFFUSERS: tl.constexpr,
+        RESCALE: tl.constexpr,
+        CLAMP: tl.constexpr,
+        CLIP: tl.constexpr,
+        W_PTR: tl.constexpr,
+        C_PAD: tl.constexpr,
+        BLOCK: tl.constexpr,
+        RB: tl.constexpr,
     ):
         """g = clip_τ(clamp(nan_to_num(w_b·(f_b·ε̂ − target)))) on a [C_PAD, BLOCK] tile of sample b, where
         ε̂ = ε_c + s(ε_c − ε_u) ("pgc") or ε_u + s(ε_c − ε_u) ("diffusers"), f_b = φ·std(ε_c)/std(ε̂) + 1 − φ
@@ -192,7 +230,18 @@ if HAS_TRITON:
         tl.store(out_ptr + off, g, mask=mask)
 
 
-def _sds_grad_triton(eps_cond, eps_uncond, target, w, s, convention, phi, clamp, clip, config=None):
+def _sds_grad_triton(
+    eps_cond: torch.Tensor,
+    eps_uncond: torch.Tensor,
+    target: torch.Tensor,
+    w: torch.Tensor | float,
+    s: float,
+    convention: str,
+    phi: float,
+    clamp: float | None,
+    clip: float | None,
+    config: dict[str, tuple] | None = None,
+) -> torch.Tensor:
     """Launch the fused kernel(s). ``w``: float32 [B] tensor or a python float (no device tensor to build)."""
     ec = eps_cond.contiguous()  # no-ops for contiguous inputs; the kernels index densely
     eu = eps_uncond.contiguous()
@@ -215,9 +264,25 @@ def _sds_grad_triton(eps_cond, eps_uncond, target, w, s, convention, phi, clamp,
             n_blocks = total // block
             grid = min(n_blocks, persist * _sm_count(ec.device)) if persist else n_blocks
             _sds_flat_kernel[(grid,)](
-                ec, eu, tg, w_arg, out, s, w_scalar, clamp or 0.0, total, CN, n_blocks,
-                DIFFUSERS=diffusers, CLAMP=clamp is not None, W_PTR=w_ptr, EVICT=bool(evict), PERSIST=bool(persist),
-                USE_I64=total + block >= 2**31 - 1, BLOCK=block, num_warps=warps,
+                ec,
+                eu,
+                tg,
+                w_arg,
+                out,
+                s,
+                w_scalar,
+                clamp or 0.0,
+                total,
+                CN,
+                n_blocks,
+                DIFFUSERS=diffusers,
+                CLAMP=clamp is not None,
+                W_PTR=w_ptr,
+                EVICT=bool(evict),
+                PERSIST=bool(persist),
+                USE_I64=total + block >= 2**31 - 1,
+                BLOCK=block,
+                num_warps=warps,
             )
             return out
     C = shape[1]
@@ -230,12 +295,33 @@ def _sds_grad_triton(eps_cond, eps_uncond, target, w, s, convention, phi, clamp,
     part = out  # unused unless rescaling
     if phi > 0:
         part = torch.empty((B * n_blocks, 5), dtype=torch.float32, device=ec.device)
-        _sds_stats_kernel[grid](ec, eu, part, s, N, n_blocks, C,
-                                DIFFUSERS=diffusers, C_PAD=c_pad, BLOCK=block, num_warps=warps)
+        _sds_stats_kernel[grid](
+            ec, eu, part, s, N, n_blocks, C, DIFFUSERS=diffusers, C_PAD=c_pad, BLOCK=block, num_warps=warps
+        )
     _sds_grad_kernel[grid](
-        ec, eu, tg, w_arg, part, out, s, w_scalar, phi, clamp or 0.0, clip or 0.0, N, n_blocks, C,
-        DIFFUSERS=diffusers, RESCALE=phi > 0, CLAMP=clamp is not None, CLIP=clip is not None, W_PTR=w_ptr,
-        C_PAD=c_pad, BLOCK=block, RB=128, num_warps=warps,
+        ec,
+        eu,
+        tg,
+        w_arg,
+        part,
+        out,
+        s,
+        w_scalar,
+        phi,
+        clamp or 0.0,
+        clip or 0.0,
+        N,
+        n_blocks,
+        C,
+        DIFFUSERS=diffusers,
+        RESCALE=phi > 0,
+        CLAMP=clamp is not None,
+        CLIP=clip is not None,
+        W_PTR=w_ptr,
+        C_PAD=c_pad,
+        BLOCK=block,
+        RB=128,
+        num_warps=warps,
     )
     return out
 
@@ -275,26 +361,38 @@ def sds_grad(
     """
     op = "sds_grad"
     w, s, phi, clamp, clip = check_sds_grad_args(
-        op, eps_cond, eps_uncond, target, weight, guidance_scale, convention, cfg_rescale, clamp, clip, backend,
+        op,
+        eps_cond,
+        eps_uncond,
+        target,
+        weight,
+        guidance_scale,
+        convention,
+        cfg_rescale,
+        clamp,
+        clip,
+        backend,
         weight_tensor=False,
     )
     if use_triton(op, backend, eps_cond):
         return _sds_grad_triton(eps_cond, eps_uncond, target, w, s, convention, phi, clamp, clip)
     if not isinstance(w, torch.Tensor):
         w = torch.full((eps_cond.shape[0],), w, dtype=torch.float32, device=eps_cond.device)
-    return sds_grad_reference(eps_cond, eps_uncond, target, w, s, convention=convention, cfg_rescale=phi, clamp=clamp, clip=clip)
+    return sds_grad_reference(
+        eps_cond, eps_uncond, target, w, s, convention=convention, cfg_rescale=phi, clamp=clamp, clip=clip
+    )
 
 
 class _SDSLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, latents, grad):
+    def forward(ctx: Any, latents: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(grad)
         ctx.latent_dtype = latents.dtype
         g = grad.detach().to(torch.float32)
         return 0.5 * (g * g).sum() / latents.shape[0]
 
     @staticmethod
-    def backward(ctx, upstream):
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[torch.Tensor, None]:
         (grad,) = ctx.saved_tensors
         # upstream is the GradScaler scale S (or 1): the injected gradient is S·grad, as the original's SpecifyGradient.
         return (grad * upstream).to(ctx.latent_dtype), None
@@ -310,7 +408,15 @@ def sds_loss(latents: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     original's constant 1.
     """
     op = "sds_loss"
-    check_tensor(op, "latents", latents, dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64), min_rank=1)
-    check_tensor(op, "grad", grad, dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64),
-                 shape=latents.shape, device=latents.device)
+    check_tensor(
+        op, "latents", latents, dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64), min_rank=1
+    )
+    check_tensor(
+        op,
+        "grad",
+        grad,
+        dtypes=(torch.float32, torch.float16, torch.bfloat16, torch.float64),
+        shape=latents.shape,
+        device=latents.device,
+    )
     return _SDSLoss.apply(latents, grad.detach())

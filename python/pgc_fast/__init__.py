@@ -3,6 +3,7 @@
 The top-level package imports nothing heavy: diffusers, nvdiffrast and the training loop are imported
 lazily by the submodules that need them.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -6,6 +6,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "version",
+    "weld_map",
+    "nondegenerate_mask",
+    "compact_map",
+    "connected_components",
+    "load_mesh",
+    "save_mesh",
+    "rasterize",
+    "rasterize_uv",
+    "dilate",
+    "kuhn_grid",
+    "tet_edges",
+    "marching_tets",
+    "uv_unwrap",
+    "uv_metrics",
+    "signed_distance",
+    "winding_number",
+]
 
 def version() -> str:
     """Version of the compiled rust_mesh core."""
@@ -15,7 +34,7 @@ _F32 = npt.NDArray[np.float32]
 _I64 = npt.NDArray[np.int64]
 _B = npt.NDArray[np.bool_]
 
-def load_mesh(path: str | PathLike[str]) -> dict[str, Any]:
+def load_mesh(path: str | PathLike[str], allow_external_files: bool = False) -> dict[str, Any]:
     """Reads OBJ/PLY/GLB/glTF → dict(vertices, faces, uvs, uv_faces, normals, colors, material, warnings)."""
 
 def save_mesh(
@@ -48,13 +67,10 @@ def nondegenerate_mask(vertices: _F32, faces: _I64, area_eps: float) -> _B:
 def compact_map(num_vertices: int, faces: _I64) -> tuple[_I64, int]:
     """→ (old→new map int64 [V], −1 = unreferenced; kept count)."""
 
-def vertex_normals(vertices: _F32, faces: _I64) -> _F32:
-    """Angle-weighted unit normals float32 [V,3]."""
-
 def connected_components(num_vertices: int, faces: _I64) -> tuple[_I64, _I64]:
     """→ (labels int64 [F], 0 = largest; sizes int64 [C])."""
 
-# ---- tetrahedral grids (rust_mesh/py/src/tet.rs); wrapped by pgc_fast.geometry ----
+# ---- tetrahedral grids (rust_mesh/py/src/tet.rs); wrapped by pgc_fast.mesh.tets ----
 
 def kuhn_grid(cells: int) -> tuple[_F32, _I64]:
     """→ (vertices float32 [(n+1)^3,3], tets int64 [6n^3,4]) over [-0.5,0.5]^3."""
@@ -65,7 +81,7 @@ def tet_edges(tets: _I64, num_vertices: int) -> tuple[_I64, _I64]:
 def marching_tets(vertices: _F32, sdf: _F32, tets: _I64) -> tuple[_F32, _I64, _I64, _I64]:
     """→ (vertices [K,3], faces [F,3], crossing edges [K,2], tet_idx [F]) in Kaolin's order."""
 
-# --- rust_mesh::uv (rust_mesh/py/src/uv.rs); validated wrappers live in pgc_fast.uv ---
+# --- rust_mesh::uv (rust_mesh/py/src/uv.rs); validated wrappers live in pgc_fast.mesh.uv ---
 
 def uv_unwrap(
     vertices: npt.NDArray[np.float32],
@@ -89,9 +105,9 @@ def uv_metrics(
     uv_faces: npt.NDArray[np.uint32],
     resolution: int,
 ) -> dict[str, int | float]:
-    """UV layout metrics (see pgc_fast.uv.uv_metrics)."""
+    """UV layout metrics (see pgc_fast.mesh.uv.uv_metrics)."""
 
-# --- rust_mesh::sdf (rust_mesh/py/src/sdf.rs); validated wrappers live in pgc_fast.geometry ---
+# --- rust_mesh::sdf (rust_mesh/py/src/sdf.rs); validated wrappers live in pgc_fast.mesh.sdf ---
 
 def signed_distance(
     vertices: npt.NDArray[np.float64],
@@ -101,7 +117,8 @@ def signed_distance(
     signed: bool,
     closest: bool,
 ) -> tuple[npt.NDArray[Any], _I64, npt.NDArray[Any] | None]:
-    """→ (distance [N] (negative inside), closest face int64 [N], closest point [N,3] or None), floats in the points' dtype."""
+    """→ (distance [N] (negative inside), closest face int64 [N], closest point [N,3] or None), floats in the
+    points' dtype."""
 
 def winding_number(
     vertices: npt.NDArray[np.float64],

@@ -20,14 +20,28 @@ pub struct Texture {
 }
 
 impl Texture {
-    pub fn new(width: usize, height: usize, channels: usize, data: Vec<f32>) -> crate::Result<Self> {
-        if !(1..=4).contains(&channels) || width == 0 || height == 0 || data.len() != width * height * channels {
+    pub fn new(
+        width: usize,
+        height: usize,
+        channels: usize,
+        data: Vec<f32>,
+    ) -> crate::Result<Self> {
+        if !(1..=4).contains(&channels)
+            || width == 0
+            || height == 0
+            || data.len() != width * height * channels
+        {
             return Err(crate::MeshError::Invalid(format!(
                 "Texture(): data must be [H,W,C] with H,W >= 1 and C in 1..=4, got H={height} W={width} C={channels} len={}",
                 data.len()
             )));
         }
-        Ok(Texture { width, height, channels, data })
+        Ok(Texture {
+            width,
+            height,
+            channels,
+            data,
+        })
     }
 }
 
@@ -76,20 +90,45 @@ impl Mesh {
     pub fn validate(&self, op: &str) -> crate::Result<()> {
         let inv = |m: String| Err(crate::MeshError::Invalid(format!("{op}(): {m}")));
         let nv = self.vertices.len();
-        if let Some(i) = self.vertices.iter().position(|v| !v.iter().all(|x| x.is_finite())) {
-            return inv(format!("vertices must be finite, got {:?} at vertex {i}", self.vertices[i]));
+        if let Some(i) = self
+            .vertices
+            .iter()
+            .position(|v| !v.iter().all(|x| x.is_finite()))
+        {
+            return inv(format!(
+                "vertices must be finite, got {:?} at vertex {i}",
+                self.vertices[i]
+            ));
         }
-        if let Some((i, f)) = self.faces.iter().enumerate().find(|(_, f)| f.iter().any(|&x| x as usize >= nv)) {
-            return inv(format!("faces must index vertices (0..{nv}), got {f:?} at face {i}"));
+        if let Some((i, f)) = self
+            .faces
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.iter().any(|&x| x as usize >= nv))
+        {
+            return inv(format!(
+                "faces must index vertices (0..{nv}), got {f:?} at face {i}"
+            ));
         }
         match (&self.uvs, &self.uv_faces) {
             (None, None) => {}
             (Some(uv), Some(uf)) => {
                 if uf.len() != self.faces.len() {
-                    return inv(format!("uv_faces must have one row per face ({}), got {}", self.faces.len(), uf.len()));
+                    return inv(format!(
+                        "uv_faces must have one row per face ({}), got {}",
+                        self.faces.len(),
+                        uf.len()
+                    ));
                 }
-                if let Some((i, f)) = uf.iter().enumerate().find(|(_, f)| f.iter().any(|&x| x as usize >= uv.len())) {
-                    return inv(format!("uv_faces must index uvs (0..{}), got {f:?} at face {i}", uv.len()));
+                if let Some((i, f)) = uf
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| f.iter().any(|&x| x as usize >= uv.len()))
+                {
+                    return inv(format!(
+                        "uv_faces must index uvs (0..{}), got {f:?} at face {i}",
+                        uv.len()
+                    ));
                 }
                 if uv.iter().any(|t| !t[0].is_finite() || !t[1].is_finite()) {
                     return inv("uvs must be finite".into());
@@ -99,12 +138,18 @@ impl Mesh {
         }
         if let Some(n) = &self.normals {
             if n.len() != nv {
-                return inv(format!("normals must be [V,3] with V={nv}, got {} rows", n.len()));
+                return inv(format!(
+                    "normals must be [V,3] with V={nv}, got {} rows",
+                    n.len()
+                ));
             }
         }
         if let Some(c) = &self.colors {
             if c.len() != nv {
-                return inv(format!("colors must be [V,3] with V={nv}, got {} rows", c.len()));
+                return inv(format!(
+                    "colors must be [V,3] with V={nv}, got {} rows",
+                    c.len()
+                ));
             }
         }
         Ok(())
@@ -112,18 +157,35 @@ impl Mesh {
 }
 
 /// Converts an int64 [N,3] index buffer into u32 triples, checking 0 ≤ i < `count`.
-pub fn index_triples(data: &[i64], count: usize, op: &str, arg: &str) -> crate::Result<Vec<[u32; 3]>> {
-    if data.len() % 3 != 0 {
-        return Err(crate::MeshError::Invalid(format!("{op}(): {arg} must be [N,3], got {} values", data.len())));
+pub fn index_triples(
+    data: &[i64],
+    count: usize,
+    op: &str,
+    arg: &str,
+) -> crate::Result<Vec<[u32; 3]>> {
+    if !data.len().is_multiple_of(3) {
+        return Err(crate::MeshError::Invalid(format!(
+            "{op}(): {arg} must be [N,3], got {} values",
+            data.len()
+        )));
     }
     if count > u32::MAX as usize {
-        return Err(crate::MeshError::Invalid(format!("{op}(): at most 2^32-1 elements are supported, got {count}")));
+        return Err(crate::MeshError::Invalid(format!(
+            "{op}(): at most 2^32-1 elements are supported, got {count}"
+        )));
     }
-    if let Some((i, &x)) = data.iter().enumerate().find(|(_, &x)| x < 0 || x as u64 >= count as u64) {
+    if let Some((i, &x)) = data
+        .iter()
+        .enumerate()
+        .find(|(_, &x)| x < 0 || x as u64 >= count as u64)
+    {
         return Err(crate::MeshError::Invalid(format!(
             "{op}(): {arg} must index 0..{count}, got {x} at row {}",
             i / 3
         )));
     }
-    Ok(data.chunks_exact(3).map(|c| [c[0] as u32, c[1] as u32, c[2] as u32]).collect())
+    Ok(data
+        .chunks_exact(3)
+        .map(|c| [c[0] as u32, c[1] as u32, c[2] as u32])
+        .collect())
 }

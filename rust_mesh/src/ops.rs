@@ -1,13 +1,21 @@
-//! Mesh clean-up and analysis: welding, degenerate/unreferenced removal, angle-weighted normals,
+//! Mesh clean-up and analysis: welding, degenerate/unreferenced removal and
 //! connected components.
 use rayon::prelude::*;
 use std::collections::HashMap;
 
 fn sub(a: [f32; 3], b: [f32; 3]) -> [f64; 3] {
-    [(a[0] - b[0]) as f64, (a[1] - b[1]) as f64, (a[2] - b[2]) as f64]
+    [
+        (a[0] - b[0]) as f64,
+        (a[1] - b[1]) as f64,
+        (a[2] - b[2]) as f64,
+    ]
 }
 fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
@@ -103,39 +111,6 @@ pub fn compact(num_vertices: usize, faces: &[[u32; 3]]) -> (Vec<i64>, usize) {
     (map, n)
 }
 
-/// Angle-weighted vertex normals (Thürmer & Wüthrich 1998): each face adds its unit normal times the
-/// corner angle. Vertices without (non-degenerate) faces get (0, 0, 0).
-pub fn vertex_normals(vertices: &[[f32; 3]], faces: &[[u32; 3]]) -> Vec<[f32; 3]> {
-    let mut acc = vec![[0f64; 3]; vertices.len()];
-    for f in faces {
-        let p = f.map(|i| vertices[i as usize]);
-        let n = cross(sub(p[1], p[0]), sub(p[2], p[0]));
-        let l = norm(n);
-        if l == 0.0 || !l.is_finite() {
-            continue;
-        }
-        let n = n.map(|x| x / l);
-        for k in 0..3 {
-            let (e1, e2) = (sub(p[(k + 1) % 3], p[k]), sub(p[(k + 2) % 3], p[k]));
-            let (l1, l2) = (norm(e1), norm(e2));
-            if l1 == 0.0 || l2 == 0.0 {
-                continue;
-            }
-            let ang = (dot(e1, e2) / (l1 * l2)).clamp(-1.0, 1.0).acos();
-            let a = &mut acc[f[k] as usize];
-            for c in 0..3 {
-                a[c] += n[c] * ang;
-            }
-        }
-    }
-    acc.par_iter()
-        .map(|a| {
-            let l = norm(*a);
-            if l > 0.0 { a.map(|x| (x / l) as f32) } else { [0.0; 3] }
-        })
-        .collect()
-}
-
 fn find(p: &mut [u32], mut x: u32) -> u32 {
     while p[x as usize] != x {
         p[x as usize] = p[p[x as usize] as usize];
@@ -192,23 +167,17 @@ mod tests {
 
     #[test]
     fn weld_merges_close_vertices_only() {
-        let v = [[0.0, 0.0, 0.0], [1e-7, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1e-3, 0.0], [-0.0, 0.0, 0.0]];
+        let v = [
+            [0.0, 0.0, 0.0],
+            [1e-7, 0.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [1.0, 1e-3, 0.0],
+            [-0.0, 0.0, 0.0],
+        ];
         let (m, n) = weld(&v, 1e-5);
         assert_eq!((m, n), (vec![0, 0, 1, 2, 0], 3));
         let (m, n) = weld(&v, 0.0);
         assert_eq!((m, n), (vec![0, 1, 2, 3, 0], 4));
-    }
-
-    #[test]
-    fn normals_of_a_cube_corner_are_diagonal() {
-        // Three faces meeting at the origin, normals −x, −y, −z (outward of a unit cube).
-        let v = [[0., 0., 0.], [1., 0., 0.], [0., 1., 0.], [0., 0., 1.]];
-        let f = [[0, 2, 1], [0, 3, 2], [0, 1, 3]];
-        let n = vertex_normals(&v, &f);
-        let s = -(1.0f32 / 3.0).sqrt();
-        for c in 0..3 {
-            assert!((n[0][c] - s).abs() < 1e-6, "{:?}", n[0]);
-        }
     }
 
     #[test]
@@ -221,7 +190,13 @@ mod tests {
 
     #[test]
     fn degenerate_and_unreferenced() {
-        let v = [[0., 0., 0.], [1., 0., 0.], [2., 0., 0.], [0., 1., 0.], [5., 5., 5.]];
+        let v = [
+            [0., 0., 0.],
+            [1., 0., 0.],
+            [2., 0., 0.],
+            [0., 1., 0.],
+            [5., 5., 5.],
+        ];
         let f = [[0, 1, 3], [0, 1, 2], [0, 0, 3]];
         assert_eq!(nondegenerate(&v, &f, 0.0), vec![true, false, false]);
         let (map, n) = compact(5, &f[..1]);

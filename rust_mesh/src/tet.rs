@@ -6,7 +6,7 @@
 //!   `p = p_a·(−s_b)/(s_a − s_b) + p_b·s_a/(s_a − s_b)` (computed in that f32 operation order);
 //! * faces = triangle-table rows of every 1-triangle tet (tet order) followed by the two triangles of every
 //!   2-triangle tet (tet order). Every crossing edge belongs only to valid tets, so the crossing edges in
-//!   the global lexicographic edge list give the same order (mesh_algorithms.md §3.6).
+//!   the global lexicographic edge list give the same order (as kaolin / nvdiffrec build their marching-tets edge list).
 use crate::{MeshError, Result};
 use rayon::prelude::*;
 
@@ -38,53 +38,82 @@ pub const TRIANGLE_TABLE: [[i8; 6]; 16] = [
 pub fn kuhn_grid(n: usize) -> Result<(Vec<f32>, Vec<i64>)> {
     // 256 cells per axis is already 16.8M vertices and 100M tets (3.2 GB of indices).
     if n == 0 || n > 256 {
-        return Err(MeshError::Invalid(format!("tet_grid(): cells per axis must be in 1..=256, got {n}")));
+        return Err(MeshError::Invalid(format!(
+            "tet_grid(): cells per axis must be in 1..=256, got {n}"
+        )));
     }
     let m = n + 1;
     let mut verts = vec![0f32; m * m * m * 3];
-    verts.par_chunks_mut(m * m * 3).enumerate().for_each(|(i, plane)| {
-        for j in 0..m {
-            for k in 0..m {
-                let o = (j * m + k) * 3;
-                plane[o] = i as f32 / n as f32 - 0.5;
-                plane[o + 1] = j as f32 / n as f32 - 0.5;
-                plane[o + 2] = k as f32 / n as f32 - 0.5;
-            }
-        }
-    });
-    let step = [(m * m) as i64, m as i64, 1i64];
-    // (axis order, parity): path 000 → e_a → e_a+e_b → 111; det = sign of the permutation.
-    const PERMS: [([usize; 3], bool); 6] =
-        [([0, 1, 2], true), ([1, 2, 0], true), ([2, 0, 1], true), ([0, 2, 1], false), ([1, 0, 2], false), ([2, 1, 0], false)];
-    let mut tets = vec![0i64; 6 * n * n * n * 4];
-    tets.par_chunks_mut(n * n * 24).enumerate().for_each(|(i, slab)| {
-        for j in 0..n {
-            for k in 0..n {
-                let v0 = (i * m * m + j * m + k) as i64;
-                let o = (j * n + k) * 24;
-                for (t, (p, even)) in PERMS.iter().enumerate() {
-                    let v1 = v0 + step[p[0]];
-                    let v2 = v1 + step[p[1]];
-                    let v3 = v2 + step[p[2]];
-                    let q = &mut slab[o + t * 4..o + t * 4 + 4];
-                    // Odd permutations are negatively oriented: swapping v2 and v3 flips them.
-                    q.copy_from_slice(&if *even { [v0, v1, v2, v3] } else { [v0, v1, v3, v2] });
+    verts
+        .par_chunks_mut(m * m * 3)
+        .enumerate()
+        .for_each(|(i, plane)| {
+            for j in 0..m {
+                for k in 0..m {
+                    let o = (j * m + k) * 3;
+                    plane[o] = i as f32 / n as f32 - 0.5;
+                    plane[o + 1] = j as f32 / n as f32 - 0.5;
+                    plane[o + 2] = k as f32 / n as f32 - 0.5;
                 }
             }
-        }
-    });
+        });
+    let step = [(m * m) as i64, m as i64, 1i64];
+    // (axis order, parity): path 000 → e_a → e_a+e_b → 111; det = sign of the permutation.
+    const PERMS: [([usize; 3], bool); 6] = [
+        ([0, 1, 2], true),
+        ([1, 2, 0], true),
+        ([2, 0, 1], true),
+        ([0, 2, 1], false),
+        ([1, 0, 2], false),
+        ([2, 1, 0], false),
+    ];
+    let mut tets = vec![0i64; 6 * n * n * n * 4];
+    tets.par_chunks_mut(n * n * 24)
+        .enumerate()
+        .for_each(|(i, slab)| {
+            for j in 0..n {
+                for k in 0..n {
+                    let v0 = (i * m * m + j * m + k) as i64;
+                    let o = (j * n + k) * 24;
+                    for (t, (p, even)) in PERMS.iter().enumerate() {
+                        let v1 = v0 + step[p[0]];
+                        let v2 = v1 + step[p[1]];
+                        let v3 = v2 + step[p[2]];
+                        let q = &mut slab[o + t * 4..o + t * 4 + 4];
+                        // Odd permutations are negatively oriented: swapping v2 and v3 flips them.
+                        q.copy_from_slice(&if *even {
+                            [v0, v1, v2, v3]
+                        } else {
+                            [v0, v1, v3, v2]
+                        });
+                    }
+                }
+            }
+        });
     Ok((verts, tets))
 }
 
 fn check_tets(tets: &[i64], nv: usize, op: &str) -> Result<()> {
-    if tets.len() % 4 != 0 {
-        return Err(MeshError::Invalid(format!("{op}(): tets must be [T,4], got {} values", tets.len())));
+    if !tets.len().is_multiple_of(4) {
+        return Err(MeshError::Invalid(format!(
+            "{op}(): tets must be [T,4], got {} values",
+            tets.len()
+        )));
     }
     if nv > u32::MAX as usize {
-        return Err(MeshError::Invalid(format!("{op}(): at most 2^32-1 vertices, got {nv}")));
+        return Err(MeshError::Invalid(format!(
+            "{op}(): at most 2^32-1 vertices, got {nv}"
+        )));
     }
-    if let Some((i, x)) = tets.par_iter().enumerate().find_any(|(_, &x)| x < 0 || x as u64 >= nv as u64) {
-        return Err(MeshError::Invalid(format!("{op}(): tets must index 0..{nv}, got {x} in tet {}", i / 4)));
+    if let Some((i, x)) = tets
+        .par_iter()
+        .enumerate()
+        .find_any(|(_, &x)| x < 0 || x as u64 >= nv as u64)
+    {
+        return Err(MeshError::Invalid(format!(
+            "{op}(): tets must index 0..{nv}, got {x} in tet {}",
+            i / 4
+        )));
     }
     Ok(())
 }
@@ -189,7 +218,9 @@ pub fn marching_tets(vertices: &[f32], sdf: &[f32], tets: &[i64]) -> Result<MtOu
     }
     check_tets(tets, nv, "marching_tets")?;
     if let Some(i) = sdf.par_iter().position_any(|s| s.is_nan()) {
-        return Err(MeshError::Invalid(format!("marching_tets(): sdf must not be NaN, got NaN at vertex {i}")));
+        return Err(MeshError::Invalid(format!(
+            "marching_tets(): sdf must not be NaN, got NaN at vertex {i}"
+        )));
     }
     let occ: Vec<bool> = sdf.par_iter().map(|&s| s > 0.0).collect();
     // (tet id, case) of valid tets, in tet order.
@@ -209,12 +240,18 @@ pub fn marching_tets(vertices: &[f32], sdf: &[f32], tets: &[i64]) -> Result<MtOu
         .par_iter()
         .flat_map_iter(|&(ti, _)| {
             let t = &tets[ti as usize * 4..ti as usize * 4 + 4];
-            TET_EDGES.iter().filter(|e| occ[t[e[0]] as usize] != occ[t[e[1]] as usize]).map(move |e| key(t[e[0]], t[e[1]]))
+            TET_EDGES
+                .iter()
+                .filter(|e| occ[t[e[0]] as usize] != occ[t[e[1]] as usize])
+                .map(move |e| key(t[e[0]], t[e[1]]))
         })
         .collect();
     keys.par_sort_unstable();
     keys.dedup();
-    let edges: Vec<i64> = keys.iter().flat_map(|&k| [(k >> 32) as i64, (k & 0xffff_ffff) as i64]).collect();
+    let edges: Vec<i64> = keys
+        .iter()
+        .flat_map(|&k| [(k >> 32) as i64, (k & 0xffff_ffff) as i64])
+        .collect();
     let out_v: Vec<f32> = keys
         .par_iter()
         .flat_map_iter(|&k| {
@@ -225,7 +262,11 @@ pub fn marching_tets(vertices: &[f32], sdf: &[f32], tets: &[i64]) -> Result<MtOu
             (0..3).map(move |c| vertices[a * 3 + c] * wa + vertices[b * 3 + c] * wb)
         })
         .collect();
-    let vid = |a: i64, b: i64| -> i64 { keys.binary_search(&key(a, b)).map(|i| i as i64).unwrap_or(-1) };
+    let vid = |a: i64, b: i64| -> i64 {
+        keys.binary_search(&key(a, b))
+            .map(|i| i as i64)
+            .unwrap_or(-1)
+    };
     let tri = |ti: u32, c: u8, second: bool| -> [i64; 3] {
         let t = &tets[ti as usize * 4..ti as usize * 4 + 4];
         let row = &TRIANGLE_TABLE[c as usize];
@@ -235,13 +276,32 @@ pub fn marching_tets(vertices: &[f32], sdf: &[f32], tets: &[i64]) -> Result<MtOu
             vid(t[e[0]], t[e[1]])
         })
     };
-    let ones: Vec<(u32, u8)> = valid.iter().copied().filter(|&(_, c)| NUM_TRIANGLES[c as usize] == 1).collect();
-    let twos: Vec<(u32, u8)> = valid.iter().copied().filter(|&(_, c)| NUM_TRIANGLES[c as usize] == 2).collect();
-    let mut faces: Vec<i64> = ones.par_iter().flat_map_iter(|&(t, c)| tri(t, c, false)).collect();
-    faces.par_extend(twos.par_iter().flat_map_iter(|&(t, c)| tri(t, c, false).into_iter().chain(tri(t, c, true))));
+    let ones: Vec<(u32, u8)> = valid
+        .iter()
+        .copied()
+        .filter(|&(_, c)| NUM_TRIANGLES[c as usize] == 1)
+        .collect();
+    let twos: Vec<(u32, u8)> = valid
+        .iter()
+        .copied()
+        .filter(|&(_, c)| NUM_TRIANGLES[c as usize] == 2)
+        .collect();
+    let mut faces: Vec<i64> = ones
+        .par_iter()
+        .flat_map_iter(|&(t, c)| tri(t, c, false))
+        .collect();
+    faces.par_extend(
+        twos.par_iter()
+            .flat_map_iter(|&(t, c)| tri(t, c, false).into_iter().chain(tri(t, c, true))),
+    );
     let mut tet_idx: Vec<i64> = ones.iter().map(|&(t, _)| t as i64).collect();
     tet_idx.extend(twos.iter().flat_map(|&(t, _)| [t as i64, t as i64]));
-    Ok(MtOutput { vertices: out_v, edges, faces, tet_idx })
+    Ok(MtOutput {
+        vertices: out_v,
+        edges,
+        faces,
+        tet_idx,
+    })
 }
 
 #[cfg(test)]
@@ -253,7 +313,8 @@ mod tests {
         let (p0, p1, p2, p3) = (p(0), p(1), p(2), p(3));
         let d = |a: [f64; 3], b: [f64; 3]| [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
         let (a, b, c) = (d(p1, p0), d(p2, p0), d(p3, p0));
-        a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0])
+        a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0])
+            + a[2] * (b[0] * c[1] - b[1] * c[0])
     }
 
     #[test]
@@ -261,11 +322,14 @@ mod tests {
         let (v, t) = kuhn_grid(3).unwrap();
         assert_eq!(v.len(), 4 * 4 * 4 * 3);
         assert_eq!(t.len(), 6 * 27 * 4);
-        let vol: f64 = t.chunks(4).map(|q| {
-            let s = signed_volume(&v, q);
-            assert!(s > 0.0);
-            s / 6.0
-        }).sum();
+        let vol: f64 = t
+            .chunks(4)
+            .map(|q| {
+                let s = signed_volume(&v, q);
+                assert!(s > 0.0);
+                s / 6.0
+            })
+            .sum();
         assert!((vol - 1.0).abs() < 1e-9, "{vol}");
         assert!(v.iter().all(|&x| (-0.5..=0.5).contains(&x)));
     }
@@ -296,7 +360,9 @@ mod tests {
         // kaolin.ops.conversions.marching_tetrahedra docstring.
         let v = [0., 0., 0., 1., 0., 0., 0., 1., 0., 0., 0., 1.];
         let out = marching_tets(&v, &[-1., -1., 0.5, 0.5], &[0, 1, 2, 3]).unwrap();
-        let want = [0., 0.6667, 0., 0., 0., 0.6667, 0.3333, 0.6667, 0., 0.3333, 0., 0.6667];
+        let want = [
+            0., 0.6667, 0., 0., 0., 0.6667, 0.3333, 0.6667, 0., 0.3333, 0., 0.6667,
+        ];
         for (a, b) in out.vertices.iter().zip(want) {
             assert!((a - b).abs() < 1e-4, "{:?}", out.vertices);
         }

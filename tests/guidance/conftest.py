@@ -1,4 +1,5 @@
 """Fixtures for the guidance tests: tiny built-in models, built once per session (CPU, float32)."""
+
 from __future__ import annotations
 
 import pytest

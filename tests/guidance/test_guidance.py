@@ -1,25 +1,27 @@
 """Guidance.step on the tiny built-in models (CPU): every method, the SDS formula with a mocked UNet, both CFG
 conventions, PGC with a GradScaler scale, ControlNets, latent mode, normal-SDS, VSD's camera handling."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pgc_fast.guidance import Guidance, GuidanceConfig, build_builtin
+from pgc_fast.config import GuidanceConfig
+from pgc_fast.guidance import Guidance, build_builtin, build_guidance
 
 AZ = torch.tensor([0.0, 180.0])
 POLAR = torch.tensor([60.0, 70.0])
 
 
-def _cfg(**kw):
-    base = dict(device="cpu", text="a panda", negative="blurry", iters=20)
-    base.update(kw)
-    return GuidanceConfig(**base)
+def _guidance(bundle, *, iters: int = 20, **kw) -> Guidance:
+    """Guidance over ``bundle`` (CPU) with view-dependent prompts on (the tests check view ids), seed 0."""
+    cfg = GuidanceConfig(**{"text": "a panda", "negative": "blurry", "dir_text": True, **kw})
+    return build_guidance(cfg, bundle, seed=0, iters=iters)
 
 
 @pytest.mark.parametrize("method", ["sds", "csd", "ssd", "bgt"])
 def test_methods_finite_gradients(tiny_sdxl, method, make_inputs):
-    g = Guidance(_cfg(method=method, controlnets=("depth",), control_scales=(0.8,)), _without_shuffle(tiny_sdxl))
+    g = _guidance(_without_shuffle(tiny_sdxl), loss=method, controlnets=("depth",), control_scales=(0.8,))
     img, depth, mask = make_inputs()
     normals = torch.rand(2, 3, 64, 64).requires_grad_(True)
     out = g.step(img, step=5, azimuth_deg=AZ, polar_deg=POLAR, depth=depth, mask=mask, normals=normals)
@@ -35,6 +37,19 @@ def test_methods_finite_gradients(tiny_sdxl, method, make_inputs):
     assert out.t.shape == (2,)
 
 
+def test_configuration_checked_against_the_models(tiny_sd):
+    """One clear error each: ControlNet scales that do not match the loaded ControlNets, a negative PGC threshold
+    (off is None), the shuffle ControlNet without a reference image."""
+    with pytest.raises(ValueError, match="control_scales must have one entry per ControlNet"):
+        _guidance(tiny_sd, control_scales=(1.0, 0.5))
+    with pytest.raises(ValueError, match="pgc_tau must be >= 0 or None"):
+        _guidance(_no_control(tiny_sd), pgc_tau=-1.0)
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="shuffle ControlNet needs cfg.ref_path"):
+        _guidance(replace(tiny_sd, control_types=["shuffle"]))
+
+
 def _without_shuffle(bundle):
     """The session bundle has depth + shuffle; most tests use depth only (shuffle needs a reference image)."""
     from dataclasses import replace
@@ -45,8 +60,7 @@ def _without_shuffle(bundle):
 
 
 def test_multi_controlnet_with_shuffle_reference(tiny_sdxl, reference_png, make_inputs):
-    g = Guidance(_cfg(controlnets=("depth", "shuffle"), control_scales=(0.7, 0.3), reference_image=reference_png),
-                 tiny_sdxl)
+    g = _guidance(tiny_sdxl, controlnets=("depth", "shuffle"), control_scales=(0.7, 0.3), ref_path=reference_png)
     assert g.reference is not None and g.reference.shape == (1, 3, 64, 64)
     img, depth, mask = make_inputs()
     out = g.step(img, step=1, depth=depth, mask=mask)
@@ -67,8 +81,14 @@ def _mock_unet(g: Guidance, eps_c: torch.Tensor, eps_u: torch.Tensor, seen: dict
 @pytest.mark.parametrize("convention, scale", [("pgc", 100.0), ("diffusers", 7.5)])
 def test_sds_gradient_equals_spec_formula(tiny_sd, convention, scale, make_inputs):
     """g_z = (1 - abar_t)(eps_hat - eps) with eps_hat per convention; injected exactly into the latents."""
-    g = Guidance(_cfg(method="sds", cfg_convention=convention, guidance_scale=scale, vae_sample=False,
-                      controlnets=()), _no_control(tiny_sd))
+    g = _guidance(
+        _no_control(tiny_sd),
+        loss="sds",
+        cfg_convention=convention,
+        guidance_scale=scale,
+        vae_sample=False,
+        controlnets=(),
+    )
     gen = torch.Generator().manual_seed(3)
     eps_c, eps_u = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 4, 8, 8, generator=gen)
     seen: dict = {}
@@ -100,7 +120,7 @@ def _no_control(bundle):
 def test_cfg_rescale_and_latent_clamp(tiny_sd, make_inputs):
     gen = torch.Generator().manual_seed(4)
     eps_c, eps_u = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 4, 8, 8, generator=gen)
-    g = Guidance(_cfg(cfg_rescale=0.5, latent_clamp=0.05), _no_control(tiny_sd))
+    g = _guidance(_no_control(tiny_sd), cfg_rescale=0.5, latent_clamp=0.05)
     _mock_unet(g, eps_c, eps_u, {})
     img, _, _ = make_inputs()
     out = g.step(img, step=1)
@@ -108,16 +128,16 @@ def test_cfg_rescale_and_latent_clamp(tiny_sd, make_inputs):
 
 
 def test_dreamtime_timestep_used(tiny_sd, make_inputs):
-    g = Guidance(_cfg(dreamtime=True, iters=1000), _no_control(tiny_sd))
+    g = _guidance(_no_control(tiny_sd), dreamtime=True, iters=1000)
     img, _, _ = make_inputs()
     assert g.step(img, step=1).t.tolist() == [680, 680]
     assert g.step(img, step=501).t.tolist() == [528, 528]
 
 
 def test_pgc_threshold_with_gradscaler_scale(tiny_sd, make_inputs):
-    """The hook clips the scaled gradient at tau * S, i.e. the unscaled one at tau (spec §2.2)."""
+    """The hook clips the scaled gradient at tau * S, i.e. the unscaled one at tau."""
     tau, s = 0.01, 1024.0
-    g = Guidance(_cfg(pgc_tau=tau), _no_control(tiny_sd))
+    g = _guidance(_no_control(tiny_sd), pgc_tau=tau)
     img, _, _ = make_inputs()
     out = g.step(img, step=1, scaler=s)
     (out.loss * s).backward()
@@ -134,7 +154,7 @@ def test_pgc_threshold_with_gradscaler_scale(tiny_sd, make_inputs):
 
 
 def test_latent_mode(tiny_sd):
-    g = Guidance(_cfg(latent_mode=True), _no_control(tiny_sd))
+    g = _guidance(_no_control(tiny_sd), latent=True)
     lat = torch.randn(2, 4, 16, 16).requires_grad_(True)  # resized to the 8x8 latent size
     out = g.step(lat, step=1)
     assert out.grad.shape == (2, 4, 8, 8)
@@ -145,7 +165,7 @@ def test_latent_mode(tiny_sd):
 
 
 def test_sdxl_embeddings_and_time_ids(tiny_sdxl):
-    g = Guidance(_cfg(negative=""), _without_shuffle(tiny_sdxl))
+    g = _guidance(_without_shuffle(tiny_sdxl), negative="")
     assert g.text.cond.shape == (6, 77, 64) and g.text.pooled.shape == (6, 32)
     assert g.text.uncond.abs().sum() == 0  # empty negative zeroed for SDXL (force_zeros_for_empty_prompt)
     ids = torch.tensor([0, 3])
@@ -157,15 +177,15 @@ def test_sdxl_embeddings_and_time_ids(tiny_sdxl):
 
 def test_vsd_camera_conditioned_lora_and_update(make_inputs):
     bundle = build_builtin("tiny-sdxl")  # VSD adds an adapter: own bundle
-    g = Guidance(_cfg(method="vsd", guidance_scale=7.5), bundle)
+    g = _guidance(bundle, loss="vsd", guidance_scale=7.5)
     assert g.convention == "diffusers"
     st = g.vsd
     cams_seen = []
     orig = st.lora_eps
 
-    def spy(z_t, t, cams, orig_hw):
+    def spy(g_, z_t, t, cams, orig_hw):
         cams_seen.append(cams.clone())
-        return orig(z_t, t, cams, orig_hw)
+        return orig(g_, z_t, t, cams, orig_hw)
 
     st.lora_eps = spy
     before = [p.detach().clone() for p in st.params]
@@ -180,34 +200,54 @@ def test_vsd_camera_conditioned_lora_and_update(make_inputs):
     z_t = torch.randn(2, 4, 8, 8)
     t = torch.tensor([300, 300])
     with torch.no_grad(), st.enabled():
-        e_cam = orig(z_t, t, c2w.reshape(2, 16), (64, 64))
-        e_zero = orig(z_t, t, torch.zeros(2, 16), (64, 64))
+        e_cam = orig(g, z_t, t, c2w.reshape(2, 16), (64, 64))
+        e_zero = orig(g, z_t, t, torch.zeros(2, 16), (64, 64))
     assert not torch.allclose(e_cam, e_zero)
     # the LoRA and camera MLP were updated by the step; the frozen UNet was not
-    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, st.params))
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, st.params, strict=False))
     assert not any(p.requires_grad for n, p in g.unet.named_parameters() if "lora_" not in n)
     assert torch.isfinite(out.stats["lora_loss"])
-    # checkpointing the LoRA state round-trips
-    state = g.state_dict()
-    g2 = Guidance(_cfg(method="vsd", guidance_scale=7.5), build_builtin("tiny-sdxl"))
+    # checkpointing the LoRA state round-trips, through the checkpoint file format (safetensors + JSON)
+    from pgc_fast.train.state_file import dumps, loads
+
+    state = loads(dumps(g.state_dict()))
+    g2 = _guidance(build_builtin("tiny-sdxl"), loss="vsd", guidance_scale=7.5)
     g2.load_state_dict(state)
-    for (n, p), (n2, p2) in zip(((n, p) for n, p in g.unet.named_parameters() if "lora_" in n),
-                                ((n, p) for n, p in g2.unet.named_parameters() if "lora_" in n)):
+    for (n, p), (n2, p2) in zip(
+        ((n, p) for n, p in g.unet.named_parameters() if "lora_" in n),
+        ((n, p) for n, p in g2.unet.named_parameters() if "lora_" in n),
+        strict=False,
+    ):
         assert n == n2 and torch.equal(p, p2)
+    for a, b in zip(g.vsd.camera.parameters(), g2.vsd.camera.parameters(), strict=True):
+        assert torch.equal(a, b)
+    s1, s2 = g.vsd.opt.state_dict()["state"], g2.vsd.opt.state_dict()["state"]
+    assert s1.keys() == s2.keys() and all(torch.equal(s1[i]["exp_avg"], s2[i]["exp_avg"]) for i in s1)
+    assert torch.equal(g.generator.get_state(), g2.generator.get_state())
 
 
 def test_one_unet_call_per_step_for_all_views_and_both_halves(tiny_sdxl, make_inputs):
     """Performance rule: RGB + normal maps, all views, cond + uncond → ONE UNet and ONE ControlNet call."""
     bundle = _without_shuffle(tiny_sdxl)
-    g = Guidance(_cfg(controlnets=("depth",)), bundle)
+    g = _guidance(bundle, controlnets=("depth",))
     calls = {"unet": [], "controlnet": []}
-    hooks = [bundle.unet.register_forward_pre_hook(lambda m, a, kw: calls["unet"].append(a[0].shape[0]), with_kwargs=True),
-             bundle.controlnet.register_forward_pre_hook(lambda m, a, kw: calls["controlnet"].append(a[0].shape[0]),
-                                                         with_kwargs=True)]
+    hooks = [
+        bundle.unet.register_forward_pre_hook(lambda m, a, kw: calls["unet"].append(a[0].shape[0]), with_kwargs=True),
+        bundle.controlnet.register_forward_pre_hook(
+            lambda m, a, kw: calls["controlnet"].append(a[0].shape[0]), with_kwargs=True
+        ),
+    ]
     try:
         img, depth, mask = make_inputs(b=3)
-        g.step(img, step=1, azimuth_deg=torch.tensor([0.0, 90.0, 180.0]), polar_deg=torch.full((3,), 60.0),
-               depth=depth, mask=mask, normals=torch.rand(3, 3, 64, 64))
+        g.step(
+            img,
+            step=1,
+            azimuth_deg=torch.tensor([0.0, 90.0, 180.0]),
+            polar_deg=torch.full((3,), 60.0),
+            depth=depth,
+            mask=mask,
+            normals=torch.rand(3, 3, 64, 64),
+        )
     finally:
         for h in hooks:
             h.remove()
@@ -217,9 +257,10 @@ def test_one_unet_call_per_step_for_all_views_and_both_halves(tiny_sdxl, make_in
 def test_v_prediction_model_and_t_annealing(tiny_sd, make_inputs):
     from dataclasses import replace
 
-    bundle = replace(_no_control(tiny_sd), scheduler_config={**tiny_sd.scheduler_config,
-                                                             "prediction_type": "v_prediction"})
-    g = Guidance(_cfg(t_range=(0.9, 0.98), t_range_end=(0.02, 0.05), iters=10), bundle)
+    bundle = replace(
+        _no_control(tiny_sd), scheduler_config={**tiny_sd.scheduler_config, "prediction_type": "v_prediction"}
+    )
+    g = _guidance(bundle, t_range=(0.9, 0.98), t_range_end=(0.02, 0.05), iters=10)
     img, _, _ = make_inputs()
     out1 = g.step(img, step=1)
     assert out1.t.min().item() >= 900 and torch.isfinite(out1.grad).all()

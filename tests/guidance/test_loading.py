@@ -1,4 +1,6 @@
-"""Model loading: one clear error for missing weights (offline), local diffusers directories, tokens, ControlNet specs."""
+"""Model loading: one clear error for missing weights (offline), local diffusers directories, tokens, ControlNet
+specs; a pickle in a model directory runs no code."""
+
 from __future__ import annotations
 
 import json
@@ -6,19 +8,33 @@ import json
 import pytest
 import torch
 
-from pgc_fast.guidance import GuidanceConfig, GuidanceLoadError, load_guidance, load_models
-from pgc_fast.guidance.loading import CONTROLNETS, hf_token, parse_control
+from pgc_fast.config import GuidanceConfig
+from pgc_fast.guidance import GuidanceLoadError, build_guidance, load_guidance, load_models
+from pgc_fast.guidance.models.loading import CONTROLNETS, hf_token, parse_control
 
 
 def test_missing_weights_offline_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = GuidanceConfig(model="nonexistent-org/no-such-model", controlnets=("depth",), vae="another-org/no-vae",
-                         device="cpu", cache_dir=str(tmp_path), text="x")
+    cfg = GuidanceConfig(
+        model="nonexistent-org/no-such-model",
+        controlnets=("depth",),
+        control_scales=(1.0,),
+        vae="another-org/no-vae",
+        cache_dir=str(tmp_path),
+        text="x",
+    )
     with pytest.raises(GuidanceLoadError) as ei:
-        load_guidance(cfg)
+        load_guidance(cfg, device="cpu", dtype="auto", seed=0, iters=10)
     msg = str(ei.value)
-    for needle in ("nonexistent-org/no-such-model", "another-org/no-vae", CONTROLNETS[("sd", "depth")],
-                   str(tmp_path), "HF_HUB_OFFLINE=1", "hf download nonexistent-org/no-such-model", "tiny-sdxl"):
+    for needle in (
+        "nonexistent-org/no-such-model",
+        "another-org/no-vae",
+        CONTROLNETS[("sd", "depth")],
+        str(tmp_path),
+        "HF_HUB_OFFLINE=1",
+        "hf download nonexistent-org/no-such-model",
+        "tiny-sdxl",
+    ):
         assert needle in msg, needle
 
 
@@ -27,8 +43,19 @@ def test_cli_prints_load_error_without_traceback(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    rc = main(["image", "--text", "x", "--model", "nonexistent-org/no-such-model", "--device", "cpu",
-               "--workspace", str(tmp_path / "ws")])
+    rc = main(
+        [
+            "image",
+            "--text",
+            "x",
+            "--model",
+            "nonexistent-org/no-such-model",
+            "--device",
+            "cpu",
+            "--workspace",
+            str(tmp_path / "ws"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert "nonexistent-org/no-such-model" in err and "Traceback" not in err
@@ -51,9 +78,7 @@ def test_local_directory_loads_and_steps(tiny_sd, tmp_path, make_inputs):
     b = load_models(str(root), device="cpu", dtype=torch.float32)
     assert not b.is_sdxl and b.resolution == 64 and b.sources["model"] == str(root)
     torch.testing.assert_close(next(b.unet.parameters()), next(tiny_sd.unet.parameters()))
-    from pgc_fast.guidance import Guidance
-
-    g = Guidance(GuidanceConfig(device="cpu", text="a panda"), b)
+    g = build_guidance(GuidanceConfig(text="a panda"), b, seed=0, iters=10)
     img, _, _ = make_inputs()
     out = g.step(img, step=1)
     assert torch.isfinite(out.grad).all()
@@ -62,6 +87,27 @@ def test_local_directory_loads_and_steps(tiny_sd, tmp_path, make_inputs):
         f.unlink()
     with pytest.raises(GuidanceLoadError, match="unet/"):
         load_models(str(root), device="cpu", dtype=torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("sub", "weights"), [("unet", "diffusion_pytorch_model.bin"), ("text_encoder", "pytorch_model.bin")]
+)
+def test_a_pickle_in_a_local_model_directory_runs_no_code(tiny_sd, tmp_path, sub, weights):
+    """Models from local directories: .bin weights are pickles; diffusers and transformers load them with
+    torch.load(weights_only=True) (no code runs), and the refusal is one GuidanceLoadError naming the file."""
+    import pipeline_support as S
+
+    root = tmp_path / "tiny-sd-local"
+    _save_tiny_sd(tiny_sd, root)
+    marker = tmp_path / "pwned"
+    for f in (root / sub).glob("*.safetensors"):
+        f.unlink()
+    (root / sub / weights).write_bytes(S.malicious_pickle(marker))
+    with pytest.raises(GuidanceLoadError, match=f"from {root / sub} refused: its .bin weights are a pickle"):
+        load_models(str(root), device="cpu", dtype=torch.float32)
+    assert not marker.exists()
+    torch.load(root / sub / weights, weights_only=False)  # the payload is live: the old way runs it
+    assert marker.exists()
 
 
 def test_token_sources(tmp_path, monkeypatch):
@@ -101,7 +147,5 @@ def test_hub_cache_offline_resolution(tiny_sd, tmp_path, monkeypatch, make_input
     (repo_dir / "refs" / "main").write_text(rev)
     b = load_models("fake-org/tiny-sd", device="cpu", dtype=torch.float32, cache_dir=str(cache))
     assert b.sources["model"].endswith(rev) and not b.is_sdxl
-    from pgc_fast.guidance import Guidance
-
     img, _, _ = make_inputs()
-    assert torch.isfinite(Guidance(GuidanceConfig(device="cpu", text="x"), b).step(img, step=1).grad).all()
+    assert torch.isfinite(build_guidance(GuidanceConfig(text="x"), b, seed=0, iters=10).step(img, step=1).grad).all()

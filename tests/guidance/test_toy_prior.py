@@ -1,6 +1,7 @@
 """toy-sd, the prior the project trains itself (issue 9): the shipped weights load like any model, its samples
 follow their captions (the issue's quality bars, measured with the diffusers pipeline), and SDS with it moves a
 texture to the colour the prompt names (end to end through ``pgc-fast generate``)."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from pgc_fast.guidance import toy
-from pgc_fast.guidance import train_prior as tp
+from pgc_fast.apps import toy_prior as tp
+from pgc_fast.guidance.models import toy
 
-pytestmark = pytest.mark.skipif(not (toy.WEIGHTS_DIR / "meta.json").is_file(),
-                                reason="toy-sd weights not built (python -m pgc_fast.guidance.train_prior)")
+pytestmark = pytest.mark.skipif(
+    not (toy.WEIGHTS_DIR / "meta.json").is_file(), reason="toy-sd weights not built (pgc-fast train-prior)"
+)
 
 COLOURS = list(toy.COLOURS)
 SAMPLES_PER_CAPTION = 2
@@ -23,9 +25,11 @@ SAMPLES_PER_CAPTION = 2
 def test_weights_are_small_and_say_how_they_were_made():
     files = sorted(toy.WEIGHTS_DIR.glob("*.safetensors"))
     assert [f.stem for f in files] == ["text_encoder", "unet", "vae"]
-    assert sum(f.stat().st_size for f in files) <= 12 * 2 ** 20
+    assert sum(f.stat().st_size for f in files) <= 12 * 2**20
     meta = toy.read_meta()
-    assert len(meta["commit"]) == 40 and meta["command"].startswith("python -m pgc_fast.guidance.train_prior")
+    # "python -m pgc_fast.guidance.train_prior": the same trainer before it moved to apps/ (pgc-fast train-prior)
+    commands = ("pgc-fast train-prior", "python -m pgc_fast.guidance.train_prior")
+    assert len(meta["commit"]) == 40 and meta["command"].startswith(commands)
     assert meta["seed"] == 0 and meta["vocab"] == list(toy.VOCAB)
     assert meta["losses"]["vae"] and meta["losses"]["unet"] and meta["data"]["resolution"] == 64
     # training lowered both losses
@@ -35,17 +39,31 @@ def test_weights_are_small_and_say_how_they_were_made():
 
 def test_tokenizer_is_word_level_with_clip_layout():
     tok = toy.make_tokenizer()
-    ids = tok(["a red striped object, front view", "a Blue dotted thing"], padding="max_length",
-              max_length=toy.MAX_LENGTH, truncation=True).input_ids
+    ids = tok(
+        ["a red striped object, front view", "a Blue dotted thing"],
+        padding="max_length",
+        max_length=toy.MAX_LENGTH,
+        truncation=True,
+    ).input_ids
     v = {w: i for i, w in enumerate(toy.VOCAB)}
-    assert ids[0][:10] == [v["<|startoftext|>"], v["a"], v["red"], v["striped"], v["object"], v[","], v["front"],
-                           v["view"], v["<|endoftext|>"], v["<|pad|>"]]
+    assert ids[0][:10] == [
+        v["<|startoftext|>"],
+        v["a"],
+        v["red"],
+        v["striped"],
+        v["object"],
+        v[","],
+        v["front"],
+        v["view"],
+        v["<|endoftext|>"],
+        v["<|pad|>"],
+    ]
     assert ids[1][2] == v["blue"] and ids[1][4] == v["<|unk|>"]  # lower-cased; unknown words → unk
     assert all(len(r) == toy.MAX_LENGTH for r in ids)
 
 
 def test_loads_like_any_model():
-    from pgc_fast.guidance.loading import load_models
+    from pgc_fast.guidance.models.loading import load_models
 
     b = load_models("toy-sd", device="cpu", dtype=torch.float32)
     assert b.name == "toy-sd" and not b.is_sdxl and b.resolution == 64
@@ -62,35 +80,29 @@ def test_quality_references_classify_real_renders():
 
 @pytest.fixture(scope="module")
 def samples():
-    """Every caption × SAMPLES_PER_CAPTION, sampled with the diffusers pipeline (DDIM, 30 steps, CFG 7.5)."""
-    torch.manual_seed(0)
-    pipe = toy.pipeline()
-    caps, cidx, pidx = [], [], []
-    for ci, c in enumerate(COLOURS):
-        for pi, p in enumerate(toy.PATTERNS):
-            for _ in range(SAMPLES_PER_CAPTION):
-                caps.append(toy.caption(c, p))
-                cidx.append(ci)
-                pidx.append(pi)
-    gen = torch.Generator().manual_seed(0)
-    imgs = pipe(caps, num_inference_steps=30, guidance_scale=7.5, generator=gen, output_type="pt",
-                height=64, width=64).images
-    ci, pi = tp.classify(imgs.float().cpu(), toy.read_meta()["quality_refs"])
-    return {"colour": float((ci == torch.tensor(cidx)).float().mean()),
-            "pattern": float((pi == torch.tensor(pidx)).float().mean()), "n": len(caps)}
+    """Every caption × SAMPLES_PER_CAPTION, sampled with the diffusers pipeline (DDIM, 30 steps, CFG 7.5, seed 0)
+    on the CPU — train_prior.sample_quality, the measurement the trainer records in meta.json."""
+    return tp.sample_quality(toy.WEIGHTS_DIR, "cpu", SAMPLES_PER_CAPTION, seed=0)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="shipped toy-sd (UNet stopped after 1400 of 3500 steps on a shared 2-core CPU) measured "
-                          "0.672 colour accuracy over 64 samples, below the issue's 0.90 bar", strict=False)
+@pytest.mark.xfail(
+    reason="shipped toy-sd (UNet stopped after 1400 of 3500 steps on a shared 2-core CPU) measured 0.672 colour "
+    "accuracy over 64 samples, below the 0.90 bar; the H100-trained weights that meet it (0.984) steer 2-D SDS to "
+    "the wrong colour (benches/RESULTS.md) and are not shipped",
+    strict=False,
+)
 def test_samples_have_the_captioned_colour(samples):
     print(f"toy-sd colour accuracy {samples['colour']:.3f} over {samples['n']} samples")
     assert samples["colour"] >= 0.90
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="shipped toy-sd measured 0.406 pattern accuracy over 64 samples, below the issue's 0.75 "
-                          "bar (the frequency test itself scores 0.79 on real renders)", strict=False)
+@pytest.mark.xfail(
+    reason="shipped toy-sd measured 0.406 pattern accuracy over 64 samples, below the 0.75 bar (the frequency "
+    "test itself scores 0.79 on real renders)",
+    strict=False,
+)
 def test_samples_have_the_captioned_pattern(samples):
     print(f"toy-sd pattern accuracy {samples['pattern']:.3f} over {samples['n']} samples")
     assert samples["pattern"] >= 0.75
@@ -102,11 +114,16 @@ def _nearest_colour(rgb: np.ndarray) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("PGC_RUN_TOY_3D") != "1",
-                    reason="~6 min per colour on 2 cores and known to miss with the early checkpoint (see xfail); "
-                           "set PGC_RUN_TOY_3D=1 to run (kept out of CI's 30-minute budget)")
-@pytest.mark.xfail(reason="with the shipped early toy-sd checkpoint the 'blue' run ended nearest white (measured once, "
-                          "300 steps, 5:49 on the shared 2-core CPU); green/yellow not yet measured", strict=False)
+@pytest.mark.skipif(
+    os.environ.get("PGC_RUN_TOY_3D") != "1",
+    reason="~6 min per colour on 2 cores and known to miss with the early checkpoint (see xfail); "
+    "set PGC_RUN_TOY_3D=1 to run (kept out of CI's 30-minute budget)",
+)
+@pytest.mark.xfail(
+    reason="with the shipped early toy-sd checkpoint the 'blue' run ended nearest white (measured once, "
+    "300 steps, 5:49 on the shared 2-core CPU); green/yellow not yet measured",
+    strict=False,
+)
 @pytest.mark.parametrize("colour", ["blue", "green", "yellow"])
 def test_generate_moves_texture_to_the_named_colour(tmp_path, colour):
     """`pgc-fast generate --model toy-sd` on the demo vase (default PGC, τ = 0.1): the baked texture's mean colour
@@ -114,16 +131,36 @@ def test_generate_moves_texture_to_the_named_colour(tmp_path, colour):
     from PIL import Image
 
     from pgc_fast import cli
-    from pgc_fast.demo import make_demo_mesh
+    from pgc_fast.apps.demo import make_demo_mesh
     from pgc_fast.mesh import save_mesh
 
     mesh = tmp_path / "vase.ply"
     save_mesh(make_demo_mesh(), mesh)
     ws = tmp_path / "ws"
-    argv = ["generate", "--preset", "demo", "--model", "toy-sd", "--guidance.text", toy.caption(colour, "plain"),
-            "--mesh.path", str(mesh), "--output.workspace", str(ws), "--output.root", "", "--force",
-            "--optim.iters", str(E2E_ITERS), "--optim.lr_texture", "0.01", "--output.turntable_frames", "4",
-            "--output.val_every", "0"]
+    argv = [
+        "generate",
+        "--preset",
+        "demo",
+        "--model",
+        "toy-sd",
+        "--guidance.text",
+        toy.caption(colour, "plain"),
+        "--mesh.path",
+        str(mesh),
+        "--output.workspace",
+        str(ws),
+        "--output.root",
+        "",
+        "--force",
+        "--optim.iters",
+        str(E2E_ITERS),
+        "--optim.lr_texture",
+        "0.01",
+        "--output.turntable_frames",
+        "4",
+        "--output.val_every",
+        "0",
+    ]
     assert cli.main(argv) == 0
     tex = np.asarray(Image.open(ws / "texture.png").convert("RGB"), dtype=np.float32) / 255
     mean = tex.reshape(-1, 3).mean(0)
@@ -143,8 +180,27 @@ def test_image_2d_mode_follows_the_prompt(tmp_path):
     from pgc_fast import cli
 
     ws = tmp_path / "img"
-    argv = ["image", "--text", toy.caption("red", "plain"), "--model", "toy-sd", "--size", "64", "--iters", "150",
-            "--device", "cpu", "--workspace", str(ws), "--guidance-scale", "7.5", "--save-every", "0", "--lr", "0.03"]
+    argv = [
+        "image",
+        "--text",
+        toy.caption("red", "plain"),
+        "--model",
+        "toy-sd",
+        "--size",
+        "64",
+        "--iters",
+        "150",
+        "--device",
+        "cpu",
+        "--workspace",
+        str(ws),
+        "--guidance-scale",
+        "7.5",
+        "--save-every",
+        "0",
+        "--lr",
+        "0.03",
+    ]
     assert cli.main(argv) == 0
     img = torch.from_numpy(np.asarray(Image.open(ws / "image.png").convert("RGB"), dtype=np.float32) / 255)
     mean = tp.mean_colour(img.permute(2, 0, 1)[None])[0].numpy()

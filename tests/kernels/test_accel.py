@@ -1,10 +1,11 @@
 """The chunked-attention processor gives the stock diffusers VAE's outputs and gradients."""
+
 import pytest
 import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from pgc_fast.accel import use_chunked_attention  # noqa: E402
+from pgc_fast.guidance.models.accel import use_chunked_attention  # noqa: E402
 
 
 def _tiny_vae():
@@ -42,7 +43,7 @@ def test_default_threshold_leaves_small_heads_alone():
 def test_fused_group_norm_matches_stock_vae(monkeypatch):
     import os
 
-    from pgc_fast.accel import use_fused_group_norm
+    from pgc_fast.guidance.models.accel import use_fused_group_norm
 
     vae = _tiny_vae()
     x = torch.rand(2, 3, 24, 24, dtype=torch.float64, requires_grad=True)
@@ -61,7 +62,7 @@ def test_fused_group_norm_matches_stock_vae(monkeypatch):
 
 
 def test_frozen_convs_same_gradients_and_no_saved_input():
-    from pgc_fast.accel import use_frozen_convs
+    from pgc_fast.guidance.models.accel import use_frozen_convs
 
     vae = _tiny_vae().requires_grad_(False)
     x = torch.rand(2, 3, 24, 24, dtype=torch.float64, requires_grad=True)
@@ -78,7 +79,7 @@ def test_frozen_convs_same_gradients_and_no_saved_input():
     xin = torch.randn(1, 4, 9, 7, dtype=torch.float64, requires_grad=True)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
-        y = conv(xin)
+        conv(xin)
     assert list(xin.shape) not in [list(s) for s in saved]  # only the weight is kept
     assert torch.autograd.gradcheck(lambda t: conv(t), (xin,))
     conv.weight.requires_grad_(True)  # unfrozen: stock path, weight gets a gradient
@@ -89,8 +90,8 @@ def test_frozen_convs_same_gradients_and_no_saved_input():
 def test_fused_group_norm_matches_stock_unet_and_controlnet():
     import os
 
-    from pgc_fast.accel import use_fused_group_norm
-    from pgc_fast.guidance.builtin import build_builtin
+    from pgc_fast.guidance.models.accel import use_fused_group_norm
+    from pgc_fast.guidance.models.builtin import build_builtin
 
     bundle = build_builtin("tiny-sdxl", control_types=("depth",), dtype=torch.float32)
     unet, cn = bundle.unet, bundle.controlnet
@@ -98,14 +99,22 @@ def test_fused_group_norm_matches_stock_unet_and_controlnet():
     z = torch.randn(2, 4, 8, 8, generator=g, dtype=torch.float32)
     t = torch.tensor([10, 400])
     hid = torch.randn(2, 77, unet.config.cross_attention_dim, generator=g, dtype=torch.float32)
-    add = {"text_embeds": torch.randn(2, unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim, generator=g, dtype=torch.float32),
-           "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2, dtype=torch.float32)}
+    add = {
+        "text_embeds": torch.randn(
+            2,
+            unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim,
+            generator=g,
+            dtype=torch.float32,
+        ),
+        "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2, dtype=torch.float32),
+    }
     cond = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float32)
 
     def run():
         down, mid = cn(z, t, hid, controlnet_cond=cond, added_cond_kwargs=add, return_dict=False)
-        return unet(z, t, hid, added_cond_kwargs=add, down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid).sample
+        return unet(
+            z, t, hid, added_cond_kwargs=add, down_block_additional_residuals=down, mid_block_additional_residual=mid
+        ).sample
 
     ref = run()
     backend = "triton" if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available() else "torch"
@@ -121,8 +130,8 @@ def test_compile_blocks_same_outputs_and_shared_graphs():
     import torch._dynamo
     from torch._dynamo.testing import CompileCounter
 
-    from pgc_fast.accel import compile_blocks
-    from pgc_fast.guidance.builtin import build_builtin
+    from pgc_fast.guidance.models.accel import compile_blocks
+    from pgc_fast.guidance.models.builtin import build_builtin
 
     torch._dynamo.reset()
     unet = build_builtin("tiny-sdxl", dtype=torch.float32).unet
@@ -150,7 +159,7 @@ def test_all_vae_levers_together_match_stock(monkeypatch, triton_bias):
     pgc_kernels.bias_add, fused GroupNorm+SiLU, channels-last — same latents and pixel gradients as stock."""
     import os
 
-    import pgc_fast.accel as A
+    import pgc_fast.guidance.models.accel as A
 
     if triton_bias:
         if os.environ.get("TRITON_INTERPRET") != "1":

@@ -1,5 +1,6 @@
 """bias_add (Triton) vs its torch twin: forward/backward, NCHW and channels-last, with and without residual,
 odd shapes, every dtype, zeros/NaN/inf, layout fallbacks and argument errors."""
+
 import os
 
 import pytest
@@ -46,7 +47,7 @@ def test_forward_backward_match_twin(dtype, channels_last, with_res, shape):
     dy = torch.randn_like(y)
     got = torch.autograd.grad(y, (x, b, r) if with_res else (x, b), dy)
     want = torch.autograd.grad(ref, (x, b, r) if with_res else (x, b), dy)
-    for a, e in zip(got, want):
+    for a, e in zip(got, want, strict=False):
         torch.testing.assert_close(a.float(), e.float(), rtol=1e-5, atol=1e-5)
 
 

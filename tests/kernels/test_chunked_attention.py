@@ -1,4 +1,5 @@
 """chunked_attention vs its SDPA-math twin: forward and backward, odd shapes, every dtype, chunking edges."""
+
 import pytest
 import torch
 
@@ -22,15 +23,22 @@ def _fwd_bwd(fn, q, k, v, go, **kw):
 
 @pytest.mark.parametrize(
     "shape,chunk",
-    [((2, 1, 37, 29, 24, 24), 8), ((1, 3, 50, 50, 16, 9), 7), ((2, 2, 33, 17, 40, 40), 33), ((1, 1, 5, 64, 512, 512), 2)],
+    [
+        ((2, 1, 37, 29, 24, 24), 8),
+        ((1, 3, 50, 50, 16, 9), 7),
+        ((2, 2, 33, 17, 40, 40), 33),
+        ((1, 1, 5, 64, 512, 512), 2),
+    ],
 )
 def test_matches_reference_float64(shape, chunk):
     q, k, v = _inputs(*shape, torch.float64)
-    go = torch.randn(shape[0], shape[1], shape[2], shape[5], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    go = torch.randn(
+        shape[0], shape[1], shape[2], shape[5], dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
     out, grads = _fwd_bwd(chunked_attention, q, k, v, go, chunk_size=chunk)
     ref, rgrads = _fwd_bwd(chunked_attention_reference, q, k, v, go)
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
-    for a, b in zip(grads, rgrads):
+    for a, b in zip(grads, rgrads, strict=False):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
@@ -54,7 +62,7 @@ def test_low_precision_error_within_twice_reference_error(dtype, seed):
     # to compare (seen: ratios 0.5–2.6 across seeds on the CPU, whose SDPA keeps P in float32 while we
     # round P and dS to the input dtype before their GEMMs, as flash attention does on the GPU).
     refd, rgd = _fwd_bwd(chunked_attention_reference, q, k, v, go)
-    for ours, theirs, exact in zip((out, *grads), (refd, *rgd), (ref64, *rg64)):
+    for ours, theirs, exact in zip((out, *grads), (refd, *rgd), (ref64, *rg64), strict=False):
         err = (ours.double() - exact).norm().item()
         ref_err = (theirs.double() - exact).norm().item()
         assert err <= 2 * ref_err + 1e-6, (dtype, err, ref_err)
@@ -100,14 +108,18 @@ def test_triton_backend_matches_reference(shape, chunk, dtype, monkeypatch):
 
         if os.environ.get("TRITON_INTERPRET") != "1":
             pytest.skip("Triton on CPU needs TRITON_INTERPRET=1")
-    q64, k64, v64 = _inputs(*shape, torch.float64, seed=5)
-    go64 = torch.randn(shape[0], shape[1], shape[2], shape[5], dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    # CUDA tensors where there is a GPU (backend="triton" refuses CPU tensors outside the interpreter)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    q64, k64, v64 = (t.detach().to(dev).requires_grad_(True) for t in _inputs(*shape, torch.float64, seed=5))
+    go64 = torch.randn(
+        shape[0], shape[1], shape[2], shape[5], dtype=torch.float64, generator=torch.Generator().manual_seed(6)
+    ).to(dev)
     exact = _fwd_bwd(chunked_attention_reference, q64, k64, v64, go64)
     q, k, v = (t.detach().to(dtype).requires_grad_(True) for t in (q64, k64, v64))
     ours = _fwd_bwd(chunked_attention, q, k, v, go64.to(dtype), chunk_size=chunk, backend="triton")
     chunked = _fwd_bwd(chunked_attention, q, k, v, go64.to(dtype), chunk_size=chunk, backend="chunked")
     tol = 1e-5 if dtype == torch.float32 else 5e-3
-    for a, b, e in zip((ours[0], *ours[1]), (chunked[0], *chunked[1]), (exact[0], *exact[1])):
+    for a, b, e in zip((ours[0], *ours[1]), (chunked[0], *chunked[1]), (exact[0], *exact[1]), strict=False):
         assert a.dtype == dtype
         torch.testing.assert_close(a.double(), e, rtol=tol, atol=tol)
         # Same algorithm, different fusion: as close to the exact result as the PyTorch-op version.

@@ -1,4 +1,5 @@
 """group_norm_silu (Triton) vs its torch twin: forward/backward, NCHW and channels-last, odd shapes, dtypes."""
+
 import os
 
 import pytest
@@ -38,7 +39,9 @@ def _run(fn, x, w, b, dy, groups, silu, **kw):
 @needs_triton
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("silu", [True, False])
-@pytest.mark.parametrize("shape,groups", [((2, 12, 7, 9), 4), ((1, 20, 5, 13), 10), ((3, 8, 1, 1), 2), ((1, 6, 33, 3), 6)])
+@pytest.mark.parametrize(
+    "shape,groups", [((2, 12, 7, 9), 4), ((1, 20, 5, 13), 10), ((3, 8, 1, 1), 2), ((1, 6, 33, 3), 6)]
+)
 def test_float64_exact_against_twin(shape, groups, silu, channels_last):
     x, w, b, dy = _case(*shape, torch.float32, channels_last, offset=3.0)
     x, w, b, dy = x.double(), w.double(), b.double(), dy.double()
@@ -50,7 +53,7 @@ def test_float64_exact_against_twin(shape, groups, silu, channels_last):
     if shape[2] * shape[3] > 1:  # 1×1 spatial is both layouts at once
         assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
     torch.testing.assert_close(y.double(), yr, rtol=1e-5, atol=2e-5)
-    for a, e in zip(g, gr):
+    for a, e in zip(g, gr, strict=False):
         torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4)
 
 
@@ -61,7 +64,7 @@ def test_low_precision_within_twice_reference_error(dtype):
     ex_y, ex_g = _run(group_norm_silu_reference, x.double(), w.double(), b.double(), dy.double(), 4, True)
     y, g = _run(group_norm_silu, x, w.to(dtype), b.to(dtype), dy, 4, True, backend="triton")
     yr, gr = _run(group_norm_silu_reference, x, w.to(dtype), b.to(dtype), dy, 4, True)
-    for ours, theirs, exact in zip((y, *g), (yr, *gr), (ex_y, *ex_g)):
+    for ours, theirs, exact in zip((y, *g), (yr, *gr), (ex_y, *ex_g), strict=False):
         err = (ours.double() - exact).abs().max().item()
         ref_err = (theirs.double() - exact).abs().max().item()
         assert err <= 2 * ref_err + 1e-6, (err, ref_err)
@@ -85,7 +88,9 @@ def test_expanded_gradient_and_3d_input():
     (gr,) = torch.autograd.grad(group_norm_silu_reference(xr, 3).sum(), xr)
     torch.testing.assert_close(gx, gr, rtol=1e-4, atol=1e-5)
     x3 = torch.randn(2, 6, 17, device=DEV)
-    torch.testing.assert_close(group_norm_silu(x3, 3, backend="triton"), group_norm_silu_reference(x3, 3), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        group_norm_silu(x3, 3, backend="triton"), group_norm_silu_reference(x3, 3), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_torch_backend_and_3d_input():

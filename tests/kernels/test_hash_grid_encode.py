@@ -1,5 +1,6 @@
 """hash_grid_encode: Triton kernel (interpreter on CPU) vs the torch twin, forward and backward, plus the twin's
 own correctness (known vertex values, float64 gradcheck) and the input checks."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,9 @@ def _special_points(n_random: int, seed: int) -> torch.Tensor:
         # x with x·s + 0.5 = k (a cell face) where float32 allows; ±1 ulp neighbours land on either side.
         k = torch.arange(1, int(s) + 1, dtype=torch.float64)
         face = ((k - 0.5) / s).float().clamp(0, 1)
-        near = torch.cat([face, torch.nextafter(face, torch.ones_like(face)), torch.nextafter(face, -torch.ones_like(face))])
+        near = torch.cat(
+            [face, torch.nextafter(face, torch.ones_like(face)), torch.nextafter(face, -torch.ones_like(face))]
+        )
         sel = near[torch.randint(len(near), (24, 3), generator=gen)]  # vertices/edges/faces: all 3 coords on faces
         one_axis = torch.rand(24, 3, generator=gen)
         one_axis[:, 0] = near[torch.randint(len(near), (24,), generator=gen)]  # a face only
@@ -156,8 +159,13 @@ def test_twin_gradcheck_float64():
     for interpolation in ("linear", "smoothstep"):
         # T = 128: level 0 (res 4, 5^3 vertices) dense, levels 1-2 (res 11, 32) hashed.
         table = torch.randn(3, 128, 2, dtype=torch.float64, requires_grad=True)
-        fn = lambda a, b: hash_grid_encode_reference(a, b, base_resolution=4, finest_resolution=32,  # noqa: E731
-                                                     interpolation=interpolation)
+        fn = lambda a, b, mode=interpolation: hash_grid_encode_reference(
+            a,
+            b,
+            base_resolution=4,
+            finest_resolution=32,
+            interpolation=mode,
+        )
         assert torch.autograd.gradcheck(fn, (x, table), eps=1e-7, atol=1e-6, fast_mode=True)
 
 
@@ -171,12 +179,12 @@ def test_known_vertex_values(backend):
     # p = x·scale + 0.5 exactly on vertex v (v >= 1 so that x > 0 is not clamped).
     for base, dense in ((9, True), (257, False)):
         scale, stride = base - 1, base + 1  # a level has res + 1 = base + 1 vertices per axis
-        assert ((stride**3 <= table_size) == dense)
+        assert (stride**3 <= table_size) == dense
         v = torch.tensor([[1, 1, 1], [1, 2, 3], [8, 1, 5], [7, 8, 8], [100, 37, 250], [256, 256, 256]])
         v = v[(v <= scale).all(1)]
         x = ((v.double() - 0.5) / scale).float().to(DEVICE)
         out = hash_grid_encode(x, table, base_resolution=base, finest_resolution=base, backend=backend)
-        for row, (vx, vy, vz) in zip(out.cpu(), v.tolist()):
+        for row, (vx, vy, vz) in zip(out.cpu(), v.tolist(), strict=False):
             if dense:
                 idx = vx + vy * stride + vz * stride * stride
             else:
@@ -227,9 +235,37 @@ def test_int64_indexing_path(monkeypatch):
     ref = hash_grid_encode_reference(x, table, **CFG)
     torch.testing.assert_close(out, ref, **TOLERANCES[torch.float16])
     g = torch.randn_like(out)
-    for a, b, tol in zip(torch.autograd.grad(out, (x, table), g), torch.autograd.grad(ref, (x, table), g),
-                         (TOLERANCES["hash_grid_dx"], TOLERANCES[torch.float16])):
+    for a, b, tol in zip(
+        torch.autograd.grad(out, (x, table), g),
+        torch.autograd.grad(ref, (x, table), g),
+        (TOLERANCES["hash_grid_dx"], TOLERANCES[torch.float16]),
+        strict=False,
+    ):
         torch.testing.assert_close(a, b, **tol)
+
+
+def test_cpu_twin_backward_is_bitwise_repeatable():
+    """Issue 22: on the CPU (backend "auto" or "torch") the table and x gradients are bit-identical run to run and
+    across thread counts. Many points per row (the dense levels have 125 and 1728 rows) and > 32768 scattered
+    elements per gather: the sizes at which a multi-threaded scatter with float atomics (torch's CPU
+    ``index_put_(accumulate=True)``, the backward of ``table[idx]``) changes its summation order from run to run."""
+    n = 20_000
+    x = torch.rand(n, 3, generator=torch.Generator().manual_seed(18)).requires_grad_(True)
+    table = _table(torch.float32, 2, seed=19).requires_grad_(True)
+    g = torch.randn(n, L * 2, generator=torch.Generator().manual_seed(20))
+
+    def grads(threads: int, backend: str) -> tuple[torch.Tensor, ...]:
+        torch.set_num_threads(threads)
+        return torch.autograd.grad(hash_grid_encode(x, table, backend=backend, **CFG), (x, table), g)
+
+    prev = torch.get_num_threads()
+    try:
+        first = grads(2, "auto")
+        runs = [grads(2, "torch"), grads(1, "auto"), grads(2, "auto")]
+    finally:
+        torch.set_num_threads(prev)
+    for gx, gt in runs:
+        assert torch.equal(gt, first[1]) and torch.equal(gx, first[0])
 
 
 def test_auto_backend_on_cpu_uses_twin():
@@ -241,7 +277,11 @@ def test_auto_backend_on_cpu_uses_twin():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        (dict(x=torch.rand(4, 2)), ValueError, r"hash_grid_encode\(\): x must be a float32 tensor \[N, 3\], got float32 \[4, 2\]"),
+        (
+            dict(x=torch.rand(4, 2)),
+            ValueError,
+            r"hash_grid_encode\(\): x must be a float32 tensor \[N, 3\], got float32 \[4, 2\]",
+        ),
         (dict(x=torch.rand(4, 3, dtype=torch.float64)), ValueError, "x must be a float32 tensor"),
         (dict(x=[[0.0, 0.0, 0.0]]), TypeError, "x must be a torch.Tensor"),
         (dict(table=torch.rand(4, 8)), ValueError, r"table must be a float32\|float16\|bfloat16 tensor \[L, T, F\]"),
@@ -281,7 +321,7 @@ def _cells(x: torch.Tensor) -> torch.Tensor:
     """[L, N, 3] int grid cell of every point at every level (the kernels' float32 arithmetic)."""
     scales, res, _ = _hash_grid_levels(L, T, CFG["base_resolution"], CFG["finest_resolution"])
     out = []
-    for s, r in zip(scales, res):
+    for s, r in zip(scales, res, strict=False):
         p = x.clamp(0, 1) * torch.tensor(s, dtype=torch.float32) + 0.5
         out.append(torch.floor(p).long().clamp(0, r - 1))
     return torch.stack(out)
@@ -404,8 +444,9 @@ def test_backward_launch_variants(segmented, dx_separate, need, seg_launch):
     g = torch.randn(x.shape[0], L, generator=torch.Generator().manual_seed(31)).to(DEVICE)
     leaves = (tt, xt) if need == "both" else (tt,)
     got = torch.autograd.grad(hash_grid_encode(xt, tt, backend="triton", **CFG), leaves, g)
-    want = torch.autograd.grad(hash_grid_encode_reference(xr, tr, **CFG), (tr, xr) if need == "both" else (tr,),
-                               g.double())
+    want = torch.autograd.grad(
+        hash_grid_encode_reference(xr, tr, **CFG), (tr, xr) if need == "both" else (tr,), g.double()
+    )
     assert torch.count_nonzero(got[0]) > 0
     torch.testing.assert_close(got[0].double(), want[0], **TOLERANCES["hash_grid_seg_table"])
     if need == "both":

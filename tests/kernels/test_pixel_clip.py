@@ -2,6 +2,7 @@
 
 Runs on the CPU under TRITON_INTERPRET=1 (CI) and on CUDA when present. Shapes are small and odd on purpose.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
 def make(layout: str, dtype: torch.dtype = torch.float32, c: int = 3, seed: int = 0) -> tuple[torch.Tensor, int]:
-    """A gradient-like tensor in ``layout`` with a mix of small, clipped and all-zero pixels; returns (g, channel_dim)."""
+    """A gradient-like tensor in ``layout`` with a mix of small, clipped and all-zero pixels; returns (g,
+    channel_dim)."""
     gen = torch.Generator().manual_seed(seed)
     b, h, w = 2, 5, 7
 
@@ -69,7 +71,8 @@ def assert_close(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_reference_equals_original_hook_arithmetic(layout):
-    """The original's hook (reference_spec.md §2.3 type 0), written out, equals variant="clip", norm="linf"."""
+    """The original's hook (the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook), written out, equals
+    variant="clip", norm="linf"."""
     g, cd = make(layout)
     tau = TAU
     ratio = tau / torch.abs(g)
@@ -82,7 +85,8 @@ def test_reference_equals_original_hook_arithmetic(layout):
 
 
 def test_reference_other_variants_match_the_original_formulas():
-    """Types 1–5 of reference_spec.md §2.3 on finite input with no zero tensor."""
+    """Types 1–5 of the original's nerf/utils.py, Trainer.train_one_epoch's gradient hook on finite input with no zero
+    tensor."""
     g, cd = make("nchw")
     t = TAU
     expect = {
@@ -165,7 +169,7 @@ def test_low_precision_error_within_twice_reference_error(variant, dtype):
             exact = pixel_clip_reference(g32, TAU, variant=variant, norm=norm, channel_dim=cd)
             ref = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=cd).float()
             ours = pk.pixel_clip(g, TAU, variant=variant, norm=norm, channel_dim=cd, backend="triton").float()
-            for err in (lambda o: (o - exact).abs().max(), lambda o: (o - exact).norm() / exact.norm()):
+            for err in (lambda o, e=exact: (o - e).abs().max(), lambda o, e=exact: (o - e).norm() / e.norm()):
                 assert err(ours) <= 2 * err(ref) + 1e-6, (layout, norm, err(ours), err(ref))
 
 
@@ -241,7 +245,9 @@ def test_gradscaler_scale_float_and_tensor(variant, backend):
     by_tensor = pk.pixel_clip(g * s, TAU, variant=variant, scale=torch.tensor(s, device=g.device), backend=backend)
     torch.testing.assert_close(by_tensor, by_float, rtol=1e-6, atol=0)
     if variant != "sigmoid":  # sigmoid of the scaled grad is not equivariant (as in the original)
-        torch.testing.assert_close(by_float, s * pk.pixel_clip(g, TAU, variant=variant, backend="torch"), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(
+            by_float, s * pk.pixel_clip(g, TAU, variant=variant, backend="torch"), rtol=1e-5, atol=1e-4
+        )
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
@@ -258,10 +264,102 @@ def test_attach_pgc_with_gradscaler(backend):
     torch.testing.assert_close(x.grad, expect, rtol=1e-5, atol=1e-3)
     assert hook.stats is not None and 0 < hook.stats.fraction_clipped.item() <= 1
     torch.testing.assert_close(hook.stats.max_norm / 2.0**10, true_grad.abs().amax(1).max(), rtol=1e-5, atol=0)
+    popped = hook.pop_stats()  # unscaled, 0-d like the per-pass stats
+    assert popped is not None and all(t.dim() == 0 for t in popped)
+    torch.testing.assert_close(popped.max_norm, true_grad.abs().amax(1).max(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(popped.mean_norm, true_grad.abs().amax(1).mean(), rtol=1e-5, atol=1e-6)
     hook.remove()
     x.grad = None
     ((x - target) ** 2).sum().backward()
     torch.testing.assert_close(x.grad, true_grad)  # removed: no clipping any more
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+def test_pgc_hook_reused_across_steps(backend):
+    """One PGCHook for a whole run (the trainer's use): attached to each step's image, switched off and on, τ changed
+    between steps; ``stats`` is the latest pass (scaled units), ``pop_stats`` the summary since the last pop
+    (unscaled: per-pass norms divided by that pass's scale), ``on_stats`` sees every pass."""
+    seen: list[pk.PixelClipStats] = []
+    scales = [4.0, 4.0, 16.0]
+    hook = pk.PGCHook(
+        TAU, torch.tensor(scales[0], device=DEV), return_stats=True, on_stats=seen.append, backend=backend
+    )
+    expect = []
+    for step, s in enumerate(scales):
+        hook.scaler = torch.tensor(s, device=DEV) if step else torch.tensor([s], device=DEV)  # 0-d or 1-element
+        x = torch.zeros(2, 3, 5, 7, device=DEV, requires_grad=True)
+        img = x * 1.0  # a non-leaf "rendered image", new every step
+        assert hook.attach(img) is hook
+        up = make("nchw", seed=30 + step)[0] * s  # the scaled upstream gradient
+        img.backward(up)
+        torch.testing.assert_close(x.grad, s * pixel_clip_reference(up / s, TAU), rtol=1e-5, atol=1e-5)
+        n = (up / s).abs().amax(1)
+        expect.append(((n > TAU).float().mean(), n.max(), n.mean()))
+        assert hook.stats is seen[-1]
+        torch.testing.assert_close(hook.stats.max_norm, n.max() * s)  # latest pass: as pixel_clip returns it
+    assert len(seen) == 3
+    popped = hook.pop_stats()
+    assert popped is not None and hook.pop_stats() is None and all(t.dim() == 0 for t in popped)
+    torch.testing.assert_close(popped.fraction_clipped, torch.stack([e[0] for e in expect]).mean())
+    torch.testing.assert_close(popped.max_norm, torch.stack([e[1] for e in expect]).max())
+    torch.testing.assert_close(popped.mean_norm, torch.stack([e[2] for e in expect]).mean())
+
+    # Disabled: gradient unchanged, nothing recorded.
+    hook.enabled = False
+    x = torch.zeros(2, 3, 5, 7, device=DEV, requires_grad=True)
+    up = make("nchw", seed=40)[0]
+    hook.attach(x)
+    x.backward(up)
+    torch.testing.assert_close(x.grad, up)
+    assert len(seen) == 3 and hook.pop_stats() is None
+    # Re-enabled with a new τ and no scaler: takes effect on the tensor already attached.
+    hook.enabled, hook.tau, hook.scaler = True, 0.25, None
+    x.grad = None
+    x.backward(up)
+    torch.testing.assert_close(x.grad, pixel_clip_reference(up, 0.25))
+    # τ = None: no clipping.
+    hook.tau = None
+    x.grad = None
+    x.backward(up)
+    torch.testing.assert_close(x.grad, up)
+
+
+def test_pgc_hook_remove_detaches_every_tensor_and_drops_dead_ones():
+    hook = pk.PGCHook(TAU)
+    up = make("nchw", seed=41)[0][:, :, :4, :4]
+    xs = [torch.zeros(2, 3, 4, 4, device=up.device, requires_grad=True) for _ in range(2)]
+    for x in xs:
+        hook.attach(x)
+    hook.remove()
+    for x in xs:
+        x.backward(up)
+        torch.testing.assert_close(x.grad, up)  # removed from both
+    # Attached to a new image each step: registrations on freed images are dropped, so they do not pile up.
+    for _ in range(20):
+        x = torch.zeros(2, 3, 4, 4, device=up.device, requires_grad=True)
+        img = x * 1.0
+        hook.attach(img)
+        img.backward(up)
+        del img
+    assert len(hook._handles) <= 1
+
+
+def test_pgc_hook_bad_input():
+    with pytest.raises(ValueError, match=r"PGCHook\(\): tau must be a finite number > 0, got -1.0"):
+        pk.PGCHook(-1.0)
+    with pytest.raises(ValueError, match=r"PGCHook\(\): on_stats needs return_stats=True"):
+        pk.PGCHook(TAU, on_stats=print)
+    with pytest.raises(TypeError, match=r"PGCHook\(\): enabled must be a bool"):
+        pk.PGCHook(TAU, enabled=1)
+    with pytest.raises(TypeError, match=r"PGCHook\(\): unexpected keyword argument\(s\) \['tua'\]"):
+        pk.PGCHook(TAU, tua=1)
+    with pytest.raises(ValueError, match=r"PGCHook\(\): pass either scaler or scale, got both"):
+        pk.PGCHook(TAU, 2.0, scale=2.0)
+    hook = pk.PGCHook(TAU, variant="nope")
+    with pytest.raises(ValueError, match=r"PGCHook.attach\(\): variant must be one of"):
+        hook.attach(torch.ones(2, 3, requires_grad=True))
+    with pytest.raises(ValueError, match=r"PGCHook.attach\(\): tensor must require grad"):
+        pk.PGCHook(TAU).attach(torch.ones(2, 3))
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
@@ -309,13 +407,21 @@ def test_auto_backend_on_cpu_is_reference():
     "kwargs, exc, msg",
     [
         (dict(grad=[1.0, 2.0]), TypeError, "pixel_clip(): grad must be a torch.Tensor, got list"),
-        (dict(grad=torch.ones(2, 3, dtype=torch.int32)), TypeError, "grad must have dtype float32/float16/bfloat16, got torch.int32"),
+        (
+            dict(grad=torch.ones(2, 3, dtype=torch.int32)),
+            TypeError,
+            "grad must have dtype float32/float16/bfloat16, got torch.int32",
+        ),
         (dict(grad=torch.ones(3)), ValueError, "grad must have rank >= 2, got shape (3,)"),
         (dict(grad=torch.ones(1, 17, 2, 2)), ValueError, "grad must have 1..16 channels at channel_dim=1, got 17"),
         (dict(tau=0.0), ValueError, "tau must be a finite number > 0, got 0.0"),
         (dict(tau=float("nan")), ValueError, "tau must be a finite number > 0"),
         (dict(tau="1"), TypeError, "tau must be a float, got str"),
-        (dict(variant="hard"), ValueError, "variant must be one of 'clip', 'value', 'global', 'sigmoid', 'soft', 'soft_pixel', got 'hard'"),
+        (
+            dict(variant="hard"),
+            ValueError,
+            "variant must be one of 'clip', 'value', 'global', 'sigmoid', 'soft', 'soft_pixel', got 'hard'",
+        ),
         (dict(norm="l1"), ValueError, "norm must be one of 'linf', 'l2', got 'l1'"),
         (dict(channel_dim=4), ValueError, "channel_dim must be in [-4, 3] for a rank-4 tensor, got 4"),
         (dict(channel_dim=1.0), TypeError, "channel_dim must be an int, got float"),
@@ -339,6 +445,9 @@ def test_bad_input_triton_on_cpu_without_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match=r"pixel_clip\(\): backend='triton' needs CUDA tensors"):
         pk.pixel_clip(torch.ones(2, 3, 4, 4), 1.0, backend="triton")
+    # pgc / attach_pgc check the backend when called, not deep inside the backward.
+    with pytest.raises(ValueError, match=r"pgc\(\): backend='triton' needs CUDA tensors"):
+        pk.pgc(torch.ones(2, 3, 4, 4, requires_grad=True), 1.0, backend="triton")
 
 
 def test_bad_input_pgc_and_attach():
@@ -362,7 +471,7 @@ def test_bad_input_pgc_and_attach():
 
 
 def test_kernel_demo_reports_what_pgc_did(capsys):
-    from pgc_fast.demo import kernel_demo
+    from pgc_fast.apps.demo import kernel_demo
 
     assert kernel_demo() == 0
     out = capsys.readouterr().out
@@ -390,7 +499,8 @@ def _nhwc(c: int, dtype: torch.dtype, npix_w: int, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("c", [2, 3, 4, 5, 8])
 def test_packed_channel_last_kernels_match_reference(c, dtype, kernel):
     """Every kernel the NHWC dispatch can pick (word-packed in 32/64-bit words, staged through a coalesced tile
-    or not; per-element gathers; channel tile), for every dtype and C (C=5 has no word plan: the fallback), with a pixel count that leaves a tail for
+    or not; per-element gathers; channel tile), for every dtype and C (C=5 has no word plan: the fallback), with a
+    pixel count that leaves a tail for
     the word kernel (3·2·7 = 42 pixels), zeros, NaN/±inf; forward, stats, and backward through pgc."""
     g = _nhwc(c, dtype, 7, seed=c)
     esize = 4 if dtype == torch.float32 else 2
@@ -399,12 +509,17 @@ def test_packed_channel_last_kernels_match_reference(c, dtype, kernel):
     if kernel[-2:] in ("32", "64"):
         name = kernel[:-2]
         cfg[(name, esize)] = (8, 4, int(kernel[-2:]))
-    for variant, norm, stats in (("clip", "linf", False), ("clip", "l2", True), ("soft_pixel", "linf", True), ("value", "l2", True)):
+    for variant, norm, stats in (
+        ("clip", "linf", False),
+        ("clip", "l2", True),
+        ("soft_pixel", "linf", True),
+        ("value", "l2", True),
+    ):
         out = pk_pc._pixel_clip_triton(g, TAU, variant, norm, 3, None, stats, config=cfg, packed_kernel=name)
         ref = pixel_clip_reference(g, TAU, variant=variant, norm=norm, channel_dim=-1, return_stats=stats)
         if stats:
             (out, so), (ref, sr) = out, ref
-            for a, b in zip(so, sr):
+            for a, b in zip(so, sr, strict=False):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=0, equal_nan=True)
         assert out.stride() == g.stride()
         assert_close(out, ref, dtype)
@@ -440,4 +555,6 @@ def test_plan_cache_distinguishes_layouts():
     nhwc = _nhwc(3, torch.bfloat16, 8, seed=4)
     pk.pixel_clip(nhwc, TAU, channel_dim=-1, backend="triton")
     (plan,) = pk_pc._PLANS.values()
-    assert [lc[0] for lc in plan[2]] == [{"strided": "tile"}.get(pk_pc.PACKED_PIXEL_KERNEL[2], pk_pc.PACKED_PIXEL_KERNEL[2])]
+    assert [lc[0] for lc in plan[2]] == [
+        {"strided": "tile"}.get(pk_pc.PACKED_PIXEL_KERNEL[2], pk_pc.PACKED_PIXEL_KERNEL[2])
+    ]

@@ -2,6 +2,7 @@
 
 Runs on the CPU under TRITON_INTERPRET=1 (CI) and on CUDA when present. Shapes are small and odd on purpose.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -10,8 +11,8 @@ import pytest
 import torch
 
 import pgc_kernels as pk
-from tolerances import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
 from pgc_kernels.reference import sds_grad_reference
+from tolerances import HAS_CUDA, TOLERANCES, TRITON_INTERPRET
 
 DEV = "cuda" if HAS_CUDA else "cpu"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -32,7 +33,8 @@ def inputs(shape, dtype=torch.float32, seed=0):
 
 
 def original_sds(ec, eu, noise, w, s, rescale=0.0, clamp=None):
-    """The original's SDXL(-ControlNet) train_step arithmetic, written out (reference_spec.md §3.0, §3.3)."""
+    """The original's SDXL(-ControlNet) train_step arithmetic, written out (the original's guidance classes'
+    train_step)."""
     noise_pred = ec + s * (ec - eu)
     if rescale > 0:
         std_pos = ec.std([1, 2, 3], keepdim=True)
@@ -81,7 +83,9 @@ def test_reference_conventions_and_clip():
 def test_triton_matches_reference(shape, convention, rescale, clamp_clip):
     clamp, clip = clamp_clip
     ec, eu, noise, w = inputs(shape, seed=len(shape))
-    got = pk.sds_grad(ec, eu, noise, w, 7.5, convention=convention, cfg_rescale=rescale, clamp=clamp, clip=clip, backend="triton")
+    got = pk.sds_grad(
+        ec, eu, noise, w, 7.5, convention=convention, cfg_rescale=rescale, clamp=clamp, clip=clip, backend="triton"
+    )
     ref = sds_grad_reference(ec, eu, noise, w, 7.5, convention=convention, cfg_rescale=rescale, clamp=clamp, clip=clip)
     assert got.dtype == torch.float32 and got.shape == ec.shape and got.is_contiguous()
     close(got, ref, scale=10)
@@ -122,7 +126,11 @@ def test_nan_inf_to_num_then_clamp_and_clip(backend):
 def test_weight_forms_and_degenerate_rescale(backend):
     ec, eu, noise, w = inputs((3, 4, 3, 5), seed=5)
     a = pk.sds_grad(ec, eu, noise, 0.5, 2.0, backend=backend)
-    for wf in (torch.tensor(0.5, device=DEV), torch.full((3,), 0.5, device=DEV, dtype=torch.float16), torch.full((3, 1, 1, 1), 0.5, device=DEV)):
+    for wf in (
+        torch.tensor(0.5, device=DEV),
+        torch.full((3,), 0.5, device=DEV, dtype=torch.float16),
+        torch.full((3, 1, 1, 1), 0.5, device=DEV),
+    ):
         close(pk.sds_grad(ec, eu, noise, wf, 2.0, backend=backend), a)
     # Constant predictions: std(ε̂) = 0 → no rescale (factor 1) instead of 0/0.
     c = torch.ones_like(ec)
@@ -149,11 +157,27 @@ def test_sds_loss_value_and_gradient():
     "mutate, exc, msg",
     [
         (lambda a: a.update(eps_cond="x"), TypeError, "sds_grad(): eps_cond must be a torch.Tensor, got str"),
-        (lambda a: a.update(eps_uncond=torch.zeros(2, 4, 3)), ValueError, "eps_uncond must have shape (2, 4, 3, 3), got (2, 4, 3)"),
+        (
+            lambda a: a.update(eps_uncond=torch.zeros(2, 4, 3)),
+            ValueError,
+            "eps_uncond must have shape (2, 4, 3, 3), got (2, 4, 3)",
+        ),
         (lambda a: a.update(target=torch.zeros(2, 4, 3, 3, dtype=torch.int64)), TypeError, "target must have dtype"),
-        (lambda a: a.update(eps_cond=torch.zeros(5), eps_uncond=torch.zeros(5), target=torch.zeros(5)), ValueError, "eps_cond must have rank >= 2"),
-        (lambda a: a.update(**{k: torch.zeros(1, 17, 2, 2) for k in ("eps_cond", "eps_uncond", "target")}), ValueError, "1..16 channels"),
-        (lambda a: a.update(weight=torch.ones(3)), ValueError, "weight must have shape [B]=[2] (or one element), got (3,)"),
+        (
+            lambda a: a.update(eps_cond=torch.zeros(5), eps_uncond=torch.zeros(5), target=torch.zeros(5)),
+            ValueError,
+            "eps_cond must have rank >= 2",
+        ),
+        (
+            lambda a: a.update(**{k: torch.zeros(1, 17, 2, 2) for k in ("eps_cond", "eps_uncond", "target")}),
+            ValueError,
+            "1..16 channels",
+        ),
+        (
+            lambda a: a.update(weight=torch.ones(3)),
+            ValueError,
+            "weight must have shape [B]=[2] (or one element), got (3,)",
+        ),
         (lambda a: a.update(weight="1"), TypeError, "weight must be a tensor of shape [B] or a float, got str"),
         (lambda a: a.update(guidance_scale=float("inf")), TypeError, "guidance_scale must be a finite float"),
         (lambda a: a.update(convention="cfg"), ValueError, "convention must be one of 'pgc', 'diffusers', got 'cfg'"),

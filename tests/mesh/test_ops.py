@@ -1,4 +1,5 @@
 """Mesh operations: weld, degenerate/unreferenced removal, angle-weighted normals, components, normalise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,20 +20,33 @@ from pgc_fast.mesh import (
 def soup_cube() -> Mesh:
     """Cube as a triangle soup (every face has its own 3 vertices)."""
     v = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], np.float32)
-    f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
+    f = np.array(
+        [
+            [0, 1, 3],
+            [0, 3, 2],
+            [4, 6, 7],
+            [4, 7, 5],
+            [0, 4, 5],
+            [0, 5, 1],
+            [2, 3, 7],
+            [2, 7, 6],
+            [0, 2, 6],
+            [0, 6, 4],
+            [1, 5, 7],
+            [1, 7, 3],
+        ]
+    )
     return Mesh(v[f.reshape(-1)] + np.float32(1e-7), np.arange(36).reshape(12, 3))
 
 
-def angle_weighted_reference(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+def area_weighted_reference(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Brute force: every face adds its (unnormalised) cross product to its three vertices."""
     v = v.astype(np.float64)
     n = np.zeros_like(v)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    fn /= np.linalg.norm(fn, axis=1, keepdims=True)
-    for k in range(3):
-        a, b, c = v[f[:, k]], v[f[:, (k + 1) % 3]], v[f[:, (k + 2) % 3]]
-        e1, e2 = b - a, c - a
-        cos = (e1 * e2).sum(1) / np.linalg.norm(e1, axis=1) / np.linalg.norm(e2, axis=1)
-        np.add.at(n, f[:, k], fn * np.arccos(np.clip(cos, -1, 1))[:, None])
+    for tri in f:
+        c = np.cross(v[tri[1]] - v[tri[0]], v[tri[2]] - v[tri[0]])
+        for i in tri:
+            n[i] += c
     return n / np.linalg.norm(n, axis=1, keepdims=True)
 
 
@@ -43,8 +57,9 @@ def test_weld_then_clean_gives_a_closed_cube():
     _, counts = np.unique(edges, axis=0, return_counts=True)
     assert (counts == 2).all()  # watertight
     n = vertex_normals(m)
+    np.testing.assert_allclose(n, area_weighted_reference(m.vertices, m.faces), atol=1e-6)
     c = m.vertices - 0.5
-    np.testing.assert_allclose(n, c / np.linalg.norm(c, axis=1, keepdims=True), atol=1e-5)
+    assert ((n * c).sum(1) > 0.5).all()  # outward at every corner
 
 
 def test_weld_keeps_far_vertices_and_attributes():
@@ -81,7 +96,25 @@ def test_vertex_normals_match_numpy_reference():
     s = trimesh.creation.icosphere(subdivisions=2)
     v = np.asarray(s.vertices * [1.0, 0.5, 2.0], np.float32)
     f = np.asarray(s.faces)
-    np.testing.assert_allclose(vertex_normals(v, f), angle_weighted_reference(v, f), atol=1e-5)
+    np.testing.assert_allclose(vertex_normals(v, f), area_weighted_reference(v, f), atol=1e-5)
+    # area-weighted, not angle-weighted: a fan of one large and two thin faces leans toward the large one
+    fan_v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0.1], [0, 0.1, 0.1]], np.float32)
+    fan_f = np.array([[0, 1, 2], [0, 3, 1], [0, 2, 4]])
+    np.testing.assert_allclose(vertex_normals(fan_v, fan_f), area_weighted_reference(fan_v, fan_f), atol=1e-6)
+
+
+def test_vertex_normals_torch_and_numpy_agree_and_differentiate():
+    import torch
+
+    trimesh = pytest.importorskip("trimesh")
+    s = trimesh.creation.icosphere(subdivisions=1)
+    v = torch.tensor(np.asarray(s.vertices * [1.0, 0.5, 2.0]), dtype=torch.float64, requires_grad=True)
+    f = torch.from_numpy(np.asarray(s.faces))
+    n = vertex_normals(v, f)
+    np.testing.assert_allclose(
+        n.detach().numpy(), vertex_normals(v.detach().numpy().astype(np.float32), f.numpy()), atol=1e-6
+    )
+    assert torch.autograd.gradcheck(lambda x: vertex_normals(x, f), (v,))
 
 
 def test_components_and_floater_removal():

@@ -1,13 +1,14 @@
 """CPU rasterisers: nvdiffrast's convention checked analytically and against the pure-torch reference
 (`pgc_fast.mesh.rasterize_reference`) on random triangles, incl. vertices behind the camera."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from tolerances import MESH_TOLERANCES
 from pgc_fast.mesh import Mesh, bake_vertex_colors, dilate, rasterize, rasterize_reference, rasterize_uv
+from tolerances import MESH_TOLERANCES
 
 TOL = MESH_TOLERANCES
 
@@ -71,7 +72,9 @@ def random_scene(seed: int, n_tri: int, b: int, behind: bool):
     return pos, faces
 
 
-@pytest.mark.parametrize("seed,n_tri,b,res,behind", [(0, 12, 2, (24, 32), False), (1, 20, 1, (33, 17), True), (2, 6, 3, 16, True)])
+@pytest.mark.parametrize(
+    "seed,n_tri,b,res,behind", [(0, 12, 2, (24, 32), False), (1, 20, 1, (33, 17), True), (2, 6, 3, 16, True)]
+)
 def test_matches_torch_reference(seed, n_tri, b, res, behind):
     pos, faces = random_scene(seed, n_tri, b, behind)
     got = torch.from_numpy(rasterize(pos, faces, res))
@@ -147,7 +150,9 @@ def test_attach_grad_matches_and_is_differentiable():
     out = rasterize_attach_grad(p64, faces, torch.from_numpy(rast).double())
     torch.testing.assert_close(out.float(), torch.from_numpy(rast), atol=1e-5, rtol=0)
     assert (out[..., 3] > 0).sum() > 30
-    torch.autograd.gradcheck(lambda q: rasterize_attach_grad(q, faces, torch.from_numpy(rast).double())[..., :3], (p64,))
+    torch.autograd.gradcheck(
+        lambda q: rasterize_attach_grad(q, faces, torch.from_numpy(rast).double())[..., :3], (p64,)
+    )
 
 
 def test_rasterize_db_matches_finite_differences():

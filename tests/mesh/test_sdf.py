@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgc_fast.geometry import signed_distance, signed_distance_reference, winding_number, winding_number_reference
+from pgc_fast.mesh.sdf import signed_distance, signed_distance_reference, winding_number, winding_number_reference
 from tolerances import MESH_TOLERANCES as TOL
 
 

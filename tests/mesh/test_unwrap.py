@@ -1,5 +1,6 @@
-"""pgc_fast.uv.unwrap / uv_metrics: output contract, validity (no overlaps or flips), determinism and
+"""pgc_fast.mesh.uv.unwrap / uv_metrics: output contract, validity (no overlaps or flips), determinism and
 bad input, on small meshes (the full acceptance corpus against xatlas is benches/bench_unwrap.py)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pgc_fast.uv import UNWRAP_OPTIONS, unwrap, uv_metrics
+from pgc_fast.mesh.uv import UNWRAP_OPTIONS, unwrap, uv_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benches"))  # one definition of the acceptance meshes for tests and benches
@@ -60,8 +61,14 @@ def test_panda_is_valid():
 
 @pytest.mark.parametrize(
     "opts",
-    [{"packing": "fast"}, {"rotate_charts": False}, {"block_align": True}, {"max_chart_angle": 45.0},
-     {"max_chart_size": 64}, {"max_area_distortion": 1.5}],  # fmt: skip
+    [
+        {"packing": "fast"},
+        {"rotate_charts": False},
+        {"block_align": True},
+        {"max_chart_angle": 45.0},
+        {"max_chart_size": 64},
+        {"max_area_distortion": 1.5},
+    ],  # fmt: skip
 )
 def test_options_keep_layout_valid(opts):
     v, f = M.torus(32, 16)
@@ -76,7 +83,7 @@ def test_coarse_packing_keeps_padding_and_utilisation(padding):
     res = 2048
     fine = _check_valid(v, f, res=res, padding=padding, coarse_packing=False)
     coarse = _check_valid(v, f, res=res, padding=padding, coarse_packing=True)
-    for _, _, uv, m in (fine, coarse):
+    for _, _, uv, _m in (fine, coarse):
         texel = uv * [res, res]
         assert texel.min() >= padding - 1e-3
     assert coarse[3]["utilisation"] >= fine[3]["utilisation"] - 0.02, (coarse[3], fine[3])
@@ -107,8 +114,9 @@ def test_deterministic_across_calls_and_thread_counts():
     assert digest(unwrap(v, f, resolution=RES)) == first
     code = (
         "import sys, hashlib, numpy as np; sys.path.insert(0, 'benches'); import uv_meshes as M;"
-        "from pgc_fast.uv import unwrap; v, f = M.noisy_sphere(3, 0.01);"
-        f"print(hashlib.sha256(b''.join(np.ascontiguousarray(a).tobytes() for a in unwrap(v, f, resolution={RES}))).hexdigest())"
+        "from pgc_fast.mesh.uv import unwrap; v, f = M.noisy_sphere(3, 0.01);"
+        f"print(hashlib.sha256(b''.join(np.ascontiguousarray(a).tobytes() for a in unwrap(v, f, "
+        f"resolution={RES}))).hexdigest())"
     )
     env = {**os.environ, "RAYON_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
@@ -121,7 +129,7 @@ def test_accepts_float64_int32_and_cpu_tensors():
     ref = unwrap(v, f, resolution=128)
     for vv, ff in [(v.astype(np.float64), f.astype(np.int32)), (torch.from_numpy(v), torch.from_numpy(f))]:
         out = unwrap(vv, ff, resolution=128)
-        for a, b in zip(out, ref):
+        for a, b in zip(out, ref, strict=False):
             np.testing.assert_array_equal(a, b)
 
 

@@ -1,5 +1,7 @@
-"""The original PGC-3D commands parse with the same meaning (reference_spec.md §1.2, §7); unsupported features
+"""The original PGC-3D commands parse with the same meaning (the original's main.py, its argparse flags and -O preset
+block); unsupported features
 fail with a clear message; generated --section.field flags; validate() collects every problem."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +14,7 @@ import pytest
 
 from pgc_fast import cli
 from pgc_fast import config as C
-from pgc_fast.original import apply_original_presets, config_from_flags, default_original_options
+from pgc_fast.config.original_flags import apply_original_presets, config_from_flags, default_original_options
 
 SEED_DATA = Path(os.environ.get("PGC_SEED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
@@ -29,7 +31,7 @@ def original_layout(tmp_path, monkeypatch):
         if src.exists():
             os.symlink(src, data / name)
     if not (data / "panda_spear_shield.obj").exists():
-        from pgc_fast.demo import make_demo_mesh
+        from pgc_fast.apps.demo import make_demo_mesh
         from pgc_fast.mesh import save_mesh
 
         save_mesh(make_demo_mesh(16, 8), data / "panda_spear_shield.obj")
@@ -45,7 +47,7 @@ def original_layout(tmp_path, monkeypatch):
 PROMPT = "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic"
 COMMON = ["--text", PROMPT, "--gpus", "0,1", "--mesh_path", "data/panda_spear_shield.obj"]
 
-# The README's 8 sample commands (reference_spec.md §7), as written after `python main.py`.
+# The README's 8 sample commands (the original's README sample commands), as written after `python main.py`.
 SAMPLES = {
     "A": ["-O0", "-O2", "-O4", "--guidance", "controlnet", "--workspace", "panda/sdxl"],
     "B": ["-O0", "-O2", "-O4", "--pbr", "--guidance", "controlnet", "--workspace", "panda/pbr"],
@@ -54,14 +56,26 @@ SAMPLES = {
     "E": ["-O0", "-O4", "--only_normal", "--guidance", "controlnet", "--workspace", "panda/normal_sds"],
     "F": ["-O0", "-O4", "--no_normal", "--guidance", "controlnet", "--workspace", "panda/rgb_sds"],
     "G": ["-O0", "-O4", "--guidance", "controlnet", "--workspace", "panda/nrm_rgb_sds"],
-    "H": ["-O0", "-O2", "--ref_path", "data/panda_reference.png", "--control_type", "depth", "shuffle",
-          "--control_scale", "0.7", "0.3", "--workspace", "panda/sd_depth_shuffle"],
+    "H": [
+        "-O0",
+        "-O2",
+        "--ref_path",
+        "data/panda_reference.png",
+        "--control_type",
+        "depth",
+        "shuffle",
+        "--control_scale",
+        "0.7",
+        "0.3",
+        "--workspace",
+        "panda/sd_depth_shuffle",
+    ],
 }
 
 
 def resolve(argv: list[str]) -> C.RunConfig:
     args = cli.build_parser().parse_args(["generate", *argv])
-    cfg, _notes = cli.resolve_generate(args)
+    cfg, _notes = cli.generate.resolve_generate(args)
     return cfg
 
 
@@ -69,8 +83,17 @@ def test_sample_A_sdxl_controlnet_texture(original_layout, capsys):
     cfg = resolve(SAMPLES["A"] + COMMON)
     g, o = cfg.guidance, cfg.optim
     assert (g.family, g.controlnets, g.control_scales, g.loss) == ("sdxl", ("depth",), (1.0,), "sds")
-    assert C.resolved_model(g) == "stabilityai/stable-diffusion-xl-base-1.0"  # §8.4 fixed (not 0.9)
-    assert (g.pgc_tau, g.pgc_variant, g.guidance_scale, g.dir_text, g.normal_sds, g.rgb_sds) == (0.1, "clip", 100.0, True, False, True)
+    assert (
+        C.resolved_model(g) == "stabilityai/stable-diffusion-xl-base-1.0"
+    )  # the original fell back to 0.9 here: fixed
+    assert (g.pgc_tau, g.pgc_variant, g.guidance_scale, g.dir_text, g.normal_sds, g.rgb_sds) == (
+        0.1,
+        "clip",
+        100.0,
+        True,
+        False,
+        True,
+    )
     assert (cfg.mesh.shape, cfg.mesh.canonicalize, cfg.texture.material) == ("fixed", True, "albedo")
     assert (o.batch_size, o.iters, o.precision, o.optimizer) == (2, 1200, "auto", "adam")
     assert (cfg.render.resolution, cfg.render.background, cfg.render.zoom_stages) == (1024, "scenery", False)
@@ -103,9 +126,16 @@ def test_sample_H_sd15_multi_controlnet(original_layout):
     assert cli.main(["generate", "--dry-run", *SAMPLES["H"], *COMMON]) == 0
 
 
-@pytest.mark.parametrize("name, needle", [
-    ("B", "--pbr"), ("D", "DMTet"), ("E", "DMTet"), ("F", "DMTet"), ("G", "DMTet"),
-])
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("B", "--pbr"),
+        ("D", "DMTet"),
+        ("E", "DMTet"),
+        ("F", "DMTet"),
+        ("G", "DMTet"),
+    ],
+)
 def test_unsupported_samples_fail_clearly(original_layout, capsys, name, needle):
     cfg = resolve(SAMPLES[name] + COMMON)
     with pytest.raises(C.ConfigError) as e:
@@ -126,13 +156,16 @@ def test_dmtet_samples_keep_their_meaning(original_layout):
     assert d.render.shading == "random"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["-O3"], "zero123"),
-    (["-O2", "--zero123"], "zero123"),
-    (["-O1"], "DMTet"),
-    (["-O2", "--latent"], "--latent"),
-    (["-O2", "--test"], "--test"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["-O3"], "zero123"),
+        (["-O2", "--zero123"], "zero123"),
+        (["-O1"], "DMTet"),
+        (["-O2", "--latent"], "--latent"),
+        (["-O2", "--test"], "--test"),
+    ],
+)
 def test_other_unsupported_options(original_layout, capsys, argv, needle):
     assert cli.main(["generate", "--dry-run", *argv, *COMMON]) == 2
     err = capsys.readouterr().err
@@ -151,19 +184,97 @@ def test_elif_chain_and_guidance_override():
 
 
 def test_new_flags_and_generated_flags(original_layout):
-    cfg = resolve(["-O0", "-O2", *COMMON, "--model", "tiny-sd", "--device", "cpu", "--texture", "uv", "--force",
-                   "--optim.iters", "7", "--guidance.pgc_tau", "none", "--render.antialias", "--no-render.jitter_pose",
-                   "--guidance.t_range", "0.1", "0.9"])
-    assert (cfg.guidance.model, cfg.runtime.device, cfg.texture.kind, cfg.output.force) == ("tiny-sd", "cpu", "uv", True)
+    cfg = resolve(
+        [
+            "-O0",
+            "-O2",
+            *COMMON,
+            "--model",
+            "tiny-sd",
+            "--device",
+            "cpu",
+            "--texture",
+            "uv",
+            "--force",
+            "--optim.iters",
+            "7",
+            "--guidance.pgc_tau",
+            "none",
+            "--render.antialias",
+            "--no-render.jitter_pose",
+            "--guidance.t_range",
+            "0.1",
+            "0.9",
+        ]
+    )
+    assert (cfg.guidance.model, cfg.runtime.device, cfg.texture.kind, cfg.output.force) == (
+        "tiny-sd",
+        "cpu",
+        "uv",
+        True,
+    )
     assert (cfg.optim.iters, cfg.guidance.pgc_tau, cfg.guidance.t_range) == (7, None, (0.1, 0.9))
-    # an explicit --bs survives the SDXL knock-on rule (spec §8.11), with a note
+    # an explicit --bs survives the SDXL knock-on rule (a bug of the original), with a note
     args = cli.build_parser().parse_args(["generate", "-O0", "-O2", "-O4", "--bs", "3", *COMMON])
-    cfg, notes = cli.resolve_generate(args)
+    cfg, notes = cli.generate.resolve_generate(args)
     assert cfg.optim.batch_size == 3 and any("--bs 3 kept" in n for n in notes)
     # presets
     cfg = resolve(["--preset", "texture-sdxl-controlnet-pgc", "--text", "x", "--mesh_path", "m.obj"])
-    assert cfg == C.override(config_from_flags("O0", "O2", "O4", guidance="controlnet"),
-                             **{"guidance.text": "x", "mesh.path": "m.obj"})
+    assert cfg == C.override(
+        config_from_flags("O0", "O2", "O4", guidance="controlnet"), **{"guidance.text": "x", "mesh.path": "m.obj"}
+    )
+
+
+def test_guidance_engine_knobs_are_run_flags(original_layout):
+    """The guidance engine's own knobs are fields of the run config's guidance section, hence --guidance.* flags."""
+    cfg = resolve(
+        [
+            "-O0",
+            "-O2",
+            *COMMON,
+            "--guidance.t_range_end",
+            "0.02",
+            "0.3",
+            "--guidance.resolution",
+            "none",
+            "--guidance.depth_convention",
+            "original",
+            "--no-guidance.vae_sample",
+            "--guidance.ssd_m",
+            "50",
+        ]
+    )
+    g = cfg.guidance
+    assert (g.t_range_end, g.resolution, g.depth_convention, g.vae_sample, g.ssd_m) == (
+        (0.02, 0.3),
+        None,
+        "original",
+        False,
+        50,
+    )
+    bad = C.override(
+        cfg,
+        **{
+            "guidance.t_range_end": (0.5, 0.1),
+            "guidance.vsd_t_range": (0.2, 1.5),
+            "guidance.resolution": 4,
+            "guidance.angle_front": 0.0,
+            "guidance.vsd_camera_dropout": 2.0,
+            "guidance.depth_convention": "far_bright",
+        },
+    )
+    with pytest.raises(C.ConfigError) as e:
+        C.validate(bad, check_files=False)
+    joined = "\n".join(e.value.problems)
+    for needle in (
+        "t_range_end",
+        "vsd_t_range",
+        "guidance.resolution",
+        "angle_front",
+        "vsd_camera_dropout",
+        "depth_convention",
+    ):
+        assert needle in joined, needle
 
 
 def test_every_config_field_has_a_flag_and_a_docstring():
@@ -182,18 +293,39 @@ def test_every_config_field_has_a_flag_and_a_docstring():
 
 
 def test_validate_reports_every_problem_at_once(tmp_path):
-    cfg = C.override(C.RunConfig(), **{
-        "guidance.text": "", "guidance.controlnets": ("depth", "bogus"), "guidance.control_scales": (1.0,),
-        "guidance.t_range": (0.6, 0.2), "render.resolution": 2, "optim.iters": 0, "optim.batch_size": 0,
-        "mesh.path": str(tmp_path / "missing.obj"), "texture.material": "pbr", "runtime.gpus": "a,b",
-        "optim.precision": "fp8",
-    })
+    cfg = C.override(
+        C.RunConfig(),
+        **{
+            "guidance.text": "",
+            "guidance.controlnets": ("depth", "bogus"),
+            "guidance.control_scales": (1.0,),
+            "guidance.t_range": (0.6, 0.2),
+            "render.resolution": 2,
+            "optim.iters": 0,
+            "optim.batch_size": 0,
+            "mesh.path": str(tmp_path / "missing.obj"),
+            "texture.material": "pbr",
+            "runtime.gpus": "a,b",
+            "optim.precision": "fp8",
+        },
+    )
     with pytest.raises(C.ConfigError) as e:
         C.validate(cfg)
     probs = e.value.problems
     joined = "\n".join(probs)
-    for needle in ("guidance.text", "bogus", "control_scales", "t_range", "render.resolution", "optim.iters",
-                   "optim.batch_size", "no such file", "pbr", "runtime.gpus", "optim.precision"):
+    for needle in (
+        "guidance.text",
+        "bogus",
+        "control_scales",
+        "t_range",
+        "render.resolution",
+        "optim.iters",
+        "optim.batch_size",
+        "no such file",
+        "pbr",
+        "runtime.gpus",
+        "optim.precision",
+    ):
         assert needle in joined, needle
     assert len(probs) >= 11
     assert isinstance(e.value, ValueError)

@@ -1,10 +1,11 @@
 """`pgc-fast demo` produces every output of a generation run (short version: 2 steps)."""
+
 from __future__ import annotations
 
 import json
 
 from pgc_fast import cli
-from pgc_fast.demo import make_demo_mesh
+from pgc_fast.apps.demo import make_demo_mesh
 
 
 def test_demo_mesh_is_closed_and_coloured():
@@ -18,8 +19,17 @@ def test_demo_mesh_is_closed_and_coloured():
 def test_demo_writes_every_output(tmp_path, capsys):
     ws = tmp_path / "demo"
     assert cli.main(["demo", "--workspace", str(ws), "--iters", "2"]) == 0
-    for name in ("mesh.obj", "mesh.mtl", "texture.png", "mesh.glb", "turntable.mp4", "turntable.gif", "config.yaml",
-                 "metrics.json", "report.html"):
+    for name in (
+        "mesh.obj",
+        "mesh.mtl",
+        "texture.png",
+        "mesh.glb",
+        "turntable.mp4",
+        "turntable.gif",
+        "config.yaml",
+        "metrics.json",
+        "report.html",
+    ):
         assert (ws / name).is_file(), name
     assert list((ws / "validation").glob("*.png"))
     m = json.loads((ws / "metrics.json").read_text())

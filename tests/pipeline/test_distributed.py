@@ -8,6 +8,7 @@ One torchrun job (this file run as a script, see ``worker``) trains in 2 process
     checkpoint, and ranks draw different noise (the original's seed + rank).
 Then ``pgc-fast generate --gpus 0,1 --device cpu`` relaunches itself through torchrun.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import pipeline_support as S
 from pgc_fast import config as C
-from pgc_fast import distributed as D
-from pgc_fast.demo import make_demo_mesh
+from pgc_fast.apps.demo import make_demo_mesh
 from pgc_fast.mesh import save_mesh
-from pgc_fast.render import orbit_cameras
-from pgc_fast.run import MSEObjective, run
-
+from pgc_fast.train import distributed as D
+from pgc_fast.train.checkpoint import read_latest_checkpoint
+from pgc_fast.train.objectives import MSEObjective
+from pgc_fast.train.trainer import run
 from tolerances import DIST_TOLERANCES
 
 PER_RANK = 2  # views per process per step
@@ -33,33 +35,27 @@ WORLD = 2
 
 
 def tiny_cfg(root: Path, ws: str, kind: str, views: int, **over) -> C.RunConfig:
-    mesh = root / "vase.ply"
-    if not mesh.exists():
-        save_mesh(make_demo_mesh(12, 6), mesh)
-    base = {
-        "mesh.path": str(mesh), "mesh.canonicalize": True, "texture.kind": kind, "texture.uv_resolution": 32,
-        "texture.uv_levels": 2, "texture.export_resolution": 32, "render.resolution": 16, "render.backend": "cpu",
-        "render.shading": "albedo", "render.antialias": False, "texture.pos_perturb": False,
-        "optim.objective": "mse", "optim.iters": 6, "optim.batch_size": views, "optim.lr_texture": 1e-2,
-        "output.root": "", "output.workspace": str(root / ws), "output.val_every": 2, "output.ckpt_every": 0,
-        "output.turntable_frames": 0, "output.save_mesh": False, "output.report": False, "runtime.device": "cpu",
-        "texture.field_levels": 8, "texture.field_log2_table_size": 12,
-    }
-    base.update(over)
-    return C.override(C.RunConfig(), **base)
+    """tests/pipeline_support.py's tiny run with ``views`` per process, unlit, no AA, no jitter (exact equality)."""
+    return S.tiny_config(
+        root,
+        ws,
+        kind,
+        **{
+            "render.shading": "albedo",
+            "render.antialias": False,
+            "texture.pos_perturb": False,
+            "optim.batch_size": views,
+            **over,
+        },
+    )
 
 
 def objective() -> MSEObjective:
     """8 known views (random targets): a global batch of 4 views is 4 distinct views."""
-    cams = orbit_cameras(2.2, [60.0, 70.0, 80.0, 90.0] * 2, [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0],
-                         18.0, 16)
-    g = torch.Generator().manual_seed(1)
-    return MSEObjective(torch.rand(8, 3, 16, 16, generator=g), cams)
+    return S.mse_objective(8)
 
 
-GUIDANCE = {"optim.objective": "guidance", "guidance.text": "a striped vase", "guidance.model": "tiny-sd",
-            "guidance.guidance_scale": 7.5, "guidance.pgc_tau": 0.01, "render.resolution": 32, "optim.iters": 4,
-            "render.shading": "random"}
+GUIDANCE = {**S.TINY_GUIDANCE, "render.shading": "random"}
 
 
 def worker(root: Path) -> None:
@@ -80,12 +76,15 @@ def worker(root: Path) -> None:
     run(part, quiet=True, stop_after=2)
     res = run(C.override(part, **{"output.resume": True}), quiet=True)
     out["resumed_sds"] = res.texture.state_dict()
-    out["sds_loss_resumed"] = {"loss": torch.tensor(res.metrics.get("history", {}).get("loss", [])
-                                                    if dist.is_main else [])}
+    out["sds_loss_resumed"] = {
+        "loss": torch.tensor(res.metrics.get("history", {}).get("loss", []) if dist.is_main else [])
+    }
     out["collectives"] = collectives(dist.rank)
     errors = []
-    for call in (lambda: run(tiny_cfg(root, "full_uv", "uv", PER_RANK), objective=objective(), quiet=True),
-                 lambda: D.rank0_call(lambda: (_ for _ in ()).throw(C.ConfigError(["a", "b"])))):
+    for call in (
+        lambda: run(tiny_cfg(root, "full_uv", "uv", PER_RANK), objective=objective(), quiet=True),
+        lambda: D.rank0_call(lambda: (_ for _ in ()).throw(C.ConfigError(["a", "b"]))),
+    ):
         try:
             call()
         except Exception as e:  # noqa: BLE001 - recorded for the test
@@ -98,9 +97,16 @@ def worker(root: Path) -> None:
 def collectives(rank: int) -> dict[str, torch.Tensor | None]:
     """all_reduce_grads on hand-made gradients: averaged; missing on one rank = zeros there; missing on all
     ranks = stays None; an inf on one rank reaches every rank (GradScalers skip the same steps); float64 too."""
-    ps = {n: torch.nn.Parameter(torch.zeros(k, dtype=dt)) for n, k, dt in (
-        ("used", 3, torch.float32), ("some", 2, torch.float32), ("none", 1, torch.float32),
-        ("inf", 2, torch.float32), ("f64", 2, torch.float64))}
+    ps = {
+        n: torch.nn.Parameter(torch.zeros(k, dtype=dt))
+        for n, k, dt in (
+            ("used", 3, torch.float32),
+            ("some", 2, torch.float32),
+            ("none", 1, torch.float32),
+            ("inf", 2, torch.float32),
+            ("f64", 2, torch.float64),
+        )
+    }
     ps["used"].grad = torch.full((3,), rank + 1.0)
     ps["some"].grad = torch.full((2,), 4.0) if rank == 1 else None
     ps["inf"].grad = torch.tensor([float("inf") if rank == 1 else 0.0, 1.0])
@@ -116,10 +122,21 @@ def job(tmp_path_factory):
     """Run ``worker`` under torchrun with 2 gloo processes; return its directory."""
     root = tmp_path_factory.mktemp("dist")
     tests = str(Path(__file__).resolve().parents[1])  # for `tolerances` in the workers
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([tests, *filter(None, [os.environ.get("PYTHONPATH")])]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}", __file__,
-           "worker", str(root)]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([tests, *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={WORLD}",
+        __file__,
+        "worker",
+        str(root),
+    ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-8000:]
     return root
@@ -144,8 +161,9 @@ def test_two_processes_equal_one_with_twice_the_views(job, tmp_path, kind):
     assert moved > 100 * tol["atol"]
     # the logged loss is the mean over all 4 views, as in one process
     m2 = json.loads((job / f"full_{kind}" / "metrics.json").read_text())
-    torch.testing.assert_close(torch.tensor(m2["history"]["loss"]), torch.tensor(one.metrics["history"]["loss"]),
-                               **DIST_TOLERANCES["loss"])
+    torch.testing.assert_close(
+        torch.tensor(m2["history"]["loss"]), torch.tensor(one.metrics["history"]["loss"]), **DIST_TOLERANCES["loss"]
+    )
     assert (m2["world_size"], m2["views_per_step"], m2["views_per_rank"]) == (WORLD, WORLD * PER_RANK, PER_RANK)
     assert len(m2["ranks"]) == WORLD and all("memory" in r for r in m2["ranks"])
 
@@ -157,7 +175,8 @@ def test_resume_is_exact_across_processes(job):
             assert torch.equal(v, r0[key_res][k]), (key_res, k)  # bit for bit
     assert r0["sds_loss"]["loss"].numel() == 4
     assert torch.equal(r0["sds_loss"]["loss"], r0["sds_loss_resumed"]["loss"])
-    ckpt = torch.load(next((job / "part_sds" / "checkpoints").glob("*.pth")), weights_only=False)
+    ckpt, _ = read_latest_checkpoint(job / "part_sds" / "checkpoints")
+    assert ckpt is not None
     assert ckpt["world_size"] == WORLD and len(ckpt["ranks"]) == WORLD
     g0, g1 = (r["objective"]["guidance"]["generator"] for r in ckpt["ranks"])
     assert not torch.equal(g0, g1)  # each rank its own noise stream
@@ -191,15 +210,19 @@ def test_rank0_alone_writes(job):
     ws = job / "full_uv"
     assert sorted(p.name for p in (ws / "validation").iterdir()) == [f"step{s:07d}_rgb.png" for s in (2, 4, 6)]
     assert (ws / "metrics.json").exists() and (ws / "config.yaml").exists()
-    assert len(list((ws / "checkpoints").glob("*.pth"))) == 1
+    assert len(list((ws / "checkpoints").glob("*.safetensors"))) == 1
 
 
 def test_seed_streams():
     # a function of the keys only; nearby keys give unrelated numbers
     a = torch.rand(4, generator=D.step_generator(0, 5, D.STREAM_CAMERAS))
     assert torch.equal(a, torch.rand(4, generator=D.step_generator(0, 5, D.STREAM_CAMERAS)))
-    for other in (D.step_generator(0, 6, D.STREAM_CAMERAS), D.step_generator(1, 5, D.STREAM_CAMERAS),
-                  D.step_generator(0, 5, D.STREAM_RENDER), D.step_generator(0, 5, D.STREAM_CAMERAS, rank=1)):
+    for other in (
+        D.step_generator(0, 6, D.STREAM_CAMERAS),
+        D.step_generator(1, 5, D.STREAM_CAMERAS),
+        D.step_generator(0, 5, D.STREAM_RENDER),
+        D.step_generator(0, 5, D.STREAM_CAMERAS, rank=1),
+    ):
         assert not torch.equal(a, torch.rand(4, generator=other))
     assert D.DistInfo(1, 2).view_slice(3) == slice(3, 6) and D.SINGLE.view_slice(3) == slice(0, 3)
     with pytest.raises(ValueError, match="relaunch\\(\\): gpus"):
@@ -212,10 +235,31 @@ def test_cli_gpus_relaunches_through_torchrun(tmp_path, capfd):
     mesh = tmp_path / "vase.ply"
     save_mesh(make_demo_mesh(12, 6), mesh)
     ws = tmp_path / "cli"
-    argv = ["generate", "--preset", "demo", "--mesh.path", str(mesh), "--output.root", "", "--output.workspace",
-            str(ws), "--gpus", "0,1", "--device", "cpu", "--optim.iters", "2", "--render.resolution", "32",
-            "--no-texture.init_from_vertex_colors", "--output.turntable_frames", "0",
-            "--output.val_every", "0", "--no-output.save_mesh"]
+    argv = [
+        "generate",
+        "--preset",
+        "demo",
+        "--mesh.path",
+        str(mesh),
+        "--output.root",
+        "",
+        "--output.workspace",
+        str(ws),
+        "--gpus",
+        "0,1",
+        "--device",
+        "cpu",
+        "--optim.iters",
+        "2",
+        "--render.resolution",
+        "32",
+        "--no-texture.init_from_vertex_colors",
+        "--output.turntable_frames",
+        "0",
+        "--output.val_every",
+        "0",
+        "--no-output.save_mesh",
+    ]
     old = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:

@@ -1,6 +1,7 @@
 """benches/gpu_step_parity.py on the CPU (tiny-sdxl, float32): our step and the original's step
-(pgc_fast.reference.OriginalStep) give the same latents, SDS gradient, clipped image gradient and texture
+(pgc_fast.parity.original_step.OriginalStep) give the same latents, SDS gradient, clipped image gradient and texture
 gradient on identical inputs — and the harness notices when the inputs differ."""
+
 import os
 import sys
 
@@ -16,11 +17,11 @@ import gpu_step_parity as P  # noqa: E402
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    from pgc_fast.demo import make_demo_mesh
-    from pgc_fast.mesh import save_mesh
-
     import numpy as np
     from PIL import Image
+
+    from pgc_fast.apps.demo import make_demo_mesh
+    from pgc_fast.mesh import save_mesh
 
     d = tmp_path_factory.mktemp("parity")
     save_mesh(make_demo_mesh(16, 8), d / "vase.obj")

@@ -1,4 +1,5 @@
 """Fixtures for the renderer tests (helpers live in render_helpers.py)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """Helpers for the renderer tests (imported as `render_helpers`; a unique name, since tests/ has several
 conftest.py files): a brute-force pure-torch rasteriser (test-only; the package's CPU backend uses
 ``pgc_fast.mesh.rasterize``) and tiny meshes."""
+
 from __future__ import annotations
 
 import math
@@ -50,17 +51,51 @@ def reference_rasterize(clip_pos: torch.Tensor, faces: torch.Tensor, resolution)
 
 def icosphere(subdiv: int = 1, radius: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
     """Outward-oriented icosphere (counter-clockwise seen from outside), float32 [V,3], int64 [F,3]."""
-    t = (1 + 5 ** 0.5) / 2
-    v = torch.tensor([[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t], [0, 1, -t],
-                      [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]], dtype=torch.float64)
-    f = [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6],
-         [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10],
-         [8, 6, 7], [9, 8, 1]]
+    t = (1 + 5**0.5) / 2
+    v = torch.tensor(
+        [
+            [-1, t, 0],
+            [1, t, 0],
+            [-1, -t, 0],
+            [1, -t, 0],
+            [0, -1, t],
+            [0, 1, t],
+            [0, -1, -t],
+            [0, 1, -t],
+            [t, 0, -1],
+            [t, 0, 1],
+            [-t, 0, -1],
+            [-t, 0, 1],
+        ],
+        dtype=torch.float64,
+    )
+    f = [
+        [0, 11, 5],
+        [0, 5, 1],
+        [0, 1, 7],
+        [0, 7, 10],
+        [0, 10, 11],
+        [1, 5, 9],
+        [5, 11, 4],
+        [11, 10, 2],
+        [10, 7, 6],
+        [7, 1, 8],
+        [3, 9, 4],
+        [3, 4, 2],
+        [3, 2, 6],
+        [3, 6, 8],
+        [3, 8, 9],
+        [4, 9, 5],
+        [2, 4, 11],
+        [6, 2, 10],
+        [8, 6, 7],
+        [9, 8, 1],
+    ]
     verts = [tuple(x) for x in torch.nn.functional.normalize(v, dim=-1).tolist()]
     for _ in range(subdiv):
         cache: dict[tuple[int, int], int] = {}
 
-        def mid(a: int, b: int) -> int:
+        def mid(a: int, b: int, cache: dict[tuple[int, int], int] = cache) -> int:
             key = (min(a, b), max(a, b))
             if key not in cache:
                 p = torch.nn.functional.normalize(torch.tensor(verts[a]) + torch.tensor(verts[b]), dim=0)
@@ -95,5 +130,8 @@ def uv_cube(half: float = 0.5) -> dict[str, torch.Tensor]:
             verts.append((n + s * a + t * b) * half)
             uvs.append([(col + m + (s + 1) / 2 * (1 - 2 * m)) / 3, (row + m + (t + 1) / 2 * (1 - 2 * m)) / 2])
         faces += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
-    return {"vertices": torch.stack(verts).float(), "faces": torch.tensor(faces, dtype=torch.int64),
-            "uvs": torch.tensor(uvs, dtype=torch.float32)}
+    return {
+        "vertices": torch.stack(verts).float(),
+        "faces": torch.tensor(faces, dtype=torch.int64),
+        "uvs": torch.tensor(uvs, dtype=torch.float32),
+    }

@@ -1,4 +1,5 @@
 """CPU backend: values against brute-force references, gradients to attributes, textures and vertex positions."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -6,7 +7,6 @@ import importlib.util
 import pytest
 import torch
 
-from render_helpers import reference_rasterize
 from pgc_fast.render.backends import (
     CpuBackend,
     antialias_torch,
@@ -18,6 +18,7 @@ from pgc_fast.render.backends import (
     texture_torch,
 )
 from pgc_fast.render.camera import orbit_cameras
+from render_helpers import reference_rasterize
 
 
 def _scene(sphere, H=32, phi=30.0):
@@ -64,7 +65,9 @@ def test_barycentric_gradcheck_wrt_vertices(sphere):
     clip = cams.to_clip(V)
     rast = reference_rasterize(clip, Fc, (12, 12))
     c64 = clip.double().requires_grad_(True)
-    torch.autograd.gradcheck(lambda c: barycentrics_from_ids(c, Fc, rast.double())[..., :3], (c64,), atol=1e-6, fast_mode=True)
+    torch.autograd.gradcheck(
+        lambda c: barycentrics_from_ids(c, Fc, rast.double())[..., :3], (c64,), atol=1e-6, fast_mode=True
+    )
 
 
 def test_interpolate_against_loop(sphere):
@@ -99,8 +102,12 @@ def _bilinear_ref(tex, u, v, wrap):
             return tex[i % Ht, j % Wt]
         return tex[min(max(i, 0), Ht - 1), min(max(j, 0), Wt - 1)]
 
-    return ((1 - fx) * (1 - fy) * at(y0, x0) + fx * (1 - fy) * at(y0, x0 + 1) + (1 - fx) * fy * at(y0 + 1, x0)
-            + fx * fy * at(y0 + 1, x0 + 1))
+    return (
+        (1 - fx) * (1 - fy) * at(y0, x0)
+        + fx * (1 - fy) * at(y0, x0 + 1)
+        + (1 - fx) * fy * at(y0 + 1, x0)
+        + fx * fy * at(y0 + 1, x0 + 1)
+    )
 
 
 @pytest.mark.parametrize("mode", ["wrap", "clamp"])
@@ -114,8 +121,11 @@ def test_texture_bilinear_against_reference(mode):
             want = _bilinear_ref(tex[0], float(uv[0, y, x, 0]), float(uv[0, y, x, 1]), mode == "wrap")
             assert torch.allclose(out[0, y, x], want, atol=1e-10), (mode, y, x)
     # texel centres reproduce texels exactly (row 0 is v = 0)
-    centres = torch.stack(torch.meshgrid((torch.arange(5) + 0.5) / 5, (torch.arange(7) + 0.5) / 7, indexing="ij"),
-                          -1).flip(-1)[None].double()
+    centres = (
+        torch.stack(torch.meshgrid((torch.arange(5) + 0.5) / 5, (torch.arange(7) + 0.5) / 7, indexing="ij"), -1)
+        .flip(-1)[None]
+        .double()
+    )
     assert torch.allclose(texture_torch(tex, centres, boundary_mode=mode), tex, atol=1e-12)
     t = tex.clone().requires_grad_(True)
     u = (torch.rand(1, 3, 3, 2, generator=g, dtype=torch.float64) * 0.8 + 0.1).requires_grad_(True)
@@ -167,7 +177,9 @@ def test_antialias_blends_silhouettes_and_gradients_reach_vertices():
     # float64 gradcheck of the edge-crossing path (the discrete choices do not change under eps)
     c64 = clip.detach().double().requires_grad_(True)
     col = torch.rand(1, 24, 24, 2, dtype=torch.float64, requires_grad=True)
-    torch.autograd.gradcheck(lambda c, k: antialias_torch(k, rast.detach().double(), c, Fc), (c64, col), atol=1e-6, fast_mode=True)
+    torch.autograd.gradcheck(
+        lambda c, k: antialias_torch(k, rast.detach().double(), c, Fc), (c64, col), atol=1e-6, fast_mode=True
+    )
 
 
 def test_interior_edges_are_not_antialiased(sphere):

@@ -1,13 +1,14 @@
 """nvdiffrast backend against the cpu backend on a small scene (CUDA only; the full-size comparison with timings
 is benches/gpu_render_parity.py)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from render_helpers import icosphere
 from pgc_fast.render.backends import CpuBackend, get_backend
 from pgc_fast.render.camera import orbit_cameras
+from render_helpers import icosphere
 
 pytestmark = pytest.mark.gpu
 
@@ -34,8 +35,9 @@ def test_backends_agree(backends):
     tex = torch.rand(1, 32, 32, 3, device="cuda")
     uv = nv.interpolate(attr[:, :2].contiguous(), r_nv, Fc) * 1.2 - 0.1
     for mode in ("wrap", "clamp"):
-        assert torch.allclose(nv.texture(tex, uv, boundary_mode=mode), cpu.texture(tex, uv, boundary_mode=mode),
-                              atol=1e-4)
+        assert torch.allclose(
+            nv.texture(tex, uv, boundary_mode=mode), cpu.texture(tex, uv, boundary_mode=mode), atol=1e-4
+        )
     img = nv.interpolate(attr[:, :3].contiguous(), r_nv, Fc)
     cp_nv, cp_cpu = clip.clone().requires_grad_(True), clip.clone().requires_grad_(True)
     a_nv, a_cpu = nv.antialias(img, r_nv, cp_nv, Fc), cpu.antialias(img, r_nv, cp_cpu, Fc)

@@ -1,14 +1,16 @@
 """Mesh renderer outputs (image, mask, depth, positions, normals, background, shading) and gradients."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from render_helpers import icosphere, reference_rasterize, uv_cube
+from pgc_fast.mesh import vertex_normals
 from pgc_fast.render.backends import CpuBackend
 from pgc_fast.render.camera import orbit_cameras
-from pgc_fast.render.renderer import MeshRenderer, RenderMesh, vertex_normals
-from pgc_fast.render.texture import FieldTexture, UVTexture, VertexColorTexture
+from pgc_fast.render.renderer import MeshRenderer, RenderMesh
+from pgc_fast.render.textures import FieldTexture, UVTexture, VertexColorTexture
+from render_helpers import icosphere, reference_rasterize, uv_cube
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +62,15 @@ def test_background_colour_and_image(setup):
     mesh, cams, r = setup
     out = r.render(mesh, cams, mesh.colors, background=[0.1, 0.2, 0.3], antialias=False)
     empty = out.mask[:, 0] == 0
-    assert torch.allclose(out.image.permute(0, 2, 3, 1)[empty], torch.tensor([0.1, 0.2, 0.3]).expand(int(empty.sum()), 3))
+    assert torch.allclose(
+        out.image.permute(0, 2, 3, 1)[empty], torch.tensor([0.1, 0.2, 0.3]).expand(int(empty.sum()), 3)
+    )
     bg = torch.rand(3, 64, 64)
     out2 = r.render(mesh, cams, mesh.colors, background=bg, antialias=True)
-    small = torch.nn.functional.interpolate(bg[None], size=(32, 32), mode="bilinear", align_corners=False,
-                                            antialias=True)[0]
-    far = (out2.mask[:, 0] == 0)
+    small = torch.nn.functional.interpolate(
+        bg[None], size=(32, 32), mode="bilinear", align_corners=False, antialias=True
+    )[0]
+    far = out2.mask[:, 0] == 0
     far[:, 1:] &= out2.mask[:, 0, :-1] == 0
     far[:, :-1] &= out2.mask[:, 0, 1:] == 0
     assert torch.allclose(out2.image[0].permute(1, 2, 0)[far[0]], small.permute(1, 2, 0)[far[0]], atol=1e-5)
@@ -81,9 +86,12 @@ def test_shading_modes_and_determinism(setup):
     cov = a.mask > 0.999
     ratio = (a.image / a.albedo.clamp_min(1e-6))[cov.expand_as(a.image)]
     assert ratio.min() >= 0.1 - 1e-4 and ratio.max() <= 1 + 1e-4  # ambient 0.1 .. fully lit
-    used = [r.render(mesh, cams[:1], mesh.colors, shading="random", generator=torch.Generator().manual_seed(s),
-                     resolution=(4, 4)).shading
-            for s in range(40)]
+    used = [
+        r.render(
+            mesh, cams[:1], mesh.colors, shading="random", generator=torch.Generator().manual_seed(s), resolution=(4, 4)
+        ).shading
+        for s in range(40)
+    ]
     frac = used.count("albedo") / len(used)
     assert 0.05 < frac < 0.45 and set(used) == {"albedo", "lambertian"}
     nrm = r.render(mesh, cams, mesh.colors, shading="normal", background=0.0, antialias=False)
@@ -96,14 +104,17 @@ def test_gradients_reach_textures_and_vertices():
     cams = orbit_cameras(2.4, 60.0, 35.0, 28.0, 24)
     r = MeshRenderer(CpuBackend(reference_rasterize))
     uvt = UVTexture(32, min_resolution=4, init=0.4)
-    field = FieldTexture(torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3),
-                                             torch.nn.Sigmoid()), input_range="world")
+    field = FieldTexture(
+        torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3), torch.nn.Sigmoid()),
+        input_range="world",
+    )
     vc = VertexColorTexture(torch.rand(24, 3), learnable=True)
     target = torch.rand(1, 3, 24, 24)
     for tex in (uvt, field, vc):
         mesh = RenderMesh(V, cube["faces"], uvs=cube["uvs"])  # normals are recomputed from V: part of the graph
-        out = r.render(mesh, cams, tex, background=0.5, shading="lambertian",
-                       generator=torch.Generator().manual_seed(0))
+        out = r.render(
+            mesh, cams, tex, background=0.5, shading="lambertian", generator=torch.Generator().manual_seed(0)
+        )
         loss = ((out.image - target) ** 2).mean()
         V.grad = None
         loss.backward()

@@ -1,4 +1,5 @@
 """Texture representations: the UV pyramid, seam dilation, baking a field into an atlas, vertex-colour init."""
+
 from __future__ import annotations
 
 import math
@@ -6,11 +7,10 @@ import math
 import pytest
 import torch
 
-from render_helpers import icosphere, reference_rasterize, uv_cube
 from pgc_fast.render.backends import CpuBackend
 from pgc_fast.render.camera import orbit_cameras
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh
-from pgc_fast.render.texture import (
+from pgc_fast.render.textures import (
     FieldTexture,
     UVTexture,
     VertexColorTexture,
@@ -20,6 +20,7 @@ from pgc_fast.render.texture import (
     init_texture,
     sample_surface,
 )
+from render_helpers import icosphere, reference_rasterize, uv_cube
 
 BE = CpuBackend(reference_rasterize)
 
@@ -62,8 +63,9 @@ def test_pyramid_forms_coarse_structure_first():
     R = 64
     c = (torch.arange(R) + 0.5) / R
     yy, xx = torch.meshgrid(c, c, indexing="ij")
-    full = torch.stack([0.5 + 0.4 * torch.sin(2 * math.pi * xx), 0.5 + 0.4 * torch.cos(2 * math.pi * yy),
-                        0.2 + 0.6 * xx * yy], -1)
+    full = torch.stack(
+        [0.5 + 0.4 * torch.sin(2 * math.pi * xx), 0.5 + 0.4 * torch.cos(2 * math.pi * yy), 0.2 + 0.6 * xx * yy], -1
+    )
     g = torch.Generator().manual_seed(0)
     uv = torch.rand(1, 1, 80, 2, generator=g)
     target = BE.texture(full[None], uv, boundary_mode="clamp")
@@ -123,7 +125,7 @@ def test_bake_field_to_uv_and_render_back():
 
 
 def test_bake_with_unwrap_when_available():
-    pytest.importorskip("pgc_fast.uv")
+    pytest.importorskip("pgc_fast.mesh.uv")
     V, Fc = icosphere(1)
     field = FieldTexture(LinearField())
     try:
@@ -136,7 +138,7 @@ def test_bake_with_unwrap_when_available():
 
 
 def test_hash_grid_texture_field_renders_and_learns():
-    """The default field (pgc_fast.field.TextureField) behind FieldTexture: output range, gradients to its table."""
+    """The default field (pgc_fast.fields.TextureField) behind FieldTexture: output range, gradients to its table."""
     pytest.importorskip("pgc_kernels")
     cube = uv_cube()
     mesh = RenderMesh(cube["vertices"], cube["faces"], uvs=cube["uvs"])
@@ -165,8 +167,10 @@ def test_init_texture_from_vertex_colors():
     vc = VertexColorTexture(torch.zeros(24, 3), learnable=True)
     assert init_texture(vc, mesh, BE) and torch.allclose(vc.colors(), cols, atol=1e-4)
     torch.manual_seed(0)
-    field = FieldTexture(torch.nn.Sequential(torch.nn.Linear(3, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3),
-                                             torch.nn.Sigmoid()), input_range="world")
+    field = FieldTexture(
+        torch.nn.Sequential(torch.nn.Linear(3, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3), torch.nn.Sigmoid()),
+        input_range="world",
+    )
     before = fit_field_to_vertex_colors(field, mesh, steps=1, n_points=256, generator=torch.Generator().manual_seed(0))
     after = fit_field_to_vertex_colors(field, mesh, steps=100, n_points=256, generator=torch.Generator().manual_seed(0))
     assert after < 0.3 * before
@@ -188,12 +192,17 @@ def test_uv_convention_matches_pgc_fast_mesh():
         pytest.skip("pgc_fast.mesh without bake_vertex_colors")
     cube = uv_cube()
     cols = (cube["vertices"] / 0.5 + 1) / 2
-    m = mesh_mod.Mesh(vertices=cube["vertices"].numpy(), faces=cube["faces"].numpy(), uvs=cube["uvs"].numpy(),
-                      uv_faces=cube["faces"].numpy(), colors=cols.numpy())
+    m = mesh_mod.Mesh(
+        vertices=cube["vertices"].numpy(),
+        faces=cube["faces"].numpy(),
+        uvs=cube["uvs"].numpy(),
+        uv_faces=cube["faces"].numpy(),
+        colors=cols.numpy(),
+    )
     rm = RenderMesh.from_mesh(m)
     assert torch.equal(rm.uv_faces, cube["faces"]) and torch.allclose(rm.colors, cols)
     theirs = torch.as_tensor(mesh_mod.bake_vertex_colors(m, 64, padding=0))
-    from pgc_fast.render.texture import bake_vertex_colors_to_uv
+    from pgc_fast.render.textures import bake_vertex_colors_to_uv
 
     ours = bake_vertex_colors_to_uv(rm, BE, 64, dilate_pixels=0).flip(0)
     covered = (theirs.sum(-1) > 0) & (ours.sum(-1) > 0)

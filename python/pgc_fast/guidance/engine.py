@@ -3,6 +3,7 @@ per step for all views and both CFG halves, and dispatches to the method files (
 
 See the package docstring (``pgc_fast.guidance``) for the interface the training loop uses.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -10,15 +11,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from pgc_fast.config.schema import CfgForm, GuidanceConfig
+from pgc_fast.guidance import conditions, prompts, schedule
+from pgc_fast.guidance.methods import bgt, csd, sds, ssd, vsd
+from pgc_fast.guidance.methods.vsd import VSDState
+from pgc_fast.guidance.models.builtin import ModelBundle
+from pgc_fast.guidance.text import TextEmbeddings
 from pgc_kernels import attach_pgc, sds_loss
 
-from . import bgt, common, csd, sds, ssd, vsd
-from .builtin import ModelBundle
-from .config import GuidanceConfig
-from .loading import load_models, resolve_dtype
-from .text import build_text_embeddings
-
 _GRAD_FNS = {"sds": sds.grad, "csd": csd.grad, "ssd": ssd.grad}
+
+
+def resolved_convention(cfg: GuidanceConfig) -> CfgForm:
+    """The CFG form in use: ``cfg.cfg_convention``, where ``auto`` = diffusers for VSD, pgc otherwise (the original)."""
+    if cfg.cfg_convention != "auto":
+        return cfg.cfg_convention
+    return "diffusers" if cfg.loss == "vsd" else "pgc"
 
 
 @dataclass
@@ -72,113 +81,81 @@ class Batch:
 
 
 class Guidance:
-    """Score-distillation guidance from a frozen SD/SDXL model (+ ControlNets). Build with :func:`load_guidance`."""
+    """Score-distillation guidance from a frozen SD/SDXL model (+ ControlNets). Build with :func:`load_guidance`
+    (from the configuration) or :func:`build_guidance` (over already-loaded models): they load the models, apply
+    the speed levers and compile, encode the prompts, read the reference image and set up VSD; this only stores
+    the parts.
 
-    def __init__(self, cfg: GuidanceConfig, models: ModelBundle):
+    Args:
+        cfg: the run configuration's guidance section.
+        models: the (sped-up) modules; ``models.unet`` / ``models.controlnet`` may be compiled wrappers.
+        text: the encoded prompts (:func:`pgc_fast.guidance.text.build_text_embeddings`).
+        generator: the noise RNG, on the models' device.
+        iters: length of the run (DreamTime, BGT+ and t-range annealing schedules).
+        reference: the shuffle ControlNet's condition image [1, 3, R, R] or None.
+        vsd: VSD's LoRA state when ``cfg.loss == "vsd"``, else None.
+        vae_channels_last: feed the VAE channels_last inputs (its weights were converted).
+    """
+
+    def __init__(
+        self,
+        cfg: GuidanceConfig,
+        models: ModelBundle,
+        *,
+        text: TextEmbeddings,
+        generator: torch.Generator,
+        iters: int,
+        reference: torch.Tensor | None = None,
+        vsd: VSDState | None = None,
+        vae_channels_last: bool = False,
+    ):
         self.cfg = cfg
         self.models = models
         self.unet = models.unet
         self.vae = models.vae
         self.controlnet = models.controlnet
-        self.device = next(self.unet.parameters()).device
-        self.dtype = next(self.unet.parameters()).dtype
+        self.text = text
+        self.generator = generator
+        self.iters = iters
+        self.reference = reference
+        self.vsd = vsd
+        self.vae_channels_last = vae_channels_last
+        self.device = next(models.unet.parameters()).device
+        self.dtype = next(models.unet.parameters()).dtype
         self.is_sdxl = models.is_sdxl
         self.resolution = int(cfg.resolution or models.resolution)
-        self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        self.latent_size = self.resolution // self.vae_factor
-        self.scaling_factor = float(self.vae.config.scaling_factor)
-        self.alphas = common.alphas_cumprod(models.scheduler_config, self.device)
+        self.latent_size = self.resolution // models.vae_factor
+        self.scaling_factor = float(models.vae.config.scaling_factor)
+        self.alphas = schedule.alphas_cumprod(models.scheduler_config, self.device)
         self.num_train_timesteps = int(self.alphas.numel())
         self.prediction_type = models.scheduler_config.get("prediction_type", "epsilon")
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
-        if cfg.method not in ("sds", "vsd", "bgt", "csd", "ssd"):
-            raise ValueError(f"Guidance(): cfg.method must be sds|vsd|bgt|csd|ssd, got {cfg.method!r}")
-        self.convention = (("diffusers" if cfg.method == "vsd" else "pgc") if cfg.cfg_convention == "auto"
-                           else cfg.cfg_convention)
+        self.convention = resolved_convention(cfg)
         self.control_types = list(models.control_types)
-        n = len(self.control_types)
-        scales = list(cfg.control_scales) or [1.0] * n
-        if len(scales) != n:
-            raise ValueError(f"Guidance(): control_scales must have one entry per ControlNet ({n}), got {scales}")
-        self.control_scales = [float(s) for s in scales]
-        self.text = build_text_embeddings(
-            cfg.text, cfg.negative, tokenizers=models.tokenizers, encoders=models.text_encoders, sdxl=self.is_sdxl,
-            device=self.device, dtype=self.dtype, suppress_face=cfg.suppress_face,
-            zero_empty_negative=cfg.zero_empty_negative, offload=self.device.type == "cuda")
-        self.reference: torch.Tensor | None = None
-        if "shuffle" in self.control_types:
-            self.reference = self._load_reference()
+        self.control_scales = [float(s) for s in cfg.control_scales] or [1.0] * len(self.control_types)
         self.pgc_hooks: dict[str, Any] = {}
-        self._time_ids: dict[tuple[int, int], torch.Tensor] = {}
-        if cfg.channels_last and self.device.type == "cuda":
-            # NHWC convolutions (cuDNN's fast path for half precision); see benches/RESULTS.md for the effect.
-            for m in (self.unet, self.vae, self.controlnet):
-                if m is not None:
-                    m.to(memory_format=torch.channels_last)
-        self._vae_channels_last = cfg.channels_last and self.device.type == "cuda"
-        if cfg.fast_vae:
-            from pgc_fast.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
-
-            use_chunked_attention(self.vae)
-            use_frozen_convs(self.vae)
-            if self.device.type == "cuda":
-                # The Triton GroupNorm makes channels_last pay (PyTorch's NHWC GroupNorm is what made it slow).
-                use_fused_group_norm(self.vae)
-                self.vae.to(memory_format=torch.channels_last)
-                self._vae_channels_last = True
-        if cfg.compile_vae:
-            self.vae.encoder = torch.compile(self.vae.encoder, dynamic=False)
-        if cfg.compile_unet and cfg.method != "vsd":
-            if cfg.compile_scope == "full":
-                self.unet = torch.compile(self.unet, dynamic=False)
-                if self.controlnet is not None:
-                    self.controlnet = torch.compile(self.controlnet, dynamic=False)
-            else:
-                from pgc_fast.accel import compile_blocks
-
-                compile_blocks(self.unet)
-                if self.controlnet is not None:
-                    compile_blocks(self.controlnet)
-        self.vsd = vsd.VSDState(self) if cfg.method == "vsd" else None
+        self._time_ids: dict[tuple[int, ...], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _load_reference(self) -> torch.Tensor:
-        if not self.cfg.reference_image:
-            raise ValueError("Guidance(): the shuffle ControlNet needs cfg.reference_image, got None")
-        import numpy as np
-        from PIL import Image
-
-        img = Image.open(self.cfg.reference_image)
-        if img.mode == "RGBA":  # composite on white, as a render on a white background
-            bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(bg, img)
-        arr = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
-        ref = common.resize(arr.permute(2, 0, 1)[None].to(self.device), self.resolution)
-        if self.cfg.shuffle_reference:
-            g = torch.Generator(self.device).manual_seed(self.cfg.seed + 1)
-            ref = common.content_shuffle(ref, g)
-        return ref.clamp(0, 1)
-
     def timestep_range(self, step: int) -> tuple[int, int]:
         """Integer [t_min, t_max] at ``step`` (t-range annealing applied)."""
-        rng = common.annealed_t_range(step, self.cfg.iters, self.cfg.t_range, self.cfg.t_range_end)
-        return common.t_bounds(rng, self.num_train_timesteps)
+        rng = schedule.annealed_t_range(step, self.iters, self.cfg.t_range, self.cfg.t_range_end)
+        return schedule.t_bounds(rng, self.num_train_timesteps)
 
     def sample_t(self, batch: int, step: int, *, dreamtime: bool) -> torch.Tensor:
         if dreamtime:
-            t = common.dreamtime_t(step, self.cfg.iters, self.cfg.init_time)
+            t = schedule.dreamtime_t(step, self.iters, self.cfg.init_time)
             return torch.full((batch,), t, device=self.device, dtype=torch.long)
         lo, hi = self.timestep_range(step)
-        return common.sample_timesteps(batch, lo, hi, self.device, self.generator)
+        return schedule.sample_timesteps(batch, lo, hi, self.device, self.generator)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images [B, 3, H, W] in [0, 1] → (latents [B, 4, h, w] with grad, images at model res); latent mode:
         [B, 4, h', w'] → resized latents, None."""
-        if self.cfg.latent_mode:
-            return common.resize(images, self.latent_size), None
-        x = common.resize(images, self.resolution)
+        if self.cfg.latent:
+            return conditions.resize(images, self.latent_size), None
+        x = conditions.resize(images, self.resolution)
         vae_in = (2 * x - 1).to(self.vae.dtype)
-        if self._vae_channels_last:
+        if self.vae_channels_last:
             vae_in = vae_in.contiguous(memory_format=torch.channels_last)
         with self._no_autocast():
             post = self.vae.encode(vae_in).latent_dist
@@ -195,37 +172,58 @@ class Guidance:
         if not self.cfg.dir_text or azimuth_deg is None:
             return torch.zeros(batch, dtype=torch.long, device=self.device)
         az = torch.as_tensor(azimuth_deg, device=self.device).reshape(-1).expand(batch)
-        po = (torch.as_tensor(polar_deg, device=self.device).reshape(-1).expand(batch) if polar_deg is not None
-              else torch.full((batch,), 90.0, device=self.device))
-        return 1 + common.view_ids(az, po, self.cfg.angle_front, self.cfg.angle_overhead)
+        po = (
+            torch.as_tensor(polar_deg, device=self.device).reshape(-1).expand(batch)
+            if polar_deg is not None
+            else torch.full((batch,), 90.0, device=self.device)
+        )
+        return 1 + prompts.view_ids(az, po, self.cfg.angle_front, self.cfg.angle_overhead)
 
-    def control_images(self, images: torch.Tensor, depth: torch.Tensor | None, mask: torch.Tensor | None,
-                       normals: torch.Tensor | None) -> list[torch.Tensor]:
-        """Condition image per ControlNet, [B, 3, R, R] float32 in [0, 1] (diffusers' convention)."""
+    def control_images(
+        self,
+        images: torch.Tensor,
+        depth: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        normals: torch.Tensor | None,
+        c2w: torch.Tensor | None = None,
+        surface_normals: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Condition image per ControlNet, [B, 3, R, R] float32 in [0, 1] (diffusers' convention). The normal
+        ControlNet's is built from ``surface_normals`` and ``c2w`` (conditions.normal_condition) when given, else
+        ``normals`` (the normal-SDS map) is used as is."""
         b = images.shape[0]
         out = []
         for kind in self.control_types:
             if kind == "depth":
                 if depth is None:
                     raise ValueError("Guidance.step(): depth must be given when a depth ControlNet is loaded, got None")
-                out.append(common.depth_condition(depth, mask, self.resolution, self.cfg.depth_convention,
-                                                  self.cfg.depth_floor))
+                out.append(
+                    conditions.depth_condition(
+                        depth, mask, self.resolution, self.cfg.depth_convention, self.cfg.depth_floor
+                    )
+                )
             elif kind == "normal":
-                if normals is None:
-                    raise ValueError("Guidance.step(): normals must be given for the normal ControlNet, got None")
-                out.append(common.resize(normals.detach().float(), self.resolution))
+                if surface_normals is not None and c2w is not None:
+                    out.append(conditions.normal_condition(surface_normals, c2w, mask, self.resolution))
+                elif normals is not None:
+                    out.append(conditions.resize(normals.detach().float(), self.resolution))
+                else:
+                    raise ValueError(
+                        "Guidance.step(): the normal ControlNet needs surface_normals and c2w (or normals), got None"
+                    )
             elif kind == "tile":
                 src = images.detach().float()
-                if self.cfg.latent_mode:
-                    src = self.decode(common.resize(src, self.latent_size))
-                out.append(common.resize(src, self.resolution))
+                if self.cfg.latent:
+                    src = self.decode(conditions.resize(src, self.latent_size))
+                out.append(conditions.resize(src, self.resolution))
             elif kind == "shuffle":
                 assert self.reference is not None
                 out.append(self.reference.expand(b, -1, -1, -1))
         return out
 
-    def embeddings(self, ids: torch.Tensor, orig_hw: tuple[int, int], *, cfg: bool = True,
-                   invariant: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    def embeddings(
+        self, ids: torch.Tensor, orig_hw: tuple[int, int], *, cfg: bool = True, invariant: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         """Encoder hidden states ([2B or B, 77, D]: uncond rows first) and SDXL added conditions."""
         tx = self.text
         rows = torch.zeros_like(ids) if invariant else ids
@@ -235,18 +233,27 @@ class Guidance:
             hidden = tx.cond[rows]
         if not self.is_sdxl:
             return hidden, None
+        assert tx.pooled is not None and tx.uncond_pooled is not None  # SDXL's second text encoder pools
         pooled = torch.cat([tx.uncond_pooled[rows], tx.pooled[rows]]) if cfg else tx.pooled[rows]
         # SDXL micro-conditioning: (original size, crop top-left, target size) of the real input. Cached per
         # size: building it from a Python list each step is a host-to-device copy, i.e. a sync.
         key = tuple(orig_hw)
         if key not in self._time_ids:
-            self._time_ids[key] = torch.tensor([*orig_hw, 0, 0, self.resolution, self.resolution],
-                                               dtype=self.dtype).to(self.device)
+            self._time_ids[key] = torch.tensor([*orig_hw, 0, 0, self.resolution, self.resolution], dtype=self.dtype).to(
+                self.device
+            )
         time_ids = self._time_ids[key].expand(hidden.shape[0], 6)
         return hidden, {"text_embeds": pooled, "time_ids": time_ids}
 
-    def unet_eps(self, z_t: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, added: dict | None,
-                 controls: list[torch.Tensor], class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def unet_eps(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        hidden: torch.Tensor,
+        added: dict | None,
+        controls: list[torch.Tensor],
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """One UNet (+ ControlNet) call on the whole batch; returns eps predictions in the UNet dtype."""
         x = z_t.to(self.dtype)
         down = mid = None
@@ -255,17 +262,35 @@ class Guidance:
             cimgs = [c.to(self.dtype).repeat(reps, 1, 1, 1) for c in controls]
             multi = len(cimgs) > 1
             down, mid = self.controlnet(
-                x, t, encoder_hidden_states=hidden, controlnet_cond=cimgs if multi else cimgs[0],
+                x,
+                t,
+                encoder_hidden_states=hidden,
+                controlnet_cond=cimgs if multi else cimgs[0],
                 conditioning_scale=self.control_scales if multi else self.control_scales[0],
-                added_cond_kwargs=added, return_dict=False)
-        out = self.unet(x, t, encoder_hidden_states=hidden, added_cond_kwargs=added, class_labels=class_labels,
-                        down_block_additional_residuals=down, mid_block_additional_residual=mid,
-                        return_dict=False)[0]
-        return common.eps_from_output(out, x, self.alphas[t], self.prediction_type)
+                added_cond_kwargs=added,
+                return_dict=False,
+            )
+        out = self.unet(
+            x,
+            t,
+            encoder_hidden_states=hidden,
+            added_cond_kwargs=added,
+            class_labels=class_labels,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+            return_dict=False,
+        )[0]
+        return schedule.eps_from_output(out, x, self.alphas[t], self.prediction_type)
 
     @torch.no_grad()
-    def predict_cfg(self, z_t: torch.Tensor, t: torch.Tensor, ids: torch.Tensor, controls: list[torch.Tensor],
-                    orig_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_cfg(
+        self,
+        z_t: torch.Tensor,
+        t: torch.Tensor,
+        ids: torch.Tensor,
+        controls: list[torch.Tensor],
+        orig_hw: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(eps_cond, eps_uncond) for all samples in ONE UNet call on [z_t; z_t] (uncond half first)."""
         hidden, added = self.embeddings(ids, orig_hw, cfg=True)
         with self._pretrained_unet(), self._no_autocast():
@@ -292,13 +317,14 @@ class Guidance:
             yield
 
     def _attach_pgc(self, name: str, tensor: torch.Tensor, scaler: Any) -> None:
-        if self.cfg.pgc_tau < 0 or not tensor.requires_grad:
+        if self.cfg.pgc_tau is None or not tensor.requires_grad:
             return
         old = self.pgc_hooks.pop(name, None)
         if old is not None:
             old.remove()
-        self.pgc_hooks[name] = attach_pgc(tensor, self.cfg.pgc_tau, scaler, return_stats=True,
-                                          variant=self.cfg.pgc_variant, norm=self.cfg.pgc_norm)
+        self.pgc_hooks[name] = attach_pgc(
+            tensor, self.cfg.pgc_tau, scaler, return_stats=True, variant=self.cfg.pgc_variant, norm=self.cfg.pgc_norm
+        )
 
     @property
     def pgc_stats(self) -> dict[str, Any]:
@@ -319,64 +345,86 @@ class Guidance:
             self.generator.set_state(state["generator"])
         if "vsd" in state:
             if self.vsd is None:
-                raise ValueError("Guidance.load_state_dict(): state holds VSD weights but cfg.method is "
-                                 f"{self.cfg.method!r}")
+                raise ValueError(
+                    f"Guidance.load_state_dict(): state holds VSD weights but cfg.loss is {self.cfg.loss!r}"
+                )
             self.vsd.load_state_dict(state["vsd"])
 
     # ------------------------------------------------------------------------------------------ step
-    def step(self, images: torch.Tensor, *, step: int, azimuth_deg: torch.Tensor | None = None,
-             polar_deg: torch.Tensor | None = None, c2w: torch.Tensor | None = None,
-             depth: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-             normals: torch.Tensor | None = None, scaler: Any = None) -> GuidanceOutput:
+    def step(
+        self,
+        images: torch.Tensor,
+        *,
+        step: int,
+        azimuth_deg: torch.Tensor | None = None,
+        polar_deg: torch.Tensor | None = None,
+        c2w: torch.Tensor | None = None,
+        depth: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        normals: torch.Tensor | None = None,
+        scaler: Any = None,
+        surface_normals: torch.Tensor | None = None,
+    ) -> GuidanceOutput:
         """One guidance evaluation for a batch of views. See the package docstring for the contract."""
         cfg = self.cfg
         if images.dim() != 4:
             raise ValueError(f"Guidance.step(): images must be [B, C, H, W], got shape {tuple(images.shape)}")
-        want_c = 4 if cfg.latent_mode else 3
+        want_c = 4 if cfg.latent else 3
         if images.shape[1] != want_c:
-            raise ValueError(f"Guidance.step(): images must have {want_c} channels "
-                             f"({'latent mode' if cfg.latent_mode else 'RGB in [0, 1]'}), got {images.shape[1]}")
+            raise ValueError(
+                f"Guidance.step(): images must have {want_c} channels "
+                f"({'latent mode' if cfg.latent else 'RGB in [0, 1]'}), got {images.shape[1]}"
+            )
         b = images.shape[0]
         self._attach_pgc("rgb", images, scaler)
         if normals is not None and cfg.pgc_normals:
             self._attach_pgc("normal", normals, scaler)
-        orig_hw = (self.resolution, self.resolution) if cfg.latent_mode else (int(images.shape[-2]), int(images.shape[-1]))
+        orig_hw = (self.resolution, self.resolution) if cfg.latent else (int(images.shape[-2]), int(images.shape[-1]))
         ids = self.prompt_rows(b, azimuth_deg, polar_deg)
-        controls = self.control_images(images, depth, mask, normals)
+        controls = self.control_images(images, depth, mask, normals, c2w=c2w, surface_normals=surface_normals)
         z, x = self.encode(images)
         batch = Batch(z=z, x=x, ids=ids, controls=controls, orig_hw=orig_hw, step=step, c2w=c2w)
         stats: dict[str, torch.Tensor] = {"view_id": ids - 1}
         normal_grad = zn = None
-        if cfg.method in _GRAD_FNS:
+        if cfg.loss in _GRAD_FNS:
             grads, t, wstats, zn = self._single_call(batch, normals)
             grad = grads[0]
             normal_grad = grads[1] if len(grads) > 1 else None
             stats.update(wstats)
             extra = None
         else:
-            mod = vsd if cfg.method == "vsd" else bgt
+            mod = vsd if cfg.loss == "vsd" else bgt
             res = mod.run(self, batch)
             grad, extra, t = res.grad, res.extra_loss, res.stats.pop("t")
             stats.update(res.stats)
             if normals is not None:
                 zn = self.encode(normals)[0]
                 nb = Batch(z=zn, x=None, ids=ids, controls=controls, orig_hw=orig_hw, step=step, c2w=c2w)
-                (normal_grad,), _, nstats, _ = self._single_call(nb, None, method="sds",
-                                                                 rgb_scale=cfg.guidance_scale_normal, dreamtime=False)
+                (normal_grad,), _, nstats, _ = self._single_call(
+                    nb, None, method="sds", rgb_scale=cfg.normal_guidance_scale, dreamtime=False
+                )
                 stats["normal_grad_norm"] = nstats["grad_norm"]
         loss = sds_loss(z, grad)
         if normal_grad is not None:
+            assert zn is not None  # the normal batch's latents come with its gradient (both branches above)
             loss = loss + sds_loss(zn, normal_grad)
         if extra is not None:
             loss = loss + extra
         stats["grad_norm"] = grad.flatten(1).norm(dim=1)
         return GuidanceOutput(loss=loss, grad=grad, latents=z.detach(), t=t, stats=stats, normal_grad=normal_grad)
 
-    def _single_call(self, batch: Batch, normals: torch.Tensor | None, *, method: str | None = None,
-                     rgb_scale: float | None = None, dreamtime: bool | None = None):
+    def _single_call(
+        self,
+        batch: Batch,
+        normals: torch.Tensor | None,
+        *,
+        method: str | None = None,
+        rgb_scale: float | None = None,
+        dreamtime: bool | None = None,
+    ):
         """SDS/CSD/SSD for the RGB batch and (optionally) the normal batch in one UNet call."""
         cfg = self.cfg
-        method = method or cfg.method
+        method = method or cfg.loss
         fn = _GRAD_FNS[method]
         b = batch.z.shape[0]
         dt = cfg.dreamtime if dreamtime is None else dreamtime
@@ -390,29 +438,20 @@ class Guidance:
             t_all = torch.cat([t, self.sample_t(b, batch.step, dreamtime=False)])
         noise = torch.randn(z_all.shape, device=self.device, generator=self.generator, dtype=torch.float32)
         abar = self.alphas[t_all]
-        z_t = common.add_noise(z_all.detach().float(), noise, abar)
+        z_t = schedule.add_noise(z_all.detach().float(), noise, abar)
         eps_c, eps_u = self.predict_cfg(z_t, t_all, ids, ctrls, batch.orig_hw)
-        w = common.sds_weight(abar, cfg.weighting) * cfg.grad_scale
+        w = schedule.sds_weight(abar, cfg.weighting) * cfg.grad_scale
         scale = cfg.guidance_scale if rgb_scale is None else rgb_scale
         g_rgb = fn(eps_c[:b], eps_u[:b], noise[:b], w[:b], t_all[:b], scale, cfg, self.convention)
         grads = [g_rgb]
         stats = {"weight": w[:b], "t": t}
         if normals is not None:
             fn_n = _GRAD_FNS[method if method in ("sds", "csd", "ssd") else "sds"]
-            g_n = fn_n(eps_c[b:], eps_u[b:], noise[b:], w[b:], t_all[b:], cfg.guidance_scale_normal, cfg,
-                       self.convention)
+            g_n = fn_n(
+                eps_c[b:], eps_u[b:], noise[b:], w[b:], t_all[b:], cfg.normal_guidance_scale, cfg, self.convention
+            )
             grads.append(g_n)
             stats["normal_t"] = t_all[b:]
             stats["normal_grad_norm"] = g_n.flatten(1).norm(dim=1)
         stats["grad_norm"] = g_rgb.flatten(1).norm(dim=1)
         return grads, stats.pop("t"), stats, zn
-
-
-def load_guidance(cfg: GuidanceConfig) -> Guidance:
-    """Resolve and load the models named by ``cfg`` (raising :class:`GuidanceLoadError` before any GPU work if
-    weights are missing), encode the prompts, and return a ready :class:`Guidance`."""
-    device = torch.device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    models = load_models(cfg.model, vae=cfg.vae, controlnets=cfg.controlnets, device=device, dtype=dtype,
-                         cache_dir=cfg.cache_dir, token_file=cfg.token_file, seed=cfg.seed)
-    return Guidance(cfg, models)

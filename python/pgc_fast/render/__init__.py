@@ -11,16 +11,17 @@ Backends (:mod:`pgc_fast.render.backends`) — one interface, nvdiffrast's conve
     ``diffrp-nvdiffrast`` with the torch ≥ 2 loader fix, or an NVlabs build), ``load_nvdiffrast()``.
 Cameras (:mod:`pgc_fast.render.camera`) — right-handed OpenCV-style look-at (det R = +1, not mirrored):
     ``Cameras`` (c2w [B,4,4], focal [B] px, H, W; ``mvp()``, ``to_clip(points)``, ``project(points)``,
-    ``view_ids()``, ``relative_angles()``), ``OrbitSampler`` (the original's radius / θ ∈ [45°,100°] / φ /
-    focal ranges, uniform-sphere rate, jitter; deterministic with a ``torch.Generator``), ``orbit_cameras``,
-    ``turntable``, ``look_at``, ``perspective``, ``view_direction_ids`` + ``VIEW_DIRECTIONS``.
+    ``relative_angles()``), ``OrbitSampler`` (the original's radius / θ ∈ [45°,100°] / φ / focal ranges,
+    uniform-sphere rate, jitter; deterministic with a ``torch.Generator``), ``orbit_cameras``, ``turntable``,
+    ``look_at``, ``perspective``. The view bins of the prompts live in :func:`pgc_fast.guidance.prompts.view_ids`.
 Renderer (:mod:`pgc_fast.render.renderer`):
     ``RenderMesh`` (vertices [V,3], faces [F,3], normals, uvs + uv_faces, colors; ``from_mesh(pgc_fast.mesh.Mesh)``),
     ``MeshRenderer(backend).render(mesh, cameras, texture, background=, shading="albedo"|"lambertian"|"normal"|
     "random", generator=, antialias=True, ssaa=1)`` → ``RenderOutput`` (image [B,C,H,W], mask, depth = camera z,
-    position, normal, albedo; channels-first, row 0 = top), ``vertex_normals``.
-Textures (:mod:`pgc_fast.render.texture`):
-    ``FieldTexture`` (hash-grid ``TextureField`` at surface points), ``UVTexture`` (multi-resolution pyramid,
+    position, normal, albedo; channels-first, row 0 = top); normals are ``pgc_fast.mesh.vertex_normals``.
+Textures (:mod:`pgc_fast.render.textures`):
+    ``Texture`` (the protocol every kind implements), ``FieldTexture`` (hash-grid ``TextureField`` at surface points),
+    ``UVTexture`` (multi-resolution pyramid,
     ``export()`` / ``set_image()``), ``VertexColorTexture``; ``init_texture`` (from vertex colours),
     ``bake_field_to_uv`` (unwrap + UV rasterisation + ``dilate_seams``) → ``BakedTexture``.
 
@@ -32,6 +33,7 @@ Typical use::
     cams = OrbitSampler(height=512).sample(4, generator=torch.Generator().manual_seed(0), device="cuda")
     out = renderer.render(mesh, cams, texture, shading="random", generator=gen)   # out.image [4,3,512,512]
 """
+
 from __future__ import annotations
 
 from pgc_fast.render.backends import (
@@ -41,8 +43,16 @@ from pgc_fast.render.backends import (
     get_backend,
     load_nvdiffrast,
 )
-from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput, vertex_normals
-from pgc_fast.render.texture import (
+from pgc_fast.render.camera import (
+    Cameras,
+    OrbitSampler,
+    look_at,
+    orbit_cameras,
+    perspective,
+    turntable,
+)
+from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
+from pgc_fast.render.textures import (
     BakedTexture,
     FieldTexture,
     UVTexture,
@@ -51,16 +61,6 @@ from pgc_fast.render.texture import (
     dilate_seams,
     init_texture,
 )
-from pgc_fast.render.camera import (
-    VIEW_DIRECTIONS,
-    Cameras,
-    OrbitSampler,
-    look_at,
-    orbit_cameras,
-    perspective,
-    turntable,
-    view_direction_ids,
-)
 
 __all__ = [
     "CpuBackend",
@@ -68,18 +68,15 @@ __all__ = [
     "RasterBackend",
     "get_backend",
     "load_nvdiffrast",
-    "VIEW_DIRECTIONS",
     "Cameras",
     "OrbitSampler",
     "look_at",
     "orbit_cameras",
     "perspective",
     "turntable",
-    "view_direction_ids",
     "MeshRenderer",
     "RenderMesh",
     "RenderOutput",
-    "vertex_normals",
     "BakedTexture",
     "FieldTexture",
     "UVTexture",

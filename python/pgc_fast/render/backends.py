@@ -36,13 +36,16 @@ all at triangle edges; interpolate/texture agree to 1e-4; antialias agrees to 1e
 gradients; full renders 46 dB apart. The barycentric gradients differ by design: ours is the exact derivative,
 nvdiffrast adds a 1e-6 epsilon to the clip-space triangle area (cosine 0.93 on the panda's small triangles).
 """
+
 from __future__ import annotations
 
 import importlib
 import re
 import sys
 import weakref
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -73,11 +76,13 @@ class RasterBackend(Protocol):
 
     def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tensor) -> torch.Tensor: ...
 
-    def texture(self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",
-                boundary_mode: str = "wrap") -> torch.Tensor: ...
+    def texture(
+        self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
+    ) -> torch.Tensor: ...
 
-    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
-                  faces: torch.Tensor) -> torch.Tensor: ...
+    def antialias(
+        self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+    ) -> torch.Tensor: ...
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -93,8 +98,9 @@ def _check_resolution(op: str, resolution) -> tuple[int, int]:
 
 def _check_clip_faces(op: str, clip_pos: torch.Tensor, faces: torch.Tensor, allow_double: bool = False) -> torch.Tensor:
     if not isinstance(clip_pos, torch.Tensor) or not isinstance(faces, torch.Tensor):
-        raise TypeError(f"{op}: clip_pos and faces must be torch.Tensors, got {type(clip_pos).__name__}, "
-                        f"{type(faces).__name__}")
+        raise TypeError(
+            f"{op}: clip_pos and faces must be torch.Tensors, got {type(clip_pos).__name__}, {type(faces).__name__}"
+        )
     if clip_pos.dim() == 2:
         clip_pos = clip_pos.unsqueeze(0)
     if clip_pos.dim() != 3 or clip_pos.shape[-1] != 4:
@@ -108,8 +114,10 @@ def _check_clip_faces(op: str, clip_pos: torch.Tensor, faces: torch.Tensor, allo
 
 def _check_rast(op: str, rast: torch.Tensor) -> None:
     if not isinstance(rast, torch.Tensor) or rast.dim() != 4 or rast.shape[-1] != 4:
-        raise ValueError(f"{op}: rast must be [B,H,W,4] from rasterize(), got "
-                         f"{list(rast.shape) if isinstance(rast, torch.Tensor) else type(rast).__name__}")
+        raise ValueError(
+            f"{op}: rast must be [B,H,W,4] from rasterize(), got "
+            f"{list(rast.shape) if isinstance(rast, torch.Tensor) else type(rast).__name__}"
+        )
 
 
 # ---------------------------------------------------------------------------------------- torch primitives
@@ -179,12 +187,14 @@ def interpolate_torch(attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tenso
     return out.index_put((bi, yi, xi), (vals * w[..., None]).sum(1))
 
 
-def texture_torch(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",
-                  boundary_mode: str = "wrap") -> torch.Tensor:
+def texture_torch(
+    tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
+) -> torch.Tensor:
     """Bilinear / nearest texture lookup with ``grid_sample`` (the ``texture`` contract; differentiable)."""
     if tex.dim() != 4 or uv.dim() != 4 or uv.shape[-1] != 2:
-        raise ValueError(f"texture(): tex must be [Bt,Ht,Wt,C] and uv [B,H,W,2], got {list(tex.shape)}, "
-                         f"{list(uv.shape)}")
+        raise ValueError(
+            f"texture(): tex must be [Bt,Ht,Wt,C] and uv [B,H,W,2], got {list(tex.shape)}, {list(uv.shape)}"
+        )
     if tex.shape[0] not in (1, uv.shape[0]):
         raise ValueError(f"texture(): tex batch must be 1 or {uv.shape[0]}, got {tex.shape[0]}")
     modes = {"linear": "bilinear", "nearest": "nearest"}
@@ -217,9 +227,9 @@ class _OneTensorCache:
     (a data pointer alone can be reused by a new tensor after the old one is freed)."""
 
     def __init__(self) -> None:
-        self._ref = None
+        self._ref: weakref.ReferenceType[torch.Tensor] | None = None
         self._version = -1
-        self._value = None
+        self._value: Any = None
 
     def get(self, t: torch.Tensor):
         if self._ref is not None and self._ref() is t and t._version == self._version:
@@ -257,7 +267,9 @@ def edge_neighbors(faces: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def antialias_torch(color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def antialias_torch(
+    color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+) -> torch.Tensor:
     """Differentiable silhouette antialiasing in torch (the ``antialias`` contract).
 
     The rule of nvdiffrast's ``antialias`` (Laine et al. 2020, §4.4), vectorised: for every horizontally or
@@ -280,84 +292,21 @@ def antialias_torch(color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Ten
     if rast.shape[:3] != (B, H, W):
         raise ValueError(f"antialias(): color {list(color.shape)} and rast {list(rast.shape)} disagree")
     dev = color.device
-    clip_pos = clip_pos.to(dev)
-    f = faces.long().to(dev)
     tri = rast[..., 3].detach().round().long().to(dev) - 1
     zw = rast[..., 2].detach().to(dev)
-    w = clip_pos[..., 3]
-    wsafe = torch.where(w.abs() > 1e-8, w, torch.full_like(w, 1e-8))
-    sx = (clip_pos[..., 0] / wsafe + 1) * 0.5 * W - 0.5  # pixel (i, j) centre at (j, i)
-    sy = (clip_pos[..., 1] / wsafe + 1) * 0.5 * H - 0.5
-    scr = torch.stack([sx, sy], dim=-1)  # [B,V,2]
-    v_ok = w > 1e-8
-    fv = scr[:, f]  # [B,F,3,2]
-    area = ((fv[:, :, 1, 0] - fv[:, :, 0, 0]) * (fv[:, :, 2, 1] - fv[:, :, 0, 1])
-            - (fv[:, :, 1, 1] - fv[:, :, 0, 1]) * (fv[:, :, 2, 0] - fv[:, :, 0, 0]))
-    orient = torch.sign(area.detach())  # [B,F]
-    nb = edge_neighbors(faces).to(dev)
-    # Silhouette edges per view: boundary edges, or edges whose two faces face opposite ways on screen.
-    sil_edge = (nb < 0)[None] | (orient[:, nb.clamp_min(0)] != orient[:, :, None])  # [B,F,3]
-    sil_face = sil_edge.any(-1)  # [B,F]: only pairs whose front triangle has one need any work
-
+    scr = _AAScreen.of(clip_pos.to(dev), faces, H, W)
     flat = color.reshape(B * H * W, C)
     deltas_idx, deltas_val = [], []
     for axis in (2, 1):  # horizontal pairs (x, x+1), then vertical pairs (y, y+1)
-        n = W if axis == 2 else H
-        if n < 2:
+        pairs = _front_pairs(axis, tri, zw, scr.sil_face)
+        if pairs is None:
             continue
-        sl0 = [slice(None)] * 3
-        sl1 = [slice(None)] * 3
-        sl0[axis] = slice(0, n - 1)
-        sl1[axis] = slice(1, n)
-        t0, t1 = tri[tuple(sl0)], tri[tuple(sl1)]
-        b, y, x = torch.nonzero(t0 != t1, as_tuple=True)
-        if b.numel() == 0:
+        found = _silhouette_crossings(axis, pairs, scr)
+        if found is None:
             continue
-        y1 = y + (1 if axis == 1 else 0)
-        x1 = x + (1 if axis == 2 else 0)
-        ta, tb = tri[b, y, x], tri[b, y1, x1]
-        za, zb = zw[b, y, x], zw[b, y1, x1]
-        a_front = (tb < 0) | ((ta >= 0) & (za <= zb))
-        t = torch.where(a_front, ta, tb)
-        cand_pair = sil_face[b, t]
-        if not bool(cand_pair.any()):
-            continue
-        sel = cand_pair.nonzero(as_tuple=True)[0]
-        b, y, x, y1, x1, t, a_front = b[sel], y[sel], x[sel], y1[sel], x1[sel], t[sel], a_front[sel]
-        # inside pixel I and outside pixel O (pixel-centre coordinates)
-        iy, ix = torch.where(a_front, y, y1), torch.where(a_front, x, x1)
-        oy, ox = torch.where(a_front, y1, y), torch.where(a_front, x1, x)
-        pv = fv[b, t]  # [N,3,2]
-        sg = orient[b, t]
-        ok = v_ok[b[:, None], f[t]].all(-1) & (sg != 0)
-        e0 = pv
-        e1 = pv.roll(-1, dims=1)
-        d = e1 - e0
-
-        def edge_fn(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-            return (d[..., 0] * (py.to(pv.dtype)[:, None] - e0[..., 1])
-                    - d[..., 1] * (px.to(pv.dtype)[:, None] - e0[..., 0])) * sg[:, None]
-
-        eI, eO = edge_fn(ix, iy), edge_fn(ox, oy)  # [N,3]
-        cand = eO.detach() < 0
-        denom = eI - eO
-        s = eI / torch.where(denom.abs() > 1e-12, denom, torch.ones_like(denom))
-        s_pick = torch.where(cand, s.detach(), torch.full_like(s, float("inf")))
-        k = s_pick.argmin(-1)
-        has = cand.any(-1)
-        sil = sil_edge[b, t, k]
-        # As nvdiffrast: an edge is handled only by the pairs across its dominant direction — horizontal pairs
-        # for steep edges (|Δy| ≥ |Δx|), vertical pairs for flat ones — so no edge is blended twice.
-        dk = d.detach().gather(1, k[:, None, None].expand(-1, 1, 2))[:, 0]
-        steep = dk[:, 1].abs() >= dk[:, 0].abs()
-        keep = ok & has & sil & (steep if axis == 2 else ~steep)
-        if not bool(keep.any()):
-            continue
-        sk = s.gather(1, k[:, None])[:, 0].clamp(0, 1)
+        b, iy, ix, oy, ox, sk = found
         idx_in = (b * H + iy) * W + ix
         idx_out = (b * H + oy) * W + ox
-        keep_i = keep.nonzero(as_tuple=True)[0]
-        sk, idx_in, idx_out = sk[keep_i], idx_in[keep_i], idx_out[keep_i]
         c_in, c_out = flat[idx_in], flat[idx_out]
         wi = (0.5 - sk).clamp_min(0)[:, None].to(flat.dtype)
         wo = (sk - 0.5).clamp_min(0)[:, None].to(flat.dtype)
@@ -369,13 +318,111 @@ def antialias_torch(color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Ten
     return out.reshape(B, H, W, C)
 
 
+@dataclass
+class _AAScreen:
+    """Per-view screen-space geometry of :func:`antialias_torch`: projected face vertices ``fv`` [B,F,3,2] (pixel
+    centre (i, j) at (j, i)), their winding ``orient`` [B,F], vertices in front of the camera ``v_ok`` [B,V],
+    silhouette edges ``sil_edge`` [B,F,3] (boundary edges, or edges whose two faces face opposite ways on screen)
+    and faces with one ``sil_face`` [B,F]; ``f`` the faces as int64 on the device."""
+
+    f: torch.Tensor
+    fv: torch.Tensor
+    orient: torch.Tensor
+    v_ok: torch.Tensor
+    sil_edge: torch.Tensor
+    sil_face: torch.Tensor
+
+    @classmethod
+    def of(cls, clip_pos: torch.Tensor, faces: torch.Tensor, H: int, W: int) -> _AAScreen:
+        f = faces.long().to(clip_pos.device)
+        w = clip_pos[..., 3]
+        wsafe = torch.where(w.abs() > 1e-8, w, torch.full_like(w, 1e-8))
+        sx = (clip_pos[..., 0] / wsafe + 1) * 0.5 * W - 0.5
+        sy = (clip_pos[..., 1] / wsafe + 1) * 0.5 * H - 0.5
+        fv = torch.stack([sx, sy], dim=-1)[:, f]  # [B,F,3,2]
+        area = (fv[:, :, 1, 0] - fv[:, :, 0, 0]) * (fv[:, :, 2, 1] - fv[:, :, 0, 1]) - (
+            fv[:, :, 1, 1] - fv[:, :, 0, 1]
+        ) * (fv[:, :, 2, 0] - fv[:, :, 0, 0])
+        orient = torch.sign(area.detach())
+        nb = edge_neighbors(faces).to(clip_pos.device)
+        sil_edge = (nb < 0)[None] | (orient[:, nb.clamp_min(0)] != orient[:, :, None])
+        return cls(f, fv, orient, w > 1e-8, sil_edge, sil_edge.any(-1))
+
+
+def _front_pairs(
+    axis: int, tri: torch.Tensor, zw: torch.Tensor, sil_face: torch.Tensor
+) -> tuple[torch.Tensor, ...] | None:
+    """Adjacent pixel pairs along ``axis`` whose triangle ids differ and whose front triangle (the covered one, or
+    the nearer by z/w) has a silhouette edge: (b, y, x, y1, x1, front triangle, a_front) or None."""
+    n = tri.shape[axis]
+    if n < 2:
+        return None
+    sl0 = [slice(None)] * 3
+    sl1 = [slice(None)] * 3
+    sl0[axis] = slice(0, n - 1)
+    sl1[axis] = slice(1, n)
+    b, y, x = torch.nonzero(tri[tuple(sl0)] != tri[tuple(sl1)], as_tuple=True)
+    if b.numel() == 0:
+        return None
+    y1 = y + (1 if axis == 1 else 0)
+    x1 = x + (1 if axis == 2 else 0)
+    ta, tb = tri[b, y, x], tri[b, y1, x1]
+    za, zb = zw[b, y, x], zw[b, y1, x1]
+    a_front = (tb < 0) | ((ta >= 0) & (za <= zb))
+    t = torch.where(a_front, ta, tb)
+    cand_pair = sil_face[b, t]
+    if not bool(cand_pair.any()):
+        return None
+    sel = cand_pair.nonzero(as_tuple=True)[0]
+    return b[sel], y[sel], x[sel], y1[sel], x1[sel], t[sel], a_front[sel]
+
+
+def _silhouette_crossings(
+    axis: int, pairs: tuple[torch.Tensor, ...], scr: _AAScreen
+) -> tuple[torch.Tensor, ...] | None:
+    """For each pair, the edge the segment between the pixel centres leaves the front triangle through, kept when
+    it is a silhouette edge across ``axis``: (b, inside y, x, outside y, x, crossing fraction s) or None."""
+    b, y, x, y1, x1, t, a_front = pairs
+    iy, ix = torch.where(a_front, y, y1), torch.where(a_front, x, x1)
+    oy, ox = torch.where(a_front, y1, y), torch.where(a_front, x1, x)
+    pv = scr.fv[b, t]  # [N,3,2]
+    sg = scr.orient[b, t]
+    ok = scr.v_ok[b[:, None], scr.f[t]].all(-1) & (sg != 0)
+    e0 = pv
+    d = pv.roll(-1, dims=1) - e0
+
+    def edge_fn(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+        return (
+            d[..., 0] * (py.to(pv.dtype)[:, None] - e0[..., 1]) - d[..., 1] * (px.to(pv.dtype)[:, None] - e0[..., 0])
+        ) * sg[:, None]
+
+    eI, eO = edge_fn(ix, iy), edge_fn(ox, oy)  # [N,3]
+    cand = eO.detach() < 0
+    denom = eI - eO
+    s = eI / torch.where(denom.abs() > 1e-12, denom, torch.ones_like(denom))
+    k = torch.where(cand, s.detach(), torch.full_like(s, float("inf"))).argmin(-1)
+    sil = scr.sil_edge[b, t, k]
+    # As nvdiffrast: an edge is handled only by the pairs across its dominant direction — horizontal pairs
+    # for steep edges (|Δy| ≥ |Δx|), vertical pairs for flat ones — so no edge is blended twice.
+    dk = d.detach().gather(1, k[:, None, None].expand(-1, 1, 2))[:, 0]
+    steep = dk[:, 1].abs() >= dk[:, 0].abs()
+    keep = ok & cand.any(-1) & sil & (steep if axis == 2 else ~steep)
+    if not bool(keep.any()):
+        return None
+    keep_i = keep.nonzero(as_tuple=True)[0]
+    sk = s.gather(1, k[:, None])[:, 0].clamp(0, 1)
+    return b[keep_i], iy[keep_i], ix[keep_i], oy[keep_i], ox[keep_i], sk[keep_i]
+
+
 # --------------------------------------------------------------------------------------------- backends
 def _default_cpu_raster() -> RasterFn:
     try:
-        from pgc_fast.mesh import rasterize  # type: ignore[attr-defined]
+        from pgc_fast.mesh import rasterize
     except ImportError as e:  # pragma: no cover - depends on the mesh module being built
-        raise ImportError("CpuBackend(): pgc_fast.mesh.rasterize is not available (build the Rust extension with "
-                          "`bash .ci/build_ext`)") from e
+        raise ImportError(
+            "CpuBackend(): pgc_fast.mesh.rasterize is not available (build the Rust extension with "
+            "`bash .ci/build_ext`)"
+        ) from e
     return rasterize
 
 
@@ -407,13 +454,17 @@ class CpuBackend:
         clip_pos = _check_clip_faces("rasterize()", clip_pos, faces)
         res = _check_resolution("rasterize()", resolution)
         if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= clip_pos.shape[1]):
-            raise ValueError(f"rasterize(): faces must index 0..{clip_pos.shape[1] - 1}, got "
-                             f"{int(faces.min())}..{int(faces.max())}")
-        raw = _call_raster(self._fn(), clip_pos.detach().cpu().contiguous(), faces.detach().cpu().long().contiguous(),
-                           res)
+            raise ValueError(
+                f"rasterize(): faces must index 0..{clip_pos.shape[1] - 1}, got {int(faces.min())}..{int(faces.max())}"
+            )
+        raw = _call_raster(
+            self._fn(), clip_pos.detach().cpu().contiguous(), faces.detach().cpu().long().contiguous(), res
+        )
         if tuple(raw.shape) != (clip_pos.shape[0], res[0], res[1], 4):
-            raise RuntimeError(f"rasterize(): the CPU rasteriser returned {list(raw.shape)}, expected "
-                               f"{[clip_pos.shape[0], res[0], res[1], 4]}")
+            raise RuntimeError(
+                f"rasterize(): the CPU rasteriser returned {list(raw.shape)}, expected "
+                f"{[clip_pos.shape[0], res[0], res[1], 4]}"
+            )
         raw = raw.to(clip_pos.device)
         if not clip_pos.requires_grad:
             return raw
@@ -422,12 +473,14 @@ class CpuBackend:
     def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         return interpolate_torch(attr, rast, faces)
 
-    def texture(self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",
-                boundary_mode: str = "wrap") -> torch.Tensor:
+    def texture(
+        self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
+    ) -> torch.Tensor:
         return texture_torch(tex, uv, filter_mode, boundary_mode)
 
-    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
-                  faces: torch.Tensor) -> torch.Tensor:
+    def antialias(
+        self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+    ) -> torch.Tensor:
         return antialias_torch(color, rast, clip_pos, faces)
 
 
@@ -460,8 +513,10 @@ def load_nvdiffrast():
         nvdiffrast = importlib.import_module("nvdiffrast")
         dr = importlib.import_module("nvdiffrast.torch")
     except ImportError as e:
-        raise ImportError("load_nvdiffrast(): nvdiffrast is not installed; `pip install diffrp-nvdiffrast` (or an "
-                          "NVlabs build) — it needs CUDA, nvcc and ninja at first use") from e
+        raise ImportError(
+            "load_nvdiffrast(): nvdiffrast is not installed; `pip install diffrp-nvdiffrast` (or an "
+            "NVlabs build) — it needs CUDA, nvcc and ninja at first use"
+        ) from e
     import torch.utils.cpp_extension as cpp
 
     version = getattr(nvdiffrast, "__version__", "")
@@ -492,8 +547,9 @@ class NvdiffrastBackend:
     def rasterize(self, clip_pos: torch.Tensor, faces: torch.Tensor, resolution: Sequence[int]) -> torch.Tensor:
         clip_pos = _check_clip_faces("rasterize()", clip_pos, faces)
         res = _check_resolution("rasterize()", resolution)
-        rast, _ = self.dr.rasterize(self.ctx, clip_pos.contiguous(), faces.int().contiguous(), resolution=res,
-                                    grad_db=False)
+        rast, _ = self.dr.rasterize(
+            self.ctx, clip_pos.contiguous(), faces.int().contiguous(), resolution=res, grad_db=False
+        )
         return rast
 
     def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -501,17 +557,20 @@ class NvdiffrastBackend:
         out, _ = self.dr.interpolate(attr.float().contiguous(), rast, faces.int().contiguous())
         return out
 
-    def texture(self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear",
-                boundary_mode: str = "wrap") -> torch.Tensor:
+    def texture(
+        self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
+    ) -> torch.Tensor:
         if filter_mode not in ("linear", "nearest"):
             raise ValueError(f"texture(): filter_mode must be linear|nearest, got {filter_mode!r}")
         if boundary_mode not in ("wrap", "clamp", "zero"):
             raise ValueError(f"texture(): boundary_mode must be wrap|clamp|zero, got {boundary_mode!r}")
-        return self.dr.texture(tex.float().contiguous(), uv.float().contiguous(), filter_mode=filter_mode,
-                               boundary_mode=boundary_mode)
+        return self.dr.texture(
+            tex.float().contiguous(), uv.float().contiguous(), filter_mode=filter_mode, boundary_mode=boundary_mode
+        )
 
-    def antialias(self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor,
-                  faces: torch.Tensor) -> torch.Tensor:
+    def antialias(
+        self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+    ) -> torch.Tensor:
         clip_pos = _check_clip_faces("antialias()", clip_pos, faces)
         tri = faces.int().contiguous()
         topo = self._topo.get(faces)
@@ -521,8 +580,9 @@ class NvdiffrastBackend:
         return self.dr.antialias(color.float().contiguous(), rast, clip_pos.contiguous(), tri, topology_hash=topo)
 
 
-def get_backend(name: str = "auto", device: torch.device | str | None = None,
-                rasterize_fn: RasterFn | None = None) -> RasterBackend:
+def get_backend(
+    name: str = "auto", device: torch.device | str | None = None, rasterize_fn: RasterFn | None = None
+) -> RasterBackend:
     """Backend by name: ``"nvdiffrast"``, ``"cpu"``, or ``"auto"`` (nvdiffrast on a CUDA device when it loads,
     else cpu)."""
     dev = torch.device(device) if device is not None else None

@@ -1,18 +1,20 @@
-"""Cameras: orbit sampling, right-handed look-at, projection, turntable, view-direction ids.
+"""Cameras: orbit sampling, right-handed look-at, projection, turntable, relative angles.
 
 Conventions (all float32 torch tensors; ``B`` = number of views):
 
 * World: Y up, the object at the origin (the mesh is normalised to max-abs 0.8 by the pipeline).
-* Spherical coordinates as in the original (reference_spec.md §4.5): ``theta`` is the polar angle from +Y
+* Spherical coordinates as in the original (the original's nerf/provider.py, rand_poses / circle_poses): ``theta`` is
+the polar angle from +Y
   (0 = straight above, 90° = on the equator), ``phi`` the azimuth with ``phi = 0`` on +Z and ``phi = 90°``
   on +X; the camera centre is ``c = r·(sinθ sinφ, cosθ, sinθ cosφ)``.
 * Camera frame = OpenCV: camera-to-world rotation ``R = [right | down | forward]`` (columns),
   ``forward = normalize(target − c)``, ``right = normalize(forward × up)``, ``down = forward × right``.
   This frame is RIGHT-HANDED (``det R = +1``; right × down = forward). The original built
-  ``right = forward × (0,−1,0)``, which gives ``det R = −1`` and mirrors every render (§8.1); here, seen from
+  ``right = forward × (0,−1,0)``, which gives ``det R = −1`` and mirrors every render (a bug of the original); here,
+  seen from
   ``phi = 0`` (camera on +Z), world +X appears on the image's right, as in any viewer.
 * ``c2w`` = [[R, c], [0, 0, 0, 1]]; world → camera is ``x_cam = Rᵀ (x − c)``; the camera looks along +z_cam.
-* Projection (the original's D3D-style matrix, §4.5), pinhole with the principal point at the image centre::
+* Projection (the original's D3D-style matrix), pinhole with the principal point at the image centre::
 
       P = [[2 fx/W, 0,      0,         0       ],
            [0,      2 fy/H, 0,         0       ],
@@ -27,11 +29,12 @@ Conventions (all float32 torch tensors; ``B`` = number of views):
 
 Everything random takes a ``torch.Generator`` (CPU) so a seed reproduces the same cameras on any device.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import torch
 
@@ -43,12 +46,7 @@ __all__ = [
     "orbit_centers",
     "orbit_cameras",
     "turntable",
-    "view_direction_ids",
-    "VIEW_DIRECTIONS",
 ]
-
-#: Names of the view-direction ids returned by :func:`view_direction_ids` (the original's ``dir_text`` order).
-VIEW_DIRECTIONS: tuple[str, ...] = ("front", "side", "back", "side", "overhead", "bottom")
 
 _WORLD_UP = (0.0, 1.0, 0.0)
 
@@ -94,8 +92,9 @@ def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up: torch.Ten
     return c2w
 
 
-def perspective(focal_x: torch.Tensor, focal_y: torch.Tensor, width: int, height: int,
-                near: float = 0.1, far: float = 1000.0) -> torch.Tensor:
+def perspective(
+    focal_x: torch.Tensor, focal_y: torch.Tensor, width: int, height: int, near: float = 0.1, far: float = 1000.0
+) -> torch.Tensor:
     """The projection matrix P of the module docstring. focal_x/focal_y: float [B] in pixels → float [B,4,4]."""
     if not (far > near > 0):
         raise ValueError(f"perspective(): need far > near > 0, got near={near}, far={far}")
@@ -181,7 +180,9 @@ class Cameras:
         if points.dim() == 2:
             points = points.unsqueeze(0).expand(len(self), -1, -1)
         if points.dim() != 3 or points.shape[-1] != 3 or points.shape[0] != len(self):
-            raise ValueError(f"Cameras.to_clip(): points must be [V,3] or [B={len(self)},V,3], got {list(points.shape)}")
+            raise ValueError(
+                f"Cameras.to_clip(): points must be [V,3] or [B={len(self)},V,3], got {list(points.shape)}"
+            )
         ph = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
         return (ph @ self.mvp().transpose(1, 2).to(ph.dtype)).float().contiguous()
 
@@ -201,28 +202,34 @@ class Cameras:
         y = f * pc[..., 1] / pc[..., 2] + self.height / 2
         return torch.stack([x, y], dim=-1)
 
-    def to(self, device: torch.device | str) -> "Cameras":
+    def to(self, device: torch.device | str) -> Cameras:
         def mv(t):
             return None if t is None else t.to(device)
 
-        return replace(self, c2w=self.c2w.to(device), focal=self.focal.to(device), theta=mv(self.theta),
-                       phi=mv(self.phi), radius=mv(self.radius))
+        return replace(
+            self,
+            c2w=self.c2w.to(device),
+            focal=self.focal.to(device),
+            theta=mv(self.theta),
+            phi=mv(self.phi),
+            radius=mv(self.radius),
+        )
 
-    def __getitem__(self, idx) -> "Cameras":
+    def __getitem__(self, idx) -> Cameras:
         if isinstance(idx, int):
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
 
         def sel(t):
             return None if t is None else t[idx]
 
-        return replace(self, c2w=self.c2w[idx], focal=self.focal[idx], theta=sel(self.theta), phi=sel(self.phi),
-                       radius=sel(self.radius))
-
-    def view_ids(self, angle_overhead: float = 30.0, angle_front: float = 60.0, centered: bool = True) -> torch.Tensor:
-        """View-direction ids int64 [B] of these cameras (see :func:`view_direction_ids`)."""
-        theta, phi = self._angles()
-        return view_direction_ids(theta, phi, angle_overhead=angle_overhead, angle_front=angle_front,
-                                  centered=centered)
+        return replace(
+            self,
+            c2w=self.c2w[idx],
+            focal=self.focal[idx],
+            theta=sel(self.theta),
+            phi=sel(self.phi),
+            radius=sel(self.radius),
+        )
 
     def relative_angles(self, front_phi_deg: float = 0.0) -> dict[str, torch.Tensor]:
         """Angles for camera-conditioned guidance, float32 [B] each, degrees:
@@ -233,8 +240,12 @@ class Cameras:
         az = torch.remainder(az + 180.0, 360.0) - 180.0
         az = torch.where(az <= -180.0, az + 360.0, az)
         radius = self.radius if self.radius is not None else self.position.norm(dim=-1)
-        return {"azimuth": az, "elevation": 90.0 - torch.rad2deg(theta), "polar": torch.rad2deg(theta),
-                "radius": radius}
+        return {
+            "azimuth": az,
+            "elevation": 90.0 - torch.rad2deg(theta),
+            "polar": torch.rad2deg(theta),
+            "radius": radius,
+        }
 
     def _angles(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.theta is not None and self.phi is not None:
@@ -248,12 +259,27 @@ class Cameras:
 
 def orbit_centers(radius: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
     """c = r·(sinθ sinφ, cosθ, sinθ cosφ); all float [B] (radians) → float [B,3]."""
-    return torch.stack([radius * torch.sin(theta) * torch.sin(phi), radius * torch.cos(theta),
-                        radius * torch.sin(theta) * torch.cos(phi)], dim=-1)
+    return torch.stack(
+        [
+            radius * torch.sin(theta) * torch.sin(phi),
+            radius * torch.cos(theta),
+            radius * torch.sin(theta) * torch.cos(phi),
+        ],
+        dim=-1,
+    )
 
 
-def orbit_cameras(radius, theta_deg, phi_deg, focal_px, height: int, width: int | None = None,
-                  near: float = 0.1, far: float = 1000.0, device: torch.device | str = "cpu") -> Cameras:
+def orbit_cameras(
+    radius,
+    theta_deg,
+    phi_deg,
+    focal_px,
+    height: int,
+    width: int | None = None,
+    near: float = 0.1,
+    far: float = 1000.0,
+    device: torch.device | str = "cpu",
+) -> Cameras:
     """Cameras looking at the origin from given orbit positions (no jitter).
 
     radius, theta_deg (polar from +Y), phi_deg (azimuth, 0 = +Z), focal_px: floats or sequences/tensors of
@@ -267,12 +293,28 @@ def orbit_cameras(radius, theta_deg, phi_deg, focal_px, height: int, width: int 
     r, th, ph, f = (v.expand(B).clone().to(device) for v in vals)
     th, ph = torch.deg2rad(th), torch.deg2rad(ph)
     c2w = look_at(orbit_centers(r, th, ph))
-    return Cameras(c2w=c2w, focal=f, height=height, width=width or height, near=near, far=far,
-                   theta=th, phi=torch.remainder(ph, 2 * math.pi), radius=r)
+    return Cameras(
+        c2w=c2w,
+        focal=f,
+        height=height,
+        width=width or height,
+        near=near,
+        far=far,
+        theta=th,
+        phi=torch.remainder(ph, 2 * math.pi),
+        radius=r,
+    )
 
 
-def turntable(n_views: int = 100, height: int = 512, width: int | None = None, radius: float = 2.25,
-              theta_deg: float = 60.0, focal_ratio: float = 1.025, device: torch.device | str = "cpu") -> Cameras:
+def turntable(
+    n_views: int = 100,
+    height: int = 512,
+    width: int | None = None,
+    radius: float = 2.25,
+    theta_deg: float = 60.0,
+    focal_ratio: float = 1.025,
+    device: torch.device | str = "cpu",
+) -> Cameras:
     """The original's test path: φ = i/n·360°, θ = 60°, r = mean(radius_range) = 2.25, focal = 1.025·H."""
     if n_views < 1:
         raise ValueError(f"turntable(): n_views must be >= 1, got {n_views}")
@@ -280,40 +322,9 @@ def turntable(n_views: int = 100, height: int = 512, width: int | None = None, r
     return orbit_cameras(radius, theta_deg, phi, focal_ratio * height, height, width, device=device)
 
 
-def view_direction_ids(theta: torch.Tensor, phi: torch.Tensor, angle_overhead: float = 30.0,
-                       angle_front: float = 60.0, centered: bool = True) -> torch.Tensor:
-    """Index into :data:`VIEW_DIRECTIONS` for each camera: 0 front, 1 side, 2 back, 3 side, 4 overhead, 5 bottom.
-
-    theta/phi: float [B] radians (polar from +Y; azimuth with 0 = +Z = the object's front). ``centered=True``
-    (default, our fix of §8.10): front is |φ| < angle_front/2, back is |φ − 180°| < angle_front/2, side
-    otherwise (id 1 for φ in (0°, 180°), 3 for the other half). ``centered=False`` reproduces the original's
-    bins exactly (use angle_front=90): front [0, F), side [F, 180°), back [180°, 180°+F), side [180°+F, 360°).
-    In both, θ ≤ angle_overhead → overhead and θ ≥ 180° − angle_overhead → bottom override.
-    """
-    phi = torch.remainder(phi, 2 * math.pi)
-    F = math.radians(angle_front)
-    ids = torch.empty(phi.shape, dtype=torch.long, device=phi.device)
-    if centered:
-        d_front = torch.minimum(phi, 2 * math.pi - phi)  # angular distance to 0
-        d_back = (phi - math.pi).abs()
-        ids.fill_(3)
-        ids[phi < math.pi] = 1
-        ids[d_back < F / 2] = 2
-        ids[d_front < F / 2] = 0
-    else:
-        ids.fill_(3)
-        ids[phi < math.pi + F] = 2
-        ids[phi < math.pi] = 1
-        ids[phi < F] = 0
-    ov = math.radians(angle_overhead)
-    ids[theta <= ov] = 4
-    ids[theta >= math.pi - ov] = 5
-    return ids
-
-
 @dataclass
 class OrbitSampler:
-    """Random training cameras as the original samples them (reference_spec.md §4.6), right-handed.
+    """Random training cameras as the original samples them (the original's nerf/provider.py, rand_poses), right-handed.
 
     Per view: radius ~ U[radius_range]; θ ~ U[theta_range] (degrees, polar from +Y; [45°, 100°] = elevation
     +45°…−10°); φ ~ U[phi_range] (degrees). With probability ``uniform_sphere_rate`` (one draw per batch, as
@@ -347,8 +358,13 @@ class OrbitSampler:
         if not 0.0 <= self.uniform_sphere_rate <= 1.0:
             raise ValueError(f"OrbitSampler(): uniform_sphere_rate must be in [0, 1], got {self.uniform_sphere_rate}")
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu", focal_range: Sequence[float] | None = None) -> Cameras:
+    def sample(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        focal_range: Sequence[float] | None = None,
+    ) -> Cameras:
         """Draw ``batch_size`` cameras. Random numbers come from ``generator`` (a CPU generator; the same seed
         gives the same cameras on every device). ``focal_range`` overrides the sampler's (focal schedule)."""
         if batch_size < 1:
@@ -379,6 +395,15 @@ class OrbitSampler:
             target = target + torch.randn(B, 3, generator=g) * self.jitter_target
             up = up + torch.randn(B, 3, generator=g) * self.jitter_up
         c2w = look_at(centers, target, up)
-        cams = Cameras(c2w=c2w, focal=focal, height=self.height, width=self.width or self.height, near=self.near,
-                       far=self.far, theta=theta, phi=phi, radius=radius)
+        cams = Cameras(
+            c2w=c2w,
+            focal=focal,
+            height=self.height,
+            width=self.width or self.height,
+            near=self.near,
+            far=self.far,
+            theta=theta,
+            phi=phi,
+            radius=radius,
+        )
         return cams.to(device)

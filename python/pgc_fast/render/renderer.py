@@ -12,7 +12,7 @@ Textures (``texture`` argument of :meth:`MeshRenderer.render`):
 * an object with ``domain == "vertex"`` (:class:`pgc_fast.render.texture.VertexColorTexture`) or a tensor
   ``[V,C]``: per-vertex colours interpolated over the faces.
 
-Shading (reference_spec.md §4.3): ``"albedo"`` (unlit; the original's fixed-mesh -O2 path), ``"lambertian"``
+Shading (the original's Rasterizer_MLP): ``"albedo"`` (unlit; the original's fixed-mesh -O2 path), ``"lambertian"``
 (``albedo·(ambient + (1−ambient)·max(0, n·l))`` with the light ``l = normalize(camera centre + light_jitter·ξ)``,
 ξ ~ N(0, I₃) drawn per view — the original drew one ξ per batch), ``"normal"`` (``(n+1)/2``) or ``"random"``
 (albedo with probability ``albedo_prob`` = 0.2 per batch, else lambertian, as the original). Normals are the
@@ -22,37 +22,30 @@ Antialiasing: the composited image and the coverage mask go through the backend'
 silhouettes against the background and against other parts of the mesh are smoothed and their gradients reach
 the vertex positions (the original antialiased only the mask before compositing).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from pgc_fast.mesh.ops import vertex_normals
 from pgc_fast.render.backends import RasterBackend, get_backend
 from pgc_fast.render.camera import Cameras
+from pgc_fast.render.shading import shade
 
-__all__ = ["RenderMesh", "RenderOutput", "MeshRenderer", "vertex_normals"]
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted vertex normals (as pytorch3d's ``verts_normals_packed``): float [V,3] unit (zero for
-    isolated vertices). Differentiable w.r.t. vertices. Outward for counter-clockwise faces."""
-    f = faces.long()
-    v0, v1, v2 = vertices[f[:, 0]], vertices[f[:, 1]], vertices[f[:, 2]]
-    fn = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)  # length = 2·area
-    n = torch.zeros_like(vertices)
-    for k in range(3):
-        n = n.index_add(0, f[:, k], fn)
-    return F.normalize(n, dim=-1, eps=1e-20)
+__all__ = ["RenderMesh", "RenderOutput", "MeshRenderer"]
 
 
 @dataclass
 class RenderMesh:
     """A triangle mesh as torch tensors on one device.
 
-    vertices float32 [V,3]; faces int64 [F,3]; normals float32 [V,3] (area-weighted if not given);
+    vertices float32 [V,3]; faces int64 [F,3]; normals float32 [V,3] (``pgc_fast.mesh.vertex_normals``, area-weighted,
+    if not given);
     uvs float32 [T,2] with uv_faces int64 [F,3] (uv_faces = faces when omitted and T == V);
     colors float32 [V,C] in [0,1] (vertex colours) or None.
     """
@@ -67,11 +60,15 @@ class RenderMesh:
     def __post_init__(self) -> None:
         v, f = self.vertices, self.faces
         if not isinstance(v, torch.Tensor) or v.dim() != 2 or v.shape[1] != 3 or not v.is_floating_point():
-            raise ValueError(f"RenderMesh(): vertices must be a float tensor [V,3], got "
-                             f"{getattr(v, 'dtype', type(v).__name__)} {list(getattr(v, 'shape', []))}")
+            raise ValueError(
+                f"RenderMesh(): vertices must be a float tensor [V,3], got "
+                f"{getattr(v, 'dtype', type(v).__name__)} {list(getattr(v, 'shape', []))}"
+            )
         if not isinstance(f, torch.Tensor) or f.dim() != 2 or f.shape[1] != 3 or f.is_floating_point():
-            raise ValueError(f"RenderMesh(): faces must be an integer tensor [F,3], got "
-                             f"{getattr(f, 'dtype', type(f).__name__)} {list(getattr(f, 'shape', []))}")
+            raise ValueError(
+                f"RenderMesh(): faces must be an integer tensor [F,3], got "
+                f"{getattr(f, 'dtype', type(f).__name__)} {list(getattr(f, 'shape', []))}"
+            )
         if f.numel() and (int(f.min()) < 0 or int(f.max()) >= v.shape[0]):
             raise ValueError(f"RenderMesh(): faces must index 0..{v.shape[0] - 1}, got {int(f.min())}..{int(f.max())}")
         self.vertices = v.float()
@@ -86,8 +83,9 @@ class RenderMesh:
                 self.uv_faces = self.faces
             self.uv_faces = self.uv_faces.long()
             if self.uv_faces.shape != self.faces.shape:
-                raise ValueError(f"RenderMesh(): uv_faces must match faces {list(self.faces.shape)}, got "
-                                 f"{list(self.uv_faces.shape)}")
+                raise ValueError(
+                    f"RenderMesh(): uv_faces must match faces {list(self.faces.shape)}, got {list(self.uv_faces.shape)}"
+                )
         if self.colors is not None and (self.colors.dim() != 2 or self.colors.shape[0] != v.shape[0]):
             raise ValueError(f"RenderMesh(): colors must be [V={v.shape[0]},C], got {list(self.colors.shape)}")
         if self.normals is None:
@@ -97,15 +95,22 @@ class RenderMesh:
     def device(self) -> torch.device:
         return self.vertices.device
 
-    def to(self, device: torch.device | str) -> "RenderMesh":
+    def to(self, device: torch.device | str) -> RenderMesh:
         def mv(t):
             return None if t is None else t.to(device)
 
-        return replace(self, vertices=self.vertices.to(device), faces=self.faces.to(device), normals=mv(self.normals),
-                       uvs=mv(self.uvs), uv_faces=mv(self.uv_faces), colors=mv(self.colors))
+        return replace(
+            self,
+            vertices=self.vertices.to(device),
+            faces=self.faces.to(device),
+            normals=mv(self.normals),
+            uvs=mv(self.uvs),
+            uv_faces=mv(self.uv_faces),
+            colors=mv(self.colors),
+        )
 
     @classmethod
-    def from_mesh(cls, mesh: Any, device: torch.device | str = "cpu") -> "RenderMesh":
+    def from_mesh(cls, mesh: Any, device: torch.device | str = "cpu") -> RenderMesh:
         """From ``pgc_fast.mesh.Mesh`` (or any object with ``vertices``/``faces`` and optional ``uvs``,
         ``uv_faces``, ``normals``/``vertex_normals``, ``colors``/``vertex_colors`` arrays)."""
 
@@ -121,8 +126,14 @@ class RenderMesh:
             colors = colors.float() / 255.0
         if colors is not None:
             colors = colors[:, :3].float()
-        return cls(vertices=get("vertices"), faces=get("faces"), normals=get("normals", "vertex_normals"),
-                   uvs=get("uvs"), uv_faces=get("uv_faces"), colors=colors)
+        return cls(
+            vertices=get("vertices"),
+            faces=get("faces"),
+            normals=get("normals", "vertex_normals"),
+            uvs=get("uvs"),
+            uv_faces=get("uv_faces"),
+            colors=colors,
+        )
 
 
 @dataclass
@@ -172,10 +183,22 @@ class MeshRenderer:
     def __init__(self, backend: RasterBackend | str = "auto", device: torch.device | str | None = None) -> None:
         self.backend = get_backend(backend, device) if isinstance(backend, str) else backend
 
-    def render(self, mesh: RenderMesh, cameras: Cameras, texture: Any, *, background: Any = 1.0,
-               shading: str = "albedo", ambient: float = 0.1, albedo_prob: float = 0.2, light_jitter: float = 1.0,
-               generator: torch.Generator | None = None, antialias: bool = True,
-               resolution: Sequence[int] | None = None, ssaa: int = 1) -> RenderOutput:
+    def render(
+        self,
+        mesh: RenderMesh,
+        cameras: Cameras,
+        texture: Any,
+        *,
+        background: Any = 1.0,
+        shading: str = "albedo",
+        ambient: float = 0.1,
+        albedo_prob: float = 0.2,
+        light_jitter: float = 1.0,
+        generator: torch.Generator | None = None,
+        antialias: bool = True,
+        resolution: Sequence[int] | None = None,
+        ssaa: int = 1,
+    ) -> RenderOutput:
         """Render B views. resolution (H, W) defaults to the cameras'. generator drives the random shading
         choice and light jitter (CPU generator). See the module docstring for textures and shading.
         ssaa > 1 renders at ssaa× the resolution and box-filters every output down (for validation and turntable
@@ -184,16 +207,20 @@ class MeshRenderer:
         if not isinstance(ssaa, int) or ssaa < 1 or ssaa > 8:
             raise ValueError(f"render(): ssaa must be an int in 1..8, got {ssaa!r}")
         if ssaa > 1:
-            H0, W0 = (int(r) for r in resolution) if resolution is not None else cameras.resolution
-            hi = self.render(mesh, cameras, texture, background=background, shading=shading, ambient=ambient,
-                             albedo_prob=albedo_prob, light_jitter=light_jitter, generator=generator,
-                             antialias=antialias, resolution=(H0 * ssaa, W0 * ssaa))
-            pool = lambda t: F.avg_pool2d(t, ssaa)  # noqa: E731
-            cov = pool((hi.rast[..., 3] > 0).float()[:, None])
-            per_cov = lambda t: pool(t) / cov.clamp_min(1e-12) * (cov > 0)  # noqa: E731
-            return RenderOutput(image=pool(hi.image), mask=pool(hi.mask), depth=per_cov(hi.depth),
-                                position=per_cov(hi.position), normal=F.normalize(pool(hi.normal), dim=1),
-                                albedo=per_cov(hi.albedo), rast=hi.rast, shading=hi.shading)
+            return self._render_ssaa(
+                mesh,
+                cameras,
+                texture,
+                ssaa,
+                background=background,
+                shading=shading,
+                ambient=ambient,
+                albedo_prob=albedo_prob,
+                light_jitter=light_jitter,
+                generator=generator,
+                antialias=antialias,
+                resolution=resolution,
+            )
         if not isinstance(mesh, RenderMesh):
             raise TypeError(f"render(): mesh must be a RenderMesh, got {type(mesh).__name__}")
         if shading not in ("albedo", "lambertian", "normal", "random"):
@@ -210,6 +237,7 @@ class MeshRenderer:
             rast = be.rasterize(clip, mesh.faces, (H, W))
         covered = rast[..., 3:] > 0  # [B,H,W,1]
         cov_f = covered.float()
+        assert mesh.normals is not None  # RenderMesh.__post_init__ computes them when not given
         geo = torch.cat([mesh.vertices.expand(B, -1, -1), mesh.normals.expand(B, -1, -1), clip[..., 3:4]], dim=-1)
         g = be.interpolate(geo.contiguous(), rast, mesh.faces)
         pos, nrm, depth = g[..., 0:3], g[..., 3:6], g[..., 6:7]
@@ -219,22 +247,11 @@ class MeshRenderer:
         nrm = torch.where((nrm * view).sum(-1, keepdim=True) > 0, -nrm, nrm) * cov_f
 
         albedo = self._albedo(mesh, texture, rast, pos, covered).float()  # fields may answer in fp16 under autocast
-        C = albedo.shape[-1]
         used = shading
         if shading == "random":
             r = float(torch.rand((), generator=generator))
             used = "albedo" if r < albedo_prob else "lambertian"
-        if used == "albedo":
-            fg = albedo
-        elif used == "normal":
-            fg = (nrm + 1) * 0.5
-            if C != 3:
-                raise ValueError(f"render(): shading='normal' needs a 3-channel texture, got {C}")
-        else:
-            xi = torch.randn(B, 3, generator=generator).to(dev)
-            light = F.normalize(cams.position + light_jitter * xi, dim=-1)
-            lam = (nrm * light[:, None, None, :]).sum(-1, keepdim=True).clamp_min(0)
-            fg = albedo * (ambient + (1 - ambient) * lam)
+        fg = shade(used, albedo, nrm, cams.position, ambient=ambient, light_jitter=light_jitter, generator=generator)
         bgt = _background(background, B, fg.shape[-1], H, W, dev).to(fg.dtype)
         img = torch.where(covered, fg, bgt)
         mask = cov_f
@@ -245,11 +262,48 @@ class MeshRenderer:
         def cf(t: torch.Tensor) -> torch.Tensor:
             return t.permute(0, 3, 1, 2).contiguous()
 
-        return RenderOutput(image=cf(img), mask=cf(mask), depth=cf(depth * cov_f), position=cf(pos * cov_f),
-                            normal=cf(nrm), albedo=cf(albedo * cov_f.to(albedo.dtype)), rast=rast, shading=used)
+        return RenderOutput(
+            image=cf(img),
+            mask=cf(mask),
+            depth=cf(depth * cov_f),
+            position=cf(pos * cov_f),
+            normal=cf(nrm),
+            albedo=cf(albedo * cov_f.to(albedo.dtype)),
+            rast=rast,
+            shading=used,
+        )
 
-    def _albedo(self, mesh: RenderMesh, texture: Any, rast: torch.Tensor, pos: torch.Tensor,
-                covered: torch.Tensor) -> torch.Tensor:
+    def _render_ssaa(
+        self,
+        mesh: RenderMesh,
+        cameras: Cameras,
+        texture: Any,
+        ssaa: int,
+        *,
+        resolution: Sequence[int] | None,
+        **kw: Any,
+    ) -> RenderOutput:
+        """Render at ssaa× the resolution and box-filter every output down (``rast`` stays high resolution;
+        depth / position / normal / albedo are averaged over covered sub-samples)."""
+        H0, W0 = (int(r) for r in resolution) if resolution is not None else cameras.resolution
+        hi = self.render(mesh, cameras, texture, resolution=(H0 * ssaa, W0 * ssaa), **kw)
+        pool = lambda t: F.avg_pool2d(t, ssaa)
+        cov = pool((hi.rast[..., 3] > 0).float()[:, None])
+        per_cov = lambda t: pool(t) / cov.clamp_min(1e-12) * (cov > 0)
+        return RenderOutput(
+            image=pool(hi.image),
+            mask=pool(hi.mask),
+            depth=per_cov(hi.depth),
+            position=per_cov(hi.position),
+            normal=F.normalize(pool(hi.normal), dim=1),
+            albedo=per_cov(hi.albedo),
+            rast=hi.rast,
+            shading=hi.shading,
+        )
+
+    def _albedo(
+        self, mesh: RenderMesh, texture: Any, rast: torch.Tensor, pos: torch.Tensor, covered: torch.Tensor
+    ) -> torch.Tensor:
         be = self.backend
         B, H, W, _ = rast.shape
         if isinstance(texture, torch.Tensor):
@@ -260,7 +314,7 @@ class MeshRenderer:
         if domain == "vertex":
             return be.interpolate(texture.colors().float().contiguous(), rast, mesh.faces)
         if domain == "uv":
-            if mesh.uvs is None:
+            if mesh.uvs is None or mesh.uv_faces is None:  # RenderMesh sets uv_faces whenever uvs are set
                 raise ValueError("render(): a UV texture needs mesh.uvs (unwrap the mesh first)")
             uv = be.interpolate(mesh.uvs.contiguous(), rast, mesh.uv_faces)
             return texture.sample(be, uv) * covered.to(uv.dtype)
@@ -272,5 +326,6 @@ class MeshRenderer:
                 raise ValueError(f"render(): a position texture must map [N,3] to [N,C], got {list(vals.shape)}")
             out = torch.zeros(B, H, W, vals.shape[1], dtype=vals.dtype, device=vals.device)
             return out.index_put((sel.nonzero(as_tuple=True)), vals)
-        raise TypeError(f"render(): texture must be a tensor [V,C] or have domain position|uv|vertex, got "
-                        f"{type(texture).__name__}")
+        raise TypeError(
+            f"render(): texture must be a tensor [V,C] or have domain position|uv|vertex, got {type(texture).__name__}"
+        )

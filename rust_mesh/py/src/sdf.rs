@@ -7,7 +7,11 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use rust_mesh::sdf::{MeshSdf, Real, SdfOptions};
 
-type Sdf<'py> = (Bound<'py, PyAny>, Bound<'py, PyArrayDyn<i64>>, Option<Bound<'py, PyAny>>);
+type Sdf<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyArrayDyn<i64>>,
+    Option<Bound<'py, PyAny>>,
+);
 
 fn mesh(
     op: &str,
@@ -16,7 +20,10 @@ fn mesh(
 ) -> PyResult<(Vec<f64>, Vec<i64>)> {
     check_shape(vertices.shape(), &[None, Some(3)], op, "vertices")?;
     check_shape(faces.shape(), &[None, Some(3)], op, "faces")?;
-    Ok((slice(vertices, op, "vertices")?.to_vec(), slice(faces, op, "faces")?.to_vec()))
+    Ok((
+        slice(vertices, op, "vertices")?.to_vec(),
+        slice(faces, op, "faces")?.to_vec(),
+    ))
 }
 
 fn query<'py, T: Real + numpy::Element>(
@@ -30,9 +37,19 @@ fn query<'py, T: Real + numpy::Element>(
     check_shape(a.shape(), &[None, Some(3)], op, "points")?;
     let p = slice(&a, op, "points")?;
     let n = a.shape()[0];
-    let r = py.detach(|| MeshSdf::new(op, &v, &f)?.signed_distance::<T, T>(op, p, &opts)).map_err(to_py_err)?;
-    let closest = if opts.closest { Some(out(py, r.closest, &[n, 3])?.into_any()) } else { None };
-    Ok((out(py, r.distance, &[n])?.into_any(), out(py, r.face, &[n])?, closest))
+    let r = py
+        .detach(|| MeshSdf::new(op, &v, &f)?.signed_distance::<T, T>(op, p, &opts))
+        .map_err(to_py_err)?;
+    let closest = if opts.closest {
+        Some(out(py, r.closest, &[n, 3])?.into_any())
+    } else {
+        None
+    };
+    Ok((
+        out(py, r.distance, &[n])?.into_any(),
+        out(py, r.face, &[n])?,
+        closest,
+    ))
 }
 
 fn is_f32(points: &Bound<'_, PyAny>, op: &str) -> PyResult<bool> {
@@ -42,7 +59,9 @@ fn is_f32(points: &Bound<'_, PyAny>, op: &str) -> PyResult<bool> {
     if points.extract::<PyReadonlyArrayDyn<f64>>().is_ok() {
         return Ok(false);
     }
-    Err(PyTypeError::new_err(format!("{op}(): points must be a float32 or float64 numpy array")))
+    Err(PyTypeError::new_err(format!(
+        "{op}(): points must be a float32 or float64 numpy array"
+    )))
 }
 
 /// Signed distance → (distance [N], face int64 [N], closest [N,3] or None), floats in the points' dtype.
@@ -58,7 +77,11 @@ fn signed_distance<'py>(
 ) -> PyResult<Sdf<'py>> {
     let op = "signed_distance";
     let m = mesh(op, &vertices, &faces)?;
-    let opts = SdfOptions { beta, signed, closest };
+    let opts = SdfOptions {
+        beta,
+        signed,
+        closest,
+    };
     if is_f32(points, op)? {
         query::<f32>(py, m, points, opts)
     } else {
@@ -77,7 +100,9 @@ fn winding<'py, T: Real + numpy::Element>(
     check_shape(a.shape(), &[None, Some(3)], op, "points")?;
     let p = slice(&a, op, "points")?;
     let n = a.shape()[0];
-    let w = py.detach(|| MeshSdf::new(op, &v, &f)?.winding_numbers::<T, T>(op, p, beta)).map_err(to_py_err)?;
+    let w = py
+        .detach(|| MeshSdf::new(op, &v, &f)?.winding_numbers::<T, T>(op, p, beta))
+        .map_err(to_py_err)?;
     Ok(out(py, w, &[n])?.into_any())
 }
 

@@ -2,9 +2,11 @@
 pub mod gltf;
 pub mod obj;
 pub mod ply;
+pub mod refs;
 pub mod texture;
 
 pub use obj::Loaded;
+pub use refs::{Limits, LoadOptions};
 
 use crate::mesh::Mesh;
 use crate::{MeshError, Result};
@@ -12,20 +14,68 @@ use std::collections::HashMap;
 use std::path::Path;
 
 fn ext(path: &Path) -> String {
-    path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
-/// Reads a mesh; the format comes from the extension (.obj, .ply, .glb, .gltf).
+/// Reads a mesh with the default options (references stay inside the mesh's folder; default limits).
 pub fn load_mesh(path: &Path) -> Result<Loaded> {
-    match ext(path).as_str() {
-        "obj" => obj::read_obj(path),
-        "ply" => ply::read_ply(path),
-        "glb" | "gltf" => gltf::read_gltf(path),
+    load_mesh_with(path, &LoadOptions::default())
+}
+
+/// Reads a mesh; the format comes from the extension (.obj, .ply, .glb, .gltf). A mesh without a usable
+/// face (an empty file, only points or lines, or every triangle of zero area) is refused: nothing
+/// downstream can render or texture it, and failing here names the file.
+pub fn load_mesh_with(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    let loaded = match ext(path).as_str() {
+        "obj" => obj::read_obj(path, opts),
+        "ply" => ply::read_ply(path, opts),
+        "glb" | "gltf" => gltf::read_gltf(path, opts),
         e => Err(MeshError::Invalid(format!(
             "load_mesh(): path must end in .obj, .ply, .glb or .gltf, got {:?} (extension {e:?})",
             path.display().to_string()
         ))),
+    }?;
+    check_usable(&loaded.mesh, path, &opts.limits)?;
+    Ok(loaded)
+}
+
+fn check_usable(m: &Mesh, path: &Path, limits: &Limits) -> Result<()> {
+    let refuse = |msg: String| Err(MeshError::refused(path, 0, msg));
+    if m.vertices.len() > limits.max_vertices || m.faces.len() > limits.max_faces {
+        let (v, f) = (m.vertices.len(), m.faces.len());
+        return Err(MeshError::limit(
+            path,
+            0,
+            format!(
+                "{v} vertices / {f} faces exceed the limits of {} / {}",
+                limits.max_vertices, limits.max_faces
+            ),
+        ));
     }
+    if m.faces.is_empty() {
+        let what = if m.vertices.is_empty() {
+            "no vertices and no faces"
+        } else {
+            "vertices but no faces"
+        };
+        return refuse(format!(
+            "no usable faces: the file has {what} (a mesh needs at least one triangle)"
+        ));
+    }
+    // In blocks, so a typical mesh stops after its first few faces.
+    let any_usable = m
+        .faces
+        .chunks(1 << 12)
+        .any(|c| crate::ops::nondegenerate(&m.vertices, c, 0.0).contains(&true));
+    if !any_usable {
+        return refuse(format!(
+            "no usable faces: all {} faces are degenerate (zero area: repeated or collinear vertices)",
+            m.faces.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Writes a mesh; the format comes from the extension (.obj, .ply, .glb). Textures go next to OBJ/PLY
@@ -47,8 +97,19 @@ pub fn save_mesh(mesh: &Mesh, path: &Path) -> Result<()> {
 /// Without UVs this is the identity on positions (unreferenced vertices are kept).
 pub fn split_by_uv(mesh: &Mesh) -> (Vec<(u32, u32)>, Vec<[u32; 3]>) {
     match &mesh.uv_faces {
-        None => ((0..mesh.vertices.len() as u32).map(|i| (i, 0)).collect(), mesh.faces.clone()),
-        Some(uf) if uf == &mesh.faces && mesh.uvs.as_ref().map(Vec::len) == Some(mesh.vertices.len()) => ((0..mesh.vertices.len() as u32).map(|i| (i, i)).collect(), mesh.faces.clone()),
+        None => (
+            (0..mesh.vertices.len() as u32).map(|i| (i, 0)).collect(),
+            mesh.faces.clone(),
+        ),
+        Some(uf)
+            if uf == &mesh.faces
+                && mesh.uvs.as_ref().map(Vec::len) == Some(mesh.vertices.len()) =>
+        {
+            (
+                (0..mesh.vertices.len() as u32).map(|i| (i, i)).collect(),
+                mesh.faces.clone(),
+            )
+        }
         Some(uf) => {
             let mut map: HashMap<(u32, u32), u32> = HashMap::with_capacity(mesh.vertices.len() * 2);
             let mut vmap = Vec::with_capacity(mesh.vertices.len() * 2);
@@ -90,7 +151,10 @@ mod tests {
         let mut out = Vec::new();
         for (i, f) in m.faces.iter().enumerate() {
             for k in 0..3 {
-                let uv = m.uvs.as_ref().map(|u| u[m.uv_faces.as_ref().unwrap()[i][k] as usize]);
+                let uv = m
+                    .uvs
+                    .as_ref()
+                    .map(|u| u[m.uv_faces.as_ref().unwrap()[i][k] as usize]);
                 out.push((m.vertices[f[k] as usize], uv));
             }
         }
@@ -98,8 +162,15 @@ mod tests {
     }
 
     fn arb_mesh() -> impl Strategy<Value = Mesh> {
-        (1usize..12, 1usize..20, any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>()).prop_map(
-            |(nv, nf, with_uv, with_col, with_mat, seed)| {
+        (
+            1usize..12,
+            1usize..20,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<u64>(),
+        )
+            .prop_map(|(nv, nf, with_uv, with_col, with_mat, seed)| {
                 let mut s = seed | 1;
                 let mut rnd = move || {
                     s ^= s << 13;
@@ -107,26 +178,51 @@ mod tests {
                     s ^= s << 17;
                     s
                 };
-                let f32r = |x: u64, scale: f32| ((x % 2_000_001) as f32 / 1_000_000.0 - 1.0) * scale;
-                let vertices: Vec<[f32; 3]> = (0..nv).map(|_| [f32r(rnd(), 100.0), f32r(rnd(), 1e-3), f32r(rnd(), 1.0)]).collect();
-                let faces: Vec<[u32; 3]> = (0..nf).map(|_| [0, 1, 2].map(|_| (rnd() % nv as u64) as u32)).collect();
-                let mut m = Mesh { vertices, faces, ..Default::default() };
+                let f32r =
+                    |x: u64, scale: f32| ((x % 2_000_001) as f32 / 1_000_000.0 - 1.0) * scale;
+                let vertices: Vec<[f32; 3]> = (0..nv)
+                    .map(|_| [f32r(rnd(), 100.0), f32r(rnd(), 1e-3), f32r(rnd(), 1.0)])
+                    .collect();
+                let faces: Vec<[u32; 3]> = (0..nf)
+                    .map(|_| [0, 1, 2].map(|_| (rnd() % nv as u64) as u32))
+                    .collect();
+                let mut m = Mesh {
+                    vertices,
+                    faces,
+                    ..Default::default()
+                };
                 if with_uv {
                     let nt = 3 * nf;
-                    m.uvs = Some((0..nt).map(|_| [f32r(rnd(), 1.0).abs(), f32r(rnd(), 1.0).abs()]).collect());
-                    m.uv_faces = Some((0..nf as u32).map(|i| [3 * i, 3 * i + 1, 3 * i + 2]).collect());
+                    m.uvs = Some(
+                        (0..nt)
+                            .map(|_| [f32r(rnd(), 1.0).abs(), f32r(rnd(), 1.0).abs()])
+                            .collect(),
+                    );
+                    m.uv_faces = Some(
+                        (0..nf as u32)
+                            .map(|i| [3 * i, 3 * i + 1, 3 * i + 2])
+                            .collect(),
+                    );
                 }
                 if with_col {
                     // exact in 8 bits so PLY's uchar colours round-trip
-                    m.colors = Some((0..nv).map(|_| [0, 1, 2].map(|_| (rnd() % 256) as f32 / 255.0)).collect());
+                    m.colors = Some(
+                        (0..nv)
+                            .map(|_| [0, 1, 2].map(|_| (rnd() % 256) as f32 / 255.0))
+                            .collect(),
+                    );
                 }
                 if with_mat {
-                    let data: Vec<f32> = (0..2 * 3 * 3).map(|_| (rnd() % 256) as f32 / 255.0).collect();
-                    m.material = Some(Material { base_color_texture: Some(Texture::new(3, 2, 3, data).unwrap()), ..Default::default() });
+                    let data: Vec<f32> = (0..2 * 3 * 3)
+                        .map(|_| (rnd() % 256) as f32 / 255.0)
+                        .collect();
+                    m.material = Some(Material {
+                        base_color_texture: Some(Texture::new(3, 2, 3, data).unwrap()),
+                        ..Default::default()
+                    });
                 }
                 m
-            },
-        )
+            })
     }
 
     proptest! {
@@ -136,7 +232,13 @@ mod tests {
             for ext in ["obj", "ply", "glb"] {
                 let p = tmp(&format!("rt.{ext}"));
                 save_mesh(&m, &p).unwrap();
-                let r = load_mesh(&p).unwrap().mesh;
+                let r = load_mesh(&p);
+                if !crate::ops::nondegenerate(&m.vertices, &m.faces, 0.0).contains(&true) {
+                    let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+                    prop_assert!(e.contains("rt.") && e.contains(": no usable faces: all"), "{}", e);
+                    continue;
+                }
+                let r = r.unwrap().mesh;
                 prop_assert_eq!(corners(&r), corners(&m), "{}", ext);
                 if let Some(c) = &m.colors {
                     for (f, g) in r.faces.iter().zip(&m.faces) {
@@ -171,8 +273,34 @@ mod tests {
     }
 
     #[test]
+    fn meshes_without_usable_faces_are_refused() {
+        let p = tmp("usable.obj");
+        for (text, want) in [
+            ("", "no usable faces: the file has no vertices and no faces (a mesh needs at least one triangle)"),
+            ("v 0 0 0\nv 1 0 0\nv 0 1 0\nl 1 2\n", "no usable faces: the file has vertices but no faces"),
+            ("v 0 0 0\nv 1 1 1\nv 2 2 2\nf 1 2 3\nf 1 1 2\n", "no usable faces: all 2 faces are degenerate"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = load_mesh(&p).err().unwrap().to_string();
+            assert!(e.starts_with(&format!("{}: {want}", p.display())), "{e}");
+        }
+        // one usable face is enough (the degenerate ones are the clean-up's business)
+        std::fs::write(&p, "v 0 0 0\nv 1 1 1\nv 2 2 2\nv 0 1 0\nf 1 2 3\nf 1 2 4\n").unwrap();
+        assert_eq!(load_mesh(&p).unwrap().mesh.faces.len(), 2);
+    }
+
+    #[test]
     fn obj_errors_carry_line_numbers() {
-        let e = obj::parse_obj(b"v 0 0 0\nv 1 0 0\n\nf 1 2 3\n", Path::new("x.obj"), Path::new(".")).err().unwrap();
-        assert_eq!(e.to_string(), "x.obj:4: vertex index 3 out of range (1..=2 or -1..=-2)");
+        let e = obj::parse_obj(
+            b"v 0 0 0\nv 1 0 0\n\nf 1 2 3\n",
+            Path::new("x.obj"),
+            &LoadOptions::default(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "x.obj:4: vertex index 3 out of range (1..=2 or -1..=-2)"
+        );
     }
 }

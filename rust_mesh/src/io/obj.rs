@@ -6,7 +6,8 @@
 //! `map_Kd`, `map_Pm`, `map_Pr`, `map_Bump`/`bump`/`norm`. Lines, points, groups, smoothing and unknown
 //! statements are ignored. Every error names the file and the 1-based line.
 //! Normals are per position: when a position is used with several `vn`, they are averaged.
-use super::texture::{combine_mr, read_image, write_png};
+use super::refs::{read_mesh_file, LoadOptions, Refs, Site};
+use super::texture::{combine_mr, write_png};
 use crate::mesh::{Material, Mesh, Texture};
 use crate::{MeshError, Result};
 use std::collections::HashMap;
@@ -18,10 +19,9 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-pub fn read_obj(path: &Path) -> Result<Loaded> {
-    let data = std::fs::read(path).map_err(|e| MeshError::io(path, e))?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse_obj(&data, path, &dir)
+pub fn read_obj(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    let data = read_mesh_file(path)?;
+    parse_obj(&data, path, opts)
 }
 
 /// `data.split(|c| *c == b'\n')` with a SIMD newline search (same pieces, including the final one).
@@ -69,8 +69,8 @@ fn split_ws(s: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[inline]
 fn fast_f32(tok: &[u8]) -> Option<f32> {
     const P10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-        1e20, 1e21, 1e22,
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
     ];
     let (neg, rest) = match tok.first()? {
         b'-' => (true, &tok[1..]),
@@ -207,10 +207,18 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
                     n += 1;
                 }
                 if n < 3 {
-                    return Err(MeshError::parse(path, line, format!("'v' needs x y z, got {n} values")));
+                    return Err(MeshError::parse(
+                        path,
+                        line,
+                        format!("'v' needs x y z, got {n} values"),
+                    ));
                 }
                 if !(p[0].is_finite() && p[1].is_finite() && p[2].is_finite()) {
-                    return Err(MeshError::parse(path, line, "vertex position is not finite"));
+                    return Err(MeshError::parse(
+                        path,
+                        line,
+                        "vertex position is not finite",
+                    ));
                 }
                 let col = match n {
                     6 => Some([p[3], p[4], p[5]]),
@@ -241,7 +249,11 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
                     return Err(MeshError::parse(path, line, "'vt' needs at least u"));
                 }
                 if !(p[0].is_finite() && p[1].is_finite()) {
-                    return Err(MeshError::parse(path, line, "texture coordinate is not finite"));
+                    return Err(MeshError::parse(
+                        path,
+                        line,
+                        "texture coordinate is not finite",
+                    ));
                 }
                 c.uvs.push(p);
             }
@@ -253,7 +265,11 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
                     n += 1;
                 }
                 if n < 3 {
-                    return Err(MeshError::parse(path, line, format!("'vn' needs 3 values, got {n}")));
+                    return Err(MeshError::parse(
+                        path,
+                        line,
+                        format!("'vn' needs 3 values, got {n}"),
+                    ));
                 }
                 if !p.iter().all(|x| x.is_finite()) {
                     return Err(MeshError::parse(path, line, "normal is not finite"));
@@ -272,11 +288,15 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
                         line,
                     )?;
                     let ti = match parts.next() {
-                        Some(s) if !s.is_empty() => parse_index(s, base[1] + c.uvs.len(), "texture", path, line)?,
+                        Some(s) if !s.is_empty() => {
+                            parse_index(s, base[1] + c.uvs.len(), "texture", path, line)?
+                        }
                         _ => u32::MAX,
                     };
                     let ni = match parts.next() {
-                        Some(s) if !s.is_empty() => parse_index(s, base[2] + c.vns.len(), "normal", path, line)?,
+                        Some(s) if !s.is_empty() => {
+                            parse_index(s, base[2] + c.vns.len(), "normal", path, line)?
+                        }
                         _ => u32::MAX,
                     };
                     if parts.next().is_some() {
@@ -300,10 +320,18 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
                 for i in 1..corner.len() - 1 {
                     let (a, b, d) = (corner[0], corner[i], corner[i + 1]);
                     c.faces.push([a.0, b.0, d.0]);
-                    c.uv_faces.push(if has_t { [a.1, b.1, d.1] } else { [u32::MAX; 3] });
+                    c.uv_faces.push(if has_t {
+                        [a.1, b.1, d.1]
+                    } else {
+                        [u32::MAX; 3]
+                    });
                     if has_n || c.any_nrm {
                         c.nrm_faces.resize(c.faces.len() - 1, [u32::MAX; 3]);
-                        c.nrm_faces.push(if has_n { [a.2, b.2, d.2] } else { [u32::MAX; 3] });
+                        c.nrm_faces.push(if has_n {
+                            [a.2, b.2, d.2]
+                        } else {
+                            [u32::MAX; 3]
+                        });
                     }
                 }
                 c.any_uv |= has_t;
@@ -311,8 +339,11 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
             }
             b"mtllib" | b"usemtl" => {
                 let rest = rest_of_line(raw, kw);
-                c.stmts
-                    .push((line, if kw == b"mtllib" { "mtllib" } else { "usemtl" }, rest));
+                c.stmts.push((
+                    line,
+                    if kw == b"mtllib" { "mtllib" } else { "usemtl" },
+                    rest,
+                ));
             }
             _ => {} // o, g, s, l, p, comments, curves: not part of the triangle mesh
         }
@@ -326,48 +357,58 @@ fn parse_chunk(data: &[u8], line0: usize, base: [usize; 3], path: &Path) -> Resu
     Ok(c)
 }
 
+/// The statement keyword of a line: its first token as `split_ws` cuts it (`None` for a blank or comment
+/// line), so the counting pass and the parse agree on which lines are `v`/`vt`/`vn` whatever the
+/// whitespace, `\r` included.
+#[inline]
+fn keyword(raw: &[u8]) -> Option<&[u8]> {
+    let ws = |c: &u8| matches!(*c, b' ' | b'\t' | b'\r');
+    let start = raw.iter().position(|c| !ws(c))?;
+    let rest = &raw[start..];
+    if rest[0] == b'#' {
+        return None;
+    }
+    Some(&rest[..rest.iter().position(ws).unwrap_or(rest.len())])
+}
+
 /// Counts (lines, v, vt, vn) in a chunk: the cheap first pass that gives every chunk its global offsets.
 fn count_chunk(data: &[u8]) -> [usize; 4] {
     let mut n = [0usize; 4];
     for raw in lines(data) {
         n[0] += 1;
-        let t = raw
-            .iter()
-            .position(|&b| b != b' ' && b != b'\t')
-            .map_or(&raw[..0], |i| &raw[i..]);
-        if t.len() >= 2 && t[0] == b'v' {
-            match t[1] {
-                b' ' | b'\t' => n[1] += 1,
-                b't' if t.len() > 2 && matches!(t[2], b' ' | b'\t') => n[2] += 1,
-                b'n' if t.len() > 2 && matches!(t[2], b' ' | b'\t') => n[3] += 1,
-                _ => {}
-            }
+        match keyword(raw) {
+            Some(b"v") => n[1] += 1,
+            Some(b"vt") => n[2] += 1,
+            Some(b"vn") => n[3] += 1,
+            _ => {}
         }
     }
     n
 }
 
-pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
-    use rayon::prelude::*;
-    let mut warnings = Vec::new();
-    // Split at line boundaries into chunks parsed in parallel (counts first, so negative indices and
-    // range checks see the global totals, and errors keep their line numbers).
-    let nchunks = if data.len() < 1 << 18 {
-        1
-    } else {
-        (rayon::current_num_threads() * 4).clamp(1, 64)
-    };
+/// Chunk boundaries: `nchunks` pieces of `data`, each ending just after a '\n' (the last one at the end).
+fn chunk_bounds(data: &[u8], nchunks: usize) -> Vec<usize> {
     let mut bounds = vec![0usize];
     for k in 1..nchunks {
-        let mut p = (data.len() * k / nchunks).max(*bounds.last().unwrap());
+        let mut p = (data.len() * k / nchunks)
+            .max(*bounds.last().unwrap_or(&0))
+            .max(1);
         while p < data.len() && data[p - 1] != b'\n' {
             p += 1;
         }
-        if p < data.len() && p > *bounds.last().unwrap() {
+        if p < data.len() && p > *bounds.last().unwrap_or(&0) {
             bounds.push(p);
         }
     }
     bounds.push(data.len());
+    bounds
+}
+
+/// Parses `data` as `nchunks` line-aligned chunks in parallel. Counts come first, so negative indices and
+/// range checks see the global totals and errors keep their line numbers.
+fn parse_chunks(data: &[u8], path: &Path, nchunks: usize) -> Result<Vec<Chunk>> {
+    use rayon::prelude::*;
+    let bounds = chunk_bounds(data, nchunks);
     let pieces: Vec<&[u8]> = bounds.windows(2).map(|w| &data[w[0]..w[1]]).collect();
     let counts: Vec<[usize; 4]> = pieces.par_iter().map(|d| count_chunk(d)).collect();
     let mut offs = Vec::with_capacity(pieces.len());
@@ -385,81 +426,213 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
         .map(|(d, o)| parse_chunk(d, o[0], [o[1], o[2], o[3]], path))
         .collect();
     let chunks: Vec<Chunk> = results.into_iter().collect::<Result<_>>()?;
+    // The offsets are only right if both passes saw the same statements; a disagreement would silently
+    // shift every relative index in later chunks, so it is an error, never a wrong mesh.
+    for (c, n) in chunks.iter().zip(&counts) {
+        if [c.verts.len(), c.uvs.len(), c.vns.len()] != [n[1], n[2], n[3]] {
+            return Err(MeshError::parse(
+                path,
+                0,
+                "internal error: OBJ chunk counts disagree (please report this file)",
+            ));
+        }
+    }
+    Ok(chunks)
+}
 
+/// The chunks' contributions concatenated.
+#[derive(Default)]
+struct Parsed {
+    verts: Vec<[f32; 3]>,
+    colors: Vec<[f32; 3]>,
+    n_colored: usize,
+    uvs: Vec<[f32; 2]>,
+    vns: Vec<[f32; 3]>,
+    faces: Vec<[u32; 3]>,
+    uv_faces: Vec<[u32; 3]>,
+    nrm_faces: Vec<[u32; 3]>,
+    any_uv: bool,
+    any_nrm: bool,
+    stmts: Vec<(usize, &'static str, String)>,
+}
+
+fn merge(chunks: Vec<Chunk>) -> Parsed {
     let total = |f: fn(&Chunk) -> usize| chunks.iter().map(f).sum::<usize>();
-    let mut verts: Vec<[f32; 3]> = Vec::with_capacity(total(|c| c.verts.len()));
-    let mut uvs: Vec<[f32; 2]> = Vec::with_capacity(total(|c| c.uvs.len()));
-    let mut vns: Vec<[f32; 3]> = Vec::with_capacity(total(|c| c.vns.len()));
-    let mut faces: Vec<[u32; 3]> = Vec::with_capacity(total(|c| c.faces.len()));
-    let mut uv_faces: Vec<[u32; 3]> = Vec::with_capacity(total(|c| c.faces.len()));
-    let n_colored = total(|c| c.n_colored);
-    let any_uv = chunks.iter().any(|c| c.any_uv);
-    let any_nrm = chunks.iter().any(|c| c.any_nrm);
-    let mut colors: Vec<[f32; 3]> = Vec::new();
-    let mut nrm_faces: Vec<[u32; 3]> = Vec::new();
-    let mut stmts = Vec::new();
+    let mut p = Parsed {
+        verts: Vec::with_capacity(total(|c| c.verts.len())),
+        uvs: Vec::with_capacity(total(|c| c.uvs.len())),
+        vns: Vec::with_capacity(total(|c| c.vns.len())),
+        faces: Vec::with_capacity(total(|c| c.faces.len())),
+        uv_faces: Vec::with_capacity(total(|c| c.faces.len())),
+        n_colored: total(|c| c.n_colored),
+        any_uv: chunks.iter().any(|c| c.any_uv),
+        any_nrm: chunks.iter().any(|c| c.any_nrm),
+        ..Default::default()
+    };
     for c in chunks {
-        if n_colored > 0 {
+        if p.n_colored > 0 {
             if c.colors.is_empty() {
-                colors.resize(colors.len() + c.verts.len(), [1.0; 3]);
+                p.colors.resize(p.colors.len() + c.verts.len(), [1.0; 3]);
             } else {
-                colors.extend_from_slice(&c.colors);
+                p.colors.extend_from_slice(&c.colors);
             }
         }
-        if any_nrm {
+        if p.any_nrm {
             if c.nrm_faces.is_empty() {
-                nrm_faces.resize(nrm_faces.len() + c.faces.len(), [u32::MAX; 3]);
+                p.nrm_faces
+                    .resize(p.nrm_faces.len() + c.faces.len(), [u32::MAX; 3]);
             } else {
-                nrm_faces.extend_from_slice(&c.nrm_faces);
+                p.nrm_faces.extend_from_slice(&c.nrm_faces);
             }
         }
-        verts.extend_from_slice(&c.verts);
-        uvs.extend_from_slice(&c.uvs);
-        vns.extend_from_slice(&c.vns);
-        faces.extend_from_slice(&c.faces);
-        uv_faces.extend_from_slice(&c.uv_faces);
-        stmts.extend(c.stmts);
+        p.verts.extend_from_slice(&c.verts);
+        p.uvs.extend_from_slice(&c.uvs);
+        p.vns.extend_from_slice(&c.vns);
+        p.faces.extend_from_slice(&c.faces);
+        p.uv_faces.extend_from_slice(&c.uv_faces);
+        p.stmts.extend(c.stmts);
+    }
+    p
+}
+
+pub fn parse_obj(data: &[u8], path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    let nchunks = if data.len() < 1 << 18 {
+        1
+    } else {
+        (rayon::current_num_threads() * 4).clamp(1, 64)
+    };
+    parse_obj_chunked(data, path, opts, nchunks)
+}
+
+fn parse_obj_chunked(
+    data: &[u8],
+    path: &Path,
+    opts: &LoadOptions,
+    nchunks: usize,
+) -> Result<Loaded> {
+    // Classic Mac OS files end lines with a lone '\r': read them as '\n' (a '\r' beside a '\n', as in
+    // "\r\n" or "\n\r" endings, is whitespace and needs nothing).
+    let owned: Vec<u8>;
+    let data = if memchr::memchr(b'\n', data).is_none() && memchr::memchr(b'\r', data).is_some() {
+        owned = data
+            .iter()
+            .map(|&c| if c == b'\r' { b'\n' } else { c })
+            .collect();
+        &owned[..]
+    } else {
+        data
+    };
+    let p = merge(parse_chunks(data, path, nchunks)?);
+    let mut warnings = Vec::new();
+    let mut refs = Refs::new(path, opts);
+    let mut libs = Libraries::default();
+    for (line, kw, rest) in &p.stmts {
+        if *kw == "mtllib" {
+            libs.mtllib(rest, path, *line, &mut refs)?;
+        } else {
+            libs.usemtl(rest, path, *line, &mut warnings);
+        }
+    }
+    let mut mesh = build_mesh(p, path, &mut warnings);
+    if libs.used.len() > 1 {
+        warnings.push(format!(
+            "{}: {} materials used ({}); only the first, {:?}, is kept",
+            path.display(),
+            libs.used.len(),
+            libs.used.join(", "),
+            libs.used[0]
+        ));
+    }
+    let chosen = libs.used.first().or(libs.order.first()).cloned();
+    if let Some(m) = chosen.and_then(|n| libs.materials.remove(&n)) {
+        mesh.material = Some(m.load_maps(&mut refs, &mut warnings)?);
+    }
+    Ok(Loaded { mesh, warnings })
+}
+
+/// Materials from the `mtllib` statements, in the order they apply.
+#[derive(Default)]
+struct Libraries {
+    materials: HashMap<String, MtlEntry>,
+    order: Vec<String>,
+    used: Vec<String>,
+    /// Libraries already read (canonical paths): a repeated `mtllib` is parsed once.
+    done: std::collections::HashSet<PathBuf>,
+}
+
+impl Libraries {
+    fn mtllib(&mut self, rest: &str, path: &Path, line: usize, refs: &mut Refs) -> Result<()> {
+        if rest.is_empty() {
+            return Err(MeshError::parse(path, line, "'mtllib' needs a file name"));
+        }
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let site = Site {
+            src: path,
+            line,
+            what: "mtllib",
+        };
+        // Either one name with spaces or several space-separated libraries.
+        let whole = rest.contains(char::is_whitespace)
+            && refs.resolve(rest, &dir, site).is_ok_and(|p| p.is_file());
+        let names: Vec<String> = if whole {
+            vec![rest.to_string()]
+        } else {
+            rest.split_whitespace().map(str::to_string).collect()
+        };
+        for name in names {
+            refs.count("mtllib", site)?;
+            let shown = dir.join(&name);
+            let cant = |e: MeshError| match e {
+                MeshError::Io { source, .. } => MeshError::parse(
+                    path,
+                    line,
+                    format!("cannot read mtllib {}: {source}", shown.display()),
+                ),
+                e => e,
+            };
+            let mpath = refs.resolve(&name, &dir, site).map_err(cant)?;
+            if !self.done.insert(mpath.clone()) {
+                continue;
+            }
+            let mtl = refs.read(&mpath, &name, site).map_err(cant)?;
+            let mdir = shown.parent().map(Path::to_path_buf).unwrap_or_default();
+            for m in parse_mtl(&mtl, &shown, &mdir, refs)? {
+                if !self.materials.contains_key(&m.mat.name) {
+                    self.order.push(m.mat.name.clone());
+                }
+                self.materials.insert(m.mat.name.clone(), m);
+            }
+        }
+        Ok(())
     }
 
-    let mut materials: HashMap<String, Material> = HashMap::new();
-    let mut mtl_order: Vec<String> = Vec::new();
-    let mut used: Vec<String> = Vec::new();
-    for (line, kw, rest) in stmts {
-        if kw == "mtllib" {
-            if rest.is_empty() {
-                return Err(MeshError::parse(path, line, "'mtllib' needs a file name"));
-            }
-            // Either one name with spaces or several space-separated libraries.
-            let names: Vec<String> = if dir.join(&rest).is_file() {
-                vec![rest.clone()]
-            } else {
-                rest.split_whitespace().map(str::to_string).collect()
-            };
-            for name in names {
-                let mpath = dir.join(&name);
-                let mtl = std::fs::read(&mpath).map_err(|e| {
-                    MeshError::parse(path, line, format!("cannot read mtllib {}: {e}", mpath.display()))
-                })?;
-                let mdir = mpath.parent().map(Path::to_path_buf).unwrap_or_default();
-                for m in parse_mtl(&mtl, &mpath, &mdir, &mut warnings)? {
-                    if !materials.contains_key(&m.name) {
-                        mtl_order.push(m.name.clone());
-                    }
-                    materials.insert(m.name.clone(), m);
-                }
-            }
-        } else {
-            let name = rest;
-            if !materials.contains_key(&name) {
-                warnings.push(format!(
-                    "{}:{line}: usemtl {name:?}: material not defined by any mtllib; ignored",
-                    path.display()
-                ));
-            } else if !used.contains(&name) {
-                used.push(name);
-            }
+    fn usemtl(&mut self, name: &str, path: &Path, line: usize, warnings: &mut Vec<String>) {
+        if !self.materials.contains_key(name) {
+            warnings.push(format!(
+                "{}:{line}: usemtl {name:?}: material not defined by any mtllib; ignored",
+                path.display()
+            ));
+        } else if !self.used.iter().any(|u| u == name) {
+            self.used.push(name.to_string());
         }
     }
+}
+
+/// Assembles the mesh (colours, UVs, per-position normals) from the parsed statements.
+fn build_mesh(p: Parsed, path: &Path, warnings: &mut Vec<String>) -> Mesh {
+    let Parsed {
+        verts,
+        mut colors,
+        n_colored,
+        mut uvs,
+        vns,
+        faces,
+        mut uv_faces,
+        mut nrm_faces,
+        any_uv,
+        any_nrm,
+        ..
+    } = p;
     let nv = verts.len();
     let mut mesh = Mesh {
         vertices: verts,
@@ -500,49 +673,51 @@ pub fn parse_obj(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
     }
     if any_nrm {
         nrm_faces.resize(mesh.faces.len(), [u32::MAX; 3]);
-        let mut acc = vec![[0f32; 3]; nv];
-        let mut have = vec![false; nv];
-        let mut used_v = vec![false; nv];
-        for (f, nf) in mesh.faces.iter().zip(&nrm_faces) {
-            for k in 0..3 {
-                used_v[f[k] as usize] = true;
-                if nf[k] != u32::MAX {
-                    let n = vns[nf[k] as usize];
-                    let a = &mut acc[f[k] as usize];
-                    a[0] += n[0];
-                    a[1] += n[1];
-                    a[2] += n[2];
-                    have[f[k] as usize] = true;
-                }
-            }
-        }
-        if (0..nv).all(|i| have[i] || !used_v[i]) {
-            for a in acc.iter_mut() {
-                let l = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
-                if l > 0.0 {
-                    a.iter_mut().for_each(|x| *x /= l);
-                }
-            }
-            mesh.normals = Some(acc);
-        } else {
-            warnings.push(format!(
+        match position_normals(&mesh.faces, &nrm_faces, &vns, nv) {
+            Some(n) => mesh.normals = Some(n),
+            None => warnings.push(format!(
                 "{}: normals given for only some faces; dropped",
                 path.display()
-            ));
+            )),
         }
     }
-    let chosen = used.first().or(mtl_order.first()).cloned();
-    if used.len() > 1 {
-        warnings.push(format!(
-            "{}: {} materials used ({}); only the first, {:?}, is kept",
-            path.display(),
-            used.len(),
-            used.join(", "),
-            used[0]
-        ));
+    mesh
+}
+
+/// Per-position normals (the average of every `vn` a position is used with), or `None` when some used
+/// position has none.
+fn position_normals(
+    faces: &[[u32; 3]],
+    nrm_faces: &[[u32; 3]],
+    vns: &[[f32; 3]],
+    nv: usize,
+) -> Option<Vec<[f32; 3]>> {
+    let mut acc = vec![[0f32; 3]; nv];
+    let mut have = vec![false; nv];
+    let mut used_v = vec![false; nv];
+    for (f, nf) in faces.iter().zip(nrm_faces) {
+        for k in 0..3 {
+            used_v[f[k] as usize] = true;
+            if nf[k] != u32::MAX {
+                let n = vns[nf[k] as usize];
+                let a = &mut acc[f[k] as usize];
+                a[0] += n[0];
+                a[1] += n[1];
+                a[2] += n[2];
+                have[f[k] as usize] = true;
+            }
+        }
     }
-    mesh.material = chosen.and_then(|n| materials.remove(&n));
-    Ok(Loaded { mesh, warnings })
+    if !(0..nv).all(|i| have[i] || !used_v[i]) {
+        return None;
+    }
+    for a in acc.iter_mut() {
+        let l = (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt();
+        if l > 0.0 {
+            a.iter_mut().for_each(|x| *x /= l);
+        }
+    }
+    Some(acc)
 }
 
 fn rest_of_line(raw: &[u8], kw: &[u8]) -> String {
@@ -558,7 +733,8 @@ fn map_file(rest: &str) -> String {
     while i < toks.len() && toks[i].starts_with('-') && toks[i].len() > 1 && toks.len() - i > 1 {
         i += 1;
         while i < toks.len() - 1
-            && (toks[i].parse::<f32>().is_ok() || matches!(toks[i], "on" | "off" | "r" | "g" | "b" | "m" | "l" | "z"))
+            && (toks[i].parse::<f32>().is_ok()
+                || matches!(toks[i], "on" | "off" | "r" | "g" | "b" | "m" | "l" | "z"))
         {
             i += 1;
         }
@@ -566,21 +742,69 @@ fn map_file(rest: &str) -> String {
     toks[i..].join(" ")
 }
 
-/// Parses an MTL file. Texture maps that cannot be read are dropped with a warning (broken texture paths
-/// are common in downloaded models); malformed statements are errors with file and line.
-pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<Material>> {
-    let mut out: Vec<Material> = Vec::new();
-    let mut pm: Option<Texture> = None;
-    let mut pr: Option<Texture> = None;
-    let finish = |out: &mut Vec<Material>, pm: &mut Option<Texture>, pr: &mut Option<Texture>| {
-        if let Some(m) = out.last_mut() {
-            if pm.is_some() || pr.is_some() {
-                m.metallic_roughness_texture = combine_mr(pm.as_ref(), pr.as_ref());
+/// A texture map statement, read only if its material is the one kept.
+#[derive(Clone, Debug)]
+pub struct MapRef {
+    /// The file name as written (backslashes turned into '/').
+    pub name: String,
+    /// The MTL file and line that name it, and the folder the name is relative to.
+    pub mtl: PathBuf,
+    pub line: usize,
+    pub dir: PathBuf,
+    pub keyword: String,
+}
+
+/// An MTL material whose texture maps are not read yet: the maps of unused materials are never opened,
+/// and a map named many times is decoded once.
+#[derive(Clone, Debug, Default)]
+pub struct MtlEntry {
+    pub mat: Material,
+    /// base colour, metallic, roughness, normal
+    pub maps: [Option<MapRef>; 4],
+}
+
+impl MtlEntry {
+    /// Reads and decodes the maps. A map that cannot be read (missing, undecodable, or refused by the path
+    /// policy, e.g. an absolute path from the author's machine) is dropped with a warning, as broken texture
+    /// paths are common in downloaded models; an exceeded limit fails the load.
+    pub fn load_maps(self, refs: &mut Refs, warnings: &mut Vec<String>) -> Result<Material> {
+        let mut tex: [Option<Texture>; 4] = Default::default();
+        for (k, m) in self.maps.iter().enumerate() {
+            let Some(m) = m else { continue };
+            let site = Site {
+                src: &m.mtl,
+                line: m.line,
+                what: &m.keyword,
+            };
+            match refs.texture(&m.name, &m.dir, site, k == 0 || k == 3) {
+                Ok(t) => tex[k] = Some(t),
+                Err(e @ MeshError::Limit { .. }) => return Err(e),
+                Err(e @ MeshError::Refused { .. }) => {
+                    warnings.push(format!("{e} (texture dropped)"))
+                }
+                Err(e) => warnings.push(format!(
+                    "{}:{}: {} texture dropped: {e}",
+                    m.mtl.display(),
+                    m.line,
+                    m.keyword
+                )),
             }
         }
-        *pm = None;
-        *pr = None;
-    };
+        let [base, pm, pr, normal] = tex;
+        let mut mat = self.mat;
+        mat.base_color_texture = base;
+        mat.normal_texture = normal;
+        if pm.is_some() || pr.is_some() {
+            mat.metallic_roughness_texture = combine_mr(pm.as_ref(), pr.as_ref());
+        }
+        Ok(mat)
+    }
+}
+
+/// Parses an MTL file. Malformed statements are errors with file and line; texture maps are recorded
+/// (and counted against the reference limit), not read.
+pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path, refs: &mut Refs) -> Result<Vec<MtlEntry>> {
+    let mut out: Vec<MtlEntry> = Vec::new();
     for (li, raw) in data.split(|c| *c == b'\n').enumerate() {
         let line = li + 1;
         let text = String::from_utf8_lossy(raw);
@@ -592,16 +816,22 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path, warnings: &mut Vec<String
         }
         let rest = text[kw.len()..].trim();
         if kw == "newmtl" {
-            finish(&mut out, &mut pm, &mut pr);
-            out.push(Material {
-                name: rest.to_string(),
-                ..Default::default()
+            out.push(MtlEntry {
+                mat: Material {
+                    name: rest.to_string(),
+                    ..Default::default()
+                },
+                maps: Default::default(),
             });
             continue;
         }
-        let Some(m) = out.last_mut() else {
+        let Some(e) = out.last_mut() else {
             if matches!(kw, "Kd" | "map_Kd" | "d" | "Tr" | "Pm" | "Pr") {
-                return Err(MeshError::parse(path, line, format!("'{kw}' before any 'newmtl'")));
+                return Err(MeshError::parse(
+                    path,
+                    line,
+                    format!("'{kw}' before any 'newmtl'"),
+                ));
             }
             continue;
         };
@@ -610,29 +840,55 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path, warnings: &mut Vec<String
                 .split_whitespace()
                 .take(n)
                 .map(|t| {
-                    t.parse::<f32>()
-                        .map_err(|_| MeshError::parse(path, line, format!("expected a number, got {t:?}")))
+                    t.parse::<f32>().map_err(|_| {
+                        MeshError::parse(path, line, format!("expected a number, got {t:?}"))
+                    })
                 })
                 .collect::<Result<_>>()?;
             if v.is_empty() || v.iter().any(|x| !x.is_finite()) {
-                return Err(MeshError::parse(path, line, format!("'{kw}' needs finite numbers")));
+                return Err(MeshError::parse(
+                    path,
+                    line,
+                    format!("'{kw}' needs finite numbers"),
+                ));
             }
             Ok(v)
         };
-        let mut tex = |force: bool| -> Result<Option<Texture>> {
+        let slot = match kw {
+            "map_Kd" => Some(0),
+            "map_Pm" => Some(1),
+            "map_Pr" => Some(2),
+            "map_Bump" | "map_bump" | "bump" | "norm" | "map_Norm" => Some(3),
+            _ => None,
+        };
+        if let Some(k) = slot {
+            refs.count(
+                "texture map",
+                Site {
+                    src: path,
+                    line,
+                    what: kw,
+                },
+            )?;
             let f = map_file(rest);
             if f.is_empty() {
-                return Err(MeshError::parse(path, line, format!("'{kw}' needs a file name")));
+                return Err(MeshError::parse(
+                    path,
+                    line,
+                    format!("'{kw}' needs a file name"),
+                ));
             }
-            let p: PathBuf = dir.join(f.replace('\\', "/"));
-            match read_image(&p, force) {
-                Ok(t) => Ok(Some(t)),
-                Err(e) => {
-                    warnings.push(format!("{}:{line}: {kw} texture dropped: {e}", path.display()));
-                    Ok(None)
-                }
-            }
-        };
+            let name = f.replace('\\', "/");
+            e.maps[k] = Some(MapRef {
+                name,
+                mtl: path.to_path_buf(),
+                line,
+                dir: dir.to_path_buf(),
+                keyword: kw.to_string(),
+            });
+            continue;
+        }
+        let m = &mut e.mat;
         match kw {
             "Kd" => {
                 let v = nums(3)?;
@@ -643,14 +899,9 @@ pub fn parse_mtl(data: &[u8], path: &Path, dir: &Path, warnings: &mut Vec<String
             "Tr" => m.base_color_factor[3] = 1.0 - nums(1)?[0],
             "Pm" => m.metallic_factor = nums(1)?[0],
             "Pr" => m.roughness_factor = nums(1)?[0],
-            "map_Kd" => m.base_color_texture = tex(true)?,
-            "map_Pm" => pm = tex(false)?,
-            "map_Pr" => pr = tex(false)?,
-            "map_Bump" | "map_bump" | "bump" | "norm" | "map_Norm" => m.normal_texture = tex(true)?,
             _ => {}
         }
     }
-    finish(&mut out, &mut pm, &mut pr);
     Ok(out)
 }
 
@@ -703,7 +954,13 @@ pub fn write_obj(mesh: &Mesh, path: &Path) -> Result<()> {
         match (&mesh.uv_faces, has_n) {
             (Some(uf), true) => {
                 let t = uf[i];
-                writeln!(s, "f {a}/{}/{a} {b}/{}/{b} {c}/{}/{c}", t[0] + 1, t[1] + 1, t[2] + 1)
+                writeln!(
+                    s,
+                    "f {a}/{}/{a} {b}/{}/{b} {c}/{}/{c}",
+                    t[0] + 1,
+                    t[1] + 1,
+                    t[2] + 1
+                )
             }
             (Some(uf), false) => {
                 let t = uf[i];
@@ -778,14 +1035,34 @@ mod tests {
         for i in 1..n - 1 {
             text += &format!("f {} -2 -1\n", i);
         }
-        let m = parse_obj(text.as_bytes(), Path::new("big.obj"), Path::new(".")).unwrap().mesh;
+        let m = parse_obj(
+            text.as_bytes(),
+            Path::new("big.obj"),
+            &LoadOptions::default(),
+        )
+        .unwrap()
+        .mesh;
         assert_eq!(m.vertices.len(), n);
         assert_eq!(m.faces.len(), n - 2);
-        assert!(m.faces.iter().enumerate().all(|(i, f)| *f == [i as u32, n as u32 - 2, n as u32 - 1]));
+        assert!(m
+            .faces
+            .iter()
+            .enumerate()
+            .all(|(i, f)| *f == [i as u32, n as u32 - 2, n as u32 - 1]));
         assert_eq!(m.vertices[12345], [12345.0, 0.5, -1.25]);
         let bad = format!("{text}f 1 2 {}\n", n + 1);
-        let e = parse_obj(bad.as_bytes(), Path::new("big.obj"), Path::new(".")).err().unwrap().to_string();
-        assert!(e.starts_with(&format!("big.obj:{}: vertex index {}", 2 * n - 1, n + 1)), "{e}");
+        let e = parse_obj(
+            bad.as_bytes(),
+            Path::new("big.obj"),
+            &LoadOptions::default(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.starts_with(&format!("big.obj:{}: vertex index {}", 2 * n - 1, n + 1)),
+            "{e}"
+        );
     }
 
     #[test]
@@ -794,5 +1071,128 @@ mod tests {
             assert!(fast_f32(t.as_bytes()).is_none(), "{t}");
         }
         assert_eq!(fast_f32(b"-21.814154"), Some(-21.814154f32));
+    }
+
+    /// A random OBJ (seeded xorshift): v / vt / vn / faces with absolute and relative indices (some out of
+    /// range), comments and blank lines, with random ' ', '\t', '\r' padding; lines joined by '\n'.
+    fn random_obj_lines(seed: u64, n: usize) -> Vec<String> {
+        let mut s = seed | 1;
+        let mut rnd = move |m: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % m
+        };
+        let pads = [" ", "\t", "\r", "  ", " \r"];
+        let mut nv = 0i64;
+        let mut lines = Vec::new();
+        for _ in 0..n {
+            let pad = pads[rnd(5) as usize];
+            let idx = |nv: i64, r: u64| -> String {
+                let i = (r % (nv.max(1) as u64 + 1)) as i64;
+                if r.is_multiple_of(2) {
+                    format!("{}", i.max(1))
+                } else {
+                    format!("-{}", i.max(1))
+                }
+            };
+            let l = match rnd(9) {
+                0..=3 => {
+                    nv += 1;
+                    format!("v{pad}{} {}{pad}{}", rnd(1000), rnd(7), rnd(13))
+                }
+                4 => format!("vt {} {}", rnd(10), rnd(10)),
+                5 => "# v 1 2 3".to_string(),
+                6 => String::new(),
+                _ => {
+                    let (a, b, c) = (rnd(1 << 20), rnd(1 << 20), rnd(1 << 20));
+                    format!("{pad}f {}{pad}{} {}", idx(nv, a), idx(nv, b), idx(nv, c))
+                }
+            };
+            lines.push(format!("{pad}{l}"));
+        }
+        lines
+    }
+
+    type Outcome = std::result::Result<(Vec<[f32; 3]>, Vec<[u32; 3]>), String>;
+
+    fn outcome(r: Result<Loaded>) -> Outcome {
+        r.map(|l| (l.mesh.vertices, l.mesh.faces))
+            .map_err(|e| e.to_string())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// The counting pass and the parse must agree whatever the line endings and padding, or relative
+        /// indices in later chunks resolve to the wrong vertices (issue 22: "\n\r" files over 256 KiB).
+        #[test]
+        fn line_endings_and_chunking_do_not_change_the_parse(seed in any::<u64>(), n in 1usize..80, eol in 0usize..5, k in 2usize..9) {
+            let lines = random_obj_lines(seed, n);
+            let o = LoadOptions::default();
+            let p = Path::new("r.obj");
+            // Every line ends in its terminator, so each text holds a '\n' unless it is a CR-only file (a
+            // file without '\n' is read as classic Mac OS, '\r' ending lines; its lines hold no other '\r').
+            let end = |eol: &str| lines.iter().map(|l| format!("{l}{eol}")).collect::<String>();
+            let (text, plain) = match eol {
+                0 => (end("\n\r"), end("\n")),
+                1 => (end("\r\n"), end("\n")),
+                2 => {
+                    let no_cr: Vec<String> = lines.iter().map(|l| l.replace('\r', " ")).collect();
+                    (no_cr.join("\r") + "\r", no_cr.join("\n") + "\n")
+                }
+                3 => (lines.iter().enumerate().map(|(i, l)| format!("{l}{}", ["\n", "\r\n", "\n\r"][i % 3])).collect(), end("\n")),
+                _ => (end("\n"), end("\n")),
+            };
+            let want = outcome(parse_obj_chunked(plain.as_bytes(), p, &o, 1));
+            prop_assert_eq!(&outcome(parse_obj_chunked(text.as_bytes(), p, &o, 1)), &want);
+            prop_assert_eq!(&outcome(parse_obj_chunked(text.as_bytes(), p, &o, k)), &want);
+        }
+    }
+
+    fn tmp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rust_mesh_obj_{}_{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn texture_maps_are_read_only_for_the_kept_material() {
+        let d = tmp_dir("lazy_maps");
+        let t = Texture::new(1, 1, 3, vec![1.0, 0.0, 0.0]).unwrap();
+        write_png(&t, &d.join("red.png")).unwrap();
+        // `unused` names a missing file and a path outside the folder: neither is touched. `m` names its
+        // map twice: the last statement wins, as before.
+        std::fs::write(d.join("a.mtl"), "newmtl unused\nmap_Kd missing.png\nmap_Pm /etc/hostname\nnewmtl m\nmap_Kd missing.png\nmap_Kd red.png\n").unwrap();
+        let obj = d.join("a.obj");
+        std::fs::write(
+            &obj,
+            "mtllib a.mtl\nmtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl m\nf 1 2 3\n",
+        )
+        .unwrap();
+        let l = read_obj(&obj, &LoadOptions::default()).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(
+            l.mesh.material.unwrap().base_color_texture.unwrap().data,
+            vec![1.0, 0.0, 0.0]
+        );
+        // the same statements on the kept material are read: the missing map and the one outside the folder
+        // are dropped with warnings
+        std::fs::write(
+            &obj,
+            "mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl unused\nf 1 2 3\n",
+        )
+        .unwrap();
+        let l = read_obj(&obj, &LoadOptions::default()).unwrap();
+        assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+        assert!(
+            l.warnings[0].contains("a.mtl:2: map_Kd texture dropped: ")
+                && l.warnings[0].contains("missing.png")
+        );
+        let want = "a.mtl:3: map_Pm \"/etc/hostname\": absolute paths are refused; pass allow_external_files=True \
+                    (--mesh.allow_external_files) to allow it (texture dropped)";
+        assert!(l.warnings[1].ends_with(want), "{}", l.warnings[1]);
+        let m = l.mesh.material.unwrap();
+        assert!(m.base_color_texture.is_none() && m.metallic_roughness_texture.is_none());
     }
 }

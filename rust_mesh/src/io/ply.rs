@@ -7,8 +7,9 @@
 //! texture. Unknown elements and properties are skipped. Errors name the line (ascii) or the byte offset
 //! (binary).
 use super::obj::Loaded;
-use super::texture::{read_image, write_png};
+use super::refs::{read_mesh_file, LoadOptions, Refs, Site};
 use super::split_by_uv;
+use super::texture::write_png;
 use crate::mesh::{Material, Mesh};
 use crate::{MeshError, Result};
 use std::path::Path;
@@ -113,7 +114,9 @@ impl<'a> Src<'a> {
         if self.fmt == Format::Ascii {
             let t = self.next_token()?;
             let s = std::str::from_utf8(t).map_err(|_| self.err("non-ASCII number"))?;
-            let v: f64 = s.parse().map_err(|_| self.err(format!("expected a number, got {s:?}")))?;
+            let v: f64 = s
+                .parse()
+                .map_err(|_| self.err(format!("expected a number, got {s:?}")))?;
             if matches!(ty, Ty::F32 | Ty::F64) || v.fract() == 0.0 {
                 return Ok(v);
             }
@@ -121,7 +124,10 @@ impl<'a> Src<'a> {
         }
         let n = ty.size();
         if self.pos + n > self.data.len() {
-            return Err(self.err(format!("unexpected end of file (file has {} bytes)", self.data.len())));
+            return Err(self.err(format!(
+                "unexpected end of file (file has {} bytes)",
+                self.data.len()
+            )));
         }
         let mut b = [0u8; 8];
         b[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
@@ -142,31 +148,38 @@ impl<'a> Src<'a> {
     }
 }
 
-pub fn read_ply(path: &Path) -> Result<Loaded> {
-    let data = std::fs::read(path).map_err(|e| MeshError::io(path, e))?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    parse_ply(&data, path, &dir)
+pub fn read_ply(path: &Path, opts: &LoadOptions) -> Result<Loaded> {
+    let data = read_mesh_file(path)?;
+    parse_ply(&data, path, opts)
 }
 
-pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
+pub fn parse_ply(data: &[u8], path: &Path, opts: &LoadOptions) -> Result<Loaded> {
     // ---- header (ASCII lines up to and including `end_header`) ----
     let mut pos = 0usize;
     let mut line = 0usize;
     let mut fmt = None;
     let mut elems: Vec<Element> = Vec::new();
-    let mut texture_file: Option<String> = None;
+    let mut texture_file: Option<(String, usize)> = None;
     let mut saw_end = false;
     while pos < data.len() {
-        let end = data[pos..].iter().position(|&c| c == b'\n').map_or(data.len(), |e| pos + e);
+        let end = data[pos..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(data.len(), |e| pos + e);
         let raw = &data[pos..end];
         pos = (end + 1).min(data.len());
         line += 1;
-        let text = std::str::from_utf8(raw).map_err(|_| MeshError::parse(path, line, "non-UTF-8 header line"))?.trim();
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| MeshError::parse(path, line, "non-UTF-8 header line"))?
+            .trim();
         let toks: Vec<&str> = text.split_whitespace().collect();
         let perr = |m: String| MeshError::parse(path, line, m);
         if line == 1 {
             if text != "ply" {
-                return Err(perr(format!("not a PLY file: first line must be 'ply', got {:?}", &text[..text.len().min(40)])));
+                return Err(perr(format!(
+                    "not a PLY file: first line must be 'ply', got {:?}",
+                    &text[..text.len().min(40)]
+                )));
             }
             continue;
         }
@@ -180,29 +193,50 @@ pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                     other => return Err(perr(format!("unknown PLY format {other:?}"))),
                 });
             }
-            Some("comment") | Some("obj_info") => {
-                if toks.get(1).map(|t| t.eq_ignore_ascii_case("texturefile")) == Some(true) && toks.len() > 2 {
-                    texture_file = Some(toks[2..].join(" "));
-                }
+            Some("comment") | Some("obj_info")
+                if toks.get(1).map(|t| t.eq_ignore_ascii_case("texturefile")) == Some(true)
+                    && toks.len() > 2 =>
+            {
+                texture_file = Some((toks[2..].join(" "), line));
             }
+            Some("comment") | Some("obj_info") => {}
             Some("element") => {
-                let (Some(name), Some(count)) = (toks.get(1), toks.get(2).and_then(|c| c.parse::<usize>().ok())) else {
+                let (Some(name), Some(count)) = (
+                    toks.get(1),
+                    toks.get(2).and_then(|c| c.parse::<usize>().ok()),
+                ) else {
                     return Err(perr(format!("bad element line {text:?}")));
                 };
-                elems.push(Element { name: name.to_string(), count, props: Vec::new() });
+                elems.push(Element {
+                    name: name.to_string(),
+                    count,
+                    props: Vec::new(),
+                });
             }
             Some("property") => {
-                let Some(el) = elems.last_mut() else { return Err(perr("'property' before any 'element'".into())) };
+                let Some(el) = elems.last_mut() else {
+                    return Err(perr("'property' before any 'element'".into()));
+                };
                 let prop = if toks.get(1) == Some(&"list") {
-                    match (toks.get(2).and_then(|t| Ty::parse(t)), toks.get(3).and_then(|t| Ty::parse(t)), toks.get(4)) {
-                        (Some(c), Some(t), Some(n)) if !matches!(c, Ty::F32 | Ty::F64) => {
-                            Prop { name: n.to_string(), ty: t, list: Some(c) }
-                        }
+                    match (
+                        toks.get(2).and_then(|t| Ty::parse(t)),
+                        toks.get(3).and_then(|t| Ty::parse(t)),
+                        toks.get(4),
+                    ) {
+                        (Some(c), Some(t), Some(n)) if !matches!(c, Ty::F32 | Ty::F64) => Prop {
+                            name: n.to_string(),
+                            ty: t,
+                            list: Some(c),
+                        },
                         _ => return Err(perr(format!("bad list property {text:?}"))),
                     }
                 } else {
                     match (toks.get(1).and_then(|t| Ty::parse(t)), toks.get(2)) {
-                        (Some(t), Some(n)) => Prop { name: n.to_string(), ty: t, list: None },
+                        (Some(t), Some(n)) => Prop {
+                            name: n.to_string(),
+                            ty: t,
+                            list: None,
+                        },
                         _ => return Err(perr(format!("bad property {text:?}"))),
                     }
                 };
@@ -219,7 +253,13 @@ pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
         return Err(MeshError::parse(path, line, "missing 'end_header'"));
     }
     let fmt = fmt.ok_or_else(|| MeshError::parse(path, line, "missing 'format' line"))?;
-    let mut src = Src { data, pos, fmt, line: line + 1, path };
+    let mut src = Src {
+        data,
+        pos,
+        fmt,
+        line: line + 1,
+        path,
+    };
     // Counts come from the header and cannot be trusted: cap preallocation by the bytes left.
     let cap = |n: usize| n.min(data.len() / 3 + 1);
 
@@ -235,10 +275,18 @@ pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
     for el in &elems {
         if el.name == "vertex" {
             saw_vertex = true;
-            let find = |names: &[&str]| el.props.iter().position(|p| p.list.is_none() && names.contains(&p.name.as_str()));
+            let find = |names: &[&str]| {
+                el.props
+                    .iter()
+                    .position(|p| p.list.is_none() && names.contains(&p.name.as_str()))
+            };
             let xyz = [find(&["x"]), find(&["y"]), find(&["z"])];
             let [Some(ix), Some(iy), Some(iz)] = xyz else {
-                return Err(MeshError::parse(path, line, "vertex element needs x, y and z properties"));
+                return Err(MeshError::parse(
+                    path,
+                    line,
+                    "vertex element needs x, y and z properties",
+                ));
             };
             let nrm = [find(&["nx"]), find(&["ny"]), find(&["nz"])];
             let col = [
@@ -272,7 +320,10 @@ pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                 }
                 let v = [vals[ix] as f32, vals[iy] as f32, vals[iz] as f32];
                 if !v.iter().all(|x| x.is_finite()) {
-                    return Err(src.err(format!("vertex {} position is not finite", mesh.vertices.len())));
+                    return Err(src.err(format!(
+                        "vertex {} position is not finite",
+                        mesh.vertices.len()
+                    )));
                 }
                 mesh.vertices.push(v);
                 if has_n {
@@ -300,13 +351,26 @@ pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
             }
         } else if el.name == "face" {
             if !saw_vertex {
-                return Err(MeshError::parse(path, line, "face element before vertex element"));
+                return Err(MeshError::parse(
+                    path,
+                    line,
+                    "face element before vertex element",
+                ));
             }
-            let vi = el.props.iter().position(|p| p.list.is_some() && (p.name == "vertex_indices" || p.name == "vertex_index"));
+            let vi = el.props.iter().position(|p| {
+                p.list.is_some() && (p.name == "vertex_indices" || p.name == "vertex_index")
+            });
             let Some(vi) = vi else {
-                return Err(MeshError::parse(path, line, "face element needs a 'vertex_indices' list property"));
+                return Err(MeshError::parse(
+                    path,
+                    line,
+                    "face element needs a 'vertex_indices' list property",
+                ));
             };
-            let ti = el.props.iter().position(|p| p.list.is_some() && p.name == "texcoord");
+            let ti = el
+                .props
+                .iter()
+                .position(|p| p.list.is_some() && p.name == "texcoord");
             has_corner_uv &= ti.is_some();
             let nv = mesh.vertices.len();
             mesh.faces.reserve(cap(el.count));
@@ -327,7 +391,9 @@ pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                                 let x = src.read(p.ty)?;
                                 if k == vi {
                                     if x < 0.0 || x >= nv as f64 {
-                                        return Err(src.err(format!("face {fi}: vertex index {x} out of range (0..{nv})")));
+                                        return Err(src.err(format!(
+                                            "face {fi}: vertex index {x} out of range (0..{nv})"
+                                        )));
                                     }
                                     poly.push(x as u32);
                                 } else if Some(k) == ti {
@@ -338,7 +404,10 @@ pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
                     }
                 }
                 if poly.len() < 3 {
-                    return Err(src.err(format!("face {fi}: needs at least 3 vertices, got {}", poly.len())));
+                    return Err(src.err(format!(
+                        "face {fi}: needs at least 3 vertices, got {}",
+                        poly.len()
+                    )));
                 }
                 let corner_ok = ti.is_some() && tc.len() == 2 * poly.len();
                 has_corner_uv &= corner_ok;
@@ -382,18 +451,46 @@ pub fn parse_ply(data: &[u8], path: &Path, dir: &Path) -> Result<Loaded> {
     if mesh.uvs.is_some() {
         mesh.uv_faces = Some(mesh.faces.clone());
     } else if has_corner_uv && !mesh.faces.is_empty() && corner_uvs.len() == 3 * mesh.faces.len() {
-        mesh.uv_faces = Some((0..mesh.faces.len() as u32).map(|f| [3 * f, 3 * f + 1, 3 * f + 2]).collect());
+        mesh.uv_faces = Some(
+            (0..mesh.faces.len() as u32)
+                .map(|f| [3 * f, 3 * f + 1, 3 * f + 2])
+                .collect(),
+        );
         mesh.uvs = Some(corner_uvs);
     }
-    if mesh.uvs.as_ref().is_some_and(|u| u.iter().any(|t| !t[0].is_finite() || !t[1].is_finite())) {
-        return Err(MeshError::parse(path, line, "texture coordinates are not finite"));
+    if mesh
+        .uvs
+        .as_ref()
+        .is_some_and(|u| u.iter().any(|t| !t[0].is_finite() || !t[1].is_finite()))
+    {
+        return Err(MeshError::parse(
+            path,
+            line,
+            "texture coordinates are not finite",
+        ));
     }
     let mut warnings = Vec::new();
-    if let Some(tf) = texture_file {
-        let p = dir.join(&tf);
-        match read_image(&p, true) {
-            Ok(t) => mesh.material = Some(Material { base_color_texture: Some(t), ..Default::default() }),
-            Err(e) => warnings.push(format!("{}: TextureFile {tf:?} not loaded: {e}", path.display())),
+    if let Some((tf, tline)) = texture_file {
+        // Read like an OBJ texture map: inside the mesh's folder unless allowed; unreadable → a warning.
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let site = Site {
+            src: path,
+            line: tline,
+            what: "TextureFile",
+        };
+        match Refs::new(path, opts).texture(&tf, &dir, site, true) {
+            Ok(t) => {
+                mesh.material = Some(Material {
+                    base_color_texture: Some(t),
+                    ..Default::default()
+                })
+            }
+            Err(e @ MeshError::Limit { .. }) => return Err(e),
+            Err(e @ MeshError::Refused { .. }) => warnings.push(format!("{e} (texture dropped)")),
+            Err(e) => warnings.push(format!(
+                "{}: TextureFile {tf:?} not loaded: {e}",
+                path.display()
+            )),
         }
     }
     Ok(Loaded { mesh, warnings })
@@ -406,15 +503,33 @@ pub fn write_ply(mesh: &Mesh, path: &Path) -> Result<()> {
     mesh.validate("save_mesh")?;
     let (vmap, faces) = split_by_uv(mesh);
     let mut out: Vec<u8> = Vec::new();
-    let mut h = String::from("ply\nformat binary_little_endian 1.0\ncomment written by pgc-fast rust_mesh\n");
-    let tex = mesh.material.as_ref().and_then(|m| m.base_color_texture.as_ref());
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "mesh".into());
+    let mut h = String::from(
+        "ply\nformat binary_little_endian 1.0\ncomment written by pgc-fast rust_mesh\n",
+    );
+    let tex = mesh
+        .material
+        .as_ref()
+        .and_then(|m| m.base_color_texture.as_ref());
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mesh".into());
     if let Some(t) = tex {
         let name = format!("{stem}_kd.png");
-        write_png(t, &path.parent().map(Path::to_path_buf).unwrap_or_default().join(&name))?;
+        write_png(
+            t,
+            &path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+                .join(&name),
+        )?;
         h += &format!("comment TextureFile {name}\n");
     }
-    h += &format!("element vertex {}\nproperty float x\nproperty float y\nproperty float z\n", vmap.len());
+    h += &format!(
+        "element vertex {}\nproperty float x\nproperty float y\nproperty float z\n",
+        vmap.len()
+    );
     if mesh.normals.is_some() {
         h += "property float nx\nproperty float ny\nproperty float nz\n";
     }
@@ -424,7 +539,10 @@ pub fn write_ply(mesh: &Mesh, path: &Path) -> Result<()> {
     if mesh.uvs.is_some() {
         h += "property float s\nproperty float t\n";
     }
-    h += &format!("element face {}\nproperty list uchar int vertex_indices\nend_header\n", faces.len());
+    h += &format!(
+        "element face {}\nproperty list uchar int vertex_indices\nend_header\n",
+        faces.len()
+    );
     out.extend_from_slice(h.as_bytes());
     for &(p, t) in &vmap {
         let p = p as usize;
@@ -438,7 +556,11 @@ pub fn write_ply(mesh: &Mesh, path: &Path) -> Result<()> {
         }
         if let Some(c) = &mesh.colors {
             for x in c[p] {
-                out.push(if x.is_nan() { 0 } else { (x.clamp(0.0, 1.0) * 255.0 + 0.5) as u8 });
+                out.push(if x.is_nan() {
+                    0
+                } else {
+                    (x.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+                });
             }
         }
         if let Some(uv) = &mesh.uvs {

@@ -48,7 +48,10 @@ struct Aabb {
 }
 
 impl Aabb {
-    const EMPTY: Aabb = Aabb { lo: [f64::INFINITY; 3], hi: [f64::NEG_INFINITY; 3] };
+    const EMPTY: Aabb = Aabb {
+        lo: [f64::INFINITY; 3],
+        hi: [f64::NEG_INFINITY; 3],
+    };
     // Plain comparisons compile to one min/max instruction (f64::min adds NaN handling; all finite here).
     #[inline(always)]
     fn grow(&mut self, p: V3) {
@@ -60,8 +63,16 @@ impl Aabb {
     #[inline(always)]
     fn merge(&mut self, o: &Aabb) {
         for k in 0..3 {
-            self.lo[k] = if o.lo[k] < self.lo[k] { o.lo[k] } else { self.lo[k] };
-            self.hi[k] = if o.hi[k] > self.hi[k] { o.hi[k] } else { self.hi[k] };
+            self.lo[k] = if o.lo[k] < self.lo[k] {
+                o.lo[k]
+            } else {
+                self.lo[k]
+            };
+            self.hi[k] = if o.hi[k] > self.hi[k] {
+                o.hi[k]
+            } else {
+                self.hi[k]
+            };
         }
     }
     fn half_area(&self) -> f64 {
@@ -140,8 +151,18 @@ impl Bvh {
         let nodes4 = pack4(&tmp_nodes.0);
         let spheres = tris.iter().map(sphere).collect();
         let bb = tmp_nodes.0[0].bb;
-        let scale = (0..3).map(|k| bb.lo[k].abs().max(bb.hi[k].abs())).fold(0.0, f64::max);
-        Bvh { nodes, nodes4, scale, tris, order, span, spheres }
+        let scale = (0..3)
+            .map(|k| bb.lo[k].abs().max(bb.hi[k].abs()))
+            .fold(0.0, f64::max);
+        Bvh {
+            nodes,
+            nodes4,
+            scale,
+            tris,
+            order,
+            span,
+            spheres,
+        }
     }
 
     /// Nearest triangle to `q`: updates `(best_d2, best_slot, best_point)` when something closer than
@@ -231,13 +252,21 @@ fn lane_dist2(n: &Node4, q: [f32; 3], slack: f32) -> [f64; 4] {
 fn sphere(t: &Tri) -> [f32; 4] {
     let c = [0, 1, 2].map(|k| ((t.p[0][k] + t.p[1][k] + t.p[2][k]) / 3.0) as f32);
     let cf = c.map(|x| x as f64);
-    let r = t.p.iter().map(|&p| norm2(sub(p, cf)).sqrt()).fold(0.0, f64::max);
+    let r =
+        t.p.iter()
+            .map(|&p| norm2(sub(p, cf)).sqrt())
+            .fold(0.0, f64::max);
     // Round up twice: the f32 conversion and the f64 sqrt may each lose an ulp.
     let r32 = (r * (1.0 + 1e-12)) as f32;
     if !(c.iter().all(|x| x.is_finite()) && r32.is_finite()) {
         return [0.0, 0.0, 0.0, f32::INFINITY]; // beyond f32 range: never reject
     }
-    [c[0], c[1], c[2], if (r32 as f64) < r { r32.next_up() } else { r32 }.next_up()]
+    [
+        c[0],
+        c[1],
+        c[2],
+        if (r32 as f64) < r { r32.next_up() } else { r32 }.next_up(),
+    ]
 }
 
 fn tri_box(t: &Tri) -> Aabb {
@@ -252,7 +281,10 @@ const PAR_MIN: usize = 4096;
 /// Binary SAH tree (node 0 = root) and the triangle order. Children come after their parent.
 fn build_tmp(tris: &[Tri]) -> (Vec<Tmp>, Vec<u32>) {
     let boxes: Vec<Aabb> = tris.par_iter().map(tri_box).collect();
-    let cent: Vec<V3> = boxes.par_iter().map(|b| [0, 1, 2].map(|k| 0.5 * (b.lo[k] + b.hi[k]))).collect();
+    let cent: Vec<V3> = boxes
+        .par_iter()
+        .map(|b| [0, 1, 2].map(|k| 0.5 * (b.lo[k] + b.hi[k])))
+        .collect();
     let mut order: Vec<u32> = (0..tris.len() as u32).collect();
     let nodes = build_sub(&mut order, 0, &boxes, &cent, 0);
     (nodes, order)
@@ -269,14 +301,26 @@ fn build_sub(ids: &mut [u32], s: usize, boxes: &[Aabb], cent: &[V3], depth: usiz
     let mut bb = Aabb::EMPTY;
     ids.iter().for_each(|&i| bb.merge(&boxes[i as usize]));
     let Some(mid) = split(ids, boxes, cent, bb.half_area()) else {
-        return vec![Tmp { bb, s, e, kids: None }];
+        return vec![Tmp {
+            bb,
+            s,
+            e,
+            kids: None,
+        }];
     };
     let (l, r) = ids.split_at_mut(mid);
-    let (ln, rn) =
-        rayon::join(|| build_sub(l, s, boxes, cent, depth + 1), || build_sub(r, s + mid, boxes, cent, depth + 1));
+    let (ln, rn) = rayon::join(
+        || build_sub(l, s, boxes, cent, depth + 1),
+        || build_sub(r, s + mid, boxes, cent, depth + 1),
+    );
     let mut nodes = Vec::with_capacity(1 + ln.len() + rn.len());
     let right = 1 + ln.len();
-    nodes.push(Tmp { bb, s, e, kids: Some((1, right)) });
+    nodes.push(Tmp {
+        bb,
+        s,
+        e,
+        kids: Some((1, right)),
+    });
     for (part, off) in [(ln, 1), (rn, right)] {
         nodes.extend(part.into_iter().map(|mut t| {
             t.kids = t.kids.map(|(a, b)| (a + off, b + off));
@@ -288,7 +332,12 @@ fn build_sub(ids: &mut [u32], s: usize, boxes: &[Aabb], cent: &[V3], depth: usiz
 
 /// Serial build of the subtree over `ids` (slots `s..`) with an explicit stack.
 fn build_serial(ids: &mut [u32], s0: usize, boxes: &[Aabb], cent: &[V3]) -> Vec<Tmp> {
-    let mut nodes = vec![Tmp { bb: Aabb::EMPTY, s: s0, e: s0 + ids.len(), kids: None }];
+    let mut nodes = vec![Tmp {
+        bb: Aabb::EMPTY,
+        s: s0,
+        e: s0 + ids.len(),
+        kids: None,
+    }];
     let mut stack = vec![0usize];
     while let Some(ni) = stack.pop() {
         let (s, e) = (nodes[ni].s, nodes[ni].e);
@@ -298,8 +347,18 @@ fn build_serial(ids: &mut [u32], s0: usize, boxes: &[Aabb], cent: &[V3]) -> Vec<
         nodes[ni].bb = bb;
         if let Some(mid) = split(part, boxes, cent, bb.half_area()) {
             let l = nodes.len();
-            nodes.push(Tmp { bb: Aabb::EMPTY, s, e: s + mid, kids: None });
-            nodes.push(Tmp { bb: Aabb::EMPTY, s: s + mid, e, kids: None });
+            nodes.push(Tmp {
+                bb: Aabb::EMPTY,
+                s,
+                e: s + mid,
+                kids: None,
+            });
+            nodes.push(Tmp {
+                bb: Aabb::EMPTY,
+                s: s + mid,
+                e,
+                kids: None,
+            });
             nodes[ni].kids = Some((l, l + 1));
             stack.push(l + 1);
             stack.push(l);
@@ -310,7 +369,12 @@ fn build_serial(ids: &mut [u32], s0: usize, boxes: &[Aabb], cent: &[V3]) -> Vec<
 
 /// Packs the binary tree into cache-line nodes (depth-first order) under a virtual parent.
 fn pack(tmp: &[Tmp]) -> (Vec<Node>, Vec<(u32, u32)>) {
-    let empty = Node { lo: [[f32::INFINITY; 3]; 2], hi: [[f32::NEG_INFINITY; 3]; 2], child: [LEAF; 2], count: [0; 2] };
+    let empty = Node {
+        lo: [[f32::INFINITY; 3]; 2],
+        hi: [[f32::NEG_INFINITY; 3]; 2],
+        child: [LEAF; 2],
+        count: [0; 2],
+    };
     let mut nodes = vec![empty];
     let mut span = vec![(tmp[0].s as u32, tmp[0].e as u32)];
     // (packed node, child slot, tmp node) to fill.
@@ -340,7 +404,12 @@ fn pack(tmp: &[Tmp]) -> (Vec<Node>, Vec<(u32, u32)>) {
 /// Collapses the binary tree into 4-wide nodes (depth-first order): each node takes its binary node's two
 /// children and keeps opening the internal child with the largest surface area until it has four.
 fn pack4(tmp: &[Tmp]) -> Vec<Node4> {
-    let empty = Node4 { lo: [[f32::INFINITY; 4]; 3], hi: [[f32::NEG_INFINITY; 4]; 3], child: [LEAF; 4], count: [0; 4] };
+    let empty = Node4 {
+        lo: [[f32::INFINITY; 4]; 3],
+        hi: [[f32::NEG_INFINITY; 4]; 3],
+        child: [LEAF; 4],
+        count: [0; 4],
+    };
     let mut nodes = vec![empty];
     let mut stack = vec![(0usize, 0usize)]; // (Node4 to fill, binary node whose subtree it covers)
     while let Some((pi, ti)) = stack.pop() {
@@ -353,7 +422,12 @@ fn pack4(tmp: &[Tmp]) -> Vec<Node4> {
                 .iter()
                 .enumerate()
                 .filter(|(_, &k)| tmp[k].kids.is_some())
-                .max_by(|a, b| tmp[*a.1].bb.half_area().total_cmp(&tmp[*b.1].bb.half_area()));
+                .max_by(|a, b| {
+                    tmp[*a.1]
+                        .bb
+                        .half_area()
+                        .total_cmp(&tmp[*b.1].bb.half_area())
+                });
             let Some((i, &k)) = open else { break };
             let (l, r) = tmp[k].kids.unwrap_or((k, k));
             kids[i] = l;
@@ -419,12 +493,20 @@ fn split(ids: &mut [u32], boxes: &[Aabb], cent: &[V3], parent_area: f64) -> Opti
     } else {
         2
     };
-    ids.select_nth_unstable_by(n / 2, |&x, &y| cent[x as usize][axis].total_cmp(&cent[y as usize][axis]));
+    ids.select_nth_unstable_by(n / 2, |&x, &y| {
+        cent[x as usize][axis].total_cmp(&cent[y as usize][axis])
+    });
     Some(n / 2)
 }
 
 /// Best binned-SAH plane on one axis: (cost, plane), or `None` if the centroids do not spread on it.
-fn sah_axis(ids: &[u32], boxes: &[Aabb], cent: &[V3], cb: &Aabb, axis: usize) -> Option<(f64, f64)> {
+fn sah_axis(
+    ids: &[u32],
+    boxes: &[Aabb],
+    cent: &[V3],
+    cb: &Aabb,
+    axis: usize,
+) -> Option<(f64, f64)> {
     let (lo, hi) = (cb.lo[axis], cb.hi[axis]);
     if hi <= lo {
         return None;

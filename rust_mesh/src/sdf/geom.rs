@@ -20,7 +20,11 @@ pub fn dot(a: V3, b: V3) -> f64 {
 }
 #[inline(always)]
 pub fn cross(a: V3, b: V3) -> V3 {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 #[inline(always)]
 pub fn norm2(a: V3) -> f64 {
@@ -51,7 +55,11 @@ impl Tri {
     pub fn closest(&self, q: V3) -> V3 {
         if self.flat {
             let [a, b, c] = self.p;
-            let cands = [closest_on_segment(q, a, b), closest_on_segment(q, b, c), closest_on_segment(q, c, a)];
+            let cands = [
+                closest_on_segment(q, a, b),
+                closest_on_segment(q, b, c),
+                closest_on_segment(q, c, a),
+            ];
             let mut best = cands[0];
             for x in &cands[1..] {
                 if norm2(sub(*x, q)) < norm2(sub(best, q)) {
@@ -148,7 +156,11 @@ mod tests {
             ([1.0, 1.0, 0.0], [0.5, 0.5, 0.0]),     // edge bc
         ];
         for (q, want) in cases {
-            assert!(norm2(sub(t.closest(q), want)) < 1e-30, "{q:?} → {:?}", t.closest(q));
+            assert!(
+                norm2(sub(t.closest(q), want)) < 1e-30,
+                "{q:?} → {:?}",
+                t.closest(q)
+            );
         }
     }
 

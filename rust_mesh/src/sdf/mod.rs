@@ -67,7 +67,11 @@ pub struct SdfOptions {
 
 impl Default for SdfOptions {
     fn default() -> Self {
-        SdfOptions { beta: DEFAULT_BETA, signed: true, closest: false }
+        SdfOptions {
+            beta: DEFAULT_BETA,
+            signed: true,
+            closest: false,
+        }
     }
 }
 
@@ -108,18 +112,35 @@ const W_MARGIN: f64 = 0.05;
 fn first_non_finite<R: Real>(xs: &[R]) -> Option<(usize, f64)> {
     xs.par_chunks(3)
         .position_first(|c| c.iter().any(|x| !x.to_f64().is_finite()))
-        .map(|row| (row, xs[3 * row..3 * row + 3].iter().map(|x| x.to_f64()).find(|x| !x.is_finite()).unwrap_or(0.0)))
+        .map(|row| {
+            (
+                row,
+                xs[3 * row..3 * row + 3]
+                    .iter()
+                    .map(|x| x.to_f64())
+                    .find(|x| !x.is_finite())
+                    .unwrap_or(0.0),
+            )
+        })
 }
 
 fn check_points<R: Real>(op: &str, arg: &str, xs: &[R]) -> Result<()> {
     if !xs.len().is_multiple_of(3) {
-        return Err(MeshError::Invalid(format!("{op}(): {arg} must be [N,3], got {} values", xs.len())));
+        return Err(MeshError::Invalid(format!(
+            "{op}(): {arg} must be [N,3], got {} values",
+            xs.len()
+        )));
     }
     if xs.len() / 3 > u32::MAX as usize {
-        return Err(MeshError::Invalid(format!("{op}(): at most 2^32-1 {arg} are supported, got {}", xs.len() / 3)));
+        return Err(MeshError::Invalid(format!(
+            "{op}(): at most 2^32-1 {arg} are supported, got {}",
+            xs.len() / 3
+        )));
     }
     match first_non_finite(xs) {
-        Some((row, x)) => Err(MeshError::Invalid(format!("{op}(): {arg} must be finite, got {x} in row {row}"))),
+        Some((row, x)) => Err(MeshError::Invalid(format!(
+            "{op}(): {arg} must be finite, got {x} in row {row}"
+        ))),
         None => Ok(()),
     }
 }
@@ -127,7 +148,9 @@ fn check_points<R: Real>(op: &str, arg: &str, xs: &[R]) -> Result<()> {
 fn check_beta(op: &str, beta: f64) -> Result<()> {
     // The expansion converges only outside the node's ball, hence β > 1.
     if beta.is_nan() || beta <= 1.0 {
-        return Err(MeshError::Invalid(format!("{op}(): beta must be > 1 (inf = exact), got {beta}")));
+        return Err(MeshError::Invalid(format!(
+            "{op}(): beta must be > 1 (inf = exact), got {beta}"
+        )));
     }
     Ok(())
 }
@@ -139,16 +162,32 @@ impl MeshSdf {
         check_points(op, "vertices", vertices)?;
         let f = index_triples(faces, vertices.len() / 3, op, "faces")?;
         if f.is_empty() {
-            return Err(MeshError::Invalid(format!("{op}(): faces must hold at least one triangle, got 0")));
+            return Err(MeshError::Invalid(format!(
+                "{op}(): faces must hold at least one triangle, got 0"
+            )));
         }
         // BVH child codes keep one bit for the leaf flag.
         if f.len() >= bvh::LEAF as usize {
-            return Err(MeshError::Invalid(format!("{op}(): at most 2^31-1 faces are supported, got {}", f.len())));
+            return Err(MeshError::Invalid(format!(
+                "{op}(): at most 2^31-1 faces are supported, got {}",
+                f.len()
+            )));
         }
-        let v: Vec<V3> = vertices.chunks_exact(3).map(|c| [c[0].to_f64(), c[1].to_f64(), c[2].to_f64()]).collect();
-        let bvh = Bvh::new(f.par_iter().map(|t| Tri::new(t.map(|i| v[i as usize]))).collect());
+        let v: Vec<V3> = vertices
+            .chunks_exact(3)
+            .map(|c| [c[0].to_f64(), c[1].to_f64(), c[2].to_f64()])
+            .collect();
+        let bvh = Bvh::new(
+            f.par_iter()
+                .map(|t| Tri::new(t.map(|i| v[i as usize])))
+                .collect(),
+        );
         let fwn = Fwn::new(&bvh);
-        Ok(MeshSdf { bvh, fwn, boundary: Boundary::new(&v, &f) })
+        Ok(MeshSdf {
+            bvh,
+            fwn,
+            boundary: Boundary::new(&v, &f),
+        })
     }
 
     pub fn num_faces(&self) -> usize {
@@ -162,7 +201,12 @@ impl MeshSdf {
     }
 
     /// Distances (signed unless `opts.signed` is false), closest faces and, optionally, closest points.
-    pub fn signed_distance<R: Real, O: Real>(&self, op: &str, points: &[R], opts: &SdfOptions) -> Result<SdfResult<O>> {
+    pub fn signed_distance<R: Real, O: Real>(
+        &self,
+        op: &str,
+        points: &[R],
+        opts: &SdfOptions,
+    ) -> Result<SdfResult<O>> {
         check_points(op, "points", points)?;
         if opts.signed {
             check_beta(op, opts.beta)?;
@@ -181,26 +225,44 @@ impl MeshSdf {
             if opts.signed && d > 0.0 && self.inside(q, d, beta2, st) {
                 d = -d;
             }
-            Hit { d, slot: best.1, p: best.2 }
+            Hit {
+                d,
+                slot: best.1,
+                p: best.2,
+            }
         });
         let face = &self.bvh.order;
         let mut out = SdfResult {
             distance: hits.par_iter().map(|h| O::from_f64(h.d)).collect(),
-            face: hits.par_iter().map(|h| face[h.slot as usize] as i64).collect(),
+            face: hits
+                .par_iter()
+                .map(|h| face[h.slot as usize] as i64)
+                .collect(),
             closest: Vec::new(),
         };
         if opts.closest {
-            out.closest = hits.par_iter().flat_map_iter(|h| h.p.map(O::from_f64)).collect();
+            out.closest = hits
+                .par_iter()
+                .flat_map_iter(|h| h.p.map(O::from_f64))
+                .collect();
         }
         Ok(out)
     }
 
     /// Generalised winding numbers (≈ 1 inside a closed, outward-oriented mesh, ≈ 0 outside), each
     /// evaluated on its own (no carrying between points).
-    pub fn winding_numbers<R: Real, O: Real>(&self, op: &str, points: &[R], beta: f64) -> Result<Vec<O>> {
+    pub fn winding_numbers<R: Real, O: Real>(
+        &self,
+        op: &str,
+        points: &[R],
+        beta: f64,
+    ) -> Result<Vec<O>> {
         check_points(op, "points", points)?;
         check_beta(op, beta)?;
-        let w = for_each_point(points, |q, st| self.fwn.winding_number(&self.bvh, q, beta * beta, &mut st.wind));
+        let w = for_each_point(points, |q, st| {
+            self.fwn
+                .winding_number(&self.bvh, q, beta * beta, &mut st.wind)
+        });
         Ok(w.into_iter().map(O::from_f64).collect())
     }
 
@@ -216,7 +278,8 @@ impl MeshSdf {
                     Some(b) => {
                         let reach = s.reach.max(norm2(sub(q, s.anchor)).sqrt());
                         let dmin = s.anchor_db - reach;
-                        (dmin > 0.0).then(|| step * b.length / (4.0 * std::f64::consts::PI * dmin * dmin))
+                        (dmin > 0.0)
+                            .then(|| step * b.length / (4.0 * std::f64::consts::PI * dmin * dmin))
                     }
                 };
                 if let Some(drift) = drift {
@@ -235,7 +298,15 @@ impl MeshSdf {
             b.segments.nearest(q, &mut best, &mut st.near);
             best.0.sqrt()
         });
-        st.sign = Some(SignState { q, d, w, err: 0.0, anchor: q, anchor_db, reach: 0.0 });
+        st.sign = Some(SignState {
+            q,
+            d,
+            w,
+            err: 0.0,
+            anchor: q,
+            anchor_db,
+            reach: 0.0,
+        });
         w > 0.5
     }
 }
@@ -244,11 +315,19 @@ impl Boundary {
     /// `None` when every edge cancels (vertices identified by exact position, ±0 alike).
     fn new(v: &[V3], faces: &[[u32; 3]]) -> Option<Boundary> {
         let key = |p: V3| p.map(|x| if x == 0.0 { 0u64 } else { x.to_bits() });
-        let mut ids: Vec<([u64; 3], u32)> = v.iter().enumerate().map(|(i, &p)| (key(p), i as u32)).collect();
+        let mut ids: Vec<([u64; 3], u32)> = v
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (key(p), i as u32))
+            .collect();
         ids.par_sort_unstable();
         let mut canon = vec![0u32; v.len()];
         for (k, &(kk, i)) in ids.iter().enumerate() {
-            canon[i as usize] = if k > 0 && ids[k - 1].0 == kk { canon[ids[k - 1].1 as usize] } else { i };
+            canon[i as usize] = if k > 0 && ids[k - 1].0 == kk {
+                canon[ids[k - 1].1 as usize]
+            } else {
+                i
+            };
         }
         // Directed edges as (min, max, ±1), summed per undirected edge.
         let mut edges: Vec<(u32, u32, i32)> = faces
@@ -268,7 +347,10 @@ impl Boundary {
                 segs.push(Tri::new([a, b, b]));
             }
         }
-        (!segs.is_empty()).then(|| Boundary { segments: Bvh::new(segs), length })
+        (!segs.is_empty()).then(|| Boundary {
+            segments: Bvh::new(segs),
+            length,
+        })
     }
 }
 
@@ -325,12 +407,15 @@ fn for_each_point<R: Real, T: Copy + Default + Send + Sync>(
     let at = |i: u32| [0, 1, 2].map(|k| points[3 * i as usize + k].to_f64());
     let order = morton_order(points);
     let mut sorted = vec![T::default(); n];
-    sorted.par_chunks_mut(CHUNK).zip(order.par_chunks(CHUNK)).for_each(|(out, ch)| {
-        let mut st = Scratch::default();
-        for (o, &i) in out.iter_mut().zip(ch) {
-            *o = f(at(i), &mut st);
-        }
-    });
+    sorted
+        .par_chunks_mut(CHUNK)
+        .zip(order.par_chunks(CHUNK))
+        .for_each(|(out, ch)| {
+            let mut st = Scratch::default();
+            for (o, &i) in out.iter_mut().zip(ch) {
+                *o = f(at(i), &mut st);
+            }
+        });
     let mut out = vec![T::default(); n];
     for (&i, r) in order.iter().zip(sorted) {
         out[i as usize] = r;
@@ -355,7 +440,12 @@ fn morton_order<R: Real>(points: &[R]) -> Vec<u32> {
         )
         .reduce(
             || ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]),
-            |a, b| ([0, 1, 2].map(|k| a.0[k].min(b.0[k])), [0, 1, 2].map(|k| a.1[k].max(b.1[k]))),
+            |a, b| {
+                (
+                    [0, 1, 2].map(|k| a.0[k].min(b.0[k])),
+                    [0, 1, 2].map(|k| a.1[k].max(b.1[k])),
+                )
+            },
         );
     let ext = (0..3).map(|k| hi[k] - lo[k]).fold(0.0, f64::max);
     let s = if ext > 0.0 { 1023.0 / ext } else { 0.0 };

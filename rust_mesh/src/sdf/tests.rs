@@ -37,7 +37,13 @@ fn twin_tri_dist(q: V3, t: [V3; 3]) -> f64 {
     if norm2(n) <= 1e-24 * longest * longest {
         return edges;
     }
-    let (d00, d01, d11, d20, d21) = (dot(v0, v0), dot(v0, v1), dot(v1, v1), dot(v2, v0), dot(v2, v1));
+    let (d00, d01, d11, d20, d21) = (
+        dot(v0, v0),
+        dot(v0, v1),
+        dot(v1, v1),
+        dot(v2, v0),
+        dot(v2, v1),
+    );
     let den = d00 * d11 - d01 * d01;
     let (v, w) = ((d11 * d20 - d01 * d21) / den, (d00 * d21 - d01 * d20) / den);
     if v >= 0.0 && w >= 0.0 && v + w <= 1.0 {
@@ -47,11 +53,16 @@ fn twin_tri_dist(q: V3, t: [V3; 3]) -> f64 {
 }
 
 fn twin_dist(v: &[f64], f: &[i64], q: V3) -> f64 {
-    (0..f.len() / 3).map(|t| twin_tri_dist(q, tri_of(v, f, t))).fold(f64::INFINITY, f64::min)
+    (0..f.len() / 3)
+        .map(|t| twin_tri_dist(q, tri_of(v, f, t)))
+        .fold(f64::INFINITY, f64::min)
 }
 
 fn twin_winding(v: &[f64], f: &[i64], q: V3) -> f64 {
-    (0..f.len() / 3).map(|t| solid_angle(q, &tri_of(v, f, t))).sum::<f64>() / (4.0 * std::f64::consts::PI)
+    (0..f.len() / 3)
+        .map(|t| solid_angle(q, &tri_of(v, f, t)))
+        .sum::<f64>()
+        / (4.0 * std::f64::consts::PI)
 }
 
 /// Random soup with ~15 % degenerate faces (repeated indices, collinear vertices, a point).
@@ -115,12 +126,20 @@ fn distance_matches_brute_force_on_soups_with_degenerate_faces() {
     for seed in 0..6 {
         let (v, f) = soup(seed, 40, 150);
         let q = points(seed + 100, 2000, 1.5);
-        let opts = SdfOptions { signed: false, closest: true, ..Default::default() };
+        let opts = SdfOptions {
+            signed: false,
+            closest: true,
+            ..Default::default()
+        };
         let r: SdfResult<f64> = signed_distance("t", &v, &f, &q, &opts).unwrap();
         for i in 0..2000 {
             let p = [q[3 * i], q[3 * i + 1], q[3 * i + 2]];
             let want = twin_dist(&v, &f, p);
-            assert!((r.distance[i] - want).abs() <= 1e-12, "seed {seed} point {i}: {} vs {want}", r.distance[i]);
+            assert!(
+                (r.distance[i] - want).abs() <= 1e-12,
+                "seed {seed} point {i}: {} vs {want}",
+                r.distance[i]
+            );
             // The reported face and closest point are consistent with the distance.
             let c = [r.closest[3 * i], r.closest[3 * i + 1], r.closest[3 * i + 2]];
             assert!((norm2(sub(c, p)).sqrt() - want).abs() <= 1e-12);
@@ -159,7 +178,12 @@ fn closed_sphere_sign_and_winding() {
         // The polyhedron lies between radius cos(π/48) ≈ 0.9979 and 1.
         if (rad - 1.0).abs() > 5e-3 {
             let inside = rad < 1.0;
-            assert_eq!(r.distance[i] < 0.0, inside, "point {i} at radius {rad}: {}", r.distance[i]);
+            assert_eq!(
+                r.distance[i] < 0.0,
+                inside,
+                "point {i} at radius {rad}: {}",
+                r.distance[i]
+            );
             worst = worst.max((w[i] - if inside { 1.0 } else { 0.0 }).abs());
         }
         assert!((r.distance[i].abs() - (rad - 1.0).abs()).abs() < 3e-3);
@@ -173,7 +197,10 @@ fn open_sphere_still_has_an_inside() {
     // inside away from the hole.
     let (v, keep) = holed_sphere(32, 64);
     let m = MeshSdf::new("t", &v, &keep).unwrap();
-    let q = [0.0, 0.0, 0.0, 0.3, 0.2, -0.5, 0.0, 0.0, -0.9, 2.0, 0.0, 0.0, 0.0, 0.0, -1.5, 0.5, 0.5, -0.5];
+    let q = [
+        0.0, 0.0, 0.0, 0.3, 0.2, -0.5, 0.0, 0.0, -0.9, 2.0, 0.0, 0.0, 0.0, 0.0, -1.5, 0.5, 0.5,
+        -0.5,
+    ];
     let r: SdfResult<f64> = m.signed_distance("t", &q, &SdfOptions::default()).unwrap();
     let want_inside = [true, true, true, false, false, true];
     for (i, want) in want_inside.iter().enumerate() {
@@ -184,7 +211,12 @@ fn open_sphere_still_has_an_inside() {
 /// The sphere without the faces whose vertices reach z ≥ 0.87 (a hole of ~30° half-angle).
 fn holed_sphere(nlat: usize, nlon: usize) -> (Vec<f64>, Vec<i64>) {
     let (v, f) = uv_sphere(nlat, nlon);
-    let keep = f.chunks(3).filter(|t| t.iter().all(|&i| v[3 * i as usize + 2] < 0.87)).flatten().copied().collect();
+    let keep = f
+        .chunks(3)
+        .filter(|t| t.iter().all(|&i| v[3 * i as usize + 2] < 0.87))
+        .flatten()
+        .copied()
+        .collect();
     (v, keep)
 }
 
@@ -197,7 +229,12 @@ fn check_signs(v: &[f64], f: &[i64], q: &[f64]) -> f64 {
         let p = [q[3 * i], q[3 * i + 1], q[3 * i + 2]];
         let w = twin_winding(v, f, p);
         if (w - 0.5).abs() > 0.06 && r.distance[i] != 0.0 {
-            assert_eq!(r.distance[i] < 0.0, w > 0.5, "point {p:?}: w = {w}, d = {}", r.distance[i]);
+            assert_eq!(
+                r.distance[i] < 0.0,
+                w > 0.5,
+                "point {p:?}: w = {w}, d = {}",
+                r.distance[i]
+            );
         }
     }
     let (mut st, mut carried) = (Scratch::default(), 0);
@@ -254,7 +291,11 @@ fn float32_inputs_and_outputs() {
     let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
     let q32: Vec<f32> = vec![0.0, 0.0, 0.0, 0.0, 0.0, 3.0];
     let r: SdfResult<f32> = signed_distance("t", &v32, &f, &q32, &SdfOptions::default()).unwrap();
-    assert!(r.distance[0] < -0.9 && (r.distance[1] - 2.0).abs() < 1e-6, "{:?}", r.distance);
+    assert!(
+        r.distance[0] < -0.9 && (r.distance[1] - 2.0).abs() < 1e-6,
+        "{:?}",
+        r.distance
+    );
     assert_eq!(r.face.len(), 2);
 }
 
@@ -265,11 +306,20 @@ fn bad_input_is_an_error() {
     let o = SdfOptions::default();
     let e = err(signed_distance("sd", &v, &[], &[0.0; 3], &o));
     assert_eq!(e, "sd(): faces must hold at least one triangle, got 0");
-    let e = err(signed_distance("sd", &v, &f, &[0.0, 0.0, 0.0, 1.0, f64::NAN, 0.0], &o));
+    let e = err(signed_distance(
+        "sd",
+        &v,
+        &f,
+        &[0.0, 0.0, 0.0, 1.0, f64::NAN, 0.0],
+        &o,
+    ));
     assert_eq!(e, "sd(): points must be finite, got NaN in row 1");
     let mut vi = v.clone();
     vi[5] = f64::INFINITY;
-    assert_eq!(err(signed_distance("sd", &vi, &f, &[0.0; 3], &o)), "sd(): vertices must be finite, got inf in row 1");
+    assert_eq!(
+        err(signed_distance("sd", &vi, &f, &[0.0; 3], &o)),
+        "sd(): vertices must be finite, got inf in row 1"
+    );
     assert!(err(signed_distance("sd", &v, &[0, 1, 99], &[0.0; 3], &o)).contains("faces must index"));
     assert!(err(signed_distance("sd", &v, &f, &[0.0; 4], &o)).contains("points must be [N,3]"));
     let bad_beta = SdfOptions { beta: 1.0, ..o };
@@ -281,8 +331,14 @@ fn bad_input_is_an_error() {
 #[test]
 fn all_degenerate_mesh_is_unsigned_distance_to_edges() {
     let v = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0];
-    let r: SdfResult<f64> =
-        signed_distance("t", &v, &[0, 1, 2, 1, 1, 1], &[1.0, 2.0, 0.0], &SdfOptions::default()).unwrap();
+    let r: SdfResult<f64> = signed_distance(
+        "t",
+        &v,
+        &[0, 1, 2, 1, 1, 1],
+        &[1.0, 2.0, 0.0],
+        &SdfOptions::default(),
+    )
+    .unwrap();
     assert_eq!(r.distance, vec![2.0]);
 }
 
@@ -334,7 +390,10 @@ fn far_field_expansion_converges_at_third_order() {
         e
     };
     let (e2, e4, e8) = (err(2.0), err(4.0), err(8.0));
-    assert!(e2 / e4 > 24.0 && e4 / e8 > 24.0, "errors {e2:.3e} {e4:.3e} {e8:.3e}");
+    assert!(
+        e2 / e4 > 24.0 && e4 / e8 > 24.0,
+        "errors {e2:.3e} {e4:.3e} {e8:.3e}"
+    );
 }
 
 #[test]
@@ -348,7 +407,11 @@ fn extreme_coordinates_stay_exact() {
         for i in 0..50 {
             let p = [q[3 * i], q[3 * i + 1], q[3 * i + 2]];
             let want = twin_dist(&v, &f, p);
-            assert!((r.distance[i].abs() - want).abs() <= 1e-12 * s, "scale {s}: {} vs {want}", r.distance[i]);
+            assert!(
+                (r.distance[i].abs() - want).abs() <= 1e-12 * s,
+                "scale {s}: {} vs {want}",
+                r.distance[i]
+            );
             let w = twin_winding(&v, &f, p);
             if (w - 0.5).abs() > 0.06 {
                 assert_eq!(r.distance[i] < 0.0, w > 0.5);

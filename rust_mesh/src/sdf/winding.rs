@@ -61,7 +61,8 @@ impl Expansion {
                 e.c[3 * i + j] += self.n[i] * s[j];
             }
             for (p, &(j, k)) in PAIRS.iter().enumerate() {
-                e.d[i][p] += self.c[3 * i + j] * s[k] + self.c[3 * i + k] * s[j] + self.n[i] * s[j] * s[k];
+                e.d[i][p] +=
+                    self.c[3 * i + j] * s[k] + self.c[3 * i + k] * s[j] + self.n[i] * s[j] * s[k];
             }
         }
         e
@@ -105,7 +106,10 @@ impl Fwn {
                     merge(
                         n,
                         k,
-                        [(balls[c][0].centre, &exps[c][0], area[c][0]), (balls[c][1].centre, &exps[c][1], area[c][1])],
+                        [
+                            (balls[c][0].centre, &exps[c][0], area[c][0]),
+                            (balls[c][1].centre, &exps[c][1], area[c][1]),
+                        ],
                     )
                 };
                 (balls[ni][k].centre, exps[ni][k], area[ni][k]) = (centre, e, a);
@@ -121,7 +125,12 @@ impl Fwn {
                     s.0 as usize..s.1 as usize
                 };
                 let c = bk.centre;
-                bk.radius = bvh.tris[r].iter().flat_map(|t| t.p).map(|p| norm2(sub(p, c))).fold(0.0, f64::max).sqrt();
+                bk.radius = bvh.tris[r]
+                    .iter()
+                    .flat_map(|t| t.p)
+                    .map(|p| norm2(sub(p, c)))
+                    .fold(0.0, f64::max)
+                    .sqrt();
             }
         });
         Fwn { balls, exps }
@@ -129,7 +138,13 @@ impl Fwn {
 }
 
 fn box_centre(n: &Node, k: usize) -> V3 {
-    [0, 1, 2].map(|a| if n.lo[k][a] <= n.hi[k][a] { 0.5 * (n.lo[k][a] as f64 + n.hi[k][a] as f64) } else { 0.0 })
+    [0, 1, 2].map(|a| {
+        if n.lo[k][a] <= n.hi[k][a] {
+            0.5 * (n.lo[k][a] as f64 + n.hi[k][a] as f64)
+        } else {
+            0.0
+        }
+    })
 }
 
 fn leaf_moments(n: &Node, k: usize, tris: &[Tri]) -> (V3, Expansion, f64) {
@@ -139,14 +154,19 @@ fn leaf_moments(n: &Node, k: usize, tris: &[Tri]) -> (V3, Expansion, f64) {
         area += a;
         acc = add(acc, scale(add(add(t.p[0], t.p[1]), t.p[2]), a / 3.0));
     }
-    let centre = if area > 0.0 { scale(acc, 1.0 / area) } else { box_centre(n, k) };
+    let centre = if area > 0.0 {
+        scale(acc, 1.0 / area)
+    } else {
+        box_centre(n, k)
+    };
     let mut e = Expansion::default();
     for t in tris {
         let an = scale(cross(sub(t.p[1], t.p[0]), sub(t.p[2], t.p[0])), 0.5);
         let ev = t.p.map(|p| sub(p, centre));
         let s = add(add(ev[0], ev[1]), ev[2]);
         // Per unit area: ∫d/a = s/3, ∫d dᵀ/a = (Σ e eᵀ + s sᵀ)/12.
-        let m2 = PAIRS.map(|(j, k)| (ev.iter().map(|e| e[j] * e[k]).sum::<f64>() + s[j] * s[k]) / 12.0);
+        let m2 =
+            PAIRS.map(|(j, k)| (ev.iter().map(|e| e[j] * e[k]).sum::<f64>() + s[j] * s[k]) / 12.0);
         e.add_moments(an, scale(s, 1.0 / 3.0), &m2);
     }
     (centre, e, area)
@@ -155,9 +175,15 @@ fn leaf_moments(n: &Node, k: usize, tris: &[Tri]) -> (V3, Expansion, f64) {
 fn merge(n: &Node, k: usize, kids: [(V3, &Expansion, f64); 2]) -> (V3, Expansion, f64) {
     let [l, r] = kids;
     let area = l.2 + r.2;
-    let centre = if area > 0.0 { scale(add(scale(l.0, l.2), scale(r.0, r.2)), 1.0 / area) } else { box_centre(n, k) };
+    let centre = if area > 0.0 {
+        scale(add(scale(l.0, l.2), scale(r.0, r.2)), 1.0 / area)
+    } else {
+        box_centre(n, k)
+    };
     // A child's offsets about p_k become offsets about p̃ by adding s = p_k − p̃.
-    let e = l.1.shifted(sub(l.0, centre)).sum(&r.1.shifted(sub(r.0, centre)));
+    let e =
+        l.1.shifted(sub(l.0, centre))
+            .sum(&r.1.shifted(sub(r.0, centre)));
     (centre, e, area)
 }
 
@@ -182,8 +208,10 @@ fn far_field(e: &Expansion, rr: V3) -> f64 {
         };
         a += row;
         b += rr[i] * (di[0] + di[1] + di[2]);
-        let quad =
-            di[0] * x * x + di[1] * y * y + di[2] * z * z + 2.0 * (di[3] * x * y + di[4] * x * z + di[5] * y * z);
+        let quad = di[0] * x * x
+            + di[1] * y * y
+            + di[2] * z * z
+            + 2.0 * (di[3] * x * y + di[4] * x * z + di[5] * y * z);
         g += rr[i] * quad;
     }
     let order3 = 0.5 * (-3.0 * (2.0 * a + b) + 15.0 * g * inv_d2) * inv_d2;

@@ -1,0 +1,60 @@
+"""Named presets: the original's flag combinations (config.original_flags) under readable names, plus the demo's."""
+
+from __future__ import annotations
+
+from pgc_fast.config.schema import RunConfig, override
+
+
+def _build_presets() -> dict[str, RunConfig]:
+    # Named presets are the original's flag combinations run through its exact preset + knock-on logic
+    # (pgc_fast.config.original_flags), so a name means precisely what the README command meant.
+    from pgc_fast.config.original_flags import config_from_flags
+
+    demo = override(
+        RunConfig(),
+        **{
+            "guidance.text": "a colourful ceramic vase with painted flowers",
+            "guidance.model": "tiny-sd",
+            "guidance.guidance_scale": 7.5,
+            "guidance.cfg_convention": "diffusers",
+            "guidance.pgc_tau": 0.1,
+            "mesh.canonicalize": True,
+            "render.resolution": 64,
+            "render.backend": "cpu",
+            "texture.kind": "uv",
+            "texture.uv_resolution": 256,
+            "texture.uv_levels": 4,
+            "texture.export_resolution": 512,
+            "texture.init_from_vertex_colors": True,
+            "texture.init_iters": 100,
+            "optim.iters": 60,
+            "optim.batch_size": 2,
+            "optim.lr_texture": 1e-3,
+            "output.workspace": "demo",
+            "output.val_every": 20,
+            "output.ckpt_every": 0,
+            "output.turntable_frames": 36,
+            "output.turntable_resolution": 192,
+            "output.fps": 12,
+            "runtime.device": "cpu",
+            "runtime.gpus": "0",
+        },
+    )
+    return {
+        "default": RunConfig(),
+        # -O0 -O2: SD 1.5 + depth ControlNet texturing with PGC (the original forces --guidance controlnet).
+        "texture-pgc": config_from_flags("O0", "O2"),
+        # -O2 without PGC.
+        "texture": config_from_flags("O2"),
+        # -O0 -O2 -O4: SDXL texturing with PGC.
+        "texture-sdxl-pgc": config_from_flags("O0", "O2", "O4"),
+        # -O0 -O2 -O4 --guidance controlnet (README command A): SDXL + depth ControlNet texturing with PGC.
+        "texture-sdxl-controlnet-pgc": config_from_flags("O0", "O2", "O4", guidance="controlnet"),
+        # -O0 -O2 -O4 --vsd --guidance_scale 7.5 (README command C): SDXL VSD texturing with PGC.
+        "texture-sdxl-vsd-pgc": config_from_flags("O0", "O2", "O4", vsd=True, guidance_scale=7.5),
+        # CPU smoke configuration used by `pgc-fast demo` (mesh.path is filled in by the demo).
+        "demo": demo,
+    }
+
+
+PRESETS: dict[str, RunConfig] = _build_presets()

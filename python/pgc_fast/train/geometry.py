@@ -1,0 +1,198 @@
+"""The scene a run optimises: a geometry (behind the :class:`Geometry` protocol: the fixed input mesh today, DMTet
+next), a texture (behind the ``Texture`` protocol of render/textures/base.py), the renderer and the background.
+
+Conventions:
+
+* Training frame: with ``mesh.canonicalize`` (the original's ``--canonicalize``) ``x_train = (x_in − c)·s``
+  (``pgc_fast.mesh.Normalization.fit``); otherwise the input frame. Exports write the *input* vertex positions,
+  so no inverse transform can lose precision.
+* UV textures follow the renderer's convention while training (row 0 = v = 0, nvdiffrast) and are flipped to
+  :mod:`pgc_fast.mesh`'s (PNG row 0 = image top, OBJ/OpenGL v up) on export (export/mesh.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from pgc_fast import config as C
+from pgc_fast.export.mesh import export_textured_mesh
+from pgc_fast.mesh import Mesh, Normalization, load_mesh
+from pgc_fast.mesh.uv import atlas
+from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
+from pgc_fast.render.scenery import load_background_image
+from pgc_fast.render.textures import FieldTexture, UVTexture
+from pgc_fast.render.textures.base import Texture
+
+__all__ = ["FixedMesh", "Geometry", "Scene", "make_texture"]
+
+
+class Geometry(Protocol):
+    """What the loop renders and (for shape optimisation) optimises. ``render_mesh`` is in the training frame on
+    the run's device; ``export_mesh`` is the result in the input's own frame and units, without material."""
+
+    def render_mesh(self) -> RenderMesh: ...
+
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]: ...
+
+    def export_mesh(self) -> Mesh: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class FixedMesh:
+    """The input mesh, unchanged (the original's ``--fix_mesh`` / -O2): nothing to optimise.
+
+    ``with_uvs``: carry UVs for a UV texture — the mesh's own when it has them, else an atlas from
+    ``pgc_fast.mesh.uv.atlas`` whose faces are the input faces in order (so they serve as ``uv_faces`` next to the
+    unchanged positions)."""
+
+    def __init__(
+        self,
+        mesh_in: Mesh,
+        norm: Normalization,
+        device: torch.device,
+        *,
+        with_uvs: bool = False,
+        uv_resolution: int = 1024,
+    ) -> None:
+        self.mesh_in = mesh_in
+        self.norm = norm
+        verts = torch.from_numpy(norm.apply(np.asarray(mesh_in.vertices)))
+        faces = torch.from_numpy(np.asarray(mesh_in.faces, dtype=np.int64))
+        colors = None if mesh_in.colors is None else torch.from_numpy(np.asarray(mesh_in.colors, np.float32))
+        uvs = uv_faces = None
+        if with_uvs:
+            if mesh_in.uvs is not None and mesh_in.uv_faces is not None:
+                uvs = torch.from_numpy(np.asarray(mesh_in.uvs, np.float32))
+                uv_faces = torch.from_numpy(np.asarray(mesh_in.uv_faces, np.int64))
+            else:
+                uvs, uv_faces = atlas(verts.numpy(), faces.numpy(), uv_resolution)
+        self._rmesh = RenderMesh(vertices=verts, faces=faces, uvs=uvs, uv_faces=uv_faces, colors=colors).to(device)
+
+    def render_mesh(self) -> RenderMesh:
+        return self._rmesh
+
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
+        return []
+
+    def export_mesh(self) -> Mesh:
+        m = self.mesh_in
+        return Mesh(
+            vertices=np.asarray(m.vertices, np.float32),
+            faces=np.asarray(m.faces, np.int64),
+            normals=None if m.normals is None else np.asarray(m.normals, np.float32),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+def make_texture(t: C.TextureConfig) -> Texture:
+    """The texture of ``texture.kind`` (the one place a kind name becomes a class)."""
+    if t.kind == "uv":
+        return UVTexture(t.uv_resolution, 3, min_resolution=max(4, t.uv_resolution >> (t.uv_levels - 1)))
+    return FieldTexture(
+        bound=1.0,
+        num_levels=t.field_levels,
+        log2_table_size=t.field_log2_table_size,
+        finest_resolution=t.field_finest_resolution,
+    )
+
+
+def _progress_printer(what: str, lines: int = 10) -> Any:
+    """``progress(step, total, loss)`` printing about ``lines`` lines to stderr (each reads the loss: one sync)."""
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+
+    def progress(step: int, total: int, loss: torch.Tensor) -> None:
+        if step == total or step % max(1, total // lines) == 0:
+            print(
+                f"{what}: {step}/{total} steps, loss {float(loss):.4f}, {time.perf_counter() - t0:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return progress
+
+
+class Scene:
+    """Geometry + texture + renderer on one device. Build with :meth:`from_config`."""
+
+    def __init__(self, cfg: C.RunConfig, device: torch.device, geometry: Geometry, texture: Texture) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.geometry = geometry
+        self.renderer = MeshRenderer(cfg.render.backend, device)
+        self.texture: Any = texture.to(device)  # type: ignore[attr-defined]
+        self.bg_image: torch.Tensor | None = None
+        if cfg.render.background == "scenery":
+            self.bg_image = load_background_image(cfg.render.bg_image, device, formats=C.IMAGE_FORMATS)
+
+    @classmethod
+    def from_config(cls, cfg: C.RunConfig, device: torch.device) -> Scene:
+        mesh_in = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
+        norm = Normalization.fit(mesh_in.vertices) if cfg.mesh.canonicalize else Normalization.identity()
+        texture = make_texture(cfg.texture)
+        geometry = FixedMesh(mesh_in, norm, device, with_uvs=texture.needs_uvs, uv_resolution=cfg.texture.uv_resolution)
+        return cls(cfg, device, geometry, texture)
+
+    @property
+    def rmesh(self) -> RenderMesh:
+        """The geometry's current render mesh (training frame)."""
+        return self.geometry.render_mesh()
+
+    @property
+    def mesh_has_vertex_colors(self) -> bool:
+        return self.rmesh.colors is not None
+
+    def fit_vertex_colors(self, iters: int, seed: int = 0, show_progress: bool = False) -> bool:
+        """The original's ``--init_texture``: initialise the texture from the mesh's vertex colours (a field fits
+        for ``iters`` configured steps, fewer on the CPU: render/textures/field.py fit_schedule), with progress
+        lines on stderr when ``show_progress``."""
+        if self.rmesh.colors is None:
+            return False
+        kw: dict[str, Any] = {"steps": iters, "generator": torch.Generator().manual_seed(seed)}
+        if show_progress:
+            kw["progress"] = _progress_printer("init texture from vertex colours")
+        return self.texture.init_from_vertex_colors(self.rmesh, self.renderer.backend, **kw)
+
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
+        """Optimiser groups as the original (the original's Trainer): the geometry's, then the texture's."""
+        return self.geometry.param_groups(lr, grid_lr_scale) + self.texture.param_groups(lr, grid_lr_scale)
+
+    def render(
+        self, cameras: Any, *, train: bool, step: int = 0, generator: torch.Generator | None = None
+    ) -> RenderOutput:
+        """Render ``cameras`` (pgc_fast.render.Cameras). Training renders use the configured shading and
+        background; evaluation renders are unlit albedo on the constant colour."""
+        r = self.cfg.render
+        tex = self.texture.jittered(generator) if train and self.cfg.texture.pos_perturb else self.texture
+        bg: Any = self.bg_image if train and self.bg_image is not None else r.bg_color
+        shading = r.shading if train else "albedo"
+        return self.renderer.render(
+            self.rmesh, cameras, tex, background=bg, shading=shading, generator=generator, antialias=r.antialias
+        )
+
+    @torch.no_grad()
+    def baked_texture(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(texture float32 [R,R,3] in the mesh convention (row 0 = top), uvs float32 [T,2], uv_faces int64 [F,3])."""
+        t = self.cfg.texture
+        baked = self.texture.bake(self.rmesh, self.renderer.backend, t.export_resolution, t.dilation)
+        img = baked.texture.float().clamp(0, 1).cpu().numpy()[::-1].copy()  # renderer rows → image rows (top first)
+        return img, baked.uvs.cpu().numpy().astype(np.float32), baked.uv_faces.cpu().numpy().astype(np.int64)
+
+    def export(self, ws: Path, cfg: C.RunConfig) -> dict[str, Path]:
+        """Write ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` and ``mesh.glb`` in the input mesh's frame."""
+        img, uvs, uv_faces = self.baked_texture()
+        return export_textured_mesh(Path(ws), self.geometry.export_mesh(), img, uvs, uv_faces)

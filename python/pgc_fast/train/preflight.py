@@ -1,0 +1,74 @@
+"""Checks that need this machine or the input's contents, run after ``config.validate`` and before anything is
+created or loaded (workspace, models): the device, the GPU ids, and that the mesh loads with usable faces.
+Each failure is one :class:`PreflightError` whose message is one line naming the flag to change."""
+
+from __future__ import annotations
+
+import torch
+
+from pgc_fast import config as C
+from pgc_fast.train import distributed as D
+
+__all__ = ["PreflightError", "check_machine", "check_mesh", "machine_notes", "preflight"]
+
+
+class PreflightError(RuntimeError):
+    """The run cannot start on this machine or with this input; the message says why, in one line."""
+
+
+def _cuda_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def machine_notes(cfg: C.RunConfig) -> list[str]:
+    """What this machine cannot do of ``cfg``'s device request, one sentence each (empty when it can)."""
+    rt, n = cfg.runtime, _cuda_count()
+    ids = [int(x) for x in rt.gpus.split(",") if x.strip().isdigit()]
+    if rt.device == "cpu":
+        return []
+    if n == 0:
+        if rt.device == "cuda":
+            return [
+                f"runtime.device=cuda (--device cuda): torch {torch.__version__} sees no CUDA device on this machine; "
+                "use --device cpu"
+            ]
+        if len(ids) > 1:
+            return [
+                f"--gpus {rt.gpus} asks for {len(ids)} GPUs but torch sees no CUDA device on this machine; "
+                "use --gpus 0 (one process), or --device cpu to run that many CPU processes"
+            ]
+        return []
+    if D.launched_by_torchrun():  # the launcher checked the ids; workers see only theirs (CUDA_VISIBLE_DEVICES)
+        return []
+    bad = [i for i in ids if i >= n]
+    if bad:
+        return [f"--gpus {rt.gpus}: this machine has {n} CUDA device(s), ids 0 to {n - 1}; no device {bad[0]}"]
+    return []
+
+
+def check_machine(cfg: C.RunConfig) -> None:
+    """Raise :class:`PreflightError` when this machine cannot run ``cfg``'s device and GPU request."""
+    notes = machine_notes(cfg)
+    if notes:
+        raise PreflightError(notes[0])
+
+
+def check_mesh(cfg: C.RunConfig) -> None:
+    """Load the mesh once (a few ms for 62k faces), so that a malformed one is refused before anything else."""
+    import warnings
+
+    from pgc_fast.mesh import load_mesh
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the run's own load prints them
+            load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
+    except (ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PreflightError(f"mesh.path (--mesh_path): cannot use {cfg.mesh.path!r}: {first}") from e
+
+
+def preflight(cfg: C.RunConfig) -> None:
+    """:func:`check_machine` then :func:`check_mesh`."""
+    check_machine(cfg)
+    check_mesh(cfg)

@@ -1,0 +1,64 @@
+"""Device, precision and RNG state of a run (seeding, saving and restoring every generator)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from pgc_fast import config as C
+from pgc_fast.train import distributed as D
+
+
+def resolve_device(cfg: C.RunConfig) -> torch.device:
+    """cuda:gpus[0] (or cpu). Under torchrun the process's GPU is cuda:LOCAL_RANK (see run())."""
+    want = cfg.runtime.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("run(): runtime.device=cuda but torch sees no CUDA device")
+        if D.launched_by_torchrun() and D.env_info().enabled:
+            return torch.device("cuda", D.env_info().local_rank)
+        first = cfg.runtime.gpus.split(",")[0].strip() or "0"
+        idx = int(first) if int(first) < torch.cuda.device_count() else 0
+        return torch.device("cuda", idx)
+    return torch.device("cpu")
+
+
+def resolve_precision(cfg: C.RunConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, use GradScaler). auto = bf16 where supported, else fp16 + scaler;
+    on the CPU auto means fp32 (CPU autocast is slower than fp32 there)."""
+    p = cfg.optim.precision
+    if p == "fp32" or (p == "auto" and device.type == "cpu"):
+        return None, False
+    if p == "auto":
+        return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
+    if p == "bf16":
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The global RNG states (cameras and render draws are per-step generators: nothing to save). CUDA: the
+    run's device only (touching every GPU would create a context on each from every rank)."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda_device": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda_device") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_device"].cpu(), device)
