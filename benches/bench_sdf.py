@@ -2,6 +2,7 @@
 
     PYTHONPATH=$PWD/kernels:$PWD/python .venv/bin/python -m pytest benches/bench_sdf.py --benchmark-enable
     PYTHONPATH=$PWD/kernels:$PWD/python .venv/bin/python benches/bench_sdf.py   # ratio table (one process)
+    ... benches/bench_sdf.py --no-baselines                                     # ours only
 
 Target: 1M points on the seed's 62k-face panda in ≤ 3 s on the 2-core machine. Baseline:
 ``trimesh.proximity.signed_distance`` (needs ``rtree``; its sign is positive inside, ours negative), timed
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 
 from pgc_fast.mesh import load_mesh, normalize
-from pgc_fast.mesh.sdf import signed_distance, signed_distance_reference
+from pgc_fast.mesh.sdf import signed_distance, signed_distance_reference, winding_number
 
 PANDA = Path(__file__).resolve().parents[2] / "shared" / "data" / "panda_spear_shield.obj"
 if not PANDA.exists():
@@ -95,39 +96,71 @@ def _timed(fn, *args, repeat: int = 3, **kw):
     return best
 
 
+def _holed(v: np.ndarray, f: np.ndarray, radius: float) -> np.ndarray:
+    """Faces minus those whose centroid lies within ``radius`` of face 0's centroid (one hole)."""
+    c = v[f].mean(1)
+    return f[np.linalg.norm(c - c[0], axis=1) >= radius]
+
+
 def main() -> None:
+    import argparse
+
     import trimesh
 
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--trimesh-points", type=int, default=10_000)
+    ap.add_argument("--twin-points", type=int, default=200)
+    ap.add_argument("--no-baselines", action="store_true", help="time ours only")
+    a = ap.parse_args()
     v, f = panda()
-    n, n_tm, n_ref = 1_000_000, 10_000, 200
-    pts = {"original (near σ .04 + far σ .4)": original_points(v, f, n), "uniform [-1,1]³": uniform_points(n)}
-    rows = []
-    t_build, _, _ = _timed(signed_distance, v, f, pts["uniform [-1,1]³"][:1], repeat=5)
-    rows.append(("BVH + moments build only (1 point)", t_build, float("nan"), "", float("nan")))
+    n = a.points
+    sets = {"original (near σ .04 + far σ .4)": original_points(v, f, n), "uniform [-1,1]³": uniform_points(n)}
+    rows: list[tuple[str, int, float, float, float, float]] = []  # case, points, wall, CPU, ratio wall, ratio CPU
+    nan = float("nan")
+    t, cpu, _ = _timed(signed_distance, v, f, sets["uniform [-1,1]³"][:1], repeat=5)
+    rows.append(("build only (BVH, moments, boundary; 1 query)", 1, t, cpu, nan, nan))
     tm = trimesh.Trimesh(v, f, process=False)
-    for name, p in pts.items():
+    for name, p in sets.items():
         t, cpu, d = _timed(signed_distance, v, f, p)
-        rows.append((f"ours, 1M points, {name}", t, cpu, "", float("nan")))
+        rows.append((f"ours, {name}", n, t, cpu, nan, nan))
         t_u, cpu_u, _ = _timed(signed_distance, v, f, p, signed=False)
-        rows.append((f"ours unsigned, 1M points, {name}", t_u, cpu_u, "", float("nan")))
-        sub = p[:n_tm]
-        t_tm, cpu_tm, d_tm = _timed(trimesh.proximity.signed_distance, tm, sub, repeat=1)
-        rows.append((f"trimesh, {n_tm // 1000}k points, {name}", t_tm, cpu_tm, "", t_tm / n_tm * n / t))
-        # trimesh is positive inside; ours negative.
-        err = np.abs(np.abs(d[:n_tm]) - np.abs(d_tm)).max()
-        agree = np.mean(np.sign(d[:n_tm]) == -np.sign(d_tm))
-        print(f"{name}: max ||ours| − |trimesh|| = {err:.2e}, sign agreement {agree * 100:.2f} %")
-        t_r, cpu_r, d_r = _timed(signed_distance_reference, v, f, p[:n_ref], repeat=1)
-        rows.append((f"numpy twin, {n_ref} points, {name}", t_r, cpu_r, "", t_r / n_ref * n / t))
-        print(f"{name}: max |ours − twin| = {np.abs(d[:n_ref] - d_r).max():.2e} (float32 output)")
-    print(
-        f"cores: {os.cpu_count()}, load average: {os.getloadavg()}, rayon threads: "
-        f"{os.environ.get('RAYON_NUM_THREADS', 'default')}"
-    )
-    print("| case | wall (s) | CPU (s) | ratio (per point, vs ours on the same set) |")
-    print("|---|---|---|---|")
-    for name, t, cpu, _, ratio in rows:
-        print(f"| {name} | {t:.3f} | {cpu:.3f} | {'' if np.isnan(ratio) else f'{ratio:.0f}×'} |")
+        rows.append((f"ours unsigned, {name}", n, t_u, cpu_u, nan, nan))
+        if a.no_baselines:
+            continue
+        k = a.trimesh_points
+        t_tm, cpu_tm, d_tm = _timed(trimesh.proximity.signed_distance, tm, p[:k], repeat=1)
+        rows.append(
+            (f"trimesh.proximity.signed_distance, {name}", k, t_tm, cpu_tm, t_tm / k * n / t, cpu_tm / k * n / cpu)
+        )
+        # trimesh is positive inside (and on points within its merge tolerance of the surface); ours negative.
+        err = np.abs(np.abs(d[:k]) - np.abs(d_tm)).max()
+        agree = np.mean(np.sign(d[:k]) == -np.sign(d_tm))
+        print(f"{name}: max ||ours| − |trimesh|| = {err:.2e}, sign agreement with trimesh {agree * 100:.2f} %")
+        k = a.twin_points
+        t_r, cpu_r, d_r = _timed(signed_distance_reference, v, f, p[:k], repeat=1)
+        rows.append((f"numpy twin (exact), {name}", k, t_r, cpu_r, t_r / k * n / t, cpu_r / k * n / cpu))
+        print(f"{name}: max |ours − twin| = {np.abs(d[:k] - d_r).max():.2e} (float32 output)")
+    p = sets["original (near σ .04 + far σ .4)"]
+    for label, ff in (
+        ("one hole, r = 0.05", _holed(v, f, 0.05)),
+        ("every 10th face removed", f[np.arange(len(f)) % 10 != 0]),
+    ):
+        t, cpu, d = _timed(signed_distance, v, ff, p, repeat=2)
+        rows.append(
+            (f"ours, open panda ({label}, {len(f) - len(ff)} faces fewer), original points", n, t, cpu, nan, nan)
+        )
+        print(f"open panda ({label}): {np.mean(d < 0) * 100:.1f} % of the points inside")
+    t, cpu, _ = _timed(winding_number, v, f, p, repeat=2)
+    rows.append(("winding_number alone (every point evaluated), original points", n, t, cpu, nan, nan))
+    threads = os.environ.get("RAYON_NUM_THREADS", "unset")
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()}, RAYON_NUM_THREADS={threads}")
+    print("| case | points | wall (s) | CPU (s) | µs/point (wall) | baseline/ours per point: wall, CPU |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, k, t, cpu, rw, rc in rows:
+        ratio = "" if np.isnan(rw) else f"{rw:.0f}×, {rc:.0f}×"
+        per_point = f"{t / k * 1e6:.2f}" if k > 1 else ""
+        print(f"| {name} | {k:,} | {t:.3f} | {cpu:.3f} | {per_point} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 //!   time, children boxes stored per axis in lanes so that one visit computes four box distances with
 //!   SIMD-friendly f32 arithmetic (made conservative by a slack, so the result stays exact).
 use super::geom::{norm2, sub, Tri, V3};
+use rayon::prelude::*;
 
 /// Leaves hold at most this many triangles (fewer where the SAH says splitting pays).
 pub const LEAF_MAX: usize = 4;
@@ -171,9 +172,9 @@ impl Bvh {
         if self.tris.is_empty() {
             return;
         }
-        // f32 box distances: every operand is within `scale`/|q| of the origin, so rounding (the query's
+        // f32 box gaps: every operand is within `scale`/|q| of the origin, so rounding (the query's
         // conversion and each subtraction) moves a per-axis gap by less than 2⁻²² of that; subtracting
-        // this slack and shrinking the sum keeps every value a lower bound of the f64 distance.
+        // this slack keeps every gap, hence the f64 sum of squares, a lower bound of the true distance.
         let s = self.scale.max(q[0].abs()).max(q[1].abs()).max(q[2].abs());
         let slack = (s * (1.0 / (1u64 << 22) as f64)) as f32;
         let qf = q.map(|x| x as f32);
@@ -183,8 +184,6 @@ impl Bvh {
             if d2 >= best.0 {
                 continue;
             }
-            #[cfg(test)]
-            VISITS.with(|v| v.set(v.get() + 1));
             let n = &self.nodes4[ni as usize];
             let d = lane_dist2(n, qf, slack);
             // Leaves first, nearest first, so the bound tightens before anything is pushed.
@@ -213,8 +212,6 @@ impl Bvh {
             if norm2(sub(q, [cx as f64, cy as f64, cz as f64])) >= reach * reach {
                 continue;
             }
-            #[cfg(test)]
-            TESTS.with(|v| v.set(v.get() + 1));
             let c = self.tris[s].closest(q);
             let e = norm2(sub(c, q));
             if e < best.0 {
@@ -239,17 +236,17 @@ fn sort4(d: &[f64; 4]) -> [usize; 4] {
 /// Lower bounds of the squared distances from `q` to the four lane boxes (∞ for empty lanes).
 #[inline(always)]
 fn lane_dist2(n: &Node4, q: [f32; 3], slack: f32) -> [f64; 4] {
-    let mut d2 = [0f32; 4];
+    let mut d2 = [0f64; 4];
     for a in 0..3 {
         for l in 0..4 {
             let (below, above) = (n.lo[a][l] - q[a], q[a] - n.hi[a][l]);
             let e = if below > above { below } else { above } - slack;
-            let e = if e > 0.0 { e } else { 0.0 };
+            let e = if e > 0.0 { e } else { 0.0 } as f64;
+            // Squares in f64: in f32 they would overflow beyond ~1e19 (and prune wrongly).
             d2[l] += e * e;
         }
     }
-    // f32 rounding of the squares and sums: relative 2⁻²² is far more than enough.
-    d2.map(|x| x as f64 * (1.0 - 1.0 / (1u64 << 20) as f64))
+    d2
 }
 
 fn sphere(t: &Tri) -> [f32; 4] {
@@ -261,6 +258,9 @@ fn sphere(t: &Tri) -> [f32; 4] {
             .fold(0.0, f64::max);
     // Round up twice: the f32 conversion and the f64 sqrt may each lose an ulp.
     let r32 = (r * (1.0 + 1e-12)) as f32;
+    if !(c.iter().all(|x| x.is_finite()) && r32.is_finite()) {
+        return [0.0, 0.0, 0.0, f32::INFINITY]; // beyond f32 range: never reject
+    }
     [
         c[0],
         c[1],
@@ -275,29 +275,77 @@ fn tri_box(t: &Tri) -> Aabb {
     b
 }
 
+/// Subtrees with fewer triangles are built serially; larger ones split their two halves across threads.
+const PAR_MIN: usize = 4096;
+
 /// Binary SAH tree (node 0 = root) and the triangle order. Children come after their parent.
 fn build_tmp(tris: &[Tri]) -> (Vec<Tmp>, Vec<u32>) {
-    let boxes: Vec<Aabb> = tris.iter().map(tri_box).collect();
+    let boxes: Vec<Aabb> = tris.par_iter().map(tri_box).collect();
     let cent: Vec<V3> = boxes
-        .iter()
+        .par_iter()
         .map(|b| [0, 1, 2].map(|k| 0.5 * (b.lo[k] + b.hi[k])))
         .collect();
     let mut order: Vec<u32> = (0..tris.len() as u32).collect();
+    let nodes = build_sub(&mut order, 0, &boxes, &cent, 0);
+    (nodes, order)
+}
+
+/// The subtree over `ids` (triangle slots `s..s + ids.len()`), its root first. The two halves of a large
+/// node are built in parallel down to a bounded depth (an unbalanced split of a degenerate input must
+/// not recurse deeply), below which the serial builder takes over.
+fn build_sub(ids: &mut [u32], s: usize, boxes: &[Aabb], cent: &[V3], depth: usize) -> Vec<Tmp> {
+    if ids.len() < PAR_MIN || depth >= 24 {
+        return build_serial(ids, s, boxes, cent);
+    }
+    let e = s + ids.len();
+    let mut bb = Aabb::EMPTY;
+    ids.iter().for_each(|&i| bb.merge(&boxes[i as usize]));
+    let Some(mid) = split(ids, boxes, cent, bb.half_area()) else {
+        return vec![Tmp {
+            bb,
+            s,
+            e,
+            kids: None,
+        }];
+    };
+    let (l, r) = ids.split_at_mut(mid);
+    let (ln, rn) = rayon::join(
+        || build_sub(l, s, boxes, cent, depth + 1),
+        || build_sub(r, s + mid, boxes, cent, depth + 1),
+    );
+    let mut nodes = Vec::with_capacity(1 + ln.len() + rn.len());
+    let right = 1 + ln.len();
+    nodes.push(Tmp {
+        bb,
+        s,
+        e,
+        kids: Some((1, right)),
+    });
+    for (part, off) in [(ln, 1), (rn, right)] {
+        nodes.extend(part.into_iter().map(|mut t| {
+            t.kids = t.kids.map(|(a, b)| (a + off, b + off));
+            t
+        }));
+    }
+    nodes
+}
+
+/// Serial build of the subtree over `ids` (slots `s..`) with an explicit stack.
+fn build_serial(ids: &mut [u32], s0: usize, boxes: &[Aabb], cent: &[V3]) -> Vec<Tmp> {
     let mut nodes = vec![Tmp {
         bb: Aabb::EMPTY,
-        s: 0,
-        e: tris.len(),
+        s: s0,
+        e: s0 + ids.len(),
         kids: None,
     }];
-    // An explicit stack: a degenerate input can make the tree deep.
     let mut stack = vec![0usize];
     while let Some(ni) = stack.pop() {
         let (s, e) = (nodes[ni].s, nodes[ni].e);
-        let ids = &mut order[s..e];
+        let part = &mut ids[s - s0..e - s0];
         let mut bb = Aabb::EMPTY;
-        ids.iter().for_each(|&i| bb.merge(&boxes[i as usize]));
+        part.iter().for_each(|&i| bb.merge(&boxes[i as usize]));
         nodes[ni].bb = bb;
-        if let Some(mid) = split(ids, &boxes, &cent, bb.half_area()) {
+        if let Some(mid) = split(part, boxes, cent, bb.half_area()) {
             let l = nodes.len();
             nodes.push(Tmp {
                 bb: Aabb::EMPTY,
@@ -316,7 +364,7 @@ fn build_tmp(tris: &[Tri]) -> (Vec<Tmp>, Vec<u32>) {
             stack.push(l);
         }
     }
-    (nodes, order)
+    nodes
 }
 
 /// Packs the binary tree into cache-line nodes (depth-first order) under a virtual parent.
@@ -505,10 +553,4 @@ fn partition(ids: &mut [u32], left: impl Fn(u32) -> bool) -> usize {
         }
     }
     m
-}
-
-#[cfg(test)]
-thread_local! {
-    pub static VISITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    pub static TESTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }

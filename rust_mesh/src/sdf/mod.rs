@@ -166,6 +166,13 @@ impl MeshSdf {
                 "{op}(): faces must hold at least one triangle, got 0"
             )));
         }
+        // BVH child codes keep one bit for the leaf flag.
+        if f.len() >= bvh::LEAF as usize {
+            return Err(MeshError::Invalid(format!(
+                "{op}(): at most 2^31-1 faces are supported, got {}",
+                f.len()
+            )));
+        }
         let v: Vec<V3> = vertices
             .chunks_exact(3)
             .map(|c| [c[0].to_f64(), c[1].to_f64(), c[2].to_f64()])
@@ -226,12 +233,18 @@ impl MeshSdf {
         });
         let face = &self.bvh.order;
         let mut out = SdfResult {
-            distance: hits.iter().map(|h| O::from_f64(h.d)).collect(),
-            face: hits.iter().map(|h| face[h.slot as usize] as i64).collect(),
+            distance: hits.par_iter().map(|h| O::from_f64(h.d)).collect(),
+            face: hits
+                .par_iter()
+                .map(|h| face[h.slot as usize] as i64)
+                .collect(),
             closest: Vec::new(),
         };
         if opts.closest {
-            out.closest = hits.iter().flat_map(|h| h.p).map(O::from_f64).collect();
+            out.closest = hits
+                .par_iter()
+                .flat_map_iter(|h| h.p.map(O::from_f64))
+                .collect();
         }
         Ok(out)
     }
@@ -393,13 +406,16 @@ fn for_each_point<R: Real, T: Copy + Default + Send + Sync>(
     let n = points.len() / 3;
     let at = |i: u32| [0, 1, 2].map(|k| points[3 * i as usize + k].to_f64());
     let order = morton_order(points);
-    let sorted: Vec<T> = order
-        .par_chunks(CHUNK)
-        .flat_map_iter(|ch| {
+    let mut sorted = vec![T::default(); n];
+    sorted
+        .par_chunks_mut(CHUNK)
+        .zip(order.par_chunks(CHUNK))
+        .for_each(|(out, ch)| {
             let mut st = Scratch::default();
-            ch.iter().map(|&i| f(at(i), &mut st)).collect::<Vec<T>>()
-        })
-        .collect();
+            for (o, &i) in out.iter_mut().zip(ch) {
+                *o = f(at(i), &mut st);
+            }
+        });
     let mut out = vec![T::default(); n];
     for (&i, r) in order.iter().zip(sorted) {
         out[i as usize] = r;
