@@ -287,6 +287,86 @@ def finetune_decoder(vae, geo, steps: int, batch: int, lr: float, seed: int, log
     vae.eval()
 
 
+def _pair(geo, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n image pairs [n,3,64,64] in [-1,1] that differ only in the colour word, the pattern word or both (same
+    geometry, light, pattern placement and background: the shading draws are replayed)."""
+    idx, c1, p1 = sample_captions(geo, n, gen)
+    r = torch.rand(n, generator=gen)
+    nc, npat = len(toy.COLOURS), len(toy.PATTERNS)
+    dc = torch.randint(1, nc, (n,), generator=gen) * (r < 0.75)  # colour changes in 3 of 4 pairs
+    dp = torch.randint(1, npat, (n,), generator=gen) * ((r >= 0.5) | (dc == 0))  # pattern in the rest (and some)
+    c2, p2 = (c1 + dc) % nc, (p1 + dp) % npat
+    state = gen.get_state()
+    x1 = shade(geo, idx, c1, p1, gen)
+    gen.set_state(state)
+    x2 = shade(geo, idx, c2, p2, gen)
+    return x1 * 2 - 1, x2 * 2 - 1
+
+
+def align_encoder(vae, geo, steps: int, batch: int, lr: float, weight: float, seed: int, log: list) -> None:
+    """Make the encoder's pixel-space pullback follow what its latents mean, keeping the latents themselves.
+
+    Score distillation on pixels (``pgc-fast image``, and every render in ``pgc-fast generate``) moves the image
+    along J_E^T g, the transpose of the encoder's Jacobian applied to the latent gradient g. A VAE trained for
+    reconstruction alone need not make that direction resemble the change g stands for: with the H100-trained
+    weights the latent step that turns a green object red (latent-mode SDS does so in 50 steps) pulls back to
+    "darker, less blue" pixels, and 2-D SDS for "a red plain object" ends with a green object that the encoder
+    reads as red (benches/RESULTS.md). This phase fine-tunes the encoder (decoder, UNet and text encoder
+    untouched) on pairs of renders that differ in colour and/or pattern: for the latent difference
+    v = E0(x2) − E0(x1) of the frozen original encoder E0, it maximises cos(J_E(x)^T v, x2 − x1) at a random
+    point x between the pair (double backward through the encoder), while an MSE term keeps E(x) = E0(x) on the
+    renders (so the UNet trained on E0's latents stays valid; the MSE is relative to the latents' variance, so
+    the balance does not depend on the scaling factor). Own generator (``seed``); ``log`` gets
+    [step, relative distillation MSE, mean cosine] every 10 steps."""
+    import copy
+
+    from diffusers.models.attention_processor import AttnProcessor
+
+    if steps <= 0:
+        return
+    dev = next(vae.parameters()).device
+    teacher = copy.deepcopy(vae).requires_grad_(False)
+    processors = vae.attn_processors
+    vae.set_attn_processor(AttnProcessor())  # the math attention: SDPA's CPU kernel has no double backward
+
+    def mean(m, x):
+        return m.quant_conv(m.encoder(x))[:, :4]
+
+    params = list(vae.encoder.parameters()) + list(vae.quant_conv.parameters())
+    vae.requires_grad_(False)
+    for q in params:
+        q.requires_grad_(True)
+    vae.encoder.train()
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        _set_lr(opt, _lr(lr, step, steps, 10))
+        x1, x2 = (t.to(dev) for t in _pair(geo, batch, gen))
+        a = torch.rand(batch, 1, 1, 1, generator=gen).to(dev)
+        x = (x1 + a * (x2 - x1)).requires_grad_(True)
+        with torch.no_grad():
+            v = mean(teacher, x2) - mean(teacher, x1)
+            target = mean(teacher, torch.cat([x1, x2]))
+        pull = torch.autograd.grad((mean(vae, x) * v).sum(), x, create_graph=True)[0]
+        cos = F.cosine_similarity(pull.flatten(1), (x2 - x1).flatten(1), dim=1).mean()
+        distil = F.mse_loss(mean(vae, torch.cat([x1, x2])), target) / target.var()
+        loss = distil + weight * (1 - cos)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 10 == 0 or step == steps:
+            log.append([step, round(distil.item(), 6), round(cos.item(), 4)])
+            print(
+                f"align {step}/{steps} distil {distil.item():.5f} cos {cos.item():.3f} "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+    vae.set_attn_processor(processors)
+    vae.requires_grad_(False)
+    vae.eval()
+
+
 def _git_commit() -> str:
     try:
         return subprocess.run(
@@ -623,6 +703,20 @@ def train(args) -> dict:
         meta["losses"]["unet"] = [r for r in meta["losses"]["unet"] if r[0] <= old.get("unet_steps_done", 0)]
     src = resume or (Path(args.vae_from) if args.vae_from else None)
     _vae_phase(vae, geo, gen, args, meta, src)
+    if src is None:  # a VAE trained here; one loaded from an earlier run keeps its encoder as it is
+        t_al = time.perf_counter()
+        meta["losses"]["align"] = []
+        align_encoder(
+            vae,
+            geo,
+            args.align_steps,
+            args.align_batch,
+            args.align_lr,
+            args.align_weight,
+            args.seed + 5,
+            meta["losses"]["align"],
+        )
+        meta["time_s"]["align"] = round(time.perf_counter() - t_al, 1)
     t2 = time.perf_counter()
     lat = encode_latents(vae, geo, gen, args.latents)
     scale = float(1.0 / lat["mu"].std())
@@ -678,6 +772,56 @@ def _finish(args, meta: dict, out: Path, dev: torch.device, t0: float, s0: int) 
     return meta
 
 
+def align_existing(args) -> dict:
+    """``--align-from DIR``: the encoder alignment phase alone on a finished model. The decoder, UNet and text
+    encoder files are copied unchanged (so are its samples); the encoder is aligned on ``--geometry`` freshly
+    rendered buffers; meta.json keeps the training record and gains the phase's command, commit, losses, time
+    and the VAE reconstruction quality before and after it (same renders)."""
+    import shutil
+
+    torch.set_num_threads(args.threads)
+    src, out = Path(args.align_from), Path(args.out)
+    t0 = time.perf_counter()
+    vae, _, _, _, meta = toy.load_toy(src)
+    geo = render_geometry(args.geometry, args.seed, n_blobs=args.blobs)
+    before = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4))
+    t1 = time.perf_counter()
+    log: list = []
+    align_encoder(vae, geo, args.align_steps, args.align_batch, args.align_lr, args.align_weight, args.seed + 5, log)
+    t_align = time.perf_counter() - t1
+    meta["losses"]["align"] = log
+    after = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4))
+    meta["quality"]["vae_recon_align"] = {"before": before, "after": after, "geometry_buffers": args.geometry}
+    command = "pgc-fast train-prior " + " ".join(args.argv)
+    meta["align"] = {
+        "command": command,
+        "commit": args.commit or _git_commit(),
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "geometry_buffers": args.geometry,
+        "blobs": args.blobs,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "align_s": round(t_align, 1),
+    }
+    meta["runs"].append(
+        {
+            "command": command,
+            "commit": meta["align"]["commit"],
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "wall_s": meta["align"]["wall_s"],
+            "unet_steps": None,
+        }
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != out.resolve():
+        for name in ("unet", "text_encoder"):
+            shutil.copyfile(src / f"{name}.safetensors", out / f"{name}.safetensors")
+    _save(out, meta, vae=vae)
+    print(f"aligned the encoder in {t_align:.0f} s; VAE reconstructions before {before}, after {after}", flush=True)
+    return meta
+
+
 def main(argv: list[str]) -> int:
     """``pgc-fast train-prior ARGS`` (pgc_fast/cli/__init__.py passes the arguments)."""
     ap = argparse.ArgumentParser(prog="pgc-fast train-prior", description=__doc__.split("\n\n")[0])
@@ -693,6 +837,17 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--vae-from", default="", help="load the VAE phase's weights from this --out of an earlier run")
     ap.add_argument("--decoder-steps", type=int, default=300, help="decoder-only fine-tuning after encoding")
     ap.add_argument("--kl-weight", type=float, default=1e-4)
+    ap.add_argument(
+        "--align-steps", type=int, default=300, help="encoder alignment after the VAE phase (align_encoder; 0: off)"
+    )
+    ap.add_argument("--align-batch", type=int, default=6)
+    ap.add_argument("--align-lr", type=float, default=3e-4)
+    ap.add_argument("--align-weight", type=float, default=0.1, help="weight of (1 - cosine) against the MSE")
+    ap.add_argument(
+        "--align-from",
+        default="",
+        help="only align the encoder of the finished model in this directory and write the result to --out",
+    )
     ap.add_argument("--latents", type=int, default=8192, help="images encoded for UNet training")
     ap.add_argument("--view-prob", type=float, default=0.5, help="probability of a ', <view> view' caption suffix")
     ap.add_argument("--unet-steps", type=int, default=3500)
@@ -728,6 +883,34 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--commit", default="", help="record this commit (sources run from a copy without git)")
     args = ap.parse_args(argv)
     args.argv = list(argv)  # recorded in meta.json as the command that made the weights
+    if args.align_from:
+        align_existing(args)
+        return 0
     meta = train(args)
     print(json.dumps({k: meta[k] for k in ("time_s", "scaling_factor")}))
     return 0
+
+
+@torch.no_grad()
+def classify_textured_mesh(path: str | Path, phis: tuple[float, ...] = (0, 60, 120, 180, 240, 300)) -> dict:
+    """Colour and pattern words of an exported textured mesh (``mesh.glb`` / ``mesh.obj`` of a run) by the quality
+    test's classifier (:func:`classify`, references from the shipped weights' meta.json): the mesh is scaled to
+    |coord| ≤ 0.8 (``--mesh.canonicalize``) and rendered unlit at 64² on grey (0.5) from the side (θ = 90°,
+    r = 2.2, focal 1.6·64, one view per azimuth in ``phis``), close enough that the classifier's central 24² crop
+    is all surface. Returns {"colour": [word per view], "pattern": [word per view], "images": [V,3,64,64]}."""
+    from pgc_fast.export.mesh import load_textured_mesh_for_render
+    from pgc_fast.mesh import Normalization, load_mesh
+    from pgc_fast.render import MeshRenderer, orbit_cameras
+
+    norm = Normalization.fit(load_mesh(path).vertices, 0.8)
+    mesh, tex = load_textured_mesh_for_render(path, normalisation=norm)
+    n = len(phis)
+    cams = orbit_cameras([2.2] * n, [90.0] * n, list(phis), [1.6 * RES] * n, RES)
+    img = MeshRenderer("cpu").render(mesh, cams, tex, background=0.5, shading="albedo").image.clamp(0, 1)
+    ci, pi = classify(img, toy.read_meta()["quality_refs"])
+    colours = list(toy.COLOURS)
+    return {
+        "colour": [colours[i] for i in ci.tolist()],
+        "pattern": [toy.PATTERNS[i] for i in pi.tolist()],
+        "images": img,
+    }

@@ -389,6 +389,8 @@ class OutputConfig:
     been moved; a larger optim.iters extends the run; no checkpoint yet: start the run)."""
     val_every: int = 200
     """Write a validation image every N steps (0 = only at the end)."""
+    val_resolution: int | None = None
+    """Validation image resolution (None = render.resolution, the original's; the same view and field of view)."""
     ckpt_every: int = 200
     """Write a checkpoint every N steps (0 = only at the end)."""
     save_mesh: bool = True

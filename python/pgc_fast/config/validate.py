@@ -397,6 +397,8 @@ def _check_output(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         )
     if not 8 <= out.turntable_resolution <= 4096:
         p.append(f"output.turntable_resolution must be in [8, 4096], got {out.turntable_resolution}")
+    if out.val_resolution is not None and not 8 <= out.val_resolution <= 4096:
+        p.append(f"output.val_resolution must be None or in [8, 4096], got {out.val_resolution}")
     gpus = [x.strip() for x in cfg.runtime.gpus.split(",") if x.strip()]
     if not gpus or not all(x.isdigit() for x in gpus):
         p.append(f"runtime.gpus (--gpus) must be comma-separated device ids such as '0,1', got {cfg.runtime.gpus!r}")

@@ -18,16 +18,16 @@ def to_uint8(img_chw: torch.Tensor) -> np.ndarray:
 
 
 def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> dict[str, Path]:
-    """The original's validation view (θ = 60°, φ = 0, r = mean radius, focal = mean focal_range · H), white bg."""
+    """The original's validation view (θ = 60°, φ = 0, r = mean radius, focal = mean focal_range · H), at
+    ``output.val_resolution`` (default: the render resolution)."""
     from PIL import Image
 
     from pgc_fast.render import orbit_cameras
 
     r = cfg.render
+    res = cfg.output.val_resolution or r.resolution
     val_dir.mkdir(parents=True, exist_ok=True)
-    cams = orbit_cameras(
-        sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * r.resolution, r.resolution, device=scene.device
-    )
+    cams = orbit_cameras(sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * res, res, device=scene.device)
     was_training = scene.texture.training
     scene.texture.eval()
     with torch.no_grad():
