@@ -287,15 +287,14 @@ def finetune_decoder(vae, geo, steps: int, batch: int, lr: float, seed: int, log
     vae.eval()
 
 
-def _pair(geo, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n image pairs [n,3,64,64] in [-1,1] that differ only in the colour word, the pattern word or both (same
-    geometry, light, pattern placement and background: the shading draws are replayed)."""
+def _pair(geo, n: int, gen: torch.Generator, pattern_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """n image pairs [n,3,64,64] in [-1,1] that differ in the colour word (and, with probability
+    ``pattern_prob``, in the pattern word too); same geometry, light, pattern placement and background (the
+    shading draws are replayed)."""
     idx, c1, p1 = sample_captions(geo, n, gen)
-    r = torch.rand(n, generator=gen)
     nc, npat = len(toy.COLOURS), len(toy.PATTERNS)
-    dc = torch.randint(1, nc, (n,), generator=gen) * (r < 0.75)  # colour changes in 3 of 4 pairs
-    dp = torch.randint(1, npat, (n,), generator=gen) * ((r >= 0.5) | (dc == 0))  # pattern in the rest (and some)
-    c2, p2 = (c1 + dc) % nc, (p1 + dp) % npat
+    c2 = (c1 + torch.randint(1, nc, (n,), generator=gen)) % nc
+    p2 = (p1 + torch.randint(1, npat, (n,), generator=gen) * (torch.rand(n, generator=gen) < pattern_prob)) % npat
     state = gen.get_state()
     x1 = shade(geo, idx, c1, p1, gen)
     gen.set_state(state)
@@ -303,7 +302,9 @@ def _pair(geo, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor
     return x1 * 2 - 1, x2 * 2 - 1
 
 
-def align_encoder(vae, geo, steps: int, batch: int, lr: float, weight: float, seed: int, log: list) -> None:
+def align_encoder(
+    vae, geo, steps: int, batch: int, lr: float, weight: float, seed: int, log: list, pattern_prob: float = 0.0
+) -> None:
     """Make the encoder's pixel-space pullback follow what its latents mean, keeping the latents themselves.
 
     Score distillation on pixels (``pgc-fast image``, and every render in ``pgc-fast generate``) moves the image
@@ -312,7 +313,7 @@ def align_encoder(vae, geo, steps: int, batch: int, lr: float, weight: float, se
     weights the latent step that turns a green object red (latent-mode SDS does so in 50 steps) pulls back to
     "darker, less blue" pixels, and 2-D SDS for "a red plain object" ends with a green object that the encoder
     reads as red (benches/RESULTS.md). This phase fine-tunes the encoder (decoder, UNet and text encoder
-    untouched) on pairs of renders that differ in colour and/or pattern: for the latent difference
+    untouched) on pairs of renders that differ in colour (and pattern, see :func:`_pair`): for the latent difference
     v = E0(x2) − E0(x1) of the frozen original encoder E0, it maximises cos(J_E(x)^T v, x2 − x1) at a random
     point x between the pair (double backward through the encoder), while an MSE term keeps E(x) = E0(x) on the
     renders (so the UNet trained on E0's latents stays valid; the MSE is relative to the latents' variance, so
@@ -342,7 +343,7 @@ def align_encoder(vae, geo, steps: int, batch: int, lr: float, weight: float, se
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
         _set_lr(opt, _lr(lr, step, steps, 10))
-        x1, x2 = (t.to(dev) for t in _pair(geo, batch, gen))
+        x1, x2 = (t.to(dev) for t in _pair(geo, batch, gen, pattern_prob))
         a = torch.rand(batch, 1, 1, 1, generator=gen).to(dev)
         x = (x1 + a * (x2 - x1)).requires_grad_(True)
         with torch.no_grad():
@@ -715,6 +716,7 @@ def train(args) -> dict:
             args.align_weight,
             args.seed + 5,
             meta["losses"]["align"],
+            args.align_pattern_prob,
         )
         meta["time_s"]["align"] = round(time.perf_counter() - t_al, 1)
     t2 = time.perf_counter()
@@ -787,7 +789,17 @@ def align_existing(args) -> dict:
     before = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4))
     t1 = time.perf_counter()
     log: list = []
-    align_encoder(vae, geo, args.align_steps, args.align_batch, args.align_lr, args.align_weight, args.seed + 5, log)
+    align_encoder(
+        vae,
+        geo,
+        args.align_steps,
+        args.align_batch,
+        args.align_lr,
+        args.align_weight,
+        args.seed + 5,
+        log,
+        args.align_pattern_prob,
+    )
     t_align = time.perf_counter() - t1
     meta["losses"]["align"] = log
     after = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4))
@@ -843,6 +855,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--align-batch", type=int, default=6)
     ap.add_argument("--align-lr", type=float, default=3e-4)
     ap.add_argument("--align-weight", type=float, default=0.1, help="weight of (1 - cosine) against the MSE")
+    ap.add_argument("--align-pattern-prob", type=float, default=0.0, help="share of pairs that change pattern too")
     ap.add_argument(
         "--align-from",
         default="",
