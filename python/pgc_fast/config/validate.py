@@ -40,8 +40,6 @@ def unsupported_features(cfg: RunConfig) -> list[str]:
     out = []
     if cfg.mesh.shape == "dmtet":
         out.append(_dmtet_message(cfg))
-    if cfg.texture.material == "pbr":
-        out.append(f"texture.material=pbr (--pbr, nvdiffrec PBR material) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.zero123:
         out.append(f"guidance.zero123 (-O3 / --zero123, Zero123 image guidance) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.latent:
@@ -91,6 +89,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
         _check_render,
         _check_files,
         _check_texture,
+        _check_pbr,
         _check_optim,
         _check_output,
     ):
@@ -360,6 +359,44 @@ def _check_texture(cfg: RunConfig, p: list[str], check_files: bool) -> None:
             f"mesh.tet_res must be >= 8, mesh.lambda_smooth and mesh.smooth_iters >= 0, got "
             f"{m.tet_res}, {m.lambda_smooth}, {m.smooth_iters}"
         )
+
+
+ENV_EXTENSIONS = (".hdr", ".exr")
+"""What pgc_fast.mesh.read_hdr decodes (environment lights); the contents are checked by train/preflight.py."""
+
+
+def _check_pbr(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    """The pbr section, checked whether or not texture.material = pbr (a config file may carry it unused)."""
+    b, t = cfg.pbr, cfg.texture
+    if t.material == "pbr" and t.kind != "field":
+        p.append("texture.material=pbr (--pbr) needs texture.kind=field (the material is a hash-grid field)")
+    if t.material == "pbr" and cfg.guidance.latent:
+        p.append("texture.material=pbr (--pbr) cannot be combined with guidance.latent (--latent)")
+    res = b.env_resolution
+    if res < 64 or res > 2048 or res & (res - 1):
+        p.append(f"pbr.env_resolution must be a power of two in [64, 2048], got {res}")
+    if b.env_scale <= 0 or b.lambda_kd_smooth < 0 or b.albedo_iters < 0:
+        p.append(
+            f"pbr.env_scale must be > 0, pbr.lambda_kd_smooth and pbr.albedo_iters >= 0, got "
+            f"{b.env_scale}, {b.lambda_kd_smooth}, {b.albedo_iters}"
+        )
+    lo, hi = b.kd_range
+    if not 0.0 <= lo <= hi <= 1.0:
+        p.append(f"pbr.kd_range must satisfy 0 <= lo <= hi <= 1, got {b.kd_range}")
+    if not all(0.0 <= a <= c <= 1.0 for a, c in zip(b.ks_min, b.ks_max, strict=True)):
+        p.append(
+            f"pbr.ks_min / pbr.ks_max (occlusion, roughness, metallic) must satisfy 0 <= min <= max <= 1 per channel, "
+            f"got {b.ks_min}, {b.ks_max}"
+        )
+    if b.env_path is not None and t.material == "pbr":
+        ext = os.path.splitext(b.env_path)[1].lower()
+        if ext not in ENV_EXTENSIONS:
+            p.append(
+                f"pbr.env_path (--env_path): {b.env_path!r} is not a Radiance .hdr or OpenEXR .exr file "
+                f"(extension {ext or '(none)'!r})"
+            )
+        elif check_files and not os.path.isfile(b.env_path):
+            p.append(f"pbr.env_path (--env_path): no such file {b.env_path!r}")
 
 
 def _check_optim(cfg: RunConfig, p: list[str], check_files: bool) -> None:
