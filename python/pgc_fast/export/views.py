@@ -1,4 +1,4 @@
-"""Rendered outputs of a run: the validation image and the turntable (mp4 + gif)."""
+"""Rendered outputs of a run: the validation image and the turntable (mp4 + gif), and for a PBR material its maps."""
 
 from __future__ import annotations
 
@@ -31,18 +31,35 @@ def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> 
     was_training = scene.texture.training
     scene.texture.eval()
     with torch.no_grad():
-        img = scene.render(cams, train=False).image[0]
+        out = scene.render(cams, train=False)
     scene.texture.train(was_training)
     path = val_dir / f"step{step:07d}_rgb.png"
     with atomic_path(path) as tmp:
-        Image.fromarray(to_uint8(img)).save(tmp)
-    return {"validation_last": path}
+        Image.fromarray(to_uint8(out.image[0])).save(tmp)
+    files = {"validation_last": path}
+    if out.material is not None:  # a PBR material: its maps beside the lit render
+        maps = val_dir / f"step{step:07d}_maps.png"
+        with atomic_path(maps) as tmp:
+            Image.fromarray(to_uint8(material_panels(out, r.bg_color)[0])).save(tmp)
+        files["validation_maps"] = maps
+    return files
+
+
+def material_panels(out: Any, background: float = 1.0) -> torch.Tensor:
+    """A PBR render's maps side by side, [B, 3, H, 4W] in [0, 1] over the background grey: base colour
+    (sRGB-encoded kd), roughness, metallic, shading normal ((n + 1)/2)."""
+    from pgc_fast.render.shading import srgb_encode
+
+    m, mask = out.material, out.mask
+    grey = lambda c: m[:, c : c + 1].expand(-1, 3, -1, -1)
+    nrm = (out.shading_normal + 1) / 2 if out.shading_normal is not None else torch.zeros_like(m[:, :3])
+    panels = [srgb_encode(m[:, 0:3]), grey(4), grey(5), nrm]
+    return torch.cat([p * mask + background * (1 - mask) for p in panels], dim=-1)
 
 
 def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
-    """Turntable of the final texture (the original's 100-view test path): turntable.mp4 and turntable.gif."""
-    import imageio.v2 as imageio
-
+    """Turntable of the final texture (the original's 100-view test path): turntable.mp4 and turntable.gif; with a
+    PBR material also turntable_maps.mp4/.gif (base colour, roughness, metallic, normal side by side)."""
     from pgc_fast.render import turntable
 
     o, r = cfg.output, cfg.render
@@ -54,23 +71,36 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
         device=scene.device,
     )
     frames: list[Any] = []
+    maps: list[Any] = []
     for i in range(0, len(cams), 8):
-        frames.extend(to_uint8(x) for x in scene.render(cams[i : i + 8], train=False).image)
+        out = scene.render(cams[i : i + 8], train=False)
+        frames.extend(to_uint8(x) for x in out.image)
+        if out.material is not None:  # a PBR material: a second turntable of its maps
+            maps.extend(to_uint8(x) for x in material_panels(out, r.bg_color))
+    files = _write_video(ws, "turntable", frames, o.fps)
+    if maps:
+        files.update(_write_video(ws, "turntable_maps", maps, o.fps))
+    return files
+
+
+def _write_video(ws: Path, name: str, frames: list[Any], fps: int) -> dict[str, Any]:
+    """``<name>.gif`` and ``<name>.mp4`` (the mp4 only where imageio has an ffmpeg backend; a note says which)."""
+    import imageio.v2 as imageio
+
     files: dict[str, Any] = {}
-    gif = ws / "turntable.gif"
+    gif = ws / f"{name}.gif"
     with atomic_path(gif) as tmp:
-        imageio.mimsave(tmp, frames, duration=1000 / o.fps, loop=0)
-    files["turntable_gif"] = gif
-    mp4 = ws / "turntable.mp4"
+        imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
+    files[f"{name}_gif"] = gif
+    mp4 = ws / f"{name}.mp4"
+    note = "_video_note" if name == "turntable" else f"_video_note_{name}"
     try:
         with atomic_path(mp4) as tmp:
-            imageio.mimsave(tmp, frames, fps=o.fps, quality=8, macro_block_size=1)
-        files["turntable_mp4"] = mp4
-        files["_video_note"] = "turntable.mp4 written with imageio-ffmpeg"
+            imageio.mimsave(tmp, frames, fps=fps, quality=8, macro_block_size=1)
+        files[f"{name}_mp4"] = mp4
+        files[note] = f"{name}.mp4 written with imageio-ffmpeg"
     except Exception as e:  # noqa: BLE001 - no ffmpeg backend (imageio raises several types): the gif is the turntable
         with contextlib.suppress(FileNotFoundError):
             mp4.unlink()
-        files["_video_note"] = (
-            f"turntable.mp4 NOT written (no ffmpeg backend: {type(e).__name__}: {e}); see turntable.gif"
-        )
+        files[note] = f"{name}.mp4 NOT written (no ffmpeg backend: {type(e).__name__}: {e}); see {name}.gif"
     return files

@@ -71,7 +71,7 @@ LIGHT_MIN_RES = 16
 MIN_ROUGHNESS, MAX_ROUGHNESS = 0.08, 0.5
 """Roughness of the first and of the last-but-one specular level (nvdiffrec's)."""
 PREFILTER_SAMPLES = 64
-"""GGX samples per texel of a prefiltered level."""
+"""GGX samples per texel of the prefiltered levels from the third on (the first two: a quarter and a half)."""
 FG_LUT_SIZE, FG_LUT_SAMPLES = 128, 1024
 """The FG table is FG_LUT_SIZE² over (n·v, roughness), each entry the mean of FG_LUT_SAMPLES GGX samples (the
 table is smooth: bilinear lookups in 128² differ from 256² by < 1e-3)."""
@@ -334,19 +334,58 @@ class EnvironmentLight(nn.Module):
         """Prefilter: the specular levels (nvdiffrec's layout, module docstring) and the irradiance map."""
         pyr = _pyramid(self.base)
         rough = level_roughness(self.levels)
+        # The narrow lobes of the fine levels need fewer samples (each read is pre-averaged by the pyramid) and
+        # those levels have 16x and 4x the texels of the third: 16, 32, then `samples` per texel.
         self.specular = [
-            prefilter_specular(pyr, pyr[i].shape[1], r, sampler, self.samples) for i, r in enumerate(rough)
+            prefilter_specular(pyr, pyr[i].shape[1], r, sampler, max(1, self.samples >> max(0, 2 - i)))
+            for i, r in enumerate(rough)
         ]
         self.diffuse_map = irradiance(pyr[self.levels - 1])
 
     def ensure_built(self, sampler: Sampler = cube_texture_torch) -> None:
         """Build when never built, when ``base`` changed (an optimiser step) or moved, or when a learnable light
-        needs a graph for this step's backward."""
+        needs a graph for this step's backward. A frozen light's levels are cached on disk (next to the FG
+        table), keyed by the environment's contents: a CPU run builds a given environment once per machine."""
         key = (self.base.device, self.base._version, self.base.data_ptr())
         grad = self.learnable and torch.is_grad_enabled()
-        if grad or key != self._built_key or not self.specular:
+        if not (grad or key != self._built_key or not self.specular):
+            return
+        if grad or not self._load_cached():
             self.build(sampler)
-            self._built_key = None if grad else key
+            if not grad:
+                self._save_cached()
+        self._built_key = None if grad else key
+
+    def _cache_path(self) -> Path:
+        digest = hashlib.sha1(self.base.detach().float().cpu().numpy().tobytes())
+        digest.update(f"envlight v1 {self.samples} {PREFILTER_SAMPLES} {MIN_ROUGHNESS} {MAX_ROUGHNESS}".encode())
+        return _cache_dir() / f"envlight_{self.base.shape[1]}_{digest.hexdigest()[:16]}.npz"
+
+    def _load_cached(self) -> bool:
+        try:
+            with np.load(self._cache_path(), allow_pickle=False) as z:
+                spec = [torch.from_numpy(z[f"s{i}"]).to(self.base.device) for i in range(self.levels)]
+                diffuse = torch.from_numpy(z["diffuse"]).to(self.base.device)
+        except (OSError, KeyError, ValueError):
+            return False
+        if any(t.shape[1] != self.base.shape[1] >> i for i, t in enumerate(spec)):
+            return False
+        self.specular, self.diffuse_map = spec, diffuse
+        return True
+
+    def _save_cached(self) -> None:
+        assert self.diffuse_map is not None
+        arrays = {f"s{i}": t.detach().float().cpu().numpy() for i, t in enumerate(self.specular)}
+        arrays["diffuse"] = self.diffuse_map.detach().float().cpu().numpy()
+        path = self._cache_path()
+        try:  # an optimisation only: an unwritable cache costs the rebuild next time
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except OSError:
+            pass
 
     def fg(self, device: torch.device) -> torch.Tensor:
         """The FG table on ``device``, [1, S, S, 2] (a texture for the backend's ``texture``)."""

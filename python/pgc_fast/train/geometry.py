@@ -25,7 +25,9 @@ from pgc_fast.mesh.uv import atlas
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
 from pgc_fast.render.scenery import load_background_image
 from pgc_fast.render.textures import FieldTexture, UVTexture
+from pgc_fast.render.textures import with_tangents as with_tangents_of
 from pgc_fast.render.textures.base import Texture
+from pgc_fast.train import material as M
 
 __all__ = ["FixedMesh", "Geometry", "Scene", "make_texture"]
 
@@ -50,7 +52,8 @@ class FixedMesh:
 
     ``with_uvs``: carry UVs for a UV texture — the mesh's own when it has them, else an atlas from
     ``pgc_fast.mesh.uv.atlas`` whose faces are the input faces in order (so they serve as ``uv_faces`` next to the
-    unchanged positions)."""
+    unchanged positions). ``with_tangents``: carry the vertex tangents of those UVs too (a PBR material's normal
+    map; ``name``, the mesh's file, goes into the error a degenerate UV layout raises)."""
 
     def __init__(
         self,
@@ -60,6 +63,8 @@ class FixedMesh:
         *,
         with_uvs: bool = False,
         uv_resolution: int = 1024,
+        with_tangents: bool = False,
+        name: str = "mesh",
     ) -> None:
         self.mesh_in = mesh_in
         self.norm = norm
@@ -73,7 +78,8 @@ class FixedMesh:
                 uv_faces = torch.from_numpy(np.asarray(mesh_in.uv_faces, np.int64))
             else:
                 uvs, uv_faces = atlas(verts.numpy(), faces.numpy(), uv_resolution)
-        self._rmesh = RenderMesh(vertices=verts, faces=faces, uvs=uvs, uv_faces=uv_faces, colors=colors).to(device)
+        rmesh = RenderMesh(vertices=verts, faces=faces, uvs=uvs, uv_faces=uv_faces, colors=colors)
+        self._rmesh = (with_tangents_of(rmesh, name) if with_tangents else rmesh).to(device)
 
     def render_mesh(self) -> RenderMesh:
         return self._rmesh
@@ -143,8 +149,16 @@ class Scene:
     def from_config(cls, cfg: C.RunConfig, device: torch.device) -> Scene:
         mesh_in = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
         norm = Normalization.fit(mesh_in.vertices) if cfg.mesh.canonicalize else Normalization.identity()
-        texture = make_texture(cfg.texture)
-        geometry = FixedMesh(mesh_in, norm, device, with_uvs=texture.needs_uvs, uv_resolution=cfg.texture.uv_resolution)
+        texture = M.make_material(cfg) if M.is_pbr(cfg) else make_texture(cfg.texture)
+        geometry = FixedMesh(
+            mesh_in,
+            norm,
+            device,
+            with_uvs=texture.needs_uvs,
+            uv_resolution=cfg.texture.uv_resolution,
+            with_tangents=M.is_pbr(cfg),
+            name=cfg.mesh.path,
+        )
         return cls(cfg, device, geometry, texture)
 
     @property
@@ -175,14 +189,26 @@ class Scene:
         self, cameras: Any, *, train: bool, step: int = 0, generator: torch.Generator | None = None
     ) -> RenderOutput:
         """Render ``cameras`` (pgc_fast.render.Cameras). Training renders use the configured shading and
-        background; evaluation renders are unlit albedo on the constant colour."""
+        background; evaluation renders are unlit albedo on the constant colour. A PBR material is lit by its
+        environment in both (train/material.py, render_kwargs)."""
         r = self.cfg.render
         tex = self.texture.jittered(generator) if train and self.cfg.texture.pos_perturb else self.texture
         bg: Any = self.bg_image if train and self.bg_image is not None else r.bg_color
-        shading = r.shading if train else "albedo"
+        kw = {"shading": r.shading if train else "albedo"}
+        if M.is_pbr(self.cfg):
+            kw = M.render_kwargs(self.cfg, self.texture, train, step)
         return self.renderer.render(
-            self.rmesh, cameras, tex, background=bg, shading=shading, generator=generator, antialias=r.antialias
+            self.rmesh, cameras, tex, background=bg, generator=generator, antialias=r.antialias, **kw
         )
+
+    def regularizers(
+        self, step: int, render: RenderOutput, iters: int, generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
+        """Terms the scene adds to the objective's loss, by name (a PBR material's kd smoothness), already
+        weighted."""
+        if not M.is_pbr(self.cfg):
+            return {}
+        return M.material_regularizers(self.cfg, self.texture, render, step, iters, generator)
 
     @torch.no_grad()
     def baked_texture(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,6 +219,9 @@ class Scene:
         return img, baked.uvs.cpu().numpy().astype(np.float32), baked.uv_faces.cpu().numpy().astype(np.int64)
 
     def export(self, ws: Path, cfg: C.RunConfig) -> dict[str, Path]:
-        """Write ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` and ``mesh.glb`` in the input mesh's frame."""
+        """Write ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` and ``mesh.glb`` in the input mesh's frame (a PBR
+        material: its maps, the GLB and probe.hdr, train/material.py)."""
+        if M.is_pbr(cfg):
+            return M.export_material(Path(ws), cfg, self)
         img, uvs, uv_faces = self.baked_texture()
         return export_textured_mesh(Path(ws), self.geometry.export_mesh(), img, uvs, uv_faces)

@@ -65,7 +65,9 @@ def train_step(step: int, ctx: RunContext, objective: Objective, optimizer: torc
         if not getattr(objective, "handles_pgc", False):
             hook = attach_image_pgc(render.image, cfg.guidance, scaler if scaler.is_enabled() else None)
         out = objective.loss(step, render, cams, ctx)
-    loss = out.loss.float()
+        reg_gen = D.step_generator(seed, step, D.STREAM_REGULARIZER, ctx.dist.rank)
+        regs = scene.regularizers(step, render, ctx.run_length, reg_gen) if hasattr(scene, "regularizers") else {}
+    loss = out.loss.float() + sum((v.float() for v in regs.values()), torch.zeros((), device=ctx.device))
     scaler.scale(loss).backward()
     # Data parallel: average before unscale_ so every rank sees the same (possibly inf) gradients and the
     # GradScalers stay in step (the original's DDP averaged the same way; PGC hooks ran per rank before it).
@@ -77,6 +79,7 @@ def train_step(step: int, ctx: RunContext, objective: Objective, optimizer: torc
     scaler.update()
     stats: dict[str, Any] = {"loss": loss.detach()}
     stats.update(out.stats)
+    stats.update({k: v.detach() for k, v in regs.items()})
     stats.update(_pgc_stats(hook))
     after = getattr(objective, "after_backward", None)
     if after is not None:
