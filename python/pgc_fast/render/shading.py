@@ -11,6 +11,7 @@ split-sum environment (render/envlight.py), :func:`tonemap` turns linear radianc
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -152,3 +153,46 @@ def pbr(
     f0 = 0.04 * (1 - metal) + kd * metal
     spec = light.specular_at(refl, rough[..., 0], sampler) * (f0 * fg[..., 0:1] + fg[..., 1:2])
     return (diffuse + spec) * (1 - occ)
+
+
+def pbr_reference(
+    kd: torch.Tensor,
+    ks: torch.Tensor,
+    normal: torch.Tensor,
+    view: torch.Tensor,
+    light: Any,
+    samples: int = 1 << 14,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Monte-Carlo twin of :func:`pbr`: the rendering integral of the same BRDF over the light's unfiltered cube
+    map, without the split-sum approximation.
+
+    ``∫ L(l) [kd(1 − m)/π + D(h) G2(v, l) F(v·h) / (4 (n·v)(n·l))] (n·l) dl · (1 − o)`` with GGX D (α = r²),
+    height-correlated Smith G2, Schlick F with F0 = 0.04(1 − m) + kd·m — diffuse by cosine sampling, specular by
+    sampling D(h)(n·h) (``samples`` each, CPU generator). Inputs as :func:`pbr` ([N, 3] each); float64 inside."""
+    from pgc_fast.render.cubemap import cube_texture_torch
+    from pgc_fast.render.envlight import _ggx_half_vectors, orthonormal_basis, smith_g2
+
+    n, v = normal.double(), view.double()
+    occ, rough, metal = (ks[..., i : i + 1].double() for i in range(3))
+    kdd = kd.double()
+    env = light.base.detach().double()
+    t1, t2 = orthonormal_basis(n)
+    u = torch.rand(samples, 2, generator=generator, dtype=torch.float64).to(n.device)
+    # Diffuse: cosine-weighted directions; the estimator of ∫ L (n·l)/π dl is the mean of L.
+    r, phi = u[:, 0].sqrt(), 2 * math.pi * u[:, 1]
+    loc = torch.stack([r * phi.cos(), r * phi.sin(), (1 - u[:, 0]).sqrt()], dim=-1)
+    ld = t1[:, None] * loc[:, 0:1] + t2[:, None] * loc[:, 1:2] + n[:, None] * loc[:, 2:3]
+    diffuse = cube_texture_torch(env, ld).mean(1) * kdd * (1 - metal)
+    # Specular: h ~ D(h)(n·h); the weight f·(n·l)/pdf(l) = G2·F·(v·h) / ((n·v)(n·h)).
+    h_loc = _ggx_half_vectors(rough * rough, u[None])  # [N, K, 3]
+    h = t1[:, None] * h_loc[..., 0:1] + t2[:, None] * h_loc[..., 1:2] + n[:, None] * h_loc[..., 2:3]
+    vh = (v[:, None] * h).sum(-1, keepdim=True)
+    l = 2 * vh * h - v[:, None]
+    nl, nv = (n[:, None] * l).sum(-1, keepdim=True), (n * v).sum(-1, keepdim=True)[:, None]
+    f0 = (0.04 * (1 - metal) + kdd * metal)[:, None]
+    fres = f0 + (1 - f0) * (1 - vh).clamp(0, 1) ** 5
+    g2 = smith_g2((rough * rough)[:, None], nv, nl.clamp_min(0))
+    w = torch.where(nl > 0, g2 * vh / (nv * h_loc[..., 2:3]), torch.zeros_like(nl))
+    spec = (cube_texture_torch(env, l) * fres * w).mean(1)
+    return ((diffuse + spec) * (1 - occ)).to(kd.dtype)

@@ -123,6 +123,26 @@ mod tests {
     }
 
     #[test]
+    fn exr_is_read_exactly_with_alpha_dropped_and_nan_refused() {
+        let data: Vec<f32> = (0..3 * 2 * 4).map(|i| i as f32 * 0.25 - 1.0).collect();
+        let img = image::Rgba32FImage::from_raw(3, 2, data.clone()).unwrap();
+        let p = tmp("c.exr");
+        image::DynamicImage::ImageRgba32F(img).save_with_format(&p, image::ImageFormat::OpenExr).unwrap();
+        let r = read_hdr(&p, MAX_HDR_PIXELS).unwrap();
+        assert_eq!((r.width, r.height, r.channels), (3, 2, 3));
+        let rgb: Vec<f32> = data.chunks_exact(4).flat_map(|c| [c[0], c[1], c[2]]).collect();
+        assert_eq!(r.data, rgb);
+        let mut bad = rgb.clone();
+        bad[4] = f32::NAN;
+        let img = image::Rgb32FImage::from_raw(3, 2, bad).unwrap();
+        image::DynamicImage::ImageRgb32F(img).save_with_format(&p, image::ImageFormat::OpenExr).unwrap();
+        let e = read_hdr(&p, MAX_HDR_PIXELS).unwrap_err().to_string();
+        assert!(e.contains("c.exr") && e.contains("pixel (1, 0) is not finite"), "{e}");
+        let e = read_hdr(&p, 5).unwrap_err().to_string();
+        assert!(e.contains("over") || e.contains("must be 1..5"), "{e}");
+    }
+
+    #[test]
     fn a_png_is_refused_naming_the_file() {
         let p = tmp("b.hdr");
         let t = Texture::new(2, 2, 3, vec![0.5; 12]).unwrap();
