@@ -55,6 +55,9 @@ def _build_presets() -> dict[str, RunConfig]:
         "texture-sdxl-controlnet-pgc": config_from_flags("O0", "O2", "O4", guidance="controlnet"),
         # -O0 -O2 -O4 --vsd --guidance_scale 7.5 (README command C): SDXL VSD texturing with PGC.
         "texture-sdxl-vsd-pgc": config_from_flags("O0", "O2", "O4", vsd=True, guidance_scale=7.5),
+        # -O0 -O2 -O4 --pbr --guidance controlnet (README command B): as A with the PBR material under the
+        # environment light.
+        "texture-sdxl-controlnet-pbr-pgc": config_from_flags("O0", "O2", "O4", pbr=True, guidance="controlnet"),
         # CPU smoke configuration used by `pgc-fast demo` (mesh.path is filled in by the demo).
         "demo": demo,
     }
