@@ -98,14 +98,14 @@ pub fn tangents(
         let (e1, e2) = (sub(p[1], p[0]), sub(p[2], p[0]));
         let fnrm = cross(e1, e2);
         let area = dot(fnrm, fnrm).sqrt() / 2.0;
-        if !(area > 0.0) {
+        if area.is_nan() || area <= 0.0 {
             continue; // degenerate geometry: no surface to shade
         }
         total += area;
         let (du1, dv1) = (t[1][0] - t[0][0], t[1][1] - t[0][1]);
         let (du2, dv2) = (t[2][0] - t[0][0], t[2][1] - t[0][1]);
         let det = du1 * dv2 - du2 * dv1;
-        if !(det.abs() / 2.0 > UV_AREA_EPS) {
+        if det.is_nan() || det.abs() / 2.0 <= UV_AREA_EPS {
             bad += 1;
             bad_area += area;
             continue;
@@ -128,9 +128,7 @@ pub fn tangents(
             }
         }
     }
-    let tangents = (0..n)
-        .map(|v| finish(nrm[v], acc_t[v], acc_b[v]))
-        .collect();
+    let tangents = (0..n).map(|v| finish(nrm[v], acc_t[v], acc_b[v])).collect();
     Tangents {
         tangents,
         degenerate_faces: bad,
@@ -145,7 +143,11 @@ fn finish(n: V3, t: V3, b: V3) -> [f32; 4] {
         let p = any_perpendicular([n[0] as f32, n[1] as f32, n[2] as f32]);
         f64v(p)
     });
-    let w = if dot(cross(n, tt), b) < 0.0 { -1.0 } else { 1.0 };
+    let w = if dot(cross(n, tt), b) < 0.0 {
+        -1.0
+    } else {
+        1.0
+    };
     [tt[0] as f32, tt[1] as f32, tt[2] as f32, w]
 }
 
@@ -153,7 +155,9 @@ fn finish(n: V3, t: V3, b: V3) -> [f32; 4] {
 mod tests {
     use super::*;
 
-    fn quad(uv_flip: bool) -> (Vec<[f32; 3]>, Vec<[f32; 3]>, Vec<[f32; 2]>, Vec<[u32; 3]>) {
+    type Quad = (Vec<[f32; 3]>, Vec<[f32; 3]>, Vec<[f32; 2]>, Vec<[u32; 3]>);
+
+    fn quad(uv_flip: bool) -> Quad {
         // A unit square in the XY plane, normal +Z, u along +X and v along +Y (or −Y when flipped).
         let p = vec![
             [0.0, 0.0, 0.0],
@@ -188,7 +192,12 @@ mod tests {
     #[test]
     fn tangents_are_unit_and_perpendicular_to_bent_normals() {
         let (p, _, uv, f) = quad(false);
-        let n = vec![[0.3, 0.0, 1.0], [0.0, 0.2, 1.0], [-0.4, 0.1, 1.0], [0.0, 0.0, 1.0]];
+        let n = vec![
+            [0.3, 0.0, 1.0],
+            [0.0, 0.2, 1.0],
+            [-0.4, 0.1, 1.0],
+            [0.0, 0.0, 1.0],
+        ];
         let r = tangents(&p, &n, &uv, &ident(4), &f);
         for (t, nn) in r.tangents.iter().zip(&n) {
             let nn = normalized(f64v(*nn)).unwrap();
@@ -206,14 +215,22 @@ mod tests {
         assert_eq!(r.degenerate_faces, 2);
         assert!((r.degenerate_area_fraction - 1.0).abs() < 1e-12);
         for t in &r.tangents {
-            assert!(t[2].abs() < 1e-6, "fallback must be perpendicular to +Z: {t:?}");
+            assert!(
+                t[2].abs() < 1e-6,
+                "fallback must be perpendicular to +Z: {t:?}"
+            );
             assert!(((t[0] * t[0] + t[1] * t[1]) - 1.0).abs() < 1e-6);
         }
     }
 
     #[test]
     fn any_perpendicular_is_unit_and_orthogonal() {
-        for n in [[0.0, 0.0, 1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.6, -0.8, 0.0]] {
+        for n in [
+            [0.0, 0.0, 1.0],
+            [0.0, 0.0, -1.0],
+            [1.0, 0.0, 0.0],
+            [0.6, -0.8, 0.0],
+        ] {
             let t = any_perpendicular(n);
             let d = t[0] * n[0] + t[1] * n[1] + t[2] * n[2];
             let l = t[0] * t[0] + t[1] * t[1] + t[2] * t[2];

@@ -1,7 +1,7 @@
 """PBR through the generation loop, without diffusion weights (issue 18, items 3-5).
 
-Material recovery: the vase with a known base colour and roughness (occlusion and metallic pinned to 0, as the
-original's defaults) is rendered under the default environment from 16 views above and below it; a material field
+Material recovery: the vase with a known base colour, roughness and metallic (occlusion pinned to 0, as the
+original's default) is rendered under the default environment from 16 views above and below it; a material field
 from a random start is fitted to those images with MSEObjective through ``run`` (lit renders, sRGB tone mapping,
 the kd smoothness regulariser: the generation loop); then baked and compared with the known material on the texels
 of faces the views saw. The normal perturbation is off there: it can absorb shading (with it on, the fit reaches kd
@@ -33,7 +33,7 @@ RES, VIEWS, ITERS, EXPORT = 32, 16, 150, 64
 
 
 def known_material(p: torch.Tensor) -> torch.Tensor:
-    """kd and roughness as smooth functions of the training-frame position; occlusion, metallic 0; flat normal."""
+    """kd, roughness and metallic as smooth functions of the training-frame position; occlusion 0; flat normal."""
     x, y, z = p.unbind(-1)
     kd = torch.stack(
         [
@@ -44,8 +44,9 @@ def known_material(p: torch.Tensor) -> torch.Tensor:
         -1,
     )
     rough = (0.45 + 0.25 * torch.sin(1.5 * y + 0.5 * x))[:, None]
+    metal = (0.35 + 0.25 * torch.cos(1.2 * y - 0.8 * z))[:, None]
     zero = torch.zeros_like(rough)
-    return torch.cat([kd, zero, rough, zero, zero, zero, torch.ones_like(rough)], -1)
+    return torch.cat([kd, zero, rough, metal, zero, zero, torch.ones_like(rough)], -1)
 
 
 class _Known:
@@ -90,7 +91,8 @@ def _config(root, **over) -> C.RunConfig:
 def recovered(tmp_path_factory):
     root = tmp_path_factory.mktemp("pbr")
     save_mesh(make_demo_mesh(32, 16), root / "vase.ply")
-    cfg = _config(root, **{"pbr.perturbed_normal": False, "output.save_mesh": False, "output.turntable_frames": 0})
+    over = {"pbr.perturbed_normal": False, "pbr.ks_max": (0.0, 0.98, 1.0)}  # metallic free, occlusion pinned
+    cfg = _config(root, **over, **{"output.save_mesh": False, "output.turntable_frames": 0})
     scene = Scene.from_config(cfg, torch.device("cpu"))
     theta = [40.0 + 100.0 * ((i * 7) % VIEWS) / (VIEWS - 1) for i in range(VIEWS)]
     cams = orbit_cameras(2.3, theta, [360.0 * i / VIEWS for i in range(VIEWS)], 1.1 * RES, RES)
@@ -122,7 +124,8 @@ def mse_objective_module():
 
 
 def test_material_recovery_through_the_loop(recovered):
-    """Mean absolute error on the texels of faces seen by the training views: kd ≤ 0.03, roughness ≤ 0.05."""
+    """Mean absolute error on the texels of faces seen by the training views: kd ≤ 0.03, roughness ≤ 0.05 (the
+    issue's bars), metallic ≤ 0.05 (measured on the shared 2-core machine: 0.010, 0.026, 0.017)."""
     scene, result, seen = recovered
     be = scene.renderer.backend
     with torch.no_grad():
@@ -135,9 +138,10 @@ def test_material_recovery_through_the_loop(recovered):
         want, got = known_material(pos), baked.texture[covered]
     kd_err = float((got[:, :3] - want[:, :3]).abs().mean())
     rough_err = float((got[:, 4] - want[:, 4]).abs().mean())
+    metal_err = float((got[:, 5] - want[:, 5]).abs().mean())
     assert int(covered.sum()) > 5000
-    assert kd_err <= 0.03 and rough_err <= 0.05, (kd_err, rough_err)
-    assert float(got[:, 3].abs().max()) == 0 and float(got[:, 5].abs().max()) == 0  # pinned by ks_min = ks_max = 0
+    assert kd_err <= 0.03 and rough_err <= 0.05 and metal_err <= 0.05, (kd_err, rough_err, metal_err)
+    assert float(got[:, 3].abs().max()) == 0  # occlusion pinned by ks_min = ks_max = 0
 
 
 def test_the_run_writes_the_maps_the_glb_and_the_probe(exported):

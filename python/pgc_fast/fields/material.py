@@ -30,6 +30,9 @@ class MaterialField(Field):
     Forward: float32 [..., 3] world positions in [−bound, bound]³ → float32 [..., 9] (kd, ks, perturbation).
     """
 
+    lo: torch.Tensor
+    hi: torch.Tensor
+
     def __init__(
         self,
         *,

@@ -368,7 +368,9 @@ class EnvironmentLight(nn.Module):
 
     def _cache_path(self) -> Path:
         digest = hashlib.sha1(self.base.detach().float().cpu().numpy().tobytes())
-        digest.update(f"envlight v3 {LOD_BIAS} {self.samples} {PREFILTER_SAMPLES} {MIN_ROUGHNESS} {MAX_ROUGHNESS}".encode())
+        digest.update(
+            f"envlight v3 {LOD_BIAS} {self.samples} {PREFILTER_SAMPLES} {MIN_ROUGHNESS} {MAX_ROUGHNESS}".encode()
+        )
         return _cache_dir() / f"envlight_{self.base.shape[1]}_{digest.hexdigest()[:16]}.npz"
 
     def _load_cached(self) -> bool:
@@ -391,8 +393,9 @@ class EnvironmentLight(nn.Module):
         try:  # an optimisation only: an unwritable cache costs the rebuild next time
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+            savez: Any = np.savez  # numpy's stub reads the ** names as its keyword arguments
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                savez(f, **arrays)
             os.replace(tmp, path)
         except OSError:
             pass

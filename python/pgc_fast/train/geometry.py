@@ -194,7 +194,7 @@ class Scene:
         r = self.cfg.render
         tex = self.texture.jittered(generator) if train and self.cfg.texture.pos_perturb else self.texture
         bg: Any = self.bg_image if train and self.bg_image is not None else r.bg_color
-        kw = {"shading": r.shading if train else "albedo"}
+        kw: dict[str, Any] = {"shading": r.shading if train else "albedo"}
         if M.is_pbr(self.cfg):
             kw = M.render_kwargs(self.cfg, self.texture, train, step)
         return self.renderer.render(

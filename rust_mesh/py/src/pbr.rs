@@ -15,7 +15,11 @@ type TangentOut<'py> = PyResult<(
     f64,
 )>;
 
-fn rows<const N: usize>(a: &PyReadonlyArrayDyn<'_, f32>, op: &str, arg: &str) -> PyResult<Vec<[f32; N]>> {
+fn rows<const N: usize>(
+    a: &PyReadonlyArrayDyn<'_, f32>,
+    op: &str,
+    arg: &str,
+) -> PyResult<Vec<[f32; N]>> {
     check_shape(a.shape(), &[None, Some(N)], op, arg)?;
     Ok(slice(a, op, arg)?
         .chunks_exact(N)
@@ -40,7 +44,12 @@ fn vertex_tangents<'py>(
     check_shape(normals.shape(), &[Some(v.len()), Some(3)], op, "normals")?;
     let uv: Vec<[f32; 2]> = rows(&uvs, op, "uvs")?;
     check_shape(faces.shape(), &[None, Some(3)], op, "faces")?;
-    check_shape(uv_faces.shape(), &[Some(faces.shape()[0]), Some(3)], op, "uv_faces")?;
+    check_shape(
+        uv_faces.shape(),
+        &[Some(faces.shape()[0]), Some(3)],
+        op,
+        "uv_faces",
+    )?;
     let f = index_triples(slice(&faces, op, "faces")?, v.len(), op, "faces").map_err(to_py_err)?;
     let uf = index_triples(slice(&uv_faces, op, "uv_faces")?, uv.len(), op, "uv_faces")
         .map_err(to_py_err)?;
@@ -58,7 +67,10 @@ fn vertex_tangents<'py>(
         (vmap, sf, t)
     });
     let k = vmap.len();
-    let vm: Vec<i64> = vmap.iter().flat_map(|&(p, u)| [p as i64, u as i64]).collect();
+    let vm: Vec<i64> = vmap
+        .iter()
+        .flat_map(|&(p, u)| [p as i64, u as i64])
+        .collect();
     let fl: Vec<i64> = sf.iter().flatten().map(|&x| x as i64).collect();
     let tl: Vec<f32> = t.tangents.into_iter().flatten().collect();
     Ok((
@@ -72,19 +84,30 @@ fn vertex_tangents<'py>(
 
 /// Radiance .hdr / OpenEXR .exr → float32 [H,W,3] linear RGB (row 0 = top).
 #[pyfunction]
-fn read_hdr<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let r = py.detach(|| catch_panic(|| rust_mesh::io::hdr::read_hdr(&path, rust_mesh::io::hdr::MAX_HDR_PIXELS)));
+fn read_hdr<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let r = py.detach(|| {
+        catch_panic(|| rust_mesh::io::hdr::read_hdr(&path, rust_mesh::io::hdr::MAX_HDR_PIXELS))
+    });
     let t = unwrap_caught(r, "read_hdr", &path)?;
     out(py, t.data, &[t.height, t.width, 3])
 }
 
 /// float32 [H,W,3] linear RGB → Radiance .hdr.
 #[pyfunction]
-fn write_hdr(py: Python<'_>, path: std::path::PathBuf, image: PyReadonlyArrayDyn<'_, f32>) -> PyResult<()> {
+fn write_hdr(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    image: PyReadonlyArrayDyn<'_, f32>,
+) -> PyResult<()> {
     let s = image.shape().to_vec();
     check_shape(&s, &[None, None, Some(3)], "write_hdr", "image")?;
-    let t = Texture::new(s[1], s[0], 3, slice(&image, "write_hdr", "image")?.to_vec()).map_err(to_py_err)?;
-    py.detach(|| rust_mesh::io::hdr::write_hdr(&t, &path)).map_err(to_py_err)
+    let t = Texture::new(s[1], s[0], 3, slice(&image, "write_hdr", "image")?.to_vec())
+        .map_err(to_py_err)?;
+    py.detach(|| rust_mesh::io::hdr::write_hdr(&t, &path))
+        .map_err(to_py_err)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -26,18 +26,17 @@ pub fn read_hdr(path: &Path, max_pixels: u64) -> Result<Texture> {
             .with_guessed_format()
             .map_err(|e| bad(format!("cannot read image: {e}")))
     };
-    match reader()?.format() {
-        Some(image::ImageFormat::Hdr | image::ImageFormat::OpenExr) => {}
-        Some(f) => {
-            return Err(bad(format!(
-                "not a high-dynamic-range image: found {f:?}, expected Radiance .hdr or OpenEXR .exr"
-            )))
-        }
-        None => {
-            return Err(bad(
-                "not a Radiance .hdr or OpenEXR .exr image (unrecognised contents)".into(),
-            ))
-        }
+    let format = reader()?.format();
+    if !matches!(
+        format,
+        Some(image::ImageFormat::Hdr | image::ImageFormat::OpenExr)
+    ) {
+        let found = format.map_or("unrecognised contents".to_string(), |f| {
+            format!("found {f:?}")
+        });
+        return Err(bad(format!(
+            "not a high-dynamic-range image ({found}): expected a Radiance .hdr or OpenEXR .exr image"
+        )));
     }
     let (w, h) = reader()?
         .into_dimensions()
@@ -118,7 +117,10 @@ mod tests {
         for (a, b) in r.data.iter().zip(&data) {
             // RGBE: 8-bit mantissas sharing the largest channel's exponent.
             let px_max = 90.0f32;
-            assert!((a - b).abs() <= b.abs() / 128.0 + px_max / 256.0, "{a} vs {b}");
+            assert!(
+                (a - b).abs() <= b.abs() / 128.0 + px_max / 256.0,
+                "{a} vs {b}"
+            );
         }
     }
 
@@ -127,17 +129,27 @@ mod tests {
         let data: Vec<f32> = (0..3 * 2 * 4).map(|i| i as f32 * 0.25 - 1.0).collect();
         let img = image::Rgba32FImage::from_raw(3, 2, data.clone()).unwrap();
         let p = tmp("c.exr");
-        image::DynamicImage::ImageRgba32F(img).save_with_format(&p, image::ImageFormat::OpenExr).unwrap();
+        image::DynamicImage::ImageRgba32F(img)
+            .save_with_format(&p, image::ImageFormat::OpenExr)
+            .unwrap();
         let r = read_hdr(&p, MAX_HDR_PIXELS).unwrap();
         assert_eq!((r.width, r.height, r.channels), (3, 2, 3));
-        let rgb: Vec<f32> = data.chunks_exact(4).flat_map(|c| [c[0], c[1], c[2]]).collect();
+        let rgb: Vec<f32> = data
+            .chunks_exact(4)
+            .flat_map(|c| [c[0], c[1], c[2]])
+            .collect();
         assert_eq!(r.data, rgb);
         let mut bad = rgb.clone();
         bad[4] = f32::NAN;
         let img = image::Rgb32FImage::from_raw(3, 2, bad).unwrap();
-        image::DynamicImage::ImageRgb32F(img).save_with_format(&p, image::ImageFormat::OpenExr).unwrap();
+        image::DynamicImage::ImageRgb32F(img)
+            .save_with_format(&p, image::ImageFormat::OpenExr)
+            .unwrap();
         let e = read_hdr(&p, MAX_HDR_PIXELS).unwrap_err().to_string();
-        assert!(e.contains("c.exr") && e.contains("pixel (1, 0) is not finite"), "{e}");
+        assert!(
+            e.contains("c.exr") && e.contains("pixel (1, 0) is not finite"),
+            "{e}"
+        );
         let e = read_hdr(&p, 5).unwrap_err().to_string();
         assert!(e.contains("over") || e.contains("must be 1..5"), "{e}");
     }
