@@ -58,7 +58,8 @@ def _export(ws: Path) -> Path:
 def _ours(glb: Path, cams) -> tuple[np.ndarray, np.ndarray]:
     """Our render of the GLB's base colour texture (4x supersampled): (rgb [H, W, 3], coverage [H, W])."""
     rm, tex = load_textured_mesh_for_render(glb)
-    out = MeshRenderer("cpu").render(rm, cams, tex, shading="albedo", background=0.0, ssaa=4, antialias=False)
+    with torch.no_grad():
+        out = MeshRenderer("cpu").render(rm, cams, tex, shading="albedo", background=0.0, ssaa=4, antialias=False)
     return out.image[0].permute(1, 2, 0).numpy(), out.mask[0, 0].numpy()
 
 
@@ -77,7 +78,17 @@ def test_blender_renders_our_glb_base_colour_as_we_do(tmp_path, theta, phi):
     spec = {"c2w": cams.c2w[0].tolist(), "focal": float(cams.focal[0]), "resolution": RES}
     (tmp_path / "cam.json").write_text(json.dumps(spec))
     out = tmp_path / "blender.png"
-    cmd = [BLENDER, "-b", "--factory-startup", "--python", str(SCRIPT), "--", str(glb), str(out), str(tmp_path / "cam.json")]
+    cmd = [
+        BLENDER,
+        "-b",
+        "--factory-startup",
+        "--python",
+        str(SCRIPT),
+        "--",
+        str(glb),
+        str(out),
+        str(tmp_path / "cam.json"),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and out.is_file(), r.stdout[-2000:] + r.stderr[-2000:]
     rgba = np.asarray(Image.open(out).convert("RGBA"), np.float32) / 255

@@ -114,6 +114,14 @@ def test_sample_C_vsd(original_layout):
     assert cli.main(["generate", "--dry-run", *SAMPLES["C"], *COMMON]) == 0
 
 
+def test_sample_B_pbr(original_layout):
+    cfg = resolve(SAMPLES["B"] + COMMON)
+    g = cfg.guidance
+    assert cfg.texture.material == "pbr" and cfg.mesh.shape == "fixed" and cfg.pbr.perturbed_normal
+    assert (g.family, g.controlnets, cfg.optim.batch_size, cfg.optim.iters) == ("sdxl", ("depth",), 2, 1200)
+    assert cli.main(["generate", "--dry-run", *SAMPLES["B"], *COMMON]) == 0
+
+
 def test_sample_H_sd15_multi_controlnet(original_layout):
     cfg = resolve(SAMPLES["H"] + COMMON)
     g, r = cfg.guidance, cfg.render
@@ -129,7 +137,6 @@ def test_sample_H_sd15_multi_controlnet(original_layout):
 @pytest.mark.parametrize(
     "name, needle",
     [
-        ("B", "--pbr"),
         ("D", "DMTet"),
         ("E", "DMTet"),
         ("F", "DMTet"),
@@ -304,7 +311,7 @@ def test_validate_reports_every_problem_at_once(tmp_path):
             "optim.iters": 0,
             "optim.batch_size": 0,
             "mesh.path": str(tmp_path / "missing.obj"),
-            "texture.material": "pbr",
+            "pbr.env_resolution": 100,
             "runtime.gpus": "a,b",
             "optim.precision": "fp8",
         },
