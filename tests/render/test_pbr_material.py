@@ -159,3 +159,30 @@ def test_kd_smoothness_vanishes_for_a_constant_base_colour_and_ramps_in(light, v
     assert float(reg) > 1e-3
     reg.backward()
     assert float(noisy.field.encoding.table.grad.abs().sum()) > 0
+
+
+def test_a_mesh_without_uvs_is_shaded_in_the_uv_free_frame(light, vase):
+    """DMTet's per-step surface has no UVs: the material still renders, with finite gradients."""
+    bare = RenderMesh(vertices=vase.vertices, faces=vase.faces)
+    mat = PBRMaterial(_small_field(), light)
+    with torch.no_grad():
+        mat.field.layers[-1].bias[6:8] = torch.tensor([1.0, -0.5])
+    out = MeshRenderer("cpu").render(
+        bare, orbit_cameras(2.2, [70.0], [40.0], 40.0, 24), mat, shading="pbr", light=light
+    )
+    out.image.sum().backward()
+    assert bool(torch.isfinite(out.image).all()) and bool(torch.isfinite(mat.field.encoding.table.grad).all())
+
+
+def test_vertex_colour_init_fits_the_base_colour():
+    m = make_demo_mesh(16, 8)
+    rm = RenderMesh(
+        vertices=torch.from_numpy(m.vertices) * 0.8,
+        faces=torch.from_numpy(m.faces),
+        colors=torch.from_numpy(m.colors),
+    )
+    mat = PBRMaterial(_small_field(), EnvironmentLight(torch.ones(6, 64, 64, 3)))
+    before = float((mat(rm.vertices)[:, :3] - rm.colors).abs().mean().detach())
+    mat.init_from_vertex_colors(rm, MeshRenderer("cpu").backend, steps=60, generator=torch.Generator().manual_seed(0))
+    after = float((mat(rm.vertices)[:, :3] - rm.colors.clamp(0.03, 0.97)).abs().mean().detach())
+    assert after < 0.5 * before and after < 0.08, (before, after)
