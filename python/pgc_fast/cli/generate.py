@@ -1,4 +1,4 @@
-"""pgc-fast generate: text-to-texture on a mesh; argv → RunConfig → train.run.
+"""pgc-fast generate: text-to-texture on a mesh (and DMTet shape refinement); argv → RunConfig → train.run.
 
 Every config field is a flag --<section>.<field> whose help is the field's docstring; --preset NAME starts from a
 named preset; the original PGC-3D main.py flags are accepted as written (config/original_flags.py applies its
@@ -108,7 +108,7 @@ def _add_original_flags(parser: argparse.ArgumentParser) -> None:
 def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
-        help="text-to-texture on a mesh (accepts the original main.py flags)",
+        help="text-to-texture on a mesh, optionally refining its shape (accepts the original main.py flags)",
         description=DESCRIPTION,
         formatter_class=PlainFormatter,
         allow_abbrev=False,
@@ -180,7 +180,7 @@ def _check_original_flags(given: dict[str, Any]) -> list[str]:
     guidance = str(given.get("guidance", ""))
     if "sd_version" in given and "xl" not in guidance and not given.get("O4"):
         notes.append("--sd_version is ignored: only the SDXL family (-O4 or an 'xl' --guidance) reads it")
-    if "albedo_iters" in given and not given.get("albedo"):
+    if "albedo_iters" in given and not given.get("albedo") and (given.get("fix_mesh") or given.get("O2")):
         notes.append("--albedo_iters is ignored: the fixed mesh renders albedo throughout (as in the original)")
     return notes + _ignored_presets(given)
 

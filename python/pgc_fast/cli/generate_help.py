@@ -10,8 +10,9 @@ import textwrap
 from pgc_fast import config as C
 
 DESCRIPTION = """\
-Texture a mesh from a text prompt: score distillation from a diffusion model with pixel-wise gradient clipping
-(PGC-3D). Accepts the original PGC-3D main.py commands as written, for example
+Texture a mesh from a text prompt, or refine its shape too (DMTet: -O1, or -O4 without -O2): score distillation
+from a diffusion model with pixel-wise gradient clipping (PGC-3D). Accepts the original PGC-3D main.py commands as
+written, for example
 
   pgc-fast generate -O0 -O2 -O4 --guidance controlnet --text "A panda ..." --workspace panda/sdxl \\
       --mesh_path data/panda_spear_shield.obj
@@ -25,7 +26,7 @@ ORIGINAL_HELP: dict[str, str] = {
     "text": "prompt (guidance.text)",
     "negative": "negative prompt (guidance.negative)",
     "O0": "PGC with tau 0.1 (variant 0) and mixed precision",
-    "O1": "DMTet shape + texture (not supported yet)",
+    "O1": "DMTet shape + texture refinement (SD 2.1-base, normal + RGB SDS, init_texture, smoothing)",
     "O2": "fixed-mesh text-to-texture; forces --guidance controlnet unless -O4",
     "O3": "Zero123 image-to-3D (not supported yet)",
     "O4": "SDXL: appends 'xl' to --guidance; bs, iters, res_fine, scheduler follow the SDXL rule",
@@ -44,8 +45,8 @@ ORIGINAL_HELP: dict[str, str] = {
     "optimizer": "adam, or anything else for adamw (optim.optimizer)",
     "scheduler": "ddpm, ddim or dpm: BGT+ denoising and VSD (guidance.scheduler)",
     "fp16": "mixed precision (optim.precision=auto)",
-    "no_normal": "no normal-map SDS (texture only)",
-    "only_normal": "only normal-map SDS, the shape alone (not supported yet)",
+    "no_normal": "no normal-map SDS (DMTet: RGB SDS alone refines shape and texture)",
+    "only_normal": "only normal-map SDS: DMTet refines the shape alone",
     "zero123": "Zero123 image guidance (not supported yet)",
     "ref_path": "reference image: reference-view MSE and the shuffle ControlNet (guidance.ref_path)",
     "lambda_ref": "weight of the reference-view MSE (guidance.lambda_ref)",
@@ -69,7 +70,7 @@ ORIGINAL_HELP: dict[str, str] = {
     "smooth_iters": "DMTet: smoothing in the last N steps",
     "lr_fine": "learning rates: geometry texture (optim.lr_geometry, optim.lr_texture)",
     "albedo": "unlit albedo shading",
-    "albedo_iters": "albedo shading for the first N steps (the fixed mesh is always albedo)",
+    "albedo_iters": "albedo shading for the first N steps (render.albedo_iters; the fixed mesh is always albedo)",
     "uniform_sphere_rate": "probability of uniform view directions",
     "weight_choice": "SDS weighting 0..2, else uniform (guidance.weighting)",
     "grad_clip": "element-wise clip of parameter gradients, >= 0 enables (optim.grad_clip)",
@@ -80,7 +81,7 @@ ORIGINAL_HELP: dict[str, str] = {
     "bs": "views per step and per GPU (optim.batch_size)",
     "jitter_pose": "jitter the cameras",
     "res_fine": "render resolution (render.resolution)",
-    "tet_res": "DMTet grid resolution",
+    "tet_res": "DMTet grid resolution, 16 to 512 (mesh.tet_res)",
     "radius_range": "camera distance range",
     "focal_range": "focal length / H range, first zoom stage",
     "focal_range_fine": "focal length / H range, last zoom stage",
@@ -155,7 +156,7 @@ def short_help() -> str:
         "the original's -O options (combine as in its README):",
         *_table([(f"-O{i}", ORIGINAL_HELP[f"O{i}"]) for i in range(5)], width=4),
         "",
-        "refused (not supported yet): -O1, -O3, --pbr, --latent, --zero123, --only_normal, --guidance_o clip,",
+        "refused (not supported yet): -O3, --pbr, --latent, --zero123, --guidance_o clip,",
         textwrap.fill(
             ", ".join(f"--{k}" for k in UNSUPPORTED_FLAGS) + ", --lambda_saturation > 0, --n_targets > 0",
             width=116,

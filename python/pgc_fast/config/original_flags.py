@@ -254,6 +254,7 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             "render.background": "scenery" if opt.bg_scenery else "color",
             "render.bg_color": opt.bg_color,
             "render.shading": shading,
+            "render.albedo_iters": opt.albedo_iters,
             "mesh.path": opt.mesh_path,
             "mesh.canonicalize": opt.canonicalize,
             "mesh.shape": shape,

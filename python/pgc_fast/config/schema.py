@@ -50,7 +50,10 @@ RenderBackend = Literal["auto", "nvdiffrast", "cpu"]
 Background = Literal["color", "scenery"]
 
 
-Shading = Literal["albedo", "lambertian", "random"]
+Shading = Literal["albedo", "lambertian", "random", "normal"]
+
+
+SdfInit = Literal["fit", "direct"]
 
 
 Shape = Literal["fixed", "dmtet"]
@@ -286,7 +289,10 @@ class RenderConfig:
     """Scenery image used when background = scenery; None = the one shipped with pgc-fast
     (render/assets/scenery.png), so runs work from any directory (the original read data/background.png)."""
     shading: Shading = "albedo"
-    """Shading during training: albedo (unlit, the fixed-mesh original), lambertian, or random (20% albedo)."""
+    """Shading during training: albedo (unlit, the fixed-mesh original), lambertian, random (20% albedo, else
+    lambertian: the DMTet original) or normal (the normal map (n+1)/2, for fitting a shape to normal images)."""
+    albedo_iters: int = 0
+    """Training renders use albedo shading for the first albedo_iters steps (--albedo_iters)."""
     antialias: bool = True
     """Antialias silhouette edges."""
 
@@ -304,9 +310,18 @@ class MeshConfig:
     shape: Shape = "fixed"
     """fixed = texture only (-O2); dmtet = optimise the shape too (-O1 / -O4 without -O2)."""
     tet_res: int = 256
-    """DMTet tetrahedral grid resolution."""
+    """DMTet tetrahedral grid resolution, 16-512 (the original: 256): res/2 cubes per axis over [-1, 1]."""
+    sdf_init: SdfInit = "fit"
+    """DMTet initialisation: fit (the original: the field fits the mesh's signed distance at jittered surface
+    samples) or direct (the signed distance at the grid vertices, no fitting)."""
+    sdf_init_iters: int = 500
+    """DMTet fit initialisation: full-batch Adam steps (the original: 500; fewer on the CPU)."""
+    sdf_init_points: int = 1000000
+    """DMTet fit initialisation: surface samples, each queried near (N(0, 0.04^2)) and far (N(0, 0.4^2))."""
     lambda_smooth: float = 2e6
     """DMTet normal-consistency weight."""
+    lambda_laplacian: float = 0.0
+    """DMTet uniform-Laplacian weight (the original had it commented out), in the same window as lambda_smooth."""
     smooth_iters: int = 1000
     """DMTet: smoothing active in the last smooth_iters iterations."""
 

@@ -38,8 +38,6 @@ def _check_literal(problems: list[str], where: str, value: Any, hint: Any) -> No
 def unsupported_features(cfg: RunConfig) -> list[str]:
     """Features of the original that belong to later work, each as a clear 'not supported yet' sentence."""
     out = []
-    if cfg.mesh.shape == "dmtet":
-        out.append(_dmtet_message(cfg))
     if cfg.texture.material == "pbr":
         out.append(f"texture.material=pbr (--pbr, nvdiffrec PBR material) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.zero123:
@@ -48,21 +46,46 @@ def unsupported_features(cfg: RunConfig) -> list[str]:
         out.append(f"guidance.latent (--latent, Latent-NeRF texture) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.lambda_saturation:
         out.append(f"guidance.lambda_saturation (saturation penalty) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.normal_sds and cfg.mesh.shape == "fixed":
-        out.append(
-            f"guidance.normal_sds (normal-map SDS) only makes sense with shape optimisation, which is "
-            f"{UNSUPPORTED_MESSAGE}"
-        )
     return out
 
 
-def _dmtet_message(cfg: RunConfig) -> str:
-    """The DMTet refusal, with advice that is right for the command: -O2 keeps the shape fixed, so it is a
-    different run (texture only), and a run of normal-map SDS alone has no texture-only counterpart."""
-    msg = f"mesh.shape=dmtet (DMTet shape optimisation: -O1, or -O4 without -O2) is {UNSUPPORTED_MESSAGE}"
-    if not cfg.guidance.rgb_sds:
-        return msg + "; --only_normal optimises the shape alone, so there is no texture-only equivalent"
-    return msg + "; adding -O2 runs a different job: it textures the input mesh and leaves its shape unchanged"
+TET_RES_RANGE = (16, 512)
+"""mesh.tet_res accepted (pgc_fast.train.dmtet; the original shipped the 256 grid only)."""
+
+
+def _check_shape(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    """DMTet's settings, and the combinations of shape optimisation that cannot run (the original's included)."""
+    m, g = cfg.mesh, cfg.guidance
+    if g.normal_sds and m.shape == "fixed":
+        p.append(
+            "guidance.normal_sds (normal-map SDS) optimises the shape, which the fixed mesh keeps: use "
+            "mesh.shape=dmtet (the original's --fix_mesh / -O2 turned it off)"
+        )
+    if not TET_RES_RANGE[0] <= m.tet_res <= TET_RES_RANGE[1]:
+        p.append(f"mesh.tet_res (--tet_res) must be in [{TET_RES_RANGE[0]}, {TET_RES_RANGE[1]}], got {m.tet_res}")
+    if m.lambda_smooth < 0 or m.lambda_laplacian < 0 or m.smooth_iters < 0:
+        p.append(
+            f"mesh.lambda_smooth, mesh.lambda_laplacian and mesh.smooth_iters must be >= 0, got "
+            f"{m.lambda_smooth}, {m.lambda_laplacian}, {m.smooth_iters}"
+        )
+    if m.sdf_init_iters < 0 or m.sdf_init_points < 1:
+        p.append(
+            f"mesh.sdf_init_iters must be >= 0 and sdf_init_points >= 1, got {m.sdf_init_iters}, {m.sdf_init_points}"
+        )
+    if cfg.render.albedo_iters < 0:
+        p.append(f"render.albedo_iters (--albedo_iters) must be >= 0, got {cfg.render.albedo_iters}")
+    if m.shape != "dmtet":
+        return
+    if cfg.texture.kind == "uv":
+        p.append(
+            "texture.kind=uv cannot follow a DMTet shape (its surface, and so any UV layout, changes every step): "
+            "use texture.kind=field (--texture field); the result is still exported with a baked UV texture"
+        )
+    if g.loss == "vsd" and g.normal_sds:
+        p.append(
+            "guidance.loss=vsd (--vsd) with normal-map SDS: the original cannot run it (its VSD guidance has no "
+            "normal-map step and crashes); add --no_normal to refine the shape with VSD on RGB alone"
+        )
 
 
 def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
@@ -91,6 +114,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
         _check_render,
         _check_files,
         _check_texture,
+        _check_shape,
         _check_optim,
         _check_output,
     ):
@@ -354,12 +378,6 @@ def _check_texture(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         )
     if t.dilation < 0 or t.init_iters < 0:
         p.append(f"texture.dilation and texture.init_iters must be >= 0, got {t.dilation}, {t.init_iters}")
-    m = cfg.mesh
-    if m.tet_res < 8 or m.lambda_smooth < 0 or m.smooth_iters < 0:
-        p.append(
-            f"mesh.tet_res must be >= 8, mesh.lambda_smooth and mesh.smooth_iters >= 0, got "
-            f"{m.tet_res}, {m.lambda_smooth}, {m.smooth_iters}"
-        )
 
 
 def _check_optim(cfg: RunConfig, p: list[str], check_files: bool) -> None:

@@ -18,7 +18,8 @@ Interface (what the training loop calls)::
                             azimuth_deg=az, polar_deg=polar,   # [B] (view-dependent prompts; None = plain prompt)
                             c2w=c2w,                          # [B, 4, 4] camera-to-world (VSD camera embedding)
                             depth=z_cam, mask=alpha,          # [B, 1, H, W] (depth ControlNet)
-                            normals=None,                     # [B, 3, H, W] in [0, 1] → normal-SDS term
+                            normals=None,                     # [B, 3, H, W] in [0, 1] → normal-SDS term (the only
+                                                              # one when cfg.rgb_sds is off: --only_normal)
                             surface_normals=n_world,          # [B, 3, H, W] unit world normals (normal ControlNet)
                             scaler=grad_scaler)               # GradScaler or None (PGC threshold τ·S)
         (out.loss + other_losses).backward()                  # or scaler.scale(...).backward()

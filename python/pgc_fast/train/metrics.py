@@ -71,6 +71,27 @@ def clip_summary(history: dict[str, list]) -> dict[str, Any]:
     }
 
 
+GEOMETRY_STATS = ("mesh_vertices", "mesh_faces", "extract_ms")
+"""Step statistics of a DMTet shape (train/dmtet.py) kept per step in the history."""
+
+
+def geometry_summary(cfg: Any, history: dict[str, list]) -> dict[str, Any]:
+    """metrics.json's ``geometry``: the shape kind, and for DMTet the grid, the last extracted mesh's size and
+    the extraction time per step (mean and last, ms; per step in ``history``)."""
+    out: dict[str, Any] = {"shape": cfg.mesh.shape}
+    if cfg.mesh.shape != "dmtet":
+        return out
+    out["tet_res"] = cfg.mesh.tet_res
+    for k in ("mesh_vertices", "mesh_faces"):
+        if history.get(k):
+            out[k] = int(history[k][-1])
+    ms = [v for v in history.get("extract_ms", []) if v == v]
+    if ms:
+        out["extract_ms_mean"] = float(np.mean(ms))
+        out["extract_ms_last"] = ms[-1]
+    return out
+
+
 # Steps between read-backs of the step statistics (one device→host transfer for all of them).
 STATS_EVERY = 10
 

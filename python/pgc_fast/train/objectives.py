@@ -112,7 +112,8 @@ def focal_stage_range(cfg: C.RunConfig, step: int, iters: int | None = None) -> 
 
 
 class GuidanceObjective(_OrbitCameras):
-    """Score distillation from a diffusion model (:mod:`pgc_fast.guidance`) on the rendered image.
+    """Score distillation from a diffusion model (:mod:`pgc_fast.guidance`) on the rendered image and, with
+    ``guidance.normal_sds`` (DMTet), on its outward normal map (Fantasia3D's normal-SDS).
 
     The guidance attaches the (GradScaler-aware) PGC hook to the image itself, so the loop does not
     (``handles_pgc``). With ``guidance.ref_path`` the reference view (the original's pose_0: r = 2.5, θ = 60°,
@@ -156,6 +157,9 @@ class GuidanceObjective(_OrbitCameras):
     def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
         phi = torch.rad2deg(cameras.phi) if cameras.phi is not None else None
         theta = torch.rad2deg(cameras.theta) if cameras.theta is not None else None
+        # Normal-SDS (shape optimisation): the outward world normals (n + 1)/2 of the same views, scored by the same
+        # guidance (scale normal_guidance_scale, PGC on them too); without rgb_sds it is the only term.
+        normals = ctx.scene.normal_map(render) if ctx.cfg.guidance.normal_sds else None
         out = self.guidance.step(
             render.image,
             step=step + 1,
@@ -164,6 +168,7 @@ class GuidanceObjective(_OrbitCameras):
             c2w=cameras.c2w,
             depth=render.depth,
             mask=render.mask,
+            normals=normals,
             scaler=self.scaler,
             surface_normals=render.normal if self.normal_control else None,
         )
@@ -186,7 +191,9 @@ class GuidanceObjective(_OrbitCameras):
 
     def after_backward(self) -> dict[str, Any]:
         """PGC statistics of this step as 0-d tensors (no host sync; the loop reads them back in batches)."""
-        st = self.guidance.pgc_stats.get("rgb") if self.guidance is not None else None
+        if self.guidance is None:
+            return {}
+        st = self.guidance.pgc_stats.get("rgb" if self.guidance.cfg.rgb_sds else "normal")
         if st is None:
             return {}
         out = {"clip_frac": st.fraction_clipped, "grad_max": st.max_norm, "grad_mean": st.mean_norm}
@@ -237,16 +244,33 @@ class MSEObjective:
         targets: float32 [N, 3, H, W] in [0, 1], the images to match.
         cameras: pgc_fast.render.Cameras with N views, H×W matching the targets.
         background: the background the targets were rendered over (a grey level).
+        masks: optional float32 [N, 1, H, W] silhouettes (coverage in [0, 1]); the loss then adds
+            ``mask_weight`` × the MSE of the render's (antialiased) coverage to them. A silhouette term cannot be
+            met by colour alone: a surface where the target is empty cannot hide by taking the background's colour.
     Each step permutes the N views with the step's camera generator; global view g of the step (over all ranks)
     is view ``perm[g mod N]``, so views are distinct within a step while the global batch is at most N, and a
     resumed or re-sharded run draws the same views.
     """
 
-    def __init__(self, targets: torch.Tensor, cameras: Any, background: float = 1.0) -> None:
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        cameras: Any,
+        background: float = 1.0,
+        masks: torch.Tensor | None = None,
+        mask_weight: float = 1.0,
+    ) -> None:
         if targets.dim() != 4 or targets.shape[1] != 3:
             raise ValueError(f"MSEObjective(): targets must be float [N,3,H,W], got {list(targets.shape)}")
         if len(cameras) != targets.shape[0]:
             raise ValueError(f"MSEObjective(): {len(cameras)} cameras for {targets.shape[0]} targets")
+        if masks is not None and tuple(masks.shape) != (targets.shape[0], 1, *targets.shape[2:]):
+            raise ValueError(
+                f"MSEObjective(): masks must be float [N,1,H,W] = {[targets.shape[0], 1, *targets.shape[2:]]}, "
+                f"got {list(masks.shape)}"
+            )
+        self.masks = None if masks is None else masks.float()
+        self.mask_weight = float(mask_weight)
         self.targets = targets.float()
         self.all_cameras = cameras
         self.background = background
@@ -254,6 +278,7 @@ class MSEObjective:
 
     def setup(self, ctx: RunContext) -> None:
         self.targets = self.targets.to(ctx.device)
+        self.masks = None if self.masks is None else self.masks.to(ctx.device)
         self.all_cameras = self.all_cameras.to(ctx.device)
 
     def cameras(self, step: int, generator: torch.Generator, ctx: RunContext) -> Any:
@@ -267,7 +292,12 @@ class MSEObjective:
         assert self._idx is not None
         img = render.image.float()
         mse = torch.mean((img - self.targets[self._idx]) ** 2)
-        return LossOutput(mse, {"mse": float(mse.detach()), "psnr": float(-10 * torch.log10(mse.detach() + 1e-12))})
+        stats = {"mse": float(mse.detach()), "psnr": float(-10 * torch.log10(mse.detach() + 1e-12))}
+        if self.masks is None:
+            return LossOutput(mse, stats)
+        sil = torch.mean((render.mask.float() - self.masks[self._idx]) ** 2)
+        stats["silhouette_mse"] = float(sil.detach())
+        return LossOutput(mse + self.mask_weight * sil, stats)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

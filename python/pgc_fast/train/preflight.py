@@ -4,6 +4,7 @@ Each failure is one :class:`PreflightError` whose message is one line naming the
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from pgc_fast import config as C
@@ -54,15 +55,22 @@ def check_machine(cfg: C.RunConfig) -> None:
 
 
 def check_mesh(cfg: C.RunConfig) -> None:
-    """Load the mesh once (a few ms for 62k faces), so that a malformed one is refused before anything else."""
+    """Load the mesh once (a few ms for 62k faces), so that a malformed one is refused before anything else; for
+    DMTet also that it can seed the grid (pgc_fast.train.dmtet.check_source_mesh)."""
     import warnings
 
-    from pgc_fast.mesh import load_mesh
+    from pgc_fast.mesh import Normalization, load_mesh
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the run's own load prints them
-            load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
+            mesh = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
+        if cfg.mesh.shape == "dmtet":
+            from pgc_fast.train.dmtet import check_source_mesh
+
+            fit = cfg.mesh.canonicalize and bool(np.isfinite(mesh.vertices).all())
+            norm = Normalization.fit(mesh.vertices) if fit else Normalization.identity()
+            check_source_mesh(mesh, norm, cfg.mesh.tet_res)
     except (ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PreflightError(f"mesh.path (--mesh_path): cannot use {cfg.mesh.path!r}: {first}") from e

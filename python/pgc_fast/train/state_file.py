@@ -117,8 +117,10 @@ def dumps(state: Any) -> bytes:
 
 
 def _looks_like_pickle(data: bytes) -> bool:
-    """torch.save files are zip archives (PK\\x03\\x04) or bare pickles (protocol 2+ starts with \\x80)."""
-    return data[:4] == b"PK\x03\x04" or data[:1] == b"\x80"
+    """torch.save files are zip archives (PK\\x03\\x04) or bare pickles (protocol 2+ starts with \\x80). A
+    checkpoint starts with its header's length (8 bytes, little-endian), whose first byte is 0x80 whenever the
+    length is 128 modulo 256; its JSON header then opens at byte 8 with '{', which no pickle opcode is."""
+    return data[:4] == b"PK\x03\x04" or (data[:1] == b"\x80" and data[8:9] != b"{")
 
 
 def _header(data: bytes) -> tuple[int, dict[str, str]]:

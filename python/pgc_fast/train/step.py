@@ -65,19 +65,22 @@ def train_step(step: int, ctx: RunContext, objective: Objective, optimizer: torc
         if not getattr(objective, "handles_pgc", False):
             hook = attach_image_pgc(render.image, cfg.guidance, scaler if scaler.is_enabled() else None)
         out = objective.loss(step, render, cams, ctx)
-    loss = out.loss.float()
+        reg = scene.regularizer(step, ctx.run_length)  # DMTet's smoothing in its window, else None
+    loss = out.loss.float() if reg is None else out.loss.float() + reg.float()
     scaler.scale(loss).backward()
     # Data parallel: average before unscale_ so every rank sees the same (possibly inf) gradients and the
     # GradScalers stay in step (the original's DDP averaged the same way; PGC hooks ran per rank before it).
     D.all_reduce_grads((p for g in optimizer.param_groups for p in g["params"]), ctx.dist)
     scaler.unscale_(optimizer)
     if cfg.optim.grad_clip is not None:
-        torch.nn.utils.clip_grad_value_(scene.texture.parameters(), cfg.optim.grad_clip)
+        # every trained parameter, as the original's clip_grad_value_(model.parameters())
+        torch.nn.utils.clip_grad_value_([p for g in optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip)
     scaler.step(optimizer)
     scaler.update()
     stats: dict[str, Any] = {"loss": loss.detach()}
     stats.update(out.stats)
     stats.update(_pgc_stats(hook))
+    stats.update(scene.geometry.step_stats())
     after = getattr(objective, "after_backward", None)
     if after is not None:
         stats.update(after())

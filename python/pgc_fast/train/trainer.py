@@ -51,11 +51,13 @@ from pgc_fast.train.checkpoint import (
 )
 from pgc_fast.train.geometry import Scene
 from pgc_fast.train.metrics import (
+    GEOMETRY_STATS,
     PARAMS_FINITE,
     STATS_EVERY,
     Progress,
     Timer,
     clip_summary,
+    geometry_summary,
     json_default,
     materialise_stats,
     params_finite,
@@ -88,6 +90,8 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     texture: Any = None
     """The trained texture module (pgc_fast.render texture), on the run's device."""
+    geometry: Any = None
+    """The trained geometry (train/geometry.py Geometry: the fixed mesh, or DMTet's shape), on the run's device."""
 
 
 @dataclass
@@ -189,6 +193,7 @@ def _restore(s: _Session, state: dict[str, Any]) -> None:
     ctx = s.ctx
     try:
         ctx.scene.texture.load_state_dict(state["texture"])
+        ctx.scene.geometry.load_state_dict(state.get("geometry") or {})
         s.start_step = s.resumed_from = state["step"]
         s.history = state["history"]
         s.optimizer = make_optimizer(ctx.cfg, ctx.scene)
@@ -209,7 +214,12 @@ def _restore(s: _Session, state: dict[str, Any]) -> None:
 
 def _init_texture(s: _Session) -> None:
     cfg, ctx = s.ctx.cfg, s.ctx
-    if cfg.texture.init_from_vertex_colors and ctx.scene.mesh_has_vertex_colors:
+    fitted = False
+    if cfg.mesh.shape != "fixed":  # DMTet: the shape from the mesh's signed distance (the texture too, jointly)
+        with s.timer.phase("init_geometry"):
+            fitted = ctx.scene.init_geometry(seed=cfg.optim.seed, show_progress=not s.quiet)
+        D.broadcast_module(ctx.scene.geometry, ctx.dist)
+    if cfg.texture.init_from_vertex_colors and ctx.scene.mesh_has_vertex_colors and not fitted:
         with s.timer.phase("init_texture"):
             ctx.scene.fit_vertex_colors(cfg.texture.init_iters, seed=cfg.optim.seed, show_progress=not s.quiet)
     D.broadcast_module(ctx.scene.texture, ctx.dist)  # GPU pre-fits may differ in the last bit between ranks
@@ -277,6 +287,9 @@ def _flush_stats(s: _Session, pending: list[tuple[int, dict[str, Any]]], progres
         s.history["step"].append(done_k)
         s.history["loss"].append(st.get("loss", float("nan")))
         s.history["clip_frac"].append(st.get("clip_frac", float("nan")))
+        for k in GEOMETRY_STATS:  # DMTet: the extracted mesh's size and extraction time of each step
+            if k in st:
+                s.history.setdefault(k, []).append(st[k])
         s.history["time"].append(time.perf_counter() - s.t_start)
         progress.update(done_k, st)
     pending.clear()
@@ -286,7 +299,9 @@ def finish(s: _Session) -> RunResult:
     """After the last step: exports, metrics and the report (rank 0), or just the result when stopped early."""
     ctx, cfg = s.ctx, s.ctx.cfg
     final_step = s.history["step"][-1] if s.history["step"] else s.start_step
-    result = RunResult(workspace=ctx.workspace, config=cfg, step=final_step, texture=ctx.scene.texture)
+    result = RunResult(
+        workspace=ctx.workspace, config=cfg, step=final_step, texture=ctx.scene.texture, geometry=ctx.scene.geometry
+    )
     if final_step < cfg.optim.iters:  # stopped early on purpose: checkpoint only
         return result
     per_rank = D.gather_object(
@@ -323,6 +338,7 @@ def _export(s: _Session, final_step: int) -> dict[str, Any]:
     files: dict[str, Any] = {}
     ctx.scene.texture.eval()
     with torch.no_grad():
+        ctx.scene.geometry.finalize()  # DMTet: the final surface, floaters removed, for every output below
         files.update(write_validation(ctx.scene, cfg, ctx.workspace / "validation", final_step))
         if cfg.output.save_mesh:
             with s.timer.phase("export_mesh"):
@@ -354,6 +370,7 @@ def _metrics(s: _Session, final_step: int, per_rank: Any, files: dict[str, Any])
         "phases_s": {k: round(v, 4) for k, v in s.timer.phases.items()},
         "memory": peak_memory_mib(ctx.device),
         "clip": clip_summary(s.history),
+        "geometry": geometry_summary(cfg, s.history),
         "final_loss": s.history["loss"][-1] if s.history["loss"] else None,
         "video": files.pop("_video_note", None),
         "history": s.history,
