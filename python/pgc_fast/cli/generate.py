@@ -367,6 +367,7 @@ def _classify(e: Exception) -> tuple[int, str]:
     """(exit status, message) of an error raised by a generate run."""
     from pgc_fast.train import distributed as D
     from pgc_fast.train.checkpoint import CheckpointError
+    from pgc_fast.train.dmtet import EmptySurfaceError
     from pgc_fast.train.metrics import NonFiniteError
     from pgc_fast.train.preflight import PreflightError
     from pgc_fast.train.workspace import WorkspaceExistsError
@@ -388,7 +389,7 @@ def _classify(e: Exception) -> tuple[int, str]:
         pass
     if isinstance(e, refused):
         return 2, _say(e)
-    if isinstance(e, NonFiniteError):
+    if isinstance(e, (NonFiniteError, EmptySurfaceError)):
         return 1, str(e)
     return 1, str(e).strip().splitlines()[0] if str(e).strip() else ""
 

@@ -62,6 +62,7 @@ __all__ = [
     "BOUND",
     "TET_RES_RANGE",
     "DMTetGeometry",
+    "EmptySurfaceError",
     "SDFFitPlan",
     "check_source_mesh",
     "fit_sdf",
@@ -77,6 +78,10 @@ DEFORM_SCALE = 1.8
 FLOATER_FRACTION = 0.01
 """Export drops connected components with fewer faces than this fraction of the largest (threestudio's rule; the
 original kept the components at or above the 99.9th percentile of component sizes, about the same)."""
+
+
+class EmptySurfaceError(RuntimeError):
+    """The DMTet surface is empty (no zero crossing on the grid): after the initialisation or during training."""
 
 
 def grid_cell(resolution: int, bound: float = BOUND) -> float:
@@ -286,8 +291,15 @@ class DMTetGeometry(nn.Module):
             geometry field uses the texture field's hash-grid size, as the original).
     """
 
+    grid_vertices: torch.Tensor
+    tets: torch.Tensor
+    edges: torch.Tensor
+    tet_edges: torch.Tensor
+    sdf_base: torch.Tensor
+
     def __init__(self, mesh_in: Mesh, norm: Normalization, device: torch.device, cfg: C.RunConfig) -> None:
         super().__init__()
+        self.device = torch.device(device)
         m, t = cfg.mesh, cfg.texture
         res = m.tet_res
         if not TET_RES_RANGE[0] <= res <= TET_RES_RANGE[1]:
@@ -343,12 +355,12 @@ class DMTetGeometry(nn.Module):
         key = (torch.is_grad_enabled(), self._generation, *versions)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        timer = _ExtractTimer(self.sdf_base.device)
+        timer = _ExtractTimer(self.device)
         verts, faces = self.extract()
         if faces.shape[0] == 0:
-            raise RuntimeError(
-                "DMTet: the surface vanished (the signed distance has no zero crossing on the grid); lower the "
-                "geometry learning rate (optim.lr_geometry) or resume from an earlier checkpoint"
+            raise EmptySurfaceError(
+                "training stopped: the DMTet surface vanished (its signed distance no longer crosses zero on the "
+                "grid); lower the geometry learning rate (optim.lr_geometry) and resume from an earlier checkpoint"
             )
         mesh = RenderMesh(vertices=verts, faces=faces)
         self.last_stats = {"mesh_vertices": verts.shape[0], "mesh_faces": faces.shape[0], "extract_ms": timer.stop()}
@@ -387,7 +399,7 @@ class DMTetGeometry(nn.Module):
         self._frozen = None
         verts, faces = self.extract()
         m = remove_small_components(Mesh(vertices=verts.cpu().numpy(), faces=faces.cpu().numpy()), FLOATER_FRACTION)
-        dev = self.sdf_base.device
+        dev = self.device
         self._frozen = RenderMesh(vertices=torch.from_numpy(m.vertices), faces=torch.from_numpy(m.faces)).to(dev)
 
     def export_mesh(self) -> Mesh:
@@ -413,7 +425,7 @@ class DMTetGeometry(nn.Module):
         if m.sdf_init == "direct":
             self._init_direct()
             return False
-        plan = sdf_fit_schedule(self.sdf_base.device, m.sdf_init_iters, m.sdf_init_points)
+        plan = sdf_fit_schedule(self.device, m.sdf_init_iters, m.sdf_init_points)
         joint = texture if texture is not None and self._source.colors is not None else None
         fit_sdf(
             self.field,
@@ -428,9 +440,10 @@ class DMTetGeometry(nn.Module):
         self._cache = None
         with torch.no_grad():
             if self.extract()[1].shape[0] == 0:
-                raise RuntimeError(
-                    f"DMTet: the initial surface is empty after {plan.steps} fitting steps (the signed distance does "
-                    "not cross zero on the grid yet); raise mesh.sdf_init_iters or use mesh.sdf_init=direct"
+                raise EmptySurfaceError(
+                    f"training stopped: the DMTet initialisation left no surface after {plan.steps} fitting steps "
+                    "(the signed distance does not cross zero on the grid yet); raise mesh.sdf_init_iters or use "
+                    "mesh.sdf_init=direct"
                 )
         return joint is not None
 
