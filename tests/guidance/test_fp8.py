@@ -9,6 +9,7 @@ import unittest.mock
 import pytest
 import torch
 import torch.nn.functional as F
+from unet_support import tiny_unet_call
 
 from pgc_fast.guidance.models import fp8
 
@@ -127,33 +128,12 @@ def test_conv_module_is_an_fp8_gemm_over_pixels(k, stride, padding, cl):
     assert (y - ref).norm() / ref.norm() < 0.06
 
 
-def _tiny_call(bundle):
-    unet, cn = bundle.unet, bundle.controlnet
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(2, 4, 8, 8, generator=g)
-    t = torch.tensor([10, 400])
-    hid = torch.randn(2, 77, unet.config.cross_attention_dim, generator=g)
-    add = None
-    if unet.config.addition_embed_type == "text_time":
-        pdim = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
-        add = {"text_embeds": torch.randn(2, pdim, generator=g), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2)}
-    cond = torch.rand(2, 3, 64, 64, generator=g)
-
-    def run():
-        down, mid = cn(z, t, hid, controlnet_cond=cond, added_cond_kwargs=add, return_dict=False)
-        return unet(
-            z, t, hid, added_cond_kwargs=add, down_block_additional_residuals=down, mid_block_additional_residual=mid
-        ).sample
-
-    return run
-
-
 @pytest.mark.parametrize("name,convs", [("tiny-sdxl", "none"), ("tiny-sdxl", "1x1"), ("tiny-sd", "all")])
 def test_use_fp8_on_unet_and_controlnet(name, convs):
     from pgc_fast.guidance.models.builtin import build_builtin
 
     bundle = build_builtin(name, control_types=("depth",), dtype=torch.float32)
-    run = _tiny_call(bundle)
+    run = tiny_unet_call(bundle)
     ref = run()
     n = fp8.use_fp8(bundle.unet, convs=convs, emulate=True) + fp8.use_fp8(bundle.controlnet, convs=convs, emulate=True)
     assert n > 0
@@ -212,7 +192,7 @@ def test_fp8_layers_trace_under_regional_compile():
     bundle = build_builtin("tiny-sdxl", control_types=("depth",), dtype=torch.float32)
     fp8.use_fp8(bundle.unet, emulate=True)
     fp8.use_fp8(bundle.controlnet, emulate=True)
-    run = _tiny_call(bundle)
+    run = tiny_unet_call(bundle)
     with torch.no_grad():
         ref = run()
         assert compile_blocks(bundle.unet, backend="aot_eager") > 0

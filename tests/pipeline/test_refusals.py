@@ -111,6 +111,16 @@ def test_device_and_gpu_count_refused_without_cuda(fresh_dir, capsys):
     assert code == 0 and "note: on this machine the run would be refused: --gpus 0,1" in err
 
 
+def test_fp8_refused_where_it_cannot_run(fresh_dir, capsys):
+    """--guidance.fp8 needs a GPU of compute capability 9.0 (preflight) and cannot train VSD's LoRA (validation)."""
+    base = ["generate", "-O2", *PROMPT, "--mesh_path", "my.glb", "--model", "tiny-sd", "--guidance.fp8"]
+    code, _, err = _main([*base, "--device", "cpu"], capsys)
+    _one_line_refusal(code, err, "guidance.fp8 (--guidance.fp8) needs a CUDA GPU of compute capability 9.0")
+    assert not (fresh_dir / "exp").exists()
+    code, _, err = _main([*base, "-O4", "--vsd", "--device", "cpu", "--dry-run"], capsys)
+    assert code == 2 and "guidance.fp8 cannot be combined with loss=vsd" in err, err
+
+
 def test_control_type_normal_is_accepted_or_refused_at_validation(fresh_dir, capsys):
     argv = ["generate", "-O2", *PROMPT, "--mesh_path", "my.glb", "--control_type", "normal", "--dry-run"]
     code, _, err = _main(argv, capsys)

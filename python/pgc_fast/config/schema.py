@@ -38,6 +38,9 @@ PgcNorm = Literal["linf", "l2"]
 CompileScope = Literal["blocks", "full"]
 
 
+AttentionBackend = Literal["auto", "cudnn", "flash", "efficient", "math"]
+
+
 DepthConvention = Literal["near_bright", "original"]
 
 
@@ -253,6 +256,12 @@ class GuidanceConfig:
     """What --guidance.compile compiles: blocks (regional: each ResNet/transformer block, short compile) or full."""
     compile_vae: bool = False
     """torch.compile the VAE encoder on CUDA (ignored on the CPU); the first step pays the compile time."""
+    fp8: bool = False
+    """FP8 (e4m3, scaled) matrix products in the UNet and ControlNets (GPUs of compute capability >= 9.0, e.g. H100):
+    faster, lossy (its measured error is in benches/RESULTS.md, issue 21); not with loss=vsd."""
+    attention: AttentionBackend = "auto"
+    """PyTorch SDPA backend of the UNet's and ControlNets' attention (all exact): auto (PyTorch's choice), cudnn,
+    flash, efficient or math."""
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,8 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append("guidance.loss=vsd needs the sdxl family (the original: VSD is SDXL-only; add -O4)")
     if g.loss == "vsd" and g.controlnets:
         p.append("guidance.loss=vsd cannot be combined with ControlNets")
+    if g.loss == "vsd" and g.fp8:
+        p.append("guidance.fp8 cannot be combined with loss=vsd (VSD trains a LoRA on the UNet's attention layers)")
     for c in g.controlnets:
         if c not in CONTROL_TYPES and "/" not in c and not os.path.isdir(c):
             p.append(f"guidance.controlnets: {c!r} is not one of {', '.join(CONTROL_TYPES)}, a hub id or a directory")

@@ -175,6 +175,10 @@ class _FP8Base(torch.nn.Module):
     """Holds a quantised weight matrix [N, K] (buffers, not parameters: frozen, and ``model.parameters()``
     keeps reporting the model's own dtype) and the product options."""
 
+    weight_fp8: torch.Tensor
+    weight_scale: torch.Tensor
+    bias: torch.Tensor | None
+
     def _init_weight(self, w2d: torch.Tensor, bias: torch.Tensor | None, act_scale, fast_accum, emulate) -> None:
         wq, ws = quantize_rows(w2d.detach())
         self.register_buffer("weight_fp8", wq)
@@ -322,6 +326,11 @@ def use_fp8(
     for parent, name, layer in targets:
         if any(p.requires_grad for p in layer.parameters()):
             raise ValueError(f"use_fp8(): layers must be frozen (requires_grad=False), got a trainable {name}")
-        cls = FP8Linear if isinstance(layer, torch.nn.Linear) else FP8Conv2d
-        setattr(parent, name, cls(layer, act_scale=act_scale, fast_accum=fast_accum, emulate=emulate))
+        new: torch.nn.Module
+        if isinstance(layer, torch.nn.Linear):
+            new = FP8Linear(layer, act_scale=act_scale, fast_accum=fast_accum, emulate=emulate)
+        else:
+            assert isinstance(layer, torch.nn.Conv2d)
+            new = FP8Conv2d(layer, act_scale=act_scale, fast_accum=fast_accum, emulate=emulate)
+        setattr(parent, name, new)
     return len(targets)
