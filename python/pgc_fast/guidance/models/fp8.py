@@ -111,7 +111,14 @@ def quantize_rows(x: torch.Tensor, act_scale: ActScale = "row") -> tuple[torch.T
 
 @functools.cache
 def _compiled_quantizer():
-    """:func:`quantize_rows` compiled on its own (one fused pass) for calls outside a compiled region."""
+    """:func:`quantize_rows` compiled on its own (one fused pass) for calls outside a compiled region; one graph
+    per input shape (a UNet has ~10), so dynamo's recompile limit (8 by default) is raised as compile_blocks does."""
+    import torch._dynamo.config as dcfg
+
+    for name in ("recompile_limit", "cache_size_limit"):  # renamed across torch versions
+        if hasattr(dcfg, name):
+            setattr(dcfg, name, max(getattr(dcfg, name), 64))
+            break
     return torch.compile(quantize_rows, dynamic=False)
 
 
