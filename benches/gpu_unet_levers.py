@@ -407,9 +407,11 @@ def main(argv=None):
     state = {"unet": bundle.unet, "cn": bundle.controlnet, "inp": inp, "ref": None, "blocks": False, "fused": False}
     state["fmt"] = torch.contiguous_format
     # pristine copies for the FP8 variants (taken before anything is compiled or converted in place)
-    state["base"] = (copy.deepcopy(bundle.unet), copy.deepcopy(bundle.controlnet)) if any(
-        v.startswith("fp8") for v in variants
-    ) else None
+    state["base"] = (
+        (copy.deepcopy(bundle.unet), copy.deepcopy(bundle.controlnet))
+        if any(v.startswith("fp8") for v in variants)
+        else None
+    )
     dev_name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
     extra = []
     if a.sdpa_table:
