@@ -97,6 +97,7 @@ PRESET_HELP: dict[str, str] = {
     "texture-sdxl-pgc": "-O0 -O2 -O4: SDXL texturing with PGC",
     "texture-sdxl-controlnet-pgc": "-O0 -O2 -O4 --guidance controlnet (README command A)",
     "texture-sdxl-vsd-pgc": "-O0 -O2 -O4 --vsd --guidance_scale 7.5 (README command C)",
+    "texture-fast": "-O0 -O2 in 400 steps with a 1024² bake: a quick preview of a prompt",
     "demo": "what pgc-fast demo runs: tiny-sd on the CPU",
 }
 
