@@ -15,7 +15,8 @@ machine's first run and run 2 a second run on the same machine. ``--flags`` adds
     python benches/gpu_recipe.py --recipe A --iters 60 --runs 2 --out DIR
     python benches/gpu_recipe.py --recipe fast --runs 2 --out DIR
     python benches/gpu_recipe.py --recipe A --device cpu --model tiny-sdxl --iters 3 --runs 1 \\
-        --flags "--res_fine 64 --output.turntable_frames 2 --output.turntable_resolution 32 --texture.export_resolution 64"
+        --flags "--res_fine 64 --output.turntable_frames 2 --output.turntable_resolution 32 \\
+                 --texture.export_resolution 64"                                       # CPU smoke
 """
 
 from __future__ import annotations
