@@ -471,7 +471,7 @@ def main(argv=None) -> int:
     ap.add_argument("--noise-draws", type=int, default=4, help="noise draws per (t, view) pair")
     ap.add_argument(
         "--levers",
-        default="bf16,fp16,bf16+fp8,bf16+fp8:none,bf16+fp8:all",
+        default="bf16,fp16,bf16+fp8,bf16+fp8:all",
         help="variants of the spread table: precision[+fp8[:none|1x1|all]]",
     )
     ap.add_argument("--skip-step-table", action="store_true", help="the spread table only")

@@ -161,9 +161,11 @@ def apply_speed_levers(cfg: GuidanceConfig, models: ModelBundle, device: torch.d
     return models, vae_channels_last
 
 
-# What FP8 covers besides the transformers' Linear layers (pgc_fast.guidance.models.fp8.use_fp8): measured in
-# benches/gpu_unet_levers.py (issue 21).
-FP8_CONVS: ConvScope = "1x1"
+# What FP8 covers besides the transformers' Linear layers (pgc_fast.guidance.models.fp8.use_fp8). "none": the
+# UNet's 1x1 convolutions are few and small (ResNet shortcuts, the ControlNet's zero convolutions, the latter
+# outside the compiled blocks, where the layout copies around an FP8 GEMM are not fused) and its 3x3 ones pay an
+# im2col; benches/gpu_unet_levers.py measures fp8_1x1 and fp8_all against it (issue 21).
+FP8_CONVS: ConvScope = "none"
 
 
 def apply_unet_levers(cfg: GuidanceConfig, models: ModelBundle, device: torch.device) -> None:
