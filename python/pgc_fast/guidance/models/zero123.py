@@ -64,13 +64,14 @@ TINY_UNET_CONFIG: dict[str, Any] = dict(
     layers_per_block=1,
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=(2, 4),
+    attention_head_dim=4,
     norm_num_groups=32,
     cross_attention_dim=32,
 )
+# The tiny configs are what an ldm checkpoint of that size converts to (ldm_convert: 32 groups in every GroupNorm,
+# CLIP heads of 64 channels), so tests can round-trip them through the converter.
 TINY_VAE_CONFIG: dict[str, Any] = dict(
-    block_out_channels=(16, 16, 32, 32),
-    norm_num_groups=8,
+    block_out_channels=(32, 32, 32, 32),
     layers_per_block=1,
     latent_channels=4,
     down_block_types=("DownEncoderBlock2D",) * 4,
@@ -78,14 +79,15 @@ TINY_VAE_CONFIG: dict[str, Any] = dict(
     sample_size=64,
 )
 TINY_CLIP_CONFIG: dict[str, Any] = dict(
-    hidden_size=32,
-    intermediate_size=37,
+    hidden_size=64,
+    intermediate_size=128,
     num_hidden_layers=2,
-    num_attention_heads=4,
+    num_attention_heads=1,
     image_size=32,
     patch_size=8,
     projection_dim=32,
     hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
 )
 
 
