@@ -149,7 +149,7 @@ def test_explicit_pgc_variant_wins_over_o0():
     "argv, needle",
     [
         (["-O2", "--guidance_o", "clip"], "--guidance_o clip"),
-        (["-O2", "-O3"], "-O3"),
+        (["-O3", "--ref_path", "r.png"], "adding --fix_mesh keeps the -O3 image guidance"),
         (["-O0", "-O4", "--only_normal"], "no texture-only equivalent"),
         (["-O0", "-O4", "--no_normal", "--guidance", "controlnet"], "leaves its shape unchanged"),
     ],
@@ -305,7 +305,7 @@ def test_help_is_short_plain_and_marks_refused_flags(capsys):
     assert not re.search(r"``|:func:|:class:|reference_spec", out)
     for needle in ("--text", "--mesh_path", "--preset", "texture-sdxl-controlnet-pgc", "-O0", "-O4", "--help-all"):
         assert needle in out, needle
-    assert "refused (not supported yet): -O1, -O3, --pbr" in out
+    assert "refused (not supported yet): -O1, -O3 (without --fix_mesh), --pbr" in out
 
 
 def test_help_all_lists_every_option_once_with_a_description(capsys):

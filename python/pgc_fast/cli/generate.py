@@ -162,10 +162,6 @@ def resolve_generate(args: argparse.Namespace) -> tuple[C.RunConfig, list[str]]:
 def _check_original_flags(given: dict[str, Any]) -> list[str]:
     """Refuse the original's flags for features not implemented yet; name those that have no effect here."""
     refused = [f"{UNSUPPORTED_FLAGS[k][1]} is {C.UNSUPPORTED_MESSAGE}" for k in given if k in UNSUPPORTED_FLAGS]
-    if given.get("O3"):  # refused even where the elif chain would skip it (-O2 -O3): -O3 is Zero123
-        refused.append(f"-O3 (zero123 image-to-3D) is {C.UNSUPPORTED_MESSAGE}")
-    if "clip" in str(given.get("guidance_o", "")):
-        refused.append(f"--guidance_o clip (CLIP ViT-B/16 reference-image loss) is {C.UNSUPPORTED_MESSAGE}")
     for k, v in given.items():  # before the mapping: nan >= 0 is False, so a nan threshold would read as "off"
         if ORIGINAL_FLAGS.get(k, (None, ""))[1] in ("float", "floats", "float2"):
             if not all(math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
@@ -175,7 +171,7 @@ def _check_original_flags(given: dict[str, Any]) -> list[str]:
     if refused:
         raise C.ConfigError(refused)
     notes = [f"--{k} is ignored (it had no effect in the original either)" for k in given if k in DEAD_FLAGS]
-    if "guidance_o" in given:
+    if "guidance_o" in given and "clip" not in str(given["guidance_o"]):
         notes.append(f"--guidance_o {given['guidance_o']} is ignored (only a value containing 'clip' did anything)")
     guidance = str(given.get("guidance", ""))
     if "sd_version" in given and "xl" not in guidance and not given.get("O4"):

@@ -209,7 +209,10 @@ def _guidance_model(opt: argparse.Namespace) -> tuple[str, tuple[str, ...], tupl
 def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
     """Map the original's resolved option namespace onto a RunConfig (after :func:`apply_original_presets`)."""
     family, controlnets, scales, model = _guidance_model(opt)
-    loss = "vsd" if opt.vsd else "bgt" if opt.bgt else "csd" if opt.csd else "ssd" if opt.ssd else "sds"
+    # Under --zero123 the original's --bgt drives Zero123 and the text term stays SDS (its trainer's
+    # `bgt and not zero123`), scaled by 0.01 (its grad_scale_sd).
+    text_bgt = opt.bgt and not opt.zero123
+    loss = "vsd" if opt.vsd else "bgt" if text_bgt else "csd" if opt.csd else "ssd" if opt.ssd else "sds"
     shape = "fixed" if opt.fix_mesh else "dmtet"
     variant = _PGC_VARIANTS[opt.grad_suppress_type] if 0 <= opt.grad_suppress_type < 6 else "clip"
     pgc_tau = opt.grad_clip_rgb if opt.grad_clip_rgb >= 0 and 0 <= opt.grad_suppress_type < 6 else None
@@ -243,6 +246,10 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             "guidance.ref_path": opt.ref_path or None,
             "guidance.lambda_ref": opt.lambda_ref,
             "guidance.zero123": opt.zero123,
+            "guidance.zero123_loss": "bgt" if opt.bgt else "sds",
+            "guidance.zero123_guidance_scale": 100.0,  # its Zero123 steps' default (the trainer passed none)
+            "guidance.grad_scale": 0.01 if opt.zero123 else 1.0,
+            "guidance.clip_reference": 1.0 if "clip" in opt.guidance_o else 0.0,
             "guidance.lambda_saturation": opt.lambda_saturation,
             "render.resolution": opt.res_fine,
             "render.radius_range": tuple(opt.radius_range),

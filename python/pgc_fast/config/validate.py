@@ -12,12 +12,15 @@ from typing import Any, Literal
 
 from pgc_fast.config.schema import (
     BUILTIN_MODELS,
+    CLIP_BUILTINS,
     CONTROL_TYPES,
     DEFAULT_CONTROLNETS,
     IMAGE_FORMATS,
     MODEL_ALIASES,
     SECTIONS,
     UNSUPPORTED_MESSAGE,
+    ZERO123_ALIASES,
+    ZERO123_BUILTINS,
     ConfigError,
     RunConfig,
 )
@@ -42,8 +45,6 @@ def unsupported_features(cfg: RunConfig) -> list[str]:
         out.append(_dmtet_message(cfg))
     if cfg.texture.material == "pbr":
         out.append(f"texture.material=pbr (--pbr, nvdiffrec PBR material) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.zero123:
-        out.append(f"guidance.zero123 (-O3 / --zero123, Zero123 image guidance) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.latent:
         out.append(f"guidance.latent (--latent, Latent-NeRF texture) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.lambda_saturation:
@@ -60,6 +61,8 @@ def _dmtet_message(cfg: RunConfig) -> str:
     """The DMTet refusal, with advice that is right for the command: -O2 keeps the shape fixed, so it is a
     different run (texture only), and a run of normal-map SDS alone has no texture-only counterpart."""
     msg = f"mesh.shape=dmtet (DMTet shape optimisation: -O1, or -O4 without -O2) is {UNSUPPORTED_MESSAGE}"
+    if cfg.guidance.zero123:
+        return msg + "; adding --fix_mesh keeps the -O3 image guidance and textures the input mesh unchanged"
     if not cfg.guidance.rgb_sds:
         return msg + "; --only_normal optimises the shape alone, so there is no texture-only equivalent"
     return msg + "; adding -O2 runs a different job: it textures the input mesh and leaves its shape unchanged"
@@ -164,7 +167,7 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
 def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
     g, t = cfg.guidance, cfg.texture
     if cfg.optim.objective == "guidance":
-        if not g.text.strip():
+        if not g.text.strip() and not g.zero123:
             p.append("guidance.text (--text) must be a non-empty prompt")
         if not (g.rgb_sds or g.normal_sds):
             p.append("guidance: rgb_sds and normal_sds are both off, nothing would be optimised")
@@ -210,6 +213,25 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append(f"guidance.latent_clamp must be >= 0 or None, got {g.latent_clamp}")
     if g.latent and t.kind == "uv":
         p.append("guidance.latent needs texture.kind=field (the 4-channel latent texture is a field)")
+    _check_image_guidance(cfg, p)
+
+
+def _check_image_guidance(cfg: RunConfig, p: list[str]) -> None:
+    """Zero123 (-O3 / --zero123) and the CLIP reference loss (--guidance_o clip) need a reference image."""
+    g = cfg.guidance
+    if g.zero123 and not g.ref_path:
+        p.append("guidance.zero123 (-O3 / --zero123) needs a reference image: guidance.ref_path (--ref_path)")
+    if g.clip_reference and not g.ref_path:
+        p.append("guidance.clip_reference (--guidance_o clip) needs a reference image: guidance.ref_path (--ref_path)")
+    if g.zero123 and g.latent:
+        p.append("guidance.zero123 cannot be combined with guidance.latent: Zero123 scores RGB renders")
+    if g.zero123 and g.normal_sds and not g.text.strip():
+        p.append("guidance.normal_sds needs a prompt (--text): with guidance.zero123 it is the text model's term")
+    if g.zero123_guidance_scale < 0 or g.clip_reference < 0 or g.zero123_weight <= 0:
+        p.append(
+            f"guidance.zero123_guidance_scale and clip_reference must be >= 0 and zero123_weight > 0, got "
+            f"{g.zero123_guidance_scale}, {g.clip_reference}, {g.zero123_weight}"
+        )
 
 
 def _check_guidance_numbers(cfg: RunConfig, p: list[str], check_files: bool) -> None:
@@ -262,6 +284,11 @@ def _check_models(cfg: RunConfig, p: list[str], check_files: bool) -> None:
             problem = _model_problem(where, name, known if where.startswith("guidance.model") else [])
             if problem:
                 p.append(problem)
+    if g.zero123:
+        _check_zero123_model(g.zero123_model, g.zero123_config, p, check_files)
+    if g.clip_reference and g.clip_model not in CLIP_BUILTINS:
+        if problem := _model_problem("guidance.clip_model", g.clip_model, [*CLIP_BUILTINS]):
+            p.append(problem)
     builtin = g.model in BUILTIN_MODELS
     for spec in g.controlnets:
         kind, _, repo = spec.partition("=")
@@ -276,6 +303,26 @@ def _check_models(cfg: RunConfig, p: list[str], check_files: bool) -> None:
                 f"guidance.controlnets: there is no default {kind!r} ControlNet for the {g.family} family "
                 f"(defaults: {have}); pass '{kind}=<hub id or local dir>' (--control_type {kind}=org/name)"
             )
+
+
+def _check_zero123_model(name: str, yaml: str | None, p: list[str], check_files: bool) -> None:
+    """A Zero123 source: built in, an alias, an ldm checkpoint file (+ YAML), a directory or a hub id."""
+    where = "guidance.zero123_model"
+    known = [*ZERO123_BUILTINS, *ZERO123_ALIASES]
+    if os.path.splitext(name)[1] in (".ckpt", ".pt", ".pth", ".safetensors"):
+        if check_files and not os.path.isfile(name):
+            p.append(f"{where}: no such checkpoint file {name!r}")
+    elif name not in known and not os.path.isdir(os.path.expanduser(name)):
+        if _is_pathlike(name):
+            p.append(f"{where}: no such directory {name!r}")
+        elif "/" not in name:
+            p.append(
+                f"{where}: {name!r} is not a built-in model ({', '.join(ZERO123_BUILTINS)}), an alias "
+                f"({', '.join(ZERO123_ALIASES)}), an ldm checkpoint, a local directory or a hub id 'org/name'"
+                + did_you_mean(name, known)
+            )
+    if yaml is not None and check_files and not os.path.isfile(yaml):
+        p.append(f"guidance.zero123_config: no such file {yaml!r}")
 
 
 def _check_render(cfg: RunConfig, p: list[str], check_files: bool) -> None:
