@@ -271,3 +271,22 @@ def test_scheduler_betas_are_the_originals():
         1000,
     )
     assert math.isclose(L.vae_config(L.ZERO123_LDM_PARAMS)["scaling_factor"], 0.18215)
+
+
+def test_convert_command_writes_a_loadable_diffusers_directory(tmp_path, tiny, capsys):
+    from safetensors.torch import save_file
+
+    from pgc_fast import cli
+
+    save_file(_synthetic_checkpoint(tiny), str(tmp_path / "z.safetensors"))
+    (tmp_path / "tiny.yaml").write_text(TINY_YAML)
+    out = tmp_path / "z-diffusers"
+    argv = ["convert-zero123", str(tmp_path / "z.safetensors"), "--config", str(tmp_path / "tiny.yaml")]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    assert "--guidance.zero123_model" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} >= {"unet", "vae", "image_encoder", "clip_camera_projection", "scheduler"}
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.ckpt"))  # safetensors only
+    for a, b in zip(_outputs(load_zero123(str(out))), _outputs(tiny), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert cli.main(["convert-zero123", str(tmp_path / "absent.ckpt"), "--out", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
