@@ -311,3 +311,18 @@ def test_clip_similarity_loss():
     loss = sim.loss(other)
     loss.backward()
     assert -1.0 < float(loss.detach()) <= 1.0 and other.grad.abs().max() > 0
+
+
+def test_cost_benchmark_runs_at_tiny_size(capsys):
+    """benches/gpu_zero123.py end to end on the CPU: ours and the eager twin in one process, parity line passing."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benches"))
+    import gpu_zero123
+
+    argv = ["--model", "tiny-zero123", "--device", "cpu", "--size", "64", "--views", "2", "--iters", "1",
+            "--warmup", "0", "--methods", "sds", "bgt", "--twin-dtypes", "fp32"]  # fmt: skip
+    assert gpu_zero123.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(pass, tolerance" in out and "| ours | bgt | bf16 |" in out and "| twin | sds | fp32 |" in out

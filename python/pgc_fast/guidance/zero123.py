@@ -39,7 +39,7 @@ from pgc_fast.guidance.models.zero123 import (
     load_zero123,
     locate_zero123,
 )
-from pgc_fast.guidance.reference import zero123_reference
+from pgc_fast.guidance.reference import downsample, zero123_reference
 from pgc_kernels import attach_pgc, sds_loss
 
 # The original's reference camera pose_0 (its nerf/provider.py): radius 2.5, polar 60°, azimuth 0 → its centre.
@@ -244,11 +244,11 @@ class ImageGuidance:
 @torch.no_grad()
 def encode_reference(models: Zero123Bundle, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(CLIP image embedding [1, 1, D], VAE latent [1, 4, h, w] (posterior mode, unscaled)) of the reference
-    [1, 3, R, R] in [0, 1], as the original's get_img_embeds: the CLIP input is resized bicubically to its size
+    [1, 3, R, R] in [0, 1] (resized to the model's resolution first), as the original's get_img_embeds: the CLIP input is resized bicubically to its size
     (align_corners, as ldm's FrozenCLIPImageEmbedder) and normalised."""
     enc = models.image_encoder
     p = next(enc.parameters())
-    x = image.to(p.device, torch.float32)
+    x = downsample(image.to(p.device, torch.float32), models.resolution)
     mean = torch.tensor(models.image_mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(models.image_std, device=x.device).view(1, 3, 1, 1)
     s = models.clip_size
