@@ -75,9 +75,13 @@ def ours_step(a, bundle, method: str, img, c2w, ref, *, compile_unet: bool, **sw
     from pgc_fast.guidance import build_zero123_guidance
 
     cfg = GuidanceConfig(
-        zero123=True, zero123_loss=method, zero123_guidance_scale=100.0, compile=compile_unet, pgc_tau=0.1,
+        zero123=True,
+        zero123_loss=method,
+        zero123_guidance_scale=100.0,
+        compile=compile_unet,
+        pgc_tau=0.1,
         **switches,
-    )  # fmt: skip
+    )
     g = build_zero123_guidance(cfg, bundle, reference=ref, seed=0, iters=1000)
 
     def step():
@@ -115,8 +119,9 @@ def parity(a, device: torch.device) -> tuple[str, int]:
 
     bundle = load_zero123(a.model, device=device, dtype=torch.float32, seed=0)
     img, c2w, ref = _inputs(a, device, bundle.resolution)
-    step, _ = ours_step(a, bundle, "sds", img, c2w, ref, compile_unet=False, zero123_double_norm=True,
-                        zero123_mirrored=True)  # fmt: skip
+    step, _ = ours_step(
+        a, bundle, "sds", img, c2w, ref, compile_unet=False, zero123_double_norm=True, zero123_mirrored=True
+    )
     step()
     ours = img.grad.clone()
     twin_step(bundle, "sds", img, c2w, ref, generator=torch.Generator(device).manual_seed(0))()

@@ -75,8 +75,13 @@ def _openai_visual(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         a, b = f"{v}encoder.layers.{i}.", f"transformer.resblocks.{i}."
         for p in ("weight", "bias"):
             out[f"{b}attn.in_proj_{p}"] = torch.cat([sd[f"{a}self_attn.{x}_proj.{p}"] for x in "qkv"])
-            for ours, theirs in (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"),
-                                 ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")):  # fmt: skip
+            for ours, theirs in (
+                ("self_attn.out_proj", "attn.out_proj"),
+                ("layer_norm1", "ln_1"),
+                ("layer_norm2", "ln_2"),
+                ("mlp.fc1", "mlp.c_fc"),
+                ("mlp.fc2", "mlp.c_proj"),
+            ):
                 out[f"{b}{theirs}.{p}"] = sd[f"{a}{ours}.{p}"]
     return out
 
@@ -92,9 +97,21 @@ def _openai_encode_image(sd: dict[str, torch.Tensor], x: torch.Tensor) -> torch.
         p = f"transformer.resblocks.{i}."
         y = F.layer_norm(h, (width,), sd[p + "ln_1.weight"], sd[p + "ln_1.bias"]).transpose(0, 1)
         y, _ = F.multi_head_attention_forward(
-            y, y, y, width, width // 64, sd[p + "attn.in_proj_weight"], sd[p + "attn.in_proj_bias"],
-            None, None, False, 0.0, sd[p + "attn.out_proj.weight"], sd[p + "attn.out_proj.bias"], need_weights=False,
-        )  # fmt: skip
+            y,
+            y,
+            y,
+            width,
+            width // 64,
+            sd[p + "attn.in_proj_weight"],
+            sd[p + "attn.in_proj_bias"],
+            None,
+            None,
+            False,
+            0.0,
+            sd[p + "attn.out_proj.weight"],
+            sd[p + "attn.out_proj.bias"],
+            need_weights=False,
+        )
         h = h + y.transpose(0, 1)
         y = F.layer_norm(h, (width,), sd[p + "ln_2.weight"], sd[p + "ln_2.bias"])
         y = F.linear(y, sd[p + "mlp.c_fc.weight"], sd[p + "mlp.c_fc.bias"])
@@ -149,7 +166,9 @@ def test_full_size_unet_map_agrees_with_diffusers_converter():
     )
     assert L.ldm_key("up_blocks.0.upsamplers.0.conv.weight", key_map) == "output_blocks.2.1.conv.weight"
     assert L.ldm_key("up_blocks.1.upsamplers.0.conv.bias", key_map) == "output_blocks.5.2.conv.bias"
-    assert L.ldm_key("down_blocks.2.resnets.0.conv_shortcut.weight", key_map) == "input_blocks.7.0.skip_connection.weight"
+    assert (
+        L.ldm_key("down_blocks.2.resnets.0.conv_shortcut.weight", key_map) == "input_blocks.7.0.skip_connection.weight"
+    )
     assert sd["conv_in.weight"].shape == (320, 8, 3, 3)
 
 
@@ -197,8 +216,9 @@ def test_tiny_config_round_trips_through_the_yaml(tmp_path, tiny):
     params = L.read_ldm_params(tmp_path / "tiny.yaml")
     for ours, theirs in ((L.unet_config(params), tiny.unet.config), (L.vae_config(params), tiny.vae.config)):
         for k, v in ours.items():
-            assert (list(v) if isinstance(v, tuple) else v) == (list(theirs[k]) if isinstance(theirs[k], tuple)
-                                                                else theirs[k]), k  # fmt: skip
+            assert (list(v) if isinstance(v, tuple) else v) == (
+                list(theirs[k]) if isinstance(theirs[k], tuple) else theirs[k]
+            ), k
     with pytest.raises(L.ConversionError, match="must be an ldm YAML"):
         (tmp_path / "bad.yaml").write_text("model: {params: {}}\n")
         L.read_ldm_params(tmp_path / "bad.yaml")
@@ -247,7 +267,6 @@ def test_synthetic_checkpoint_loads_with_ema(tmp_path, tiny, fmt):
 
 def test_pickle_that_runs_code_is_refused(tmp_path, tiny):
     import pipeline_support as S
-
     from pgc_fast.guidance import GuidanceLoadError
 
     ck = _synthetic_checkpoint(tiny)

@@ -117,7 +117,9 @@ def test_relative_camera_gives_the_originals_numbers_for_the_same_physical_camer
     got = M.relative_camera(ours.c2w[:, :3, 3], pose_0[:3, 3])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     # and in closed form: [theta - 60°, sin phi, cos phi, r - 2.5]
-    want = torch.stack([torch.deg2rad(theta - 60), torch.sin(torch.deg2rad(phi)), torch.cos(torch.deg2rad(phi)), r - 2.5])
+    want = torch.stack(
+        [torch.deg2rad(theta - 60), torch.sin(torch.deg2rad(phi)), torch.cos(torch.deg2rad(phi)), r - 2.5]
+    )
     torch.testing.assert_close(M.relative_camera(ours.c2w[:, :3, 3], ref.c2w[0, :3, 3]), want.T, atol=1e-4, rtol=0)
 
 
@@ -255,7 +257,9 @@ def test_diffusers_layouts_round_trip(tmp_path, tiny):
     dst = tmp_path / "z" / "cc_projection"
     dst.mkdir()
     sd = load_file(str(src / "diffusion_pytorch_model.safetensors"))
-    save_file({k.replace("proj.", "projection."): v for k, v in sd.items()}, str(dst / "diffusion_pytorch_model.safetensors"))
+    save_file(
+        {k.replace("proj.", "projection."): v for k, v in sd.items()}, str(dst / "diffusion_pytorch_model.safetensors")
+    )
     (dst / "config.json").write_text(json.dumps({"in_channel": 36, "out_channel": 32}))
     shutil.rmtree(src)
     torch.testing.assert_close(load_zero123(str(tmp_path / "z")).projection.bias, tiny.projection.bias)
@@ -266,8 +270,9 @@ def test_diffusers_layouts_round_trip(tmp_path, tiny):
 
 def test_missing_weights_give_the_same_clear_error(tmp_path, monkeypatch, reference_png):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = GuidanceConfig(zero123=True, zero123_model="someone/zero123-absent", ref_path=reference_png,
-                         cache_dir=str(tmp_path))  # fmt: skip
+    cfg = GuidanceConfig(
+        zero123=True, zero123_model="someone/zero123-absent", ref_path=reference_png, cache_dir=str(tmp_path)
+    )
     with pytest.raises(GuidanceLoadError) as e:
         load_image_guidance(cfg, device="cpu", dtype="fp32", seed=0, iters=10)
     msg = str(e.value)
@@ -278,8 +283,16 @@ def test_missing_weights_give_the_same_clear_error(tmp_path, monkeypatch, refere
 
 # ----------------------------------------------------------------------------------------------- -O3 and CLIP
 def test_image_guidance_adds_the_text_term(reference_png):
-    cfg = GuidanceConfig(zero123=True, zero123_model="tiny-zero123", model="tiny-sd", text="a panda",
-                         ref_path=reference_png, grad_scale=0.01, pgc_tau=0.1, zero123_loss="bgt")  # fmt: skip
+    cfg = GuidanceConfig(
+        zero123=True,
+        zero123_model="tiny-zero123",
+        model="tiny-sd",
+        text="a panda",
+        ref_path=reference_png,
+        grad_scale=0.01,
+        pgc_tau=0.1,
+        zero123_loss="bgt",
+    )
     ig = load_image_guidance(cfg, device="cpu", dtype="fp32", seed=0, iters=10)
     assert ig.text is not None and ig.text.generator is ig.zero123.generator  # one noise stream
     img = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
@@ -293,8 +306,11 @@ def test_image_guidance_adds_the_text_term(reference_png):
     ig.load_state_dict(state)
     alone = load_image_guidance(
         GuidanceConfig(zero123=True, zero123_model="tiny-zero123", ref_path=reference_png),
-        device="cpu", dtype="fp32", seed=0, iters=10,
-    )  # fmt: skip
+        device="cpu",
+        dtype="fp32",
+        seed=0,
+        iters=10,
+    )
     assert alone.text is None
 
 
@@ -321,8 +337,25 @@ def test_cost_benchmark_runs_at_tiny_size(capsys):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benches"))
     import gpu_zero123
 
-    argv = ["--model", "tiny-zero123", "--device", "cpu", "--size", "64", "--views", "2", "--iters", "1",
-            "--warmup", "0", "--methods", "sds", "bgt", "--twin-dtypes", "fp32"]  # fmt: skip
+    argv = [
+        "--model",
+        "tiny-zero123",
+        "--device",
+        "cpu",
+        "--size",
+        "64",
+        "--views",
+        "2",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--methods",
+        "sds",
+        "bgt",
+        "--twin-dtypes",
+        "fp32",
+    ]
     assert gpu_zero123.main(argv) == 0
     out = capsys.readouterr().out
     assert "(pass, tolerance" in out and "| ours | bgt | bf16 |" in out and "| twin | sds | fp32 |" in out

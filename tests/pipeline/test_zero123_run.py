@@ -32,7 +32,13 @@ def test_o3_flags_mean_what_the_original_ran():
     assert cfg.mesh.shape == "dmtet" and cfg.mesh.smooth_iters == cfg.optim.iters and cfg.mesh.lambda_smooth == 1e6
     assert (g.clip_reference, config_from_flags("O3", guidance_o="clip").guidance.clip_reference) == (0.0, 1.0)
     z2 = config_from_flags("O2", zero123=True).guidance  # --zero123 without --bgt: Zero123 SDS, ControlNet text
-    assert (z2.zero123, z2.zero123_loss, z2.loss, z2.controlnets, z2.grad_scale) == (True, "sds", "sds", ("depth",), 0.01)
+    assert (z2.zero123, z2.zero123_loss, z2.loss, z2.controlnets, z2.grad_scale) == (
+        True,
+        "sds",
+        "sds",
+        ("depth",),
+        0.01,
+    )
     assert config_from_flags("O2", bgt=True).guidance.loss == "bgt"  # without Zero123 --bgt is the text loss
 
 
@@ -49,15 +55,52 @@ def test_o3_needs_a_reference_and_says_how_to_run_today(tmp_path, capsys, monkey
 def test_o3_runs_two_steps_and_writes_every_output(tmp_path, capsys):
     ws = tmp_path / "panda_o3"
     argv = [
-        "generate", "-O3", "--fix_mesh", *PROMPT, "--ref_path", str(REF), "--mesh_path", str(MESH),
-        "--workspace", str(ws), "--output.root", "", "--model", "tiny-sd", "--guidance.zero123_model", "tiny-zero123",
-        "--device", "cpu", "--iters", "2", "--bs", "2", "--res_fine", "64", "--output.turntable_frames", "4",
-        "--output.turntable_resolution", "64", "--texture.export_resolution", "128", "--texture.field_levels", "8",
-        "--texture.field_log2_table_size", "12",
-    ]  # fmt: skip
+        "generate",
+        "-O3",
+        "--fix_mesh",
+        *PROMPT,
+        "--ref_path",
+        str(REF),
+        "--mesh_path",
+        str(MESH),
+        "--workspace",
+        str(ws),
+        "--output.root",
+        "",
+        "--model",
+        "tiny-sd",
+        "--guidance.zero123_model",
+        "tiny-zero123",
+        "--device",
+        "cpu",
+        "--iters",
+        "2",
+        "--bs",
+        "2",
+        "--res_fine",
+        "64",
+        "--output.turntable_frames",
+        "4",
+        "--output.turntable_resolution",
+        "64",
+        "--texture.export_resolution",
+        "128",
+        "--texture.field_levels",
+        "8",
+        "--texture.field_log2_table_size",
+        "12",
+    ]
     assert cli.main(argv) == 0, capsys.readouterr().err
-    for name in ("mesh.obj", "mesh.mtl", "texture.png", "mesh.glb", "turntable.mp4", "config.yaml", "metrics.json",
-                 "report.html"):  # fmt: skip
+    for name in (
+        "mesh.obj",
+        "mesh.mtl",
+        "texture.png",
+        "mesh.glb",
+        "turntable.mp4",
+        "config.yaml",
+        "metrics.json",
+        "report.html",
+    ):
         assert (ws / name).is_file(), name
     assert list((ws / "validation").glob("*_rgb.png")) and list((ws / "checkpoints").glob("*.safetensors"))
     m = json.loads((ws / "metrics.json").read_text())

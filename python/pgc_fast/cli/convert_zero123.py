@@ -29,7 +29,9 @@ def add_convert_zero123_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", help="zero123-xl.ckpt (or a .safetensors copy of its tensors)")
-    p.add_argument("--config", default=None, help="its ldm YAML (default: Zero123's sd-objaverse-finetune-c_concat-256)")
+    p.add_argument(
+        "--config", default=None, help="its ldm YAML (default: Zero123's sd-objaverse-finetune-c_concat-256)"
+    )
     p.add_argument("--out", required=True, help="output directory (unet/, vae/, image_encoder/, ...)")
     p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32", help="weights dtype written")
 

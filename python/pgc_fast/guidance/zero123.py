@@ -216,9 +216,7 @@ class ImageGuidance:
         """Zero123 and text guidance on the same views; the losses add up. ``stats`` holds Zero123's entries (with
         its ``grad_norm``) and the text's prefixed ``text_``."""
         text_out = self.text.step(images, step=step, c2w=c2w, **kw) if self.text is not None else None
-        out = self.zero123.step(
-            images, step=step, c2w=c2w, scaler=kw.get("scaler"), attach_pgc=self.text is None
-        )
+        out = self.zero123.step(images, step=step, c2w=c2w, scaler=kw.get("scaler"), attach_pgc=self.text is None)
         if text_out is None:
             return out
         stats = {**out.stats, **{f"text_{k}": v for k, v in text_out.stats.items()}}
@@ -244,8 +242,8 @@ class ImageGuidance:
 @torch.no_grad()
 def encode_reference(models: Zero123Bundle, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(CLIP image embedding [1, 1, D], VAE latent [1, 4, h, w] (posterior mode, unscaled)) of the reference
-    [1, 3, R, R] in [0, 1] (resized to the model's resolution first), as the original's get_img_embeds: the CLIP input is resized bicubically to its size
-    (align_corners, as ldm's FrozenCLIPImageEmbedder) and normalised."""
+    [1, 3, R, R] in [0, 1] (resized to the model's resolution first), as the original's get_img_embeds: the CLIP
+    input is resized bicubically to its size (align_corners, as ldm's FrozenCLIPImageEmbedder) and normalised."""
     enc = models.image_encoder
     p = next(enc.parameters())
     x = downsample(image.to(p.device, torch.float32), models.resolution)
@@ -283,11 +281,13 @@ def build_zero123_guidance(
     if device.type == "cuda":
         models.image_encoder.to("cpu")  # used once
     plain = dataclasses.replace(cfg, loss="sds")  # the speed levers read loss for VSD's LoRA: none here
-    models, vae_cl = apply_speed_levers(plain, models, device)  # type: ignore[arg-type]
-    models = compile_models(plain, models, device)  # type: ignore[arg-type]
+    # The levers and compile read .unet/.vae/.controlnet (and dataclasses.replace them): a Zero123Bundle has those.
+    sped: Any
+    sped, vae_cl = apply_speed_levers(plain, models, device)  # type: ignore[arg-type]
+    sped = compile_models(plain, sped, device)
     return Zero123Guidance(
         cfg,
-        models,
+        sped,
         embedding=emb.to(device),
         ref_latent=latent.to(device),
         reference_position=torch.as_tensor(reference_position, dtype=torch.float32),

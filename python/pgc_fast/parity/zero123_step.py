@@ -21,6 +21,7 @@ draws in the same order, so a test can give both implementations the same draws.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,11 +51,17 @@ class OriginalZero123:
         self.dtype = next(bundle.unet.parameters()).dtype
         self.generator = generator
         self.num_train_timesteps = 1000
-        self.scheduler = DDIMScheduler(
-            1000, 0.00085, 0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        sched: Any = DDIMScheduler(
+            1000,
+            0.00085,
+            0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
             steps_offset=1,
-        )  # fmt: skip
-        self.alphas = self.scheduler.alphas_cumprod.to(self.device)
+        )
+        self.scheduler = sched
+        self.alphas = sched.alphas_cumprod.to(self.device)
         self.sf = float(bundle.vae.config.scaling_factor)
         self.res = int(bundle.resolution)
         self.lat = self.res // 2 ** (len(bundle.vae.config.block_out_channels) - 1)
@@ -99,9 +106,14 @@ class OriginalZero123:
         }
 
     def train_step(
-        self, embeddings, pred_rgb: torch.Tensor, dT: torch.Tensor, guidance_scale: float = 100,
-        grad_scale: float = 1, t_range=(0.02, 0.98),
-    ) -> torch.Tensor:  # fmt: skip
+        self,
+        embeddings,
+        pred_rgb: torch.Tensor,
+        dT: torch.Tensor,
+        guidance_scale: float = 100,
+        grad_scale: float = 1,
+        t_range=(0.02, 0.98),
+    ) -> torch.Tensor:
         """The original's Zero123 SDS (double normalisation included); returns the SpecifyGradient loss."""
         b = pred_rgb.size(0)
         pred_rgb = pred_rgb * 2 - 1
@@ -131,10 +143,16 @@ class OriginalZero123:
             timesteps += dt
         return torch.from_numpy(np.append(timesteps, [0])).to(self.device)
 
-    def train_step_BGT(  # noqa: N802 - the original's name
-        self, embeddings, pred_rgb: torch.Tensor, dT: torch.Tensor, guidance_scale: float = 100, t: float = 0.98,
-        r: float = 0.25, w_rgb: float = 0.1,
-    ) -> torch.Tensor:  # fmt: skip
+    def train_step_BGT(
+        self,
+        embeddings,
+        pred_rgb: torch.Tensor,
+        dT: torch.Tensor,
+        guidance_scale: float = 100,
+        t: float = 0.98,
+        r: float = 0.25,
+        w_rgb: float = 0.1,
+    ) -> torch.Tensor:
         """The original's Zero123 BGT+ loss (its scheduler stepping and both bugs included)."""
         b = pred_rgb.size(0)
         pred_rgb = pred_rgb * 2 - 1

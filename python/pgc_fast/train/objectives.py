@@ -136,12 +136,14 @@ class GuidanceObjective(_OrbitCameras):
         self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
         self.normal_control = any(c.split("=", 1)[0] == "normal" for c in ctx.cfg.guidance.controlnets)
         # The run's guidance section as is; the weights dtype follows optim.precision (auto = bf16 on CUDA).
-        g, kw = ctx.cfg.guidance, dict(device=ctx.device, dtype=ctx.cfg.optim.precision, seed=ctx.cfg.optim.seed)
+        g, dtype, seed = ctx.cfg.guidance, ctx.cfg.optim.precision, ctx.cfg.optim.seed
         if g.zero123:  # -O3: Zero123 on every view (relative to the reference camera) + the text term
-            ref_cam = reference_camera(ctx.cfg.render.resolution, "cpu")
-            self.guidance = G.load_image_guidance(g, **kw, iters=ctx.run_length, reference_position=ref_cam.position[0])
+            centre = reference_camera(ctx.cfg.render.resolution, "cpu").position[0]
+            self.guidance = G.load_image_guidance(
+                g, device=ctx.device, dtype=dtype, seed=seed, iters=ctx.run_length, reference_position=centre
+            )
         else:
-            self.guidance = G.load_guidance(g, **kw, iters=ctx.run_length)
+            self.guidance = G.load_guidance(g, device=ctx.device, dtype=dtype, seed=seed, iters=ctx.run_length)
         if ctx.dist.rank and getattr(self.guidance, "generator", None) is not None:
             # Same model weights on every rank (seeded init), own noise stream: the original's seed + global_rank.
             self.guidance.generator.manual_seed(ctx.cfg.optim.seed + ctx.dist.rank)
@@ -156,8 +158,14 @@ class GuidanceObjective(_OrbitCameras):
             from pgc_fast.guidance.models.clip_image import load_clip_image_encoder
             from pgc_fast.guidance.reference import ClipSimilarity
 
-            enc = load_clip_image_encoder(g.clip_model, device=ctx.device, dtype=guidance_dtype(ctx), cache_dir=g.cache_dir,
-                                          token_file=g.token_file, seed=ctx.cfg.optim.seed)  # fmt: skip
+            enc = load_clip_image_encoder(
+                g.clip_model,
+                device=ctx.device,
+                dtype=guidance_dtype(ctx),
+                cache_dir=g.cache_dir,
+                token_file=g.token_file,
+                seed=ctx.cfg.optim.seed,
+            )
             white = self.ref * self.ref_mask + (1 - self.ref_mask)
             self.clip = ClipSimilarity(enc, white[None])
 

@@ -64,6 +64,7 @@ def run(g: Guidance, batch: Batch) -> MethodOutput:
     b = batch.z.shape[0]
     tf = schedule.bgt_time(batch.step, g.iters, cfg.init_time, cfg.bgt_end_time)
     ts = schedule.bgt_timesteps(tf, cfg.bgt_r, g.num_train_timesteps)
+
     def predict(z_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return g.predict_cfg(z_t, t, batch.ids, batch.controls, batch.orig_hw)
 

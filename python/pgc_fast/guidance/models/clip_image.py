@@ -40,7 +40,8 @@ def load_clip_image_encoder(
     device = torch.device(device)
     if name in CLIP_BUILTINS:
         torch.manual_seed(seed)
-        model = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP_CONFIG)).to(device=device, dtype=dtype)
+        model: Any = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_CLIP_CONFIG))
+        model = model.to(device=device, dtype=dtype)
         size = int(TINY_CLIP_CONFIG["image_size"])
         model.requires_grad_(False).eval()
         return ClipImageEncoder(model, size)
@@ -50,10 +51,13 @@ def load_clip_image_encoder(
         _raise_missing(problems, [name], cache_dir, builtins=CLIP_BUILTINS, flag="--guidance.clip_model")
     assert path is not None
     try:
-        model = CLIPVisionModelWithProjection.from_pretrained(str(path), torch_dtype=dtype).to(device)
+        model = CLIPVisionModelWithProjection.from_pretrained(str(path), torch_dtype=dtype)
+        model = model.to(device)
     except Exception as e:
         why = "its .bin weights are a pickle holding more than tensors" if _refused_pickle(e) else str(e)
-        raise GuidanceLoadError(f"loading the CLIP image encoder from {path} failed: {why.splitlines()[0][:300]}") from e
+        raise GuidanceLoadError(
+            f"loading the CLIP image encoder from {path} failed: {why.splitlines()[0][:300]}"
+        ) from e
     model.requires_grad_(False).eval()
     pre = path / "preprocessor_config.json"
     fe = json.loads(pre.read_text()) if pre.is_file() else {}
@@ -62,6 +66,6 @@ def load_clip_image_encoder(
     return ClipImageEncoder(
         model,
         size,
-        tuple(fe.get("image_mean", CLIP_MEAN)),  # type: ignore[arg-type]
-        tuple(fe.get("image_std", CLIP_STD)),  # type: ignore[arg-type]
+        tuple(fe.get("image_mean", CLIP_MEAN)),
+        tuple(fe.get("image_std", CLIP_STD)),
     )

@@ -131,7 +131,7 @@ def read_ldm_params(path: str | Path | None) -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text())
         params = data["model"]["params"]
-        params["unet_config"]["params"], params["first_stage_config"]["params"]["ddconfig"]  # noqa: B018
+        params["unet_config"]["params"], params["first_stage_config"]["params"]["ddconfig"]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
         raise ConversionError(
             f"read_ldm_params(): {path} must be an ldm YAML with model.params.unet_config and "

@@ -298,8 +298,8 @@ def load_diffusers_dir(path: Path, *, device: torch.device, dtype: torch.dtype, 
         scheduler_config=sched,
         resolution=int(unet.config.sample_size) * vae_factor,
         clip_size=int(crop.get("height", 224) if isinstance(crop, dict) else crop),
-        image_mean=tuple(fe.get("image_mean", CLIP_MEAN)),  # type: ignore[arg-type]
-        image_std=tuple(fe.get("image_std", CLIP_STD)),  # type: ignore[arg-type]
+        image_mean=tuple(fe.get("image_mean", CLIP_MEAN)),
+        image_std=tuple(fe.get("image_std", CLIP_STD)),
         sources={"model": str(path)},
     )
 
@@ -317,9 +317,7 @@ def _from_state_dict(ctor, sd: dict[str, torch.Tensor], device: torch.device, dt
     return module.to(device=device, dtype=dtype)
 
 
-def load_ldm_checkpoint(
-    path: str, config: str | None, *, device: torch.device, dtype: torch.dtype
-) -> Zero123Bundle:
+def load_ldm_checkpoint(path: str, config: str | None, *, device: torch.device, dtype: torch.dtype) -> Zero123Bundle:
     """The original's ldm checkpoint (+ YAML) converted in memory (:mod:`.ldm_convert`); EMA weights when present."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -335,8 +333,10 @@ def load_ldm_checkpoint(
         sd = L.with_ema(L.read_checkpoint(path))
         unet_cfg, vae_cfg = L.unet_config(params), L.vae_config(params)
         with _quiet_diffusers(), torch.device("meta"):
-            unet_shapes = {k: v.shape for k, v in UNet2DConditionModel(**unet_cfg).state_dict().items()}
-            vae_shapes = {k: v.shape for k, v in AutoencoderKL(**vae_cfg).state_dict().items()}
+            meta_unet: Any = UNet2DConditionModel(**unet_cfg)
+            meta_vae: Any = AutoencoderKL(**vae_cfg)
+        unet_shapes = {k: v.shape for k, v in meta_unet.state_dict().items()}
+        vae_shapes = {k: v.shape for k, v in meta_vae.state_dict().items()}
         unet_sd = L.remap(L.split_prefix(sd, L.LDM_UNET), unet_shapes, L.unet_key_map(unet_cfg), "UNet")
         vae_sd = L.remap(L.split_prefix(sd, L.LDM_VAE), vae_shapes, L.vae_key_map(vae_cfg), "VAE")
         clip = L.split_prefix(sd, L.LDM_CLIP)
