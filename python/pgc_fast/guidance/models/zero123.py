@@ -146,7 +146,7 @@ def build_zero123_builtin(
     def build(ctor):
         if tiny:  # seeded CPU init: the same weights on every device
             return ctor().to(device=device, dtype=dtype)
-        return _materialise(ctor, device, dtype)
+        return _init_loose_parameters(_materialise(ctor, device, dtype))
 
     with _quiet_diffusers():
         unet = build(lambda: UNet2DConditionModel(**unet_cfg))
@@ -165,6 +165,18 @@ def build_zero123_builtin(
         clip_size=int(clip_cfg["image_size"]),
         sources={"model": f"built-in {name}"},
     )
+
+
+@torch.no_grad()
+def _init_loose_parameters(module: torch.nn.Module) -> torch.nn.Module:
+    """N(0, 0.02) for parameters held directly by a module without ``reset_parameters`` (CLIP's class embedding):
+    :func:`_materialise` allocates them with ``to_empty`` and only re-runs the layers' own inits."""
+    for m in module.modules():
+        if callable(getattr(m, "reset_parameters", None)):
+            continue
+        for p in m.parameters(recurse=False):
+            p.normal_(0.0, 0.02)
+    return module
 
 
 # ----------------------------------------------------------------------------------------------- loading
