@@ -119,7 +119,10 @@ class GuidanceObjective(_OrbitCameras):
     φ = 0, focal 1.025·H) is rendered too and matched to the reference image by a masked MSE weighted by
     ``lambda_ref`` — a mean over the masked pixels rather than the original's resolution-dependent sum (a bug of the
     original);
-    its gradient is not clipped, as in the original.
+    its gradient is not clipped, as in the original. With ``guidance.clip_reference`` the CLIP reference loss is
+    added on the same render (the original's ``--guidance_o clip``). With ``guidance.zero123`` (``-O3``) the
+    guidance is :class:`pgc_fast.guidance.ImageGuidance`: Zero123 on every view relative to the reference camera,
+    plus the text term.
     """
 
     handles_pgc = True
