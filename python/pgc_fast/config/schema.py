@@ -192,6 +192,9 @@ class GuidanceConfig:
     """Width (degrees) of the front and back azimuth bins of the view-dependent prompts, centred on 0 and 180."""
     angle_overhead: float = 30.0
     """Polar angle (degrees from +Y) at or below which a view is 'overhead' (at or above 180 minus it: 'bottom')."""
+    front_azimuth: float = 0.0
+    """Azimuth (degrees) the object's front faces, for the view-dependent prompts: 180 swaps the front and back prompts
+    (the original's --left, for a reference image facing the other way)."""
     suppress_face: bool = False
     """Append 'face' to the negative prompt for non-front views."""
     zero_empty_negative: bool | None = None
@@ -334,6 +337,9 @@ class TextureConfig:
     """Resolution of the exported texture.png (fields are baked at this size)."""
     dilation: int = 8
     """Seam dilation of exported textures, in texels."""
+    latent_bake_views: int = 40
+    """Latent mode: decoded views the exported texture is baked from (more cover concavities better, each costs a
+    VAE decode)."""
     init_from_vertex_colors: bool = False
     """Pre-fit the texture to the mesh's vertex colours when present (--init_texture)."""
     init_iters: int = 500
