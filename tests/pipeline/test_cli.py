@@ -162,8 +162,6 @@ def test_dmtet_samples_keep_their_meaning(original_layout):
         (["-O3"], "zero123"),
         (["-O2", "--zero123"], "zero123"),
         (["-O1"], "DMTet"),
-        (["-O2", "--latent"], "--latent"),
-        (["-O2", "--test"], "--test"),
     ],
 )
 def test_other_unsupported_options(original_layout, capsys, argv, needle):
