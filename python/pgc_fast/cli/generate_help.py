@@ -63,7 +63,7 @@ ORIGINAL_HELP: dict[str, str] = {
     "cfg_rescale": "CFG rescale 0.5",
     "bg_color": "background grey level in [0, 1]",
     "bg_scenery": "scenery background in training (SDXL turns it on; render.bg_image)",
-    "lambda_saturation": "saturation penalty (not supported yet when > 0)",
+    "lambda_saturation": "weight of the saturation penalty (guidance.lambda_saturation)",
     "lambda_smooth": "DMTet smoothness weight",
     "iters": "optimisation steps (optim.iters)",
     "smooth_iters": "DMTet: smoothing in the last N steps",
@@ -165,7 +165,7 @@ def short_help() -> str:
         *_table([(f"-O{i}", ORIGINAL_HELP[f"O{i}"]) for i in range(5)], width=4),
         "",
         "refused (not supported yet): -O1, -O3, --pbr, --zero123, --only_normal, --guidance_o clip,",
-        "  --lambda_saturation > 0, --n_targets > 0",
+        "  --n_targets > 0",
         "refused (not reproduced; the error and --help-all say why):",
         textwrap.fill(
             ", ".join(f"--{k}" + (f" other than {v}" if v not in (False, "") else "") for k, (_, v, _) in refused),

@@ -44,8 +44,6 @@ def unsupported_features(cfg: RunConfig) -> list[str]:
         out.append(f"texture.material=pbr (--pbr, nvdiffrec PBR material) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.zero123:
         out.append(f"guidance.zero123 (-O3 / --zero123, Zero123 image guidance) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.lambda_saturation:
-        out.append(f"guidance.lambda_saturation (saturation penalty) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.normal_sds and cfg.mesh.shape == "fixed":
         out.append(
             f"guidance.normal_sds (normal-map SDS) only makes sense with shape optimisation, which is "
@@ -239,6 +237,11 @@ def latent_problems(cfg: RunConfig) -> list[str]:
         p.append(
             "guidance.latent cannot pre-fit texture.init_from_vertex_colors: vertex colours are RGB, the "
             "texture holds latents (the original skipped the pre-fit in latent mode)"
+        )
+    if g.lambda_saturation:
+        p.append(
+            "guidance.latent cannot use guidance.lambda_saturation: it measures the RGB saturation of the render, "
+            "which is 4 latent channels here"
         )
     if cfg.optim.objective != "guidance":
         p.append("guidance.latent needs optim.objective=guidance (the guidance's VAE decodes the latent renders)")
