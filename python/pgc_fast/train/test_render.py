@@ -38,6 +38,7 @@ from pgc_fast.export.views import to_uint8, write_validation
 from pgc_fast.train import state_file as S
 from pgc_fast.train.checkpoint import CheckpointError, checkpoint_files, has_checkpoint, read_latest_checkpoint
 from pgc_fast.train.geometry import Scene
+from pgc_fast.train.preflight import preflight
 from pgc_fast.train.runtime import resolve_device
 
 __all__ = ["TEST_OVERRIDABLE", "TEST_VIEWS", "TestResult", "load_test_state", "run_test", "test_config"]
@@ -154,7 +155,10 @@ def run_test(cfg_now: C.RunConfig, overrides: dict[str, Any], *, ckpt: str = "la
     state = load_test_state(ws, ckpt)
     where = {"output.workspace": cfg_now.output.workspace, "output.root": cfg_now.output.root}
     cfg = test_config(state, {**overrides, **where})
+    one_gpu = cfg.runtime.gpus.split(",")[0].strip() or "0"  # one process renders: the first listed GPU
+    cfg = C.override(cfg, **{"runtime.gpus": one_gpu})
     C.validate(cfg)
+    preflight(cfg)  # device and mesh, one line each, before anything is loaded or written
     n_views = int(overrides.get("output.turntable_frames", TEST_VIEWS))
     step = int(state["step"])
     scene = restore_scene(cfg, state, resolve_device(cfg))
