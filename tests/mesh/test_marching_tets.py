@@ -59,15 +59,13 @@ def test_torch_matches_kaolin_twins_exactly(case, res):
         np.testing.assert_array_equal(a.numpy(), b)
         np.testing.assert_array_equal(c.numpy(), b)
     if ref[1].size:
-        np.testing.assert_array_equal(
-            _sorted_faces(ours[0].numpy(), ours[1].numpy()), _sorted_faces(ref[0], ref[1])
-        )
+        np.testing.assert_array_equal(_sorted_faces(ours[0].numpy(), ours[1].numpy()), _sorted_faces(ref[0], ref[1]))
 
 
 def test_deformed_grid_and_float64():
     v, t, e, t2e = _grid(12)
     g = torch.Generator().manual_seed(3)
-    vd = (v.double() + (1.8 / 24) * torch.tanh(torch.randn(v.shape, generator=g, dtype=torch.float64)))
+    vd = v.double() + (1.8 / 24) * torch.tanh(torch.randn(v.shape, generator=g, dtype=torch.float64))
     s = (vd.norm(dim=1) - 0.3) + 0.02 * torch.randn(v.shape[0], generator=g, dtype=torch.float64)
     ours = marching_tets_torch(vd, s, t, e, t2e)
     ref = marching_tets_reference(vd.float().numpy(), s.float().numpy(), t.numpy())

@@ -184,6 +184,16 @@ def _interpolate_crossings(vertices: Any, sdf: Any, interp_v: Any) -> Any:
     return (p * w).sum(1)
 
 
+def _tet_faces(cid: Any, tet_edges: Any, case: Any, tri_table: Any, tet_ids: Any, width: int) -> Any:
+    """Faces [len(tet_ids)·width/3, 3] of the tets ``tet_ids``: table row of each tet's case gathered from
+    the output vertex ids of its six edges (Kaolin's ``torch.gather(idx_map, 1, triangle_table[...])``)."""
+    import torch
+
+    idx = cid.index_select(0, tet_edges.index_select(0, tet_ids).reshape(-1)).view(-1, 6)
+    rows = tri_table.index_select(0, case.index_select(0, tet_ids))[:, :width]
+    return torch.gather(idx, 1, rows).reshape(-1, 3)
+
+
 def marching_tets_torch(
     vertices: Any, sdf: Any, tets: Any, edges: Any, tet_edges: Any, return_tet_idx: bool = False
 ) -> tuple[Any, ...]:
@@ -209,19 +219,21 @@ def marching_tets_torch(
     _check_torch_inputs("marching_tets_torch", vertices, sdf, tets, edges, tet_edges)
     num_tri, tri_table, weights = _tables(vertices.device)
     with torch.no_grad():
-        occ = sdf > 0  # [N]
-        occ_e = occ[edges]  # [E, 2]
+        # index_select rather than x[idx]: same values, several times faster on the CPU (aten::index).
+        occ = (sdf > 0).to(torch.uint8)  # [N]
+        occ_e = occ.index_select(0, edges.reshape(-1)).view(-1, 2)  # [E, 2]
         crossing = occ_e[:, 0] != occ_e[:, 1]  # [E]
         cid = torch.cumsum(crossing, 0) - 1  # output vertex id of each crossing edge
-        case = (occ.to(torch.uint8)[tets] * weights).sum(-1)  # [T] marching case 0..15
-        nt = num_tri[case]
+        o = occ.index_select(0, tets.reshape(-1)).view(-1, 4)  # [T, 4]
+        case = (o[:, 0] | (o[:, 1] << 1) | (o[:, 2] << 2) | (o[:, 3] << 3)).to(torch.int32)  # [T] case 0..15
+        nt = num_tri.index_select(0, case)
         one, two = nt == 1, nt == 2
         k, n1, n2 = torch.stack((crossing.sum(), one.sum(), two.sum())).tolist()  # the one host sync
-        interp_v = edges[_compact(crossing, k)]  # [K, 2], lexicographic == Kaolin's interp_v
+        interp_v = edges.index_select(0, _compact(crossing, k))  # [K, 2], lexicographic == Kaolin's interp_v
         t1, t2 = _compact(one, n1), _compact(two, n2)  # tets with one / two triangles, in tet order
-        f1 = torch.gather(cid[tet_edges[t1]], 1, tri_table[case[t1]][:, :3])
-        f2 = torch.gather(cid[tet_edges[t2]], 1, tri_table[case[t2]]).reshape(-1, 3)
-        faces = torch.cat((f1, f2), dim=0)
+        faces = torch.cat(
+            (_tet_faces(cid, tet_edges, case, tri_table, t1, 3), _tet_faces(cid, tet_edges, case, tri_table, t2, 6))
+        )
     verts = _interpolate_crossings(vertices, sdf, interp_v)
     if return_tet_idx:
         return verts, faces, torch.cat((t1, t2.repeat_interleave(2)))
@@ -306,4 +318,3 @@ def marching_tets_reference(vertices: np.ndarray, sdf: np.ndarray, tets: np.ndar
         tid = np.arange(tets.shape[0])[valid]
         return verts, faces, np.concatenate((tid[nt == 1], np.repeat(tid[nt == 2], 2)))
     return verts, faces
-
