@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _gpu_common import commit
 
+from _gpu_common import commit
 from pgc_fast.mesh.tets import (
     marching_tets_kaolin_torch,
     marching_tets_reference,
@@ -84,8 +84,8 @@ def step_fns(p: dict[str, torch.Tensor], res: int) -> dict[str, Callable[[bool],
                 torch.autograd.grad(verts, (sdf, delta), torch.ones_like(verts))
         return faces
 
-    ours = lambda vd, s: marching_tets_torch(vd, s, p["t"], p["e"], p["t2e"])  # noqa: E731
-    kaolin = lambda vd, s: marching_tets_kaolin_torch(vd, s, p["t"])  # noqa: E731
+    ours = lambda vd, s: marching_tets_torch(vd, s, p["t"], p["e"], p["t2e"])
+    kaolin = lambda vd, s: marching_tets_kaolin_torch(vd, s, p["t"])
     return {"ours": lambda b: run(ours, b), "kaolin_torch": lambda b: run(kaolin, b)}
 
 
