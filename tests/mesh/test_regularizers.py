@@ -43,8 +43,8 @@ def nonmanifold(seed: int, fins: tuple[int, ...] = (1, 2, 3), extras: bool = Tru
     rng = np.random.default_rng(seed + 100)
     extra_v, extra_f = [], []
     edges = ((f[3, 0], f[3, 1]), (f[7, 1], f[7, 2]), (f[12, 0], f[12, 2]))
-    for edge, fins in zip(edges, fins, strict=False):
-        for _ in range(fins):
+    for edge, count in zip(edges, fins, strict=False):
+        for _ in range(count):
             extra_v.append(rng.standard_normal(3) + [2, 2, 0])
             extra_f.append([edge[0], edge[1], len(v) + len(extra_v) - 1])
     if not extras:
