@@ -1,4 +1,4 @@
-"""The saturation penalty (the original's --lambda_saturation; train/regularisers.py), with its two bugs fixed, and
+"""The saturation penalty (the original's --lambda_saturation; train/regularizers.py), with its two bugs fixed, and
 its place in the guidance objective's loss."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from pgc_fast import config as C
 from pgc_fast.train.objectives import GuidanceObjective
-from pgc_fast.train.regularisers import saturation_penalty
+from pgc_fast.train.regularizers import saturation_penalty
 
 
 def _hsv_saturation(img: torch.Tensor) -> torch.Tensor:

@@ -243,7 +243,7 @@ class GuidanceConfig:
     """Zero123-XL image guidance (-O3 / --zero123)."""
     lambda_saturation: float = 0.0
     """Weight of the saturation penalty: mean HSV saturation squared, where the mean exceeds 0.5
-    (train/regularisers.py)."""
+    (train/regularizers.py)."""
     fast_vae: bool = True
     """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last)."""
     channels_last: bool = False

@@ -174,7 +174,7 @@ class GuidanceObjective(_OrbitCameras):
             stats["grad_norm"] = gn.float().mean()  # device tensor: the loop reads stats back in batches
         lam_sat = ctx.cfg.guidance.lambda_saturation
         if lam_sat > 0:  # clipped by the PGC hook with the rest of the image's gradient, as in the original
-            from pgc_fast.train.regularisers import saturation_penalty
+            from pgc_fast.train.regularizers import saturation_penalty
 
             sat = saturation_penalty(render.image, render.mask)
             loss = loss + lam_sat * sat
