@@ -136,6 +136,9 @@ def restore_scene(cfg: C.RunConfig, state: dict[str, Any], device: torch.device)
             f"--test: the checkpoint does not fit its configuration ({type(e).__name__}: {msg})"
         ) from None
     scene.texture.eval()
+    finalize = getattr(scene.geometry, "finalize", None)  # a shape geometry fixes its final surface (DMTet)
+    if callable(finalize):
+        finalize()
     if cfg.guidance.latent:
         from pgc_fast.guidance import load_guidance
         from pgc_fast.train.latent import LatentDecoder
