@@ -160,8 +160,6 @@ def test_dmtet_samples_keep_their_meaning(original_layout):
     "argv, needle",
     [
         (["-O1"], "DMTet"),
-        (["-O2", "--latent"], "--latent"),
-        (["-O2", "--test"], "--test"),
     ],
 )
 def test_other_unsupported_options(original_layout, capsys, argv, needle):

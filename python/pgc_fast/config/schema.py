@@ -206,6 +206,9 @@ class GuidanceConfig:
     """Width (degrees) of the front and back azimuth bins of the view-dependent prompts, centred on 0 and 180."""
     angle_overhead: float = 30.0
     """Polar angle (degrees from +Y) at or below which a view is 'overhead' (at or above 180 minus it: 'bottom')."""
+    front_azimuth: float = 0.0
+    """Azimuth (degrees) the object's front faces, for the view-dependent prompts: 180 swaps the front and back prompts
+    (the original's --left, for a reference image facing the other way)."""
     suppress_face: bool = False
     """Append 'face' to the negative prompt for non-front views."""
     zero_empty_negative: bool | None = None
@@ -280,7 +283,8 @@ class GuidanceConfig:
     clip_model: str = DEFAULT_CLIP_MODEL
     """CLIP image encoder of that loss: a hub id, local directory or tiny-clip (tests)."""
     lambda_saturation: float = 0.0
-    """Weight of the saturation penalty."""
+    """Weight of the saturation penalty: mean HSV saturation squared, where the mean exceeds 0.5
+    (train/regularizers.py)."""
     fast_vae: bool = True
     """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last)."""
     channels_last: bool = False
@@ -375,6 +379,9 @@ class TextureConfig:
     """Resolution of the exported texture.png (fields are baked at this size)."""
     dilation: int = 8
     """Seam dilation of exported textures, in texels."""
+    latent_bake_views: int = 40
+    """Latent mode: decoded views the exported texture is baked from (more cover concavities better, each costs a
+    VAE decode)."""
     init_from_vertex_colors: bool = False
     """Pre-fit the texture to the mesh's vertex colours when present (--init_texture)."""
     init_iters: int = 500

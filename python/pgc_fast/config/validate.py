@@ -45,10 +45,6 @@ def unsupported_features(cfg: RunConfig) -> list[str]:
         out.append(_dmtet_message(cfg))
     if cfg.texture.material == "pbr":
         out.append(f"texture.material=pbr (--pbr, nvdiffrec PBR material) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.latent:
-        out.append(f"guidance.latent (--latent, Latent-NeRF texture) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.lambda_saturation:
-        out.append(f"guidance.lambda_saturation (saturation penalty) is {UNSUPPORTED_MESSAGE}")
     if cfg.guidance.normal_sds and cfg.mesh.shape == "fixed":
         out.append(
             f"guidance.normal_sds (normal-map SDS) only makes sense with shape optimisation, which is "
@@ -165,7 +161,7 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
 
 
 def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
-    g, t = cfg.guidance, cfg.texture
+    g = cfg.guidance
     if cfg.optim.objective == "guidance":
         if not g.text.strip() and not g.zero123:
             p.append("guidance.text (--text) must be a non-empty prompt")
@@ -211,8 +207,8 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append(f"guidance.pgc_tau must be >= 0 or None, got {g.pgc_tau}")
     if g.latent_clamp is not None and g.latent_clamp < 0:
         p.append(f"guidance.latent_clamp must be >= 0 or None, got {g.latent_clamp}")
-    if g.latent and t.kind == "uv":
-        p.append("guidance.latent needs texture.kind=field (the 4-channel latent texture is a field)")
+    if g.latent:
+        p.extend(latent_problems(cfg))
     _check_image_guidance(cfg, p)
 
 
@@ -232,6 +228,46 @@ def _check_image_guidance(cfg: RunConfig, p: list[str]) -> None:
             f"guidance.zero123_guidance_scale and clip_reference must be >= 0 and zero123_weight > 0, got "
             f"{g.zero123_guidance_scale}, {g.clip_reference}, {g.zero123_weight}"
         )
+
+
+def latent_problems(cfg: RunConfig) -> list[str]:
+    """What latent mode (Latent-NeRF: the texture renders 4 latent channels, decoded by the VAE) cannot combine
+    with, each with its reason."""
+    g, t, r = cfg.guidance, cfg.texture, cfg.render
+    p = []
+    if t.kind != "field" or t.material != "albedo":
+        p.append(
+            "guidance.latent needs texture.kind=field and texture.material=albedo (the 4-channel latent texture "
+            "is a field with no material)"
+        )
+    if r.shading != "albedo":
+        p.append(
+            f"guidance.latent needs render.shading=albedo (lighting a latent is meaningless; the original's "
+            f"--latent forced --albedo), got {r.shading!r}"
+        )
+    if r.background == "scenery":
+        p.append(
+            "guidance.latent renders over the zero latent: render.background=scenery (an RGB image) does not "
+            "apply (the original crashed on this combination); use render.background=color"
+        )
+    if g.ref_path:
+        p.append(
+            "guidance.latent cannot use guidance.ref_path: the reference-view loss compares an RGB image with "
+            "the render, which is 4 latent channels here (the original crashed on this combination)"
+        )
+    if t.init_from_vertex_colors:
+        p.append(
+            "guidance.latent cannot pre-fit texture.init_from_vertex_colors: vertex colours are RGB, the "
+            "texture holds latents (the original skipped the pre-fit in latent mode)"
+        )
+    if g.lambda_saturation:
+        p.append(
+            "guidance.latent cannot use guidance.lambda_saturation: it measures the RGB saturation of the render, "
+            "which is 4 latent channels here"
+        )
+    if cfg.optim.objective != "guidance":
+        p.append("guidance.latent needs optim.objective=guidance (the guidance's VAE decodes the latent renders)")
+    return p
 
 
 def _check_guidance_numbers(cfg: RunConfig, p: list[str], check_files: bool) -> None:
@@ -399,6 +435,8 @@ def _check_texture(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append(
             "texture.field_levels must be in [1, 32], field_log2_table_size in [8, 24], field_finest_resolution >= 16"
         )
+    if t.latent_bake_views < 1:
+        p.append(f"texture.latent_bake_views must be >= 1, got {t.latent_bake_views}")
     if t.dilation < 0 or t.init_iters < 0:
         p.append(f"texture.dilation and texture.init_iters must be >= 0, got {t.dilation}, {t.init_iters}")
     m = cfg.mesh

@@ -187,10 +187,17 @@ class GuidanceObjective(_OrbitCameras):
             surface_normals=render.normal if self.normal_control else None,
         )
         loss = out.loss
-        stats: dict[str, float] = {}
+        stats: dict[str, Any] = {}
         gn = out.stats.get("grad_norm") if isinstance(out.stats, dict) else None
         if gn is not None:
             stats["grad_norm"] = gn.float().mean()  # device tensor: the loop reads stats back in batches
+        lam_sat = ctx.cfg.guidance.lambda_saturation
+        if lam_sat > 0:  # clipped by the PGC hook with the rest of the image's gradient, as in the original
+            from pgc_fast.train.regularizers import saturation_penalty
+
+            sat = saturation_penalty(render.image, render.mask)
+            loss = loss + lam_sat * sat
+            stats["saturation_loss"] = sat.detach()
         if self.ref is not None:
             ref_render = ctx.scene.render(reference_camera(ctx.cfg.render.resolution, ctx.device), train=False)
             m = self.ref_mask * ref_render.mask
