@@ -42,7 +42,6 @@ NO_FIELD = {
     "test": "an action (tests/pipeline/test_render_only.py)",
     "ckpt": "picks the checkpoint of --test",
     "save_mesh": "pgc-fast always exports",
-    "guidance_o": "only 'clip' acts, which is refused until the CLIP loss exists",
     "sd_version": "only the SDXL family reads it (test below)",
     "albedo_iters": "only DMTet's shading reads it; -O1 is refused until DMTet exists",
     "n_targets": "values > 0 are refused until GMM part cameras exist",
@@ -56,6 +55,7 @@ _STR = {
     "optimizer": "adamw",
     "scheduler": "ddim",
     "ref_path": "ref.png",
+    "guidance_o": "clip",  # the only value that acts: the CLIP reference loss
     "gpus": "0,1",
 }
 _LISTS = {
