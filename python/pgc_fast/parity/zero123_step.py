@@ -169,7 +169,8 @@ class OriginalZero123:
                 noise_pred = self.apply_model(x_in, torch.cat([ts.expand(b)] * 2), cond).float()
                 noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                 noise_pred = noise_pred_text + guidance_scale * (noise_pred_text - noise_pred_uncond)
-                latents_noisy = self.scheduler.step(noise_pred, ts, latents_noisy)["prev_sample"]
+                # int(ts): the same index the original's 0-d device tensor gave the scheduler's CPU tables
+                latents_noisy = self.scheduler.step(noise_pred, int(ts), latents_noisy)["prev_sample"]
             img_gt = self.decode_latents(latents_noisy).float() if w_rgb > 0 else None
         loss = torch.square(latents.float() - latents_noisy).mean()
         if img_gt is not None:
