@@ -58,7 +58,8 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def zero123_reference(path: str | os.PathLike, size: int = 256, *, mirror: bool = True) -> torch.Tensor:
     """Zero123's condition image: [1, 3, size, size] in [0, 1], composited on grey 0.8 (what Zero123 was trained
-    on)."""
+    on) at the image's own size, then downsampled with antialiasing (the original resized bilinearly without it,
+    to the render size and again to 256²)."""
     return downsample(composite(read_rgba(path, mirror=mirror), ZERO123_BACKGROUND), size).clamp(0, 1)
 
 
