@@ -159,11 +159,7 @@ def test_dmtet_samples_keep_their_meaning(original_layout):
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["-O3"], "zero123"),
-        (["-O2", "--zero123"], "zero123"),
         (["-O1"], "DMTet"),
-        (["-O2", "--latent"], "--latent"),
-        (["-O2", "--test"], "--test"),
     ],
 )
 def test_other_unsupported_options(original_layout, capsys, argv, needle):

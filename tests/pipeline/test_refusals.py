@@ -18,7 +18,7 @@ from pgc_fast import cli
 from pgc_fast import config as C
 from pgc_fast.apps.demo import make_demo_mesh
 from pgc_fast.cli.generate_help import ORIGINAL_HELP, short_help
-from pgc_fast.config.original_flags import ORIGINAL_FLAGS, UNSUPPORTED_FLAGS
+from pgc_fast.config.original_flags import NOT_REPRODUCED, ORIGINAL_FLAGS
 from pgc_fast.mesh import save_mesh
 
 PROMPT = ["--text", "a panda in armour"]
@@ -159,7 +159,7 @@ def test_explicit_pgc_variant_wins_over_o0():
     "argv, needle",
     [
         (["-O2", "--guidance_o", "clip"], "--guidance_o clip"),
-        (["-O2", "-O3"], "-O3"),
+        (["-O3", "--ref_path", "r.png"], "adding --fix_mesh keeps the -O3 image guidance"),
         (["-O0", "-O4", "--only_normal"], "no texture-only equivalent"),
         (["-O0", "-O4", "--no_normal", "--guidance", "controlnet"], "leaves its shape unchanged"),
     ],
@@ -315,7 +315,7 @@ def test_help_is_short_plain_and_marks_refused_flags(capsys):
     assert not re.search(r"``|:func:|:class:|reference_spec", out)
     for needle in ("--text", "--mesh_path", "--preset", "texture-sdxl-controlnet-pgc", "-O0", "-O4", "--help-all"):
         assert needle in out, needle
-    assert "refused (not supported yet): -O1, -O3, --pbr" in out
+    assert "refused (not supported yet): -O1, -O3 (without --fix_mesh), --pbr" in out
 
 
 def test_help_all_lists_every_option_once_with_a_description(capsys):
@@ -327,6 +327,6 @@ def test_help_all_lists_every_option_once_with_a_description(capsys):
     for name in ORIGINAL_FLAGS:
         assert re.search(rf"^\s+-{{1,2}}{name}\b", out, re.M), name
     flat = " ".join(out.split())
-    for name in UNSUPPORTED_FLAGS:
-        assert re.search(rf"--{name} .{{0,160}}?not supported yet", flat), name
+    for name in NOT_REPRODUCED:
+        assert re.search(rf"--{name} {name.upper()} not reproduced: |--{name} not reproduced: ", flat), name
     assert "--[no-]render.antialias" in out and "--no-render.antialias" not in out

@@ -51,6 +51,7 @@ from pgc_fast.train.checkpoint import (
     this_rank_state,
 )
 from pgc_fast.train.geometry import Scene
+from pgc_fast.train.latent import attach_decoder
 from pgc_fast.train.metrics import (
     PARAMS_FINITE,
     STATS_EVERY,
@@ -178,6 +179,7 @@ def restore_or_init(cfg: C.RunConfig, objective: Objective, quiet: bool) -> _Ses
         ctx.scene = Scene.from_config(cfg, ctx.device)
     with s.timer.phase("load_model"):
         objective.setup(ctx)
+    attach_decoder(ctx.scene, objective)  # latent mode: the guidance's VAE decodes what is shown and exported
     if state is None:
         _init_texture(s)
         s.optimizer = make_optimizer(cfg, ctx.scene)
