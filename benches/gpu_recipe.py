@@ -73,8 +73,14 @@ def run_once(a, argv: list[str], env: dict[str, str], log: str) -> dict:
     """One generate process; returns its metrics.json plus the outside wall time."""
     cmd = [sys.executable, "-m", "pgc_fast.cli", *argv]
     t0 = time.perf_counter()
-    with open(log, "w") as f:
-        rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    try:
+        with open(log, "w") as f:
+            rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=a.run_timeout).returncode
+    except subprocess.TimeoutExpired:  # the child is killed; say where it was
+        with open(log) as f:
+            tail = f.read()[-2000:]
+        msg = f"gpu_recipe.py: generate ran past --run-timeout {a.run_timeout} s; its output ends:\n{tail}"
+        raise SystemExit(msg) from None
     wall = time.perf_counter() - t0
     if rc != 0:
         with open(log) as f:
@@ -143,6 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mesh", default=os.environ.get("PGC_PANDA", "../shared/data/panda_spear_shield.obj"))
     ap.add_argument("--flags", default="", help="extra generate flags for every run (one string)")
     ap.add_argument("--fresh-cache", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--run-timeout", type=float, default=600.0, help="seconds one generate run may take")
     ap.add_argument("--results", default=None)
     ap.add_argument("--out", default=None, help="directory: gpu_recipe_<recipe>.md and each run's metrics.json")
     a = ap.parse_args(argv)
