@@ -321,7 +321,16 @@ class SpreadProbe:
             )
         return self.models[precision]
 
-    def ours(self, lever: str) -> torch.Tensor:
+    def _take(self, precision: str, consume: bool):
+        """The precision's models: a copy (the levers patch them in place), or the pristine ones themselves when
+        this is their last use (``consume``: no second copy of float32 SDXL in GPU memory)."""
+        models = self._models(precision)
+        if consume:
+            del self.models[precision]
+            return models
+        return copy.deepcopy(models)
+
+    def ours(self, lever: str, consume: bool = False) -> torch.Tensor:
         """Gradients [pairs, k, 4, h, w] (float32, CPU) of ours with ``lever`` = precision[+fp8[:convs]]."""
         from pgc_fast import config as C
         from pgc_fast.guidance import build
@@ -331,7 +340,7 @@ class SpreadProbe:
         over = {"optim.precision": precision, "guidance.vae_sample": False, "guidance.fp8": bool(fp8)}
         cfg = C.override(self.h.cfg, **over)
         convs = fp8.split(":", 1)[1] if ":" in fp8 else build.FP8_CONVS
-        models = copy.deepcopy(self._models(precision))
+        models = self._take(precision, consume)
         with contextlib.ExitStack() as stack:
             stack.enter_context(unittest.mock.patch.object(build, "FP8_CONVS", convs))
             if self.h.device.type == "cpu":  # smoke runs: FP8 through its float32 twin
@@ -369,7 +378,7 @@ class SpreadProbe:
         from pgc_fast.train.geometry import Scene
 
         amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        bundle = copy.deepcopy(self._models(precision))
+        bundle = self._take(precision, consume=True)
         wdtype = next(bundle.unet.parameters()).dtype
         scene = Scene.from_config(self.h.cfg, self.h.device)
         assert self.text is not None, "run ours first: the original takes its text conditioning"
@@ -414,7 +423,7 @@ def spread_stats(truth: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
 def run_spread(h: Harness, a) -> str:
     """The spread table: every variant against ours in float32, with the issue's acceptance verdict."""
     probe = SpreadProbe(h, a.spread, a.noise_draws)
-    truth = probe.ours("fp32")
+    truth = probe.ours("fp32", consume=True)
     print("spread: truth done", flush=True)
     levers = [v.strip() for v in a.levers.split(",") if v.strip()]
     res = {}
