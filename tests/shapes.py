@@ -1,4 +1,5 @@
-"""Analytic test shapes (sphere, torus, an open cup) as pgc_fast.mesh.Mesh, and a symmetric Chamfer distance."""
+"""Small shapes shared by tests (on the test path via pyproject's ``pythonpath``): a cube, analytic meshes (sphere,
+torus, an open cup) as pgc_fast.mesh.Mesh, and the mesh Chamfer distance the DMTet tests use."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from pgc_fast.apps.demo import make_demo_mesh
 from pgc_fast.mesh import Mesh
-from pgc_fast.render.textures.field import sample_surface
+from pgc_fast.mesh.chamfer import mesh_chamfer_distance
 
 
 def _outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -61,15 +62,22 @@ def open_cup(segments: int = 48, rings: int = 32) -> Mesh:
 
 
 def chamfer(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor], n: int = 20000) -> float:
-    """Symmetric Chamfer distance between two meshes ((vertices, faces) each): the mean distance from ``n``
-    area-uniform samples of each surface to the nearest sample of the other, summed over both directions."""
-    gen = torch.Generator().manual_seed(1)
-    pa = sample_surface(a[0].detach().float().cpu(), a[1].cpu(), n, gen)[0]
-    pb = sample_surface(b[0].detach().float().cpu(), b[1].cpu(), n, gen)[0]
-    da = torch.cat([torch.cdist(c, pb).min(1).values for c in pa.split(4096)])
-    db = torch.cat([torch.cdist(c, pa).min(1).values for c in pb.split(4096)])
-    return float(da.mean() + db.mean())
+    """Symmetric Chamfer distance between two meshes ((vertices, faces) each): pgc_fast.mesh.chamfer's (the mean of
+    the two directed mean distances from ``n`` area-uniform samples of one surface to the other surface)."""
+    return mesh_chamfer_distance(a[0].detach().cpu(), a[1].cpu(), b[0].detach().cpu(), b[1].cpu(), num_samples=n)
 
 
 def as_tensors(mesh: Mesh) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.asarray(mesh.vertices, np.float32)), torch.from_numpy(np.asarray(mesh.faces, np.int64))
+
+
+def cube(lo: float = 0.0, hi: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices [8, 3] float32, faces [12, 3] int64) of the axis-aligned cube [lo, hi]³, outward winding;
+    vertex index = 4·x + 2·y + z with x, y, z ∈ {0, 1}."""
+    v = np.array([[x, y, z] for x in (lo, hi) for y in (lo, hi) for z in (lo, hi)], np.float32)
+    f = np.array(
+        [[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1]]
+        + [[2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]],
+        np.int64,
+    )
+    return v, f

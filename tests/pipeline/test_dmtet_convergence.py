@@ -25,7 +25,7 @@ from pgc_fast.train.trainer import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-RES = 40
+RES = 64
 VIEWS = 16
 
 

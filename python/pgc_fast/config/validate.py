@@ -12,12 +12,15 @@ from typing import Any, Literal
 
 from pgc_fast.config.schema import (
     BUILTIN_MODELS,
+    CLIP_BUILTINS,
     CONTROL_TYPES,
     DEFAULT_CONTROLNETS,
     IMAGE_FORMATS,
     MODEL_ALIASES,
     SECTIONS,
     UNSUPPORTED_MESSAGE,
+    ZERO123_ALIASES,
+    ZERO123_BUILTINS,
     ConfigError,
     RunConfig,
 )
@@ -40,12 +43,6 @@ def unsupported_features(cfg: RunConfig) -> list[str]:
     out = []
     if cfg.texture.material == "pbr":
         out.append(f"texture.material=pbr (--pbr, nvdiffrec PBR material) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.zero123:
-        out.append(f"guidance.zero123 (-O3 / --zero123, Zero123 image guidance) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.latent:
-        out.append(f"guidance.latent (--latent, Latent-NeRF texture) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.lambda_saturation:
-        out.append(f"guidance.lambda_saturation (saturation penalty) is {UNSUPPORTED_MESSAGE}")
     return out
 
 
@@ -186,9 +183,9 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
 
 
 def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
-    g, t = cfg.guidance, cfg.texture
+    g = cfg.guidance
     if cfg.optim.objective == "guidance":
-        if not g.text.strip():
+        if not g.text.strip() and not g.zero123:
             p.append("guidance.text (--text) must be a non-empty prompt")
         if not (g.rgb_sds or g.normal_sds):
             p.append("guidance: rgb_sds and normal_sds are both off, nothing would be optimised")
@@ -196,6 +193,8 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append("guidance.loss=vsd needs the sdxl family (the original: VSD is SDXL-only; add -O4)")
     if g.loss == "vsd" and g.controlnets:
         p.append("guidance.loss=vsd cannot be combined with ControlNets")
+    if g.loss == "vsd" and g.fp8:
+        p.append("guidance.fp8 cannot be combined with loss=vsd (VSD trains a LoRA on the UNet's attention layers)")
     for c in g.controlnets:
         if c not in CONTROL_TYPES and "/" not in c and not os.path.isdir(c):
             p.append(f"guidance.controlnets: {c!r} is not one of {', '.join(CONTROL_TYPES)}, a hub id or a directory")
@@ -232,8 +231,67 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append(f"guidance.pgc_tau must be >= 0 or None, got {g.pgc_tau}")
     if g.latent_clamp is not None and g.latent_clamp < 0:
         p.append(f"guidance.latent_clamp must be >= 0 or None, got {g.latent_clamp}")
-    if g.latent and t.kind == "uv":
-        p.append("guidance.latent needs texture.kind=field (the 4-channel latent texture is a field)")
+    if g.latent:
+        p.extend(latent_problems(cfg))
+    _check_image_guidance(cfg, p)
+
+
+def _check_image_guidance(cfg: RunConfig, p: list[str]) -> None:
+    """Zero123 (-O3 / --zero123) and the CLIP reference loss (--guidance_o clip) need a reference image."""
+    g = cfg.guidance
+    if g.zero123 and not g.ref_path:
+        p.append("guidance.zero123 (-O3 / --zero123) needs a reference image: guidance.ref_path (--ref_path)")
+    if g.clip_reference and not g.ref_path:
+        p.append("guidance.clip_reference (--guidance_o clip) needs a reference image: guidance.ref_path (--ref_path)")
+    if g.zero123 and g.latent:
+        p.append("guidance.zero123 cannot be combined with guidance.latent: Zero123 scores RGB renders")
+    if g.zero123 and g.normal_sds and not g.text.strip():
+        p.append("guidance.normal_sds needs a prompt (--text): with guidance.zero123 it is the text model's term")
+    if g.zero123_guidance_scale < 0 or g.clip_reference < 0 or g.zero123_weight <= 0:
+        p.append(
+            f"guidance.zero123_guidance_scale and clip_reference must be >= 0 and zero123_weight > 0, got "
+            f"{g.zero123_guidance_scale}, {g.clip_reference}, {g.zero123_weight}"
+        )
+
+
+def latent_problems(cfg: RunConfig) -> list[str]:
+    """What latent mode (Latent-NeRF: the texture renders 4 latent channels, decoded by the VAE) cannot combine
+    with, each with its reason."""
+    g, t, r = cfg.guidance, cfg.texture, cfg.render
+    p = []
+    if t.kind != "field" or t.material != "albedo":
+        p.append(
+            "guidance.latent needs texture.kind=field and texture.material=albedo (the 4-channel latent texture "
+            "is a field with no material)"
+        )
+    if r.shading != "albedo":
+        p.append(
+            f"guidance.latent needs render.shading=albedo (lighting a latent is meaningless; the original's "
+            f"--latent forced --albedo), got {r.shading!r}"
+        )
+    if r.background == "scenery":
+        p.append(
+            "guidance.latent renders over the zero latent: render.background=scenery (an RGB image) does not "
+            "apply (the original crashed on this combination); use render.background=color"
+        )
+    if g.ref_path:
+        p.append(
+            "guidance.latent cannot use guidance.ref_path: the reference-view loss compares an RGB image with "
+            "the render, which is 4 latent channels here (the original crashed on this combination)"
+        )
+    if t.init_from_vertex_colors:
+        p.append(
+            "guidance.latent cannot pre-fit texture.init_from_vertex_colors: vertex colours are RGB, the "
+            "texture holds latents (the original skipped the pre-fit in latent mode)"
+        )
+    if g.lambda_saturation:
+        p.append(
+            "guidance.latent cannot use guidance.lambda_saturation: it measures the RGB saturation of the render, "
+            "which is 4 latent channels here"
+        )
+    if cfg.optim.objective != "guidance":
+        p.append("guidance.latent needs optim.objective=guidance (the guidance's VAE decodes the latent renders)")
+    return p
 
 
 def _check_guidance_numbers(cfg: RunConfig, p: list[str], check_files: bool) -> None:
@@ -286,6 +344,11 @@ def _check_models(cfg: RunConfig, p: list[str], check_files: bool) -> None:
             problem = _model_problem(where, name, known if where.startswith("guidance.model") else [])
             if problem:
                 p.append(problem)
+    if g.zero123:
+        _check_zero123_model(g.zero123_model, g.zero123_config, p, check_files)
+    if g.clip_reference and g.clip_model not in CLIP_BUILTINS:
+        if problem := _model_problem("guidance.clip_model", g.clip_model, [*CLIP_BUILTINS]):
+            p.append(problem)
     builtin = g.model in BUILTIN_MODELS
     for spec in g.controlnets:
         kind, _, repo = spec.partition("=")
@@ -300,6 +363,26 @@ def _check_models(cfg: RunConfig, p: list[str], check_files: bool) -> None:
                 f"guidance.controlnets: there is no default {kind!r} ControlNet for the {g.family} family "
                 f"(defaults: {have}); pass '{kind}=<hub id or local dir>' (--control_type {kind}=org/name)"
             )
+
+
+def _check_zero123_model(name: str, yaml: str | None, p: list[str], check_files: bool) -> None:
+    """A Zero123 source: built in, an alias, an ldm checkpoint file (+ YAML), a directory or a hub id."""
+    where = "guidance.zero123_model"
+    known = [*ZERO123_BUILTINS, *ZERO123_ALIASES]
+    if os.path.splitext(name)[1] in (".ckpt", ".pt", ".pth", ".safetensors"):
+        if check_files and not os.path.isfile(name):
+            p.append(f"{where}: no such checkpoint file {name!r}")
+    elif name not in known and not os.path.isdir(os.path.expanduser(name)):
+        if _is_pathlike(name):
+            p.append(f"{where}: no such directory {name!r}")
+        elif "/" not in name:
+            p.append(
+                f"{where}: {name!r} is not a built-in model ({', '.join(ZERO123_BUILTINS)}), an alias "
+                f"({', '.join(ZERO123_ALIASES)}), an ldm checkpoint, a local directory or a hub id 'org/name'"
+                + did_you_mean(name, known)
+            )
+    if yaml is not None and check_files and not os.path.isfile(yaml):
+        p.append(f"guidance.zero123_config: no such file {yaml!r}")
 
 
 def _check_render(cfg: RunConfig, p: list[str], check_files: bool) -> None:
@@ -376,6 +459,8 @@ def _check_texture(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append(
             "texture.field_levels must be in [1, 32], field_log2_table_size in [8, 24], field_finest_resolution >= 16"
         )
+    if t.latent_bake_views < 1:
+        p.append(f"texture.latent_bake_views must be >= 1, got {t.latent_bake_views}")
     if t.dilation < 0 or t.init_iters < 0:
         p.append(f"texture.dilation and texture.init_iters must be >= 0, got {t.dilation}, {t.init_iters}")
 

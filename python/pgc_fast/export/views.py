@@ -23,10 +23,9 @@ def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> 
     from pgc_fast.render import orbit_cameras
 
     r = cfg.render
+    res = getattr(scene, "view_resolution", r.resolution)  # latent mode: the decoded image's size
     val_dir.mkdir(parents=True, exist_ok=True)
-    cams = orbit_cameras(
-        sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * r.resolution, r.resolution, device=scene.device
-    )
+    cams = orbit_cameras(sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * res, res, device=scene.device)
     was_training = scene.texture.training
     scene.texture.eval()
     with torch.no_grad():

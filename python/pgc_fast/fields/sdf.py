@@ -37,13 +37,3 @@ class SDFField(Field):
     def sdf(self, positions: torch.Tensor) -> torch.Tensor:
         """The signed distance alone (what the initial fit supervises; the deformation is left free)."""
         return super().forward(positions)[..., 0]
-
-    def zero_output(self) -> None:
-        """Make the field answer exactly 0 (no distance, no offset) until trained: the last layer's weights and
-        bias are zeroed. Gradients still reach them (the hidden activations are not zero), and from the first
-        optimiser step on, the layers below too. Used by the direct initialisation, where the initial distance
-        lives in a separate per-vertex buffer."""
-        last = self.layers[-1]
-        with torch.no_grad():
-            last.weight.zero_()  # type: ignore[operator]
-            last.bias.zero_()  # type: ignore[operator]

@@ -50,6 +50,11 @@ Interface (what the training loop calls)::
   madebyollin/sdxl-vae-fp16-fix); ControlNets depth|normal|shuffle|tile or 'kind=repo', several →
   MultiControlNetModel with per-control scales. Built-in (:mod:`.models.builtin`): tiny-sdxl, tiny-sd (tests),
   sdxl-random, sd15-random (benchmarks), toy-sd (a trained toy prior).
+* Image guidance (:mod:`.zero123`, ``-O3``): ``load_image_guidance(cfg, ..., reference_position=)`` → an
+  :class:`ImageGuidance` with the same ``step``: Zero123 (:mod:`.models.zero123`: diffusers layout, the original's
+  ldm checkpoint through :mod:`.models.ldm_convert`, built-ins tiny-zero123 and zero123-random;
+  :mod:`.methods.zero123`: relative camera, SDS, BGT+) on every view plus the text guidance scaled by
+  ``grad_scale``. The CLIP reference loss (``--guidance_o clip``): :class:`.reference.ClipSimilarity`.
 * Depth ControlNet condition: near = bright (MiDaS-like normalised disparity, background black), which is what
   the depth ControlNets were trained on; ``depth_convention="original"`` reproduces PGC-3D's inverted map.
 """
@@ -60,17 +65,26 @@ from pgc_fast.guidance.build import build_guidance, load_guidance
 from pgc_fast.guidance.engine import Guidance, GuidanceOutput, MethodOutput
 from pgc_fast.guidance.models.builtin import ModelBundle, build_builtin
 from pgc_fast.guidance.models.loading import MODEL_ALIASES, GuidanceLoadError, load_models, resolve_dtype
+from pgc_fast.guidance.models.zero123 import Zero123Bundle, build_zero123_builtin, load_zero123
+from pgc_fast.guidance.zero123 import ImageGuidance, Zero123Guidance, build_zero123_guidance, load_image_guidance
 
 __all__ = [
     "MODEL_ALIASES",
     "Guidance",
     "GuidanceLoadError",
     "GuidanceOutput",
+    "ImageGuidance",
     "MethodOutput",
     "ModelBundle",
+    "Zero123Bundle",
+    "Zero123Guidance",
     "build_builtin",
     "build_guidance",
+    "build_zero123_builtin",
+    "build_zero123_guidance",
     "load_guidance",
+    "load_image_guidance",
     "load_models",
+    "load_zero123",
     "resolve_dtype",
 ]

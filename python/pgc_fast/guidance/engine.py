@@ -149,10 +149,10 @@ class Guidance:
         lo, hi = self.timestep_range(step)
         return schedule.sample_timesteps(batch, lo, hi, self.device, self.generator)
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(self, images: torch.Tensor, *, rgb: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images [B, 3, H, W] in [0, 1] → (latents [B, 4, h, w] with grad, images at model res); latent mode:
-        [B, 4, h', w'] → resized latents, None."""
-        if self.cfg.latent:
+        [B, 4, h', w'] → resized latents, None — unless ``rgb`` (the normal map is an image in latent mode too)."""
+        if self.cfg.latent and not rgb:
             return conditions.resize(images, self.latent_size), None
         x = conditions.resize(images, self.resolution)
         vae_in = (2 * x - 1).to(self.vae.dtype)
@@ -172,7 +172,7 @@ class Guidance:
     def prompt_rows(self, batch: int, azimuth_deg: torch.Tensor | None, polar_deg: torch.Tensor | None) -> torch.Tensor:
         if not self.cfg.dir_text or azimuth_deg is None:
             return torch.zeros(batch, dtype=torch.long, device=self.device)
-        az = torch.as_tensor(azimuth_deg, device=self.device).reshape(-1).expand(batch)
+        az = torch.as_tensor(azimuth_deg, device=self.device).reshape(-1).expand(batch) - self.cfg.front_azimuth
         po = (
             torch.as_tensor(polar_deg, device=self.device).reshape(-1).expand(batch)
             if polar_deg is not None
@@ -401,7 +401,7 @@ class Guidance:
             grad, extra, t = res.grad, res.extra_loss, res.stats.pop("t")
             stats.update(res.stats)
             if normals is not None:
-                zn = self.encode(normals)[0]
+                zn = self.encode(normals, rgb=True)[0]
                 nb = Batch(z=zn, x=None, ids=ids, controls=controls, orig_hw=orig_hw, step=step, c2w=c2w)
                 (normal_grad,), _, nstats, _ = self._single_call(
                     nb, None, method="sds", rgb_scale=cfg.normal_guidance_scale, dreamtime=False
@@ -457,7 +457,7 @@ class Guidance:
         t = self.sample_t(b, batch.step, dreamtime=dt)
         z_all, ids, ctrls, t_all, zn = batch.z, batch.ids, batch.controls, t, None
         if normals is not None:
-            zn, _ = self.encode(normals)
+            zn, _ = self.encode(normals, rgb=True)
             z_all = torch.cat([batch.z, zn])
             ids = torch.cat([ids, ids])
             ctrls = [torch.cat([c, c]) for c in ctrls]

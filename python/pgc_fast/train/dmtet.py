@@ -17,22 +17,23 @@ Initialisation (``mesh.sdf_init``):
 * ``fit`` (the original's, its Trainer.train_initsdf): Adam over the field (grids lr 1e-2, MLPs 1e-3) fitting
   ``s`` to the input mesh's signed distance (pgc_fast.mesh.signed_distance: winding-number sign, so open meshes
   work, where the original's ray-cast sign needed a watertight one) at surface samples jittered by N(0, 0.04²)
-  and, once more, by N(0, 0.4²); jointly with the texture field on the same points when ``--init_texture``
-  (colour targets clamped to [1e-3, 1 − 1e-3], near-black → 0.2, near-white → 0.8, as the original). The
-  deformation is left free. The training optimiser is built afterwards, so its learning rates and state start
-  fresh (the original reset both). On CUDA: ``mesh.sdf_init_iters`` steps over one batch of
-  ``mesh.sdf_init_points`` surface samples (the original: 500 × 10⁶); on the CPU fewer, fresh samples per step
-  (:func:`sdf_fit_schedule`).
-* ``direct``: ``s₀`` = the signed distance at the grid vertices and the field's last layer zeroed, so the first
-  extraction is the input at grid resolution; no fitting (one signed-distance query per grid vertex).
+  and, once more, by N(0, 0.4²) (:mod:`pgc_fast.mesh.sampling`); jointly with the texture field on the same
+  points when ``--init_texture`` (colour targets clamped to [1e-3, 1 − 1e-3], near-black → 0.2, near-white →
+  0.8, as the original). The deformation is left free. The training optimiser is built afterwards, so its
+  learning rates and state start fresh (the original reset both). On CUDA: ``mesh.sdf_init_iters`` steps over
+  one batch of ``mesh.sdf_init_points`` surface samples (the original: 500 × 10⁶); on the CPU fewer, fresh
+  samples per step (:func:`sdf_fit_schedule`).
+* ``direct``: ``s₀`` = the signed distance at the grid vertices minus the field's initial answer there, so the
+  first extraction is the input at grid resolution; no fitting (one signed-distance query per grid vertex).
 
-Regularisers (:meth:`DMTetGeometry.regularizer`), in the last ``mesh.smooth_iters`` steps as the original:
-``lambda_smooth`` × normal consistency (pytorch3d's ``mesh_normal_consistency``: mean over pairs of faces sharing
-an edge of 1 − cos of their normals) and ``lambda_laplacian`` × the uniform Laplacian (mean ‖v − mean of
-neighbours‖; the original had it commented out: 0 by default).
+Regularisers (:meth:`DMTetGeometry.regularizer`, :mod:`pgc_fast.mesh.regularizers`), in the last
+``mesh.smooth_iters`` steps as the original: ``lambda_smooth`` × normal consistency (pytorch3d's
+``mesh_normal_consistency``) and ``lambda_laplacian`` × the uniform Laplacian (the original had it commented out:
+0 by default).
 
-Export: the final surface is extracted once (:meth:`DMTetGeometry.finalize`), small connected components
-(floaters) are removed, and the mesh is returned in the input's frame and units.
+Export: the final surface is extracted once (:meth:`DMTetGeometry.finalize`), floaters are removed with the
+original's rule (:func:`pgc_fast.mesh.floaters.remove_floaters`: components below the 99.9th percentile of the
+component sizes), and the mesh is returned in the input's frame and units.
 """
 
 from __future__ import annotations
@@ -52,11 +53,13 @@ from torch import nn
 from pgc_fast import config as C
 from pgc_fast.config.validate import TET_RES_RANGE
 from pgc_fast.fields.sdf import SDFField
-from pgc_fast.mesh import Mesh, Normalization, remove_small_components, vertex_normals
+from pgc_fast.mesh import Mesh, Normalization, vertex_normals
+from pgc_fast.mesh.floaters import remove_floaters
+from pgc_fast.mesh.regularizers import smoothness_loss
+from pgc_fast.mesh.sampling import sdf_init_points
 from pgc_fast.mesh.sdf import signed_distance
 from pgc_fast.mesh.tets import marching_tets_torch, tet_edges, tet_grid
 from pgc_fast.render.renderer import RenderMesh
-from pgc_fast.render.textures.field import sample_surface
 
 __all__ = [
     "BOUND",
@@ -75,9 +78,9 @@ BOUND = 1.0
 """The tet grid and the geometry field cover [−BOUND, BOUND]³ (the original's --bound, 1)."""
 DEFORM_SCALE = 1.8
 """The original's dmtet_scale: vertex offsets are at most DEFORM_SCALE / (2·res)."""
-FLOATER_FRACTION = 0.01
-"""Export drops connected components with fewer faces than this fraction of the largest (threestudio's rule; the
-original kept the components at or above the 99.9th percentile of component sizes, about the same)."""
+FLOATER_PERCENTILE = 99.9
+"""Export keeps the edge-connected components with at least the 99.9th percentile of the component sizes (in
+faces), the original's rule (pgc_fast.mesh.floaters.remove_floaters)."""
 
 
 class EmptySurfaceError(RuntimeError):
@@ -142,24 +145,41 @@ def sdf_fit_schedule(device: torch.device | str, iters: int, points: int) -> SDF
 
 # ------------------------------------------------------------------------------------------------ samples
 def sdf_samples(
-    source: RenderMesh, n: int, generator: torch.Generator | None, near_std: float = 0.04, far_std: float = 0.4
+    source: RenderMesh, n: int, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Query points [2n, 3] (n surface samples + N(0, near_std²), then those + N(0, far_std²), as the original's
-    init_geometry), their signed distance to ``source`` [2n] and, when it has vertex colours, the colour targets
-    [2n, 3] (the sample's colour, clamped to [1e-3, 1 − 1e-3], near-black → 0.2, near-white → 0.8)."""
-    dev = source.device
-    pts, fid, bary = sample_surface(source.vertices, source.faces, n, generator)
-    near = pts + torch.randn(pts.shape, generator=generator).to(dev) * near_std
-    far = near + torch.randn(pts.shape, generator=generator).to(dev) * far_std
-    q = torch.cat([near, far])
-    d = signed_distance(source.vertices.cpu().numpy(), source.faces.cpu().numpy(), q.detach().cpu().numpy())
-    colors = None
-    if source.colors is not None:
-        c = (source.colors[source.faces[fid]] * bary[..., None]).sum(1).clamp(1e-3, 1 - 1e-3)
-        s = c.sum(-1, keepdim=True)
-        c = torch.where(s < 0.5, torch.full_like(c, 0.2), torch.where(s > 2.5, torch.full_like(c, 0.8), c))
-        colors = torch.cat([c, c])
-    return q, torch.from_numpy(np.asarray(d, np.float32)).to(dev), colors
+    """Query points [2n, 3] (the original's: n surface samples + N(0, 0.04²), then those + N(0, 0.4²):
+    :func:`pgc_fast.mesh.sampling.sdf_init_points`), their signed distance to ``source`` [2n] and, when it has
+    vertex colours, the colour targets [2n, 3]: the colour at each point's closest surface point (the original
+    averaged the 4 nearest vertices' colours), clamped to [1e-3, 1 − 1e-3], near-black → 0.2 and near-white → 0.8
+    (the original's rule: black would not change in training, white would read as background)."""
+    v, f = source.vertices.detach().cpu().numpy(), source.faces.cpu().numpy()
+    q = sdf_init_points(v, f, n, generator=generator)
+    if source.colors is None:
+        d = signed_distance(v, f, q)
+        return q.to(source.device), d.to(source.device), None
+    d, face, closest = signed_distance(v, f, q, return_closest=True)
+    c = _surface_colors(source, face.to(source.device), closest.to(source.device)).clamp(1e-3, 1 - 1e-3)
+    s = c.sum(-1, keepdim=True)
+    c = torch.where(s < 0.5, torch.full_like(c, 0.2), torch.where(s > 2.5, torch.full_like(c, 0.8), c))
+    return q.to(source.device), d.to(source.device), c
+
+
+def _surface_colors(mesh: RenderMesh, face: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Vertex colours interpolated at ``points`` [N, 3] lying on faces ``face`` [N] (barycentric; a degenerate
+    face gives its vertices' mean)."""
+    assert mesh.colors is not None
+    tri = mesh.vertices[mesh.faces[face]].double()  # [N, 3, 3]
+    e0, e1, ep = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], points.double() - tri[:, 0]
+    d00, d01, d11 = (e0 * e0).sum(-1), (e0 * e1).sum(-1), (e1 * e1).sum(-1)
+    d20, d21 = (ep * e0).sum(-1), (ep * e1).sum(-1)
+    den = d00 * d11 - d01 * d01
+    ok = den > 1e-30
+    safe = torch.where(ok, den, torch.ones_like(den))
+    b1 = torch.where(ok, (d11 * d20 - d01 * d21) / safe, torch.full_like(den, 1 / 3)).clamp(0, 1)
+    b2 = torch.where(ok, (d00 * d21 - d01 * d20) / safe, torch.full_like(den, 1 / 3)).clamp(0, 1)
+    w = torch.stack([(1 - b1 - b2).clamp_min(0), b1, b2], -1)
+    w = w / w.sum(-1, keepdim=True)
+    return (mesh.colors[mesh.faces[face]].double() * w[..., None]).sum(1).float()
 
 
 def fit_sdf(
@@ -195,47 +215,6 @@ def fit_sdf(
             if progress is not None:
                 progress(i + 1, steps, loss.detach())
     return float(loss.detach())
-
-
-# ------------------------------------------------------------------------------------------------ regularisers
-def _edge_faces(faces: torch.Tensor) -> torch.Tensor:
-    """[P, 2] pairs of faces sharing an edge (each interior edge of a manifold mesh once)."""
-    nf = faces.shape[0]
-    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(1).values  # [3F, 2]
-    fid = torch.arange(nf, device=faces.device).repeat(3)
-    key = e[:, 0] * (int(faces.max()) + 1 if nf else 1) + e[:, 1]
-    order = torch.argsort(key, stable=True)
-    k, f = key[order], fid[order]
-    same = k[1:] == k[:-1]
-    return torch.stack([f[:-1][same], f[1:][same]], 1)
-
-
-def normal_consistency(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Mean over pairs of faces sharing an edge of 1 − cos(angle between their normals) (0-d)."""
-    if faces.shape[0] < 2:
-        return vertices.sum() * 0
-    v0, v1, v2 = (vertices[faces[:, k]] for k in range(3))
-    n = F.normalize(torch.linalg.cross(v1 - v0, v2 - v0, dim=-1), dim=-1, eps=1e-12)
-    pairs = _edge_faces(faces)
-    if pairs.shape[0] == 0:
-        return vertices.sum() * 0
-    return (1 - (n[pairs[:, 0]] * n[pairs[:, 1]]).sum(-1)).mean()
-
-
-def uniform_laplacian(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Mean over vertices with neighbours of ‖v − mean of its edge neighbours‖ (0-d)."""
-    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    e = torch.cat([e, e.flip(1)])
-    nv = vertices.shape[0]
-    acc = torch.zeros_like(vertices).index_add(0, e[:, 0], vertices[e[:, 1]])
-    deg = torch.zeros(nv, device=vertices.device, dtype=vertices.dtype).index_add(
-        0, e[:, 0], torch.ones(e.shape[0], device=vertices.device, dtype=vertices.dtype)
-    )
-    has = deg > 0
-    if not bool(has.any()):
-        return vertices.sum() * 0
-    lap = vertices[has] - acc[has] / deg[has, None]
-    return lap.norm(dim=-1).mean()
 
 
 # ------------------------------------------------------------------------------------------------ renders
@@ -380,27 +359,29 @@ class DMTetGeometry(nn.Module):
         )
 
     def regularizer(self, step: int, iters: int) -> torch.Tensor | None:
-        """The shape regularisers of step ``step`` (0-based) of a run of ``iters`` steps, or None when off: active
-        when ``step + 1 > iters − smooth_iters`` (the original's global_step test)."""
+        """The shape regularisers of step ``step`` (0-based) of a run of ``iters`` steps, or None outside the
+        original's window (:func:`pgc_fast.mesh.regularizers.smoothness_loss`: ``lambda_smooth`` × normal
+        consistency, + ``lambda_laplacian`` × the uniform Laplacian, in the last ``smooth_iters`` steps)."""
         m = self.cfg.mesh
-        if step + 1 <= iters - m.smooth_iters or (m.lambda_smooth <= 0 and m.lambda_laplacian <= 0):
+        if m.lambda_smooth <= 0 or step + 1 <= iters - m.smooth_iters:
             return None
         mesh = self.render_mesh()
-        loss = mesh.vertices.sum() * 0
-        if m.lambda_smooth > 0:
-            loss = loss + m.lambda_smooth * normal_consistency(mesh.vertices, mesh.faces)
-        if m.lambda_laplacian > 0:
-            loss = loss + m.lambda_laplacian * uniform_laplacian(mesh.vertices, mesh.faces)
-        return loss
+        return smoothness_loss(
+            mesh.vertices,
+            mesh.faces,
+            step,
+            iters=iters,
+            smooth_iters=m.smooth_iters,
+            lambda_smooth=m.lambda_smooth,
+            lambda_laplacian=m.lambda_laplacian,
+        )
 
     @torch.no_grad()
     def finalize(self) -> None:
         """Fix the final surface for exports and final renders: one extraction, floaters removed."""
         self._frozen = None
-        verts, faces = self.extract()
-        m = remove_small_components(Mesh(vertices=verts.cpu().numpy(), faces=faces.cpu().numpy()), FLOATER_FRACTION)
-        dev = self.device
-        self._frozen = RenderMesh(vertices=torch.from_numpy(m.vertices), faces=torch.from_numpy(m.faces)).to(dev)
+        verts, faces, _ = remove_floaters(*self.extract(), percentile=FLOATER_PERCENTILE)
+        self._frozen = RenderMesh(vertices=verts, faces=faces)
 
     def export_mesh(self) -> Mesh:
         """The final surface in the input's frame and units (after :meth:`finalize`, which it calls if needed)."""
@@ -449,10 +430,14 @@ class DMTetGeometry(nn.Module):
 
     @torch.no_grad()
     def _init_direct(self) -> None:
+        """s₀ = (signed distance − the field's initial answer) at the grid vertices: the first extraction is the
+        input at grid resolution (up to the initial offsets, under a tenth of the largest one), while every layer
+        of the field keeps its usual initialisation and gets gradients from the first step."""
         src = self._source
         d = signed_distance(src.vertices.cpu().numpy(), src.faces.cpu().numpy(), self.grid_vertices.cpu().numpy())
-        self.sdf_base.copy_(torch.from_numpy(np.asarray(d, np.float32)))
-        self.field.zero_output()
+        with torch.autocast(self.device.type, enabled=False):
+            s0 = self.field.sdf(self.grid_vertices).float()
+        self.sdf_base.copy_(torch.from_numpy(np.asarray(d, np.float32)).to(self.device) - s0)
         self._cache = None
 
 

@@ -29,6 +29,7 @@ from pgc_fast.render.scenery import load_background_image
 from pgc_fast.render.textures import FieldTexture, UVTexture
 from pgc_fast.render.textures.base import Texture
 from pgc_fast.train.dmtet import DMTetGeometry, outward_normal_map, progress_printer
+from pgc_fast.train.latent import bake_decoded, render_decoded
 
 __all__ = ["FixedMesh", "Geometry", "Scene", "make_texture"]
 
@@ -149,8 +150,9 @@ class FixedMesh:
         return None
 
 
-def make_texture(t: C.TextureConfig) -> Texture:
-    """The texture of ``texture.kind`` (the one place a kind name becomes a class)."""
+def make_texture(t: C.TextureConfig, *, latent: bool = False) -> Texture:
+    """The texture of ``texture.kind`` (the one place a kind name becomes a class); ``latent``: a field of 4 raw
+    latent channels (guidance.latent, train/latent.py)."""
     if t.kind == "uv":
         return UVTexture(t.uv_resolution, 3, min_resolution=max(4, t.uv_resolution >> (t.uv_levels - 1)))
     return FieldTexture(
@@ -158,6 +160,7 @@ def make_texture(t: C.TextureConfig) -> Texture:
         num_levels=t.field_levels,
         log2_table_size=t.field_log2_table_size,
         finest_resolution=t.field_finest_resolution,
+        latent=latent,
     )
 
 
@@ -171,6 +174,9 @@ class Scene:
         self.renderer = MeshRenderer(cfg.render.backend, device)
         self.texture: Any = texture.to(device)  # type: ignore[attr-defined]
         self.bg_image: torch.Tensor | None = None
+        self.latent = cfg.guidance.latent
+        self.decoder: Any = None
+        """Latent mode: the guidance's VAE decode (train.latent.LatentDecoder), set once the guidance is loaded."""
         if cfg.render.background == "scenery":
             self.bg_image = load_background_image(cfg.render.bg_image, device, formats=C.IMAGE_FORMATS)
 
@@ -178,7 +184,7 @@ class Scene:
     def from_config(cls, cfg: C.RunConfig, device: torch.device) -> Scene:
         mesh_in = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
         norm = Normalization.fit(mesh_in.vertices) if cfg.mesh.canonicalize else Normalization.identity()
-        texture = make_texture(cfg.texture)
+        texture = make_texture(cfg.texture, latent=cfg.guidance.latent)
         geometry: Geometry
         if cfg.mesh.shape == "dmtet":
             geometry = DMTetGeometry(mesh_in, norm, device, cfg)
@@ -231,12 +237,17 @@ class Scene:
     ) -> RenderOutput:
         """Render ``cameras`` (pgc_fast.render.Cameras). Training renders use the configured shading (albedo for
         the first ``render.albedo_iters`` steps) and background; evaluation renders are unlit albedo on the
-        constant colour. A training render starts a new step of the geometry (DMTet extracts its surface)."""
+        constant colour. Latent mode (train/latent.py): training renders are the 4 latent channels over the zero
+        latent, evaluation renders are decoded. A training render starts a new step of the geometry (DMTet extracts
+        its surface)."""
         r = self.cfg.render
+        if self.latent and not train:
+            return render_decoded(self, cameras)
         if train:
             self.geometry.new_step()
         tex = self.texture.jittered(generator) if train and self.cfg.texture.pos_perturb else self.texture
         bg: Any = self.bg_image if train and self.bg_image is not None else r.bg_color
+        bg = 0.0 if self.latent else bg
         shading = ("albedo" if step < r.albedo_iters else r.shading) if train else "albedo"
         return self.renderer.render(
             self.rmesh, cameras, tex, background=bg, shading=shading, generator=generator, antialias=r.antialias
@@ -256,10 +267,17 @@ class Scene:
         nrm = self.renderer.render(mesh, cameras, ones, background=1.0, shading="normal", antialias=r.antialias)
         return out, nrm.image
 
+    @property
+    def view_resolution(self) -> int:
+        """Resolution of the validation image: the render's, or in latent mode the decoded image's."""
+        return self.decoder.resolution if self.latent and self.decoder is not None else self.cfg.render.resolution
+
     @torch.no_grad()
     def baked_texture(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(texture float32 [R,R,3] in the mesh convention (row 0 = top), uvs float32 [T,2], uv_faces int64 [F,3])."""
         t = self.cfg.texture
+        if self.latent:  # no colours in a latent field: bake its decoded views (train/latent.py)
+            return bake_decoded(self)[:3]
         baked = self.texture.bake(self.rmesh, self.renderer.backend, t.export_resolution, t.dilation)
         img = baked.texture.float().clamp(0, 1).cpu().numpy()[::-1].copy()  # renderer rows → image rows (top first)
         return img, baked.uvs.cpu().numpy().astype(np.float32), baked.uv_faces.cpu().numpy().astype(np.int64)

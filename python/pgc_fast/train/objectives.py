@@ -120,7 +120,10 @@ class GuidanceObjective(_OrbitCameras):
     φ = 0, focal 1.025·H) is rendered too and matched to the reference image by a masked MSE weighted by
     ``lambda_ref`` — a mean over the masked pixels rather than the original's resolution-dependent sum (a bug of the
     original);
-    its gradient is not clipped, as in the original.
+    its gradient is not clipped, as in the original. With ``guidance.clip_reference`` the CLIP reference loss is
+    added on the same render (the original's ``--guidance_o clip``). With ``guidance.zero123`` (``-O3``) the
+    guidance is :class:`pgc_fast.guidance.ImageGuidance`: Zero123 on every view relative to the reference camera,
+    plus the text term.
     """
 
     handles_pgc = True
@@ -129,6 +132,7 @@ class GuidanceObjective(_OrbitCameras):
         self.guidance: Any = None
         self.ref: torch.Tensor | None = None
         self.ref_mask: torch.Tensor | None = None
+        self.clip: Any = None
 
     def setup(self, ctx: RunContext) -> None:
         from pgc_fast import guidance as G
@@ -136,13 +140,14 @@ class GuidanceObjective(_OrbitCameras):
         self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
         self.normal_control = any(c.split("=", 1)[0] == "normal" for c in ctx.cfg.guidance.controlnets)
         # The run's guidance section as is; the weights dtype follows optim.precision (auto = bf16 on CUDA).
-        self.guidance = G.load_guidance(
-            ctx.cfg.guidance,
-            device=ctx.device,
-            dtype=ctx.cfg.optim.precision,
-            seed=ctx.cfg.optim.seed,
-            iters=ctx.run_length,
-        )
+        g, dtype, seed = ctx.cfg.guidance, ctx.cfg.optim.precision, ctx.cfg.optim.seed
+        if g.zero123:  # -O3: Zero123 on every view (relative to the reference camera) + the text term
+            centre = reference_camera(ctx.cfg.render.resolution, "cpu").position[0]
+            self.guidance = G.load_image_guidance(
+                g, device=ctx.device, dtype=dtype, seed=seed, iters=ctx.run_length, reference_position=centre
+            )
+        else:
+            self.guidance = G.load_guidance(g, device=ctx.device, dtype=dtype, seed=seed, iters=ctx.run_length)
         if ctx.dist.rank and getattr(self.guidance, "generator", None) is not None:
             # Same model weights on every rank (seeded init), own noise stream: the original's seed + global_rank.
             self.guidance.generator.manual_seed(ctx.cfg.optim.seed + ctx.dist.rank)
@@ -150,9 +155,23 @@ class GuidanceObjective(_OrbitCameras):
             self._load_reference(ctx)
 
     def _load_reference(self, ctx: RunContext) -> None:
-        path = ctx.cfg.guidance.ref_path
-        assert path is not None
-        self.ref, self.ref_mask = load_reference(path, ctx.cfg.render.resolution, ctx.device)
+        g = ctx.cfg.guidance
+        assert g.ref_path is not None
+        self.ref, self.ref_mask = load_reference(g.ref_path, ctx.cfg.render.resolution, ctx.device)
+        if g.clip_reference:  # --guidance_o clip: the reference composited on white, as the original
+            from pgc_fast.guidance.models.clip_image import load_clip_image_encoder
+            from pgc_fast.guidance.reference import ClipSimilarity
+
+            enc = load_clip_image_encoder(
+                g.clip_model,
+                device=ctx.device,
+                dtype=guidance_dtype(ctx),
+                cache_dir=g.cache_dir,
+                token_file=g.token_file,
+                seed=ctx.cfg.optim.seed,
+            )
+            white = self.ref * self.ref_mask + (1 - self.ref_mask)
+            self.clip = ClipSimilarity(enc, white[None])
 
     def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
         phi = torch.rad2deg(cameras.phi) if cameras.phi is not None else None
@@ -173,20 +192,27 @@ class GuidanceObjective(_OrbitCameras):
             surface_normals=render.normal if self.normal_control else None,
         )
         loss = out.loss
-        stats: dict[str, float] = {}
+        stats: dict[str, Any] = {}
         gn = out.stats.get("grad_norm") if isinstance(out.stats, dict) else None
         if gn is not None:
             stats["grad_norm"] = gn.float().mean()  # device tensor: the loop reads stats back in batches
-        if self.ref is not None:
-            from pgc_fast.render import orbit_cameras
+        lam_sat = ctx.cfg.guidance.lambda_saturation
+        if lam_sat > 0:  # clipped by the PGC hook with the rest of the image's gradient, as in the original
+            from pgc_fast.train.regularizers import saturation_penalty
 
-            r = ctx.cfg.render.resolution
-            cam = orbit_cameras(*REFERENCE_POSE, REFERENCE_FOCAL * r, r, device=ctx.device)
-            ref_render = ctx.scene.render(cam, train=False)
+            sat = saturation_penalty(render.image, render.mask)
+            loss = loss + lam_sat * sat
+            stats["saturation_loss"] = sat.detach()
+        if self.ref is not None:
+            ref_render = ctx.scene.render(reference_camera(ctx.cfg.render.resolution, ctx.device), train=False)
             m = self.ref_mask * ref_render.mask
             ref_loss = ((ref_render.image - self.ref) ** 2 * m).sum() / (3 * m.sum()).clamp_min(1.0)
             loss = loss + ctx.cfg.guidance.lambda_ref * ref_loss
             stats["ref_mse"] = float(ref_loss.detach())
+            if self.clip is not None:
+                clip_loss = self.clip.loss(ref_render.image)
+                loss = loss + ctx.cfg.guidance.clip_reference * clip_loss
+                stats["clip_ref"] = clip_loss.detach()
         return LossOutput(loss, stats)
 
     def after_backward(self) -> dict[str, Any]:
@@ -216,6 +242,20 @@ REFERENCE_POSE = (2.5, 60.0, 0.0)
 """The original's reference camera pose_0: radius, polar angle and azimuth in degrees (its nerf/provider.py)."""
 REFERENCE_FOCAL = 1.025
 """Its focal length, times the render height."""
+
+
+def reference_camera(resolution: int, device: torch.device | str) -> Any:
+    """The reference view's camera (:data:`REFERENCE_POSE`, focal :data:`REFERENCE_FOCAL` · H) at ``resolution``."""
+    from pgc_fast.render import orbit_cameras
+
+    return orbit_cameras(*REFERENCE_POSE, REFERENCE_FOCAL * resolution, resolution, device=device)
+
+
+def guidance_dtype(ctx: RunContext) -> torch.dtype:
+    """The guidance weights' dtype for this run (optim.precision: auto = bf16 on CUDA, fp32 on the CPU)."""
+    from pgc_fast.guidance import resolve_dtype
+
+    return resolve_dtype(ctx.cfg.optim.precision, ctx.device)
 
 
 def load_reference(path: str, resolution: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,6 +23,31 @@ def _cuda_count() -> int:
 
 def machine_notes(cfg: C.RunConfig) -> list[str]:
     """What this machine cannot do of ``cfg``'s device request, one sentence each (empty when it can)."""
+    return _device_notes(cfg) + _fp8_notes(cfg)
+
+
+def _fp8_notes(cfg: C.RunConfig) -> list[str]:
+    """--guidance.fp8 needs FP8 tensor cores with row-wise scaled products (compute capability >= 9.0)."""
+    if not cfg.guidance.fp8:
+        return []
+    n = _cuda_count()
+    ids = [int(x) for x in cfg.runtime.gpus.split(",") if x.strip().isdigit()] or [0]
+    if cfg.runtime.device == "cpu" or n == 0:
+        return [
+            "guidance.fp8 (--guidance.fp8) needs a CUDA GPU of compute capability 9.0 or newer (H100); "
+            "this run has none: drop --guidance.fp8"
+        ]
+    for i in ids if not D.launched_by_torchrun() else [torch.cuda.current_device()]:
+        if i < n and torch.cuda.get_device_capability(i) < (9, 0):
+            cap = ".".join(map(str, torch.cuda.get_device_capability(i)))
+            return [
+                f"guidance.fp8 (--guidance.fp8) needs a GPU of compute capability 9.0 or newer (H100); GPU {i} "
+                f"({torch.cuda.get_device_name(i)}) has {cap}: drop --guidance.fp8"
+            ]
+    return []
+
+
+def _device_notes(cfg: C.RunConfig) -> list[str]:
     rt, n = cfg.runtime, _cuda_count()
     ids = [int(x) for x in rt.gpus.split(",") if x.strip().isdigit()]
     if rt.device == "cpu":

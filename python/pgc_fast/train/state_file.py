@@ -117,10 +117,11 @@ def dumps(state: Any) -> bytes:
 
 
 def _looks_like_pickle(data: bytes) -> bool:
-    """torch.save files are zip archives (PK\\x03\\x04) or bare pickles (protocol 2+ starts with \\x80). A
-    checkpoint starts with its header's length (8 bytes, little-endian), whose first byte is 0x80 whenever the
-    length is 128 modulo 256; its JSON header then opens at byte 8 with '{', which no pickle opcode is."""
-    return data[:4] == b"PK\x03\x04" or (data[:1] == b"\x80" and data[8:9] != b"{")
+    """torch.save files are zip archives (PK\\x03\\x04) or bare pickles (protocol 2+ starts with \\x80).
+
+    Only asked of files that are not checkpoints: a checkpoint's first byte is its header length's low byte, which
+    is 0x80 for one header length in 256, so the bytes alone cannot tell."""
+    return data[:4] == b"PK\x03\x04" or data[:1] == b"\x80"
 
 
 def _header(data: bytes) -> tuple[int, dict[str, str]]:
@@ -144,9 +145,12 @@ def loads(data: bytes) -> Any:
     DamagedCheckpointError for any byte that is not as written."""
     from safetensors.torch import load
 
-    if _looks_like_pickle(data):
-        raise CheckpointError("it is a pickle (torch.save) file, and loading a pickle can run code")
-    n, meta = _header(data)
+    try:
+        n, meta = _header(data)
+    except DamagedCheckpointError:
+        if _looks_like_pickle(data):
+            raise CheckpointError("it is a pickle (torch.save) file, and loading a pickle can run code") from None
+        raise
     digest = str(meta.get("sha256", ""))
     if len(digest) != 64:
         raise DamagedCheckpointError("no checksum in the header")
