@@ -270,7 +270,7 @@ def test_cli_gpus_relaunches_through_torchrun(tmp_path, capfd):
         else:
             os.environ["OMP_NUM_THREADS"] = old
     err = capfd.readouterr().err
-    assert "launching 2 processes with torchrun" in err
+    assert "launching 2 CPU processes (gloo: --device cpu) with torchrun (2 views each, 4 per step)" in err
     m = json.loads((ws / "metrics.json").read_text())
     assert (m["world_size"], m["views_per_step"], m["steps"]) == (2, 4, 2)
     assert "(2 processes)" in (ws / "report.html").read_text()

@@ -205,7 +205,7 @@ def test_command_b_maps_onto_the_pbr_material():
     assert cfg.texture.material == "pbr" and cfg.mesh.shape == "fixed" and cfg.guidance.family == "sdxl"
     assert cfg.pbr.ks_min == (0.0, 0.1, 0.0) and cfg.pbr.ks_max == (0.0, 0.98, 0.0) and cfg.pbr.perturbed_normal
     off = config_from_flags("O2", pbr=True, no_perturbed_nrm=True, ks_max=[0.0, 0.9, 1.0], albedo_iters=50)
-    assert not off.pbr.perturbed_normal and off.pbr.ks_max == (0.0, 0.9, 1.0) and off.pbr.albedo_iters == 50
+    assert not off.pbr.perturbed_normal and off.pbr.ks_max == (0.0, 0.9, 1.0) and off.render.albedo_iters == 50
     assert C.PRESETS["texture-sdxl-controlnet-pbr-pgc"] == cfg
     C.validate(C.override(cfg, **{"guidance.text": "a panda", "mesh.path": "x.obj"}), check_files=False)
 
@@ -265,3 +265,23 @@ def test_a_learnable_light_moves_and_is_checkpointed(tmp_path, mse_objective, mo
     state = result.texture.state_dict()
     start = Scene.from_config(cfg, torch.device("cpu")).texture.light.base
     assert "light.base" in state and float((state["light.base"] - start).detach().abs().max()) > 0
+
+
+def test_dmtet_with_pbr_runs_as_written(tmp_path):
+    """DMTet + PBR (``-O0 -O4 --pbr --guidance controlnet``: the original's Rasterizer_pbr, whose validation
+    crashed) runs on the CPU: the material shades DMTet's UV-less surface in the UV-free tangent frame, the export
+    bakes on a fresh atlas of the final surface with its own tangents."""
+    import test_dmtet_commands as T
+
+    save_mesh(make_demo_mesh(16, 8), tmp_path / "vase.ply")
+    flags = ["-O0", "-O4", "--pbr", "--guidance", "controlnet"]
+    code, ws = T._generate(tmp_path, "dmtet_pbr", flags, ["--pbr.env_resolution", "64"])
+    assert code == 0
+    for name in ("mesh.glb", "texture_kd.png", "texture_ks.png", "texture_n.png", "probe.hdr", "turntable_maps.gif"):
+        assert (ws / name).is_file(), name
+    assert any(p.name.endswith("_maps.png") for p in (ws / "validation").glob("*.png"))
+    assert any(p.name.endswith("_normal.png") for p in (ws / "validation").glob("*.png"))
+    glb = load_mesh(ws / "mesh.glb")
+    assert glb.material is not None and glb.material.normal_texture is not None and glb.uvs is not None
+    cfg = C.from_dict(__import__("yaml").safe_load((ws / "config.yaml").read_text())["config"])
+    assert cfg.mesh.shape == "dmtet" and cfg.texture.material == "pbr"

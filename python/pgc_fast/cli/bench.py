@@ -17,6 +17,8 @@ BENCH_SUITES = {
     "hashgrid": ("gpu_hash_grid.py", False),
     "step": ("bench_step.py", True),
     "parity": ("gpu_step_parity.py", True),
+    "zero123": ("gpu_zero123.py", True),
+    "recipe": ("gpu_recipe.py", True),
     "all": ("", False),
 }
 

@@ -18,31 +18,40 @@ def to_uint8(img_chw: torch.Tensor) -> np.ndarray:
 
 
 def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> dict[str, Path]:
-    """The original's validation view (θ = 60°, φ = 0, r = mean radius, focal = mean focal_range · H), white bg."""
-    from PIL import Image
-
+    """The original's validation view (θ = 60°, φ = 0, r = mean radius, focal = mean focal_range · H), white bg; with
+    shape optimisation (DMTet) its normal map too (``_normal.png``, (n + 1)/2 on white); with a PBR material its
+    maps (``_maps.png``: base colour, roughness, metallic, normal)."""
     from pgc_fast.render import orbit_cameras
 
     r = cfg.render
+    res = getattr(scene, "view_resolution", r.resolution)  # latent mode: the decoded image's size
     val_dir.mkdir(parents=True, exist_ok=True)
-    cams = orbit_cameras(
-        sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * r.resolution, r.resolution, device=scene.device
-    )
+    cams = orbit_cameras(sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * res, res, device=scene.device)
     was_training = scene.texture.training
     scene.texture.eval()
     with torch.no_grad():
-        out = scene.render(cams, train=False)
+        if cfg.mesh.shape == "dmtet":
+            out, normal = scene.render_views(cams)
+            images = {"rgb": out.image[0], "normal": normal[0]}
+        else:
+            out = scene.render(cams, train=False)
+            images = {"rgb": out.image[0]}
+        if getattr(out, "material", None) is not None:  # a PBR material: its maps beside the lit render
+            images["maps"] = material_panels(out, r.bg_color)[0]
     scene.texture.train(was_training)
-    path = val_dir / f"step{step:07d}_rgb.png"
-    with atomic_path(path) as tmp:
-        Image.fromarray(to_uint8(out.image[0])).save(tmp)
-    files = {"validation_last": path}
-    if out.material is not None:  # a PBR material: its maps beside the lit render
-        maps = val_dir / f"step{step:07d}_maps.png"
-        with atomic_path(maps) as tmp:
-            Image.fromarray(to_uint8(material_panels(out, r.bg_color)[0])).save(tmp)
-        files["validation_maps"] = maps
+    files = {}
+    for kind, img in images.items():
+        path = val_dir / f"step{step:07d}_{kind}.png"
+        _save_png(path, to_uint8(img))
+        files["validation_last" if kind == "rgb" else f"validation_{kind}_last"] = path
     return files
+
+
+def _save_png(path: Path, arr: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp)
 
 
 def material_panels(out: Any, background: float = 1.0) -> torch.Tensor:
@@ -57,9 +66,21 @@ def material_panels(out: Any, background: float = 1.0) -> torch.Tensor:
     return torch.cat([p * mask + background * (1 - mask) for p in panels], dim=-1)
 
 
+def depth_image(depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A depth render [B,1,H,W] as a viewable image [B,3,H,W]: per frame, near = white to far = 0.15 grey over the
+    covered pixels, black background."""
+    cov = mask > 0.5
+    big = torch.finfo(depth.dtype).max
+    lo = torch.where(cov, depth, torch.full_like(depth, big)).amin(dim=(1, 2, 3), keepdim=True)
+    hi = torch.where(cov, depth, torch.full_like(depth, -big)).amax(dim=(1, 2, 3), keepdim=True)
+    d = (depth - lo) / (hi - lo).clamp_min(1e-12)
+    return ((1 - 0.85 * d) * cov).clamp(0, 1).expand(-1, 3, -1, -1)
+
+
 def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
-    """Turntable of the final texture (the original's 100-view test path): turntable.mp4 and turntable.gif; with a
-    PBR material also turntable_maps.mp4/.gif (base colour, roughness, metallic, normal side by side)."""
+    """Turntable of the final texture (the original's 100-view test path): turntable.mp4 and turntable.gif; with
+    shape optimisation (DMTet) also turntable_normal and turntable_depth (the original's _normal/_depth videos);
+    with a PBR material also turntable_maps (base colour, roughness, metallic, normal side by side)."""
     from pgc_fast.render import turntable
 
     o, r = cfg.output, cfg.render
@@ -70,37 +91,47 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
         focal_ratio=sum(r.focal_range) / 2,
         device=scene.device,
     )
-    frames: list[Any] = []
-    maps: list[Any] = []
+    shape = cfg.mesh.shape == "dmtet"
+    frames: dict[str, list[Any]] = {"": [], "_normal": [], "_depth": [], "_maps": []}
     for i in range(0, len(cams), 8):
-        out = scene.render(cams[i : i + 8], train=False)
-        frames.extend(to_uint8(x) for x in out.image)
-        if out.material is not None:  # a PBR material: a second turntable of its maps
-            maps.extend(to_uint8(x) for x in material_panels(out, r.bg_color))
-    files = _write_video(ws, "turntable", frames, o.fps)
-    if maps:
-        files.update(_write_video(ws, "turntable_maps", maps, o.fps))
+        if shape:
+            out, normal = scene.render_views(cams[i : i + 8])
+            frames["_normal"].extend(to_uint8(x) for x in normal)
+            frames["_depth"].extend(to_uint8(x) for x in depth_image(out.depth, out.mask))
+        else:
+            out = scene.render(cams[i : i + 8], train=False)
+        frames[""].extend(to_uint8(x) for x in out.image)
+        if getattr(out, "material", None) is not None:
+            frames["_maps"].extend(to_uint8(x) for x in material_panels(out, r.bg_color))
+    files: dict[str, Any] = {}
+    for suffix, fr in frames.items():
+        if not fr:
+            continue
+        got = _write_video(ws, f"turntable{suffix}", fr, o.fps)
+        if suffix:  # the note is the RGB turntable's
+            got.pop("_video_note", None)
+        files.update(got)
     return files
 
 
-def _write_video(ws: Path, name: str, frames: list[Any], fps: int) -> dict[str, Any]:
-    """``<name>.gif`` and ``<name>.mp4`` (the mp4 only where imageio has an ffmpeg backend; a note says which)."""
+def _write_video(ws: Path, stem: str, frames: list[Any], fps: int) -> dict[str, Any]:
+    """``<stem>.gif`` and, when imageio has an ffmpeg backend, ``<stem>.mp4`` (files keyed ``<stem>_gif`` /
+    ``_mp4``; ``_video_note`` says how the mp4 went)."""
     import imageio.v2 as imageio
 
     files: dict[str, Any] = {}
-    gif = ws / f"{name}.gif"
+    gif = ws / f"{stem}.gif"
     with atomic_path(gif) as tmp:
         imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
-    files[f"{name}_gif"] = gif
-    mp4 = ws / f"{name}.mp4"
-    note = "_video_note" if name == "turntable" else f"_video_note_{name}"
+    files[f"{stem}_gif"] = gif
+    mp4 = ws / f"{stem}.mp4"
     try:
         with atomic_path(mp4) as tmp:
             imageio.mimsave(tmp, frames, fps=fps, quality=8, macro_block_size=1)
-        files[f"{name}_mp4"] = mp4
-        files[note] = f"{name}.mp4 written with imageio-ffmpeg"
+        files[f"{stem}_mp4"] = mp4
+        files["_video_note"] = f"{stem}.mp4 written with imageio-ffmpeg"
     except Exception as e:  # noqa: BLE001 - no ffmpeg backend (imageio raises several types): the gif is the turntable
         with contextlib.suppress(FileNotFoundError):
             mp4.unlink()
-        files[note] = f"{name}.mp4 NOT written (no ffmpeg backend: {type(e).__name__}: {e}); see {name}.gif"
+        files["_video_note"] = f"{stem}.mp4 NOT written (no ffmpeg backend: {type(e).__name__}: {e}); see {stem}.gif"
     return files

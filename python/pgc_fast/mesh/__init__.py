@@ -1,6 +1,8 @@
-"""Triangle meshes on the CPU: the data model (mesh.model), file I/O and HDR images (mesh.io), clean-up
-operations, vertex normals and tangents (mesh.ops), CPU rasterisers (mesh.raster), UV unwrapping (mesh.uv),
-tetrahedral grids / marching tets (mesh.tets) and signed distance / winding numbers (mesh.sdf).
+"""Triangle meshes: the data model (mesh.model), file I/O and HDR images (mesh.io), clean-up operations, vertex
+normals and tangents (mesh.ops), CPU rasterisers (mesh.raster), UV unwrapping (mesh.uv), tetrahedral grids /
+marching tets (mesh.tets), signed distance / winding numbers (mesh.sdf), and the torch building blocks of DMTet shape
+refinement (any device): regularisers with pytorch3d's semantics (mesh.regularizers), surface sampling and
+SDF-initialisation targets (mesh.sampling), floater removal (mesh.floaters) and Chamfer distances (mesh.chamfer).
 
 Everything heavy runs in the Rust core (``pgc_fast._rust_mesh``, rust_mesh/src/) with the GIL released; these
 modules validate arguments, convert dtypes and document the conventions:

@@ -50,9 +50,9 @@ def make_material(cfg: C.RunConfig) -> PBRMaterial:
 
 def render_kwargs(cfg: C.RunConfig, material: Any, train: bool, step: int) -> dict[str, Any]:
     """``MeshRenderer.render`` arguments for the material: lit (``pbr``) with the configured tone mapping in
-    training, base colour only in the first ``pbr.albedo_iters`` steps (the original's albedo warm-up);
+    training, base colour only in the first ``render.albedo_iters`` steps (the original's albedo warm-up);
     evaluation renders (validation, turntable) lit and sRGB-encoded for display whatever the training mapping."""
-    if train and step < cfg.pbr.albedo_iters:
+    if train and step < cfg.render.albedo_iters:
         return {"shading": "albedo", "tonemap": cfg.pbr.tonemap}
     return {"shading": "pbr", "light": material.light, "tonemap": cfg.pbr.tonemap if train else "srgb"}
 
@@ -74,10 +74,10 @@ def export_material(ws: Path, cfg: C.RunConfig, scene: Any) -> dict[str, Path]:
     original's OBJ set and probe.hdr (export/pbr.py), geometry in the input's frame with the normals the
     material was shaded with."""
     t = cfg.texture
+    mesh = scene.geometry.export_mesh()  # first: a shape geometry fixes its final surface here (DMTet's floaters)
     rmesh = scene.rmesh
     baked = scene.texture.bake(rmesh, scene.renderer.backend, t.export_resolution, t.dilation)
     maps = baked.texture.float().cpu().numpy()[::-1].copy()  # renderer rows → image rows (top first)
-    mesh = scene.geometry.export_mesh()
     if mesh.num_vertices != rmesh.vertices.shape[0] or not np.array_equal(mesh.faces, rmesh.faces.cpu().numpy()):
         raise ValueError("export_material(): the geometry's export mesh does not match the mesh it rendered")
     assert rmesh.normals is not None

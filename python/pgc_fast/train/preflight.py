@@ -5,6 +5,7 @@ Each failure is one :class:`PreflightError` whose message is one line naming the
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from pgc_fast import config as C
@@ -23,6 +24,31 @@ def _cuda_count() -> int:
 
 def machine_notes(cfg: C.RunConfig) -> list[str]:
     """What this machine cannot do of ``cfg``'s device request, one sentence each (empty when it can)."""
+    return _device_notes(cfg) + _fp8_notes(cfg)
+
+
+def _fp8_notes(cfg: C.RunConfig) -> list[str]:
+    """--guidance.fp8 needs FP8 tensor cores with row-wise scaled products (compute capability >= 9.0)."""
+    if not cfg.guidance.fp8:
+        return []
+    n = _cuda_count()
+    ids = [int(x) for x in cfg.runtime.gpus.split(",") if x.strip().isdigit()] or [0]
+    if cfg.runtime.device == "cpu" or n == 0:
+        return [
+            "guidance.fp8 (--guidance.fp8) needs a CUDA GPU of compute capability 9.0 or newer (H100); "
+            "this run has none: drop --guidance.fp8"
+        ]
+    for i in ids if not D.launched_by_torchrun() else [torch.cuda.current_device()]:
+        if i < n and torch.cuda.get_device_capability(i) < (9, 0):
+            cap = ".".join(map(str, torch.cuda.get_device_capability(i)))
+            return [
+                f"guidance.fp8 (--guidance.fp8) needs a GPU of compute capability 9.0 or newer (H100); GPU {i} "
+                f"({torch.cuda.get_device_name(i)}) has {cap}: drop --guidance.fp8"
+            ]
+    return []
+
+
+def _device_notes(cfg: C.RunConfig) -> list[str]:
     rt, n = cfg.runtime, _cuda_count()
     ids = [int(x) for x in rt.gpus.split(",") if x.strip().isdigit()]
     if rt.device == "cpu":
@@ -55,16 +81,23 @@ def check_machine(cfg: C.RunConfig) -> None:
 
 
 def check_mesh(cfg: C.RunConfig) -> None:
-    """Load the mesh once (a few ms for 62k faces), so that a malformed one is refused before anything else (for a
-    PBR run, one whose own UV layout leaves no room for tangents, too)."""
+    """Load the mesh once (a few ms for 62k faces), so that a malformed one is refused before anything else; for
+    DMTet also that it can seed the grid (pgc_fast.train.dmtet.check_source_mesh); for a PBR run that the mesh's own
+    UV layout leaves room for tangents."""
     import warnings
 
-    from pgc_fast.mesh import load_mesh, vertex_tangents
+    from pgc_fast.mesh import Normalization, load_mesh, vertex_tangents
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the run's own load prints them
             mesh = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
+        if cfg.mesh.shape == "dmtet":
+            from pgc_fast.train.dmtet import check_source_mesh
+
+            fit = cfg.mesh.canonicalize and bool(np.isfinite(mesh.vertices).all())
+            norm = Normalization.fit(mesh.vertices) if fit else Normalization.identity()
+            check_source_mesh(mesh, norm, cfg.mesh.tet_res)
         if cfg.texture.material == "pbr" and mesh.uvs is not None:  # its normal map follows the mesh's own UVs
             vertex_tangents(mesh, cfg.mesh.path)
     except (ValueError, OSError) as e:

@@ -117,7 +117,10 @@ def dumps(state: Any) -> bytes:
 
 
 def _looks_like_pickle(data: bytes) -> bool:
-    """torch.save files are zip archives (PK\\x03\\x04) or bare pickles (protocol 2+ starts with \\x80)."""
+    """torch.save files are zip archives (PK\\x03\\x04) or bare pickles (protocol 2+ starts with \\x80).
+
+    Only asked of files that are not checkpoints: a checkpoint's first byte is its header length's low byte, which
+    is 0x80 for one header length in 256, so the bytes alone cannot tell."""
     return data[:4] == b"PK\x03\x04" or data[:1] == b"\x80"
 
 
@@ -142,9 +145,12 @@ def loads(data: bytes) -> Any:
     DamagedCheckpointError for any byte that is not as written."""
     from safetensors.torch import load
 
-    if _looks_like_pickle(data):
-        raise CheckpointError("it is a pickle (torch.save) file, and loading a pickle can run code")
-    n, meta = _header(data)
+    try:
+        n, meta = _header(data)
+    except DamagedCheckpointError:
+        if _looks_like_pickle(data):
+            raise CheckpointError("it is a pickle (torch.save) file, and loading a pickle can run code") from None
+        raise
     digest = str(meta.get("sha256", ""))
     if len(digest) != 64:
         raise DamagedCheckpointError("no checksum in the header")

@@ -38,7 +38,8 @@ FLAT = (0.0, 0.0, 1.0)
 
 
 class _KdView(nn.Module):
-    """The material's base colour alone, for the vertex-colour pre-fit (which fits a 3-channel field)."""
+    """The material's base colour alone, for the vertex-colour fits (which fit a 3-channel field: the pre-fit of
+    render/textures/field.py, DMTet's joint initialisation in train/dmtet.py)."""
 
     def __init__(self, material: PBRMaterial) -> None:
         super().__init__()
@@ -46,6 +47,9 @@ class _KdView(nn.Module):
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.material(points)[:, KD]
+
+    def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
+        return self.material.param_groups(lr, grid_lr_scale)
 
 
 class PBRMaterial(nn.Module):
@@ -113,8 +117,13 @@ class PBRMaterial(nn.Module):
         """Fit the base colour kd to the mesh's vertex colours (the original's ``--init_texture``), as
         ``FieldTexture`` does (render/textures/field.py, its plan per device)."""
         plan = dataclasses.asdict(fit_schedule(mesh.device, steps))
-        fit_field_to_vertex_colors(_KdView(self), mesh, **{**plan, **kwargs})  # type: ignore[arg-type]
+        fit_field_to_vertex_colors(self.base_colour(), mesh, **{**plan, **kwargs})  # type: ignore[arg-type]
         return True
+
+    def base_colour(self) -> nn.Module:
+        """The base colour kd alone as a 3-channel field (``points [N,3] → [N,3]``) sharing this material's
+        parameters: what a vertex-colour fit trains."""
+        return _KdView(self)
 
     def kd_smoothness(self, render: RenderOutput, generator: torch.Generator | None, std: float = 0.01) -> Any:
         """The original's kd smoothness term ``mean(mean_c |kd(x + ε) − kd(x)| · alpha)``, ε ~ N(0, std²) per
