@@ -285,3 +285,16 @@ def test_dmtet_with_pbr_runs_as_written(tmp_path):
     assert glb.material is not None and glb.material.normal_texture is not None and glb.uvs is not None
     cfg = C.from_dict(__import__("yaml").safe_load((ws / "config.yaml").read_text())["config"])
     assert cfg.mesh.shape == "dmtet" and cfg.texture.material == "pbr"
+
+
+def test_test_mode_renders_and_reexports_a_pbr_run(tmp_path, mse_objective):
+    """--test on a PBR workspace: the checkpoint's material, lit; the maps and probe exported again."""
+    from pgc_fast import cli
+
+    save_mesh(make_demo_mesh(8, 4), tmp_path / "vase.ply")
+    over = {"render.resolution": 16, "optim.iters": 2, "output.ckpt_every": 2, "output.turntable_frames": 0}
+    result = run(_config(tmp_path, **over), objective=mse_objective(4), quiet=True)
+    ws = result.workspace
+    argv = ["generate", "--workspace", str(ws), "--output.root", "", "--test", "--output.turntable_frames", "2"]
+    assert cli.main([*argv, "--output.turntable_resolution", "16"]) == 0
+    assert (ws / "results" / "validation").is_dir() and (ws / "mesh.glb").is_file() and (ws / "probe.hdr").is_file()
