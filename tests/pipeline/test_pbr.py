@@ -123,6 +123,7 @@ def mse_objective_module():
     return S.mse_objective(4)
 
 
+@pytest.mark.slow
 def test_material_recovery_through_the_loop(recovered):
     """Mean absolute error on the texels of faces seen by the training views: kd ≤ 0.03, roughness ≤ 0.05 (the
     issue's bars), metallic ≤ 0.05 (measured on the shared 2-core machine: 0.010, 0.026, 0.017)."""

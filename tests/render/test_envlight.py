@@ -302,7 +302,11 @@ def test_nvdiffrast_cube_lookups_match_the_torch_twin():
     pyr = _pyramid(base)
     dirs = F.normalize(torch.randn(4096, 3, generator=g), dim=-1).cuda()
     lod = (torch.rand(4096, generator=g) * (len(pyr) - 1)).cuda()
-    torch.testing.assert_close(be.cube_texture(base, dirs), cube_texture_torch(base, dirs), atol=2e-3, rtol=0)
-    torch.testing.assert_close(
-        be.cube_texture(base, dirs, pyr[1:], lod), cube_texture_torch(base, dirs, pyr[1:], lod), atol=5e-3, rtol=0
-    )
+    # Edges and the 8 corners are filtered differently (our padded faces vs nvdiffrast's seam handling): a bound on
+    # the worst texel and a tighter one on the mean.
+    for got, want in (
+        (be.cube_texture(base, dirs), cube_texture_torch(base, dirs)),
+        (be.cube_texture(base, dirs, pyr[1:], lod), cube_texture_torch(base, dirs, pyr[1:], lod)),
+    ):
+        err = (got - want).abs()
+        assert float(err.max()) < 1e-2 and float(err.mean()) < 5e-4, (float(err.max()), float(err.mean()))
