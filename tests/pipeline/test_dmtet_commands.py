@@ -178,3 +178,14 @@ def test_shape_command_learning_rates_and_schedule():
     assert (o1.render.resolution, o1.mesh.tet_res, o1.mesh.canonicalize) == (512, 256, True)
     for cfg in (d, f, g, o1):
         C.validate(cfg, check_files=False)
+
+
+def test_test_mode_renders_a_dmtet_workspace(tmp_path, vase):
+    """--test on a DMTet run's workspace: the checkpoint's geometry is restored and its final surface rendered."""
+    code, ws = _generate(tmp_path, "o1", SHAPE_COMMANDS["O1"])
+    assert code == 0
+    argv = ["generate", "--workspace", str(ws), "--output.root", "", "--test", "--output.turntable_frames", "3"]
+    assert cli.main([*argv, "--device", "cpu"]) == 0
+    for f in ("step0000002_rgb.mp4", "step0000002_normal.mp4", "step0000002_depth.mp4", "poses.npy"):
+        assert (ws / "results" / f).is_file(), f
+    assert load_mesh(ws / "mesh.glb").faces.shape[0] > 100
