@@ -65,6 +65,8 @@ _LISTS = {
     "radius_range": [1.0, 1.5],
     "focal_range": [0.8, 1.0],
     "focal_range_fine": [1.2, 1.4],
+    "ks_min": [0.0, 0.2, 0.1],
+    "ks_max": [0.0, 0.9, 0.8],
 }
 
 

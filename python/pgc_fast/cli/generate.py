@@ -127,6 +127,12 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     )
     new.add_argument("--device", choices=("auto", "cpu", "cuda"), default=argparse.SUPPRESS, help="compute device")
     new.add_argument("--texture", choices=("field", "uv"), default=argparse.SUPPRESS, help="texture representation")
+    new.add_argument(
+        "--env_path", default=argparse.SUPPRESS, help="PBR environment light: a 2:1 lat-long .hdr or .exr file"
+    )
+    new.add_argument(
+        "--learn_light", action="store_true", default=argparse.SUPPRESS, help="PBR: optimise the environment too"
+    )
     new.add_argument("--dry-run", action="store_true", help="validate and print the resolved config; load no model")
     new.add_argument("--force", action="store_true", default=argparse.SUPPRESS, help="overwrite an existing workspace")
     new.add_argument(
@@ -188,7 +194,12 @@ def _check_original_flags(given: dict[str, Any]) -> list[str]:
     guidance = str(given.get("guidance", ""))
     if "sd_version" in given and "xl" not in guidance and not given.get("O4"):
         notes.append("--sd_version is ignored: only the SDXL family (-O4 or an 'xl' --guidance) reads it")
-    if "albedo_iters" in given and not given.get("albedo") and (given.get("fix_mesh") or given.get("O2")):
+    if (
+        "albedo_iters" in given
+        and not given.get("albedo")
+        and not given.get("pbr")
+        and (given.get("fix_mesh") or given.get("O2"))
+    ):
         notes.append("--albedo_iters is ignored: the fixed mesh renders albedo throughout (as in the original)")
     return notes + _ignored_presets(given)
 
@@ -307,7 +318,8 @@ def _from_original_flags(given_orig: dict[str, Any], notes: list[str]) -> C.RunC
 
 
 def _apply_overrides(cfg: C.RunConfig, ns: dict[str, Any]) -> C.RunConfig:
-    """(2) the convenience flags (--model, --device, --texture, --force, --resume), then (3) --section.field."""
+    """(2) the convenience flags (--model, --device, --texture, --env_path, --learn_light, --force, --resume), then
+    (3) --section.field."""
     conv = {}
     if "model" in ns:
         conv["guidance.model"] = ns["model"]
@@ -315,6 +327,10 @@ def _apply_overrides(cfg: C.RunConfig, ns: dict[str, Any]) -> C.RunConfig:
         conv["runtime.device"] = ns["device"]
     if "texture" in ns:
         conv["texture.kind"] = ns["texture"]
+    if "env_path" in ns:
+        conv["pbr.env_path"] = ns["env_path"]
+    if ns.get("learn_light"):
+        conv["pbr.learn_light"] = True
     if ns.get("force"):
         conv["output.force"] = True
     if ns.get("resume"):

@@ -46,6 +46,9 @@ ORIGINAL_FLAGS: dict[str, tuple[Any, str]] = {
     "dreamtime": (False, "bool"),
     "init_time": (0.681, "float"),
     "pbr": (False, "bool"),
+    "no_perturbed_nrm": (False, "bool"),
+    "ks_min": ([0.0, 0.1, 0.0], "floats"),
+    "ks_max": ([0.0, 0.98, 0.0], "floats"),
     "fix_mesh": (False, "bool"),
     "init_texture": (False, "bool"),
     "pos_perturb": (False, "bool"),
@@ -112,9 +115,6 @@ DEAD_FLAGS: dict[str, str] = {
     "port": "int",
     "local_prob": "float",
     "ls_all": "bool",
-    "no_perturbed_nrm": "bool",
-    "ks_min": "floats",
-    "ks_max": "floats",
 }
 # Why a flag of DEAD_FLAGS is ignored, where it did something in the original (default: it did nothing there).
 DEAD_FLAG_REASONS: dict[str, str] = {
@@ -122,9 +122,6 @@ DEAD_FLAG_REASONS: dict[str, str] = {
     "port": "torchrun picks the rendezvous port (--gpus relaunches through it)",
     "local_prob": "it only acts with --n_targets > 0 (GMM local-part cameras)",
     "ls_all": "it only acts with --n_targets > 0 (GMM local-part cameras)",
-    "no_perturbed_nrm": "it only acts with --pbr",
-    "ks_min": "it only acts with --pbr",
-    "ks_max": "it only acts with --pbr",
 }
 # Flags of the original that pgc-fast deliberately does not reproduce: name -> (kind, the value at which the flag
 # does nothing, why). Given at that value they are ignored with a note; any other value is refused with the reason.
@@ -312,6 +309,9 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             "mesh.lambda_smooth": opt.lambda_smooth,
             "mesh.smooth_iters": opt.smooth_iters,
             "texture.material": "pbr" if opt.pbr else "albedo",
+            "pbr.perturbed_normal": not opt.no_perturbed_nrm,
+            "pbr.ks_min": tuple(float(x) for x in opt.ks_min),
+            "pbr.ks_max": tuple(float(x) for x in opt.ks_max),
             "texture.init_from_vertex_colors": opt.init_texture and not opt.latent,  # the original skipped it
             "texture.pos_perturb": opt.pos_perturb,
             "optim.iters": opt.iters,

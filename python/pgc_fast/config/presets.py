@@ -77,6 +77,9 @@ def _build_presets() -> dict[str, RunConfig]:
         "texture-sdxl-controlnet-pgc": config_from_flags("O0", "O2", "O4", guidance="controlnet"),
         # -O0 -O2 -O4 --vsd --guidance_scale 7.5 (README command C): SDXL VSD texturing with PGC.
         "texture-sdxl-vsd-pgc": config_from_flags("O0", "O2", "O4", vsd=True, guidance_scale=7.5),
+        # -O0 -O2 -O4 --pbr --guidance controlnet (README command B): as A with the PBR material under the
+        # environment light.
+        "texture-sdxl-controlnet-pbr-pgc": config_from_flags("O0", "O2", "O4", pbr=True, guidance="controlnet"),
         # SD 1.5 + depth ControlNet at 512², PGC on, 400 iterations × 4 views, 1024² bake (the fast tier, issue 21).
         "texture-fast": fast,
         # CPU smoke configuration used by `pgc-fast demo` (mesh.path is filled in by the demo).

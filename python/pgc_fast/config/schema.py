@@ -71,6 +71,9 @@ TextureKind = Literal["field", "uv"]
 Material = Literal["albedo", "pbr"]
 
 
+Tonemap = Literal["srgb", "none"]
+
+
 Optimizer = Literal["adam", "adamw"]
 
 
@@ -388,7 +391,8 @@ class TextureConfig:
     """field = hash-grid + MLP queried at surface points (baked at export); uv = explicit multi-resolution UV
     texture."""
     material: Material = "albedo"
-    """albedo = base colour only; pbr = nvdiffrec material (kd, roughness, metallic, normal)."""
+    """albedo = base colour only; pbr = nvdiffrec material (kd, roughness, metallic, normal) lit by an environment
+    (--pbr; settings in the pbr section; needs kind = field)."""
     field_levels: int = 16
     """Hash-grid levels of the texture field (the original: 16)."""
     field_log2_table_size: int = 16
@@ -412,6 +416,38 @@ class TextureConfig:
     """Full-batch steps of the vertex-colour pre-fit."""
     pos_perturb: bool = False
     """Jitter field query positions by U(-1e-3, 1e-3) per axis (the original's biased U[0,2e-3) fixed)."""
+
+
+@dataclass(frozen=True)
+class PbrConfig:
+    """PBR material under environment light (texture.material = pbr, the original's --pbr): nvdiffrec's split-sum
+    shading (render/shading.py, render/envlight.py)."""
+
+    env_path: str | None = None
+    """Environment light: a 2:1 lat-long Radiance .hdr or OpenEXR .exr (--env_path); None = the sky / sun / ground
+    pgc-fast generates (render/envlight.py, default_environment)."""
+    env_scale: float = 2.0
+    """Radiance multiplier of the environment (the original: 2)."""
+    env_resolution: int = 512
+    """Cube-map face size the environment is resampled to: a power of two in [64, 2048] (the original: 512). Its
+    prefiltering takes well under a second on a GPU, minutes on a CPU at 512 (once per environment and machine: the
+    levels are cached, render/envlight.py)."""
+    learn_light: bool = False
+    """Optimise the environment light too, at lr_texture (lr_texture / 10 with DMTet) (--learn_light; the original
+    froze it although it sat in the optimiser)."""
+    tonemap: Tonemap = "srgb"
+    """What the diffusion model sees: srgb = linear radiance clamped to [0, 1] and sRGB-encoded (the default: the
+    models were trained on sRGB images); none = linear radiance as is (the original, for parity)."""
+    kd_range: tuple[float, float] = (0.03, 0.97)
+    """Range of the base colour kd (the original: [0.03, 0.97])."""
+    ks_min: tuple[float, float, float] = (0.0, 0.1, 0.0)
+    """Lower bounds of (occlusion, roughness, metallic) (the original's --ks_min)."""
+    ks_max: tuple[float, float, float] = (0.0, 0.98, 0.0)
+    """Upper bounds of (occlusion, roughness, metallic) (the original's --ks_max: occlusion, metallic pinned to 0)."""
+    perturbed_normal: bool = True
+    """Learn a tangent-space normal perturbation, exported as a normal map (off: the original's --no_perturbed_nrm)."""
+    lambda_kd_smooth: float = 0.03
+    """Weight of the kd smoothness regulariser, ramped in over the first tenth of the steps (the original: 0.03)."""
 
 
 @dataclass(frozen=True)
@@ -501,6 +537,8 @@ class RunConfig:
     """Input mesh."""
     texture: TextureConfig = field(default_factory=TextureConfig)
     """Texture representation."""
+    pbr: PbrConfig = field(default_factory=PbrConfig)
+    """PBR material and environment light."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimisation loop."""
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -1,4 +1,4 @@
-"""Rendered outputs of a run: the validation image and the turntable (mp4 + gif)."""
+"""Rendered outputs of a run: the validation image and the turntable (mp4 + gif), and for a PBR material its maps."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def to_uint8(img_chw: torch.Tensor) -> np.ndarray:
 
 def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> dict[str, Path]:
     """The original's validation view (θ = 60°, φ = 0, r = mean radius, focal = mean focal_range · H), white bg; with
-    shape optimisation (DMTet) its normal map too (``_normal.png``, (n + 1)/2 on white)."""
+    shape optimisation (DMTet) its normal map too (``_normal.png``, (n + 1)/2 on white); with a PBR material its
+    maps (``_maps.png``: base colour, roughness, metallic, normal)."""
     from pgc_fast.render import orbit_cameras
 
     r = cfg.render
@@ -33,7 +34,10 @@ def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> 
             out, normal = scene.render_views(cams)
             images = {"rgb": out.image[0], "normal": normal[0]}
         else:
-            images = {"rgb": scene.render(cams, train=False).image[0]}
+            out = scene.render(cams, train=False)
+            images = {"rgb": out.image[0]}
+        if getattr(out, "material", None) is not None:  # a PBR material: its maps beside the lit render
+            images["maps"] = material_panels(out, r.bg_color)[0]
     scene.texture.train(was_training)
     files = {}
     for kind, img in images.items():
@@ -50,6 +54,18 @@ def _save_png(path: Path, arr: np.ndarray) -> None:
         Image.fromarray(arr).save(tmp)
 
 
+def material_panels(out: Any, background: float = 1.0) -> torch.Tensor:
+    """A PBR render's maps side by side, [B, 3, H, 4W] in [0, 1] over the background grey: base colour
+    (sRGB-encoded kd), roughness, metallic, shading normal ((n + 1)/2)."""
+    from pgc_fast.render.shading import srgb_encode
+
+    m, mask = out.material, out.mask
+    grey = lambda c: m[:, c : c + 1].expand(-1, 3, -1, -1)
+    nrm = (out.shading_normal + 1) / 2 if out.shading_normal is not None else torch.zeros_like(m[:, :3])
+    panels = [srgb_encode(m[:, 0:3]), grey(4), grey(5), nrm]
+    return torch.cat([p * mask + background * (1 - mask) for p in panels], dim=-1)
+
+
 def depth_image(depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """A depth render [B,1,H,W] as a viewable image [B,3,H,W]: per frame, near = white to far = 0.15 grey over the
     covered pixels, black background."""
@@ -63,7 +79,8 @@ def depth_image(depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
     """Turntable of the final texture (the original's 100-view test path): turntable.mp4 and turntable.gif; with
-    shape optimisation (DMTet) also turntable_normal and turntable_depth (the original's _normal/_depth videos)."""
+    shape optimisation (DMTet) also turntable_normal and turntable_depth (the original's _normal/_depth videos);
+    with a PBR material also turntable_maps (base colour, roughness, metallic, normal side by side)."""
     from pgc_fast.render import turntable
 
     o, r = cfg.output, cfg.render
@@ -75,7 +92,7 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
         device=scene.device,
     )
     shape = cfg.mesh.shape == "dmtet"
-    frames: dict[str, list[Any]] = {"": [], "_normal": [], "_depth": []} if shape else {"": []}
+    frames: dict[str, list[Any]] = {"": [], "_normal": [], "_depth": [], "_maps": []}
     for i in range(0, len(cams), 8):
         if shape:
             out, normal = scene.render_views(cams[i : i + 8])
@@ -84,8 +101,12 @@ def write_turntable(scene: Any, cfg: C.RunConfig, ws: Path) -> dict[str, Any]:
         else:
             out = scene.render(cams[i : i + 8], train=False)
         frames[""].extend(to_uint8(x) for x in out.image)
+        if getattr(out, "material", None) is not None:
+            frames["_maps"].extend(to_uint8(x) for x in material_panels(out, r.bg_color))
     files: dict[str, Any] = {}
     for suffix, fr in frames.items():
+        if not fr:
+            continue
         got = _write_video(ws, f"turntable{suffix}", fr, o.fps)
         if suffix:  # the note is the RGB turntable's
             got.pop("_video_note", None)

@@ -27,7 +27,9 @@ from pgc_fast.mesh.uv import atlas
 from pgc_fast.render.renderer import MeshRenderer, RenderMesh, RenderOutput
 from pgc_fast.render.scenery import load_background_image
 from pgc_fast.render.textures import FieldTexture, UVTexture
+from pgc_fast.render.textures import with_tangents as with_tangents_of
 from pgc_fast.render.textures.base import Texture
+from pgc_fast.train import material as M
 from pgc_fast.train.dmtet import DMTetGeometry, outward_normal_map, progress_printer
 from pgc_fast.train.latent import bake_decoded, render_decoded
 
@@ -86,7 +88,8 @@ class FixedMesh:
 
     ``with_uvs``: carry UVs for a UV texture — the mesh's own when it has them, else an atlas from
     ``pgc_fast.mesh.uv.atlas`` whose faces are the input faces in order (so they serve as ``uv_faces`` next to the
-    unchanged positions)."""
+    unchanged positions). ``with_tangents``: carry the vertex tangents of those UVs too (a PBR material's normal
+    map; ``name``, the mesh's file, goes into the error a degenerate UV layout raises)."""
 
     def __init__(
         self,
@@ -96,6 +99,8 @@ class FixedMesh:
         *,
         with_uvs: bool = False,
         uv_resolution: int = 1024,
+        with_tangents: bool = False,
+        name: str = "mesh",
     ) -> None:
         self.mesh_in = mesh_in
         self.norm = norm
@@ -109,7 +114,8 @@ class FixedMesh:
                 uv_faces = torch.from_numpy(np.asarray(mesh_in.uv_faces, np.int64))
             else:
                 uvs, uv_faces = atlas(verts.numpy(), faces.numpy(), uv_resolution)
-        self._rmesh = RenderMesh(vertices=verts, faces=faces, uvs=uvs, uv_faces=uv_faces, colors=colors).to(device)
+        rmesh = RenderMesh(vertices=verts, faces=faces, uvs=uvs, uv_faces=uv_faces, colors=colors)
+        self._rmesh = (with_tangents_of(rmesh, name) if with_tangents else rmesh).to(device)
 
     def render_mesh(self) -> RenderMesh:
         return self._rmesh
@@ -184,13 +190,20 @@ class Scene:
     def from_config(cls, cfg: C.RunConfig, device: torch.device) -> Scene:
         mesh_in = load_mesh(cfg.mesh.path, allow_external_files=cfg.mesh.allow_external_files)
         norm = Normalization.fit(mesh_in.vertices) if cfg.mesh.canonicalize else Normalization.identity()
-        texture = make_texture(cfg.texture, latent=cfg.guidance.latent)
+        pbr = M.is_pbr(cfg)
+        texture = M.make_material(cfg) if pbr else make_texture(cfg.texture, latent=cfg.guidance.latent)
         geometry: Geometry
-        if cfg.mesh.shape == "dmtet":
+        if cfg.mesh.shape == "dmtet":  # a PBR material shades DMTet's UV-less surface in its UV-free frame
             geometry = DMTetGeometry(mesh_in, norm, device, cfg)
         else:
             geometry = FixedMesh(
-                mesh_in, norm, device, with_uvs=texture.needs_uvs, uv_resolution=cfg.texture.uv_resolution
+                mesh_in,
+                norm,
+                device,
+                with_uvs=texture.needs_uvs,
+                uv_resolution=cfg.texture.uv_resolution,
+                with_tangents=pbr,
+                name=cfg.mesh.path,
             )
         return cls(cfg, device, geometry, texture)
 
@@ -224,7 +237,9 @@ class Scene:
         kw: dict[str, Any] = {"generator": torch.Generator().manual_seed(seed)}
         if show_progress:
             kw["progress"] = progress_printer("init shape from the mesh's signed distance")
-        return self.geometry.initialize(texture=self.texture if joint else None, **kw)
+        colour = getattr(self.texture, "base_colour", None)  # a PBR material fits its kd (its other channels stay)
+        fit = (colour() if colour is not None else self.texture) if joint else None
+        return self.geometry.initialize(texture=fit, **kw)
 
     def param_groups(self, lr: float, grid_lr_scale: float) -> list[dict[str, Any]]:
         """Optimiser groups as the original (the original's Trainer): the geometry's at ``optim.lr_geometry``, then
@@ -239,7 +254,8 @@ class Scene:
         the first ``render.albedo_iters`` steps) and background; evaluation renders are unlit albedo on the
         constant colour. Latent mode (train/latent.py): training renders are the 4 latent channels over the zero
         latent, evaluation renders are decoded. A training render starts a new step of the geometry (DMTet extracts
-        its surface)."""
+        its surface). A PBR material is lit
+        by its environment in training and evaluation renders (train/material.py, render_kwargs)."""
         r = self.cfg.render
         if self.latent and not train:
             return render_decoded(self, cameras)
@@ -248,10 +264,21 @@ class Scene:
         tex = self.texture.jittered(generator) if train and self.cfg.texture.pos_perturb else self.texture
         bg: Any = self.bg_image if train and self.bg_image is not None else r.bg_color
         bg = 0.0 if self.latent else bg
-        shading = ("albedo" if step < r.albedo_iters else r.shading) if train else "albedo"
+        kw: dict[str, Any] = {"shading": ("albedo" if step < r.albedo_iters else r.shading) if train else "albedo"}
+        if M.is_pbr(self.cfg):
+            kw = M.render_kwargs(self.cfg, self.texture, train, step)
         return self.renderer.render(
-            self.rmesh, cameras, tex, background=bg, shading=shading, generator=generator, antialias=r.antialias
+            self.rmesh, cameras, tex, background=bg, generator=generator, antialias=r.antialias, **kw
         )
+
+    def texture_regularizers(
+        self, step: int, render: RenderOutput, iters: int, generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
+        """Terms the scene adds to the objective's loss, by name (a PBR material's kd smoothness), already
+        weighted."""
+        if not M.is_pbr(self.cfg):
+            return {}
+        return M.material_regularizers(self.cfg, self.texture, render, step, iters, generator)
 
     def normal_map(self, render: RenderOutput) -> torch.Tensor:
         """The normal-SDS input of a render: ``(n + 1)/2`` of the outward world normals, 0.5 where empty,
@@ -287,6 +314,9 @@ class Scene:
         return self.geometry.regularizer(step, iters)
 
     def export(self, ws: Path, cfg: C.RunConfig) -> dict[str, Path]:
-        """Write ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` and ``mesh.glb`` in the input mesh's frame."""
+        """Write ``mesh.obj`` + ``mesh.mtl`` + ``texture.png`` and ``mesh.glb`` in the input mesh's frame (a PBR
+        material: its maps, the GLB and probe.hdr, train/material.py)."""
+        if M.is_pbr(cfg):
+            return M.export_material(Path(ws), cfg, self)
         img, uvs, uv_faces = self.baked_texture()
         return export_textured_mesh(Path(ws), self.geometry.export_mesh(), img, uvs, uv_faces)

@@ -1,5 +1,6 @@
 """Checks that need this machine or the input's contents, run after ``config.validate`` and before anything is
-created or loaded (workspace, models): the device, the GPU ids, and that the mesh loads with usable faces.
+created or loaded (workspace, models): the device, the GPU ids, that the mesh loads with usable faces, and that a
+PBR run's environment map is a readable 2:1 HDR image.
 Each failure is one :class:`PreflightError` whose message is one line naming the flag to change."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 from pgc_fast import config as C
 from pgc_fast.train import distributed as D
 
-__all__ = ["PreflightError", "check_machine", "check_mesh", "machine_notes", "preflight"]
+__all__ = ["PreflightError", "check_environment", "check_machine", "check_mesh", "machine_notes", "preflight"]
 
 
 class PreflightError(RuntimeError):
@@ -81,10 +82,11 @@ def check_machine(cfg: C.RunConfig) -> None:
 
 def check_mesh(cfg: C.RunConfig) -> None:
     """Load the mesh once (a few ms for 62k faces), so that a malformed one is refused before anything else; for
-    DMTet also that it can seed the grid (pgc_fast.train.dmtet.check_source_mesh)."""
+    DMTet also that it can seed the grid (pgc_fast.train.dmtet.check_source_mesh); for a PBR run that the mesh's own
+    UV layout leaves room for tangents."""
     import warnings
 
-    from pgc_fast.mesh import Normalization, load_mesh
+    from pgc_fast.mesh import Normalization, load_mesh, vertex_tangents
 
     try:
         with warnings.catch_warnings():
@@ -96,12 +98,28 @@ def check_mesh(cfg: C.RunConfig) -> None:
             fit = cfg.mesh.canonicalize and bool(np.isfinite(mesh.vertices).all())
             norm = Normalization.fit(mesh.vertices) if fit else Normalization.identity()
             check_source_mesh(mesh, norm, cfg.mesh.tet_res)
+        if cfg.texture.material == "pbr" and mesh.uvs is not None:  # its normal map follows the mesh's own UVs
+            vertex_tangents(mesh, cfg.mesh.path)
     except (ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PreflightError(f"mesh.path (--mesh_path): cannot use {cfg.mesh.path!r}: {first}") from e
 
 
+def check_environment(cfg: C.RunConfig) -> None:
+    """A PBR run's environment map decodes and is a 2:1 lat-long (render/envlight.py, load_environment)."""
+    if cfg.texture.material != "pbr" or cfg.pbr.env_path is None:
+        return
+    from pgc_fast.render.envlight import load_environment
+
+    try:
+        load_environment(cfg.pbr.env_path)
+    except (ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PreflightError(f"pbr.env_path (--env_path): cannot use {cfg.pbr.env_path!r}: {first}") from e
+
+
 def preflight(cfg: C.RunConfig) -> None:
-    """:func:`check_machine` then :func:`check_mesh`."""
+    """:func:`check_machine`, :func:`check_mesh`, then :func:`check_environment`."""
     check_machine(cfg)
     check_mesh(cfg)
+    check_environment(cfg)
