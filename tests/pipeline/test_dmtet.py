@@ -84,7 +84,7 @@ def test_extracted_normals_point_outward_and_feed_normal_sds():
     geo = DMTetGeometry(shapes.sphere(0.55), Normalization.identity(), torch.device("cpu"), cfg)
     geo.initialize()
     m = geo.render_mesh()
-    assert float((m.normals * m.vertices).sum(-1).min()) > 0.0  # outward everywhere on a sphere
+    assert float((m.normals * m.vertices).sum(-1).min().detach()) > 0.0  # outward everywhere on a sphere
     from pgc_fast.render.textures import FieldTexture
 
     scene = Scene(cfg, torch.device("cpu"), geo, FieldTexture(num_levels=4, log2_table_size=10))

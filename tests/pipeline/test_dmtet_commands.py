@@ -133,6 +133,25 @@ def test_shape_with_other_losses(tmp_path, vase, flags):
     assert json.loads((ws / "metrics.json").read_text())["geometry"]["mesh_faces"] > 100
 
 
+def test_o3_refines_the_shape_with_zero123(tmp_path, vase, capsys):
+    """-O3 (Zero123 BGT+ from a reference image + the text at 0.01) optimises DMTet. It does not canonicalise (the
+    original's preset): a mesh outside the grid is refused in one line naming --canonicalize."""
+    from PIL import Image
+
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[6:26, 10:22] = (200, 60, 40, 255)
+    Image.fromarray(rgba).save(tmp_path / "ref.png")
+    o3 = ["-O3", "--ref_path", str(tmp_path / "ref.png")]
+    extra = ["--iters", "1", "--guidance.zero123_model", "tiny-zero123", "--output.turntable_frames", "0"]
+    code, ws = _generate(tmp_path, "o3_raw", o3, extra)  # the vase reaches y = ±1: outside [-1, 1]^3's interior
+    err = capsys.readouterr().err
+    assert code == 2 and "--canonicalize" in err and len(err.strip().splitlines()) == 1 and not ws.exists()
+    code, ws = _generate(tmp_path, "o3", [*o3, "--canonicalize"], extra)
+    assert code == 0, capsys.readouterr().err
+    m = json.loads((ws / "metrics.json").read_text())
+    assert m["geometry"]["mesh_faces"] > 100 and (ws / "mesh.glb").is_file()
+
+
 def test_vsd_with_normal_sds_is_refused(tmp_path, vase, capsys):
     """The original's VSD guidance has no normal-map step (it crashes there): refused, with the way out."""
     code, ws = _generate(tmp_path, "vsd", ["-O0", "-O4", "--vsd", "--guidance_scale", "7.5"])
@@ -159,3 +178,14 @@ def test_shape_command_learning_rates_and_schedule():
     assert (o1.render.resolution, o1.mesh.tet_res, o1.mesh.canonicalize) == (512, 256, True)
     for cfg in (d, f, g, o1):
         C.validate(cfg, check_files=False)
+
+
+def test_test_mode_renders_a_dmtet_workspace(tmp_path, vase):
+    """--test on a DMTet run's workspace: the checkpoint's geometry is restored and its final surface rendered."""
+    code, ws = _generate(tmp_path, "o1", SHAPE_COMMANDS["O1"])
+    assert code == 0
+    argv = ["generate", "--workspace", str(ws), "--output.root", "", "--test", "--output.turntable_frames", "3"]
+    assert cli.main([*argv, "--device", "cpu"]) == 0
+    for f in ("step0000002_rgb.mp4", "step0000002_normal.mp4", "step0000002_depth.mp4", "poses.npy"):
+        assert (ws / "results" / f).is_file(), f
+    assert load_mesh(ws / "mesh.glb").faces.shape[0] > 100

@@ -1,7 +1,6 @@
 """``-O3`` (Zero123 image-to-3D) from the original's command line: its flags map as the original's presets and
 trainer meant them, and a 2-step run with tiny-zero123 (+ tiny-sd for the text term) on the seed's panda and
-panda_reference.png writes every output. Plain ``-O3`` optimises DMTet; until that lands it is refused with the
-advice to add --fix_mesh."""
+panda_reference.png writes every output. Plain ``-O3`` optimises DMTet (tests/pipeline/test_dmtet_commands.py)."""
 
 from __future__ import annotations
 

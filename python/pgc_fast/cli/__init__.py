@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(BENCH_SUITES),
         default="kernels",
         help="kernels (GPU tables, or pytest-benchmark of the torch twins on a CPU), attention, vae, unet, "
-        "guidance, hashgrid, step (the original's SDS step vs ours), zero123 (ours vs the original's Zero123 "
-        "step), all",
+        "guidance, hashgrid, step (the original's SDS step vs ours), dmtet (the original's DMTet step of command G "
+        "vs ours), zero123 (ours vs the original's Zero123 step), all",
     )
     b.add_argument("--results", default=None, help="append the tables to this markdown file")
     b.epilog = "Arguments after `--` go to the benchmark script (e.g. pgc-fast bench step -- --views 2)."

@@ -28,7 +28,8 @@ ORIGINAL_HELP: dict[str, str] = {
     "O0": "PGC with tau 0.1 (variant 0) and mixed precision",
     "O1": "DMTet shape + texture refinement (SD 2.1-base, normal + RGB SDS, init_texture, smoothing)",
     "O2": "fixed-mesh text-to-texture; forces --guidance controlnet unless -O4",
-    "O3": "Zero123 image-to-3D from --ref_path (+ the text at 0.01); DMTet, so add --fix_mesh for now",
+    "O3": "Zero123 image-to-3D from --ref_path (+ the text at 0.01); DMTet (no canonicalize: a mesh outside [-1, 1]^3"
+    " needs --canonicalize), or --fix_mesh",
     "O4": "SDXL: appends 'xl' to --guidance; bs, iters, res_fine, scheduler follow the SDXL rule",
     "save_mesh": "export the textured mesh (pgc-fast always does)",
     "eval_interval": "validation image every N epochs of 800/bs steps (output.val_every)",
