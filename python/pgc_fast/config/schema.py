@@ -430,8 +430,8 @@ class PbrConfig:
     """Radiance multiplier of the environment (the original: 2)."""
     env_resolution: int = 512
     """Cube-map face size the environment is resampled to: a power of two in [64, 2048] (the original: 512). Its
-    prefiltering takes well under a second on a GPU, minutes on a CPU at 512 (once per environment and machine: the
-    levels are cached, render/envlight.py)."""
+    prefiltering is once per environment and machine (the levels are cached, render/envlight.py): 10 min at 512 on
+    the shared 2-core CPU VM, a few seconds at 64."""
     learn_light: bool = False
     """Optimise the environment light too, at lr_texture (lr_texture / 10 with DMTet) (--learn_light; the original
     froze it although it sat in the optimiser)."""
