@@ -96,7 +96,7 @@ def test_extracted_normals_point_outward_and_feed_normal_sds():
     assert torch.all(nmap.permute(0, 2, 3, 1)[empty] == 0.5)
     n = nmap.permute(0, 2, 3, 1)[~empty] * 2 - 1
     pos = out.position.permute(0, 2, 3, 1)[~empty]
-    assert float((n * pos).sum(-1).min()) > 0.0 and torch.allclose(n.norm(dim=-1), torch.ones(1), atol=1e-4)
+    assert float((n * pos).sum(-1).min().detach()) > 0.0 and torch.allclose(n.norm(dim=-1), torch.ones(1), atol=1e-4)
     nmap.sum().backward()
     assert float(geo.field.layers[-1].weight.grad.abs().sum()) > 0  # through the vertex normals to the field
 
