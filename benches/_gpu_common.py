@@ -20,12 +20,21 @@ def commit() -> str:
         return "unknown"
 
 
-def emit(text: str, results: str | None) -> None:
-    """Print a markdown table block and append it to ``results`` when given."""
-    print(text, flush=True)
+def emit(text: str, results: str | None, quiet: bool = False) -> None:
+    """Print a markdown table block (unless ``quiet``) and append it to ``results`` when given."""
+    if not quiet:
+        print(text, flush=True)
     if results:
         with open(results, "a") as f:
             f.write("\n" + text + "\n")
+
+
+def out_file(out_dir: str | None, name: str) -> str | None:
+    """``out_dir/name`` (the directory created), or None without ``out_dir``: where a script's ``--out`` results go."""
+    if not out_dir:
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    return os.path.join(out_dir, name)
 
 
 def vae_encode_step(vae, x: torch.Tensor):

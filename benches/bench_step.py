@@ -36,7 +36,9 @@ VAE_FWDBWD_TFLOP_PER_VIEW = 10.6
 
 
 def _commit() -> str:
-    return os.environ.get("PGC_COMMIT", "unknown")
+    from _gpu_common import commit
+
+    return commit()
 
 
 def _sync_time(fn, iters: int, warmup: int) -> list[float]:
@@ -271,6 +273,47 @@ def floors(views: int, res: int, field_bytes: int) -> dict[str, float]:
     }
 
 
+VARIANT_HELP = """ours' variants, comma-separated, each timed in this process against the one original run:
+default | eager (--no-guidance.compile) | fp8 (--guidance.fp8) | attn-<cudnn|flash|efficient> (--guidance.attention)
+| any of these joined by '+' (e.g. fp8+attn-flash)"""
+
+
+def variant_overrides(spec: str) -> dict:
+    """A variant name (see VARIANT_HELP) → config overrides."""
+    over: dict = {}
+    for part in spec.split("+"):
+        if part == "default":
+            continue
+        elif part == "eager":
+            over["guidance.compile"] = False
+        elif part == "fp8":
+            over["guidance.fp8"] = True
+        elif part.startswith("attn-"):
+            over["guidance.attention"] = part[5:]
+        else:
+            raise SystemExit(f"bench_step.py: --variants: unknown variant {part!r}; {VARIANT_HELP}")
+    return over
+
+
+def time_ours(cfg, a, with_components: bool) -> dict:
+    """One of ours' variants: first step (compile), synced and pipelined ms, peak GiB, optional components."""
+    torch.cuda.reset_peak_memory_stats()
+    step, scene, objective, optimizer, ac_dtype = ours_session(cfg, a.device)
+    t0 = time.perf_counter()
+    step()  # first step (compiles when compile is on)
+    torch.cuda.synchronize()
+    first_s = time.perf_counter() - t0
+    ms = _sync_time(step, a.iters, a.warmup)
+    res = {"first_s": first_s, "ms": statistics.median(ms), "pipe": _pipelined_ms(step, a.iters), "dtype": ac_dtype}
+    res["peak"] = torch.cuda.max_memory_allocated() / 2**30
+    res["comp"] = components_ours(scene, objective, optimizer, a.views, a.res, ac_dtype) if with_components else None
+    res["field_bytes"] = sum(p.numel() * p.element_size() for g in optimizer.param_groups for p in g["params"])
+    del objective, optimizer, step, scene
+    gc.collect()
+    torch.cuda.empty_cache()
+    return res
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mesh", default=os.environ.get("PGC_PANDA", "../shared/data/panda_spear_shield.obj"))
@@ -279,6 +322,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--results", default=None)
+    ap.add_argument("--out", default=None, help="directory: write bench_step.md there")
     ap.add_argument("--bg", default=os.environ.get("PGC_BG", "../shared/data/background.png"))
     ap.add_argument("--model", default="sdxl-random", help="tiny-sdxl with --device cpu: a smoke run")
     ap.add_argument("--device", default="cuda")
@@ -290,6 +334,7 @@ def main(argv=None):
         help="ours with guidance.compile (torch.compile of UNet + ControlNet; else eager)",
     )
     ap.add_argument("--compile-scope", default="blocks", choices=["blocks", "full"], help="with --compile")
+    ap.add_argument("--variants", default="default", help=VARIANT_HELP)
     a = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = True
     ws = tempfile.mkdtemp(prefix="bench_step_")
@@ -298,91 +343,90 @@ def main(argv=None):
 
     # Explicit either way (the CLI default is compile on CUDA): without --compile this times the eager step.
     cfg = C.override(cfg, **{"guidance.compile": a.compile, "guidance.compile_scope": a.compile_scope})
-    cuda = a.device == "cuda"
-    if not cuda:  # smoke mode: exercise both pipelines end to end, no meaningful timings
+    if a.device != "cuda":  # smoke mode: exercise both pipelines end to end, no meaningful timings
         for name in ("synchronize", "reset_peak_memory_stats", "empty_cache"):
             setattr(torch.cuda, name, lambda *x, **k: None)
         torch.cuda.max_memory_allocated = lambda *x, **k: 1
         torch.cuda.memory_allocated = lambda *x, **k: 0
         a.skip_components = True
-    dev = torch.cuda.get_device_name() if cuda else "cpu"
+    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    ours = {}
+    for i, v in enumerate(variants):  # ours first (its scene also gives the reference the same mesh and rasteriser)
+        ours[v] = time_ours(C.override(cfg, **variant_overrides(v)), a, i == 0 and not a.skip_components)
+        print(f"ours {v}: {ours[v]['ms']:.1f} ms/step, first step {ours[v]['first_s']:.1f} s", flush=True)
+    ref = None if a.skip_reference else time_reference(cfg, a)
+    text = step_report(a, ours, ref)
+    print(text, flush=True)
+    for path in (a.results, a.out and os.path.join(_mkdir(a.out), "bench_step.md")):
+        if path:
+            with open(path, "a") as f:
+                f.write("\n" + text + "\n")
 
-    # ---- ours first (its scene also gives the reference the same mesh and rasteriser)
-    torch.cuda.reset_peak_memory_stats()
-    step, scene, objective, optimizer, ac_dtype = ours_session(cfg, a.device)
-    t0 = time.perf_counter()
-    step()  # first step (compiles when --compile)
-    torch.cuda.synchronize()
-    first_s = time.perf_counter() - t0
-    ours_ms = _sync_time(step, a.iters, a.warmup)
-    ours_pipe = _pipelined_ms(step, a.iters)
-    ours_peak = torch.cuda.max_memory_allocated() / 2**30
-    comp_ours = None if a.skip_components else components_ours(scene, objective, optimizer, a.views, a.res, ac_dtype)
-    field_bytes = sum(p.numel() * p.element_size() for g in optimizer.param_groups for p in g["params"])
-    del objective, optimizer, step
-    gc.collect()
-    torch.cuda.empty_cache()
 
-    ours_label = (
-        f"pgc-fast (`train.step.train_step`, {str(ac_dtype).replace('torch.', '')}"
-        f"{f', compiled UNet+CN ({a.compile_scope})' if a.compile else ''})"
-    )
-    flags = f"--views {a.views}{f' --compile --compile-scope {a.compile_scope}' if a.compile else ''}"
-    if a.skip_reference:
-        o = statistics.median(ours_ms)
-        text = (
-            f"### SDS step, ours only (`{a.model}`), {a.views} views at {a.res}² — {dev}, commit {_commit()}, "
-            f"{datetime.date.today()} (`python benches/bench_step.py --skip-reference {flags}`)\n\n"
-            f"| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s |\n"
-            f"|---|---|---|---|---|---|\n"
-            f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | {ours_peak:.1f} | {first_s:.1f} |\n"
-        )
-        print(text, flush=True)
-        if a.results:
-            with open(a.results, "a") as f:
-                f.write("\n" + text)
-        return
+def _mkdir(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path
 
-    # ---- the original's step
+
+def time_reference(cfg, a) -> dict:
+    """The original's step (pgc_fast.parity.original_step) on the same mesh, views and weights."""
+    from pgc_fast.train.geometry import Scene
+
+    scene = Scene.from_config(cfg, torch.device(a.device))
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
     ref_step, ref_fn, bundle = reference_session(cfg, scene, a.views, a.res, a.model, a.device)
-    ref_ms = _sync_time(ref_step, a.iters, a.warmup)
-    ref_pipe = _pipelined_ms(ref_step, a.iters)
-    ref_peak = (torch.cuda.max_memory_allocated() - base) / 2**30
-    comp_ref = None if a.skip_components else components_reference(ref_fn, a.views, a.res)
+    ms = _sync_time(ref_step, a.iters, a.warmup)
+    res = {"ms": statistics.median(ms), "pipe": _pipelined_ms(ref_step, a.iters)}
+    res["peak"] = (torch.cuda.max_memory_allocated() - base) / 2**30
+    res["comp"] = None if a.skip_components else components_reference(ref_fn, a.views, a.res)
+    return res
 
-    o, r = statistics.median(ours_ms), statistics.median(ref_ms)
+
+def step_report(a, ours: dict, ref: dict | None) -> str:
+    dev = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
+    flags = (
+        f"--views {a.views}{f' --compile --compile-scope {a.compile_scope}' if a.compile else ''}"
+        f"{f' --variants {a.variants}' if a.variants != 'default' else ''}{' --skip-reference' if ref is None else ''}"
+    )
+    recipe = 1200 * 4 / a.views / 6e4  # minutes per ms of step, for 1200 4-view steps
     lines = [
         f"### SDS step, SDXL + depth ControlNet (`{a.model}`), {a.views} views at {a.res}² — {dev}, torch "
-        f"{torch.__version__}, commit {_commit()}, {datetime.date.today()} (`python benches/bench_step.py "
-        f"{flags}`)",
+        f"{torch.__version__}, commit {_commit()}, {datetime.date.today()} (`python benches/bench_step.py {flags}`)",
         "",
         "| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s | "
-        "1200 × 4-view recipe (steps only) |",
-        "|---|---|---|---|---|---|---|",
-        f"| original (pgc_fast.parity.original_step, fp16 autocast) | {r:.1f} | {ref_pipe:.1f} | {r / a.views:.1f} | "
-        f"{ref_peak:.1f} | | {1200 * r * 4 / a.views / 6e4:.1f} min |",
-        f"| {ours_label} | {o:.1f} | {ours_pipe:.1f} | {o / a.views:.1f} | "
-        f"{ours_peak:.1f} | {first_s:.1f} | {1200 * o * 4 / a.views / 6e4:.1f} min |",
+        "1200 × 4-view recipe (steps only) | speed-up vs original |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    if ref is not None:
+        lines.append(
+            f"| original (pgc_fast.parity.original_step, fp16 autocast) | {ref['ms']:.1f} | {ref['pipe']:.1f} | "
+            f"{ref['ms'] / a.views:.1f} | {ref['peak']:.1f} | | {ref['ms'] * recipe:.1f} min | 1.00× |"
+        )
+    for v, o in ours.items():
+        label = (
+            f"pgc-fast (`train.step.train_step`, {str(o['dtype']).replace('torch.', '')}"
+            f"{f', compiled UNet+CN ({a.compile_scope})' if a.compile and 'eager' not in v else ''}, variant `{v}`)"
+        )
+        speed = f"{ref['ms'] / o['ms']:.2f}×" if ref is not None else ""
+        lines.append(
+            f"| {label} | {o['ms']:.1f} | {o['pipe']:.1f} | {o['ms'] / a.views:.1f} | {o['peak']:.1f} | "
+            f"{o['first_s']:.1f} | {o['ms'] * recipe:.1f} min | {speed} |"
+        )
+    lines += [
         "",
-        f"speed-up {r / o:.2f}× synced, {ref_pipe / ours_pipe:.2f}× pipelined; memory "
-        f"{ref_peak / ours_peak:.2f}× less (synced: median of {a.iters} steps after {a.warmup} warm-up, a device "
-        f"sync after each; pipelined: {a.iters} back-to-back steps, one sync; the peak includes each pipeline's "
-        "weights)",
+        f"synced: median of {a.iters} steps after {a.warmup} warm-up, a device sync after each; pipelined: {a.iters} "
+        "back-to-back steps, one sync; the peak includes each pipeline's weights.",
         "",
     ]
-    if comp_ours and comp_ref:
-        fl = floors(a.views, a.res, field_bytes)
+    first = next(iter(ours.values()))
+    if first["comp"] and ref is not None and ref["comp"]:
+        fl = floors(a.views, a.res, first["field_bytes"])
         lines += ["| component | original ms | ours ms | floor ms |", "|---|---|---|---|"]
-        for k in comp_ours:
-            lines.append(f"| {k} | {comp_ref[k]:.2f} | {comp_ours[k]:.2f} | {fl[k]:.2f} |")
+        for k in first["comp"]:
+            lines.append(f"| {k} | {ref['comp'][k]:.2f} | {first['comp'][k]:.2f} | {fl[k]:.2f} |")
         lines.append("")
-    text = "\n".join(lines)
-    print(text, flush=True)
-    if a.results:
-        with open(a.results, "a") as f:
-            f.write("\n" + text + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ __all__ = [
     "uv_metrics",
     "signed_distance",
     "winding_number",
+    "vertex_tangents",
+    "read_hdr",
+    "write_hdr",
 ]
 
 def version() -> str:
@@ -127,3 +130,17 @@ def winding_number(
     beta: float,
 ) -> npt.NDArray[Any]:
     """→ generalised winding number [N] in the points' dtype."""
+
+# --- rust_mesh::tangent and rust_mesh::io::hdr (rust_mesh/py/src/pbr.rs); wrapped by pgc_fast.mesh ---
+
+def vertex_tangents(
+    vertices: _F32, faces: _I64, uvs: _F32, uv_faces: _I64, normals: _F32
+) -> tuple[_I64, _I64, _F32, int, float]:
+    """→ (vmap int64 [K,2], split faces int64 [F,3], tangents float32 [K,4], degenerate-UV faces, their area
+    fraction)."""
+
+def read_hdr(path: str | PathLike[str]) -> _F32:
+    """Radiance .hdr / OpenEXR .exr → float32 [H,W,3]."""
+
+def write_hdr(path: str | PathLike[str], image: _F32) -> None:
+    """float32 [H,W,3] → Radiance .hdr."""

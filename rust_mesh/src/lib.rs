@@ -6,6 +6,7 @@ pub mod mesh;
 pub mod ops;
 pub mod raster;
 pub mod sdf;
+pub mod tangent;
 pub mod tet;
 pub mod uv;
 

@@ -56,8 +56,10 @@ pub struct Material {
     pub base_color_texture: Option<Texture>,
     /// glTF layout: G = roughness, B = metallic.
     pub metallic_roughness_texture: Option<Texture>,
-    /// Tangent-space normal map (RGB in [0,1]).
+    /// Tangent-space normal map (RGB in [0,1], OpenGL convention: green = +bitangent).
     pub normal_texture: Option<Texture>,
+    /// Ambient occlusion (glTF: R channel, 1 = fully lit). Written to GLB only.
+    pub occlusion_texture: Option<Texture>,
 }
 
 impl Default for Material {
@@ -70,6 +72,7 @@ impl Default for Material {
             base_color_texture: None,
             metallic_roughness_texture: None,
             normal_texture: None,
+            occlusion_texture: None,
         }
     }
 }

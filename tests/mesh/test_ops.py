@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from shapes import cube
 
 from pgc_fast.mesh import (
     Mesh,
@@ -19,23 +20,7 @@ from pgc_fast.mesh import (
 
 def soup_cube() -> Mesh:
     """Cube as a triangle soup (every face has its own 3 vertices)."""
-    v = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], np.float32)
-    f = np.array(
-        [
-            [0, 1, 3],
-            [0, 3, 2],
-            [4, 6, 7],
-            [4, 7, 5],
-            [0, 4, 5],
-            [0, 5, 1],
-            [2, 3, 7],
-            [2, 7, 6],
-            [0, 2, 6],
-            [0, 6, 4],
-            [1, 5, 7],
-            [1, 7, 3],
-        ]
-    )
+    v, f = cube()
     return Mesh(v[f.reshape(-1)] + np.float32(1e-7), np.arange(36).reshape(12, 3))
 
 

@@ -34,7 +34,14 @@ def test_demo_writes_every_output(tmp_path, capsys):
     assert list((ws / "validation").glob("*.png"))
     m = json.loads((ws / "metrics.json").read_text())
     assert m["steps"] == 2 and m["clip"]["enabled"] and m["it_per_s"] > 0
-    assert {"load_model", "train", "export_mesh", "turntable"} <= set(m["phases_s"])
+    assert {"load_model", "train", "compile", "steps", "final_views", "export_mesh", "turntable"} <= set(m["phases_s"])
+    # the user-facing split (issue 21): each group a sum of timed phases; the loop's parts add up to its time
+    ph, grouped = m["phases_s"], m["phases_grouped_s"]
+    assert list(grouped) == ["load", "compile", "steps", "export", "turntable", "report"]
+    assert all(v >= 0 for v in grouped.values()) and sum(grouped.values()) <= m["total_s"]
+    loop = ph["compile"] + ph["steps"] + ph.get("validation", 0) + ph.get("checkpoint", 0)
+    assert abs(loop - ph["train"]) < 0.05 * ph["train"] + 0.05
+    assert m["startup_s"] is None or m["startup_s"] >= 0
     html = (ws / "report.html").read_text()
     assert "a colourful ceramic vase" in html and html.count("<svg") == 2 and "turntable.gif" in html
     assert "map_Kd texture.png" in (ws / "mesh.mtl").read_text()

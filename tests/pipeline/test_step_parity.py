@@ -48,3 +48,33 @@ def test_harness_catches_a_different_timestep(mesh, monkeypatch, capsys):
     monkeypatch.setattr(P.Harness, "reference", shifted)
     assert P.main([*ARGS, *mesh]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+SPREAD = [*ARGS, "--skip-step-table", "--spread", "2", "--noise-draws", "2", "--levers", "fp32+fp8"]
+
+
+def _spread_rows(out: str) -> dict[str, list[str]]:
+    rows = [ln.split("|")[1:-1] for ln in out.splitlines() if ln.startswith("| ours-") or ln.startswith("| orig-")]
+    return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows}
+
+
+def test_spread_probe_feeds_both_pipelines_the_same_draws(mesh, capsys):
+    """The spread table (issue 21): the original's float32 gradients equal ours on every (t, view, noise) draw,
+    FP8 (through its float32 twin on the CPU) is measurably off, and the verdict follows the rule."""
+    assert P.main([*SPREAD, *mesh]) == 0
+    rows = _spread_rows(capsys.readouterr().out)
+    assert float(rows["orig-fp32"][0]) <= 1e-4 and float(rows["orig-fp32"][1]) > 0.99999
+    rel, cos, ratio = (float(rows["ours-fp32+fp8"][i]) for i in range(3))
+    assert 1e-3 < rel < 2 and cos < 1 and ratio > 0.05 and rows["ours-fp32+fp8"][4] == "no: opt-in"
+
+
+def test_spread_probe_notices_other_timesteps(mesh, monkeypatch, capsys):
+    orig = P.SpreadProbe.original
+
+    def shifted(self, precision):
+        self.t = self.t + 5
+        return orig(self, precision)
+
+    monkeypatch.setattr(P.SpreadProbe, "original", shifted)
+    assert P.main([*SPREAD, *mesh]) == 0
+    assert float(_spread_rows(capsys.readouterr().out)["orig-fp32"][0]) > 1e-3

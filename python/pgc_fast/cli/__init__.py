@@ -1,5 +1,5 @@
-"""The ``pgc-fast`` command line: one module per command (generate, demo, image, bench, train-prior), each
-parse → config → call. Only this package reads argv; everything below takes typed arguments.
+"""The ``pgc-fast`` command line: one module per command (generate, demo, image, bench, train-prior,
+convert-zero123), each parse → config → call. Only this package reads argv; everything below takes typed arguments.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 import typing
 
 from pgc_fast.cli.bench import BENCH_SUITES, cmd_bench
+from pgc_fast.cli.convert_zero123 import add_convert_zero123_parser, cmd_convert_zero123
 from pgc_fast.cli.demo import add_demo_parser, cmd_demo
 from pgc_fast.cli.generate import add_generate_parser, cmd_generate
 from pgc_fast.cli.image import add_image_parser, cmd_image
@@ -75,12 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(BENCH_SUITES),
         default="kernels",
         help="kernels (GPU tables, or pytest-benchmark of the torch twins on a CPU), attention, vae, unet, "
-        "guidance, hashgrid, step (the original's SDS step vs ours), all",
+        "guidance, hashgrid, step (the original's SDS step vs ours), dmtet (the original's DMTet step of command G "
+        "vs ours), zero123 (ours vs the original's Zero123 step), all",
     )
     b.add_argument("--results", default=None, help="append the tables to this markdown file")
     b.epilog = "Arguments after `--` go to the benchmark script (e.g. pgc-fast bench step -- --views 2)."
     add_image_parser(sub)
     add_train_prior_parser(sub)
+    add_convert_zero123_parser(sub)
     return parser
 
 
@@ -112,4 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_bench(args)
     if args.command == "demo":
         return cmd_demo(args)
+    if args.command == "convert-zero123":
+        return cmd_convert_zero123(args)
     return 2

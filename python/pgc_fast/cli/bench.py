@@ -16,7 +16,10 @@ BENCH_SUITES = {
     "guidance": ("gpu_guidance.py", False),
     "hashgrid": ("gpu_hash_grid.py", False),
     "step": ("bench_step.py", True),
+    "dmtet": ("gpu_dmtet_step.py", True),
     "parity": ("gpu_step_parity.py", True),
+    "zero123": ("gpu_zero123.py", True),
+    "recipe": ("gpu_recipe.py", True),
     "all": ("", False),
 }
 

@@ -1,4 +1,4 @@
-"""pgc-fast generate: text-to-texture on a mesh; argv → RunConfig → train.run.
+"""pgc-fast generate: text-to-texture on a mesh (and DMTet shape refinement); argv → RunConfig → train.run.
 
 Every config field is a flag --<section>.<field> whose help is the field's docstring; --preset NAME starts from a
 named preset; the original PGC-3D main.py flags are accepted as written (config/original_flags.py applies its
@@ -21,9 +21,10 @@ from typing import Any, Literal
 from pgc_fast import config as C
 from pgc_fast.cli.generate_help import DESCRIPTION, ORIGINAL_HELP, FullHelp, PlainFormatter, ShortHelp, plain
 from pgc_fast.config.original_flags import (
+    DEAD_FLAG_REASONS,
     DEAD_FLAGS,
+    NOT_REPRODUCED,
     ORIGINAL_FLAGS,
-    UNSUPPORTED_FLAGS,
     apply_original_presets,
     default_original_options,
     original_to_config,
@@ -101,14 +102,14 @@ def _add_original_flags(parser: argparse.ArgumentParser) -> None:
         add(name, kind, text.replace("%", "%%"))
     for name, kind in DEAD_FLAGS.items():
         add(name, kind, argparse.SUPPRESS)
-    for name, (kind, what) in UNSUPPORTED_FLAGS.items():
-        add(name, kind, f"{what.removeprefix(f'--{name} ')} (not supported yet)")
+    for name, (kind, _, why) in NOT_REPRODUCED.items():
+        add(name, kind, f"not reproduced: {why}")
 
 
 def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
-        help="text-to-texture on a mesh (accepts the original main.py flags)",
+        help="text-to-texture on a mesh, optionally refining its shape (accepts the original main.py flags)",
         description=DESCRIPTION,
         formatter_class=PlainFormatter,
         allow_abbrev=False,
@@ -126,6 +127,12 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     )
     new.add_argument("--device", choices=("auto", "cpu", "cuda"), default=argparse.SUPPRESS, help="compute device")
     new.add_argument("--texture", choices=("field", "uv"), default=argparse.SUPPRESS, help="texture representation")
+    new.add_argument(
+        "--env_path", default=argparse.SUPPRESS, help="PBR environment light: a 2:1 lat-long .hdr or .exr file"
+    )
+    new.add_argument(
+        "--learn_light", action="store_true", default=argparse.SUPPRESS, help="PBR: optimise the environment too"
+    )
     new.add_argument("--dry-run", action="store_true", help="validate and print the resolved config; load no model")
     new.add_argument("--force", action="store_true", default=argparse.SUPPRESS, help="overwrite an existing workspace")
     new.add_argument(
@@ -161,11 +168,11 @@ def resolve_generate(args: argparse.Namespace) -> tuple[C.RunConfig, list[str]]:
 
 def _check_original_flags(given: dict[str, Any]) -> list[str]:
     """Refuse the original's flags for features not implemented yet; name those that have no effect here."""
-    refused = [f"{UNSUPPORTED_FLAGS[k][1]} is {C.UNSUPPORTED_MESSAGE}" for k in given if k in UNSUPPORTED_FLAGS]
-    if given.get("O3"):  # refused even where the elif chain would skip it (-O2 -O3): -O3 is Zero123
-        refused.append(f"-O3 (zero123 image-to-3D) is {C.UNSUPPORTED_MESSAGE}")
-    if "clip" in str(given.get("guidance_o", "")):
-        refused.append(f"--guidance_o clip (CLIP ViT-B/16 reference-image loss) is {C.UNSUPPORTED_MESSAGE}")
+    refused = [
+        f"--{k} is not reproduced by pgc-fast: {NOT_REPRODUCED[k][2]}"
+        for k, v in given.items()
+        if k in NOT_REPRODUCED and v != NOT_REPRODUCED[k][1]
+    ]
     for k, v in given.items():  # before the mapping: nan >= 0 is False, so a nan threshold would read as "off"
         if ORIGINAL_FLAGS.get(k, (None, ""))[1] in ("float", "floats", "float2"):
             if not all(math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
@@ -174,13 +181,25 @@ def _check_original_flags(given: dict[str, Any]) -> list[str]:
         refused.append(f"--n_targets > 0 (GMM local-part cameras) is {C.UNSUPPORTED_MESSAGE}")
     if refused:
         raise C.ConfigError(refused)
-    notes = [f"--{k} is ignored (it had no effect in the original either)" for k in given if k in DEAD_FLAGS]
-    if "guidance_o" in given:
+    notes = [
+        f"--{k} is ignored ({DEAD_FLAG_REASONS.get(k, 'it had no effect in the original either')})"
+        for k in given
+        if k in DEAD_FLAGS
+    ]
+    notes += [f"--{k} {_fmt(given[k])} is ignored (it did nothing at this value)" for k in given if k in NOT_REPRODUCED]
+    if "ckpt" in given and not given.get("test"):
+        notes.append("--ckpt is ignored: it picks the checkpoint --test renders (--resume continues the latest)")
+    if "guidance_o" in given and "clip" not in str(given["guidance_o"]):
         notes.append(f"--guidance_o {given['guidance_o']} is ignored (only a value containing 'clip' did anything)")
     guidance = str(given.get("guidance", ""))
     if "sd_version" in given and "xl" not in guidance and not given.get("O4"):
         notes.append("--sd_version is ignored: only the SDXL family (-O4 or an 'xl' --guidance) reads it")
-    if "albedo_iters" in given and not given.get("albedo"):
+    if (
+        "albedo_iters" in given
+        and not given.get("albedo")
+        and not given.get("pbr")
+        and (given.get("fix_mesh") or given.get("O2"))
+    ):
         notes.append("--albedo_iters is ignored: the fixed mesh renders albedo throughout (as in the original)")
     return notes + _ignored_presets(given)
 
@@ -299,7 +318,8 @@ def _from_original_flags(given_orig: dict[str, Any], notes: list[str]) -> C.RunC
 
 
 def _apply_overrides(cfg: C.RunConfig, ns: dict[str, Any]) -> C.RunConfig:
-    """(2) the convenience flags (--model, --device, --texture, --force, --resume), then (3) --section.field."""
+    """(2) the convenience flags (--model, --device, --texture, --env_path, --learn_light, --force, --resume), then
+    (3) --section.field."""
     conv = {}
     if "model" in ns:
         conv["guidance.model"] = ns["model"]
@@ -307,6 +327,10 @@ def _apply_overrides(cfg: C.RunConfig, ns: dict[str, Any]) -> C.RunConfig:
         conv["runtime.device"] = ns["device"]
     if "texture" in ns:
         conv["texture.kind"] = ns["texture"]
+    if "env_path" in ns:
+        conv["pbr.env_path"] = ns["env_path"]
+    if ns.get("learn_light"):
+        conv["pbr.learn_light"] = True
     if ns.get("force"):
         conv["output.force"] = True
     if ns.get("resume"):
@@ -367,6 +391,7 @@ def _classify(e: Exception) -> tuple[int, str]:
     """(exit status, message) of an error raised by a generate run."""
     from pgc_fast.train import distributed as D
     from pgc_fast.train.checkpoint import CheckpointError
+    from pgc_fast.train.dmtet import EmptySurfaceError
     from pgc_fast.train.metrics import NonFiniteError
     from pgc_fast.train.preflight import PreflightError
     from pgc_fast.train.workspace import WorkspaceExistsError
@@ -388,12 +413,16 @@ def _classify(e: Exception) -> tuple[int, str]:
         pass
     if isinstance(e, refused):
         return 2, _say(e)
-    if isinstance(e, NonFiniteError):
+    if isinstance(e, (NonFiniteError, EmptySurfaceError)):
         return 1, str(e)
     return 1, str(e).strip().splitlines()[0] if str(e).strip() else ""
 
 
 def _generate(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if getattr(args, "orig__test", False):  # render a trained workspace, no training (cli/generate_test.py)
+        from pgc_fast.cli.generate_test import cmd_generate_test
+
+        return cmd_generate_test(args)
     cfg, notes = resolve_generate(args)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

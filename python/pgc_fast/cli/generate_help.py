@@ -10,8 +10,9 @@ import textwrap
 from pgc_fast import config as C
 
 DESCRIPTION = """\
-Texture a mesh from a text prompt: score distillation from a diffusion model with pixel-wise gradient clipping
-(PGC-3D). Accepts the original PGC-3D main.py commands as written, for example
+Texture a mesh from a text prompt, or refine its shape too (DMTet: -O1, or -O4 without -O2): score distillation
+from a diffusion model with pixel-wise gradient clipping (PGC-3D). Accepts the original PGC-3D main.py commands as
+written, for example
 
   pgc-fast generate -O0 -O2 -O4 --guidance controlnet --text "A panda ..." --workspace panda/sdxl \\
       --mesh_path data/panda_spear_shield.obj
@@ -25,15 +26,16 @@ ORIGINAL_HELP: dict[str, str] = {
     "text": "prompt (guidance.text)",
     "negative": "negative prompt (guidance.negative)",
     "O0": "PGC with tau 0.1 (variant 0) and mixed precision",
-    "O1": "DMTet shape + texture (not supported yet)",
+    "O1": "DMTet shape + texture refinement (SD 2.1-base, normal + RGB SDS, init_texture, smoothing)",
     "O2": "fixed-mesh text-to-texture; forces --guidance controlnet unless -O4",
-    "O3": "Zero123 image-to-3D (not supported yet)",
+    "O3": "Zero123 image-to-3D from --ref_path (+ the text at 0.01); DMTet (no canonicalize: a mesh outside [-1, 1]^3"
+    " needs --canonicalize), or --fix_mesh",
     "O4": "SDXL: appends 'xl' to --guidance; bs, iters, res_fine, scheduler follow the SDXL rule",
     "save_mesh": "export the textured mesh (pgc-fast always does)",
     "eval_interval": "validation image every N epochs of 800/bs steps (output.val_every)",
     "workspace": "run directory, under exp/ (output.workspace)",
     "guidance": "model family by substring: 'xl' = SDXL, 'controlnet' = ControlNet",
-    "guidance_o": "'clip' adds the CLIP reference-image loss (not supported yet); other values do nothing",
+    "guidance_o": "'clip' adds the CLIP reference-image loss (guidance.clip_reference); other values do nothing",
     "guidance_scale": "classifier-free guidance scale (guidance.guidance_scale)",
     "control_type": "ControlNet conditions: depth, normal, tile, shuffle or kind=repo (guidance.controlnets)",
     "control_scale": "ControlNet conditioning scales, one per type (guidance.control_scales)",
@@ -44,18 +46,21 @@ ORIGINAL_HELP: dict[str, str] = {
     "optimizer": "adam, or anything else for adamw (optim.optimizer)",
     "scheduler": "ddpm, ddim or dpm: BGT+ denoising and VSD (guidance.scheduler)",
     "fp16": "mixed precision (optim.precision=auto)",
-    "no_normal": "no normal-map SDS (texture only)",
-    "only_normal": "only normal-map SDS, the shape alone (not supported yet)",
-    "zero123": "Zero123 image guidance (not supported yet)",
+    "no_normal": "no normal-map SDS (DMTet: RGB SDS alone refines shape and texture)",
+    "only_normal": "only normal-map SDS: DMTet refines the shape alone",
+    "zero123": "Zero123 image guidance from --ref_path (guidance.zero123, guidance.zero123_model)",
     "ref_path": "reference image: reference-view MSE and the shuffle ControlNet (guidance.ref_path)",
     "lambda_ref": "weight of the reference-view MSE (guidance.lambda_ref)",
     "dreamtime": "DreamTime timestep schedule",
     "init_time": "largest timestep fraction of DreamTime and BGT+",
-    "pbr": "PBR material (not supported yet)",
+    "pbr": "PBR material (kd, roughness, metallic, normal map) under an environment light (texture.material=pbr)",
+    "no_perturbed_nrm": "PBR: no learned normal perturbation, no normal map (pbr.perturbed_normal)",
+    "ks_min": "PBR: lower bounds of occlusion, roughness, metallic (pbr.ks_min)",
+    "ks_max": "PBR: upper bounds of occlusion, roughness, metallic (pbr.ks_max; 0 pins a channel)",
     "fix_mesh": "keep the shape fixed (texture only)",
     "init_texture": "initialise the texture from the mesh's vertex colours",
     "pos_perturb": "jitter the texture's query positions",
-    "latent": "Latent-NeRF texture (not supported yet)",
+    "latent": "Latent-NeRF: the texture holds 4 latent channels, decoded for viewing and export",
     "vsd": "VSD loss (SDXL only: with -O4)",
     "bgt": "BGT+ loss",
     "csd": "CSD loss",
@@ -63,13 +68,13 @@ ORIGINAL_HELP: dict[str, str] = {
     "cfg_rescale": "CFG rescale 0.5",
     "bg_color": "background grey level in [0, 1]",
     "bg_scenery": "scenery background in training (SDXL turns it on; render.bg_image)",
-    "lambda_saturation": "saturation penalty (not supported yet when > 0)",
+    "lambda_saturation": "weight of the saturation penalty (guidance.lambda_saturation)",
     "lambda_smooth": "DMTet smoothness weight",
     "iters": "optimisation steps (optim.iters)",
     "smooth_iters": "DMTet: smoothing in the last N steps",
     "lr_fine": "learning rates: geometry texture (optim.lr_geometry, optim.lr_texture)",
     "albedo": "unlit albedo shading",
-    "albedo_iters": "albedo shading for the first N steps (the fixed mesh is always albedo)",
+    "albedo_iters": "albedo shading for the first N steps (render.albedo_iters; fixed mesh: always; PBR: unlit kd)",
     "uniform_sphere_rate": "probability of uniform view directions",
     "weight_choice": "SDS weighting 0..2, else uniform (guidance.weighting)",
     "grad_clip": "element-wise clip of parameter gradients, >= 0 enables (optim.grad_clip)",
@@ -80,7 +85,7 @@ ORIGINAL_HELP: dict[str, str] = {
     "bs": "views per step and per GPU (optim.batch_size)",
     "jitter_pose": "jitter the cameras",
     "res_fine": "render resolution (render.resolution)",
-    "tet_res": "DMTet grid resolution",
+    "tet_res": "DMTet grid resolution, 16 to 512 (mesh.tet_res)",
     "radius_range": "camera distance range",
     "focal_range": "focal length / H range, first zoom stage",
     "focal_range_fine": "focal length / H range, last zoom stage",
@@ -88,6 +93,12 @@ ORIGINAL_HELP: dict[str, str] = {
     "suppress_face": "append 'face' to the negative prompt away from the front",
     "single_stage": "no three-stage zoom-in",
     "n_targets": "GMM local-part cameras when > 0 (not supported yet)",
+    "angle_overhead": "view prompts: polar angle of the overhead / bottom views (guidance.angle_overhead)",
+    "angle_front": "view prompts: width of the front and back azimuth bins (guidance.angle_front)",
+    "ssd_M": "SSD: timesteps <= M use the mode-disengaging term (guidance.ssd_m)",
+    "left": "the reference faces the other way: front and back prompts swap (guidance.front_azimuth 180)",
+    "test": "render a trained workspace, no training: 100-view videos, frames, poses.npy; re-export the mesh",
+    "ckpt": "the checkpoint --test renders: latest, or a step*.safetensors file",
 }
 
 PRESET_HELP: dict[str, str] = {
@@ -97,6 +108,8 @@ PRESET_HELP: dict[str, str] = {
     "texture-sdxl-pgc": "-O0 -O2 -O4: SDXL texturing with PGC",
     "texture-sdxl-controlnet-pgc": "-O0 -O2 -O4 --guidance controlnet (README command A)",
     "texture-sdxl-vsd-pgc": "-O0 -O2 -O4 --vsd --guidance_scale 7.5 (README command C)",
+    "texture-sdxl-controlnet-pbr-pgc": "-O0 -O2 -O4 --pbr --guidance controlnet (README command B)",
+    "texture-fast": "-O0 -O2 in 400 steps with a 1024² bake: a quick preview of a prompt",
     "demo": "what pgc-fast demo runs: tiny-sd on the CPU",
 }
 
@@ -117,10 +130,15 @@ COMMON: list[tuple[str, str]] = [
     ("--res_fine PX", "render resolution"),
     ("--seed N", "random seed"),
     ("--texture {field,uv}", "hash-grid field (the original) or UV texture"),
+    ("--pbr", "PBR material under an environment light; GLB with base colour, metallic-roughness,"),
+    ("", "normal and occlusion maps (--pbr.tonemap none: linear radiance to the VAE, as the original)"),
+    ("--env_path FILE", "PBR environment: a 2:1 lat-long .hdr or .exr (default: a generated sky)"),
+    ("--learn_light", "PBR: optimise the environment light too"),
     ("--device {auto,cpu,cuda}", "compute device"),
     ("--gpus IDS", "GPU ids such as 0,1: one process per GPU"),
     ("--dry-run", "validate and print the resolved configuration; load nothing"),
     ("--force, --resume", "overwrite the workspace / continue its last checkpoint"),
+    ("--test [--ckpt FILE]", "render a trained workspace (videos, frames, poses.npy), re-export; no training"),
     ("--config FILE", "start from a config.yaml written by an earlier run"),
     ("--debug", "show the traceback of an error"),
     ("--help-all", "every option: all --section.field flags and the original's flags"),
@@ -139,7 +157,9 @@ def _table(rows: list[tuple[str, str]], width: int = 27) -> list[str]:
 
 def short_help() -> str:
     """The ~80-line page ``pgc-fast generate --help`` prints."""
-    from pgc_fast.config.original_flags import UNSUPPORTED_FLAGS
+    from pgc_fast.config.original_flags import NOT_REPRODUCED
+
+    refused = NOT_REPRODUCED.items()
 
     lines = [
         "usage: pgc-fast generate [--preset NAME | -O0 ... -O4] --text PROMPT --mesh_path FILE [options]",
@@ -155,9 +175,10 @@ def short_help() -> str:
         "the original's -O options (combine as in its README):",
         *_table([(f"-O{i}", ORIGINAL_HELP[f"O{i}"]) for i in range(5)], width=4),
         "",
-        "refused (not supported yet): -O1, -O3, --pbr, --latent, --zero123, --only_normal, --guidance_o clip,",
+        "refused (not supported yet): --n_targets > 0",
+        "refused (not reproduced; the error and --help-all say why):",
         textwrap.fill(
-            ", ".join(f"--{k}" for k in UNSUPPORTED_FLAGS) + ", --lambda_saturation > 0, --n_targets > 0",
+            ", ".join(f"--{k}" + (f" other than {v}" if v not in (False, "") else "") for k, (_, v, _) in refused),
             width=116,
             initial_indent="  ",
             subsequent_indent="  ",

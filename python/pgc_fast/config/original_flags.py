@@ -46,6 +46,9 @@ ORIGINAL_FLAGS: dict[str, tuple[Any, str]] = {
     "dreamtime": (False, "bool"),
     "init_time": (0.681, "float"),
     "pbr": (False, "bool"),
+    "no_perturbed_nrm": (False, "bool"),
+    "ks_min": ([0.0, 0.1, 0.0], "floats"),
+    "ks_max": ([0.0, 0.98, 0.0], "floats"),
     "fix_mesh": (False, "bool"),
     "init_texture": (False, "bool"),
     "pos_perturb": (False, "bool"),
@@ -82,6 +85,13 @@ ORIGINAL_FLAGS: dict[str, tuple[Any, str]] = {
     "suppress_face": (False, "bool"),
     "single_stage": (False, "bool"),
     "n_targets": (0, "int"),
+    "angle_overhead": (30.0, "float"),
+    "angle_front": (90.0, "float"),
+    "ssd_M": (100, "int"),
+    "left": (False, "bool"),
+    # Actions rather than settings: render a trained workspace (cli/generate_test.py) and which checkpoint.
+    "test": (False, "bool"),
+    "ckpt": ("latest", "str"),
 }
 # Parsed and ignored, as in the original ("dead" flags), or superseded by pgc-fast's own mechanism.
 DEAD_FLAGS: dict[str, str] = {
@@ -103,30 +113,55 @@ DEAD_FLAGS: dict[str, str] = {
     "fovy_range": "float2",
     "local_rank": "int",
     "port": "int",
-    "mesh_name": "str",
-    "mesh_type": "str",
-    "bound": "float",
-    "angle_overhead": "float",
-    "angle_front": "float",
-    "ssd_M": "int",
     "local_prob": "float",
     "ls_all": "bool",
-    "no_perturbed_nrm": "bool",
-    "ks_min": "floats",
-    "ks_max": "floats",
-    "ckpt_fine": "str",
 }
-# Features of the original that belong to later pgc-fast work: parsed, then refused with a clear message.
-UNSUPPORTED_FLAGS: dict[str, tuple[str, str]] = {
-    "test": ("bool", "--test (render a trained checkpoint); re-run with --resume to finish a stopped run"),
-    "use_refiner": ("bool", "--use_refiner (SDXL refiner at test time)"),
+# Why a flag of DEAD_FLAGS is ignored, where it did something in the original (default: it did nothing there).
+DEAD_FLAG_REASONS: dict[str, str] = {
+    "local_rank": "torchrun gives each process its rank (--gpus relaunches through it)",
+    "port": "torchrun picks the rendezvous port (--gpus relaunches through it)",
+    "local_prob": "it only acts with --n_targets > 0 (GMM local-part cameras)",
+    "ls_all": "it only acts with --n_targets > 0 (GMM local-part cameras)",
+}
+# Flags of the original that pgc-fast deliberately does not reproduce: name -> (kind, the value at which the flag
+# does nothing, why). Given at that value they are ignored with a note; any other value is refused with the reason.
+# The README's "Flags of the original not reproduced" lists the same.
+NOT_REPRODUCED: dict[str, tuple[str, Any, str]] = {
+    "use_refiner": (
+        "bool",
+        False,
+        "the original fed its RGB render, resized to 128x128, to the SDXL refiner as if it were latents (a bug of "
+        "the original), so its 'refined' test images refined nothing",
+    ),
     "reconstruction": (
         "bool",
-        "--reconstruction (image + pose supervised mode); use run(cfg, objective=...) from Python",
+        False,
+        "fitting to posed images runs from Python: run(cfg, objective=MSEObjective(images, cameras)); the "
+        "original's data_root layout stores poses in its mirrored camera convention",
     ),
-    "data_root": ("str", "--data_root (reconstruction mode)"),
-    "left": ("bool", "--left (reference facing left)"),
-    "ckpt": ("str", "--ckpt (test-mode checkpoint); use --resume"),
+    "data_root": ("str", "", "only --reconstruction read it (see there)"),
+    "mesh_name": (
+        "str",
+        "",
+        "exports have fixed names in the workspace (mesh.obj, mesh.mtl, texture.png, mesh.glb); name runs with "
+        "--workspace",
+    ),
+    "mesh_type": (
+        "str",
+        "",
+        "exports are always a UV-textured mesh; 'vertex_color' only switched the UV export off in the original",
+    ),
+    "bound": (
+        "float",
+        1.0,
+        "the fields cover [-1, 1]^3, the original's default (--canonicalize fits the mesh in [-0.8, 0.8]^3)",
+    ),
+    "ckpt_fine": (
+        "str",
+        "scratch",
+        "the original's checkpoints are pickles (torch.save), which pgc-fast never loads (unpickling can run "
+        "code); continue a pgc-fast run with --resume",
+    ),
 }
 _PGC_VARIANTS: tuple[str, ...] = ("clip", "value", "global", "sigmoid", "soft", "soft_pixel")
 _WEIGHTINGS: tuple[str, ...] = ("one_minus_alpha", "sqrt_alpha_one_minus_alpha", "inverse_one_minus_alpha")
@@ -209,7 +244,10 @@ def _guidance_model(opt: argparse.Namespace) -> tuple[str, tuple[str, ...], tupl
 def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
     """Map the original's resolved option namespace onto a RunConfig (after :func:`apply_original_presets`)."""
     family, controlnets, scales, model = _guidance_model(opt)
-    loss = "vsd" if opt.vsd else "bgt" if opt.bgt else "csd" if opt.csd else "ssd" if opt.ssd else "sds"
+    # Under --zero123 the original's --bgt drives Zero123 and the text term stays SDS (its trainer's
+    # `bgt and not zero123`), scaled by 0.01 (its grad_scale_sd).
+    text_bgt = opt.bgt and not opt.zero123
+    loss = "vsd" if opt.vsd else "bgt" if text_bgt else "csd" if opt.csd else "ssd" if opt.ssd else "sds"
     shape = "fixed" if opt.fix_mesh else "dmtet"
     variant = _PGC_VARIANTS[opt.grad_suppress_type] if 0 <= opt.grad_suppress_type < 6 else "clip"
     pgc_tau = opt.grad_clip_rgb if opt.grad_clip_rgb >= 0 and 0 <= opt.grad_suppress_type < 6 else None
@@ -236,6 +274,10 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             "guidance.rgb_sds": not opt.only_normal,
             "guidance.normal_sds": not opt.no_normal,
             "guidance.dir_text": opt.dir_text,
+            "guidance.angle_front": opt.angle_front,
+            "guidance.angle_overhead": opt.angle_overhead,
+            "guidance.front_azimuth": 180.0 if opt.left else 0.0,
+            "guidance.ssd_m": opt.ssd_M,
             "guidance.suppress_face": opt.suppress_face,
             "guidance.pgc_tau": pgc_tau,
             "guidance.pgc_variant": variant,
@@ -243,6 +285,10 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             "guidance.ref_path": opt.ref_path or None,
             "guidance.lambda_ref": opt.lambda_ref,
             "guidance.zero123": opt.zero123,
+            "guidance.zero123_loss": "bgt" if opt.bgt else "sds",
+            "guidance.zero123_guidance_scale": 100.0,  # its Zero123 steps' default (the trainer passed none)
+            "guidance.grad_scale": 0.01 if opt.zero123 else 1.0,
+            "guidance.clip_reference": 1.0 if "clip" in opt.guidance_o else 0.0,
             "guidance.lambda_saturation": opt.lambda_saturation,
             "render.resolution": opt.res_fine,
             "render.radius_range": tuple(opt.radius_range),
@@ -251,9 +297,11 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             "render.zoom_stages": not opt.single_stage and _max_epoch(opt.iters, opt.bs) > 3,
             "render.jitter_pose": opt.jitter_pose,
             "render.uniform_sphere_rate": opt.uniform_sphere_rate,
-            "render.background": "scenery" if opt.bg_scenery else "color",
+            # Latent mode renders over the zero latent (the original's fixed-mesh path ignored the scenery there).
+            "render.background": "scenery" if opt.bg_scenery and not opt.latent else "color",
             "render.bg_color": opt.bg_color,
             "render.shading": shading,
+            "render.albedo_iters": opt.albedo_iters,
             "mesh.path": opt.mesh_path,
             "mesh.canonicalize": opt.canonicalize,
             "mesh.shape": shape,
@@ -261,7 +309,10 @@ def original_to_config(opt: argparse.Namespace) -> C.RunConfig:
             "mesh.lambda_smooth": opt.lambda_smooth,
             "mesh.smooth_iters": opt.smooth_iters,
             "texture.material": "pbr" if opt.pbr else "albedo",
-            "texture.init_from_vertex_colors": opt.init_texture,
+            "pbr.perturbed_normal": not opt.no_perturbed_nrm,
+            "pbr.ks_min": tuple(float(x) for x in opt.ks_min),
+            "pbr.ks_max": tuple(float(x) for x in opt.ks_max),
+            "texture.init_from_vertex_colors": opt.init_texture and not opt.latent,  # the original skipped it
             "texture.pos_perturb": opt.pos_perturb,
             "optim.iters": opt.iters,
             "optim.batch_size": opt.bs,

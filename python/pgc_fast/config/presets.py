@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from pgc_fast.config.schema import RunConfig, override
 
+FAST_TIER_ITERS = 400
+"""Iterations of the ``texture-fast`` preset: 400 × 4 views = 1,600 view evaluations, a fifth of ``texture-pgc``'s
+2,000 × 4, with the same learning rates, t range (0.02–0.5) and zoom-in stages (which scale with the iteration count).
+What sets it is the time budget of a prompt-iteration loop: ≤ 60 s for the whole run on one H100 (loading, the
+first-step compile on a warm cache, the steps, the 1024² bake, the turntable, the report), which
+``benches/gpu_recipe.py --recipe fast`` measures (benches/RESULTS.md, issue 21). The texture's coarse colours settle
+early in an SDS run, so a fifth of the steps gives a preview of the prompt, not the final asset (run ``texture-pgc``
+or command A for that). Quality against the iteration count cannot be measured with random weights; it is the open
+follow-up of the preset."""
+
 
 def _build_presets() -> dict[str, RunConfig]:
     # Named presets are the original's flag combinations run through its exact preset + knock-on logic
@@ -43,6 +53,18 @@ def _build_presets() -> dict[str, RunConfig]:
             "runtime.gpus": "0",
         },
     )
+    # Fast tier (issue 21), for iterating on prompts: -O0 -O2 (SD 1.5 + depth ControlNet at 512², PGC) with a fifth of
+    # its iterations and light outputs. Why 400 iterations: see FAST_TIER_ITERS.
+    fast = override(
+        config_from_flags("O0", "O2"),
+        **{
+            "optim.iters": FAST_TIER_ITERS,
+            "output.val_every": 0,
+            "output.ckpt_every": 0,
+            "output.turntable_frames": 60,
+            "texture.export_resolution": 1024,
+        },
+    )
     return {
         "default": RunConfig(),
         # -O0 -O2: SD 1.5 + depth ControlNet texturing with PGC (the original forces --guidance controlnet).
@@ -55,6 +77,11 @@ def _build_presets() -> dict[str, RunConfig]:
         "texture-sdxl-controlnet-pgc": config_from_flags("O0", "O2", "O4", guidance="controlnet"),
         # -O0 -O2 -O4 --vsd --guidance_scale 7.5 (README command C): SDXL VSD texturing with PGC.
         "texture-sdxl-vsd-pgc": config_from_flags("O0", "O2", "O4", vsd=True, guidance_scale=7.5),
+        # -O0 -O2 -O4 --pbr --guidance controlnet (README command B): as A with the PBR material under the
+        # environment light.
+        "texture-sdxl-controlnet-pbr-pgc": config_from_flags("O0", "O2", "O4", pbr=True, guidance="controlnet"),
+        # SD 1.5 + depth ControlNet at 512², PGC on, 400 iterations × 4 views, 1024² bake (the fast tier, issue 21).
+        "texture-fast": fast,
         # CPU smoke configuration used by `pgc-fast demo` (mesh.path is filled in by the demo).
         "demo": demo,
     }

@@ -19,6 +19,9 @@ GuidanceFamily = Literal["sd", "sdxl"]
 GuidanceLoss = Literal["sds", "vsd", "bgt", "csd", "ssd"]
 
 
+Zero123Loss = Literal["sds", "bgt"]
+
+
 CfgConvention = Literal["auto", "pgc", "diffusers"]
 
 
@@ -38,6 +41,9 @@ PgcNorm = Literal["linf", "l2"]
 CompileScope = Literal["blocks", "full"]
 
 
+AttentionBackend = Literal["auto", "cudnn", "flash", "efficient", "math"]
+
+
 DepthConvention = Literal["near_bright", "original"]
 
 
@@ -50,7 +56,10 @@ RenderBackend = Literal["auto", "nvdiffrast", "cpu"]
 Background = Literal["color", "scenery"]
 
 
-Shading = Literal["albedo", "lambertian", "random"]
+Shading = Literal["albedo", "lambertian", "random", "normal"]
+
+
+SdfInit = Literal["fit", "direct"]
 
 
 Shape = Literal["fixed", "dmtet"]
@@ -60,6 +69,9 @@ TextureKind = Literal["field", "uv"]
 
 
 Material = Literal["albedo", "pbr"]
+
+
+Tonemap = Literal["srgb", "none"]
 
 
 Optimizer = Literal["adam", "adamw"]
@@ -76,6 +88,17 @@ Device = Literal["auto", "cpu", "cuda"]
 
 # Built-in model names served by pgc_fast.guidance without a download (pgc_fast.guidance.models.builtin).
 BUILTIN_MODELS = ("tiny-sd", "tiny-sdxl", "sd15-random", "sdxl-random", "toy-sd")
+
+
+# Built-in Zero123 models (pgc_fast.guidance.models.zero123): tiny for tests, full size with random weights for
+# benchmarks; and the CLIP image encoder built for tests of the CLIP reference loss.
+ZERO123_BUILTINS = ("tiny-zero123", "zero123-random")
+CLIP_BUILTINS = ("tiny-clip",)
+
+
+# Zero123-XL (the original's zero123-xl.ckpt) in the diffusers layout, and the CLIP ViT-B/16 of --guidance_o clip.
+ZERO123_ALIASES: dict[str, str] = {"zero123-xl": "ashawkey/zero123-xl-diffusers"}
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch16"
 
 
 # The hub ids the original would load, with its bug 4 fixed (SDXL defaults to base-1.0, not 0.9).
@@ -192,6 +215,9 @@ class GuidanceConfig:
     """Width (degrees) of the front and back azimuth bins of the view-dependent prompts, centred on 0 and 180."""
     angle_overhead: float = 30.0
     """Polar angle (degrees from +Y) at or below which a view is 'overhead' (at or above 180 minus it: 'bottom')."""
+    front_azimuth: float = 0.0
+    """Azimuth (degrees) the object's front faces, for the view-dependent prompts: 180 swaps the front and back prompts
+    (the original's --left, for a reference image facing the other way)."""
     suppress_face: bool = False
     """Append 'face' to the negative prompt for non-front views."""
     zero_empty_negative: bool | None = None
@@ -237,9 +263,37 @@ class GuidanceConfig:
     lambda_ref: float = 0.1
     """Weight of the reference-view masked MSE."""
     zero123: bool = False
-    """Zero123-XL image guidance (-O3 / --zero123)."""
+    """Zero123 image guidance (-O3 / --zero123): every view is scored by Zero123 given guidance.ref_path and the
+    relative camera; the text prompt (if any) adds SD guidance scaled by grad_scale (-O3: 0.01)."""
+    zero123_model: str = "zero123-xl"
+    """Zero123 weights: zero123-xl (a hub copy in the diffusers layout), a hub id or local directory in that layout,
+    the original's ldm .ckpt / .safetensors file, or a built-in (tiny-zero123, zero123-random)."""
+    zero123_config: str | None = None
+    """The ldm YAML of a .ckpt zero123_model (None = Zero123's sd-objaverse-finetune-c_concat-256.yaml)."""
+    zero123_loss: Zero123Loss = "sds"
+    """Zero123 loss: sds or bgt (HiFA BGT+; -O3, as the original's --bgt)."""
+    zero123_guidance_scale: float = 3.0
+    """Zero123 CFG scale (-O3: 100, the original's default, in its BGT+ pgc form)."""
+    zero123_cfg_convention: CfgConvention = "auto"
+    """Zero123 CFG form; auto = as the original: pgc for bgt, diffusers for sds."""
+    zero123_weight: float = 1.0
+    """Multiplier of the Zero123 loss."""
+    zero123_double_norm: bool = False
+    """Parity switch: reproduce the original's double normalisation of the Zero123 input (the VAE saw 4x - 3)."""
+    zero123_rgb_range_bug: bool = False
+    """Parity switch: reproduce the original's BGT+ image term, which compared the render in [-1, 1] with the
+    decoded target in [0, 1]."""
+    zero123_mirrored: bool = False
+    """Parity switch: feed Zero123 the original's mirrored views (each render flipped left-right, the reference as
+    given) with the same relative cameras, i.e. exactly the original's inputs."""
+    clip_reference: float = 0.0
+    """Weight of the CLIP reference loss -cos(CLIP(reference-view render), CLIP(reference on white)) (--guidance_o
+    clip: 1; 0 = off)."""
+    clip_model: str = DEFAULT_CLIP_MODEL
+    """CLIP image encoder of that loss: a hub id, local directory or tiny-clip (tests)."""
     lambda_saturation: float = 0.0
-    """Weight of the saturation penalty."""
+    """Weight of the saturation penalty: mean HSV saturation squared, where the mean exceeds 0.5
+    (train/regularizers.py)."""
     fast_vae: bool = True
     """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last)."""
     channels_last: bool = False
@@ -253,6 +307,12 @@ class GuidanceConfig:
     """What --guidance.compile compiles: blocks (regional: each ResNet/transformer block, short compile) or full."""
     compile_vae: bool = False
     """torch.compile the VAE encoder on CUDA (ignored on the CPU); the first step pays the compile time."""
+    fp8: bool = False
+    """FP8 (e4m3, scaled) matrix products in the UNet and ControlNets (GPUs of compute capability >= 9.0, e.g. H100):
+    faster, lossy (its measured error is in benches/RESULTS.md, issue 21); not with loss=vsd."""
+    attention: AttentionBackend = "auto"
+    """PyTorch SDPA backend of the UNet's and ControlNets' attention (all exact): auto (PyTorch's choice), cudnn,
+    flash, efficient or math."""
 
 
 @dataclass(frozen=True)
@@ -286,7 +346,10 @@ class RenderConfig:
     """Scenery image used when background = scenery; None = the one shipped with pgc-fast
     (render/assets/scenery.png), so runs work from any directory (the original read data/background.png)."""
     shading: Shading = "albedo"
-    """Shading during training: albedo (unlit, the fixed-mesh original), lambertian, or random (20% albedo)."""
+    """Shading during training: albedo (unlit, the fixed-mesh original), lambertian, random (20% albedo, else
+    lambertian: the DMTet original) or normal (the normal map (n+1)/2, for fitting a shape to normal images)."""
+    albedo_iters: int = 0
+    """Training renders use albedo shading for the first albedo_iters steps (--albedo_iters)."""
     antialias: bool = True
     """Antialias silhouette edges."""
 
@@ -304,9 +367,18 @@ class MeshConfig:
     shape: Shape = "fixed"
     """fixed = texture only (-O2); dmtet = optimise the shape too (-O1 / -O4 without -O2)."""
     tet_res: int = 256
-    """DMTet tetrahedral grid resolution."""
+    """DMTet tetrahedral grid resolution, 16-512 (the original: 256): res/2 cubes per axis over [-1, 1]."""
+    sdf_init: SdfInit = "fit"
+    """DMTet initialisation: fit (the original: the field fits the mesh's signed distance at jittered surface
+    samples) or direct (the signed distance at the grid vertices, no fitting)."""
+    sdf_init_iters: int = 500
+    """DMTet fit initialisation: full-batch Adam steps (the original: 500; fewer on the CPU)."""
+    sdf_init_points: int = 1000000
+    """DMTet fit initialisation: surface samples, each queried near (N(0, 0.04^2)) and far (N(0, 0.4^2))."""
     lambda_smooth: float = 2e6
     """DMTet normal-consistency weight."""
+    lambda_laplacian: float = 0.0
+    """DMTet uniform-Laplacian weight (the original had it commented out), in the same window as lambda_smooth."""
     smooth_iters: int = 1000
     """DMTet: smoothing active in the last smooth_iters iterations."""
 
@@ -319,7 +391,8 @@ class TextureConfig:
     """field = hash-grid + MLP queried at surface points (baked at export); uv = explicit multi-resolution UV
     texture."""
     material: Material = "albedo"
-    """albedo = base colour only; pbr = nvdiffrec material (kd, roughness, metallic, normal)."""
+    """albedo = base colour only; pbr = nvdiffrec material (kd, roughness, metallic, normal) lit by an environment
+    (--pbr; settings in the pbr section; needs kind = field)."""
     field_levels: int = 16
     """Hash-grid levels of the texture field (the original: 16)."""
     field_log2_table_size: int = 16
@@ -334,12 +407,47 @@ class TextureConfig:
     """Resolution of the exported texture.png (fields are baked at this size)."""
     dilation: int = 8
     """Seam dilation of exported textures, in texels."""
+    latent_bake_views: int = 40
+    """Latent mode: decoded views the exported texture is baked from (more cover concavities better, each costs a
+    VAE decode)."""
     init_from_vertex_colors: bool = False
     """Pre-fit the texture to the mesh's vertex colours when present (--init_texture)."""
     init_iters: int = 500
     """Full-batch steps of the vertex-colour pre-fit."""
     pos_perturb: bool = False
     """Jitter field query positions by U(-1e-3, 1e-3) per axis (the original's biased U[0,2e-3) fixed)."""
+
+
+@dataclass(frozen=True)
+class PbrConfig:
+    """PBR material under environment light (texture.material = pbr, the original's --pbr): nvdiffrec's split-sum
+    shading (render/shading.py, render/envlight.py)."""
+
+    env_path: str | None = None
+    """Environment light: a 2:1 lat-long Radiance .hdr or OpenEXR .exr (--env_path); None = the sky / sun / ground
+    pgc-fast generates (render/envlight.py, default_environment)."""
+    env_scale: float = 2.0
+    """Radiance multiplier of the environment (the original: 2)."""
+    env_resolution: int = 512
+    """Cube-map face size the environment is resampled to: a power of two in [64, 2048] (the original: 512). Its
+    prefiltering is once per environment and machine (the levels are cached, render/envlight.py): 10 min at 512 on
+    the shared 2-core CPU VM, a few seconds at 64."""
+    learn_light: bool = False
+    """Optimise the environment light too, at lr_texture (lr_texture / 10 with DMTet) (--learn_light; the original
+    froze it although it sat in the optimiser)."""
+    tonemap: Tonemap = "srgb"
+    """What the diffusion model sees: srgb = linear radiance clamped to [0, 1] and sRGB-encoded (the default: the
+    models were trained on sRGB images); none = linear radiance as is (the original, for parity)."""
+    kd_range: tuple[float, float] = (0.03, 0.97)
+    """Range of the base colour kd (the original: [0.03, 0.97])."""
+    ks_min: tuple[float, float, float] = (0.0, 0.1, 0.0)
+    """Lower bounds of (occlusion, roughness, metallic) (the original's --ks_min)."""
+    ks_max: tuple[float, float, float] = (0.0, 0.98, 0.0)
+    """Upper bounds of (occlusion, roughness, metallic) (the original's --ks_max: occlusion, metallic pinned to 0)."""
+    perturbed_normal: bool = True
+    """Learn a tangent-space normal perturbation, exported as a normal map (off: the original's --no_perturbed_nrm)."""
+    lambda_kd_smooth: float = 0.03
+    """Weight of the kd smoothness regulariser, ramped in over the first tenth of the steps (the original: 0.03)."""
 
 
 @dataclass(frozen=True)
@@ -431,6 +539,8 @@ class RunConfig:
     """Input mesh."""
     texture: TextureConfig = field(default_factory=TextureConfig)
     """Texture representation."""
+    pbr: PbrConfig = field(default_factory=PbrConfig)
+    """PBR material and environment light."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimisation loop."""
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -12,12 +12,14 @@ from typing import Any, Literal
 
 from pgc_fast.config.schema import (
     BUILTIN_MODELS,
+    CLIP_BUILTINS,
     CONTROL_TYPES,
     DEFAULT_CONTROLNETS,
     IMAGE_FORMATS,
     MODEL_ALIASES,
     SECTIONS,
-    UNSUPPORTED_MESSAGE,
+    ZERO123_ALIASES,
+    ZERO123_BUILTINS,
     ConfigError,
     RunConfig,
 )
@@ -36,33 +38,48 @@ def _check_literal(problems: list[str], where: str, value: Any, hint: Any) -> No
 
 
 def unsupported_features(cfg: RunConfig) -> list[str]:
-    """Features of the original that belong to later work, each as a clear 'not supported yet' sentence."""
-    out = []
-    if cfg.mesh.shape == "dmtet":
-        out.append(_dmtet_message(cfg))
-    if cfg.texture.material == "pbr":
-        out.append(f"texture.material=pbr (--pbr, nvdiffrec PBR material) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.zero123:
-        out.append(f"guidance.zero123 (-O3 / --zero123, Zero123 image guidance) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.latent:
-        out.append(f"guidance.latent (--latent, Latent-NeRF texture) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.lambda_saturation:
-        out.append(f"guidance.lambda_saturation (saturation penalty) is {UNSUPPORTED_MESSAGE}")
-    if cfg.guidance.normal_sds and cfg.mesh.shape == "fixed":
-        out.append(
-            f"guidance.normal_sds (normal-map SDS) only makes sense with shape optimisation, which is "
-            f"{UNSUPPORTED_MESSAGE}"
+    """Features of the original that belong to later work, each as a clear 'not supported yet' sentence (none left
+    in the configuration: --n_targets is refused by the CLI)."""
+    return []
+
+
+TET_RES_RANGE = (16, 512)
+"""mesh.tet_res accepted (pgc_fast.train.dmtet; the original shipped the 256 grid only)."""
+
+
+def _check_shape(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    """DMTet's settings, and the combinations of shape optimisation that cannot run (the original's included)."""
+    m, g = cfg.mesh, cfg.guidance
+    if g.normal_sds and m.shape == "fixed":
+        p.append(
+            "guidance.normal_sds (normal-map SDS) optimises the shape, which the fixed mesh keeps: use "
+            "mesh.shape=dmtet (the original's --fix_mesh / -O2 turned it off)"
         )
-    return out
-
-
-def _dmtet_message(cfg: RunConfig) -> str:
-    """The DMTet refusal, with advice that is right for the command: -O2 keeps the shape fixed, so it is a
-    different run (texture only), and a run of normal-map SDS alone has no texture-only counterpart."""
-    msg = f"mesh.shape=dmtet (DMTet shape optimisation: -O1, or -O4 without -O2) is {UNSUPPORTED_MESSAGE}"
-    if not cfg.guidance.rgb_sds:
-        return msg + "; --only_normal optimises the shape alone, so there is no texture-only equivalent"
-    return msg + "; adding -O2 runs a different job: it textures the input mesh and leaves its shape unchanged"
+    if not TET_RES_RANGE[0] <= m.tet_res <= TET_RES_RANGE[1]:
+        p.append(f"mesh.tet_res (--tet_res) must be in [{TET_RES_RANGE[0]}, {TET_RES_RANGE[1]}], got {m.tet_res}")
+    if m.lambda_smooth < 0 or m.lambda_laplacian < 0 or m.smooth_iters < 0:
+        p.append(
+            f"mesh.lambda_smooth, mesh.lambda_laplacian and mesh.smooth_iters must be >= 0, got "
+            f"{m.lambda_smooth}, {m.lambda_laplacian}, {m.smooth_iters}"
+        )
+    if m.sdf_init_iters < 0 or m.sdf_init_points < 1:
+        p.append(
+            f"mesh.sdf_init_iters must be >= 0 and sdf_init_points >= 1, got {m.sdf_init_iters}, {m.sdf_init_points}"
+        )
+    if cfg.render.albedo_iters < 0:
+        p.append(f"render.albedo_iters (--albedo_iters) must be >= 0, got {cfg.render.albedo_iters}")
+    if m.shape != "dmtet":
+        return
+    if cfg.texture.kind == "uv":
+        p.append(
+            "texture.kind=uv cannot follow a DMTet shape (its surface, and so any UV layout, changes every step): "
+            "use texture.kind=field (--texture field); the result is still exported with a baked UV texture"
+        )
+    if g.loss == "vsd" and g.normal_sds:
+        p.append(
+            "guidance.loss=vsd (--vsd) with normal-map SDS: the original cannot run it (its VSD guidance has no "
+            "normal-map step and crashes); add --no_normal to refine the shape with VSD on RGB alone"
+        )
 
 
 def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
@@ -91,6 +108,8 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> RunConfig:
         _check_render,
         _check_files,
         _check_texture,
+        _check_pbr,
+        _check_shape,
         _check_optim,
         _check_output,
     ):
@@ -162,9 +181,9 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
 
 
 def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
-    g, t = cfg.guidance, cfg.texture
+    g = cfg.guidance
     if cfg.optim.objective == "guidance":
-        if not g.text.strip():
+        if not g.text.strip() and not g.zero123:
             p.append("guidance.text (--text) must be a non-empty prompt")
         if not (g.rgb_sds or g.normal_sds):
             p.append("guidance: rgb_sds and normal_sds are both off, nothing would be optimised")
@@ -172,6 +191,8 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append("guidance.loss=vsd needs the sdxl family (the original: VSD is SDXL-only; add -O4)")
     if g.loss == "vsd" and g.controlnets:
         p.append("guidance.loss=vsd cannot be combined with ControlNets")
+    if g.loss == "vsd" and g.fp8:
+        p.append("guidance.fp8 cannot be combined with loss=vsd (VSD trains a LoRA on the UNet's attention layers)")
     for c in g.controlnets:
         if c not in CONTROL_TYPES and "/" not in c and not os.path.isdir(c):
             p.append(f"guidance.controlnets: {c!r} is not one of {', '.join(CONTROL_TYPES)}, a hub id or a directory")
@@ -208,8 +229,67 @@ def _check_guidance(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append(f"guidance.pgc_tau must be >= 0 or None, got {g.pgc_tau}")
     if g.latent_clamp is not None and g.latent_clamp < 0:
         p.append(f"guidance.latent_clamp must be >= 0 or None, got {g.latent_clamp}")
-    if g.latent and t.kind == "uv":
-        p.append("guidance.latent needs texture.kind=field (the 4-channel latent texture is a field)")
+    if g.latent:
+        p.extend(latent_problems(cfg))
+    _check_image_guidance(cfg, p)
+
+
+def _check_image_guidance(cfg: RunConfig, p: list[str]) -> None:
+    """Zero123 (-O3 / --zero123) and the CLIP reference loss (--guidance_o clip) need a reference image."""
+    g = cfg.guidance
+    if g.zero123 and not g.ref_path:
+        p.append("guidance.zero123 (-O3 / --zero123) needs a reference image: guidance.ref_path (--ref_path)")
+    if g.clip_reference and not g.ref_path:
+        p.append("guidance.clip_reference (--guidance_o clip) needs a reference image: guidance.ref_path (--ref_path)")
+    if g.zero123 and g.latent:
+        p.append("guidance.zero123 cannot be combined with guidance.latent: Zero123 scores RGB renders")
+    if g.zero123 and g.normal_sds and not g.text.strip():
+        p.append("guidance.normal_sds needs a prompt (--text): with guidance.zero123 it is the text model's term")
+    if g.zero123_guidance_scale < 0 or g.clip_reference < 0 or g.zero123_weight <= 0:
+        p.append(
+            f"guidance.zero123_guidance_scale and clip_reference must be >= 0 and zero123_weight > 0, got "
+            f"{g.zero123_guidance_scale}, {g.clip_reference}, {g.zero123_weight}"
+        )
+
+
+def latent_problems(cfg: RunConfig) -> list[str]:
+    """What latent mode (Latent-NeRF: the texture renders 4 latent channels, decoded by the VAE) cannot combine
+    with, each with its reason."""
+    g, t, r = cfg.guidance, cfg.texture, cfg.render
+    p = []
+    if t.kind != "field" or t.material != "albedo":
+        p.append(
+            "guidance.latent needs texture.kind=field and texture.material=albedo (the 4-channel latent texture "
+            "is a field with no material)"
+        )
+    if r.shading != "albedo":
+        p.append(
+            f"guidance.latent needs render.shading=albedo (lighting a latent is meaningless; the original's "
+            f"--latent forced --albedo), got {r.shading!r}"
+        )
+    if r.background == "scenery":
+        p.append(
+            "guidance.latent renders over the zero latent: render.background=scenery (an RGB image) does not "
+            "apply (the original crashed on this combination); use render.background=color"
+        )
+    if g.ref_path:
+        p.append(
+            "guidance.latent cannot use guidance.ref_path: the reference-view loss compares an RGB image with "
+            "the render, which is 4 latent channels here (the original crashed on this combination)"
+        )
+    if t.init_from_vertex_colors:
+        p.append(
+            "guidance.latent cannot pre-fit texture.init_from_vertex_colors: vertex colours are RGB, the "
+            "texture holds latents (the original skipped the pre-fit in latent mode)"
+        )
+    if g.lambda_saturation:
+        p.append(
+            "guidance.latent cannot use guidance.lambda_saturation: it measures the RGB saturation of the render, "
+            "which is 4 latent channels here"
+        )
+    if cfg.optim.objective != "guidance":
+        p.append("guidance.latent needs optim.objective=guidance (the guidance's VAE decodes the latent renders)")
+    return p
 
 
 def _check_guidance_numbers(cfg: RunConfig, p: list[str], check_files: bool) -> None:
@@ -262,6 +342,11 @@ def _check_models(cfg: RunConfig, p: list[str], check_files: bool) -> None:
             problem = _model_problem(where, name, known if where.startswith("guidance.model") else [])
             if problem:
                 p.append(problem)
+    if g.zero123:
+        _check_zero123_model(g.zero123_model, g.zero123_config, p, check_files)
+    if g.clip_reference and g.clip_model not in CLIP_BUILTINS:
+        if problem := _model_problem("guidance.clip_model", g.clip_model, [*CLIP_BUILTINS]):
+            p.append(problem)
     builtin = g.model in BUILTIN_MODELS
     for spec in g.controlnets:
         kind, _, repo = spec.partition("=")
@@ -276,6 +361,26 @@ def _check_models(cfg: RunConfig, p: list[str], check_files: bool) -> None:
                 f"guidance.controlnets: there is no default {kind!r} ControlNet for the {g.family} family "
                 f"(defaults: {have}); pass '{kind}=<hub id or local dir>' (--control_type {kind}=org/name)"
             )
+
+
+def _check_zero123_model(name: str, yaml: str | None, p: list[str], check_files: bool) -> None:
+    """A Zero123 source: built in, an alias, an ldm checkpoint file (+ YAML), a directory or a hub id."""
+    where = "guidance.zero123_model"
+    known = [*ZERO123_BUILTINS, *ZERO123_ALIASES]
+    if os.path.splitext(name)[1] in (".ckpt", ".pt", ".pth", ".safetensors"):
+        if check_files and not os.path.isfile(name):
+            p.append(f"{where}: no such checkpoint file {name!r}")
+    elif name not in known and not os.path.isdir(os.path.expanduser(name)):
+        if _is_pathlike(name):
+            p.append(f"{where}: no such directory {name!r}")
+        elif "/" not in name:
+            p.append(
+                f"{where}: {name!r} is not a built-in model ({', '.join(ZERO123_BUILTINS)}), an alias "
+                f"({', '.join(ZERO123_ALIASES)}), an ldm checkpoint, a local directory or a hub id 'org/name'"
+                + did_you_mean(name, known)
+            )
+    if yaml is not None and check_files and not os.path.isfile(yaml):
+        p.append(f"guidance.zero123_config: no such file {yaml!r}")
 
 
 def _check_render(cfg: RunConfig, p: list[str], check_files: bool) -> None:
@@ -352,14 +457,45 @@ def _check_texture(cfg: RunConfig, p: list[str], check_files: bool) -> None:
         p.append(
             "texture.field_levels must be in [1, 32], field_log2_table_size in [8, 24], field_finest_resolution >= 16"
         )
+    if t.latent_bake_views < 1:
+        p.append(f"texture.latent_bake_views must be >= 1, got {t.latent_bake_views}")
     if t.dilation < 0 or t.init_iters < 0:
         p.append(f"texture.dilation and texture.init_iters must be >= 0, got {t.dilation}, {t.init_iters}")
-    m = cfg.mesh
-    if m.tet_res < 8 or m.lambda_smooth < 0 or m.smooth_iters < 0:
+
+
+ENV_EXTENSIONS = (".hdr", ".exr")
+"""What pgc_fast.mesh.read_hdr decodes (environment lights); the contents are checked by train/preflight.py."""
+
+
+def _check_pbr(cfg: RunConfig, p: list[str], check_files: bool) -> None:
+    """The pbr section, checked whether or not texture.material = pbr (a config file may carry it unused)."""
+    b, t = cfg.pbr, cfg.texture
+    if t.material == "pbr" and t.kind != "field":
+        p.append("texture.material=pbr (--pbr) needs texture.kind=field (the material is a hash-grid field)")
+    if t.material == "pbr" and cfg.guidance.latent:
+        p.append("texture.material=pbr (--pbr) cannot be combined with guidance.latent (--latent)")
+    res = b.env_resolution
+    if res < 64 or res > 2048 or res & (res - 1):
+        p.append(f"pbr.env_resolution must be a power of two in [64, 2048], got {res}")
+    if b.env_scale <= 0 or b.lambda_kd_smooth < 0:
+        p.append(f"pbr.env_scale must be > 0 and pbr.lambda_kd_smooth >= 0, got {b.env_scale}, {b.lambda_kd_smooth}")
+    lo, hi = b.kd_range
+    if not 0.0 <= lo <= hi <= 1.0:
+        p.append(f"pbr.kd_range must satisfy 0 <= lo <= hi <= 1, got {b.kd_range}")
+    if not all(0.0 <= a <= c <= 1.0 for a, c in zip(b.ks_min, b.ks_max, strict=True)):
         p.append(
-            f"mesh.tet_res must be >= 8, mesh.lambda_smooth and mesh.smooth_iters >= 0, got "
-            f"{m.tet_res}, {m.lambda_smooth}, {m.smooth_iters}"
+            f"pbr.ks_min / pbr.ks_max (occlusion, roughness, metallic) must satisfy 0 <= min <= max <= 1 per channel, "
+            f"got {b.ks_min}, {b.ks_max}"
         )
+    if b.env_path is not None and t.material == "pbr":
+        ext = os.path.splitext(b.env_path)[1].lower()
+        if ext not in ENV_EXTENSIONS:
+            p.append(
+                f"pbr.env_path (--env_path): {b.env_path!r} is not a Radiance .hdr or OpenEXR .exr file "
+                f"(extension {ext or '(none)'!r})"
+            )
+        elif check_files and not os.path.isfile(b.env_path):
+            p.append(f"pbr.env_path (--env_path): no such file {b.env_path!r}")
 
 
 def _check_optim(cfg: RunConfig, p: list[str], check_files: bool) -> None:

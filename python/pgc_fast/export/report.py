@@ -176,7 +176,10 @@ def _media(ws: Path, files: dict[str, Any]) -> list[str]:
         parts.append("<video src='turntable.mp4' controls loop autoplay muted width='512'></video>")
     if "turntable_gif" in files:
         parts.append("<img src='turntable.gif' width='512' alt='turntable'>")
+    if "turntable_maps_gif" in files:
+        parts.append("<img src='turntable_maps.gif' width='1024' alt='material maps turntable'>")
     parts.append("</div>")
+    parts += _pbr_maps(ws)
     tex = ws / "texture.png"
     if tex.exists():
         b64 = _thumb_b64(tex)
@@ -186,6 +189,24 @@ def _media(ws: Path, files: dict[str, Any]) -> list[str]:
             "<p>Files: <a href='mesh.obj'>mesh.obj</a> + <a href='mesh.mtl'>mesh.mtl</a> + "
             "<a href='texture.png'>texture.png</a>, <a href='mesh.glb'>mesh.glb</a></p>"
         )
+    return parts
+
+
+def _pbr_maps(ws: Path) -> list[str]:
+    """A PBR run's maps (export/pbr.py): base colour, occlusion / roughness / metallic, normal, and the files."""
+    names = [n for n in ("texture_kd.png", "texture_ks.png", "texture_n.png") if (ws / n).exists()]
+    if not names:
+        return []
+    parts = ["<h2>Material</h2><div class='row'>"]
+    for n in names:
+        b64 = _thumb_b64(ws / n)
+        src = f"data:image/png;base64,{b64}" if b64 else n
+        parts.append(f"<figure><a href='{n}'><img src='{src}' width='256' alt='{n}'></a><figcaption>{n}</figcaption>")
+        parts.append("</figure>")
+    parts.append(
+        "</div><p>Files: <a href='mesh.glb'>mesh.glb</a> (glTF metallic-roughness, normal and occlusion maps), "
+        "<a href='mesh.obj'>mesh.obj</a> + <a href='mesh.mtl'>mesh.mtl</a>, <a href='probe.hdr'>probe.hdr</a></p>"
+    )
     return parts
 
 

@@ -18,7 +18,8 @@ Interface (what the training loop calls)::
                             azimuth_deg=az, polar_deg=polar,   # [B] (view-dependent prompts; None = plain prompt)
                             c2w=c2w,                          # [B, 4, 4] camera-to-world (VSD camera embedding)
                             depth=z_cam, mask=alpha,          # [B, 1, H, W] (depth ControlNet)
-                            normals=None,                     # [B, 3, H, W] in [0, 1] → normal-SDS term
+                            normals=None,                     # [B, 3, H, W] in [0, 1] → normal-SDS term (the only
+                                                              # one when cfg.rgb_sds is off: --only_normal)
                             surface_normals=n_world,          # [B, 3, H, W] unit world normals (normal ControlNet)
                             scaler=grad_scaler)               # GradScaler or None (PGC threshold τ·S)
         (out.loss + other_losses).backward()                  # or scaler.scale(...).backward()
@@ -49,6 +50,11 @@ Interface (what the training loop calls)::
   madebyollin/sdxl-vae-fp16-fix); ControlNets depth|normal|shuffle|tile or 'kind=repo', several →
   MultiControlNetModel with per-control scales. Built-in (:mod:`.models.builtin`): tiny-sdxl, tiny-sd (tests),
   sdxl-random, sd15-random (benchmarks), toy-sd (a trained toy prior).
+* Image guidance (:mod:`.zero123`, ``-O3``): ``load_image_guidance(cfg, ..., reference_position=)`` → an
+  :class:`ImageGuidance` with the same ``step``: Zero123 (:mod:`.models.zero123`: diffusers layout, the original's
+  ldm checkpoint through :mod:`.models.ldm_convert`, built-ins tiny-zero123 and zero123-random;
+  :mod:`.methods.zero123`: relative camera, SDS, BGT+) on every view plus the text guidance scaled by
+  ``grad_scale``. The CLIP reference loss (``--guidance_o clip``): :class:`.reference.ClipSimilarity`.
 * Depth ControlNet condition: near = bright (MiDaS-like normalised disparity, background black), which is what
   the depth ControlNets were trained on; ``depth_convention="original"`` reproduces PGC-3D's inverted map.
 """
@@ -59,17 +65,26 @@ from pgc_fast.guidance.build import build_guidance, load_guidance
 from pgc_fast.guidance.engine import Guidance, GuidanceOutput, MethodOutput
 from pgc_fast.guidance.models.builtin import ModelBundle, build_builtin
 from pgc_fast.guidance.models.loading import MODEL_ALIASES, GuidanceLoadError, load_models, resolve_dtype
+from pgc_fast.guidance.models.zero123 import Zero123Bundle, build_zero123_builtin, load_zero123
+from pgc_fast.guidance.zero123 import ImageGuidance, Zero123Guidance, build_zero123_guidance, load_image_guidance
 
 __all__ = [
     "MODEL_ALIASES",
     "Guidance",
     "GuidanceLoadError",
     "GuidanceOutput",
+    "ImageGuidance",
     "MethodOutput",
     "ModelBundle",
+    "Zero123Bundle",
+    "Zero123Guidance",
     "build_builtin",
     "build_guidance",
+    "build_zero123_builtin",
+    "build_zero123_guidance",
     "load_guidance",
+    "load_image_guidance",
     "load_models",
+    "load_zero123",
     "resolve_dtype",
 ]

@@ -18,6 +18,7 @@ from pgc_fast.guidance import conditions
 from pgc_fast.guidance.engine import Guidance
 from pgc_fast.guidance.methods import vsd
 from pgc_fast.guidance.models.builtin import ModelBundle
+from pgc_fast.guidance.models.fp8 import ConvScope
 from pgc_fast.guidance.models.loading import load_models, resolve_dtype
 from pgc_fast.guidance.text import TextEmbeddings, build_text_embeddings
 
@@ -97,6 +98,8 @@ def check_models(cfg: GuidanceConfig, models: ModelBundle) -> None:
         )
     if cfg.pgc_tau is not None and not cfg.pgc_tau >= 0:
         raise ValueError(f"build_guidance(): cfg.pgc_tau must be >= 0 or None (off), got {cfg.pgc_tau}")
+    if cfg.fp8 and cfg.loss == "vsd":
+        raise ValueError("build_guidance(): cfg.fp8 cannot be combined with loss=vsd (its LoRA trains the UNet)")
 
 
 def encode_text(cfg: GuidanceConfig, models: ModelBundle, device: torch.device, dtype: torch.dtype) -> TextEmbeddings:
@@ -144,6 +147,7 @@ def apply_speed_levers(cfg: GuidanceConfig, models: ModelBundle, device: torch.d
             if m is not None:
                 m.to(memory_format=torch.channels_last)
     vae_channels_last = cfg.channels_last and cuda
+    apply_unet_levers(cfg, models, device)
     if cfg.fast_vae:
         from pgc_fast.guidance.models.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
 
@@ -157,12 +161,40 @@ def apply_speed_levers(cfg: GuidanceConfig, models: ModelBundle, device: torch.d
     return models, vae_channels_last
 
 
+# What FP8 covers besides the transformers' Linear layers (pgc_fast.guidance.models.fp8.use_fp8). "none": the
+# UNet's 1x1 convolutions are few and small (ResNet shortcuts, the ControlNet's zero convolutions, the latter
+# outside the compiled blocks, where the layout copies around an FP8 GEMM are not fused) and its 3x3 ones pay an
+# im2col; benches/gpu_unet_levers.py measures fp8_1x1 and fp8_all against it (issue 21).
+FP8_CONVS: ConvScope = "none"
+
+
+def apply_unet_levers(cfg: GuidanceConfig, models: ModelBundle, device: torch.device) -> None:
+    """The UNet's and ControlNets' levers, in place: the SDPA backend (``cfg.attention``, exact) and FP8 products
+    (``cfg.fp8``, lossy; ValueError on a device without FP8 support). Both before any compile."""
+    from pgc_fast.guidance.models.accel import use_fp8, use_sdpa_backend
+
+    nets = [m for m in (models.unet, models.controlnet) if m is not None]
+    if device.type != "cuda" and cfg.attention not in ("auto", "math"):
+        raise ValueError(f"build_guidance(): cfg.attention={cfg.attention} needs a CUDA device, got {device}")
+    for m in nets:
+        use_sdpa_backend(m, cfg.attention)
+    if cfg.fp8:
+        from pgc_fast.guidance.models.fp8 import check_fp8_device
+
+        check_fp8_device("build_guidance(): cfg.fp8", device)
+        for m in nets:
+            use_fp8(m, convs=FP8_CONVS)
+
+
 def compile_models(cfg: GuidanceConfig, models: ModelBundle, device: torch.device) -> ModelBundle:
     """torch.compile on CUDA only (inductor on the CPU: slow compile, little gain): the VAE encoder with
     ``cfg.compile_vae``; the UNet and ControlNets with ``cfg.compile`` unless VSD (its LoRA changes the UNet),
     per ``cfg.compile_scope`` (``blocks``: in place, ``full``: returned as compiled wrappers)."""
     if device.type != "cuda":
         return models
+    from pgc_fast.guidance.models.accel import persistent_compile_cache
+
+    persistent_compile_cache()
     if cfg.compile_vae:
         models.vae.encoder = torch.compile(models.vae.encoder, dynamic=False)
     if not cfg.compile or cfg.loss == "vsd":

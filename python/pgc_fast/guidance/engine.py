@@ -51,7 +51,8 @@ class GuidanceOutput:
     loss: 0-d float32; add it to the training loss and back-propagate: its gradient w.r.t. the latents is
         exactly ``grad`` (and ``normal_grad``), which then flows through the VAE encoder into the images.
         Its value is 0.5·||grad||²/B (+ BGT+'s RGB MSE), a meaningful number to log.
-    grad: float32 [B, 4, h, w] latent gradient of the RGB term (detached).
+    grad: float32 [B, 4, h, w] latent gradient of the RGB term (detached); of the normal term when ``rgb_sds`` is
+        off.
     latents: [B, 4, h, w] the encoded latents (detached).
     t: int64 [B] timesteps used for the RGB term.
     stats: device tensors (no host sync): 'grad_norm' [B], 'weight' [B], 'view_id' [B], method-specific
@@ -148,10 +149,10 @@ class Guidance:
         lo, hi = self.timestep_range(step)
         return schedule.sample_timesteps(batch, lo, hi, self.device, self.generator)
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(self, images: torch.Tensor, *, rgb: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images [B, 3, H, W] in [0, 1] → (latents [B, 4, h, w] with grad, images at model res); latent mode:
-        [B, 4, h', w'] → resized latents, None."""
-        if self.cfg.latent:
+        [B, 4, h', w'] → resized latents, None — unless ``rgb`` (the normal map is an image in latent mode too)."""
+        if self.cfg.latent and not rgb:
             return conditions.resize(images, self.latent_size), None
         x = conditions.resize(images, self.resolution)
         vae_in = (2 * x - 1).to(self.vae.dtype)
@@ -171,7 +172,7 @@ class Guidance:
     def prompt_rows(self, batch: int, azimuth_deg: torch.Tensor | None, polar_deg: torch.Tensor | None) -> torch.Tensor:
         if not self.cfg.dir_text or azimuth_deg is None:
             return torch.zeros(batch, dtype=torch.long, device=self.device)
-        az = torch.as_tensor(azimuth_deg, device=self.device).reshape(-1).expand(batch)
+        az = torch.as_tensor(azimuth_deg, device=self.device).reshape(-1).expand(batch) - self.cfg.front_azimuth
         po = (
             torch.as_tensor(polar_deg, device=self.device).reshape(-1).expand(batch)
             if polar_deg is not None
@@ -376,12 +377,14 @@ class Guidance:
                 f"({'latent mode' if cfg.latent else 'RGB in [0, 1]'}), got {images.shape[1]}"
             )
         b = images.shape[0]
-        self._attach_pgc("rgb", images, scaler)
         if normals is not None and cfg.pgc_normals:
             self._attach_pgc("normal", normals, scaler)
         orig_hw = (self.resolution, self.resolution) if cfg.latent else (int(images.shape[-2]), int(images.shape[-1]))
         ids = self.prompt_rows(b, azimuth_deg, polar_deg)
         controls = self.control_images(images, depth, mask, normals, c2w=c2w, surface_normals=surface_normals)
+        if not cfg.rgb_sds:
+            return self._normal_only(normals, ids, controls, orig_hw, step, c2w)
+        self._attach_pgc("rgb", images, scaler)
         z, x = self.encode(images)
         batch = Batch(z=z, x=x, ids=ids, controls=controls, orig_hw=orig_hw, step=step, c2w=c2w)
         stats: dict[str, torch.Tensor] = {"view_id": ids - 1}
@@ -398,7 +401,7 @@ class Guidance:
             grad, extra, t = res.grad, res.extra_loss, res.stats.pop("t")
             stats.update(res.stats)
             if normals is not None:
-                zn = self.encode(normals)[0]
+                zn = self.encode(normals, rgb=True)[0]
                 nb = Batch(z=zn, x=None, ids=ids, controls=controls, orig_hw=orig_hw, step=step, c2w=c2w)
                 (normal_grad,), _, nstats, _ = self._single_call(
                     nb, None, method="sds", rgb_scale=cfg.normal_guidance_scale, dreamtime=False
@@ -412,6 +415,29 @@ class Guidance:
             loss = loss + extra
         stats["grad_norm"] = grad.flatten(1).norm(dim=1)
         return GuidanceOutput(loss=loss, grad=grad, latents=z.detach(), t=t, stats=stats, normal_grad=normal_grad)
+
+    def _normal_only(
+        self,
+        normals: torch.Tensor | None,
+        ids: torch.Tensor,
+        controls: list[torch.Tensor],
+        orig_hw: tuple[int, int],
+        step: int,
+        c2w: torch.Tensor | None,
+    ) -> GuidanceOutput:
+        """``rgb_sds`` off (the original's --only_normal): normal-map SDS alone, with the RGB method when it is a
+        single-call one (SDS, CSD, SSD; the original's normal step was its guidance's train_step), else SDS."""
+        if normals is None:
+            raise ValueError("Guidance.step(): rgb_sds is off, so normals must be given (the normal-SDS input)")
+        zn, _ = self.encode(normals)
+        nb = Batch(z=zn, x=None, ids=ids, controls=controls, orig_hw=orig_hw, step=step, c2w=c2w)
+        method = self.cfg.loss if self.cfg.loss in _GRAD_FNS else "sds"
+        (g,), t, stats, _ = self._single_call(
+            nb, None, method=method, rgb_scale=self.cfg.normal_guidance_scale, dreamtime=False
+        )
+        stats["view_id"] = ids - 1
+        stats["normal_grad_norm"] = stats["grad_norm"]
+        return GuidanceOutput(loss=sds_loss(zn, g), grad=g, latents=zn.detach(), t=t, stats=stats, normal_grad=g)
 
     def _single_call(
         self,
@@ -431,7 +457,7 @@ class Guidance:
         t = self.sample_t(b, batch.step, dreamtime=dt)
         z_all, ids, ctrls, t_all, zn = batch.z, batch.ids, batch.controls, t, None
         if normals is not None:
-            zn, _ = self.encode(normals)
+            zn, _ = self.encode(normals, rgb=True)
             z_all = torch.cat([batch.z, zn])
             ids = torch.cat([ids, ids])
             ctrls = [torch.cat([c, c]) for c in ctrls]

@@ -1,7 +1,8 @@
-"""Triangle meshes on the CPU: the data model (mesh.model), file I/O (mesh.io), clean-up operations (mesh.ops),
-CPU rasterisers (mesh.raster), UV unwrapping (mesh.uv), tetrahedral grids / marching tets (mesh.tets) and signed
-distance / winding numbers
-(mesh.sdf).
+"""Triangle meshes: the data model (mesh.model), file I/O and HDR images (mesh.io), clean-up operations, vertex
+normals and tangents (mesh.ops), CPU rasterisers (mesh.raster), UV unwrapping (mesh.uv), tetrahedral grids /
+marching tets (mesh.tets), signed distance / winding numbers (mesh.sdf), and the torch building blocks of DMTet shape
+refinement (any device): regularisers with pytorch3d's semantics (mesh.regularizers), surface sampling and
+SDF-initialisation targets (mesh.sampling), floater removal (mesh.floaters) and Chamfer distances (mesh.chamfer).
 
 Everything heavy runs in the Rust core (``pgc_fast._rust_mesh``, rust_mesh/src/) with the GIL released; these
 modules validate arguments, convert dtypes and document the conventions:
@@ -26,7 +27,7 @@ May import: numpy, the Rust core, torch (for the torch-side ops). Never render, 
 
 from __future__ import annotations
 
-from pgc_fast.mesh.io import load_mesh, save_mesh
+from pgc_fast.mesh.io import load_mesh, read_hdr, save_mesh, write_hdr
 from pgc_fast.mesh.model import Material, Mesh, Normalization, normalize
 from pgc_fast.mesh.ops import (
     connected_components,
@@ -34,6 +35,7 @@ from pgc_fast.mesh.ops import (
     remove_small_components,
     remove_unreferenced,
     vertex_normals,
+    vertex_tangents,
     weld,
 )
 from pgc_fast.mesh.raster import (
@@ -54,6 +56,8 @@ __all__ = [
     "Normalization",
     "load_mesh",
     "save_mesh",
+    "read_hdr",
+    "write_hdr",
     "rasterize",
     "rasterize_reference",
     "rasterize_attach_grad",
@@ -65,6 +69,7 @@ __all__ = [
     "remove_degenerate",
     "remove_unreferenced",
     "vertex_normals",
+    "vertex_tangents",
     "connected_components",
     "remove_small_components",
     "normalize",

@@ -1,9 +1,12 @@
-"""Mesh file I/O (OBJ/MTL, PLY, GLB/glTF) through the Rust core: ``load_mesh``, ``save_mesh``."""
+"""Mesh file I/O (OBJ/MTL, PLY, GLB/glTF) through the Rust core: ``load_mesh``, ``save_mesh``; HDR images for
+environment lights: ``read_hdr``, ``write_hdr``."""
 
 from __future__ import annotations
 
 import os
 import warnings
+
+import numpy as np
 
 from pgc_fast import _rust_mesh
 from pgc_fast.mesh.model import Material, Mesh, PathLike
@@ -46,6 +49,7 @@ def load_mesh(path: PathLike, allow_external_files: bool = False) -> Mesh:
             base_color_texture=md["base_color_texture"],
             metallic_roughness_texture=md["metallic_roughness_texture"],
             normal_texture=md["normal_texture"],
+            occlusion_texture=md.get("occlusion_texture"),
         )
     return Mesh(material=mat, **d)
 
@@ -71,3 +75,21 @@ def save_mesh(mesh: Mesh, path: PathLike) -> None:
         m.colors,
         None if m.material is None else m.material._to_rust(),
     )
+
+
+def read_hdr(path: PathLike) -> np.ndarray:
+    """Reads a high-dynamic-range image: Radiance ``.hdr`` (RGBE) or OpenEXR ``.exr``, recognised from the
+    contents (the Rust ``image`` crate's decoders, rust_mesh/src/io/hdr.rs).
+
+    Returns float32 [H, W, 3] linear RGB, row 0 = top (alpha dropped). Raises OSError when the file cannot be
+    read and ValueError naming the file for anything else: another format (PNG, JPEG, …), a corrupt file,
+    non-finite pixels or more than 2^27 pixels (checked before decoding)."""
+    return _rust_mesh.read_hdr(os.fspath(path))
+
+
+def write_hdr(path: PathLike, image: np.ndarray) -> None:
+    """Writes float [H, W, 3] linear RGB (row 0 = top) as a Radiance ``.hdr`` file (negative values clamp to 0)."""
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype.kind != "f" or not np.isfinite(a).all():
+        raise ValueError(f"write_hdr(): image must be a finite float array [H,W,3], got {a.dtype} {list(a.shape)}")
+    _rust_mesh.write_hdr(os.fspath(path), np.ascontiguousarray(a, np.float32))

@@ -24,7 +24,8 @@ class Material:
     roughness_factor: float = 1.0
     base_color_texture: np.ndarray | None = None  # [H, W, 3|4] float32
     metallic_roughness_texture: np.ndarray | None = None  # [H, W, 3] float32, G = roughness, B = metallic
-    normal_texture: np.ndarray | None = None  # [H, W, 3] float32, tangent space
+    normal_texture: np.ndarray | None = None  # [H, W, 3] float32, tangent space (OpenGL: green = +v)
+    occlusion_texture: np.ndarray | None = None  # [H, W, 1|3] float32, R = ambient visibility (GLB only)
 
     def _to_rust(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -33,7 +34,7 @@ class Material:
             "metallic_factor": float(self.metallic_factor),
             "roughness_factor": float(self.roughness_factor),
         }
-        for key in ("base_color_texture", "metallic_roughness_texture", "normal_texture"):
+        for key in ("base_color_texture", "metallic_roughness_texture", "normal_texture", "occlusion_texture"):
             t = getattr(self, key)
             if t is not None:
                 t = np.asarray(t)

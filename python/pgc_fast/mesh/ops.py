@@ -119,3 +119,49 @@ def remove_small_components(mesh: Mesh, min_fraction: float = 0.01, min_faces: i
     threshold = max(float(min_faces), min_fraction * float(sizes[0]))
     keep = sizes[labels] >= threshold
     return remove_unreferenced(_filter_faces(mesh.validate("remove_small_components"), keep))
+
+
+@dataclasses.dataclass(frozen=True)
+class TangentFrames:
+    """Per-vertex tangents of a UV-mapped mesh (MikkTSpace-style, rust_mesh/src/tangent.rs).
+
+    A tangent vertex is a distinct (position, uv) pair, the split a GLB writer makes, so these are the frames
+    written as the glTF ``TANGENT`` attribute. ``vmap`` int64 [K,2] (position id, uv id) per tangent vertex;
+    ``faces`` int64 [F,3] the input faces re-indexed into them (same order as the input faces);
+    ``tangents`` float32 [K,4]: unit tangent (xyz, along +u, perpendicular to the vertex normal) and the
+    handedness w = ±1, the glTF bitangent being ``w · (n × t)`` (along +v); ``degenerate_faces`` and
+    ``degenerate_area_fraction``: faces with area but a zero-area UV triangle, and their share of the area."""
+
+    vmap: np.ndarray
+    faces: np.ndarray
+    tangents: np.ndarray
+    degenerate_faces: int
+    degenerate_area_fraction: float
+
+
+MAX_DEGENERATE_UV_AREA = 0.01
+"""Share of the surface whose UV triangles may have zero area before :func:`vertex_tangents` refuses the layout:
+such faces have no tangent direction (their vertices borrow their neighbours'), and a normal map cannot be
+baked on them."""
+
+
+def vertex_tangents(mesh: Mesh, where: str = "mesh") -> TangentFrames:
+    """Tangent frames of ``mesh`` (needs ``uvs``/``uv_faces``; vertex normals are computed, area-weighted,
+    when the mesh has none). ``where`` names the mesh in errors (its file).
+
+    Raises ValueError when more than :data:`MAX_DEGENERATE_UV_AREA` of the surface lies on faces whose UV
+    triangle has zero area: the layout leaves no room for tangents (and for the normal map baked on it)."""
+    m = mesh.validate("vertex_tangents")
+    if m.uvs is None or m.uv_faces is None:
+        raise ValueError(f"vertex_tangents(): {where} has no UVs (a tangent frame follows the UV layout)")
+    normals = m.normals if m.normals is not None else vertex_normals(m.vertices, m.faces)
+    vmap, faces, tangents, bad, frac = _rust_mesh.vertex_tangents(
+        m.vertices, m.faces, m.uvs, m.uv_faces, np.ascontiguousarray(normals, np.float32)
+    )
+    if frac > MAX_DEGENERATE_UV_AREA:
+        raise ValueError(
+            f"vertex_tangents(): {where}: {bad} of {m.num_faces} faces ({frac:.1%} of the surface) have degenerate "
+            f"UVs (zero UV area), so there is no room for tangents; give the mesh a proper UV layout or remove its "
+            f"UVs (pgc-fast then unwraps it)"
+        )
+    return TangentFrames(vmap, faces, tangents, int(bad), float(frac))

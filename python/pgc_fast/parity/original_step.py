@@ -159,45 +159,11 @@ class OriginalStep:
         b = cams.c2w.shape[0]
         img, depth = self.render(cams)
         with torch.autocast(self.dev, dtype=self.amp_dtype, enabled=self.amp):
-            x = F.interpolate(img, (self.res, self.res), mode="bilinear", align_corners=False)
-            post = self.vae.encode((2 * x - 1).to(self.vae.dtype)).latent_dist
-            z = post.sample(generator=generator) * self.sf
+            z = self.encode(img, generator)
             t = torch.randint(20, 501, (b,), device=z.device, generator=generator)
             noise = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
-            a = self.alphas[t].view(b, 1, 1, 1)
-            with torch.no_grad():
-                z_t = (a.sqrt() * z + (1 - a).sqrt() * noise).to(z.dtype)
-                zz = torch.cat([z_t, z_t])
-                tt = torch.cat([t, t])
-                hid = self.inp.prompt_embeds.repeat_interleave(b, dim=0).to(zz.dtype)
-                pooled = self.inp.pooled.repeat_interleave(b, dim=0).to(zz.dtype)
-                r = float(self.res)
-                time_ids = torch.tensor([r, r, 0, 0, r, r], device=z.device).expand(2 * b, 6)
-                added = {"text_embeds": pooled, "time_ids": time_ids.to(zz.dtype)}
-                if control is None:
-                    dmin = depth.amin(dim=(1, 2, 3), keepdim=True)
-                    dmax = depth.amax(dim=(1, 2, 3), keepdim=True)
-                    cond = (depth - dmin) / (dmax - dmin + 1e-8)
-                    cond = F.interpolate(cond, (self.res, self.res), mode="bilinear", align_corners=False).expand(
-                        -1, 3, -1, -1
-                    )
-                else:
-                    cond = control
-                cond = torch.cat([cond, cond]).to(zz.dtype)
-                down, mid = self.controlnet(
-                    zz, tt, encoder_hidden_states=hid, controlnet_cond=cond, added_cond_kwargs=added, return_dict=False
-                )
-                eps = self.unet(
-                    zz,
-                    tt,
-                    encoder_hidden_states=hid,
-                    added_cond_kwargs=added,
-                    down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid,
-                ).sample
-                eps_u, eps_c = eps.chunk(2)
-                eps_hat = eps_c + self.s * (eps_c - eps_u)
-                grad = torch.nan_to_num((1 - a) * (eps_hat - noise))
+            cond = self.depth_condition(depth) if control is None else control
+            grad = self.latent_grad(z, t, noise, cond)
             loss = SpecifyGradient.apply(z, grad)
         img.register_hook(original_pgc_hook(self.tau, self.scaler))
         if keep_image_grad:
@@ -205,6 +171,51 @@ class OriginalStep:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
         return {"loss": loss, "z": z.detach(), "grad": grad}
+
+    def encode(self, img: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True) -> torch.Tensor:
+        """``0.13025 · VAE.encode(2·bilinear(img, res) − 1)``: a posterior sample (or its mean), as the original.
+        Called inside the step's autocast."""
+        x = F.interpolate(img, (self.res, self.res), mode="bilinear", align_corners=False)
+        post = self.vae.encode((2 * x - 1).to(self.vae.dtype)).latent_dist
+        return (post.sample(generator=generator) if sample else post.mean) * self.sf
+
+    def depth_condition(self, depth: torch.Tensor) -> torch.Tensor:
+        """The original's depth condition: per-image min-max normalised camera depth, resized, 3 channels."""
+        dmin = depth.amin(dim=(1, 2, 3), keepdim=True)
+        dmax = depth.amax(dim=(1, 2, 3), keepdim=True)
+        cond = (depth - dmin) / (dmax - dmin + 1e-8)
+        return F.interpolate(cond, (self.res, self.res), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+
+    @torch.no_grad()
+    def latent_grad(self, z: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The SDS latent gradient ``nan_to_num((1 − ᾱ)(ε_c + s(ε_c − ε_u) − ε))`` for latents z [B, 4, h, w],
+        timesteps t [B], noise ε (z's shape) and condition images [B, 3, R, R]: ControlNet + UNet once on
+        ``[z_t; z_t]`` with ``[uncond; cond]`` text. Called inside the step's autocast."""
+        b = z.shape[0]
+        a = self.alphas[t].view(b, 1, 1, 1)
+        z_t = (a.sqrt() * z + (1 - a).sqrt() * noise).to(z.dtype)
+        zz = torch.cat([z_t, z_t])
+        tt = torch.cat([t, t])
+        hid = self.inp.prompt_embeds.repeat_interleave(b, dim=0).to(zz.dtype)
+        pooled = self.inp.pooled.repeat_interleave(b, dim=0).to(zz.dtype)
+        r = float(self.res)
+        time_ids = torch.tensor([r, r, 0, 0, r, r], device=z.device).expand(2 * b, 6)
+        added = {"text_embeds": pooled, "time_ids": time_ids.to(zz.dtype)}
+        cond = torch.cat([cond, cond]).to(zz.dtype)
+        down, mid = self.controlnet(
+            zz, tt, encoder_hidden_states=hid, controlnet_cond=cond, added_cond_kwargs=added, return_dict=False
+        )
+        eps = self.unet(
+            zz,
+            tt,
+            encoder_hidden_states=hid,
+            added_cond_kwargs=added,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        ).sample
+        eps_u, eps_c = eps.chunk(2)
+        eps_hat = eps_c + self.s * (eps_c - eps_u)
+        return torch.nan_to_num((1 - a) * (eps_hat - noise))
 
     def _keep_image_grad(self, g: torch.Tensor) -> None:
         s = self.scaler._get_scale_async() if self.scaler.is_enabled() else None

@@ -14,6 +14,11 @@ Every backend implements (nvdiffrast's conventions, so code written against one 
     tex float [Bt,Ht,Wt,C] (Bt ∈ {1, B}), uv float [B,H,W,2] → out [B,H,W,C]. Texel (i, j) covers
     u ∈ [j, j+1)/Wt, v ∈ [i, i+1)/Ht (row 0 at v = 0). filter_mode "linear" | "nearest";
     boundary_mode "wrap" | "clamp" | "zero". Differentiable w.r.t. tex and uv.
+``cube_texture(tex, dirs, mips=None, lod=None) -> out``
+    Cube-map lookup (render/cubemap.py layout): tex float [6,R,R,C], dirs float [...,3] → [...,C], bilinear and
+    filtered across face edges; with ``mips`` (the coarser levels) and ``lod`` [...], trilinear between levels.
+    Differentiable w.r.t. tex, mips and dirs. nvdiffrast's ``boundary_mode="cube"`` on CUDA,
+    :func:`pgc_fast.render.cubemap.cube_texture_torch` on the CPU backend.
 ``antialias(color, rast, clip_pos, faces) -> out``
     color float [B,H,W,C] → out [B,H,W,C]: silhouette-edge antialiasing whose gradients reach clip_pos.
 
@@ -50,6 +55,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from pgc_fast.render.cubemap import cube_texture_torch
+
 __all__ = [
     "RasterBackend",
     "CpuBackend",
@@ -82,6 +89,14 @@ class RasterBackend(Protocol):
 
     def antialias(
         self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
+    ) -> torch.Tensor: ...
+
+    def cube_texture(
+        self,
+        tex: torch.Tensor,
+        dirs: torch.Tensor,
+        mips: list[torch.Tensor] | None = None,
+        lod: torch.Tensor | None = None,
     ) -> torch.Tensor: ...
 
 
@@ -483,6 +498,15 @@ class CpuBackend:
     ) -> torch.Tensor:
         return antialias_torch(color, rast, clip_pos, faces)
 
+    def cube_texture(
+        self,
+        tex: torch.Tensor,
+        dirs: torch.Tensor,
+        mips: list[torch.Tensor] | None = None,
+        lod: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return cube_texture_torch(tex, dirs, mips, lod)
+
 
 # ---------------------------------------------------------------------------------------------- nvdiffrast
 def nvdiffrast_plugin_names(version: str, torch_version: str | None = None) -> list[str]:
@@ -578,6 +602,35 @@ class NvdiffrastBackend:
             topo = self.dr.antialias_construct_topology_hash(tri)
             self._topo.put(faces, topo)
         return self.dr.antialias(color.float().contiguous(), rast, clip_pos.contiguous(), tri, topology_hash=topo)
+
+    def cube_texture(
+        self,
+        tex: torch.Tensor,
+        dirs: torch.Tensor,
+        mips: list[torch.Tensor] | None = None,
+        lod: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``dr.texture(..., boundary_mode="cube")``: directions laid out as one row [1, 1, N, 3] (any shape in)."""
+        if tex.dim() != 4 or tex.shape[0] != 6 or dirs.shape[-1] != 3:
+            raise ValueError(
+                f"cube_texture(): tex must be [6,R,R,C] and dirs [...,3], got {list(tex.shape)}, {list(dirs.shape)}"
+            )
+        lead = dirs.shape[:-1]
+        uv = dirs.reshape(1, 1, -1, 3).float().contiguous()
+        t = tex[None].float().contiguous()
+        if not mips or lod is None:
+            out = self.dr.texture(t, uv, filter_mode="linear", boundary_mode="cube")
+        else:
+            bias = lod.reshape(1, 1, -1).float().contiguous()
+            out = self.dr.texture(
+                t,
+                uv,
+                mip=[m[None].float().contiguous() for m in mips],
+                mip_level_bias=bias,
+                filter_mode="linear-mipmap-linear",
+                boundary_mode="cube",
+            )
+        return out.reshape(*lead, tex.shape[-1])
 
 
 def get_backend(

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from pgc_fast.mesh.ops import vertex_normals
 from pgc_fast.render.backends import RasterBackend, get_backend
 from pgc_fast.render.camera import Cameras
-from pgc_fast.render.shading import shade
+from pgc_fast.render.shading import pbr, perturb_normal, shade
+from pgc_fast.render.shading import tonemap as tonemap_radiance
 
 __all__ = ["RenderMesh", "RenderOutput", "MeshRenderer"]
 
@@ -47,7 +48,9 @@ class RenderMesh:
     vertices float32 [V,3]; faces int64 [F,3]; normals float32 [V,3] (``pgc_fast.mesh.vertex_normals``, area-weighted,
     if not given);
     uvs float32 [T,2] with uv_faces int64 [F,3] (uv_faces = faces when omitted and T == V);
-    colors float32 [V,C] in [0,1] (vertex colours) or None.
+    colors float32 [V,C] in [0,1] (vertex colours) or None;
+    tangents float32 [K,4] (unit tangent, handedness ±1; ``pgc_fast.mesh.vertex_tangents``) with tangent_faces
+    int64 [F,3] indexing them (same triangle order as faces), for normal-mapped PBR shading, or None.
     """
 
     vertices: torch.Tensor
@@ -56,6 +59,8 @@ class RenderMesh:
     uvs: torch.Tensor | None = None
     uv_faces: torch.Tensor | None = None
     colors: torch.Tensor | None = None
+    tangents: torch.Tensor | None = None
+    tangent_faces: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         v, f = self.vertices, self.faces
@@ -90,6 +95,15 @@ class RenderMesh:
             raise ValueError(f"RenderMesh(): colors must be [V={v.shape[0]},C], got {list(self.colors.shape)}")
         if self.normals is None:
             self.normals = vertex_normals(self.vertices, self.faces)
+        if (self.tangents is None) != (self.tangent_faces is None):
+            raise ValueError("RenderMesh(): tangents and tangent_faces must be given together")
+        if self.tangents is not None and self.tangent_faces is not None:
+            if self.tangents.dim() != 2 or self.tangents.shape[1] != 4 or self.tangent_faces.shape != f.shape:
+                raise ValueError(
+                    f"RenderMesh(): tangents must be [K,4] and tangent_faces {list(f.shape)}, got "
+                    f"{list(self.tangents.shape)}, {list(self.tangent_faces.shape)}"
+                )
+            self.tangents, self.tangent_faces = self.tangents.float(), self.tangent_faces.long()
 
     @property
     def device(self) -> torch.device:
@@ -107,6 +121,8 @@ class RenderMesh:
             uvs=mv(self.uvs),
             uv_faces=mv(self.uv_faces),
             colors=mv(self.colors),
+            tangents=mv(self.tangents),
+            tangent_faces=mv(self.tangent_faces),
         )
 
     @classmethod
@@ -143,7 +159,9 @@ class RenderOutput:
     image [B,C,H,W] composited (and antialiased); mask [B,1,H,W] coverage (antialiased when enabled, else
     0/1); depth [B,1,H,W] camera-space z (0 where empty); position [B,3,H,W] world (0 where empty); normal
     [B,3,H,W] unit world normals facing the camera (0 where empty); albedo [B,C,H,W] unshaded texture colour
-    (0 where empty); rast [B,H,W,4] the rasteriser output; shading: the shading actually used.
+    (0 where empty); rast [B,H,W,4] the rasteriser output; shading: the shading actually used; with a PBR
+    material (a texture with ``is_material``): material [B,9,H,W] its raw channels (kd, ks = occlusion, roughness,
+    metallic, normal perturbation; albedo is kd) and shading_normal [B,3,H,W] the perturbed normal the light saw.
     """
 
     image: torch.Tensor
@@ -154,6 +172,22 @@ class RenderOutput:
     albedo: torch.Tensor
     rast: torch.Tensor
     shading: str
+    material: torch.Tensor | None = None
+    shading_normal: torch.Tensor | None = None
+
+
+@dataclass
+class _Surface:
+    """What rasterisation gives the shading (channels-last): clip [B,V,4], rast, covered bool [B,H,W,1], cov_f
+    (its float), pos [B,H,W,3], normal [B,H,W,3] unit interpolated (not yet turned to the camera), depth."""
+
+    clip: torch.Tensor
+    rast: torch.Tensor
+    covered: torch.Tensor
+    cov_f: torch.Tensor
+    pos: torch.Tensor
+    normal: torch.Tensor
+    depth: torch.Tensor
 
 
 def _background(bg: Any, B: int, C: int, H: int, W: int, device: torch.device) -> torch.Tensor:
@@ -198,65 +232,84 @@ class MeshRenderer:
         antialias: bool = True,
         resolution: Sequence[int] | None = None,
         ssaa: int = 1,
+        light: Any = None,
+        tonemap: str = "srgb",
     ) -> RenderOutput:
         """Render B views. resolution (H, W) defaults to the cameras'. generator drives the random shading
         choice and light jitter (CPU generator). See the module docstring for textures and shading.
         ssaa > 1 renders at ssaa× the resolution and box-filters every output down (for validation and turntable
         images; ``rast`` stays at the high resolution; depth/position/normal are averaged over covered
-        sub-samples)."""
+        sub-samples). ``shading="pbr"`` lights a PBR material (a texture with ``is_material``) with ``light`` (a
+        ``render.envlight.EnvironmentLight``) and maps the radiance with ``tonemap`` (srgb | none,
+        render/shading.py); a material under "albedo" shows its base colour kd, tonemapped the same way."""
         if not isinstance(ssaa, int) or ssaa < 1 or ssaa > 8:
             raise ValueError(f"render(): ssaa must be an int in 1..8, got {ssaa!r}")
+        kw = dict(background=background, shading=shading, ambient=ambient, albedo_prob=albedo_prob)
+        kw.update(light_jitter=light_jitter, generator=generator, antialias=antialias, light=light, tonemap=tonemap)
         if ssaa > 1:
-            return self._render_ssaa(
-                mesh,
-                cameras,
-                texture,
-                ssaa,
-                background=background,
-                shading=shading,
-                ambient=ambient,
-                albedo_prob=albedo_prob,
-                light_jitter=light_jitter,
-                generator=generator,
-                antialias=antialias,
-                resolution=resolution,
-            )
+            return self._render_ssaa(mesh, cameras, texture, ssaa, resolution=resolution, **kw)
         if not isinstance(mesh, RenderMesh):
             raise TypeError(f"render(): mesh must be a RenderMesh, got {type(mesh).__name__}")
-        if shading not in ("albedo", "lambertian", "normal", "random"):
-            raise ValueError(f"render(): shading must be albedo|lambertian|normal|random, got {shading!r}")
+        if shading not in ("albedo", "lambertian", "normal", "random", "pbr"):
+            raise ValueError(f"render(): shading must be albedo|lambertian|normal|random|pbr, got {shading!r}")
+        is_material = bool(getattr(texture, "is_material", False))
+        if shading == "pbr" and (light is None or not is_material):
+            raise ValueError("render(): shading='pbr' needs a PBR material texture and light=EnvironmentLight")
         H, W = (int(r) for r in resolution) if resolution is not None else cameras.resolution
-        dev = mesh.device
-        cams = cameras.to(dev)
+        cams = cameras.to(mesh.device)
         if (H, W) != cams.resolution:  # keep the field of view: scale the focal length with the height
             cams = replace(cams, focal=cams.focal * (H / cams.height), height=H, width=W)
-        B = len(cams)
-        be = self.backend
-        with torch.autocast(device_type=dev.type, enabled=False):
+        surf = self._surface(mesh, cams, H, W)
+        # Fields may answer in fp16 under autocast.
+        vals = self._albedo(mesh, texture, surf.rast, surf.pos, surf.covered).float()
+        material = vals if is_material else None
+        return self._shade_and_composite(mesh, cams, surf, vals, material, kw)
+
+    def _surface(self, mesh: RenderMesh, cams: Cameras, H: int, W: int) -> _Surface:
+        """Rasterise and interpolate positions, normals and camera depth."""
+        be, B = self.backend, len(cams)
+        with torch.autocast(device_type=mesh.device.type, enabled=False):
             clip = cams.to_clip(mesh.vertices)  # float32 [B,V,4]; w = camera-space z
             rast = be.rasterize(clip, mesh.faces, (H, W))
         covered = rast[..., 3:] > 0  # [B,H,W,1]
-        cov_f = covered.float()
         assert mesh.normals is not None  # RenderMesh.__post_init__ computes them when not given
         geo = torch.cat([mesh.vertices.expand(B, -1, -1), mesh.normals.expand(B, -1, -1), clip[..., 3:4]], dim=-1)
         g = be.interpolate(geo.contiguous(), rast, mesh.faces)
-        pos, nrm, depth = g[..., 0:3], g[..., 3:6], g[..., 6:7]
-        # Face the camera (two-sided): flip normals pointing away from the viewer.
-        view = pos - cams.position[:, None, None, :]
-        nrm = F.normalize(nrm, dim=-1, eps=1e-20)
-        nrm = torch.where((nrm * view).sum(-1, keepdim=True) > 0, -nrm, nrm) * cov_f
+        nrm = F.normalize(g[..., 3:6], dim=-1, eps=1e-20)
+        return _Surface(clip, rast, covered, covered.float(), g[..., 0:3], nrm, g[..., 6:7])
 
-        albedo = self._albedo(mesh, texture, rast, pos, covered).float()  # fields may answer in fp16 under autocast
-        used = shading
-        if shading == "random":
-            r = float(torch.rand((), generator=generator))
-            used = "albedo" if r < albedo_prob else "lambertian"
-        fg = shade(used, albedo, nrm, cams.position, ambient=ambient, light_jitter=light_jitter, generator=generator)
-        bgt = _background(background, B, fg.shape[-1], H, W, dev).to(fg.dtype)
-        img = torch.where(covered, fg, bgt)
+    def _shade_and_composite(
+        self,
+        mesh: RenderMesh,
+        cams: Cameras,
+        surf: _Surface,
+        vals: torch.Tensor,
+        material: torch.Tensor | None,
+        kw: dict[str, Any],
+    ) -> RenderOutput:
+        """Shade the covered pixels, composite over the background, antialias; channels-first outputs."""
+        be, cov_f = self.backend, surf.cov_f
+        B, H, W, _ = surf.rast.shape
+        # Face the camera (two-sided): flip normals pointing away from the viewer.
+        view = surf.pos - cams.position[:, None, None, :]
+        nrm = torch.where((surf.normal * view).sum(-1, keepdim=True) > 0, -surf.normal, surf.normal) * cov_f
+        albedo = vals[..., :3] if material is not None else vals
+        used = kw["shading"]
+        if used == "random":
+            used = "albedo" if float(torch.rand((), generator=kw["generator"])) < kw["albedo_prob"] else "lambertian"
+        shading_normal = None
+        if used == "pbr":
+            fg, shading_normal = self._shade_pbr(mesh, cams, surf, material, kw["light"], kw["tonemap"])
+        elif material is not None and used == "albedo":
+            fg = tonemap_radiance(albedo, kw["tonemap"])
+        else:
+            fg = shade(used, albedo, nrm, cams.position, ambient=kw["ambient"], light_jitter=kw["light_jitter"],
+                       generator=kw["generator"])  # fmt: skip
+        bgt = _background(kw["background"], B, fg.shape[-1], H, W, mesh.device).to(fg.dtype)
+        img = torch.where(surf.covered, fg, bgt)
         mask = cov_f
-        if antialias:
-            both = be.antialias(torch.cat([img.float(), cov_f], dim=-1).contiguous(), rast, clip, mesh.faces)
+        if kw["antialias"]:
+            both = be.antialias(torch.cat([img.float(), cov_f], dim=-1).contiguous(), surf.rast, surf.clip, mesh.faces)
             img, mask = both[..., :-1], both[..., -1:]
 
         def cf(t: torch.Tensor) -> torch.Tensor:
@@ -265,13 +318,36 @@ class MeshRenderer:
         return RenderOutput(
             image=cf(img),
             mask=cf(mask),
-            depth=cf(depth * cov_f),
-            position=cf(pos * cov_f),
+            depth=cf(surf.depth * cov_f),
+            position=cf(surf.pos * cov_f),
             normal=cf(nrm),
             albedo=cf(albedo * cov_f.to(albedo.dtype)),
-            rast=rast,
+            rast=surf.rast,
             shading=used,
+            material=None if material is None else cf(material * cov_f),
+            shading_normal=None if shading_normal is None else cf(shading_normal),
         )
+
+    def _shade_pbr(
+        self, mesh: RenderMesh, cams: Cameras, surf: _Surface, material: Any, light: Any, mode: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split-sum PBR on the covered pixels only (render/shading.py): (tonemapped colour, shading normal),
+        both [B,H,W,3] with zeros elsewhere."""
+        be = self.backend
+        sel = surf.covered[..., 0]
+        idx = sel.nonzero(as_tuple=True)
+        cam_pos = cams.position[:, None, None, :].expand_as(surf.pos)
+        view = F.normalize(cam_pos[sel] - surf.pos[sel], dim=-1, eps=1e-20)
+        tangent = None
+        if mesh.tangents is not None and mesh.tangent_faces is not None:
+            tangent = be.interpolate(mesh.tangents.contiguous(), surf.rast, mesh.tangent_faces)[sel]
+        m = material[sel]
+        n_shade, _ = perturb_normal(m[:, 6:9], surf.normal[sel], tangent, view)
+        light.ensure_built(be.cube_texture)
+        rad = pbr(m[:, 0:3], m[:, 3:6], n_shade, view, light, be)
+        colour = tonemap_radiance(rad, mode)
+        zeros = torch.zeros(*sel.shape, 3, dtype=colour.dtype, device=colour.device)
+        return zeros.index_put(idx, colour), zeros.index_put(idx, n_shade.to(colour.dtype))
 
     def _render_ssaa(
         self,
@@ -299,6 +375,8 @@ class MeshRenderer:
             albedo=per_cov(hi.albedo),
             rast=hi.rast,
             shading=hi.shading,
+            material=None if hi.material is None else per_cov(hi.material),
+            shading_normal=None if hi.shading_normal is None else F.normalize(pool(hi.shading_normal), dim=1),
         )
 
     def _albedo(

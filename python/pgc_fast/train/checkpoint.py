@@ -76,6 +76,7 @@ def save_checkpoint(ckpt_dir, step, scene, optimizer, scaler, objective, history
         "step": step,
         "schedule_iters": ctx.schedule_iters,
         "texture": scene.texture.state_dict(),
+        "geometry": scene.geometry.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "objective": own["objective"],

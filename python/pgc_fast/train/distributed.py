@@ -56,6 +56,7 @@ __all__ = [
     "mix_seed",
     "STREAM_CAMERAS",
     "STREAM_RENDER",
+    "STREAM_REGULARIZER",
     "relaunch",
 ]
 
@@ -65,6 +66,8 @@ STREAM_CAMERAS = 1
 """Per-step stream shared by all ranks: camera poses / target-view choice of the whole global batch."""
 STREAM_RENDER = 2
 """Per-step, per-rank stream: random shading, light jitter, position perturbation."""
+STREAM_REGULARIZER = 3
+"""Per-step, per-rank stream: the probe offsets of regularisers (the PBR kd smoothness)."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,41 @@ class Timer:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - t0
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: /proc), None where that cannot be read. A run's metrics use it
+    for the time spent before :func:`pgc_fast.train.run` (interpreter start, imports, argument parsing)."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            # the command name (field 2) may hold spaces: fields after its closing parenthesis; starttime is 22nd
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+PHASE_GROUPS = {
+    "load": ("load_mesh", "load_model", "init_texture"),
+    "compile": ("compile",),
+    "steps": ("steps", "checkpoint", "validation"),
+    "export": ("export_mesh", "final_views"),
+    "turntable": ("turntable",),
+    "report": ("report",),
+}
+"""The user-facing split of a run's wall time (metrics.json ``phases_grouped_s``) over the timer's phases:
+``compile`` is the session's first step (torch.compile of the UNet blocks, Triton JIT, autotuning, and one step);
+``steps`` the other steps with the validation images and checkpoints written between them. What comes before
+:func:`pgc_fast.train.run` (interpreter start, imports) is metrics.json's ``startup_s``."""
+
+
+def grouped_phases(phases: dict[str, float]) -> dict[str, float]:
+    """:data:`PHASE_GROUPS` summed over ``phases`` (absent phases count 0)."""
+    return {g: round(sum(phases.get(p, 0.0) for p in names), 4) for g, names in PHASE_GROUPS.items()}
+
+
 def peak_memory_mib(device: torch.device) -> dict[str, float]:
     out: dict[str, float] = {}
     if device.type == "cuda":
@@ -69,6 +104,27 @@ def clip_summary(history: dict[str, list]) -> dict[str, Any]:
         "last_clip_frac": vals[-1],
         "max_clip_frac": float(np.max(vals)),
     }
+
+
+GEOMETRY_STATS = ("mesh_vertices", "mesh_faces", "extract_ms")
+"""Step statistics of a DMTet shape (train/dmtet.py) kept per step in the history."""
+
+
+def geometry_summary(cfg: Any, history: dict[str, list]) -> dict[str, Any]:
+    """metrics.json's ``geometry``: the shape kind, and for DMTet the grid, the last extracted mesh's size and
+    the extraction time per step (mean and last, ms; per step in ``history``)."""
+    out: dict[str, Any] = {"shape": cfg.mesh.shape}
+    if cfg.mesh.shape != "dmtet":
+        return out
+    out["tet_res"] = cfg.mesh.tet_res
+    for k in ("mesh_vertices", "mesh_faces"):
+        if history.get(k):
+            out[k] = int(history[k][-1])
+    ms = [v for v in history.get("extract_ms", []) if v == v]
+    if ms:
+        out["extract_ms_mean"] = float(np.mean(ms))
+        out["extract_ms_last"] = ms[-1]
+    return out
 
 
 # Steps between read-backs of the step statistics (one device→host transfer for all of them).

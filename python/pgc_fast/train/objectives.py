@@ -112,14 +112,18 @@ def focal_stage_range(cfg: C.RunConfig, step: int, iters: int | None = None) -> 
 
 
 class GuidanceObjective(_OrbitCameras):
-    """Score distillation from a diffusion model (:mod:`pgc_fast.guidance`) on the rendered image.
+    """Score distillation from a diffusion model (:mod:`pgc_fast.guidance`) on the rendered image and, with
+    ``guidance.normal_sds`` (DMTet), on its outward normal map (Fantasia3D's normal-SDS).
 
     The guidance attaches the (GradScaler-aware) PGC hook to the image itself, so the loop does not
     (``handles_pgc``). With ``guidance.ref_path`` the reference view (the original's pose_0: r = 2.5, θ = 60°,
     φ = 0, focal 1.025·H) is rendered too and matched to the reference image by a masked MSE weighted by
     ``lambda_ref`` — a mean over the masked pixels rather than the original's resolution-dependent sum (a bug of the
     original);
-    its gradient is not clipped, as in the original.
+    its gradient is not clipped, as in the original. With ``guidance.clip_reference`` the CLIP reference loss is
+    added on the same render (the original's ``--guidance_o clip``). With ``guidance.zero123`` (``-O3``) the
+    guidance is :class:`pgc_fast.guidance.ImageGuidance`: Zero123 on every view relative to the reference camera,
+    plus the text term.
     """
 
     handles_pgc = True
@@ -128,6 +132,7 @@ class GuidanceObjective(_OrbitCameras):
         self.guidance: Any = None
         self.ref: torch.Tensor | None = None
         self.ref_mask: torch.Tensor | None = None
+        self.clip: Any = None
 
     def setup(self, ctx: RunContext) -> None:
         from pgc_fast import guidance as G
@@ -135,13 +140,14 @@ class GuidanceObjective(_OrbitCameras):
         self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
         self.normal_control = any(c.split("=", 1)[0] == "normal" for c in ctx.cfg.guidance.controlnets)
         # The run's guidance section as is; the weights dtype follows optim.precision (auto = bf16 on CUDA).
-        self.guidance = G.load_guidance(
-            ctx.cfg.guidance,
-            device=ctx.device,
-            dtype=ctx.cfg.optim.precision,
-            seed=ctx.cfg.optim.seed,
-            iters=ctx.run_length,
-        )
+        g, dtype, seed = ctx.cfg.guidance, ctx.cfg.optim.precision, ctx.cfg.optim.seed
+        if g.zero123:  # -O3: Zero123 on every view (relative to the reference camera) + the text term
+            centre = reference_camera(ctx.cfg.render.resolution, "cpu").position[0]
+            self.guidance = G.load_image_guidance(
+                g, device=ctx.device, dtype=dtype, seed=seed, iters=ctx.run_length, reference_position=centre
+            )
+        else:
+            self.guidance = G.load_guidance(g, device=ctx.device, dtype=dtype, seed=seed, iters=ctx.run_length)
         if ctx.dist.rank and getattr(self.guidance, "generator", None) is not None:
             # Same model weights on every rank (seeded init), own noise stream: the original's seed + global_rank.
             self.guidance.generator.manual_seed(ctx.cfg.optim.seed + ctx.dist.rank)
@@ -149,13 +155,30 @@ class GuidanceObjective(_OrbitCameras):
             self._load_reference(ctx)
 
     def _load_reference(self, ctx: RunContext) -> None:
-        path = ctx.cfg.guidance.ref_path
-        assert path is not None
-        self.ref, self.ref_mask = load_reference(path, ctx.cfg.render.resolution, ctx.device)
+        g = ctx.cfg.guidance
+        assert g.ref_path is not None
+        self.ref, self.ref_mask = load_reference(g.ref_path, ctx.cfg.render.resolution, ctx.device)
+        if g.clip_reference:  # --guidance_o clip: the reference composited on white, as the original
+            from pgc_fast.guidance.models.clip_image import load_clip_image_encoder
+            from pgc_fast.guidance.reference import ClipSimilarity
+
+            enc = load_clip_image_encoder(
+                g.clip_model,
+                device=ctx.device,
+                dtype=guidance_dtype(ctx),
+                cache_dir=g.cache_dir,
+                token_file=g.token_file,
+                seed=ctx.cfg.optim.seed,
+            )
+            white = self.ref * self.ref_mask + (1 - self.ref_mask)
+            self.clip = ClipSimilarity(enc, white[None])
 
     def loss(self, step: int, render: Any, cameras: Any, ctx: RunContext) -> LossOutput:
         phi = torch.rad2deg(cameras.phi) if cameras.phi is not None else None
         theta = torch.rad2deg(cameras.theta) if cameras.theta is not None else None
+        # Normal-SDS (shape optimisation): the outward world normals (n + 1)/2 of the same views, scored by the same
+        # guidance (scale normal_guidance_scale, PGC on them too); without rgb_sds it is the only term.
+        normals = ctx.scene.normal_map(render) if ctx.cfg.guidance.normal_sds else None
         out = self.guidance.step(
             render.image,
             step=step + 1,
@@ -164,29 +187,39 @@ class GuidanceObjective(_OrbitCameras):
             c2w=cameras.c2w,
             depth=render.depth,
             mask=render.mask,
+            normals=normals,
             scaler=self.scaler,
             surface_normals=render.normal if self.normal_control else None,
         )
         loss = out.loss
-        stats: dict[str, float] = {}
+        stats: dict[str, Any] = {}
         gn = out.stats.get("grad_norm") if isinstance(out.stats, dict) else None
         if gn is not None:
             stats["grad_norm"] = gn.float().mean()  # device tensor: the loop reads stats back in batches
-        if self.ref is not None:
-            from pgc_fast.render import orbit_cameras
+        lam_sat = ctx.cfg.guidance.lambda_saturation
+        if lam_sat > 0:  # clipped by the PGC hook with the rest of the image's gradient, as in the original
+            from pgc_fast.train.regularizers import saturation_penalty
 
-            r = ctx.cfg.render.resolution
-            cam = orbit_cameras(*REFERENCE_POSE, REFERENCE_FOCAL * r, r, device=ctx.device)
-            ref_render = ctx.scene.render(cam, train=False)
+            sat = saturation_penalty(render.image, render.mask)
+            loss = loss + lam_sat * sat
+            stats["saturation_loss"] = sat.detach()
+        if self.ref is not None:
+            ref_render = ctx.scene.render(reference_camera(ctx.cfg.render.resolution, ctx.device), train=False)
             m = self.ref_mask * ref_render.mask
             ref_loss = ((ref_render.image - self.ref) ** 2 * m).sum() / (3 * m.sum()).clamp_min(1.0)
             loss = loss + ctx.cfg.guidance.lambda_ref * ref_loss
             stats["ref_mse"] = float(ref_loss.detach())
+            if self.clip is not None:
+                clip_loss = self.clip.loss(ref_render.image)
+                loss = loss + ctx.cfg.guidance.clip_reference * clip_loss
+                stats["clip_ref"] = clip_loss.detach()
         return LossOutput(loss, stats)
 
     def after_backward(self) -> dict[str, Any]:
         """PGC statistics of this step as 0-d tensors (no host sync; the loop reads them back in batches)."""
-        st = self.guidance.pgc_stats.get("rgb") if self.guidance is not None else None
+        if self.guidance is None:
+            return {}
+        st = self.guidance.pgc_stats.get("rgb" if self.guidance.cfg.rgb_sds else "normal")
         if st is None:
             return {}
         out = {"clip_frac": st.fraction_clipped, "grad_max": st.max_norm, "grad_mean": st.mean_norm}
@@ -209,6 +242,20 @@ REFERENCE_POSE = (2.5, 60.0, 0.0)
 """The original's reference camera pose_0: radius, polar angle and azimuth in degrees (its nerf/provider.py)."""
 REFERENCE_FOCAL = 1.025
 """Its focal length, times the render height."""
+
+
+def reference_camera(resolution: int, device: torch.device | str) -> Any:
+    """The reference view's camera (:data:`REFERENCE_POSE`, focal :data:`REFERENCE_FOCAL` · H) at ``resolution``."""
+    from pgc_fast.render import orbit_cameras
+
+    return orbit_cameras(*REFERENCE_POSE, REFERENCE_FOCAL * resolution, resolution, device=device)
+
+
+def guidance_dtype(ctx: RunContext) -> torch.dtype:
+    """The guidance weights' dtype for this run (optim.precision: auto = bf16 on CUDA, fp32 on the CPU)."""
+    from pgc_fast.guidance import resolve_dtype
+
+    return resolve_dtype(ctx.cfg.optim.precision, ctx.device)
 
 
 def load_reference(path: str, resolution: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,16 +284,33 @@ class MSEObjective:
         targets: float32 [N, 3, H, W] in [0, 1], the images to match.
         cameras: pgc_fast.render.Cameras with N views, H×W matching the targets.
         background: the background the targets were rendered over (a grey level).
+        masks: optional float32 [N, 1, H, W] silhouettes (coverage in [0, 1]); the loss then adds
+            ``mask_weight`` × the MSE of the render's (antialiased) coverage to them. A silhouette term cannot be
+            met by colour alone: a surface where the target is empty cannot hide by taking the background's colour.
     Each step permutes the N views with the step's camera generator; global view g of the step (over all ranks)
     is view ``perm[g mod N]``, so views are distinct within a step while the global batch is at most N, and a
     resumed or re-sharded run draws the same views.
     """
 
-    def __init__(self, targets: torch.Tensor, cameras: Any, background: float = 1.0) -> None:
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        cameras: Any,
+        background: float = 1.0,
+        masks: torch.Tensor | None = None,
+        mask_weight: float = 1.0,
+    ) -> None:
         if targets.dim() != 4 or targets.shape[1] != 3:
             raise ValueError(f"MSEObjective(): targets must be float [N,3,H,W], got {list(targets.shape)}")
         if len(cameras) != targets.shape[0]:
             raise ValueError(f"MSEObjective(): {len(cameras)} cameras for {targets.shape[0]} targets")
+        if masks is not None and tuple(masks.shape) != (targets.shape[0], 1, *targets.shape[2:]):
+            raise ValueError(
+                f"MSEObjective(): masks must be float [N,1,H,W] = {[targets.shape[0], 1, *targets.shape[2:]]}, "
+                f"got {list(masks.shape)}"
+            )
+        self.masks = None if masks is None else masks.float()
+        self.mask_weight = float(mask_weight)
         self.targets = targets.float()
         self.all_cameras = cameras
         self.background = background
@@ -254,6 +318,7 @@ class MSEObjective:
 
     def setup(self, ctx: RunContext) -> None:
         self.targets = self.targets.to(ctx.device)
+        self.masks = None if self.masks is None else self.masks.to(ctx.device)
         self.all_cameras = self.all_cameras.to(ctx.device)
 
     def cameras(self, step: int, generator: torch.Generator, ctx: RunContext) -> Any:
@@ -267,7 +332,12 @@ class MSEObjective:
         assert self._idx is not None
         img = render.image.float()
         mse = torch.mean((img - self.targets[self._idx]) ** 2)
-        return LossOutput(mse, {"mse": float(mse.detach()), "psnr": float(-10 * torch.log10(mse.detach() + 1e-12))})
+        stats = {"mse": float(mse.detach()), "psnr": float(-10 * torch.log10(mse.detach() + 1e-12))}
+        if self.masks is None:
+            return LossOutput(mse, stats)
+        sil = torch.mean((render.mask.float() - self.masks[self._idx]) ** 2)
+        stats["silhouette_mse"] = float(sil.detach())
+        return LossOutput(mse + self.mask_weight * sil, stats)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -65,19 +65,26 @@ def train_step(step: int, ctx: RunContext, objective: Objective, optimizer: torc
         if not getattr(objective, "handles_pgc", False):
             hook = attach_image_pgc(render.image, cfg.guidance, scaler if scaler.is_enabled() else None)
         out = objective.loss(step, render, cams, ctx)
-    loss = out.loss.float()
+        reg = scene.regularizer(step, ctx.run_length)  # DMTet's smoothing in its window, else None
+        reg_gen = D.step_generator(seed, step, D.STREAM_REGULARIZER, ctx.dist.rank)
+        regs = scene.texture_regularizers(step, render, ctx.run_length, reg_gen)  # the PBR kd smoothness
+    loss = out.loss.float() if reg is None else out.loss.float() + reg.float()
+    loss = loss + sum((v.float() for v in regs.values()), torch.zeros((), device=ctx.device))
     scaler.scale(loss).backward()
     # Data parallel: average before unscale_ so every rank sees the same (possibly inf) gradients and the
     # GradScalers stay in step (the original's DDP averaged the same way; PGC hooks ran per rank before it).
     D.all_reduce_grads((p for g in optimizer.param_groups for p in g["params"]), ctx.dist)
     scaler.unscale_(optimizer)
     if cfg.optim.grad_clip is not None:
-        torch.nn.utils.clip_grad_value_(scene.texture.parameters(), cfg.optim.grad_clip)
+        # every trained parameter, as the original's clip_grad_value_(model.parameters())
+        torch.nn.utils.clip_grad_value_([p for g in optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip)
     scaler.step(optimizer)
     scaler.update()
     stats: dict[str, Any] = {"loss": loss.detach()}
     stats.update(out.stats)
+    stats.update({k: v.detach() for k, v in regs.items()})
     stats.update(_pgc_stats(hook))
+    stats.update(scene.geometry.step_stats())
     after = getattr(objective, "after_backward", None)
     if after is not None:
         stats.update(after())

@@ -29,6 +29,7 @@ backward, rank 0 alone writes files and shows the progress bar.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -50,16 +51,21 @@ from pgc_fast.train.checkpoint import (
     this_rank_state,
 )
 from pgc_fast.train.geometry import Scene
+from pgc_fast.train.latent import attach_decoder
 from pgc_fast.train.metrics import (
+    GEOMETRY_STATS,
     PARAMS_FINITE,
     STATS_EVERY,
     Progress,
     Timer,
     clip_summary,
+    geometry_summary,
+    grouped_phases,
     json_default,
     materialise_stats,
     params_finite,
     peak_memory_mib,
+    process_age_s,
     raise_if_non_finite,
     steady_s_per_it,
 )
@@ -88,6 +94,8 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     texture: Any = None
     """The trained texture module (pgc_fast.render texture), on the run's device."""
+    geometry: Any = None
+    """The trained geometry (train/geometry.py Geometry: the fixed mesh, or DMTet's shape), on the run's device."""
 
 
 @dataclass
@@ -105,6 +113,7 @@ class _Session:
     resumed_from: int | None = None
     steps_run: int = 0
     train_time: float = 0.0
+    startup_s: float | None = None
 
 
 def run(
@@ -145,7 +154,7 @@ def run(
 def _start(cfg: C.RunConfig, objective: Objective, quiet: bool) -> tuple[_Session, dict[str, Any] | None]:
     """Device, process group, workspace, precision and seeds; the checkpoint to resume from (checked before any
     model is loaded; rank 0 reads it, every rank gets its own part)."""
-    t_start = time.perf_counter()
+    t_start, startup_s = time.perf_counter(), process_age_s()
     device = resolve_device(cfg)
     dist = D.init(cuda=device.type == "cuda")
     ws = D.rank0_call(lambda: prepare_workspace(cfg), dist)
@@ -161,7 +170,8 @@ def _start(cfg: C.RunConfig, objective: Objective, quiet: bool) -> tuple[_Sessio
         state = this_rank_state(state, dist)
     schedule_iters = state["schedule_iters"] if state is not None else cfg.optim.iters
     ctx = RunContext(cfg, device, autocast_dtype, scaler, None, ws, dist, schedule_iters=schedule_iters)
-    return _Session(ctx, objective, Timer(device), t_start, quiet or not dist.is_main), state
+    s = _Session(ctx, objective, Timer(device), t_start, quiet or not dist.is_main, startup_s=startup_s)
+    return s, state
 
 
 def restore_or_init(cfg: C.RunConfig, objective: Objective, quiet: bool) -> _Session:
@@ -173,6 +183,7 @@ def restore_or_init(cfg: C.RunConfig, objective: Objective, quiet: bool) -> _Ses
         ctx.scene = Scene.from_config(cfg, ctx.device)
     with s.timer.phase("load_model"):
         objective.setup(ctx)
+    attach_decoder(ctx.scene, objective)  # latent mode: the guidance's VAE decodes what is shown and exported
     if state is None:
         _init_texture(s)
         s.optimizer = make_optimizer(cfg, ctx.scene)
@@ -189,6 +200,7 @@ def _restore(s: _Session, state: dict[str, Any]) -> None:
     ctx = s.ctx
     try:
         ctx.scene.texture.load_state_dict(state["texture"])
+        ctx.scene.geometry.load_state_dict(state.get("geometry") or {})
         s.start_step = s.resumed_from = state["step"]
         s.history = state["history"]
         s.optimizer = make_optimizer(ctx.cfg, ctx.scene)
@@ -209,7 +221,12 @@ def _restore(s: _Session, state: dict[str, Any]) -> None:
 
 def _init_texture(s: _Session) -> None:
     cfg, ctx = s.ctx.cfg, s.ctx
-    if cfg.texture.init_from_vertex_colors and ctx.scene.mesh_has_vertex_colors:
+    fitted = False
+    if cfg.mesh.shape != "fixed":  # DMTet: the shape from the mesh's signed distance (the texture too, jointly)
+        with s.timer.phase("init_geometry"):
+            fitted = ctx.scene.init_geometry(seed=cfg.optim.seed, show_progress=not s.quiet)
+        D.broadcast_module(ctx.scene.geometry, ctx.dist)
+    if cfg.texture.init_from_vertex_colors and ctx.scene.mesh_has_vertex_colors and not fitted:
         with s.timer.phase("init_texture"):
             ctx.scene.fit_vertex_colors(cfg.texture.init_iters, seed=cfg.optim.seed, show_progress=not s.quiet)
     D.broadcast_module(ctx.scene.texture, ctx.dist)  # GPU pre-fits may differ in the last bit between ranks
@@ -229,11 +246,14 @@ def fit(s: _Session, end_step: int) -> None:
     iters, out = cfg.optim.iters, cfg.output
     progress = Progress(total=iters, start=s.start_step, device=ctx.device, quiet=s.quiet)
     pending: list[tuple[int, dict[str, Any]]] = []
+    before = {k: s.timer.phases.get(k, 0.0) for k in _IN_LOOP}
     train_t0 = time.perf_counter()
     try:
         with progress, s.timer.phase("train"):
             for step in range(s.start_step, end_step):
-                pending.append((step + 1, train_step(step, ctx, s.objective, s.optimizer)))
+                # The session's first step pays torch.compile and the JIT: timed apart as "compile".
+                with s.timer.phase("compile") if s.steps_run == 0 else contextlib.nullcontext():
+                    pending.append((step + 1, train_step(step, ctx, s.objective, s.optimizer)))
                 s.steps_run += 1
                 done = step + 1
                 val_now = bool(out.val_every and done % out.val_every == 0 and done < iters and ctx.dist.is_main)
@@ -241,19 +261,11 @@ def fit(s: _Session, end_step: int) -> None:
                 if done % STATS_EVERY == 0 or val_now or ckpt_now:
                     _flush_stats(s, pending, progress)
                 if val_now:
-                    write_validation(ctx.scene, cfg, ctx.workspace / "validation", done)
+                    with s.timer.phase("validation"):
+                        write_validation(ctx.scene, cfg, ctx.workspace / "validation", done)
                 if ckpt_now:
-                    save_checkpoint(
-                        ctx.workspace / "checkpoints",
-                        done,
-                        ctx.scene,
-                        s.optimizer,
-                        ctx.scaler,
-                        s.objective,
-                        s.history,
-                        s.timer,
-                        ctx,
-                    )
+                    with s.timer.phase("checkpoint"):
+                        _save_checkpoint(s, done)
     except KeyboardInterrupt:
         progress.stop()
         if ctx.dist.is_main:
@@ -263,6 +275,20 @@ def fit(s: _Session, end_step: int) -> None:
             )
         raise
     s.train_time = time.perf_counter() - train_t0
+    ph = s.timer.phases
+    ph["steps"] = ph.get("steps", 0.0) + s.train_time - sum(ph.get(k, 0.0) - before.get(k, 0.0) for k in _IN_LOOP)
+
+
+# Phases timed inside the loop; "steps" is the loop's time less these.
+_IN_LOOP = ("compile", "validation", "checkpoint")
+
+
+def _save_checkpoint(s: _Session, done: int) -> None:
+    ctx = s.ctx
+    assert s.optimizer is not None
+    save_checkpoint(
+        ctx.workspace / "checkpoints", done, ctx.scene, s.optimizer, ctx.scaler, s.objective, s.history, s.timer, ctx
+    )
 
 
 def _flush_stats(s: _Session, pending: list[tuple[int, dict[str, Any]]], progress: Progress) -> None:
@@ -277,6 +303,9 @@ def _flush_stats(s: _Session, pending: list[tuple[int, dict[str, Any]]], progres
         s.history["step"].append(done_k)
         s.history["loss"].append(st.get("loss", float("nan")))
         s.history["clip_frac"].append(st.get("clip_frac", float("nan")))
+        for k in GEOMETRY_STATS:  # DMTet: the extracted mesh's size and extraction time of each step
+            if k in st:
+                s.history.setdefault(k, []).append(st[k])
         s.history["time"].append(time.perf_counter() - s.t_start)
         progress.update(done_k, st)
     pending.clear()
@@ -286,7 +315,9 @@ def finish(s: _Session) -> RunResult:
     """After the last step: exports, metrics and the report (rank 0), or just the result when stopped early."""
     ctx, cfg = s.ctx, s.ctx.cfg
     final_step = s.history["step"][-1] if s.history["step"] else s.start_step
-    result = RunResult(workspace=ctx.workspace, config=cfg, step=final_step, texture=ctx.scene.texture)
+    result = RunResult(
+        workspace=ctx.workspace, config=cfg, step=final_step, texture=ctx.scene.texture, geometry=ctx.scene.geometry
+    )
     if final_step < cfg.optim.iters:  # stopped early on purpose: checkpoint only
         return result
     per_rank = D.gather_object(
@@ -309,7 +340,9 @@ def finish(s: _Session) -> RunResult:
         if cfg.output.report:
             files["report"] = R.write_report(ws, cfg, metrics, files)
     metrics["phases_s"] = {k: round(v, 4) for k, v in s.timer.phases.items()}
+    metrics["phases_grouped_s"] = grouped_phases(s.timer.phases)
     metrics["total_s"] = time.perf_counter() - s.t_start
+    metrics["startup_s"] = s.startup_s
     write_text_atomic(ws / "metrics.json", json.dumps(metrics, indent=1, default=json_default))
     result.files = {k: Path(v) for k, v in files.items() if not k.startswith("_")}
     result.metrics = metrics
@@ -323,7 +356,9 @@ def _export(s: _Session, final_step: int) -> dict[str, Any]:
     files: dict[str, Any] = {}
     ctx.scene.texture.eval()
     with torch.no_grad():
-        files.update(write_validation(ctx.scene, cfg, ctx.workspace / "validation", final_step))
+        ctx.scene.geometry.finalize()  # DMTet: the final surface, floaters removed, for every output below
+        with s.timer.phase("final_views"):
+            files.update(write_validation(ctx.scene, cfg, ctx.workspace / "validation", final_step))
         if cfg.output.save_mesh:
             with s.timer.phase("export_mesh"):
                 files.update(ctx.scene.export(ctx.workspace, cfg))
@@ -354,6 +389,7 @@ def _metrics(s: _Session, final_step: int, per_rank: Any, files: dict[str, Any])
         "phases_s": {k: round(v, 4) for k, v in s.timer.phases.items()},
         "memory": peak_memory_mib(ctx.device),
         "clip": clip_summary(s.history),
+        "geometry": geometry_summary(cfg, s.history),
         "final_loss": s.history["loss"][-1] if s.history["loss"] else None,
         "video": files.pop("_video_note", None),
         "history": s.history,

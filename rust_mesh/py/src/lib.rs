@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use rust_mesh::MeshError;
 
 mod mesh;
+mod pbr;
 mod sdf;
 mod tet;
 mod uv;
@@ -58,6 +59,7 @@ fn version() -> &'static str {
 fn _rust_mesh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     mesh::register(m)?;
+    pbr::register(m)?;
     sdf::register(m)?;
     tet::register(m)?;
     uv::register(m)?;

@@ -158,6 +158,10 @@ fn load_mesh<'py>(
                 texture_to_py(py, &mat.metallic_roughness_texture)?,
             )?;
             md.set_item("normal_texture", texture_to_py(py, &mat.normal_texture)?)?;
+            md.set_item(
+                "occlusion_texture",
+                texture_to_py(py, &mat.occlusion_texture)?,
+            )?;
             d.set_item("material", md)?;
         }
         None => d.set_item("material", py.None())?,
@@ -250,6 +254,7 @@ fn save_mesh(
         mat.base_color_texture = texture_from_py(&md, "base_color_texture")?;
         mat.metallic_roughness_texture = texture_from_py(&md, "metallic_roughness_texture")?;
         mat.normal_texture = texture_from_py(&md, "normal_texture")?;
+        mat.occlusion_texture = texture_from_py(&md, "occlusion_texture")?;
         mesh.material = Some(mat);
     }
     let r = py.detach(|| catch_panic(|| rust_mesh::io::save_mesh(&mesh, &path)));

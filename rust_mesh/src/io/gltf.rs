@@ -101,6 +101,9 @@ pub fn glb_bytes(mesh: &Mesh) -> Result<Vec<u8>> {
             })
             .collect();
         attrs.insert("NORMAL".into(), json!(b.float_accessor(&data, 3, false)));
+        if let Some(t) = tangent_attribute(mesh, n, &vmap, &faces) {
+            attrs.insert("TANGENT".into(), json!(b.float_accessor(&t, 4, false)));
+        }
     }
     if let Some(uv) = &mesh.uvs {
         let data: Vec<f32> = vmap
@@ -160,6 +163,9 @@ pub fn glb_bytes(mesh: &Mesh) -> Result<Vec<u8>> {
         if let Some(t) = &m.normal_texture {
             mat["normalTexture"] = json!({"index": add_tex(t, &mut b)?});
         }
+        if let Some(t) = &m.occlusion_texture {
+            mat["occlusionTexture"] = json!({"index": add_tex(t, &mut b)?});
+        }
         mat["pbrMetallicRoughness"] = pbr;
         root["materials"] = json!([mat]);
         prim["material"] = json!(0);
@@ -194,6 +200,21 @@ pub fn glb_bytes(mesh: &Mesh) -> Result<Vec<u8>> {
     out.extend_from_slice(&CHUNK_BIN.to_le_bytes());
     out.extend_from_slice(&b.bin);
     Ok(out)
+}
+
+/// glTF `TANGENT` (xyz unit, w = ±1 handedness) of the split vertices when the material has a normal map and
+/// the mesh has UVs: the same frames the renderer shades with (`crate::tangent`), so a viewer reads the
+/// normal map in the space it was baked in.
+fn tangent_attribute(
+    mesh: &Mesh,
+    normals: &[[f32; 3]],
+    vmap: &[(u32, u32)],
+    faces: &[[u32; 3]],
+) -> Option<Vec<f32>> {
+    let has_map = mesh.material.as_ref()?.normal_texture.is_some();
+    let uvs = mesh.uvs.as_ref().filter(|_| has_map)?;
+    let t = crate::tangent::tangents(&mesh.vertices, normals, uvs, vmap, faces);
+    Some(t.tangents.into_iter().flatten().collect())
 }
 
 pub fn write_glb(mesh: &Mesh, path: &Path) -> Result<()> {
@@ -543,6 +564,8 @@ impl<'a> Doc<'a> {
             warnings,
         )?;
         out.normal_texture = self.texture_or_warn(m.get("normalTexture"), "normal", warnings)?;
+        out.occlusion_texture =
+            self.texture_or_warn(m.get("occlusionTexture"), "occlusion", warnings)?;
         Ok(out)
     }
 }

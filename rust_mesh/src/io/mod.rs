@@ -1,5 +1,6 @@
 //! Mesh file I/O: OBJ(+MTL), PLY, GLB/glTF. `load_mesh`/`save_mesh` dispatch on the extension.
 pub mod gltf;
+pub mod hdr;
 pub mod obj;
 pub mod ply;
 pub mod refs;

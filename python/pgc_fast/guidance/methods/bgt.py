@@ -14,6 +14,7 @@ decode per step, skipped when w_rgb = 0 or in latent mode) is returned as an ext
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,13 +23,21 @@ from pgc_fast.guidance import schedule
 
 if TYPE_CHECKING:
     from pgc_fast.guidance.engine import Batch, Guidance, MethodOutput
+    from pgc_fast.guidance.zero123 import Zero123Guidance
 
 
 @torch.no_grad()
 def denoise_target(
-    g: Guidance, z: torch.Tensor, ids: torch.Tensor, controls: list[torch.Tensor], orig_hw, timesteps: list[int]
+    g: Guidance | Zero123Guidance,
+    z: torch.Tensor,
+    timesteps: list[int],
+    predict: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    scale: float,
+    convention: str,
 ) -> torch.Tensor:
-    """Noise ``z`` to timesteps[0] and walk the chain down to 0 with DDIM steps; returns z0 (float32)."""
+    """Noise ``z`` to timesteps[0] and walk the chain down to 0 with DDIM steps; returns z0 (float32).
+    ``predict(z_t, t)`` gives (eps_cond, eps_uncond) for the batch (one model call); ``g`` supplies the noise
+    generator and the schedule (``g.alphas``)."""
     b = z.shape[0]
     t0 = timesteps[0]
     noise = torch.randn(z.shape, device=g.device, generator=g.generator)
@@ -38,8 +47,8 @@ def denoise_target(
     for i in range(len(timesteps) - 1):
         tc = torch.full((b,), timesteps[i], device=g.device, dtype=torch.long)
         tn = torch.full((b,), timesteps[i + 1], device=g.device, dtype=torch.long)
-        eps_c, eps_u = g.predict_cfg(zc, tc, ids, controls, orig_hw)
-        eps = schedule.cfg_combine(eps_c.float(), eps_u.float(), g.cfg.guidance_scale, g.convention)
+        eps_c, eps_u = predict(zc, tc)
+        eps = schedule.cfg_combine(eps_c.float(), eps_u.float(), scale, convention)  # type: ignore[arg-type]
         if timesteps[i + 1] == 0:
             z0 = schedule.predict_x0(zc, eps, a[tc])
         else:
@@ -55,7 +64,11 @@ def run(g: Guidance, batch: Batch) -> MethodOutput:
     b = batch.z.shape[0]
     tf = schedule.bgt_time(batch.step, g.iters, cfg.init_time, cfg.bgt_end_time)
     ts = schedule.bgt_timesteps(tf, cfg.bgt_r, g.num_train_timesteps)
-    z0 = denoise_target(g, batch.z.detach(), batch.ids, batch.controls, batch.orig_hw, ts)
+
+    def predict(z_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return g.predict_cfg(z_t, t, batch.ids, batch.controls, batch.orig_hw)
+
+    z0 = denoise_target(g, batch.z.detach(), ts, predict, cfg.guidance_scale, g.convention)
     zf = batch.z.detach().float()
     grad = (2.0 / zf.numel()) * (zf - z0) * cfg.grad_scale
     grad = torch.nan_to_num(grad)

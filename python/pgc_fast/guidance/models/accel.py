@@ -19,6 +19,14 @@ no extra compute.
 transformer blocks) instead of the whole UNet, so blocks of one shape share one compiled graph and the compile
 takes a fraction of a whole-model compile while fusing the same elementwise chains (GroupNorm + SiLU, residual
 adds, GEGLU). Same function; inductor's fused kernels round differently from eager (ulp-level).
+:func:`persistent_compile_cache` keeps inductor's and Triton's on-disk caches in the user's cache directory
+(not /tmp), so a later run's compile is mostly cache reads.
+
+:func:`use_sdpa_backend` pins the attention of every diffusers ``Attention`` module that uses PyTorch SDPA to one
+SDPA backend (cuDNN, flash, memory-efficient or math): all compute the same function (exact up to rounding).
+
+:func:`use_fp8` (from :mod:`pgc_fast.guidance.models.fp8`) is the one lossy lever here: FP8 matrix products for
+the frozen UNet and ControlNets.
 """
 
 from __future__ import annotations
@@ -27,15 +35,20 @@ from typing import TypeGuard
 
 import torch
 
+from pgc_fast.guidance.models.fp8 import use_fp8
 from pgc_kernels.chunked_attention import chunked_attention
 
 __all__ = [
     "ChunkedAttnProcessor",
     "FrozenConv2dFunction",
+    "PinnedSDPAProcessor",
     "compile_blocks",
+    "persistent_compile_cache",
     "use_chunked_attention",
+    "use_fp8",
     "use_frozen_convs",
     "use_fused_group_norm",
+    "use_sdpa_backend",
 ]
 
 # PyTorch's flash-attention and cuDNN SDPA kernels take head dims up to 256.
@@ -350,3 +363,81 @@ def compile_blocks(model: torch.nn.Module, classes: tuple[str, ...] = COMPILE_BL
     for m in blocks:
         m.compile(**compile_kwargs)
     return len(blocks)
+
+
+def persistent_compile_cache(root: str | None = None) -> str | None:
+    """Point inductor's on-disk caches (FX graphs, AOT autograd, autotuning, and the Triton kernels it builds) at
+    ``root/inductor`` — ``root`` default ``$PGC_FAST_CACHE_DIR``, else ``$XDG_CACHE_HOME/pgc-fast`` (i.e.
+    ``~/.cache/pgc-fast``) — unless the user set ``TORCHINDUCTOR_CACHE_DIR``, and turn those caches on. PyTorch's
+    default directory is under /tmp, which a reboot or a fresh container empties. Returns the directory in force
+    (None: PyTorch's default, when the wanted one cannot be written). Call before the first compile; calling
+    again changes nothing."""
+    import os
+
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        if root is None:
+            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+            root = os.environ.get("PGC_FAST_CACHE_DIR") or os.path.join(base, "pgc-fast")
+        path = os.path.join(root, "inductor")
+        try:
+            os.makedirs(path, exist_ok=True)
+            if os.access(path, os.W_OK):
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+        except OSError:  # read-only home or the like: PyTorch's default stays
+            pass
+    import torch._functorch.config as fcfg
+    import torch._inductor.config as icfg
+
+    icfg.fx_graph_cache = True
+    icfg.autotune_local_cache = True
+    if hasattr(fcfg, "enable_autograd_cache"):
+        fcfg.enable_autograd_cache = True
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+
+
+# SDPA backend names of GuidanceConfig.attention → torch's enum member names.
+SDPA_BACKENDS = {
+    "cudnn": "CUDNN_ATTENTION",
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "math": "MATH",
+}
+
+
+class PinnedSDPAProcessor:
+    """diffusers' ``AttnProcessor2_0`` with ``F.scaled_dot_product_attention`` restricted to one backend
+    (``torch.nn.attention.sdpa_kernel``; torch.compile traces the context manager). A shape the backend cannot
+    run raises PyTorch's "no available kernel" error rather than silently taking another backend."""
+
+    def __init__(self, backend: str) -> None:
+        from diffusers.models.attention_processor import AttnProcessor2_0
+        from torch.nn.attention import SDPBackend
+
+        if backend not in SDPA_BACKENDS:
+            raise ValueError(f"PinnedSDPAProcessor(): backend must be {'|'.join(SDPA_BACKENDS)}, got {backend!r}")
+        self.backend = backend
+        self._sdp = getattr(SDPBackend, SDPA_BACKENDS[backend])
+        self._inner = AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, *args, **kwargs):
+        from torch.nn.attention import sdpa_kernel
+
+        with sdpa_kernel(self._sdp):
+            return self._inner(attn, hidden_states, *args, **kwargs)
+
+
+def use_sdpa_backend(model: torch.nn.Module, backend: str) -> int:
+    """Pin every ``Attention`` module of ``model`` that runs diffusers' stock SDPA processor to ``backend``
+    (:data:`SDPA_BACKENDS`; ``"auto"`` changes nothing). Other processors (the VAE's chunked attention, VSD's
+    LoRA) are left alone. Returns how many modules were changed. Apply before ``torch.compile``."""
+    if backend == "auto":
+        return 0
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    proc = PinnedSDPAProcessor(backend)
+    n = 0
+    for module in model.modules():
+        if isinstance(module, Attention) and type(module.processor) in (AttnProcessor2_0, PinnedSDPAProcessor):
+            module.set_processor(proc)  # type: ignore[arg-type]
+            n += 1
+    return n

@@ -165,9 +165,17 @@ def _check_complete(path: Path, subfolders: list[str]) -> list[str]:
 
 
 def _resolve(
-    repo: str, subfolders: list[str], *, cache_dir: str | None, token: str | None, half: bool, problems: list[str]
+    repo: str,
+    subfolders: list[str],
+    *,
+    cache_dir: str | None,
+    token: str | None,
+    half: bool,
+    problems: list[str],
+    optional: list[str] | tuple[str, ...] = (),
 ) -> Path | None:
-    """Local dir, cached snapshot, or (online) a download of just the needed files. Appends to ``problems``."""
+    """Local dir, cached snapshot, or (online) a download of just the needed files. Appends to ``problems``.
+    ``optional`` subfolders are downloaded along when the repo has them but not required."""
     p = Path(repo).expanduser()
     if p.is_dir():
         missing = _check_complete(p, subfolders)
@@ -198,7 +206,7 @@ def _resolve(
 
         files = list_repo_files(repo, token=token)
         patterns = ["*.json", "*.txt"]
-        for sub in subfolders:
+        for sub in [*subfolders, *optional]:
             prefix = f"{sub}/" if sub else ""
             if sub.startswith("tokenizer") or sub == "scheduler":
                 patterns.append(f"{prefix}*")
@@ -218,7 +226,13 @@ def _resolve(
     return path
 
 
-def _raise_missing(problems: list[str], repos: list[str], cache_dir: str | None) -> None:
+def _raise_missing(
+    problems: list[str],
+    repos: list[str],
+    cache_dir: str | None,
+    builtins: tuple[str, ...] = ("tiny-sdxl", "tiny-sd", "sdxl-random", "sd15-random"),
+    flag: str = "--model",
+) -> None:
     cache = hub_cache_dir(cache_dir)
     fetch = "\n".join(f"    hf download {r}" for r in repos if not Path(r).expanduser().is_dir())
     msg = (
@@ -230,7 +244,7 @@ def _raise_missing(problems: list[str], repos: list[str], cache_dir: str | None)
         "or ./TOKEN) with\n"
         + (fetch or "    (fix the local directories listed above)")
         + "\nthen copy the cache directory here (or set HF_HUB_CACHE), or pass a local diffusers directory as "
-        "--model. Without weights, the built-in models tiny-sdxl, tiny-sd, sdxl-random and sd15-random run "
+        f"{flag}. Without weights, the built-in models " + ", ".join(builtins[:-1]) + f" and {builtins[-1]} run "
         "anywhere."
     )
     raise GuidanceLoadError(msg)

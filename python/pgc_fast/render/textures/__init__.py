@@ -1,6 +1,6 @@
 """What the renderer samples for a surface's colour, behind one Texture protocol (textures.base): fields at surface
-points (textures.field), explicit UV pyramids (textures.uv), vertex colours (textures.vertex), and baking into a UV
-image with seam dilation (textures.bake).
+points (textures.field), explicit UV pyramids (textures.uv), vertex colours (textures.vertex), the PBR material with
+its environment light (textures.pbr), and baking into a UV image with seam dilation (textures.bake).
 
 May import: torch, render.backends, mesh, fields.
 """
@@ -19,6 +19,7 @@ from pgc_fast.render.textures.field import (
     fit_field_to_vertex_colors,
     sample_surface,
 )
+from pgc_fast.render.textures.pbr import PBRMaterial, with_tangents
 from pgc_fast.render.textures.uv import UVTexture
 from pgc_fast.render.textures.vertex import VertexColorTexture, init_texture
 
@@ -26,6 +27,7 @@ __all__ = [
     "BakedTexture",
     "Texture",
     "FieldTexture",
+    "PBRMaterial",
     "UVTexture",
     "VertexColorTexture",
     "bake_field_to_uv",
@@ -34,4 +36,5 @@ __all__ = [
     "fit_field_to_vertex_colors",
     "init_texture",
     "sample_surface",
+    "with_tangents",
 ]
