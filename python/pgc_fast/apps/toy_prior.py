@@ -904,26 +904,36 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+SIDE_VIEWS = (0.0, 60.0, 120.0, 180.0, 240.0, 300.0)
+
+
 @torch.no_grad()
-def classify_textured_mesh(path: str | Path, phis: tuple[float, ...] = (0, 60, 120, 180, 240, 300)) -> dict:
-    """Colour and pattern words of an exported textured mesh (``mesh.glb`` / ``mesh.obj`` of a run) by the quality
-    test's classifier (:func:`classify`, references from the shipped weights' meta.json): the mesh is scaled to
-    |coord| ≤ 0.8 (``--mesh.canonicalize``) and rendered unlit at 64² on grey (0.5) from the side (θ = 90°,
-    r = 2.2, focal 1.6·64, one view per azimuth in ``phis``), close enough that the classifier's central 24² crop
-    is all surface. Returns {"colour": [word per view], "pattern": [word per view], "images": [V,3,64,64]}."""
-    from pgc_fast.export.mesh import load_textured_mesh_for_render
-    from pgc_fast.mesh import Normalization, load_mesh
+def classify_views(mesh, tex, phis: tuple[float, ...] = SIDE_VIEWS) -> dict:
+    """Colour and pattern words of a textured :class:`~pgc_fast.render.RenderMesh` (within |coord| ≤ 0.8) by the
+    quality test's classifier (:func:`classify`, references from the shipped weights' meta.json): rendered unlit at
+    64² on grey (0.5) from the side (θ = 90°, r = 2.2, focal 1.6·64, one view per azimuth in ``phis``), close enough
+    that the classifier's central 24² crop is all surface. Returns {"colour": [word per view], "pattern": [word per
+    view], "majority": (colour, pattern) (most frequent words, ties to the first seen), "images": [V,3,64,64]}."""
+    from collections import Counter
+
     from pgc_fast.render import MeshRenderer, orbit_cameras
 
-    norm = Normalization.fit(load_mesh(path).vertices, 0.8)
-    mesh, tex = load_textured_mesh_for_render(path, normalisation=norm)
     n = len(phis)
     cams = orbit_cameras([2.2] * n, [90.0] * n, list(phis), [1.6 * RES] * n, RES)
     img = MeshRenderer("cpu").render(mesh, cams, tex, background=0.5, shading="albedo").image.clamp(0, 1)
     ci, pi = classify(img, toy.read_meta()["quality_refs"])
-    colours = list(toy.COLOURS)
-    return {
-        "colour": [colours[i] for i in ci.tolist()],
-        "pattern": [toy.PATTERNS[i] for i in pi.tolist()],
-        "images": img,
-    }
+    colours = [list(toy.COLOURS)[i] for i in ci.tolist()]
+    patterns = [toy.PATTERNS[i] for i in pi.tolist()]
+    top = (Counter(colours).most_common(1)[0][0], Counter(patterns).most_common(1)[0][0])
+    return {"colour": colours, "pattern": patterns, "majority": top, "images": img}
+
+
+def classify_textured_mesh(path: str | Path, phis: tuple[float, ...] = SIDE_VIEWS) -> dict:
+    """:func:`classify_views` of an exported textured mesh (``mesh.glb`` / ``mesh.obj`` of a run), scaled to
+    |coord| ≤ 0.8 as ``--mesh.canonicalize`` does."""
+    from pgc_fast.export.mesh import load_textured_mesh_for_render
+    from pgc_fast.mesh import Normalization, load_mesh
+
+    norm = Normalization.fit(load_mesh(path).vertices, 0.8)
+    mesh, tex = load_textured_mesh_for_render(path, normalisation=norm)
+    return classify_views(mesh, tex, phis)
