@@ -181,7 +181,7 @@ def test_generate_moves_texture_to_the_named_colour(tmp_path, colour):
 
 @pytest.mark.slow
 def test_generate_paints_the_named_pattern(tmp_path):
-    """"a red striped object" from a blank texture (no vertex-colour start, so every stripe comes from the prior):
+    """ "a red striped object" from a blank texture (no vertex-colour start, so every stripe comes from the prior):
     the frequency test (toy_prior.pattern_features: high-pass energy, spectral anisotropy, skewness; nearest
     pattern centroid) reads stripes in at least four of six side views, and the colour is red."""
     ws = _generate(tmp_path, toy.caption("red", "striped"), "--no-texture.init_from_vertex_colors")

@@ -43,6 +43,13 @@ def test_demo_writes_every_output(tmp_path, capsys):
     assert abs(loop - ph["train"]) < 0.05 * ph["train"] + 0.05
     assert m["startup_s"] is None or m["startup_s"] >= 0
     html = (ws / "report.html").read_text()
-    assert "a colourful ceramic vase" in html and html.count("<svg") == 2 and "turntable.gif" in html
+    assert "a blue striped object" in html and html.count("<svg") == 2 and "turntable.gif" in html
     assert "map_Kd texture.png" in (ws / "mesh.mtl").read_text()
-    assert "report.html" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "report.html" in out and "toy-sd's classifier reads the textured vase as" in out
+    assert "does not know" not in out
+
+
+def test_demo_names_words_toy_sd_does_not_know(tmp_path, capsys):
+    assert cli.main(["demo", "--workspace", str(tmp_path / "d"), "--iters", "1", "--text", "a teal ceramic vase"]) == 0
+    assert "toy-sd does not know ['teal', 'ceramic', 'vase']" in capsys.readouterr().out

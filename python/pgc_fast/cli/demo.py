@@ -6,12 +6,19 @@ import argparse
 
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("demo", help="texture the built-in demo mesh with the built-in tiny model (CPU, < 3 min)")
+    d = sub.add_parser(
+        "demo", help="texture the built-in demo vase with toy-sd, the project's own prior (CPU, about 2 min)"
+    )
     d.add_argument("--kernels", action="store_true", help="instead print what PGC does to a synthetic gradient")
     d.add_argument("--workspace", default="exp/demo", help="output directory")
     d.add_argument("--iters", type=int, default=None, help="override the demo's iteration count")
     d.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     d.add_argument("--texture", choices=("field", "uv"), default=None)
+    d.add_argument(
+        "--text",
+        default=None,
+        help='prompt, "a <colour> <pattern> object" (toy-sd\'s words; default: "a blue striped object")',
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -19,4 +26,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.kernels:
         return demo.kernel_demo()
-    return demo.run_demo(workspace=args.workspace, iters=args.iters, device=args.device, texture=args.texture)
+    return demo.run_demo(
+        workspace=args.workspace, iters=args.iters, device=args.device, texture=args.texture, text=args.text
+    )

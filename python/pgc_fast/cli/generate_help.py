@@ -110,7 +110,7 @@ PRESET_HELP: dict[str, str] = {
     "texture-sdxl-vsd-pgc": "-O0 -O2 -O4 --vsd --guidance_scale 7.5 (README command C)",
     "texture-sdxl-controlnet-pbr-pgc": "-O0 -O2 -O4 --pbr --guidance controlnet (README command B)",
     "texture-fast": "-O0 -O2 in 400 steps with a 1024² bake: a quick preview of a prompt",
-    "demo": "what pgc-fast demo runs: tiny-sd on the CPU",
+    "demo": "what pgc-fast demo runs: toy-sd on the CPU (64² renders, 600 steps)",
 }
 
 COMMON: list[tuple[str, str]] = [
