@@ -19,13 +19,13 @@ def to_uint8(img_chw: torch.Tensor) -> np.ndarray:
 
 def write_validation(scene: Any, cfg: C.RunConfig, val_dir: Path, step: int) -> dict[str, Path]:
     """The original's validation view (θ = 60°, φ = 0, r = mean radius, focal = mean focal_range · H), white bg, at
-    ``output.val_resolution`` when set; with shape optimisation (DMTet) its normal map too (``_normal.png``, (n + 1)/2 on white); with a PBR material its
-    maps (``_maps.png``: base colour, roughness, metallic, normal)."""
+    ``output.val_resolution`` when set; with shape optimisation (DMTet) its normal map too (``_normal.png``,
+    (n + 1)/2 on white); with a PBR material its maps (``_maps.png``: base colour, roughness, metallic, normal)."""
     from pgc_fast.render import orbit_cameras
 
     r = cfg.render
     # output.val_resolution when set; else the render's (latent mode: the decoded image's size)
-    res = cfg.output.val_resolution or getattr(scene, "view_resolution", r.resolution)
+    res: int = cfg.output.val_resolution or int(getattr(scene, "view_resolution", r.resolution))
     val_dir.mkdir(parents=True, exist_ok=True)
     cams = orbit_cameras(sum(r.radius_range) / 2, 60.0, 0.0, sum(r.focal_range) / 2 * res, res, device=scene.device)
     was_training = scene.texture.training
