@@ -113,6 +113,16 @@ def _demo_vase(tmp_path):
     return mesh
 
 
+@pytest.fixture
+def one_thread():
+    """The texturing runs on one torch thread, as `pgc-fast demo` does (apps/demo.py, _one_thread): as fast as two
+    on an idle 2-core machine and not slowed nine-fold when another process shares it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _generate(tmp_path, text: str, *extra: str):
     """`pgc-fast generate --preset demo --model toy-sd` on the demo vase: the demo's settings (600 steps of SDS with
     PGC at its default τ = 0.1, 2 views of 64² per step, CFG 30, t ∈ [0.02, 0.98], a 64² UV texture; about a minute
@@ -169,7 +179,7 @@ def test_the_demo_vase_starts_as_none_of_the_test_words():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("colour", E2E_COLOURS)
-def test_generate_moves_texture_to_the_named_colour(tmp_path, colour):
+def test_generate_moves_texture_to_the_named_colour(tmp_path, colour, one_thread):
     """`pgc-fast generate --model toy-sd` on the demo vase (which starts terracotta/teal with painted stripes) with
     "a <colour> plain object": the exported textured mesh, seen from six sides, reads as the named colour (nearest
     colour reference of toy-sd's quality test) in at least five of them. (Not the pattern: the frequency test reads
@@ -180,7 +190,7 @@ def test_generate_moves_texture_to_the_named_colour(tmp_path, colour):
 
 
 @pytest.mark.slow
-def test_generate_paints_the_named_pattern(tmp_path):
+def test_generate_paints_the_named_pattern(tmp_path, one_thread):
     """ "a red striped object" from a blank texture (no vertex-colour start, so every stripe comes from the prior):
     the frequency test (toy_prior.pattern_features: high-pass energy, spectral anisotropy, skewness; nearest
     pattern centroid) reads stripes in at least four of six side views, and the colour is red."""

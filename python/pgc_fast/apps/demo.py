@@ -11,8 +11,11 @@ what pixel-wise gradient clipping does to a synthetic gradient.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,7 +107,8 @@ def run_demo(
             f"colours {', '.join(_toy().COLOURS)}; patterns {', '.join(_toy().PATTERNS)}"
         )
     t0 = time.perf_counter()
-    result = run(cfg)
+    with _one_thread(device == "cpu" and "OMP_NUM_THREADS" not in os.environ):
+        result = run(cfg)
     m = result.metrics
     clip = m.get("clip", {})
     print(
@@ -115,6 +119,23 @@ def run_demo(
     _print_reading(result.workspace / "mesh.glb")
     print(f"open {result.workspace / 'report.html'}")
     return 0
+
+
+@contextlib.contextmanager
+def _one_thread(on: bool) -> Iterator[None]:
+    """Run the CPU demo on one torch thread (``on``), then restore the thread count. Its operations are small
+    (64² renders, a 10 MB model): on an idle 2-core machine one thread is about as fast as two (67 s against 61 s
+    for the whole demo), and beside one other busy process two threads spin on each other's barriers and crawl
+    (0.78 s per step against 0.09; benches/RESULTS.md)."""
+    import torch
+
+    n = torch.get_num_threads()
+    if on:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _toy():
