@@ -38,31 +38,25 @@ import time
 
 import torch
 
+from _gpu_common import add_panda_args, commit, emit, panda_argv, script_parser, sync, train_session
 from pgc_fast.parity.original_step import OriginalStep, SpecifyGradient, original_pgc_hook
-
-PROMPT = "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic"
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def _timed(fn, iters: int, warmup: int, device: str) -> tuple[float, float]:
     """(median ms of synced steps, mean ms of back-to-back steps with one sync at the end)."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     synced = []
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         synced.append((time.perf_counter() - t0) * 1e3)
     t0 = time.perf_counter()
     for _ in range(iters):
         fn()
-    _sync(device)
+    sync(device)
     return statistics.median(synced), (time.perf_counter() - t0) * 1e3 / iters
 
 
@@ -84,8 +78,8 @@ def build_config(a: argparse.Namespace, workspace: str):
     from pgc_fast.cli import build_parser
     from pgc_fast.cli.generate import resolve_generate
 
-    argv = ["generate", "-O0", "-O4", "--guidance", "controlnet", "--text", PROMPT, "--mesh_path", a.mesh]
-    argv += ["--model", a.model, "--device", a.device, "--workspace", workspace, "--force", "--iters", "1000"]
+    flags, extra = ("-O0", "-O4", "--guidance", "controlnet"), ["--iters", "1000"]
+    argv = panda_argv(flags, mesh=a.mesh, model=a.model, device=a.device, workspace=workspace, extra=extra)
     cfg, _notes = resolve_generate(build_parser().parse_args(argv))
     over = {
         "optim.batch_size": a.views,
@@ -104,32 +98,16 @@ def build_config(a: argparse.Namespace, workspace: str):
 
 def ours_session(cfg, device: str):
     """What run() sets up before its loop (scene, initialised geometry, guidance, optimiser), and a step function."""
-    from pgc_fast.train.geometry import Scene
-    from pgc_fast.train.objectives import GuidanceObjective, RunContext
-    from pgc_fast.train.runtime import resolve_precision, seed_everything
-    from pgc_fast.train.step import make_optimizer, train_step
-    from pgc_fast.train.workspace import prepare_workspace
+    init_s = []
 
-    dev = torch.device(device)
-    seed_everything(cfg.optim.seed)
-    autocast_dtype, use_scaler = resolve_precision(cfg, dev)
-    scaler = torch.amp.GradScaler(dev.type, init_scale=2.0**10, enabled=use_scaler)
-    scene = Scene.from_config(cfg, dev)
-    t0 = time.perf_counter()
-    scene.init_geometry(seed=cfg.optim.seed)
-    _sync(device)
-    init_s = time.perf_counter() - t0
-    ctx = RunContext(cfg, dev, autocast_dtype, scaler, scene, prepare_workspace(cfg))
-    objective = GuidanceObjective()
-    objective.setup(ctx)
-    optimizer = make_optimizer(cfg, scene)
-    state = {"step": 0}
+    def init(scene) -> None:
+        t0 = time.perf_counter()
+        scene.init_geometry(seed=cfg.optim.seed)
+        sync(device)
+        init_s.append(time.perf_counter() - t0)
 
-    def step():
-        train_step(state["step"], ctx, objective, optimizer)
-        state["step"] += 1
-
-    return step, scene, autocast_dtype, init_s
+    step, scene, _, _, autocast_dtype = train_session(cfg, device, init=init)
+    return step, scene, autocast_dtype, init_s[0]
 
 
 def geometry_ms(scene, cams, autocast_dtype, iters: int, warmup: int, device: str) -> tuple[float, float]:
@@ -271,8 +249,6 @@ def reference_session(geo: dict, a: argparse.Namespace):
 
 # ------------------------------------------------------------------------------------------------ report
 def report(a: argparse.Namespace, ours: dict, ref: dict | None) -> str:
-    from _gpu_common import commit
-
     dev = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
     lines = [
         f"### DMTet step, command G ({datetime.date.today()}, {dev}, commit {commit()}, torch {torch.__version__})",
@@ -324,21 +300,13 @@ def time_ours(a: argparse.Namespace, ws: str) -> tuple[dict, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mesh", default=os.environ.get("PGC_PANDA", "../shared/data/panda_spear_shield.obj"))
-    ap.add_argument("--bg", default=os.environ.get("PGC_BG", None))
-    ap.add_argument("--views", type=int, default=4)
-    ap.add_argument("--res", type=int, default=1024)
+    ap = script_parser(__doc__)
+    add_panda_args(ap, views=4, bg=None, iters=8, warmup=2)
     ap.add_argument("--tet-res", type=int, default=256)
     ap.add_argument("--init-iters", type=int, default=500, help="fit initialisation steps (the original: 500)")
     ap.add_argument("--sdf-init", choices=("fit", "direct"), default="fit", help="how both pipelines' field starts")
-    ap.add_argument("--iters", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--model", default="sdxl-random", help="tiny-sdxl with --device cpu: a smoke run")
-    ap.add_argument("--device", default="cuda")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True, help="ours: regional compile")
     ap.add_argument("--skip-reference", action="store_true")
-    ap.add_argument("--results", default=None)
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         ours, start = time_ours(a, os.path.join(tmp, "ws"))
@@ -349,8 +317,6 @@ def main(argv: list[str] | None = None) -> int:
             step()
             ms, pipe = _timed(step, a.iters, a.warmup, a.device)
             ref = {"ms": ms, "pipe": pipe, "peak": _peak_gib(a.device)}
-    from _gpu_common import emit
-
     emit(report(a, ours, ref), a.results)
     return 0
 

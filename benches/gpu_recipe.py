@@ -31,33 +31,18 @@ import sys
 import tempfile
 import time
 
-from _gpu_common import commit, emit, out_file
+from _gpu_common import COMMAND_A, commit, emit, out_file, panda_argv
 
-PROMPT = "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic"
 RECIPE_ITERS = 1200  # command A's iterations (the original's README)
 
 
 def generate_argv(a, workspace: str) -> list[str]:
     if a.recipe == "A":
-        base = ["-O0", "-O2", "-O4", "--guidance", "controlnet", "--bs", "4", "--iters", str(a.iters)]
+        base = [*COMMAND_A, "--bs", "4", "--iters", str(a.iters)]
     else:
         base = ["--preset", "texture-fast"] + (["--iters", str(a.iters)] if a.iters else [])
-    return [
-        "generate",
-        *base,
-        "--text",
-        PROMPT,
-        "--mesh_path",
-        a.mesh,
-        "--model",
-        a.model,
-        "--device",
-        a.device,
-        "--workspace",
-        workspace,
-        "--force",
-        *shlex.split(a.flags),
-    ]
+    extra = shlex.split(a.flags)
+    return panda_argv(base, mesh=a.mesh, model=a.model, device=a.device, workspace=workspace, extra=extra)
 
 
 def resolved(argv: list[str]):
