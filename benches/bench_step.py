@@ -225,7 +225,7 @@ def floors(views: int, res: int, field_bytes: int) -> dict[str, float]:
 
 VARIANT_HELP = """ours' variants, comma-separated, each timed in this process against the one original run:
 default | eager (--no-guidance.compile) | fp8 (--guidance.fp8) | attn-<cudnn|flash|efficient> (--guidance.attention)
-| any of these joined by '+' (e.g. fp8+attn-flash)"""
+| bf16 | fp16 (--optim.precision; fp16 brings its GradScaler) | any of these joined by '+' (e.g. fp8+attn-flash)"""
 
 
 def variant_overrides(spec: str) -> dict:
@@ -240,6 +240,8 @@ def variant_overrides(spec: str) -> dict:
             over["guidance.fp8"] = True
         elif part.startswith("attn-"):
             over["guidance.attention"] = part[5:]
+        elif part in ("bf16", "fp16"):
+            over["optim.precision"] = part
         else:
             raise SystemExit(f"bench_step.py: --variants: unknown variant {part!r}; {VARIANT_HELP}")
     return over
