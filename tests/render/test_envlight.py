@@ -315,8 +315,9 @@ def test_nvdiffrast_cube_lookups_match_the_torch_twin():
             (be.cube_texture(base, dirs, pyr[1:], lod), cube_texture_torch(base, dirs, pyr[1:], lod)),
         ),
         coarsest,
+        strict=True,
     ):
-        inside = edge_dist * (base.shape[1] / 2 ** level) / 2 > 1.01
+        inside = edge_dist * (base.shape[1] / 2**level) / 2 > 1.01
         err = (got - want).abs().amax(-1)
         stats = (float(err[inside].max()), float(err[~inside].max()), float(err.mean()), int(inside.sum()))
         assert stats[0] < 1e-3 and stats[1] < 0.05 and stats[2] < 5e-4 and stats[3] > 1000, stats
