@@ -45,12 +45,14 @@ def test_fused_group_norm_matches_stock_vae(monkeypatch):
 
     from pgc_fast.guidance.models.accel import use_fused_group_norm
 
-    vae = _tiny_vae()
-    x = torch.rand(2, 3, 24, 24, dtype=torch.float64, requires_grad=True)
+    # Triton runs on CUDA tensors, or on the CPU under the interpreter; without either the torch twin still checks
+    # the module wiring.
+    dev = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+    backend = "triton" if dev == "cuda" or os.environ.get("TRITON_INTERPRET") == "1" else "torch"
+    vae = _tiny_vae().to(dev)
+    x = torch.rand(2, 3, 24, 24, dtype=torch.float64, device=dev, requires_grad=True)
     ref = vae.encode(x).latent_dist.mean
     (gref,) = torch.autograd.grad(ref.square().sum(), x)
-    # Triton on CPU needs the interpreter; without it the torch twin still checks the module wiring.
-    backend = "triton" if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available() else "torch"
     n = use_fused_group_norm(vae, backend=backend)
     # per coder: 2 down/up blocks × resnets × 2 norms + mid 2 resnets × 2 + attention 1 + conv_norm_out 1
     assert n == 2 * (2 * 1 * 2 + 2 * 2 + 1 + 1) + 2 * 2  # the decoder's up blocks have layers_per_block + 1
