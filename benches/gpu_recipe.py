@@ -3,7 +3,7 @@ split into startup, load, compile, steps, export, turntable and report (the run'
 
 * ``--recipe A``: the original's command A (SDXL + depth ControlNet + PGC) with the original's 4 views per step
   on one GPU (``--bs 4``), ``--model sdxl-random``, N iterations, and its projection to the recipe's 1,200;
-* ``--recipe fast``: the ``texture-fast`` preset (SD 1.5 + depth ControlNet at 512², 400 iterations) with
+* ``--recipe fast``: the ``texture-fast`` preset (SD 1.5 + depth ControlNet at 512², 200 iterations) with
   ``--model sd15-random``, whole runs (its figure is the run itself).
 
 Each run is a fresh process (``python -m pgc_fast.cli generate …``), timed from outside. ``--runs 2`` runs it twice:
@@ -127,7 +127,7 @@ def fresh_env(a) -> dict[str, str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", choices=["A", "fast"], default="A")
-    ap.add_argument("--iters", type=int, default=None, help="A: default 60; fast: the preset's (400)")
+    ap.add_argument("--iters", type=int, default=None, help="A: default 60; fast: the preset's (200)")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--model", default=None, help="default sdxl-random (A) or sd15-random (fast)")
     ap.add_argument("--device", default="cuda")
