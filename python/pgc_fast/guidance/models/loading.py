@@ -250,9 +250,10 @@ def _raise_missing(
 
 
 def resolve_dtype(name: Precision, device: torch.device) -> torch.dtype:
-    """Weights dtype of a precision name: auto = bf16 on CUDA, fp32 elsewhere."""
+    """Weights dtype of a precision name: auto = fp16 on CUDA (a run's default, train.runtime.resolve_precision),
+    fp32 elsewhere."""
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.float16 if device.type == "cuda" else torch.float32
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
