@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import pgc_kernels as pk
+from _gpu_common import gpu_table
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SHAPE = (4, 128, 1024, 1024) if DEV == "cuda" else (2, 32, 64, 64)
@@ -47,11 +48,9 @@ def test_bench_bias_add(benchmark, residual):
 def main():
     from triton.testing import do_bench
 
-    assert DEV == "cuda", "the GPU table needs CUDA"
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     from pgc_kernels.reference import bias_add_reference
 
-    print("| case | ours µs | eager µs | twin µs | ours GB/s | speed-up vs eager |\n|---|---|---|---|---|---|")
+    gpu_table("case", "ours µs", "eager µs", "twin µs", "ours GB/s", "speed-up vs eager")
     for shape in [(4, 128, 1024, 1024), (4, 256, 512, 512)]:
         for residual in (False, True):
             x, b, r = _inputs(shape, torch.bfloat16, residual)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import pgc_kernels as pk
+from _gpu_common import bench_against_twin, gpu_table
 from pgc_kernels.reference import chunked_attention_reference
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -48,26 +49,15 @@ IMPLS = {"ours": pk.chunked_attention, "twin": chunked_attention_reference}
 def test_bench_chunked_attention(benchmark, impl, mode):
     q, k, v, go = _inputs(SHAPE, DTYPE, mode != "fwd")
     benchmark.group = f"chunked_attention {list(SHAPE)} {mode}"
-
-    def run():
-        res = _step(IMPLS[impl], q, k, v, go, mode)
-        if DEV == "cuda":
-            torch.cuda.synchronize()
-        return res
-
-    out, grads = benchmark(run)
-    ref, rgrads = _step(chunked_attention_reference, q, k, v, go, mode)
     tol = dict(rtol=2e-2, atol=2e-2) if DTYPE == torch.float16 else dict(rtol=1e-4, atol=1e-5)
-    for a, b in zip((out, *grads), (ref, *rgrads), strict=True):
-        torch.testing.assert_close(a, b, **tol)
+    ours = partial(_step, IMPLS[impl], q, k, v, go, mode)
+    bench_against_twin(benchmark, ours, partial(_step, chunked_attention_reference, q, k, v, go, mode), **tol)
 
 
 def main():
     from triton.testing import do_bench
 
-    assert DEV == "cuda", "the GPU table needs CUDA"
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    print("| case | ours ms | twin ms | speed-up vs twin |\n|---|---|---|---|")
+    gpu_table("case", "ours ms", "twin ms", "speed-up vs twin")
     for shape in [(4, 1, 16384, 512), (1, 1, 4096, 512)]:
         q, k, v, go = _inputs(shape, torch.float16, True)
         for mode in ("fwd", "fwd+bwd"):

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import pgc_kernels as pk
+from _gpu_common import bench_against_twin, gpu_table
 from pgc_kernels.reference import group_norm_silu_reference
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,27 +53,16 @@ def test_bench_group_norm_silu(benchmark, impl, layout, mode):
     dtype = torch.bfloat16 if DEV == "cuda" else torch.float32
     x, w, b, go = _inputs(SHAPE, dtype, layout, mode != "fwd")
     benchmark.group = f"group_norm_silu {list(SHAPE)} {layout} {mode}"
-
-    def run():
-        res = _step(IMPLS[impl], x, w, b, go, mode)
-        if DEV == "cuda":
-            torch.cuda.synchronize()
-        return res
-
-    out, grads = benchmark(run)
-    ref, rgrads = _step(group_norm_silu_reference, x, w, b, go, mode)
     # bf16 outputs: 1 ulp (2^-8 relative); the weight/bias gradients are sums over B·H·W elements.
     tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
-    for a, r in zip((out, *grads), (ref, *rgrads), strict=True):
-        torch.testing.assert_close(a.float(), r.float(), **tol)
+    ours = partial(_step, IMPLS[impl], x, w, b, go, mode)
+    bench_against_twin(benchmark, ours, partial(_step, group_norm_silu_reference, x, w, b, go, mode), **tol)
 
 
 def main():
     from triton.testing import do_bench
 
-    assert DEV == "cuda", "the GPU table needs CUDA"
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    print("| case | ours µs | twin µs | speed-up vs twin |\n|---|---|---|---|")
+    gpu_table("case", "ours µs", "twin µs", "speed-up vs twin")
     for shape in [(4, 128, 1024, 1024), (4, 512, 256, 256)]:
         for layout in ("nchw", "channels_last"):
             x, w, b, go = _inputs(shape, torch.bfloat16, layout, True)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from _gpu_common import commit
+from _gpu_common import commit, emit, sync
 from pgc_fast.mesh.tets import (
     marching_tets_kaolin_torch,
     marching_tets_reference,
@@ -36,15 +36,10 @@ from pgc_fast.mesh.tets import (
 )
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn: Callable[[], object], device: torch.device, repeat: int) -> tuple[list[float], float]:
     """(p20, p50, p80) in ms after one warm-up call, and peak device MiB above the start (0 on the CPU)."""
     fn()
-    _sync(device)
+    sync(device)
     base = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -53,7 +48,7 @@ def timed(fn: Callable[[], object], device: torch.device, repeat: int) -> tuple[
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append((time.perf_counter() - t0) * 1e3)
     q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if device.type == "cuda" else 0.0
@@ -141,11 +136,7 @@ def main() -> None:
         f"### marching tets, grid {a.res} ({p['v'].shape[0]:,} vertices, {p['t'].shape[0]:,} tets, "
         f"{faces:,} faces) on {dev}, torch {torch.__version__}, commit {commit()}, {datetime.date.today()}"
     )
-    text = table(rows, header)
-    print(text, flush=True)
-    if a.results:
-        with open(a.results, "a") as f:
-            f.write("\n" + text + "\n")
+    emit(table(rows, header), a.results)
 
 
 if __name__ == "__main__":

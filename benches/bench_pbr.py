@@ -26,47 +26,15 @@ import time
 
 import torch
 
+from _gpu_common import add_panda_args, emit, script_parser, sync, train_session
 from bench_step import build_config
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def session(cfg, device: str, objective=None):
-    """Everything run() sets up before its loop (the guidance objective shared when given): (step, scene,
-    objective, autocast dtype)."""
-    from pgc_fast.train.geometry import Scene
-    from pgc_fast.train.objectives import GuidanceObjective, RunContext
-    from pgc_fast.train.runtime import resolve_precision, seed_everything
-    from pgc_fast.train.step import make_optimizer, train_step
-    from pgc_fast.train.workspace import prepare_workspace
-
-    dev = torch.device(device)
-    seed_everything(cfg.optim.seed)
-    autocast_dtype, use_scaler = resolve_precision(cfg, dev)
-    scaler = torch.amp.GradScaler(dev.type, init_scale=2.0**10, enabled=use_scaler)
-    scene = Scene.from_config(cfg, dev)
-    ctx = RunContext(cfg, dev, autocast_dtype, scaler, scene, prepare_workspace(cfg))
-    if objective is None:
-        objective = GuidanceObjective()
-        objective.setup(ctx)
-    optimizer = make_optimizer(cfg, scene)
-    state = {"step": 0}
-
-    def step() -> None:
-        train_step(state["step"], ctx, objective, optimizer)
-        state["step"] += 1
-
-    return step, scene, objective, autocast_dtype
-
-
 def timed(fn, device: str) -> float:
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) * 1e3
 
 
@@ -94,11 +62,11 @@ def measure(a: argparse.Namespace) -> dict:
     cfg_a = C.override(cfg_a, **{"guidance.compile": a.compile})
     over = {"texture.material": "pbr", "pbr.env_resolution": a.env_res, "output.workspace": os.path.join(ws, "b")}
     cfg_b = C.override(cfg_a, **over)
-    step_a, scene_a, objective, dtype = session(cfg_a, a.device)
-    step_b, scene_b, _, _ = session(cfg_b, a.device, objective)
+    step_a, scene_a, objective, _, dtype = train_session(cfg_a, a.device)
+    step_b, scene_b, *_ = train_session(cfg_b, a.device, objective)
     t0 = time.perf_counter()
     scene_b.texture.light.ensure_built(scene_b.renderer.backend.cube_texture)  # the one-off prefilter
-    _sync(a.device)
+    sync(a.device)
     light_s = time.perf_counter() - t0
     for _ in range(a.warmup):
         step_a(), step_b()
@@ -121,18 +89,11 @@ def measure(a: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mesh", default=os.environ.get("PGC_PANDA", "../shared/data/panda_spear_shield.obj"))
-    ap.add_argument("--bg", default=os.environ.get("PGC_BG", "../shared/data/background.png"))
-    ap.add_argument("--views", type=int, default=2, help="command B's batch on one GPU (the original's SDXL rule)")
-    ap.add_argument("--res", type=int, default=1024)
-    ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--model", default="sdxl-random", help="tiny-sdxl with --device cpu: a smoke run")
-    ap.add_argument("--device", default="cuda")
+    ap = script_parser(__doc__)
+    views_help = "command B's batch on one GPU (the original's SDXL rule)"
+    add_panda_args(ap, views=2, views_help=views_help, iters=10, warmup=3)
     ap.add_argument("--compile", action="store_true", help="guidance.compile on (UNet + ControlNet blocks)")
     ap.add_argument("--env-res", type=int, default=512, help="pbr.env_resolution (the original's 512; 64 on a CPU)")
-    ap.add_argument("--results", default=None)
     a = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = True
     m = measure(a)
@@ -156,10 +117,7 @@ def main(argv=None) -> None:
             "",
         ]
     )
-    print(text, flush=True)
-    if a.results:
-        with open(a.results, "a") as f:
-            f.write("\n" + text + "\n")
+    emit(text, a.results)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Not a pytest file (it needs a GPU and several GB of weights); ``tests/pipeline``
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import gc
 import os
@@ -25,6 +24,8 @@ import time
 import torch
 from triton.testing import do_bench
 
+from _gpu_common import COMMAND_A, add_panda_args, commit, emit, out_file, panda_argv, script_parser, train_session
+
 # FLOP floors per view at 1024² (the floors in benches/RESULTS.md): UNet CFG pair 13.5 TFLOP + ControlNet pair ~5
 # TFLOP; VAE encoder
 # forward ≈ 4.6 TFLOP, forward + input-backward ≈ 10.6 TFLOP.
@@ -33,12 +34,6 @@ COPY_TBPS = 2.99
 UNET_CN_TFLOP_PER_VIEW = 18.5
 VAE_FWD_TFLOP_PER_VIEW = 4.6
 VAE_FWDBWD_TFLOP_PER_VIEW = 10.6
-
-
-def _commit() -> str:
-    from _gpu_common import commit
-
-    return commit()
 
 
 def _sync_time(fn, iters: int, warmup: int) -> list[float]:
@@ -80,60 +75,15 @@ def build_config(
     from pgc_fast.cli import build_parser
     from pgc_fast.cli.generate import resolve_generate
 
-    argv = [
-        "generate",
-        "-O0",
-        "-O2",
-        "-O4",
-        "--guidance",
-        "controlnet",
-        "--text",
-        "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic",
-        "--mesh_path",
-        mesh,
-        "--model",
-        model,
-        "--device",
-        device,
-        "--workspace",
-        workspace,
-        "--force",
-        "--iters",
-        str(iters),
-    ]
-    args = build_parser().parse_args(argv)
+    extra = ["--iters", str(iters)]
+    args = build_parser().parse_args(
+        panda_argv(COMMAND_A, mesh=mesh, model=model, device=device, workspace=workspace, extra=extra)
+    )
     cfg, _notes = resolve_generate(args)
     over = {"optim.batch_size": views, "render.resolution": res}
     if bg:
         over["render.bg_image"] = bg
     return C.override(cfg, **over)
-
-
-def ours_session(cfg, device_name="cuda"):
-    """Everything run() sets up before its loop, for stepping ``train_step`` directly."""
-    from pgc_fast.train.geometry import Scene
-    from pgc_fast.train.objectives import GuidanceObjective, RunContext
-    from pgc_fast.train.runtime import resolve_precision, seed_everything
-    from pgc_fast.train.step import make_optimizer, train_step
-    from pgc_fast.train.workspace import prepare_workspace
-
-    device = torch.device(device_name)
-    seed_everything(cfg.optim.seed)
-    autocast_dtype, use_scaler = resolve_precision(cfg, device)
-    scaler = torch.amp.GradScaler(device.type, init_scale=2.0**10, enabled=use_scaler)
-    scene = Scene.from_config(cfg, device)
-    ws = prepare_workspace(cfg)
-    ctx = RunContext(cfg, device, autocast_dtype, scaler, scene, ws)
-    objective = GuidanceObjective()
-    objective.setup(ctx)
-    optimizer = make_optimizer(cfg, scene)
-    state = {"step": 0}
-
-    def step():
-        train_step(state["step"], ctx, objective, optimizer)
-        state["step"] += 1
-
-    return step, scene, objective, optimizer, autocast_dtype
 
 
 def reference_session(cfg, scene, views: int, res: int, model: str = "sdxl-random", device: str = "cuda"):
@@ -275,7 +225,7 @@ def floors(views: int, res: int, field_bytes: int) -> dict[str, float]:
 
 VARIANT_HELP = """ours' variants, comma-separated, each timed in this process against the one original run:
 default | eager (--no-guidance.compile) | fp8 (--guidance.fp8) | attn-<cudnn|flash|efficient> (--guidance.attention)
-| any of these joined by '+' (e.g. fp8+attn-flash)"""
+| bf16 | fp16 (--optim.precision; fp16 brings its GradScaler) | any of these joined by '+' (e.g. fp8+attn-flash)"""
 
 
 def variant_overrides(spec: str) -> dict:
@@ -290,6 +240,8 @@ def variant_overrides(spec: str) -> dict:
             over["guidance.fp8"] = True
         elif part.startswith("attn-"):
             over["guidance.attention"] = part[5:]
+        elif part in ("bf16", "fp16"):
+            over["optim.precision"] = part
         else:
             raise SystemExit(f"bench_step.py: --variants: unknown variant {part!r}; {VARIANT_HELP}")
     return over
@@ -298,7 +250,7 @@ def variant_overrides(spec: str) -> dict:
 def time_ours(cfg, a, with_components: bool) -> dict:
     """One of ours' variants: first step (compile), synced and pipelined ms, peak GiB, optional components."""
     torch.cuda.reset_peak_memory_stats()
-    step, scene, objective, optimizer, ac_dtype = ours_session(cfg, a.device)
+    step, scene, objective, optimizer, ac_dtype = train_session(cfg, a.device)
     t0 = time.perf_counter()
     step()  # first step (compiles when compile is on)
     torch.cuda.synchronize()
@@ -315,17 +267,9 @@ def time_ours(cfg, a, with_components: bool) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mesh", default=os.environ.get("PGC_PANDA", "../shared/data/panda_spear_shield.obj"))
-    ap.add_argument("--views", type=int, default=4)
-    ap.add_argument("--res", type=int, default=1024)
-    ap.add_argument("--iters", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--results", default=None)
+    ap = script_parser(__doc__)
+    add_panda_args(ap, views=4, iters=8, warmup=3)
     ap.add_argument("--out", default=None, help="directory: write bench_step.md there")
-    ap.add_argument("--bg", default=os.environ.get("PGC_BG", "../shared/data/background.png"))
-    ap.add_argument("--model", default="sdxl-random", help="tiny-sdxl with --device cpu: a smoke run")
-    ap.add_argument("--device", default="cuda")
     ap.add_argument("--skip-components", action="store_true")
     ap.add_argument("--skip-reference", action="store_true", help="time ours only")
     ap.add_argument(
@@ -356,16 +300,8 @@ def main(argv=None):
         print(f"ours {v}: {ours[v]['ms']:.1f} ms/step, first step {ours[v]['first_s']:.1f} s", flush=True)
     ref = None if a.skip_reference else time_reference(cfg, a)
     text = step_report(a, ours, ref)
-    print(text, flush=True)
-    for path in (a.results, a.out and os.path.join(_mkdir(a.out), "bench_step.md")):
-        if path:
-            with open(path, "a") as f:
-                f.write("\n" + text + "\n")
-
-
-def _mkdir(path: str) -> str:
-    os.makedirs(path, exist_ok=True)
-    return path
+    emit(text, a.results)
+    emit(text, out_file(a.out, "bench_step.md"), quiet=True)
 
 
 def time_reference(cfg, a) -> dict:
@@ -392,7 +328,7 @@ def step_report(a, ours: dict, ref: dict | None) -> str:
     recipe = 1200 * 4 / a.views / 6e4  # minutes per ms of step, for 1200 4-view steps
     lines = [
         f"### SDS step, SDXL + depth ControlNet (`{a.model}`), {a.views} views at {a.res}² — {dev}, torch "
-        f"{torch.__version__}, commit {_commit()}, {datetime.date.today()} (`python benches/bench_step.py {flags}`)",
+        f"{torch.__version__}, commit {commit()}, {datetime.date.today()} (`python benches/bench_step.py {flags}`)",
         "",
         "| pipeline | ms / step (synced) | ms / step (pipelined) | ms / view | peak GiB | first step s | "
         "1200 × 4-view recipe (steps only) | speed-up vs original |",

@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-PROMPT = "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic"
+from _gpu_common import COMMAND_A, emit, panda_argv
+
 WARMUP_STEPS = 10
 
 
@@ -63,25 +64,8 @@ def generate_argv(a: argparse.Namespace, ws: str) -> list[str]:
             "--no-texture.init_from_vertex_colors",
             *common,
         ]
-    return [
-        "generate",
-        "-O0",
-        "-O2",
-        "-O4",
-        "--guidance",
-        "controlnet",
-        "--text",
-        PROMPT,
-        "--mesh_path",
-        a.mesh,
-        "--model",
-        a.model,
-        "--device",
-        "cuda",
-        "--iters",
-        str(a.iters),
-        *common,
-    ]
+    extra = ["--iters", str(a.iters), *common]
+    return panda_argv(COMMAND_A, mesh=a.mesh, model=a.model, device="cuda", extra=extra)
 
 
 def run_one(a: argparse.Namespace, n: int, root: Path) -> dict:
@@ -193,11 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         "ideal 100 %)." + (f" Skipped (not enough devices): {skipped}." if skipped else ""),
         "",
     ]
-    text = "\n".join(lines)
-    print(text, flush=True)
-    if a.results:
-        with open(a.results, "a") as f:
-            f.write("\n" + text + "\n")
+    emit("\n".join(lines), a.results)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -3,7 +3,7 @@ split into startup, load, compile, steps, export, turntable and report (the run'
 
 * ``--recipe A``: the original's command A (SDXL + depth ControlNet + PGC) with the original's 4 views per step
   on one GPU (``--bs 4``), ``--model sdxl-random``, N iterations, and its projection to the recipe's 1,200;
-* ``--recipe fast``: the ``texture-fast`` preset (SD 1.5 + depth ControlNet at 512², 400 iterations) with
+* ``--recipe fast``: the ``texture-fast`` preset (SD 1.5 + depth ControlNet at 512², 200 iterations) with
   ``--model sd15-random``, whole runs (its figure is the run itself).
 
 Each run is a fresh process (``python -m pgc_fast.cli generate …``), timed from outside. ``--runs 2`` runs it twice:
@@ -31,33 +31,18 @@ import sys
 import tempfile
 import time
 
-from _gpu_common import commit, emit, out_file
+from _gpu_common import COMMAND_A, commit, emit, out_file, panda_argv
 
-PROMPT = "A panda is dressed in armor, holding a spear in one hand and a shield in the other, realistic"
 RECIPE_ITERS = 1200  # command A's iterations (the original's README)
 
 
 def generate_argv(a, workspace: str) -> list[str]:
     if a.recipe == "A":
-        base = ["-O0", "-O2", "-O4", "--guidance", "controlnet", "--bs", "4", "--iters", str(a.iters)]
+        base = [*COMMAND_A, "--bs", "4", "--iters", str(a.iters)]
     else:
         base = ["--preset", "texture-fast"] + (["--iters", str(a.iters)] if a.iters else [])
-    return [
-        "generate",
-        *base,
-        "--text",
-        PROMPT,
-        "--mesh_path",
-        a.mesh,
-        "--model",
-        a.model,
-        "--device",
-        a.device,
-        "--workspace",
-        workspace,
-        "--force",
-        *shlex.split(a.flags),
-    ]
+    extra = shlex.split(a.flags)
+    return panda_argv(base, mesh=a.mesh, model=a.model, device=a.device, workspace=workspace, extra=extra)
 
 
 def resolved(argv: list[str]):
@@ -142,7 +127,7 @@ def fresh_env(a) -> dict[str, str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", choices=["A", "fast"], default="A")
-    ap.add_argument("--iters", type=int, default=None, help="A: default 60; fast: the preset's (400)")
+    ap.add_argument("--iters", type=int, default=None, help="A: default 60; fast: the preset's (200)")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--model", default=None, help="default sdxl-random (A) or sd15-random (fast)")
     ap.add_argument("--device", default="cuda")

@@ -36,7 +36,6 @@ see :class:`SpreadProbe`.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import datetime
@@ -50,7 +49,7 @@ import unittest.mock
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _gpu_common import commit, emit, out_file
+from _gpu_common import add_panda_args, commit, emit, out_file, script_parser
 from bench_step import build_config
 
 QUANTITIES = ("latents z", "latent gradient", "image gradient (after PGC)", "texture gradient")
@@ -467,14 +466,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mesh", default=os.environ.get("PGC_PANDA", "../shared/data/panda_spear_shield.obj"))
-    ap.add_argument("--bg", default=os.environ.get("PGC_BG", "../shared/data/background.png"))
-    ap.add_argument("--views", type=int, default=2)
-    ap.add_argument("--res", type=int, default=1024)
-    ap.add_argument("--model", default="sdxl-random")
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--results", default=None)
+    ap = script_parser(__doc__)
+    add_panda_args(ap, views=2)
     ap.add_argument("--out", default=None, help="directory: write gpu_step_parity.md there")
     ap.add_argument("--spread", type=int, default=0, help="(t, view) pairs of the spread table (issue 21: >= 16)")
     ap.add_argument("--noise-draws", type=int, default=4, help="noise draws per (t, view) pair")

@@ -38,7 +38,7 @@ import time
 
 import torch
 
-from _gpu_common import commit, emit, out_file
+from _gpu_common import commit, emit, out_file, sync
 
 CATEGORIES = [  # first match wins; patterns are matched against CUDA kernel names
     ("attention", r"flash|fmha|attention|sdpa"),
@@ -73,11 +73,6 @@ def bench_ms(fn, device: str, rep_ms: int = 600) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def profile(fn, iters: int = 3) -> str:

@@ -22,4 +22,8 @@ def test_dmtet_step_bench_smoke(vase, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "| ours |" in out and "| original's way |" in out and "ratio (original / ours)" in out
     assert "% of our step" in out and "tet grid 32" in out
+    # the original's per-GPU share: 2 views as two 1-view passes with gradients accumulated
+    argv[argv.index("--views") + 1] = "2"
+    assert bench.main([*argv, "--ref-views", "1"]) == 0
+    assert "| original's way, 1 views per pass, gradients accumulated |" in capsys.readouterr().out
     sys.modules.pop("gpu_dmtet_step", None)

@@ -302,11 +302,23 @@ def test_nvdiffrast_cube_lookups_match_the_torch_twin():
     pyr = _pyramid(base)
     dirs = F.normalize(torch.randn(4096, 3, generator=g), dim=-1).cuda()
     lod = (torch.rand(4096, generator=g) * (len(pyr) - 1)).cuda()
-    # Edges and the 8 corners are filtered differently (our padded faces vs nvdiffrast's seam handling): a bound on
-    # the worst texel and a tighter one on the mean.
-    for got, want in (
-        (be.cube_texture(base, dirs), cube_texture_torch(base, dirs)),
-        (be.cube_texture(base, dirs, pyr[1:], lod), cube_texture_torch(base, dirs, pyr[1:], lod)),
+    # Footprints that cross a face edge are filtered differently (our padded faces copy the neighbour's nearest
+    # texel; nvdiffrast blends across the seam and averages the 3 texels at a corner): those get a loose bound and
+    # the rest a tight one. A footprint is inside its face when the face edge is over one texel away at the
+    # coarsest level read (H100, commit ecdda67: inside 1.2e-7 at worst; at seams 0.027 at worst and ~1e-3 on
+    # average, the mip lookups' 2,141 seam footprints holding all of the 5.2e-4 mean error).
+    _face, fx, fy = dir_to_cube(dirs)
+    edge_dist = 1 - torch.maximum(fx.abs(), fy.abs())  # in face units (a face is 2 wide)
+    coarsest = torch.stack([torch.zeros_like(lod), lod.ceil()])
+    for (got, want), level in zip(
+        (
+            (be.cube_texture(base, dirs), cube_texture_torch(base, dirs)),
+            (be.cube_texture(base, dirs, pyr[1:], lod), cube_texture_torch(base, dirs, pyr[1:], lod)),
+        ),
+        coarsest,
+        strict=True,
     ):
-        err = (got - want).abs()
-        assert float(err.max()) < 1e-2 and float(err.mean()) < 5e-4, (float(err.max()), float(err.mean()))
+        inside = edge_dist * (base.shape[1] / 2**level) / 2 > 1.01
+        err = (got - want).abs().amax(-1)
+        stats = (float(err[inside].max()), float(err[~inside].max()), float(err[~inside].mean()), int(inside.sum()))
+        assert stats[0] < 1e-5 and stats[1] < 0.05 and stats[2] < 2e-3 and stats[3] > 1000, stats

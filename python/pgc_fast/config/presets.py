@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pgc_fast.config.schema import RunConfig, override
 
-FAST_TIER_ITERS = 400
-"""Iterations of the ``texture-fast`` preset: 400 × 4 views = 1,600 view evaluations, a fifth of ``texture-pgc``'s
+FAST_TIER_ITERS = 200
+"""Iterations of the ``texture-fast`` preset: 200 × 4 views = 800 view evaluations, a tenth of ``texture-pgc``'s
 2,000 × 4, with the same learning rates, t range (0.02–0.5) and zoom-in stages (which scale with the iteration count).
 What sets it is the time budget of a prompt-iteration loop: ≤ 60 s for the whole run on one H100 (loading, the
-first-step compile on a warm cache, the steps, the 1024² bake, the turntable, the report), which
-``benches/gpu_recipe.py --recipe fast`` measures (benches/RESULTS.md, issue 21). The texture's coarse colours settle
-early in an SDS run, so a fifth of the steps gives a preview of the prompt, not the final asset (run ``texture-pgc``
-or command A for that). Quality against the iteration count cannot be measured with random weights; it is the open
-follow-up of the preset."""
+first-step compile on a warm cache, the steps, the 1024² bake, the turntable, the report). The H100 cold run at 400
+iterations (benches/RESULTS.md, issue 21, fast tier) spent 3.4 s starting, 12.7 s loading the models, 44 s in steps
+(110 ms each) and 3.3 s exporting; with the caches warm, 60 s leaves room for about 200 steps beside load and compile,
+so 200 it is. ``benches/gpu_recipe.py --recipe fast --runs 2`` measures the warm run (its second). The texture's
+coarse colours settle early in an SDS run, so a tenth of the steps gives a preview of the prompt, not the final
+asset (run ``texture-pgc`` or command A for that). Quality against the iteration count cannot be measured with
+random weights; it is the open follow-up of the preset."""
 
 
 def _build_presets() -> dict[str, RunConfig]:
@@ -64,7 +66,7 @@ def _build_presets() -> dict[str, RunConfig]:
         },
     )
     # Fast tier (issue 21), for iterating on prompts: -O0 -O2 (SD 1.5 + depth ControlNet at 512², PGC) with a fifth of
-    # its iterations and light outputs. Why 400 iterations: see FAST_TIER_ITERS.
+    # its iterations and light outputs. Why 200 iterations: see FAST_TIER_ITERS.
     fast = override(
         config_from_flags("O0", "O2"),
         **{
@@ -90,7 +92,7 @@ def _build_presets() -> dict[str, RunConfig]:
         # -O0 -O2 -O4 --pbr --guidance controlnet (README command B): as A with the PBR material under the
         # environment light.
         "texture-sdxl-controlnet-pbr-pgc": config_from_flags("O0", "O2", "O4", pbr=True, guidance="controlnet"),
-        # SD 1.5 + depth ControlNet at 512², PGC on, 400 iterations × 4 views, 1024² bake (the fast tier, issue 21).
+        # SD 1.5 + depth ControlNet at 512², PGC on, 200 iterations × 4 views, 1024² bake (the fast tier, issue 21).
         "texture-fast": fast,
         # CPU smoke configuration used by `pgc-fast demo` (mesh.path is filled in by the demo).
         "demo": demo,

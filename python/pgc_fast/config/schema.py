@@ -473,7 +473,7 @@ class OptimConfig:
     weight_decay: float = 0.01
     """Weight decay for adamw."""
     precision: Precision = "fp32"
-    """Autocast precision: fp32, auto (bf16 where supported, else fp16 + GradScaler), bf16 or fp16."""
+    """Autocast precision: fp32, auto (fp16 + GradScaler on CUDA as the original, fp32 on the CPU), bf16 or fp16."""
     grad_clip: float | None = None
     """Clip parameter gradients element-wise after unscaling (--grad_clip; None = off)."""
     objective: Objective = "guidance"

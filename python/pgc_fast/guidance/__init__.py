@@ -10,7 +10,7 @@ Interface (what the training loop calls)::
     from pgc_fast.guidance import load_guidance, GuidanceLoadError
 
     cfg = GuidanceConfig(model="sdxl", controlnets=("depth",), control_scales=(1.0,), text="a panda", pgc_tau=0.1)
-    guidance = load_guidance(cfg, device="cuda", dtype="auto",  # weights dtype or a precision name (auto = bf16)
+    guidance = load_guidance(cfg, device="cuda", dtype="auto",  # weights dtype or a precision name (auto = fp16)
                              seed=0, iters=1200)             # GuidanceLoadError if weights are missing
     for step in range(1, iters + 1):                         # steps are 1-based
         rgb = render(...)                                  # [B, 3, H, W] float in [0, 1], requires grad

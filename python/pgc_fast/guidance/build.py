@@ -35,8 +35,8 @@ def load_guidance(
         cfg: the guidance configuration; ``cfg.model`` None = the family default (:func:`resolved_model`),
             ``cfg.vae`` None = the family default VAE.
         device: where the models run.
-        dtype: weights dtype, or a precision name (auto = bf16 on CUDA, fp32 on the CPU; a run passes
-            ``optim.precision``).
+        dtype: weights dtype, or a precision name (auto = fp16 on CUDA, fp32 on the CPU; a run passes its
+            autocast dtype, see ``train.runtime.resolve_precision``).
         seed: seed of the guidance's noise RNG and of the built-in models' initialisation.
         iters: length of the run (DreamTime, BGT+ and t-range annealing schedules).
     """

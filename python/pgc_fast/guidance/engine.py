@@ -81,7 +81,90 @@ class Batch:
     c2w: torch.Tensor | None
 
 
-class Guidance:
+class EngineBase:
+    """What both engines share (this module's :class:`Guidance` and the image one,
+    guidance/zero123.py::Zero123Guidance): the frozen VAE's encode and decode, the diffusion schedule and its
+    t-range, autocast off around half-precision models, and the PGC hooks. The subclass adds the rest.
+
+    Args:
+        cfg: the guidance configuration; models: the (sped-up) modules, with ``vae`` and ``scheduler_config``.
+        weights: the module whose parameters give the models' device and dtype.
+        generator: the noise RNG, on the models' device; iters: the run length (the t-range schedule).
+        vae_channels_last: feed the VAE channels_last inputs (its weights were converted).
+    """
+
+    def __init__(
+        self,
+        cfg: GuidanceConfig,
+        models: Any,
+        *,
+        weights: torch.nn.Module,
+        generator: torch.Generator,
+        iters: int,
+        vae_channels_last: bool,
+    ):
+        self.cfg, self.models, self.iters = cfg, models, iters
+        self.vae = models.vae
+        self.generator = generator
+        self.vae_channels_last = vae_channels_last
+        self.device = next(weights.parameters()).device
+        self.dtype = next(weights.parameters()).dtype
+        self.scaling_factor = float(models.vae.config.scaling_factor)
+        self.alphas = schedule.alphas_cumprod(models.scheduler_config, self.device)
+        self.num_train_timesteps = int(self.alphas.numel())
+        self.pgc_hooks: dict[str, Any] = {}
+
+    def timestep_range(self, step: int) -> tuple[int, int]:
+        """Integer [t_min, t_max] at ``step`` (t-range annealing applied)."""
+        rng = schedule.annealed_t_range(step, self.iters, self.cfg.t_range, self.cfg.t_range_end)
+        return schedule.t_bounds(rng, self.num_train_timesteps)
+
+    def vae_latents(self, vae_in: torch.Tensor) -> torch.Tensor:
+        """VAE inputs [B, 3, R, R] in [-1, 1] (with grad) → scaled latents [B, 4, h, w]: the posterior's sample
+        (``cfg.vae_sample``) or its mean."""
+        vae_in = vae_in.to(self.vae.dtype)
+        if self.vae_channels_last:
+            vae_in = vae_in.contiguous(memory_format=torch.channels_last)
+        with self._no_autocast():
+            post = self.vae.encode(vae_in).latent_dist
+        z = post.sample(generator=self.generator) if self.cfg.vae_sample else post.mean
+        return z * self.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents → images [B, 3, R, R] in [0, 1] (for BGT+ targets, evaluation and latent-mode previews)."""
+        img = self.vae.decode((z / self.scaling_factor).to(self.vae.dtype), return_dict=False)[0]
+        return (img.float() / 2 + 0.5).clamp(0, 1)
+
+    def _no_autocast(self):
+        """Autocast off around the frozen models when their weights are already half precision: every input is
+        cast to ``self.dtype`` explicitly, and under an outer autocast (the training loop's) each GroupNorm /
+        LayerNorm would be upcast to float32 with extra cast kernels around it — eager SDXL UNet + ControlNet
+        run measurably slower inside the loop's autocast than outside (benches/RESULTS.md, issue 8)."""
+        if self.dtype in (torch.float16, torch.bfloat16) and self.device.type == "cuda":
+            return torch.autocast(self.device.type, enabled=False)
+        return contextlib.nullcontext()
+
+    def _attach_pgc(self, name: str, tensor: torch.Tensor, scaler: Any) -> None:
+        """Hook PGC onto ``tensor`` as ``name`` (replacing that name's previous hook), when PGC is on."""
+        if self.cfg.pgc_tau is None or not tensor.requires_grad:
+            return
+        old = self.pgc_hooks.pop(name, None)
+        if old is not None:
+            old.remove()
+        self.pgc_hooks[name] = attach_pgc(
+            tensor, self.cfg.pgc_tau, scaler, return_stats=True, variant=self.cfg.pgc_variant, norm=self.cfg.pgc_norm
+        )
+
+    @property
+    def pgc_stats(self) -> dict[str, Any]:
+        """Latest PGC statistics per input ('rgb', 'normal'): ``pgc_kernels.PixelClipStats`` of 0-d device
+        tensors (fraction clipped, max and mean pixel norm — in GradScaler-scaled units when a scaler is used),
+        filled in during backward."""
+        return {k: h.stats for k, h in self.pgc_hooks.items() if h.stats is not None}
+
+
+class Guidance(EngineBase):
     """Score-distillation guidance from a frozen SD/SDXL model (+ ControlNets). Build with :func:`load_guidance`
     (from the configuration) or :func:`build_guidance` (over already-loaded models): they load the models, apply
     the speed levers and compile, encode the prompts, read the reference image and set up VSD; this only stores
@@ -110,38 +193,24 @@ class Guidance:
         vsd: VSDState | None = None,
         vae_channels_last: bool = False,
     ):
-        self.cfg = cfg
-        self.models = models
+        super().__init__(
+            cfg, models, weights=models.unet, generator=generator, iters=iters, vae_channels_last=vae_channels_last
+        )
         self.unet = models.unet
-        self.vae = models.vae
         self.controlnet = models.controlnet
         self.text = text
-        self.generator = generator
-        self.iters = iters
         self.reference = reference
         self.vsd = vsd
-        self.vae_channels_last = vae_channels_last
-        self.device = next(models.unet.parameters()).device
-        self.dtype = next(models.unet.parameters()).dtype
         self.is_sdxl = models.is_sdxl
         self.resolution = int(cfg.resolution or models.resolution)
         self.latent_size = self.resolution // models.vae_factor
-        self.scaling_factor = float(models.vae.config.scaling_factor)
-        self.alphas = schedule.alphas_cumprod(models.scheduler_config, self.device)
-        self.num_train_timesteps = int(self.alphas.numel())
         self.prediction_type = models.scheduler_config.get("prediction_type", "epsilon")
         self.convention = resolved_convention(cfg)
         self.control_types = list(models.control_types)
         self.control_scales = [float(s) for s in cfg.control_scales] or [1.0] * len(self.control_types)
-        self.pgc_hooks: dict[str, Any] = {}
         self._time_ids: dict[tuple[int, ...], torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------ helpers
-    def timestep_range(self, step: int) -> tuple[int, int]:
-        """Integer [t_min, t_max] at ``step`` (t-range annealing applied)."""
-        rng = schedule.annealed_t_range(step, self.iters, self.cfg.t_range, self.cfg.t_range_end)
-        return schedule.t_bounds(rng, self.num_train_timesteps)
-
     def sample_t(self, batch: int, step: int, *, dreamtime: bool) -> torch.Tensor:
         if dreamtime:
             t = schedule.dreamtime_t(step, self.iters, self.cfg.init_time)
@@ -155,19 +224,7 @@ class Guidance:
         if self.cfg.latent and not rgb:
             return conditions.resize(images, self.latent_size), None
         x = conditions.resize(images, self.resolution)
-        vae_in = (2 * x - 1).to(self.vae.dtype)
-        if self.vae_channels_last:
-            vae_in = vae_in.contiguous(memory_format=torch.channels_last)
-        with self._no_autocast():
-            post = self.vae.encode(vae_in).latent_dist
-        z = post.sample(generator=self.generator) if self.cfg.vae_sample else post.mean
-        return z * self.scaling_factor, x
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents → images [B, 3, R, R] in [0, 1] (for BGT+ targets, evaluation and latent-mode previews)."""
-        img = self.vae.decode((z / self.scaling_factor).to(self.vae.dtype), return_dict=False)[0]
-        return (img.float() / 2 + 0.5).clamp(0, 1)
+        return self.vae_latents(2 * x - 1), x
 
     def prompt_rows(self, batch: int, azimuth_deg: torch.Tensor | None, polar_deg: torch.Tensor | None) -> torch.Tensor:
         if not self.cfg.dir_text or azimuth_deg is None:
@@ -299,15 +356,6 @@ class Guidance:
         eps_u, eps_c = eps.chunk(2)
         return eps_c, eps_u
 
-    def _no_autocast(self):
-        """Autocast off around the frozen models when their weights are already half precision: every input is
-        cast to ``self.dtype`` explicitly, and under an outer autocast (the training loop's) each GroupNorm /
-        LayerNorm would be upcast to float32 with extra cast kernels around it — eager SDXL UNet + ControlNet
-        run measurably slower inside the loop's autocast than outside (benches/RESULTS.md, issue 8)."""
-        if self.dtype in (torch.float16, torch.bfloat16) and self.device.type == "cuda":
-            return torch.autocast(self.device.type, enabled=False)
-        return contextlib.nullcontext()
-
     @contextlib.contextmanager
     def _pretrained_unet(self):
         """The frozen UNet: VSD's LoRA adapter and camera embedding switched off for the call."""
@@ -316,23 +364,6 @@ class Guidance:
             return
         with self.vsd.disabled():
             yield
-
-    def _attach_pgc(self, name: str, tensor: torch.Tensor, scaler: Any) -> None:
-        if self.cfg.pgc_tau is None or not tensor.requires_grad:
-            return
-        old = self.pgc_hooks.pop(name, None)
-        if old is not None:
-            old.remove()
-        self.pgc_hooks[name] = attach_pgc(
-            tensor, self.cfg.pgc_tau, scaler, return_stats=True, variant=self.cfg.pgc_variant, norm=self.cfg.pgc_norm
-        )
-
-    @property
-    def pgc_stats(self) -> dict[str, Any]:
-        """Latest PGC statistics per input ('rgb', 'normal'): ``pgc_kernels.PixelClipStats`` of 0-d device
-        tensors (fraction clipped, max and mean pixel norm — in GradScaler-scaled units when a scaler is used),
-        filled in during backward."""
-        return {k: h.stats for k, h in self.pgc_hooks.items() if h.stats is not None}
 
     def state_dict(self) -> dict:
         """Trainable guidance state for checkpoints: VSD's LoRA + camera MLP + optimiser, the RNG; {} otherwise."""

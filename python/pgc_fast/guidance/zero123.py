@@ -18,7 +18,6 @@ Maths and the original's bugs: :mod:`pgc_fast.guidance.methods.zero123`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from pgc_fast.config.schema import ZERO123_BUILTINS, CfgForm, GuidanceConfig, Precision
 from pgc_fast.guidance import conditions, schedule
 from pgc_fast.guidance.build import apply_speed_levers, compile_models, load_guidance
-from pgc_fast.guidance.engine import Guidance, GuidanceOutput
+from pgc_fast.guidance.engine import EngineBase, Guidance, GuidanceOutput
 from pgc_fast.guidance.methods import zero123 as M
 from pgc_fast.guidance.models.loading import GuidanceLoadError, hf_token, resolve_dtype
 from pgc_fast.guidance.models.zero123 import (
@@ -40,7 +39,7 @@ from pgc_fast.guidance.models.zero123 import (
     locate_zero123,
 )
 from pgc_fast.guidance.reference import downsample, zero123_reference
-from pgc_kernels import attach_pgc, sds_loss
+from pgc_kernels import sds_loss
 
 # The original's reference camera pose_0 (its nerf/provider.py): radius 2.5, polar 60°, azimuth 0 → its centre.
 REFERENCE_CENTRE = (0.0, 1.25, 2.1650635)
@@ -53,7 +52,7 @@ def zero123_convention(cfg: GuidanceConfig) -> CfgForm:
     return "pgc" if cfg.zero123_loss == "bgt" else "diffusers"
 
 
-class Zero123Guidance:
+class Zero123Guidance(EngineBase):
     """Score distillation from a frozen Zero123 given a reference image. Build with :func:`build_zero123_guidance`.
 
     Args:
@@ -76,30 +75,23 @@ class Zero123Guidance:
         iters: int,
         vae_channels_last: bool = False,
     ):
-        self.cfg, self.models, self.iters = cfg, models, iters
-        self.unet, self.vae, self.projection = models.unet, models.vae, models.projection
+        super().__init__(
+            cfg,
+            models,
+            weights=models.projection,
+            generator=generator,
+            iters=iters,
+            vae_channels_last=vae_channels_last,
+        )
+        self.unet, self.projection = models.unet, models.projection
         self.embedding, self.ref_latent = embedding, ref_latent
-        self.generator = generator
-        self.vae_channels_last = vae_channels_last
-        self.device = next(models.projection.parameters()).device
-        self.dtype = next(models.projection.parameters()).dtype
         self.reference_position = reference_position.to(self.device, torch.float32).reshape(3)
         self.resolution = int(models.resolution)
-        self.scaling_factor = float(models.vae.config.scaling_factor)
-        self.alphas = schedule.alphas_cumprod(models.scheduler_config, self.device)
-        self.num_train_timesteps = int(self.alphas.numel())
         self.convention = zero123_convention(cfg)
-        self.pgc_hooks: dict[str, Any] = {}
 
     def sample_t(self, batch: int, step: int) -> torch.Tensor:
-        rng = schedule.annealed_t_range(step, self.iters, self.cfg.t_range, self.cfg.t_range_end)
-        lo, hi = schedule.t_bounds(rng, self.num_train_timesteps)
+        lo, hi = self.timestep_range(step)
         return schedule.sample_timesteps(batch, lo, hi, self.device, self.generator)
-
-    def _no_autocast(self):
-        if self.dtype in (torch.float16, torch.bfloat16) and self.device.type == "cuda":
-            return torch.autocast(self.device.type, enabled=False)
-        return contextlib.nullcontext()
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images [B, 3, H, W] in [0, 1] → (latents [B, 4, h, w] with grad, images at 256² in [0, 1]). The VAE sees
@@ -110,19 +102,7 @@ class Zero123Guidance:
         vae_in = 2 * x - 1
         if self.cfg.zero123_double_norm:
             vae_in = 2 * vae_in - 1
-        vae_in = vae_in.to(self.vae.dtype)
-        if self.vae_channels_last:
-            vae_in = vae_in.contiguous(memory_format=torch.channels_last)
-        with self._no_autocast():
-            post = self.vae.encode(vae_in).latent_dist
-        z = post.sample(generator=self.generator) if self.cfg.vae_sample else post.mean
-        return z * self.scaling_factor, x
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents → images [B, 3, R, R] in [0, 1] (BGT+'s image target)."""
-        img = self.vae.decode((z / self.scaling_factor).to(self.vae.dtype), return_dict=False)[0]
-        return (img.float() / 2 + 0.5).clamp(0, 1)
+        return self.vae_latents(vae_in), x
 
     def conditioning(self, c2w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tokens [2B, 1, D], concatenated latents [2B, 4, h, w], dT [B, 4]) for cameras ``c2w`` [B, 4, 4]."""
@@ -141,21 +121,6 @@ class Zero123Guidance:
             eps = self.unet(x, torch.cat([t, t]), encoder_hidden_states=hidden.to(self.dtype), return_dict=False)[0]
         eps_u, eps_c = eps.chunk(2)
         return eps_c, eps_u
-
-    def _attach_pgc(self, tensor: torch.Tensor, scaler: Any) -> None:
-        if self.cfg.pgc_tau is None or not tensor.requires_grad:
-            return
-        old = self.pgc_hooks.pop("rgb", None)
-        if old is not None:
-            old.remove()
-        cfg = self.cfg
-        self.pgc_hooks["rgb"] = attach_pgc(
-            tensor, cfg.pgc_tau, scaler, return_stats=True, variant=cfg.pgc_variant, norm=cfg.pgc_norm
-        )
-
-    @property
-    def pgc_stats(self) -> dict[str, Any]:
-        return {k: h.stats for k, h in self.pgc_hooks.items() if h.stats is not None}
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -189,7 +154,7 @@ class Zero123Guidance:
             got = None if c2w is None else tuple(c2w.shape)
             raise ValueError(f"Zero123Guidance.step(): c2w must be [{b}, 4, 4] (one camera per view), got {got}")
         if attach_pgc:
-            self._attach_pgc(images, scaler)
+            self._attach_pgc("rgb", images, scaler)
         z, x = self.encode(images)
         hidden, concat, dT = self.conditioning(c2w)
         batch = M.Zero123Batch(z=z, x=x, hidden=hidden, concat=concat, step=step)

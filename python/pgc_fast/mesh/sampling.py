@@ -128,26 +128,21 @@ def sdf_init_points(
 
 
 def sdf_init_samples(
-    vertices: Any,
-    faces: Any,
-    n: int,
-    *,
-    generator: torch.Generator | None = None,
-    sigma_near: float = SIGMA_NEAR,
-    sigma_far: float = SIGMA_FAR,
-    beta: float = 2.0,
+    vertices: Any, faces: Any, n: int, *, generator: torch.Generator | None = None, beta: float = 2.0, **jitter: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Query points and targets for fitting the DMTet SDF to a mesh (the original's ``init_geometry``
     return values ``points, sdf``): :func:`sdf_init_points` and their signed distance to the mesh
     (:func:`pgc_fast.mesh.sdf.signed_distance`, negative inside, parallel Rust, GIL released).
 
     Args:
-        vertices, faces, n, generator, sigma_near, sigma_far: as :func:`sdf_init_points`.
+        vertices, faces, n, generator: as :func:`sdf_init_points`.
         beta: winding-number accuracy, as :func:`~pgc_fast.mesh.sdf.signed_distance`.
+        jitter: ``sigma_near`` / ``sigma_far``, passed to :func:`sdf_init_points` (defaults :data:`SIGMA_NEAR`,
+            :data:`SIGMA_FAR`).
 
     Returns:
         ``(points float32 [2n, 3], sdf float32 [2n])`` on the CPU.
     """
-    points = sdf_init_points(vertices, faces, n, generator=generator, sigma_near=sigma_near, sigma_far=sigma_far)
+    points = sdf_init_points(vertices, faces, n, generator=generator, **jitter)
     v, f = _mesh_tensors("sdf_init_samples", vertices, faces)
     return points, signed_distance(v.numpy(), f.numpy(), points, beta=beta)

@@ -485,27 +485,11 @@ class CpuBackend:
             return raw
         return barycentrics_from_ids(clip_pos, faces, raw)
 
-    def interpolate(self, attr: torch.Tensor, rast: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-        return interpolate_torch(attr, rast, faces)
-
-    def texture(
-        self, tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", boundary_mode: str = "wrap"
-    ) -> torch.Tensor:
-        return texture_torch(tex, uv, filter_mode, boundary_mode)
-
-    def antialias(
-        self, color: torch.Tensor, rast: torch.Tensor, clip_pos: torch.Tensor, faces: torch.Tensor
-    ) -> torch.Tensor:
-        return antialias_torch(color, rast, clip_pos, faces)
-
-    def cube_texture(
-        self,
-        tex: torch.Tensor,
-        dirs: torch.Tensor,
-        mips: list[torch.Tensor] | None = None,
-        lod: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        return cube_texture_torch(tex, dirs, mips, lod)
+    # The rest of the interface is the torch functions above, as they are.
+    interpolate = staticmethod(interpolate_torch)
+    texture = staticmethod(texture_torch)
+    antialias = staticmethod(antialias_torch)
+    cube_texture = staticmethod(cube_texture_torch)
 
 
 # ---------------------------------------------------------------------------------------------- nvdiffrast

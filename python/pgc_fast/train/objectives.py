@@ -139,8 +139,8 @@ class GuidanceObjective(_OrbitCameras):
 
         self.scaler = ctx.scaler if ctx.scaler.is_enabled() else None
         self.normal_control = any(c.split("=", 1)[0] == "normal" for c in ctx.cfg.guidance.controlnets)
-        # The run's guidance section as is; the weights dtype follows optim.precision (auto = bf16 on CUDA).
-        g, dtype, seed = ctx.cfg.guidance, ctx.cfg.optim.precision, ctx.cfg.optim.seed
+        # The run's guidance section as is; the weights take the run's autocast dtype (train.runtime.resolve_precision).
+        g, dtype, seed = ctx.cfg.guidance, guidance_dtype(ctx), ctx.cfg.optim.seed
         if g.zero123:  # -O3: Zero123 on every view (relative to the reference camera) + the text term
             centre = reference_camera(ctx.cfg.render.resolution, "cpu").position[0]
             self.guidance = G.load_image_guidance(
@@ -252,10 +252,9 @@ def reference_camera(resolution: int, device: torch.device | str) -> Any:
 
 
 def guidance_dtype(ctx: RunContext) -> torch.dtype:
-    """The guidance weights' dtype for this run (optim.precision: auto = bf16 on CUDA, fp32 on the CPU)."""
-    from pgc_fast.guidance import resolve_dtype
-
-    return resolve_dtype(ctx.cfg.optim.precision, ctx.device)
+    """The guidance weights' dtype for this run: the autocast dtype that train.runtime.resolve_precision chose
+    (float32 without autocast), so weights and activations agree."""
+    return ctx.autocast_dtype or torch.float32
 
 
 def load_reference(path: str, resolution: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

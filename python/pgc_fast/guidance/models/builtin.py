@@ -111,6 +111,28 @@ CLIP_L_CONFIG: dict[str, Any] = dict(
     hidden_act="quick_gelu",
     projection_dim=768,
 )
+# The tiny models (SD 1.5's tiny UNet; the SDXL one adds its conditioning in _tiny_unet_kwargs).
+TINY_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=8,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(2, 4),
+    norm_num_groups=32,
+    cross_attention_dim=32,
+)
+TINY_VAE_CONFIG: dict[str, Any] = dict(
+    block_out_channels=(16, 16, 32, 32),
+    norm_num_groups=8,
+    layers_per_block=1,
+    latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    sample_size=64,
+)
 CLIP_BIGG_CONFIG: dict[str, Any] = dict(
     vocab_size=49408,
     hidden_size=1280,
@@ -146,8 +168,13 @@ class ModelBundle:
 
     @property
     def vae_factor(self) -> int:
-        """Image-to-latent downsampling of the VAE: 2^(levels - 1), 8 for SD/SDXL, 4 for toy-sd."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        """Image-to-latent downsampling of the VAE (:func:`vae_factor`)."""
+        return vae_factor(self.vae.config)
+
+
+def vae_factor(vae_config: Any) -> int:
+    """Image-to-latent downsampling of an ``AutoencoderKL`` config: 2^(levels - 1), 8 for SD/SDXL, 4 for toy-sd."""
+    return 2 ** (len(vae_config["block_out_channels"]) - 1)
 
 
 def multi_controlnet(nets: list):
@@ -189,17 +216,7 @@ def make_tokenizer(max_length: int = 77):
 
 
 def _tiny_unet_kwargs(sdxl: bool) -> dict[str, Any]:
-    kw: dict[str, Any] = dict(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        norm_num_groups=32,
-    )
+    kw = dict(TINY_UNET_CONFIG)
     if sdxl:
         # cross-attention dim = 32 (CLIP-L tiny) + 32 (bigG tiny); pooled 32 + 6 time ids x 8.
         kw.update(
@@ -210,8 +227,6 @@ def _tiny_unet_kwargs(sdxl: bool) -> dict[str, Any]:
             projection_class_embeddings_input_dim=32 + 6 * 8,
             transformer_layers_per_block=(1, 1),
         )
-    else:
-        kw.update(cross_attention_dim=32)
     return kw
 
 
@@ -268,6 +283,27 @@ def _materialise(ctor, device: torch.device, dtype: torch.dtype):
     return module.to(dtype)
 
 
+def build_module(ctor, device: torch.device, dtype: torch.dtype, *, seeded: bool):
+    """``ctor()`` on ``device`` in ``dtype``: ``seeded`` (the tiny models) builds it on the CPU from the global RNG
+    (instant at that size, the same weights on every device), else :func:`_materialise`."""
+    if seeded:
+        m = ctor().to(device=device)
+        return m if dtype == torch.float32 else m.to(dtype)
+    return _materialise(ctor, device, dtype)
+
+
+def freeze(*modules: Any) -> None:
+    """Frozen models: no parameter gradients, eval mode (dropout off)."""
+    for m in modules:
+        m.requires_grad_(False)
+        m.eval()
+
+
+def join_controlnets(nets: list) -> Any:
+    """None without ControlNets, the one ControlNet, or several in a MultiControlNetModel."""
+    return nets[0] if len(nets) == 1 else (multi_controlnet(nets) if nets else None)
+
+
 def build_builtin(
     name: str,
     *,
@@ -301,12 +337,7 @@ def build_builtin(
     tokenizer = make_tokenizer()
     unet_cfg, vae_cfg, te_cfgs, resolution = _builtin_configs(sdxl, tiny, tokenizer)
 
-    def build(ctor):
-        if tiny:  # seeded CPU init is instant at this size and reproducible across devices
-            m = ctor().to(device=device)
-            return m if dtype == torch.float32 else m.to(dtype)
-        return _materialise(ctor, device, dtype)
-
+    build = lambda ctor: build_module(ctor, device, dtype, seeded=tiny)
     with _quiet_diffusers():
         unet = build(lambda: UNet2DConditionModel(**unet_cfg))
         vae = build(lambda: AutoencoderKL(**vae_cfg))
@@ -318,10 +349,8 @@ def build_builtin(
             build(lambda: ControlNetModel(**_controlnet_from_unet_config(dict(unet.config), tiny)))
             for _ in control_types
         ]
-    controlnet = nets[0] if len(nets) == 1 else (multi_controlnet(nets) if nets else None)
-    for m in [unet, vae, *encoders] + ([controlnet] if controlnet is not None else []):
-        m.requires_grad_(False)
-        m.eval()
+    controlnet = join_controlnets(nets)
+    freeze(unet, vae, *encoders, *([controlnet] if controlnet is not None else []))
     return ModelBundle(
         name=name,
         is_sdxl=sdxl,
@@ -342,15 +371,7 @@ def _builtin_configs(sdxl: bool, tiny: bool, tokenizer) -> tuple[dict, dict, lis
     vocab = len(tokenizer)
     if tiny:
         unet_cfg = _tiny_unet_kwargs(sdxl)
-        vae_cfg: dict[str, Any] = dict(
-            block_out_channels=(16, 16, 32, 32),
-            norm_num_groups=8,
-            layers_per_block=1,
-            latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            sample_size=64,
-        )
+        vae_cfg = dict(TINY_VAE_CONFIG)
         te_cfgs = [
             dict(
                 vocab_size=vocab,

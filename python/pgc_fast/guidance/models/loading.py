@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -23,7 +22,7 @@ from pgc_fast.config.schema import (
     MODEL_ALIASES,
     Precision,
 )
-from pgc_fast.guidance.models.builtin import ModelBundle, build_builtin, multi_controlnet
+from pgc_fast.guidance.models.builtin import ModelBundle, build_builtin, freeze, join_controlnets, vae_factor
 
 SDXL_VAE_FP16_FIX = "madebyollin/sdxl-vae-fp16-fix"
 CONTROLNETS = DEFAULT_CONTROLNETS  # the one table lives in config.schema (validation reads it too)
@@ -251,9 +250,10 @@ def _raise_missing(
 
 
 def resolve_dtype(name: Precision, device: torch.device) -> torch.dtype:
-    """Weights dtype of a precision name: auto = bf16 on CUDA, fp32 elsewhere."""
+    """Weights dtype of a precision name: auto = fp16 on CUDA (a run's default, train.runtime.resolve_precision),
+    fp32 elsewhere."""
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.float16 if device.type == "cuda" else torch.float32
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
@@ -420,12 +420,10 @@ def _load_modules(name: str, w: Weights, *, device: torch.device, dtype: torch.d
         tokenizers.append(CLIPTokenizer.from_pretrained(str(w.base), subfolder="tokenizer_2"))
     sched_cfg = json.loads((w.base / "scheduler" / "scheduler_config.json").read_text())
     nets = [load(ControlNetModel, p) for _, p in w.controls]
-    controlnet: Any = nets[0] if len(nets) == 1 else (multi_controlnet(nets) if nets else None)
+    controlnet = join_controlnets(nets)
     for m in [unet, vae_m, *encoders] + ([controlnet] if controlnet is not None else []):
-        m.requires_grad_(False)
-        m.eval()
+        freeze(m)
         m.to(device)
-    vae_scale = 2 ** (len(vae_m.config.block_out_channels) - 1)
     return ModelBundle(
         name=name,
         is_sdxl=sdxl,
@@ -434,7 +432,7 @@ def _load_modules(name: str, w: Weights, *, device: torch.device, dtype: torch.d
         text_encoders=encoders,
         tokenizers=tokenizers,
         scheduler_config=sched_cfg,
-        resolution=int(unet.config.sample_size) * vae_scale,
+        resolution=int(unet.config.sample_size) * vae_factor(vae_m.config),
         controlnet=controlnet,
         control_types=[k for k, _ in w.controls],
         sources={

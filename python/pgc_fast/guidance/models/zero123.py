@@ -30,13 +30,16 @@ from typing import Any
 import torch
 
 from pgc_fast.config.schema import ZERO123_ALIASES, ZERO123_BUILTINS
+from pgc_fast.guidance.models import builtin
 from pgc_fast.guidance.models import ldm_convert as L
 from pgc_fast.guidance.models.builtin import (
     SCHEDULER_CONFIG,
     SD15_UNET_CONFIG,
     VAE_CONFIG,
-    _materialise,
     _quiet_diffusers,
+    build_module,
+    freeze,
+    vae_factor,
 )
 from pgc_fast.guidance.models.loading import GuidanceLoadError, _raise_missing, _refused_pickle, _resolve, hf_token
 
@@ -56,28 +59,14 @@ CLIP_VIT_L14_CONFIG: dict[str, Any] = dict(
     projection_dim=768,
     hidden_act="quick_gelu",
 )
-TINY_UNET_CONFIG: dict[str, Any] = dict(
-    sample_size=8,
-    in_channels=8,
-    out_channels=4,
-    block_out_channels=(32, 64),
-    layers_per_block=1,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=4,
-    norm_num_groups=32,
-    cross_attention_dim=32,
-)
-# The tiny configs are what an ldm checkpoint of that size converts to (ldm_convert: 32 groups in every GroupNorm,
-# CLIP heads of 64 channels), so tests can round-trip them through the converter.
-TINY_VAE_CONFIG: dict[str, Any] = dict(
-    block_out_channels=(32, 32, 32, 32),
-    layers_per_block=1,
-    latent_channels=4,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    sample_size=64,
-)
+# The tiny configs are the tiny SD models' (builtin.py) as an ldm checkpoint of that size converts to (ldm_convert:
+# one head width; 32 groups in every GroupNorm, diffusers' default, which a converted VAE config leaves unset; CLIP
+# heads of 64 channels), so tests can round-trip them through the converter.
+TINY_UNET_CONFIG: dict[str, Any] = dict(builtin.TINY_UNET_CONFIG, in_channels=8, attention_head_dim=4)
+TINY_VAE_CONFIG: dict[str, Any] = {
+    **{k: v for k, v in builtin.TINY_VAE_CONFIG.items() if k != "norm_num_groups"},
+    "block_out_channels": (32, 32, 32, 32),
+}
 TINY_CLIP_CONFIG: dict[str, Any] = dict(
     hidden_size=64,
     intermediate_size=128,
@@ -118,12 +107,6 @@ class Zero123Bundle:
         return int(self.projection.out_features)
 
 
-def _freeze(*mods: Any) -> None:
-    for m in mods:
-        m.requires_grad_(False)
-        m.eval()
-
-
 # ----------------------------------------------------------------------------------------------- built-ins
 def build_zero123_builtin(
     name: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0
@@ -144,16 +127,15 @@ def build_zero123_builtin(
     width = int(unet_cfg["cross_attention_dim"])
 
     def build(ctor):
-        if tiny:  # seeded CPU init: the same weights on every device
-            return ctor().to(device=device, dtype=dtype)
-        return _init_loose_parameters(_materialise(ctor, device, dtype))
+        m = build_module(ctor, device, dtype, seeded=tiny)
+        return m if tiny else _init_loose_parameters(m)
 
     with _quiet_diffusers():
         unet = build(lambda: UNet2DConditionModel(**unet_cfg))
         vae = build(lambda: AutoencoderKL(**vae_cfg))
         encoder = build(lambda: CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_cfg)))
         projection = build(lambda: torch.nn.Linear(width + POSE_DIM, width))
-    _freeze(unet, vae, encoder, projection)
+    freeze(unet, vae, encoder, projection)
     return Zero123Bundle(
         name=name,
         unet=unet,
@@ -170,7 +152,7 @@ def build_zero123_builtin(
 @torch.no_grad()
 def _init_loose_parameters(module: torch.nn.Module) -> torch.nn.Module:
     """N(0, 0.02) for parameters held directly by a module without ``reset_parameters`` (CLIP's class embedding):
-    :func:`_materialise` allocates them with ``to_empty`` and only re-runs the layers' own inits."""
+    :func:`build_module` allocates them with ``to_empty`` and only re-runs the layers' own inits."""
     for m in module.modules():
         if callable(getattr(m, "reset_parameters", None)):
             continue
@@ -299,8 +281,7 @@ def load_diffusers_dir(path: Path, *, device: torch.device, dtype: torch.dtype, 
     fe = _read_json(path / "feature_extractor" / "preprocessor_config.json")
     crop = fe.get("crop_size", 224)
     sched = _read_json(path / "scheduler" / "scheduler_config.json") or dict(SCHEDULER_CONFIG)
-    _freeze(unet, vae, encoder, projection)
-    vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    freeze(unet, vae, encoder, projection)
     return Zero123Bundle(
         name=name,
         unet=unet,
@@ -308,7 +289,7 @@ def load_diffusers_dir(path: Path, *, device: torch.device, dtype: torch.dtype, 
         image_encoder=encoder,
         projection=projection,
         scheduler_config=sched,
-        resolution=int(unet.config.sample_size) * vae_factor,
+        resolution=int(unet.config.sample_size) * vae_factor(vae.config),
         clip_size=int(crop.get("height", 224) if isinstance(crop, dict) else crop),
         image_mean=tuple(fe.get("image_mean", CLIP_MEAN)),
         image_std=tuple(fe.get("image_std", CLIP_STD)),
@@ -364,7 +345,7 @@ def load_ldm_checkpoint(path: str, config: str | None, *, device: torch.device, 
         )
     w = proj["weight"]
     projection = _from_state_dict(lambda: torch.nn.Linear(w.shape[1], w.shape[0]), proj, device, dtype)
-    _freeze(unet, vae, encoder, projection)
+    freeze(unet, vae, encoder, projection)
     return Zero123Bundle(
         name=str(path),
         unet=unet,
@@ -372,7 +353,7 @@ def load_ldm_checkpoint(path: str, config: str | None, *, device: torch.device, 
         image_encoder=encoder,
         projection=projection,
         scheduler_config=L.scheduler_config(params),
-        resolution=int(unet_cfg["sample_size"]) * 2 ** (len(vae_cfg["block_out_channels"]) - 1),
+        resolution=int(unet_cfg["sample_size"]) * vae_factor(vae_cfg),
         clip_size=int(clip_cfg["image_size"]),
         sources={"model": str(path), **({"config": str(config)} if config else {})},
     )
