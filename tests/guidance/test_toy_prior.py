@@ -4,6 +4,7 @@ texture to the colour the prompt names (end to end through ``pgc-fast generate``
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -77,11 +78,30 @@ def test_quality_references_classify_real_renders():
     assert ref["real_colour_acc"] >= 0.9 and ref["real_pattern_acc"] >= 0.75
 
 
+@contextlib.contextmanager
+def _one_torch_thread():
+    """The CPU runs below use one torch thread, as `pgc-fast demo` does (apps/demo.py, _one_thread): as fast as two
+    on an idle 2-core machine and not slowed several-fold when another process shares it."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_thread():
+    with _one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
 def samples():
     """Every caption × SAMPLES_PER_CAPTION, sampled with the diffusers pipeline (DDIM, 30 steps, CFG 7.5, seed 0)
     on the CPU — train_prior.sample_quality, the measurement the trainer records in meta.json."""
-    return tp.sample_quality(toy.WEIGHTS_DIR, "cpu", SAMPLES_PER_CAPTION, seed=0)
+    with _one_torch_thread():
+        return tp.sample_quality(toy.WEIGHTS_DIR, "cpu", SAMPLES_PER_CAPTION, seed=0)
 
 
 @pytest.mark.slow
@@ -111,16 +131,6 @@ def _demo_vase(tmp_path):
     mesh = tmp_path / "vase.ply"
     save_mesh(make_demo_mesh(), mesh)
     return mesh
-
-
-@pytest.fixture
-def one_thread():
-    """The texturing runs on one torch thread, as `pgc-fast demo` does (apps/demo.py, _one_thread): as fast as two
-    on an idle 2-core machine and not slowed nine-fold when another process shares it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _generate(tmp_path, text: str, *extra: str):
@@ -214,7 +224,7 @@ RED_2D = pytest.param(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("colour", [RED_2D, "green", "blue", "yellow"])
-def test_image_2d_mode_follows_the_prompt(tmp_path, colour):
+def test_image_2d_mode_follows_the_prompt(tmp_path, colour, one_thread):
     """2D mode (`pgc-fast image`, SDS + PGC on a 64² image): the object region ends nearest the named colour."""
     from PIL import Image
 
