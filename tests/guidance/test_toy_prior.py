@@ -256,3 +256,38 @@ def test_image_2d_mode_follows_the_prompt(tmp_path, colour, one_thread):
     img = torch.from_numpy(np.asarray(Image.open(ws / "image.png").convert("RGB"), dtype=np.float32) / 255)
     mean = tp.mean_colour(img.permute(2, 0, 1)[None])[0].numpy()
     assert _nearest_colour(mean) == colour, f"centre colour {mean.round(3)}"
+
+
+@pytest.mark.slow
+def test_align_from_changes_only_the_encoder(tmp_path, one_thread):
+    """`pgc-fast train-prior --align-from DIR` (the experimental encoder alignment, off in the shipped weights):
+    the encoder moves, decoder / UNet / text encoder stay bit-identical, and meta.json records the phase."""
+    from safetensors.torch import load_file
+
+    from pgc_fast.apps.toy_prior import main
+
+    out = tmp_path / "aligned"
+    argv = [
+        "--align-from",
+        str(toy.WEIGHTS_DIR),
+        "--out",
+        str(out),
+        "--align-steps",
+        "2",
+        "--geometry",
+        "16",
+        "--recon-samples",
+        "64",
+    ]
+    assert main([*argv, "--threads", "1"]) == 0
+    for name in ("unet", "text_encoder"):
+        assert (out / f"{name}.safetensors").read_bytes() == (toy.WEIGHTS_DIR / f"{name}.safetensors").read_bytes()
+    old, new = load_file(str(toy.WEIGHTS_DIR / "vae.safetensors")), load_file(str(out / "vae.safetensors"))
+    assert old.keys() == new.keys()
+    moved = {k for k in old if not torch.equal(old[k], new[k])}
+    assert moved and all(k.startswith(("encoder.", "quant_conv.")) for k in moved)
+    meta = toy.read_meta(out)
+    assert len(meta["losses"]["align"]) == 1 and meta["align"]["command"].startswith(
+        "pgc-fast train-prior --align-from"
+    )
+    assert set(meta["quality"]["vae_recon_align"]) == {"before", "after", "geometry_buffers"}

@@ -3,7 +3,7 @@
 It builds the project's own demo mesh (a procedural vase of revolution with vertex colours, written through
 :mod:`pgc_fast.mesh`), then runs the full generation pipeline on it — guidance from ``toy-sd``, the small prior the
 project trains itself and ships (no download; it knows "a <colour> <pattern> object"), PGC, the training loop,
-exports, a 256² turntable and the report — on the CPU, in about two minutes on two cores (the ``demo`` preset in
+exports, a 256² turntable and the report — on the CPU, in about a minute on two cores (the ``demo`` preset in
 :mod:`pgc_fast.config.presets`). At the end it says what toy-sd's own colour and pattern classifier reads on the
 textured vase, so the prompt's effect is measured, not only shown. ``pgc-fast demo --kernels`` instead prints
 what pixel-wise gradient clipping does to a synthetic gradient.

@@ -790,7 +790,7 @@ def align_existing(args) -> dict:
     t0 = time.perf_counter()
     vae, _, _, _, meta = toy.load_toy(src)
     geo = render_geometry(args.geometry, args.seed, n_blobs=args.blobs)
-    before = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4))
+    before = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4), args.recon_samples)
     t1 = time.perf_counter()
     log: list = []
     align_encoder(
@@ -806,7 +806,7 @@ def align_existing(args) -> dict:
     )
     t_align = time.perf_counter() - t1
     meta["losses"]["align"] = log
-    after = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4))
+    after = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4), args.recon_samples)
     meta["quality"]["vae_recon_align"] = {"before": before, "after": after, "geometry_buffers": args.geometry}
     command = "pgc-fast train-prior " + " ".join(args.argv)
     meta["align"] = {
@@ -863,6 +863,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--align-batch", type=int, default=6)
     ap.add_argument("--align-lr", type=float, default=3e-4)
     ap.add_argument("--align-weight", type=float, default=0.1, help="weight of (1 - cosine) against the MSE")
+    ap.add_argument("--recon-samples", type=int, default=1024, help="--align-from: renders of the reconstruction check")
     ap.add_argument("--align-pattern-prob", type=float, default=0.0, help="share of pairs that change pattern too")
     ap.add_argument(
         "--align-from",

@@ -7,7 +7,7 @@ import argparse
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
-        "demo", help="texture the built-in demo vase with toy-sd, the project's own prior (CPU, about 2 min)"
+        "demo", help="texture the built-in demo vase with toy-sd, the project's own prior (CPU, about 1 min)"
     )
     d.add_argument("--kernels", action="store_true", help="instead print what PGC does to a synthetic gradient")
     d.add_argument("--workspace", default="exp/demo", help="output directory")
