@@ -679,6 +679,21 @@ def _vae_phase(vae, geo, gen: torch.Generator, args, meta: dict, src: Path | Non
         meta["time_s"]["vae"] = round(time.perf_counter() - t1, 1)
 
 
+def _align(vae, geo, args, log: list) -> None:
+    """:func:`align_encoder` with the run's ``--align-*`` settings (a full training run and ``--align-from``)."""
+    align_encoder(
+        vae,
+        geo,
+        args.align_steps,
+        args.align_batch,
+        args.align_lr,
+        args.align_weight,
+        args.seed + 5,
+        log,
+        args.align_pattern_prob,
+    )
+
+
 def train(args) -> dict:
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -711,17 +726,7 @@ def train(args) -> dict:
     if src is None:  # a VAE trained here; one loaded from an earlier run keeps its encoder as it is
         t_al = time.perf_counter()
         meta["losses"]["align"] = []
-        align_encoder(
-            vae,
-            geo,
-            args.align_steps,
-            args.align_batch,
-            args.align_lr,
-            args.align_weight,
-            args.seed + 5,
-            meta["losses"]["align"],
-            args.align_pattern_prob,
-        )
+        _align(vae, geo, args, meta["losses"]["align"])
         meta["time_s"]["align"] = round(time.perf_counter() - t_al, 1)
     t2 = time.perf_counter()
     lat = encode_latents(vae, geo, gen, args.latents)
@@ -793,17 +798,7 @@ def align_existing(args) -> dict:
     before = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4), args.recon_samples)
     t1 = time.perf_counter()
     log: list = []
-    align_encoder(
-        vae,
-        geo,
-        args.align_steps,
-        args.align_batch,
-        args.align_lr,
-        args.align_weight,
-        args.seed + 5,
-        log,
-        args.align_pattern_prob,
-    )
+    _align(vae, geo, args, log)
     t_align = time.perf_counter() - t1
     meta["losses"]["align"] = log
     after = recon_quality(vae, geo, meta["quality_refs"], torch.Generator().manual_seed(4), args.recon_samples)
