@@ -75,6 +75,16 @@ def mse_objective(views: int = 4) -> MSEObjective:
     return MSEObjective(torch.rand(views, 3, 16, 16, generator=g), cams)
 
 
+def stopped_and_resumed(cfg: C.RunConfig, stop_after: int = 2, objective: Any = None) -> Any:
+    """Run ``cfg`` until step ``stop_after``, then resume it from its checkpoint to the end; the resumed run's
+    result. ``objective``: a zero-argument factory (each run gets a fresh objective), or None for the guidance."""
+    from pgc_fast.train.trainer import run
+
+    make = objective or (lambda: None)
+    run(cfg, objective=make(), quiet=True, stop_after=stop_after)
+    return run(C.override(cfg, **{"output.resume": True}), objective=make(), quiet=True)
+
+
 class _Payload:
     """Unpickling this runs ``code`` (what a crafted checkpoint or model file would do)."""
 

@@ -17,6 +17,7 @@ from pgc_fast.train.dmtet import DMTetGeometry, fit_sdf, grid_cell, sdf_samples
 from pgc_fast.train.geometry import Scene
 from pgc_fast.train.preflight import PreflightError, check_mesh
 from pgc_fast.train.trainer import run
+from pipeline_support import stopped_and_resumed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -145,9 +146,7 @@ def test_resume_is_bit_exact_with_dmtet(tmp_path):
     """Stop after 2 of 4 steps, resume: the geometry field, the texture and the history (extracted mesh sizes
     included) equal an uninterrupted run's, bit for bit."""
     full = run(_dmtet_run_config(tmp_path, "full"), quiet=True)
-    part = _dmtet_run_config(tmp_path, "part")
-    run(part, quiet=True, stop_after=2)
-    resumed = run(C.override(part, **{"output.resume": True}), quiet=True)
+    resumed = stopped_and_resumed(_dmtet_run_config(tmp_path, "part"))
     for a, b in ((full.geometry, resumed.geometry), (full.texture, resumed.texture)):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys()

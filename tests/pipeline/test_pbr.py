@@ -28,6 +28,7 @@ from pgc_fast.train.geometry import Scene
 from pgc_fast.train.objectives import MSEObjective
 from pgc_fast.train.preflight import PreflightError, preflight
 from pgc_fast.train.trainer import run
+from pipeline_support import stopped_and_resumed
 
 RES, VIEWS, ITERS, EXPORT = 32, 16, 150, 64
 
@@ -245,8 +246,7 @@ def test_pbr_resumes_to_the_same_material(tmp_path, mse_objective):
     cfg = _config(tmp_path, **over, **{"output.report": False, "output.ckpt_every": 2})
     whole = run(cfg, objective=mse_objective(4), quiet=True)
     part = C.override(cfg, **{"output.workspace": str(tmp_path / "ws2")})
-    run(part, objective=mse_objective(4), stop_after=2, quiet=True)
-    resumed = run(C.override(part, **{"output.resume": True}), objective=mse_objective(4), quiet=True)
+    resumed = stopped_and_resumed(part, objective=lambda: mse_objective(4))
     a, b = whole.texture.state_dict(), resumed.texture.state_dict()
     assert "light.base" not in a and set(a) == set(b)
     for k in a:

@@ -10,6 +10,7 @@ import torch
 from pgc_fast import config as C
 from pgc_fast.train.trainer import run
 from pgc_fast.train.workspace import WorkspaceExistsError
+from pipeline_support import stopped_and_resumed
 
 
 @pytest.mark.parametrize("kind", ["uv", "field"])
@@ -36,9 +37,7 @@ def test_resume_equals_uninterrupted_with_guidance(tmp_path, tiny_config, tiny_g
     is checkpointed with everything else."""
     over = {**tiny_guidance, "render.shading": "albedo"}
     full = run(tiny_config(tmp_path, "full", "uv", **over), quiet=True)
-    part_cfg = tiny_config(tmp_path, "part", "uv", **over)
-    run(part_cfg, quiet=True, stop_after=2)
-    resumed = run(C.override(part_cfg, **{"output.resume": True}), quiet=True)
+    resumed = stopped_and_resumed(tiny_config(tmp_path, "part", "uv", **over))
     for k, v in full.texture.state_dict().items():
         assert torch.equal(v, resumed.texture.state_dict()[k]), k
     assert full.metrics["history"]["loss"] == resumed.metrics["history"]["loss"]

@@ -14,6 +14,7 @@ import yaml
 
 from pgc_fast import cli
 from pgc_fast.config.original_flags import config_from_flags
+from pipeline_support import stopped_and_resumed
 
 SEED_DATA = Path(os.environ.get("PGC_SEED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 REF = SEED_DATA / "panda_reference.png"
@@ -115,7 +116,6 @@ def test_image_guidance_resumes_exactly(tmp_path, tiny_config, tiny_guidance):
     import torch
     from PIL import Image
 
-    from pgc_fast import config as C
     from pgc_fast.train.trainer import run
 
     rgba = np.zeros((40, 40, 4), np.uint8)
@@ -133,9 +133,7 @@ def test_image_guidance_resumes_exactly(tmp_path, tiny_config, tiny_guidance):
         "guidance.clip_model": "tiny-clip",
     }
     full = run(tiny_config(tmp_path, "full", "uv", **over), quiet=True)
-    part_cfg = tiny_config(tmp_path, "part", "uv", **over)
-    run(part_cfg, quiet=True, stop_after=2)
-    resumed = run(C.override(part_cfg, **{"output.resume": True}), quiet=True)
+    resumed = stopped_and_resumed(tiny_config(tmp_path, "part", "uv", **over))
     for k, v in full.texture.state_dict().items():
         assert torch.equal(v, resumed.texture.state_dict()[k]), k
     assert full.metrics["history"]["loss"] == resumed.metrics["history"]["loss"]
