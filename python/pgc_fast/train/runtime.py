@@ -32,13 +32,17 @@ def resolve_precision(cfg: C.RunConfig, device: torch.device) -> tuple[torch.dty
     noise draws' own spread against 0.8 % (benches/RESULTS.md, "Default precision"), for 2 % more step time; bf16
     stays an explicit choice. Zero123 runs (``guidance.zero123``) take bf16 under auto: the original could not run
     Zero123 in fp16 and ours was measured in bf16 only. On the CPU auto means fp32 (CPU autocast is slower than
-    fp32 there). The guidance weights take the autocast dtype (float32 without autocast)."""
+    fp32 there). The guidance weights take the autocast dtype (float32 without autocast). What auto means per
+    device is defined once, in :func:`pgc_fast.guidance.models.loading.resolve_dtype`."""
+    from pgc_fast.guidance.models.loading import resolve_dtype
+
     p = cfg.optim.precision
-    if p == "fp32" or (p == "auto" and device.type == "cpu"):
+    if p == "auto" and cfg.guidance.zero123 and device.type != "cpu":
+        p = "bf16"
+    dtype = resolve_dtype(p, device)
+    if dtype == torch.float32:
         return None, False
-    if p == "bf16" or (p == "auto" and cfg.guidance.zero123):
-        return torch.bfloat16, False
-    return torch.float16, True
+    return dtype, dtype == torch.float16
 
 
 def seed_everything(seed: int) -> None:
