@@ -1,9 +1,9 @@
 """Profile one SDXL VAE encoder fwd+bwd (4 × 1024², random weights): kernel categories and top CUDA kernels.
 
-    python benches/gpu_profile_vae.py [--channels-last] [--fused-gn] [--fast] [--ops]
+    python benches/gpu_profile_vae.py [--channels-last] [--fused-gn] [--fast] [--fp16] [--ops]
 
 ``--fast`` = exactly what ``GuidanceConfig.fast_vae`` runs on CUDA (chunked attention, Triton GroupNorm+SiLU,
-frozen convolutions, channels_last, bf16).
+frozen convolutions, channels_last) in bf16, or in fp16 with ``--fp16`` (what ``precision auto`` runs on CUDA).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main():
     fast = "--fast" in sys.argv
     cl = fast or "--channels-last" in sys.argv
     fused = fast or "--fused-gn" in sys.argv
-    dtype = torch.bfloat16 if fast else torch.float16
+    dtype = torch.bfloat16 if fast and "--fp16" not in sys.argv else torch.float16
     vae = make_vae(dtype, channels_last=cl, fused_gn=fused, frozen_convs=fast)
     step = vae_encode_step(vae, vae_input(4, dtype, cl))
     print(f"channels_last={cl} fused_gn={fused} frozen_convs={fast} dtype={dtype}")

@@ -21,6 +21,9 @@ Variants (bf16 unless --dtype fp16):
   blocks_graph     blocks, captured in a CUDA graph
   blocks_cl        blocks, channels_last
   full             torch.compile of the whole UNet and ControlNet (minutes of compile)
+  cblocks[_opts]   compile_blocks on a fresh copy (dynamo's caches reset first); opts joined by '_': cl
+                   (channels_last before compiling, so inductor compiles for NHWC weights), freeze (inductor
+                   freezing: weights become constants, conv weights pre-laid-out; valid since no gradient flows)
 --sdpa-table: each SDPA backend alone at the UNet's attention shapes (head dim 64), time and error against a
 float32 math-backend reference (exact = within 2× the bf16 math backend's own error).
 --gemm-table: bf16 matmul vs FP8 _scaled_mm (with and without the activation quantisation) at the UNet's GEMM
@@ -295,6 +298,23 @@ def fp8_models(base, name: str, device: str):
     return unet, cn, f"{n} layers, convs={convs}"
 
 
+def compiled_copy(base, name: str):
+    """A copy of the (uncompiled) base UNet + ControlNet, compiled by regions with the variant's options."""
+    import torch._inductor.config as icfg
+
+    from pgc_fast.guidance.models.accel import compile_blocks
+
+    opts = name.split("_")[1:]
+    torch._dynamo.reset()  # no compiled block of another variant may be reused (their guards assume NCHW weights)
+    icfg.freezing = "freeze" in opts
+    unet, cn = copy.deepcopy(base[0]), copy.deepcopy(base[1])
+    if "cl" in opts:
+        unet.to(memory_format=torch.channels_last)
+        cn.to(memory_format=torch.channels_last)
+    n = compile_blocks(unet) + compile_blocks(cn)
+    return unet, cn, f"{n} blocks, {'channels_last' if 'cl' in opts else 'NCHW'}{', frozen' if 'freeze' in opts else ''}"
+
+
 def pin_sdpa(models, backend: str | None) -> None:
     """Pin (or, with None, restore diffusers' stock processor on) every attention of ``models``."""
     from diffusers.models.attention_processor import Attention, AttnProcessor2_0
@@ -320,6 +340,8 @@ def run_variant(v: str, state: dict, a) -> tuple[str, str | None]:
         torch.backends.cudnn.benchmark = v == "cudnn_benchmark"
     if v.startswith("fp8"):
         unet, cn, note = fp8_models(state["base"], v, dev)
+    elif v.startswith("cblocks"):
+        unet, cn, note = compiled_copy(state["base"], v)
     else:
         if v.startswith("blocks") and not state["blocks"]:
             n = compile_blocks(unet) + compile_blocks(cn)
@@ -329,8 +351,9 @@ def run_variant(v: str, state: dict, a) -> tuple[str, str | None]:
             use_fused_group_norm(unet)
             use_fused_group_norm(cn)
             state["fused"] = True
-    want_fmt = torch.channels_last if v.endswith("_cl") else torch.contiguous_format
-    if want_fmt != state["fmt"] and not v.startswith("fp8"):
+    copied = v.startswith(("fp8", "cblocks"))
+    want_fmt = torch.channels_last if v.endswith("_cl") or (copied and "_cl" in v) else torch.contiguous_format
+    if want_fmt != state["fmt"] and not copied:
         unet.to(memory_format=want_fmt)
         cn.to(memory_format=want_fmt)
         state["fmt"] = want_fmt
@@ -373,7 +396,7 @@ def _time_variant(v, step, mods, state, a, note):
     err = float((out.float() - state["ref"]).norm() / state["ref"].norm())
     row = f"| {v}{f' ({note})' if note else ''} | {ms:.1f} | {peak:.1f} | {first_s:.1f} | {err:.1e} |"
     prof = None
-    if a.profile and dev == "cuda" and v in ("eager", "blocks", "fp8_1x1_blocks", "fp8_blocks"):
+    if a.profile and dev == "cuda" and v in ("eager", "blocks", "fp8_1x1_blocks", "fp8_blocks", "cblocks_cl"):
         prof = f"**Where the `{v}` call's GPU time goes** (torch.profiler, CUDA kernels, mean of 3 calls):\n\n"
         prof += profile(fn)
     return row, prof
@@ -407,7 +430,7 @@ def main(argv=None):
     # pristine copies for the FP8 variants (taken before anything is compiled or converted in place)
     state["base"] = (
         (copy.deepcopy(bundle.unet), copy.deepcopy(bundle.controlnet))
-        if any(v.startswith("fp8") for v in variants)
+        if any(v.startswith(("fp8", "cblocks")) for v in variants)
         else None
     )
     dev_name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
