@@ -131,8 +131,10 @@ if HAS_TRITON:
         eu = tl.load(eu_ptr + off, mask=mask, other=0.0).to(tl.float32)
         eh = _cfg(ec, eu, s, DIFFUSERS)
         k = tl.sum(tl.sum(mask.to(tl.float32), axis=1), axis=0)
-        mc = tl.sum(tl.sum(ec, axis=1), axis=0) / k
-        mh = tl.sum(tl.sum(eh, axis=1), axis=0) / k
+        # Correctly rounded divisions (CUDA's default '/' is approximate): a constant sample's mean is then exact,
+        # so its M2 is exactly 0 and "std = 0 → no rescale" holds on the GPU as in torch.
+        mc = tl.div_rn(tl.sum(tl.sum(ec, axis=1), axis=0), k)
+        mh = tl.div_rn(tl.sum(tl.sum(eh, axis=1), axis=0), k)
         dc = tl.where(mask, ec - mc, 0.0)
         dh = tl.where(mask, eh - mh, 0.0)
         tl.store(part_ptr + pid * 5 + 0, k)
@@ -196,8 +198,8 @@ if HAS_TRITON:
                 smc += kk * tl.load(base + 1, mask=m, other=0.0)
                 smh += kk * tl.load(base + 3, mask=m, other=0.0)
             K = tl.sum(sk, axis=0)
-            mean_c = tl.sum(smc, axis=0) / K
-            mean_h = tl.sum(smh, axis=0) / K
+            mean_c = tl.div_rn(tl.sum(smc, axis=0), K)  # correctly rounded, as in phase 1
+            mean_h = tl.div_rn(tl.sum(smh, axis=0), K)
             m2c = tl.zeros([RB], dtype=tl.float32)
             m2h = tl.zeros([RB], dtype=tl.float32)
             for j in range(0, n_blocks, RB):
@@ -209,10 +211,10 @@ if HAS_TRITON:
                 dh = tl.load(base + 3, mask=m, other=0.0) - mean_h
                 m2c += tl.load(base + 2, mask=m, other=0.0) + kk * dc * dc
                 m2h += tl.load(base + 4, mask=m, other=0.0) + kk * dh * dh
-            std_c = tl.sqrt(tl.sum(m2c, axis=0) / (K - 1.0))
-            std_h = tl.sqrt(tl.sum(m2h, axis=0) / (K - 1.0))
+            std_c = tl.sqrt_rn(tl.div_rn(tl.sum(m2c, axis=0), K - 1.0))
+            std_h = tl.sqrt_rn(tl.div_rn(tl.sum(m2h, axis=0), K - 1.0))
             ok = std_h > 0  # False for 0 and NaN (one element per sample): no rescale
-            f = tl.where(ok, phi * std_c / tl.where(ok, std_h, 1.0) + (1.0 - phi), 1.0)
+            f = tl.where(ok, phi * tl.div_rn(std_c, tl.where(ok, std_h, 1.0)) + (1.0 - phi), 1.0)
             eh = eh * f
         if W_PTR:
             w = tl.load(w_ptr + b)
