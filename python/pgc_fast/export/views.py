@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +127,12 @@ def _write_video(ws: Path, stem: str, frames: list[Any], fps: int) -> dict[str, 
         imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
     files[f"{stem}_gif"] = gif
     mp4 = ws / f"{stem}.mp4"
+    if importlib.util.find_spec("imageio_ffmpeg") is None:  # else imageio would hand the .mp4 to another plugin
+        files["_video_note"] = f"{stem}.mp4 NOT written (imageio-ffmpeg is not installed); see {stem}.gif"
+        return files
     try:
         with atomic_path(mp4) as tmp:
-            imageio.mimsave(tmp, frames, fps=fps, quality=8, macro_block_size=1)
+            imageio.mimsave(tmp, frames, format="FFMPEG", fps=fps, quality=8, macro_block_size=1)
         files[f"{stem}_mp4"] = mp4
         files["_video_note"] = f"{stem}.mp4 written with imageio-ffmpeg"
     except Exception as e:  # noqa: BLE001 - no ffmpeg backend (imageio raises several types): the gif is the turntable
