@@ -23,7 +23,9 @@ Variants (bf16 unless --dtype fp16):
   full             torch.compile of the whole UNet and ControlNet (minutes of compile)
   cblocks[_opts]   compile_blocks on a fresh copy (dynamo's caches reset first); opts joined by '_': cl
                    (channels_last before compiling, so inductor compiles for NHWC weights), freeze (inductor
-                   freezing: weights become constants, conv weights pre-laid-out; valid since no gradient flows)
+                   freezing: weights become constants, conv weights pre-laid-out; valid since no gradient flows),
+                   autotune (mode max-autotune-no-cudagraphs: Triton GEMM templates that can take the GEGLU and
+                   bias epilogues, benchmarked against cuBLAS per shape; minutes of compile)
 --sdpa-table: each SDPA backend alone at the UNet's attention shapes (head dim 64), time and error against a
 float32 math-backend reference (exact = within 2× the bf16 math backend's own error).
 --gemm-table: bf16 matmul vs FP8 _scaled_mm (with and without the activation quantisation) at the UNet's GEMM
@@ -311,8 +313,10 @@ def compiled_copy(base, name: str):
     if "cl" in opts:
         unet.to(memory_format=torch.channels_last)
         cn.to(memory_format=torch.channels_last)
-    n = compile_blocks(unet) + compile_blocks(cn)
-    return unet, cn, f"{n} blocks, {'channels_last' if 'cl' in opts else 'NCHW'}{', frozen' if 'freeze' in opts else ''}"
+    kw = {"mode": "max-autotune-no-cudagraphs"} if "autotune" in opts else {}
+    n = compile_blocks(unet, **kw) + compile_blocks(cn, **kw)
+    how = ["channels_last" if "cl" in opts else "NCHW"] + [o for o in ("freeze", "autotune") if o in opts]
+    return unet, cn, f"{n} blocks, {', '.join(how)}"
 
 
 def pin_sdpa(models, backend: str | None) -> None:
