@@ -109,7 +109,7 @@ PRESET_HELP: dict[str, str] = {
     "texture-sdxl-controlnet-pgc": "-O0 -O2 -O4 --guidance controlnet (README command A)",
     "texture-sdxl-vsd-pgc": "-O0 -O2 -O4 --vsd --guidance_scale 7.5 (README command C)",
     "texture-sdxl-controlnet-pbr-pgc": "-O0 -O2 -O4 --pbr --guidance controlnet (README command B)",
-    "texture-fast": "-O0 -O2 in 400 steps with a 1024² bake: a quick preview of a prompt",
+    "texture-fast": f"-O0 -O2 in {C.FAST_TIER_ITERS} steps with a 1024² bake: a quick preview of a prompt",
     "demo": "what pgc-fast demo runs: toy-sd on the CPU (64² renders, 600 steps)",
 }
 

@@ -6,7 +6,7 @@ May import: nothing else from pgc_fast. Everything else may import this package.
 
 from __future__ import annotations
 
-from pgc_fast.config.presets import PRESETS
+from pgc_fast.config.presets import FAST_TIER_ITERS, PRESETS
 from pgc_fast.config.schema import (
     BUILTIN_MODELS,
     CONTROL_TYPES,
@@ -36,6 +36,7 @@ __all__ = [
     "BUILTIN_MODELS",
     "CONTROL_TYPES",
     "DEFAULT_MODELS",
+    "FAST_TIER_ITERS",
     "IMAGE_FORMATS",
     "PRESETS",
     "SECTIONS",

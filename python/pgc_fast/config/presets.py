@@ -11,9 +11,11 @@ What sets it is the time budget of a prompt-iteration loop: ≤ 60 s for the who
 first-step compile on a warm cache, the steps, the 1024² bake, the turntable, the report). The H100 cold run at 400
 iterations (benches/RESULTS.md, issue 21, fast tier) spent 3.4 s starting, 12.7 s loading the models, 44 s in steps
 (110 ms each) and 3.3 s exporting; with the caches warm, 60 s leaves room for about 200 steps beside load and compile,
-so 200 it is. ``benches/gpu_recipe.py --recipe fast --runs 2`` measures the warm run (its second). The texture's
-coarse colours settle early in an SDS run, so a tenth of the steps gives a preview of the prompt, not the final
-asset (run ``texture-pgc`` or command A for that). Quality against the iteration count cannot be measured with
+so 200 it is. ``benches/gpu_recipe.py --recipe fast --runs 2`` measures the warm run (its second): 49.8 s on an
+H100 from process start to the last output (12.4 s loading, 7.4 s compile from the cache, 20.6 s of steps at 102 ms,
+2.7 s export, turntable and report); a fresh machine's first run takes 131.5 s (66 s of it the cold compile). The
+texture's coarse colours settle early in an SDS run, so a tenth of the steps gives a preview of the prompt, not the
+final asset (run ``texture-pgc`` or command A for that). Quality against the iteration count cannot be measured with
 random weights; it is the open follow-up of the preset."""
 
 
