@@ -22,6 +22,8 @@ A parity line checks, on the fp32 weights, that ours with the parity switches (z
 zero123_mirrored) gives the twin's SDS image gradient for the same random draws.
 
     python benches/gpu_zero123.py --views 4 --results benches/RESULTS.md        # H100: the RESULTS.md table
+    python benches/gpu_zero123.py --views 4 --methods sds --ours default eager stock_vae eager_stock_vae
+                                                   # where ours' SDS step loses to the eager twin (compile, VAE levers)
     python benches/gpu_zero123.py --model tiny-zero123 --device cpu --size 64 --iters 1 --warmup 0   # smoke
 """
 
@@ -142,11 +144,22 @@ def parity(a, device: torch.device) -> tuple[str, int]:
     return f"{rel:.2e} ({'pass' if rel < a.parity_tol else 'FAIL'}, tolerance {a.parity_tol:g})", res
 
 
+OURS_VARIANTS = {  # name → (compile on a GPU, GuidanceConfig switches): where ours' per-step time goes
+    "default": (True, {}),
+    "eager": (False, {}),
+    "stock_vae": (True, {"fast_vae": False}),
+    "eager_stock_vae": (False, {"fast_vae": False}),
+}
+
+
 def measure(a, device: torch.device) -> list[tuple]:
     from pgc_fast.guidance import load_zero123
 
     rows = []
-    for impl, dname in [("ours", a.dtype)] + [("twin", d) for d in a.twin_dtypes]:
+    impls = [(f"ours[{v}]" if v != "default" else "ours", a.dtype) for v in a.ours] + [
+        ("twin", d) for d in a.twin_dtypes
+    ]
+    for impl, dname in impls:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         bundle = load_zero123(a.model, device=device, dtype=DTYPES[dname], seed=0)
@@ -154,8 +167,10 @@ def measure(a, device: torch.device) -> list[tuple]:
             img, c2w, ref = _inputs(a, device, bundle.resolution)  # a fresh image: no hook of a previous run
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            if impl == "ours":
-                step, _ = ours_step(a, bundle, method, img, c2w, ref, compile_unet=a.compile and device.type == "cuda")
+            if impl.startswith("ours"):
+                compiled, switches = OURS_VARIANTS[impl[5:-1] if "[" in impl else "default"]
+                on = a.compile and compiled and device.type == "cuda"
+                step, _ = ours_step(a, bundle, method, img, c2w, ref, compile_unet=on, **switches)
             else:
                 step = twin_step(bundle, method, img, c2w, ref)
             ms = cuda_ms(step, a.iters, a.warmup, device)
@@ -176,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES), help="our weights dtype")
     p.add_argument("--twin-dtypes", nargs="*", default=["fp32", "bf16"], choices=sorted(DTYPES))
     p.add_argument("--no-compile", dest="compile", action="store_false", help="ours without torch.compile")
+    p.add_argument(
+        "--ours", nargs="*", default=["default"], choices=sorted(OURS_VARIANTS),
+        help="ours' variants: default, eager (no compile), stock_vae (no VAE levers), eager_stock_vae",
+    )  # fmt: skip
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cuda")
@@ -190,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     base = {m: ms for impl, m, d, ms, _, _ in rows if impl == "twin" and d == "fp32"}
     lines = [
         f"### Zero123 guidance step — {name}, torch {torch.__version__}, commit {commit()} "
-        f"(`python benches/gpu_zero123.py --model {a.model} --views {a.views} --size {a.size}`)",
+        f"(`python benches/gpu_zero123.py --model {a.model} --views {a.views} --size {a.size}"
+        f"{' --ours ' + ' '.join(a.ours) if a.ours != ['default'] else ''}`)",
         "",
         f"{a.views} views of {a.size}² → {res}², median of {a.iters} after {a.warmup} warm-up; BGT+ at t = 0.681. "
         f"Parity (ours with the parity switches vs the fp32 twin, SDS image gradient): {par}.",
@@ -201,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     for impl, m, d, ms, peak, fin in rows:
         ratio = f"{base[m] / ms:.2f}×" if m in base else "-"
         label = "ours (compiled)" if impl == "ours" and a.compile and device.type == "cuda" else impl
+        if impl.startswith("ours["):
+            label = f"ours ({impl[5:-1]})"
         lines.append(f"| {label} | {m} | {d} | {ms:.1f} | {ratio} | {peak:.2f} | {fin} |")
     emit("\n".join(lines), a.results)
     return 0 if "pass" in par and all(r[5] for r in rows) else 1
