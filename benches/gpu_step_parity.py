@@ -15,8 +15,9 @@ Runs, one after another in one process (2 views at 1024² by default, so the flo
   truth      the original's recipe in float32 (no autocast)
   orig-fp16  the original as shipped: fp16 weights + autocast + GradScaler
   orig-bf16  the original's recipe under bf16 autocast with bf16 weights
-  ours-fp16  ``pgc-fast generate --fp16``'s step (train.step.train_step's computation), fp16 + GradScaler
-  ours-bf16  ours as it runs by default on CUDA (bf16, fast VAE, fused kernels)
+  ours-fp16  ours as it runs by default on CUDA (``precision auto``, or ``--fp16``): train.step.train_step's
+             computation in fp16 + GradScaler, fast VAE, fused kernels
+  ours-bf16  the same under bf16 autocast with bf16 weights (``--optim.precision bf16``; the default until 2026-12-06)
 Pass criterion per quantity: ‖ours − truth‖/‖truth‖ ≤ 2·‖orig − truth‖/‖truth‖ + 1e-3 for the same precision
 (the low-precision error rule of the kernel tests); ours-fp32 vs truth checks the maths alone (≤ 1e-3, or ≤ ¼ of
 the original fp16's error: the guidance scale of 100 amplifies float32 rounding in ε_c − ε_u). Under fp16 the

@@ -14,8 +14,8 @@ Memory: instead of a second UNet copy (the original's ``pipe_lora``), the LoRA i
 UNet, switched off for the pretrained prediction (``unet.disable_adapters()``).
 
 The LoRA update happens inside :meth:`Guidance.step` (its own AdamW, its own backward on a graph that is
-disconnected from the scene), so the training loop needs to know nothing about it. In fp16 the LoRA loss is
-scaled by a GradScaler of its own (which syncs once per step); bf16 (the CUDA default) needs none.
+disconnected from the scene), so the training loop needs to know nothing about it. In fp16 (the CUDA default) the
+LoRA loss is scaled by a GradScaler of its own (which syncs once per step); bf16 needs none.
 """
 
 from __future__ import annotations
