@@ -138,6 +138,18 @@ def test_weight_forms_and_degenerate_rescale(backend):
     close(g, pk.sds_grad(c, c, noise, w, 2.0, backend=backend))
 
 
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_triton)])
+@pytest.mark.parametrize("fill", [None, 0.1, -3.7], ids=["random", "0.1", "-3.7"])
+def test_rescale_is_identity_when_cond_equals_uncond(backend, fill):
+    """ε_c = ε_u ⇒ ε̂ = ε_c, so std(ε_c)/std(ε̂) = 1 and the rescale factor is 1, for any sample: also a constant one,
+    whose std is a rounding residue (the two statistics must be computed alike)."""
+    ec, _, noise, w = inputs((3, 4, 3, 5), seed=7)
+    if fill is not None:
+        ec = torch.full_like(ec, fill)
+    plain = pk.sds_grad(ec, ec, noise, w, 7.5, backend=backend)
+    close(pk.sds_grad(ec, ec.clone(), noise, w, 7.5, cfg_rescale=0.7, backend=backend), plain, scale=10)
+
+
 def test_sds_loss_value_and_gradient():
     ec, eu, noise, w = inputs((2, 4, 5, 7), seed=6)
     g = pk.sds_grad(ec, eu, noise, w, 7.5, backend="torch")
