@@ -336,12 +336,15 @@ def pin_sdpa(models, backend: str | None) -> None:
 
 def run_variant(v: str, state: dict, a) -> tuple[str, str | None]:
     """One variant: (table row, optional profile text)."""
+    import torch._inductor.config as icfg
+
     from pgc_fast.guidance.models.accel import compile_blocks, use_fused_group_norm
 
     dev, unet, cn, inp = a.device, state["unet"], state["cn"], state["inp"]
     note = ""
     if dev == "cuda":
         torch.backends.cudnn.benchmark = v == "cudnn_benchmark"
+    icfg.freezing = False  # only a cblocks_…freeze variant compiles with it (compiled_copy)
     if v.startswith("fp8"):
         unet, cn, note = fp8_models(state["base"], v, dev)
     elif v.startswith("cblocks"):
@@ -356,7 +359,7 @@ def run_variant(v: str, state: dict, a) -> tuple[str, str | None]:
             use_fused_group_norm(cn)
             state["fused"] = True
     copied = v.startswith(("fp8", "cblocks"))
-    want_fmt = torch.channels_last if v.endswith("_cl") or (copied and "_cl" in v) else torch.contiguous_format
+    want_fmt = torch.channels_last if "_cl" in v else torch.contiguous_format  # blocks_cl, fused_gn_cl, cblocks_cl…
     if want_fmt != state["fmt"] and not copied:
         unet.to(memory_format=want_fmt)
         cn.to(memory_format=want_fmt)

@@ -152,14 +152,21 @@ OURS_VARIANTS = {  # name → (compile on a GPU, GuidanceConfig switches): where
 }
 
 
+def _label(variant: str | None, a, device: torch.device) -> str:
+    """The table's name of one implementation: ``twin``, or ours in one of OURS_VARIANTS."""
+    if variant is None:
+        return "twin"
+    if variant != "default":
+        return f"ours ({variant})"
+    return "ours (compiled)" if a.compile and device.type == "cuda" else "ours"
+
+
 def measure(a, device: torch.device) -> list[tuple]:
     from pgc_fast.guidance import load_zero123
 
     rows = []
-    impls = [(f"ours[{v}]" if v != "default" else "ours", a.dtype) for v in a.ours] + [
-        ("twin", d) for d in a.twin_dtypes
-    ]
-    for impl, dname in impls:
+    for variant, dname in [(v, a.dtype) for v in a.ours] + [(None, d) for d in a.twin_dtypes]:
+        impl = _label(variant, a, device)
         if device.type == "cuda":
             torch.cuda.empty_cache()
         bundle = load_zero123(a.model, device=device, dtype=DTYPES[dname], seed=0)
@@ -167,8 +174,8 @@ def measure(a, device: torch.device) -> list[tuple]:
             img, c2w, ref = _inputs(a, device, bundle.resolution)  # a fresh image: no hook of a previous run
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            if impl.startswith("ours"):
-                compiled, switches = OURS_VARIANTS[impl[5:-1] if "[" in impl else "default"]
+            if variant is not None:
+                compiled, switches = OURS_VARIANTS[variant]
                 on = a.compile and compiled and device.type == "cuda"
                 step, _ = ours_step(a, bundle, method, img, c2w, ref, compile_unet=on, **switches)
             else:
@@ -220,10 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for impl, m, d, ms, peak, fin in rows:
         ratio = f"{base[m] / ms:.2f}×" if m in base else "-"
-        label = "ours (compiled)" if impl == "ours" and a.compile and device.type == "cuda" else impl
-        if impl.startswith("ours["):
-            label = f"ours ({impl[5:-1]})"
-        lines.append(f"| {label} | {m} | {d} | {ms:.1f} | {ratio} | {peak:.2f} | {fin} |")
+        lines.append(f"| {impl} | {m} | {d} | {ms:.1f} | {ratio} | {peak:.2f} | {fin} |")
     emit("\n".join(lines), a.results)
     return 0 if "pass" in par and all(r[5] for r in rows) else 1
 
