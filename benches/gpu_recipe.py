@@ -10,10 +10,13 @@ Each run is a fresh process (``python -m pgc_fast.cli generate …``), timed fro
 with ``--fresh-cache`` (default) the compile caches — inductor's (``$PGC_FAST_CACHE_DIR``), Triton's and the
 nvdiffrast extension build (``$TORCH_EXTENSIONS_DIR``) — start empty in a new directory, so run 1 is a fresh
 machine's first run and run 2 a second run on the same machine. ``--flags`` adds generate flags to every run
-(e.g. ``--guidance.fp8``).
+(e.g. ``--guidance.fp8``). ``--weights-dir DIR`` loads the model from local safetensors, as a user with downloaded
+weights does: the built-in model is first written there by ``save_builtin_weights.py`` (in its own process, page
+cache dropped) unless DIR holds it already, and every run loads it through the real loading path.
 
     python benches/gpu_recipe.py --recipe A --iters 60 --runs 2 --out DIR
     python benches/gpu_recipe.py --recipe fast --runs 2 --out DIR
+    python benches/gpu_recipe.py --recipe A --iters 1200 --runs 1 --weights-dir /tmp/weights
     python benches/gpu_recipe.py --recipe A --device cpu --model tiny-sdxl --iters 3 --runs 1 \\
         --flags "--res_fine 64 --output.turntable_frames 2 --output.turntable_resolution 32 \\
                  --texture.export_resolution 64"                                       # CPU smoke
@@ -41,7 +44,7 @@ def generate_argv(a, workspace: str) -> list[str]:
         base = [*COMMAND_A, "--bs", "4", "--iters", str(a.iters)]
     else:
         base = ["--preset", "texture-fast"] + (["--iters", str(a.iters)] if a.iters else [])
-    extra = shlex.split(a.flags)
+    extra = shlex.split(a.flags) + a.weight_flags
     return panda_argv(base, mesh=a.mesh, model=a.model, device=a.device, workspace=workspace, extra=extra)
 
 
@@ -113,6 +116,30 @@ def row(name: str, m: dict, iters: int) -> str:
     )
 
 
+def local_weights(a) -> list[str]:
+    """Write ``a.model`` under ``a.weights_dir`` (unless there already) in a process of its own; the flags that
+    load it."""
+    from save_builtin_weights import local_flags
+
+    kinds = list(resolved(generate_argv_plain(a)).guidance.controlnets)
+    if not os.path.isfile(os.path.join(a.weights_dir, "base", "model_index.json")):
+        dtype = "fp16" if a.device == "cuda" else "fp32"
+        here = os.path.dirname(os.path.abspath(__file__))
+        cmd = [sys.executable, os.path.join(here, "save_builtin_weights.py"), "--model", a.model, "--device", a.device]
+        cmd += ["--dtype", dtype, "--controlnets", ",".join(kinds), "--out", a.weights_dir]
+        subprocess.run(cmd, check=True)
+    return local_flags(a.weights_dir, kinds)
+
+
+def generate_argv_plain(a) -> list[str]:
+    """The recipe's argv without the local-weights flags (to read which ControlNets it needs)."""
+    saved, a.weight_flags = getattr(a, "weight_flags", []), []
+    try:
+        return generate_argv(a, tempfile.gettempdir())
+    finally:
+        a.weight_flags = saved
+
+
 def fresh_env(a) -> dict[str, str]:
     env = dict(os.environ)
     if a.fresh_cache:
@@ -135,12 +162,14 @@ def main(argv=None) -> int:
     ap.add_argument("--flags", default="", help="extra generate flags for every run (one string)")
     ap.add_argument("--fresh-cache", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--run-timeout", type=float, default=600.0, help="seconds one generate run may take")
+    ap.add_argument("--weights-dir", default=None, help="load the model from local safetensors written here")
     ap.add_argument("--results", default=None)
     ap.add_argument("--out", default=None, help="directory: gpu_recipe_<recipe>.md and each run's metrics.json")
     a = ap.parse_args(argv)
     a.model = a.model or ("sdxl-random" if a.recipe == "A" else "sd15-random")
     if a.recipe == "A" and a.iters is None:
         a.iters = 60
+    a.weight_flags = local_weights(a) if a.weights_dir else []
     a.mesh = os.path.abspath(a.mesh)
     env, tmp = fresh_env(a), tempfile.mkdtemp(prefix="pgc_recipe_")
     rows, projections = [], []
@@ -169,10 +198,13 @@ def report(a, rows: list[str], projections: list[tuple[str, float]]) -> str:
 
     dev = torch.cuda.get_device_name() if a.device == "cuda" and torch.cuda.is_available() else a.device
     what = "command A, 4 views per step (`--bs 4`)" if a.recipe == "A" else "the `texture-fast` preset"
+    if a.weights_dir:
+        what += ", weights from local safetensors"
     lines = [
         f"### `pgc-fast generate`, {what}, `{a.model}` — {dev}, torch {torch.__version__}, commit {commit()}, "
         f"{datetime.date.today()} (`python benches/gpu_recipe.py --recipe {a.recipe}"
-        f"{f' --iters {a.iters}' if a.iters else ''} --runs {a.runs}{f' --flags {a.flags!r}' if a.flags else ''}`)",
+        f"{f' --iters {a.iters}' if a.iters else ''} --runs {a.runs}{f' --flags {a.flags!r}' if a.flags else ''}"
+        f"{f' --weights-dir {a.weights_dir}' if a.weights_dir else ''}`)",
         "",
         "| run | wall s (process start → exit) | startup | load | compile (1st step) | steps | export | turntable | "
         "report | other | peak GiB |",
