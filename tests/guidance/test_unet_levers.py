@@ -1,5 +1,5 @@
-"""The UNet/ControlNet levers wired into build_guidance (issue 21): the pinned SDPA backend, FP8's refusals, and
-the persistent compile cache."""
+"""The speed levers wired into build_guidance (issue 21): the pinned SDPA backend, FP8's refusals, the persistent
+compile cache, and where the VAE levers are applied."""
 
 from __future__ import annotations
 
@@ -85,3 +85,21 @@ def test_persistent_compile_cache_goes_to_the_user_cache_unless_set(tmp_path, mo
     import torch._inductor.config as icfg
 
     assert icfg.fx_graph_cache and icfg.autotune_local_cache
+
+
+def test_vae_levers_only_where_they_pay():
+    """fast_vae's levers: on CUDA from 512² up (they cost time at Zero123's 256²), on the CPU at every size."""
+    from pgc_fast.guidance.build import FAST_VAE_MIN_RESOLUTION, apply_speed_levers, vae_levers_pay
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert FAST_VAE_MIN_RESOLUTION == 512
+    assert not vae_levers_pay(256, cuda) and vae_levers_pay(512, cuda) and vae_levers_pay(1024, cuda)
+    assert vae_levers_pay(64, cpu)
+
+    def frozen(b) -> bool:
+        return any(getattr(m, "_pgc_frozen_conv", False) for m in b.vae.modules())
+
+    on, off = _bundle(), _bundle()
+    apply_speed_levers(GuidanceConfig(), on, cpu)
+    apply_speed_levers(GuidanceConfig(fast_vae=False), off, cpu)
+    assert frozen(on) and not frozen(off)

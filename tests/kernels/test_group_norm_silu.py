@@ -74,10 +74,19 @@ def test_low_precision_within_twice_reference_error(dtype):
 def test_module_drop_in_and_large_mean():
     gn = torch.nn.GroupNorm(4, 16).to(DEV)
     torch.nn.init.normal_(gn.weight)
-    fused = GroupNormSiLU.from_group_norm(gn, silu=True)
+    fused = GroupNormSiLU.from_group_norm(gn, silu=True, backend="triton")
     assert fused.weight is gn.weight and fused.state_dict().keys() == gn.state_dict().keys()
-    x = torch.randn(2, 16, 9, 9, device=DEV) * 0.01 + 100.0  # mean ≫ std: shifted sums keep precision
-    torch.testing.assert_close(fused(x), torch.nn.functional.silu(gn(x)), rtol=1e-3, atol=1e-3)
+    # mean ≫ std: fp32 E[x²] − E[x]² would cancel to noise (error ~ 100 %); shifted sums keep precision. Judged
+    # against float64 on the same input, within 2× torch's own fp32 GroupNorm error (~2e-3 here: the input's
+    # ulp at 100 is 0.08 % of its std, so torch and a kernel can each be a few 1e-3 from the truth and 4e-3
+    # from each other, as an H100 run of the old torch-vs-ours 1e-3 comparison showed).
+    x = torch.randn(2, 16, 9, 9, device=DEV) * 0.01 + 100.0
+    exact = torch.nn.functional.silu(
+        torch.nn.functional.group_norm(x.double(), 4, gn.weight.double(), gn.bias.double())
+    )
+    err = (fused(x).double() - exact).abs().max().item()
+    ref_err = (torch.nn.functional.silu(gn(x)).double() - exact).abs().max().item()
+    assert err <= 2 * ref_err + 1e-5, (err, ref_err)
 
 
 @needs_triton

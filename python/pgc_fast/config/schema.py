@@ -295,7 +295,8 @@ class GuidanceConfig:
     """Weight of the saturation penalty: mean HSV saturation squared, where the mean exceeds 0.5
     (train/regularizers.py)."""
     fast_vae: bool = True
-    """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last)."""
+    """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last),
+    applied where they pay: on CUDA, VAE inputs of 512² and more (not Zero123's 256²; guidance/build.py)."""
     channels_last: bool = False
     """Run the UNet, VAE and ControlNets in channels_last (NHWC) memory format (CUDA only)."""
     compile: bool = True

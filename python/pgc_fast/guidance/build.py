@@ -137,9 +137,22 @@ def load_reference(cfg: GuidanceConfig, resolution: int, device: torch.device, s
     return ref.clamp(0, 1)
 
 
+# The smallest VAE input side at which ``fast_vae``'s levers are applied. They were measured paying at 1024²
+# (SDXL VAE encoder fwd+bwd 372 → 160 ms) and losing at 256² (the Zero123 SDS step 41.6 → 63.7 ms, where the VAE's
+# tensors are 16× smaller and the levers' extra launches and layout work dominate): benches/RESULTS.md, issue 21.
+# Both are CUDA figures; on the CPU the levers stay on at every size (frozen convolutions keep no input activations).
+FAST_VAE_MIN_RESOLUTION = 512
+
+
+def vae_levers_pay(resolution: int, device: torch.device) -> bool:
+    """Whether ``fast_vae``'s levers are applied to a VAE that sees ``resolution``² images on ``device``."""
+    return device.type != "cuda" or resolution >= FAST_VAE_MIN_RESOLUTION
+
+
 def apply_speed_levers(cfg: GuidanceConfig, models: ModelBundle, device: torch.device) -> tuple[ModelBundle, bool]:
     """The exact speed levers, in place: channels_last (CUDA) and the VAE levers of ``cfg.fast_vae``
-    (:mod:`pgc_fast.guidance.models.accel`). Returns the models and whether the VAE wants channels_last inputs."""
+    (:mod:`pgc_fast.guidance.models.accel`) where they pay (:func:`vae_levers_pay`).
+    Returns the models and whether the VAE wants channels_last inputs."""
     cuda = device.type == "cuda"
     if cfg.channels_last and cuda:
         # NHWC convolutions (cuDNN's fast path for half precision); see benches/RESULTS.md for the effect.
@@ -148,7 +161,7 @@ def apply_speed_levers(cfg: GuidanceConfig, models: ModelBundle, device: torch.d
                 m.to(memory_format=torch.channels_last)
     vae_channels_last = cfg.channels_last and cuda
     apply_unet_levers(cfg, models, device)
-    if cfg.fast_vae:
+    if cfg.fast_vae and vae_levers_pay(models.resolution, device):
         from pgc_fast.guidance.models.accel import use_chunked_attention, use_frozen_convs, use_fused_group_norm
 
         use_chunked_attention(models.vae)
