@@ -237,7 +237,9 @@ class GroupNormSiLUFunction(torch.autograd.Function):
         # Σ(x − m)² = Σ_k [S2_k + 2(s_k − m)·S1_k + n_k(s_k − m)²] over the (split, channel) pieces k.
         cpg = c // groups
         n_k = torch.full((n_splits,), float(pps), dtype=torch.float64, device=x.device)
-        n_k[-1] = hw - pps * (n_splits - 1)
+        # fill_ a slice, not `n_k[-1] = v`: that copies a CPU scalar tensor into device memory, a host sync per call
+        # (22 per SD VAE encoder step in benches/gpu_guidance.py's sync count; benches/RESULTS.md, issue 21).
+        n_k[-1:].fill_(float(hw - pps * (n_splits - 1)))
         sh, t1, t2 = shift.double(), s1.double(), s2.double()
         n_group = float(hw * cpg)
         tot = (t1 + n_k[None, :, None] * sh).sum(1)  # [B, C]

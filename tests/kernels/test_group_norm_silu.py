@@ -123,3 +123,21 @@ def test_bad_input(kw, match):
         group_norm_silu(torch.randn(1, 4, 3, 3), **args)
     with pytest.raises(ValueError, match="x must be"):
         group_norm_silu(torch.zeros(3, dtype=torch.int64), 1)
+
+
+@needs_triton
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a host sync exists on CUDA only")
+def test_no_host_sync_on_cuda():
+    """Forward + backward never wait for the device: benches/gpu_guidance.py counted 22 syncs per SD VAE step
+    (one per GroupNorm: ``n_k[-1] = v`` copies a CPU scalar into device memory; on the CPU torch fills in place,
+    so only a CUDA run can see it)."""
+    x = torch.randn(2, 8, 7, 5, device="cuda", requires_grad=True)
+    w, b = torch.randn(8, device="cuda"), torch.randn(8, device="cuda")
+    dy = torch.randn_like(x)
+    group_norm_silu(x, 4, w, b, silu=True, backend="triton").backward(dy)  # Triton's first launch compiles
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        group_norm_silu(x, 4, w, b, silu=True, backend="triton").backward(dy)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

@@ -296,7 +296,7 @@ class GuidanceConfig:
     (train/regularizers.py)."""
     fast_vae: bool = True
     """Exact VAE speed levers (chunked head-dim-512 attention, frozen convs, Triton GroupNorm+SiLU, channels_last),
-    applied where they pay: on CUDA, VAE inputs of 512² and more (not Zero123's 256²; guidance/build.py)."""
+    applied where they were measured to pay: on CUDA, VAE inputs of 1024² and more (SDXL; guidance/build.py)."""
     channels_last: bool = False
     """Run the UNet, VAE and ControlNets in channels_last (NHWC) memory format (CUDA only)."""
     compile: bool = True

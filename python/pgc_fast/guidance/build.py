@@ -137,11 +137,13 @@ def load_reference(cfg: GuidanceConfig, resolution: int, device: torch.device, s
     return ref.clamp(0, 1)
 
 
-# The smallest VAE input side at which ``fast_vae``'s levers are applied. They were measured paying at 1024²
-# (SDXL VAE encoder fwd+bwd 372 → 160 ms) and losing at 256² (the Zero123 SDS step 41.6 → 63.7 ms, where the VAE's
-# tensors are 16× smaller and the levers' extra launches and layout work dominate): benches/RESULTS.md, issue 21.
-# Both are CUDA figures; on the CPU the levers stay on at every size (frozen convolutions keep no input activations).
-FAST_VAE_MIN_RESOLUTION = 512
+# The smallest VAE input side at which ``fast_vae``'s levers are applied: where they were measured to pay
+# (benches/RESULTS.md, issue 21, H100). At 1024² (SDXL) the VAE encoder fwd+bwd takes 160 ms with them, 372 ms
+# without. At 512² (SD 1.5, 4 views) the whole SDS step takes 156.5 ms with them, 135.8 without. At 256² (Zero123)
+# it takes 63.7 with them, 41.6 without. The smaller the tensors, the more the levers' extra launches (and, in
+# those runs, one host sync per GroupNorm, since removed and not yet re-measured) cost against what they save.
+# On the CPU the levers stay on at every size: frozen convolutions keep no input activations.
+FAST_VAE_MIN_RESOLUTION = 1024
 
 
 def vae_levers_pay(resolution: int, device: torch.device) -> bool:
