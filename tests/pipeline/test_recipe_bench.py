@@ -38,3 +38,25 @@ def test_fast_recipe_runs_generate_and_reports_the_phases(tmp_path, capsys):
     m = json.loads((tmp_path / "out" / "metrics_fast_run1.json").read_text())
     assert m["steps"] == 2 and m["wall_s"] >= m["total_s"] > 0
     assert set(m["phases_grouped_s"]) == {"load", "compile", "steps", "export", "turntable", "report"}
+
+
+def test_weights_dir_writes_the_model_and_the_run_loads_it(tmp_path, monkeypatch):
+    """--weights-dir: the built-in model is written as a user's downloaded directories (fp16 would be the GPU's;
+    fp32 here), and the generate run loads it from there through the real loading path."""
+    from pgc_fast.apps.demo import make_demo_mesh
+    from pgc_fast.mesh import save_mesh
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the runs' workspaces land here
+    save_mesh(make_demo_mesh(12, 6), tmp_path / "m.obj")
+    weights = tmp_path / "weights"
+    flags = "--res_fine 32 --output.turntable_frames 2 --output.turntable_resolution 32 --texture.export_resolution 64"
+    argv = ["--recipe", "fast", "--model", "tiny-sd", "--device", "cpu", "--iters", "2", "--runs", "1"]
+    argv += ["--mesh", str(tmp_path / "m.obj"), "--flags", flags, "--out", str(tmp_path / "out")]
+    assert R.main([*argv, "--weights-dir", str(weights)]) == 0
+    for part in ("base/unet", "base/text_encoder", "base/tokenizer", "base/scheduler", "vae", "controlnet-depth"):
+        assert (weights / part).is_dir(), part
+    assert list((weights / "base" / "unet").glob("*.safetensors"))
+    assert "weights from local safetensors" in (tmp_path / "out" / "gpu_recipe_fast.md").read_text()
+    (config,) = tmp_path.glob("pgc_recipe_*/run1/config.yaml")
+    text = config.read_text()
+    assert str(weights / "base") in text and f"depth={weights / 'controlnet-depth'}" in text
