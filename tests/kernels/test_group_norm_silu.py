@@ -71,6 +71,9 @@ def test_low_precision_within_twice_reference_error(dtype):
 
 
 @needs_triton
+# A tile's masked lanes load x = 0, so at mean 100 and std 0.01 their a = (0 − μ)·r·γ + β is ~−1e4 and sigmoid's exp
+# overflows. On a GPU that is inf → sigmoid 0 in lanes that are never stored; the interpreter's numpy warns.
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
 def test_module_drop_in_and_large_mean():
     gn = torch.nn.GroupNorm(4, 16).to(DEV)
     torch.nn.init.normal_(gn.weight)
