@@ -81,8 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="directory to write (base/, vae/, controlnet-<kind>/)")
     a = ap.parse_args(argv)
     kinds = [k for k in a.controlnets.split(",") if k]
+    if os.path.exists(os.path.join(a.out, "base")):
+        raise SystemExit(
+            f"save_builtin_weights.py: --out {a.out} holds a model already (base/); use an empty directory"
+        )
     t0 = time.perf_counter()
-    n = save_builtin(a.model, a.out, controlnets=kinds, device=a.device, dtype=DTYPES[a.dtype])
+    try:
+        n = save_builtin(a.model, a.out, controlnets=kinds, device=a.device, dtype=DTYPES[a.dtype])
+    except ValueError as e:  # an unknown built-in name: build_builtin's one-line message
+        raise SystemExit(f"save_builtin_weights.py: {e}") from None
     print(f"wrote {n / 2**30:.2f} GiB of {a.model} to {a.out} in {time.perf_counter() - t0:.1f} s (pages dropped)")
     print("generate flags: " + " ".join(local_flags(a.out, kinds)))
     return 0
