@@ -39,12 +39,12 @@ from _gpu_common import COMMAND_A, commit, emit, out_file, panda_argv
 RECIPE_ITERS = 1200  # command A's iterations (the original's README)
 
 
-def generate_argv(a, workspace: str) -> list[str]:
+def generate_argv(a, workspace: str, weight_flags: list[str] | tuple[str, ...] = ()) -> list[str]:
     if a.recipe == "A":
         base = [*COMMAND_A, "--bs", "4", "--iters", str(a.iters)]
     else:
         base = ["--preset", "texture-fast"] + (["--iters", str(a.iters)] if a.iters else [])
-    extra = shlex.split(a.flags) + a.weight_flags
+    extra = shlex.split(a.flags) + list(weight_flags)
     return panda_argv(base, mesh=a.mesh, model=a.model, device=a.device, workspace=workspace, extra=extra)
 
 
@@ -121,23 +121,16 @@ def local_weights(a) -> list[str]:
     load it."""
     from save_builtin_weights import local_flags
 
-    kinds = list(resolved(generate_argv_plain(a)).guidance.controlnets)
+    kinds = list(resolved(generate_argv(a, tempfile.gettempdir())).guidance.controlnets)
     if not os.path.isfile(os.path.join(a.weights_dir, "base", "model_index.json")):
         dtype = "fp16" if a.device == "cuda" else "fp32"
         here = os.path.dirname(os.path.abspath(__file__))
         cmd = [sys.executable, os.path.join(here, "save_builtin_weights.py"), "--model", a.model, "--device", a.device]
         cmd += ["--dtype", dtype, "--controlnets", ",".join(kinds), "--out", a.weights_dir]
-        subprocess.run(cmd, check=True)
+        rc = subprocess.run(cmd).returncode
+        if rc != 0:
+            raise SystemExit(f"gpu_recipe.py: save_builtin_weights.py exited with {rc} (its message is above)")
     return local_flags(a.weights_dir, kinds)
-
-
-def generate_argv_plain(a) -> list[str]:
-    """The recipe's argv without the local-weights flags (to read which ControlNets it needs)."""
-    saved, a.weight_flags = getattr(a, "weight_flags", []), []
-    try:
-        return generate_argv(a, tempfile.gettempdir())
-    finally:
-        a.weight_flags = saved
 
 
 def fresh_env(a) -> dict[str, str]:
@@ -169,12 +162,12 @@ def main(argv=None) -> int:
     a.model = a.model or ("sdxl-random" if a.recipe == "A" else "sd15-random")
     if a.recipe == "A" and a.iters is None:
         a.iters = 60
-    a.weight_flags = local_weights(a) if a.weights_dir else []
     a.mesh = os.path.abspath(a.mesh)
+    weight_flags = local_weights(a) if a.weights_dir else []
     env, tmp = fresh_env(a), tempfile.mkdtemp(prefix="pgc_recipe_")
     rows, projections = [], []
     for i in range(a.runs):
-        argv_i = generate_argv(a, os.path.join(tmp, f"run{i + 1}"))
+        argv_i = generate_argv(a, os.path.join(tmp, f"run{i + 1}"), weight_flags)
         cfg = resolved(argv_i)
         m = run_once(a, argv_i, env, os.path.join(tmp, f"run{i + 1}.log"))
         iters = cfg.optim.iters

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,15 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="directory to write (base/, vae/, controlnet-<kind>/)")
     a = ap.parse_args(argv)
     kinds = [k for k in a.controlnets.split(",") if k]
-    if os.path.exists(os.path.join(a.out, "base")):
-        raise SystemExit(
-            f"save_builtin_weights.py: --out {a.out} holds a model already (base/); use an empty directory"
-        )
+    if os.path.exists(a.out) and (not os.path.isdir(a.out) or os.listdir(a.out)):
+        raise SystemExit(f"save_builtin_weights.py: --out must be a new or empty directory, got {a.out!r}")
     t0 = time.perf_counter()
-    try:
-        n = save_builtin(a.model, a.out, controlnets=kinds, device=a.device, dtype=DTYPES[a.dtype])
+    partial = tempfile.mkdtemp(prefix=".partial_", dir=os.path.dirname(os.path.abspath(a.out)))
+    try:  # written beside --out, renamed into place when complete: a failed run leaves no half-written model
+        n = save_builtin(a.model, partial, controlnets=kinds, device=a.device, dtype=DTYPES[a.dtype])
+        if os.path.isdir(a.out):
+            os.rmdir(a.out)
+        os.replace(partial, a.out)
     except ValueError as e:  # an unknown built-in name: build_builtin's one-line message
         raise SystemExit(f"save_builtin_weights.py: {e}") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     print(f"wrote {n / 2**30:.2f} GiB of {a.model} to {a.out} in {time.perf_counter() - t0:.1f} s (pages dropped)")
     print("generate flags: " + " ".join(local_flags(a.out, kinds)))
     return 0

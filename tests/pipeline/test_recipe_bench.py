@@ -60,3 +60,15 @@ def test_weights_dir_writes_the_model_and_the_run_loads_it(tmp_path, monkeypatch
     (config,) = tmp_path.glob("pgc_recipe_*/run1/config.yaml")
     text = config.read_text()
     assert str(weights / "base") in text and f"depth={weights / 'controlnet-depth'}" in text
+
+
+def test_save_builtin_weights_refuses_bad_input_in_one_line(tmp_path):
+    import save_builtin_weights as S
+
+    with pytest.raises(SystemExit, match=r"^save_builtin_weights\.py: build_builtin\(\): name must be one of"):
+        S.main(["--model", "no-such-model", "--device", "cpu", "--dtype", "fp32", "--out", str(tmp_path / "w")])
+    assert not (tmp_path / "w").exists() and [p.name for p in tmp_path.iterdir()] == []  # nothing half-written
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(SystemExit, match=r"^save_builtin_weights\.py: --out must be a new or empty directory"):
+        S.main(["--model", "tiny-sd", "--device", "cpu", "--out", str(tmp_path / "full")])
